@@ -1,0 +1,150 @@
+"""econe.conf, read once into a typed object.
+
+The file is YAML with the seed's Ruby-symbol keys (`:host: localhost`); plain keys
+(`host: localhost`) work too. Every key is documented in etc/econe.conf.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from econe.paths import data_dir
+
+AUTH_MODES = ("ec2", "x509", "remote")
+CORE_AUTH_MODES = ("cipher", "x509")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says which key and why."""
+
+
+def _default_ec2_auth() -> str:
+    if os.environ.get("ONE_CIPHER_AUTH"):
+        return os.environ["ONE_CIPHER_AUTH"]
+    if os.environ.get("ONE_LOCATION"):
+        return os.path.join(os.environ["ONE_LOCATION"], "var", ".one", "ec2_auth")
+    return "/var/lib/one/.one/ec2_auth"
+
+
+@dataclass
+class Config:
+    # server
+    one_xmlrpc: str = "http://localhost:2633/RPC2"
+    host: str = "localhost"
+    port: int = 4567
+    ssl_server: str | None = None
+    one_timeout: float = 30.0
+    max_body_size: int = 1024 * 1024
+    region: str = "opennebula"
+    # auth
+    auth: str = "ec2"
+    core_auth: str = "cipher"
+    ec2_auth: str = field(default_factory=_default_ec2_auth)
+    server_x509_auth: str | None = None
+    trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    signature_window: int = 900
+    user_cache_ttl: float = 60.0
+    # log
+    debug_level: int = 3
+    log_file: str | None = None
+    # resources
+    cluster_id: int | None = None
+    datastore_id: int = 1
+    tmpdir: str = "/var/tmp"
+    upload_max_size: int = 64 * 1024**3
+    instance_types: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {"m1.small": {"template": "m1.small.j2"}}
+    )
+    template_location: str = field(default_factory=lambda: str(data_dir("templates")))
+    describe_with_terminated_instances: bool = True
+    terminated_instances_expiration_time: int = 900
+    ebs_fstype: str = "ext3"
+    # elastic IPs
+    elasticips_vnet_id: int | None = None
+    associate_script: str = "false"
+    disassociate_script: str = "false"
+    script_timeout: float = 30.0
+    # where the config came from, for messages
+    source: str | None = None
+
+    @property
+    def public_endpoint(self) -> str:
+        return self.ssl_server or f"http://{self.host}:{self.port}"
+
+
+def _plain_keys(value: Any) -> Any:
+    """Ruby-symbol keys (`:host`, `:m1.small`) → plain keys, recursively."""
+    if isinstance(value, dict):
+        return {str(k).strip(":"): _plain_keys(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain_keys(v) for v in value]
+    return value
+
+
+def _coerce(name: str, kind: Any, value: Any) -> Any:
+    text = str(kind)
+    if value is None:
+        return None
+    try:
+        if text.startswith("int") or text == "<class 'int'>":
+            return int(value)
+        if text.startswith("float") or text == "<class 'float'>":
+            return float(value)
+        if text.startswith("bool") or text == "<class 'bool'>":
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes", "on")
+            return bool(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f":{name}: must be a number, not {value!r}") from exc
+    if "list" in text and isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Config:
+    """Read `path` (YAML), apply overrides, check the values."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
+        if not isinstance(raw, dict):
+            raise ConfigError(f"configuration {path} is not a YAML mapping")
+    raw = _plain_keys(raw)
+    if "server" in raw and "host" not in raw:  # 3.4 name of :host:
+        raw["host"] = raw.pop("server")
+    raw.pop("server", None)
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    known = {f.name: f for f in fields(Config)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown configuration key(s): {', '.join(':' + k + ':' for k in unknown)}")
+    values = {k: _coerce(k, known[k].type, v) for k, v in raw.items()}
+    cfg = Config(**values, source=str(path) if path else None)
+    if cfg.auth not in AUTH_MODES:
+        raise ConfigError(f":auth: must be one of {', '.join(AUTH_MODES)}, not {cfg.auth!r}")
+    if cfg.core_auth not in CORE_AUTH_MODES:
+        raise ConfigError(
+            f":core_auth: must be one of {', '.join(CORE_AUTH_MODES)}, not {cfg.core_auth!r}"
+        )
+    if not 0 <= cfg.debug_level <= 3:
+        raise ConfigError(":debug_level: must be 0 (ERROR) to 3 (DEBUG)")
+    for name, spec in cfg.instance_types.items():
+        if not isinstance(spec, dict):
+            raise ConfigError(f":instance_types: entry {name!r} must be a mapping with :template:")
+    return cfg
+
+
+def default_config_path() -> Path | None:
+    """`$ONE_LOCATION/etc/econe.conf`, `/etc/one/econe.conf`, then the shipped etc/econe.conf."""
+    candidates = []
+    if os.environ.get("ONE_LOCATION"):
+        candidates.append(Path(os.environ["ONE_LOCATION"]) / "etc" / "econe.conf")
+    candidates += [Path("/etc/one/econe.conf"), data_dir("etc") / "econe.conf"]
+    return next((p for p in candidates if p.exists()), None)
