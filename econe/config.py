@@ -124,7 +124,9 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
     known = {f.name: f for f in fields(Config)}
     unknown = sorted(set(raw) - set(known))
     if unknown:
-        raise ConfigError(f"unknown configuration key(s): {', '.join(':' + k + ':' for k in unknown)}")
+        raise ConfigError(
+            f"unknown configuration key(s): {', '.join(':' + k + ':' for k in unknown)}"
+        )
     values = {k: _coerce(k, known[k].type, v) for k, v in raw.items()}
     cfg = Config(**values, source=str(path) if path else None)
     if cfg.auth not in AUTH_MODES:

@@ -1,0 +1,312 @@
+"""`econe-server run|start|stop|restart|status`: the EC2 Query server's command line.
+
+`run` serves in the foreground; `start` runs the same thing as a daemon with a pid file and a
+log file (the seed's "Starting the Cloud Service"); `run --simulator` brings up onesim with the
+demo cloud in the same process, so econe can be tried without an OpenNebula cloud.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from econe.config import Config, ConfigError, default_config_path, load_config
+from econe.logs import setup_logging
+
+DEMO_USER = "demo"
+DEMO_PASSWORD = "demo"
+DEMO_ELASTIC_IP_VNET = 1
+
+
+def _var_dir() -> Path:
+    if os.environ.get("ONE_LOCATION"):
+        return Path(os.environ["ONE_LOCATION"]) / "var"
+    return Path("/var/run/one")
+
+
+def _default_pid_file() -> Path:
+    return _var_dir() / "econe-server.pid"
+
+
+def _default_log_file() -> Path:
+    if os.environ.get("ONE_LOCATION"):
+        return Path(os.environ["ONE_LOCATION"]) / "var" / "econe-server.log"
+    return Path("/var/log/one/econe-server.log")
+
+
+def _port_busy(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def _wait_for_port(host: str, port: int, proc: subprocess.Popen | None, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if _port_busy(host, port):
+            return True
+        if proc is not None and proc.poll() is not None:
+            return False
+        time.sleep(0.1)
+    return False
+
+
+def _load(args: argparse.Namespace, **overrides) -> Config:
+    path = args.config or default_config_path()
+    return load_config(path, host=args.host, port=args.port, **overrides)
+
+
+def _start_simulator(args: argparse.Namespace):
+    """Start onesim with the demo cloud; return (sim, config overrides)."""
+    from onesim.server import SimServer
+
+    state_dir = Path(args.state_dir).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    sim = SimServer(
+        str(state_dir), host="127.0.0.1", port=args.sim_port, seed="demo", speed=args.sim_speed
+    )
+    sim.start()
+    scripts = Path(__file__).resolve().parent / "scripts"
+    overrides = {
+        "one_xmlrpc": sim.url,
+        "ec2_auth": str(state_dir / ".one" / "ec2_auth"),
+        "elasticips_vnet_id": DEMO_ELASTIC_IP_VNET,
+        "tmpdir": str(state_dir / "upload"),
+    }
+    recorder = scripts / "record-elastic-ip-call"
+    if recorder.exists():
+        overrides["associate_script"] = f"{recorder} associate"
+        overrides["disassociate_script"] = f"{recorder} disassociate"
+    (state_dir / "upload").mkdir(exist_ok=True)
+    return sim, overrides
+
+
+def _print_demo_banner(cfg: Config) -> None:
+    secret = hashlib.sha256(DEMO_PASSWORD.encode()).hexdigest()
+    url = f"http://{cfg.host}:{cfg.port}"
+    print(
+        "econe demo cloud is up (onesim, an OpenNebula 7.4 simulator, behind the EC2 gateway)\n"
+        f"  endpoint:    {url}\n"
+        f"  access key:  {DEMO_USER}\n"
+        f"  secret key:  {secret}   (sha256 of the OpenNebula password '{DEMO_PASSWORD}')\n"
+        f"  region:      {cfg.region}\n"
+        "Try:\n"
+        f"  AWS_ACCESS_KEY_ID={DEMO_USER} AWS_SECRET_ACCESS_KEY={secret} "
+        f"aws ec2 describe-instances --endpoint-url {url} --region {cfg.region}\n",
+        flush=True,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    sim = None
+    try:
+        overrides = {}
+        if args.simulator:
+            if args.host is None:
+                args.host = "127.0.0.1"
+            sim, overrides = _start_simulator(args)
+        cfg = _load(args, **overrides)
+    except ConfigError as exc:
+        print(f"econe-server: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(cfg.debug_level, args.log_file or cfg.log_file)
+    if _port_busy(cfg.host, cfg.port):
+        print(f"econe-server: port {cfg.host}:{cfg.port} is busy", file=sys.stderr)
+        return 1
+    from econe.app import create_app
+    from econe.one.session import ServerCipherSessions, SessionConfigError
+
+    try:
+        if cfg.core_auth == "cipher":
+            ServerCipherSessions(cfg.ec2_auth)  # refuse to start on a missing or open ec2_auth
+        app = create_app(cfg)
+    except (SessionConfigError, ConfigError) as exc:
+        print(f"econe-server: {exc}", file=sys.stderr)
+        if sim is not None:
+            sim.stop()
+        return 2
+    if args.simulator:
+        _print_demo_banner(cfg)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host=cfg.host, port=cfg.port, log_config=None, access_log=False)
+    )
+    try:
+        server.run()
+    finally:
+        if sim is not None:
+            sim.stop()
+    return 0
+
+
+def _read_pid(pid_file: Path) -> int | None:
+    try:
+        pid = int(pid_file.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass
+    return pid
+
+
+def cmd_start(args: argparse.Namespace) -> int:
+    pid_file = Path(args.pid_file or _default_pid_file())
+    log_file = Path(args.log_file or _default_log_file())
+    if _read_pid(pid_file):
+        print(f"econe-server is already running (pid file {pid_file})", file=sys.stderr)
+        return 1
+    try:
+        cfg = _load(args)
+    except ConfigError as exc:
+        print(f"econe-server: {exc}", file=sys.stderr)
+        return 2
+    host = "127.0.0.1" if args.simulator and args.host is None else cfg.host
+    for path in (pid_file, log_file):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "econe.server_cli", "run", "--log-file", str(log_file)]
+    cmd += _passthrough(args)
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+    pid_file.write_text(f"{proc.pid}\n")
+    if not _wait_for_port(host, cfg.port, proc, timeout=30):
+        pid_file.unlink(missing_ok=True)
+        proc.terminate()
+        print(f"econe-server failed to start; see {log_file}", file=sys.stderr)
+        return 1
+    print(f"econe-server started (pid {proc.pid}), listening on {host}:{cfg.port}, log {log_file}")
+    return 0
+
+
+def cmd_stop(args: argparse.Namespace) -> int:
+    pid_file = Path(args.pid_file or _default_pid_file())
+    pid = _read_pid(pid_file)
+    if pid is None:
+        print("econe-server is not running", file=sys.stderr)
+        pid_file.unlink(missing_ok=True)
+        return 1
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and _read_pid(pid_file):
+        time.sleep(0.1)
+    if _read_pid(pid_file):
+        os.kill(pid, signal.SIGKILL)
+    pid_file.unlink(missing_ok=True)
+    print(f"econe-server stopped (pid {pid})")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    pid = _read_pid(Path(args.pid_file or _default_pid_file()))
+    if pid is None:
+        print("econe-server is not running")
+        return 3
+    print(f"econe-server is running (pid {pid})")
+    return 0
+
+
+def cmd_restart(args: argparse.Namespace) -> int:
+    if _read_pid(Path(args.pid_file or _default_pid_file())):
+        cmd_stop(args)
+    return cmd_start(args)
+
+
+def _passthrough(args: argparse.Namespace) -> list[str]:
+    out: list[str] = []
+    for flag in ("config", "host", "port", "sim_port", "state_dir", "sim_speed"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            out += [f"--{flag.replace('_', '-')}", str(value)]
+    if args.simulator:
+        out.append("--simulator")
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="econe-server", description="Amazon EC2 Query API server for OpenNebula."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, helptext in (
+        ("run", "serve in the foreground"),
+        ("start", "start as a daemon (pid file, log file)"),
+        ("stop", "stop the daemon"),
+        ("restart", "stop, then start the daemon"),
+        ("status", "tell whether the daemon runs (exit 0) or not (exit 3)"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument(
+            "--config",
+            help="econe.conf (default: $ONE_LOCATION/etc/econe.conf, "
+            "/etc/one/econe.conf, then the shipped etc/econe.conf)",
+        )
+        p.add_argument("--host", help="listen address (overrides :host:)")
+        p.add_argument("--port", type=int, help="listen port (overrides :port:; default 4567)")
+        p.add_argument(
+            "--simulator",
+            action="store_true",
+            help="start onesim with the demo cloud and serve it (the demo mode)",
+        )
+        p.add_argument(
+            "--sim-port",
+            type=int,
+            default=None,
+            help="onesim's XML-RPC port with --simulator (default 2633)",
+        )
+        p.add_argument(
+            "--state-dir",
+            default=None,
+            help="onesim state directory with --simulator (default ./var/demo)",
+        )
+        p.add_argument(
+            "--sim-speed",
+            type=float,
+            default=None,
+            help="seconds per VM life-cycle step in onesim (default 1; 0 = instant)",
+        )
+        p.add_argument(
+            "--pid-file",
+            help="daemon pid file (default /var/run/one/econe-server.pid"
+            " or $ONE_LOCATION/var/econe-server.pid)",
+        )
+        p.add_argument(
+            "--log-file",
+            help="log file (default /var/log/one/econe-server.log or "
+            "$ONE_LOCATION/var/econe-server.log; `run` logs to stderr)",
+        )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "run" and args.simulator:
+        args.sim_port = 2633 if args.sim_port is None else args.sim_port
+        args.state_dir = args.state_dir or "var/demo"
+        args.sim_speed = 1.0 if args.sim_speed is None else args.sim_speed
+    handler = {
+        "run": cmd_run,
+        "start": cmd_start,
+        "stop": cmd_stop,
+        "restart": cmd_restart,
+        "status": cmd_status,
+    }[args.command]
+    return handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
