@@ -1,0 +1,133 @@
+"""End-to-end fixtures: `econe-server run --simulator` started as a user starts it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config as BotoConfig
+
+DEMO_SECRET = hashlib.sha256(b"demo").hexdigest()
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"econe-server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("econe-server did not open its port")
+
+
+@dataclass
+class Demo:
+    url: str
+    port: int
+    sim_url: str
+    state_dir: Path
+    log: Path
+    banner: str
+
+    def client(self, user: str = "demo", secret: str = DEMO_SECRET, **cfg) -> object:
+        return boto3.client(
+            "ec2",
+            endpoint_url=self.url,
+            region_name="opennebula",
+            aws_access_key_id=user,
+            aws_secret_access_key=secret,
+            config=BotoConfig(retries={"max_attempts": 1}, **cfg),
+        )
+
+    def one_auth(self) -> str:
+        return (self.state_dir / ".one" / "one_auth").read_text().strip()
+
+
+def start_demo(tmp: Path, speed: str = "0.05", extra: list[str] | None = None):
+    port, sim_port = free_port(), free_port()
+    state = tmp / "state"
+    log = tmp / "server.log"
+    cmd = [
+        str(BIN / "econe-server"),
+        "run",
+        "--simulator",
+        "--port",
+        str(port),
+        "--sim-port",
+        str(sim_port),
+        "--state-dir",
+        str(state),
+        "--sim-speed",
+        speed,
+    ]
+    cmd += extra or []
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    out = open(log, "wb")
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp)
+    try:
+        wait_for_port(port, proc)
+    except RuntimeError as exc:
+        proc.kill()
+        raise RuntimeError(f"{exc}\n--- server log ---\n{log.read_text()}") from exc
+    demo = Demo(
+        f"http://127.0.0.1:{port}",
+        port,
+        f"http://127.0.0.1:{sim_port}/RPC2",
+        state,
+        log,
+        log.read_text(),
+    )
+    return proc, demo
+
+
+def stop_demo(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory) -> Iterator[Demo]:
+    proc, d = start_demo(tmp_path_factory.mktemp("demo"))
+    yield d
+    stop_demo(proc)
+
+
+@pytest.fixture(scope="session")
+def ec2(demo):
+    return demo.client()
+
+
+def wait_state(ec2, instance_ids, state: str, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while True:
+        res = ec2.describe_instances(InstanceIds=list(instance_ids))
+        states = {
+            i["InstanceId"]: i["State"]["Name"] for r in res["Reservations"] for i in r["Instances"]
+        }
+        if all(states.get(i) == state for i in instance_ids):
+            return res
+        if time.monotonic() > deadline:
+            raise AssertionError(f"instances did not reach {state}: {states}")
+        time.sleep(0.1)

@@ -1,0 +1,222 @@
+"""Instances and images end to end: boto3 (SigV4 and SigV2) against `econe-server run --simulator`."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+import xmlrpc.client
+
+import pytest
+from botocore.exceptions import ClientError
+from lxml import etree
+
+from tests.e2e.conftest import DEMO_SECRET, wait_state
+
+
+def error_of(excinfo) -> tuple[str, int]:
+    err = excinfo.value.response
+    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def oneadmin(demo):
+    return xmlrpc.client.ServerProxy(demo.sim_url), demo.one_auth()
+
+
+def vm_xml(demo, instance_id: str) -> etree._Element:
+    proxy, session = oneadmin(demo)
+    ok, body, *_ = proxy.one.vm.info(session, int(instance_id.split("-")[1]))
+    assert ok, body
+    return etree.fromstring(body.encode())
+
+
+def test_demo_image_is_an_ami(ec2):
+    images = ec2.describe_images()["Images"]
+    assert images, "the demo cloud registers its image as an AMI"
+    assert all(i["ImageId"].startswith("ami-") for i in images)
+    assert {i["State"] for i in images} == {"available"}
+
+
+def test_full_life_cycle(ec2):
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    res = ec2.run_instances(ImageId=ami, MinCount=2, MaxCount=2, InstanceType="m1.small")
+    ids = [i["InstanceId"] for i in res["Instances"]]
+    assert len(ids) == 2 and res["ReservationId"].startswith("r-")
+    assert all(i["State"]["Name"] == "pending" for i in res["Instances"])
+
+    running = wait_state(ec2, ids, "running")
+    instances = [i for r in running["Reservations"] for i in r["Instances"]]
+    assert all(i["PrivateIpAddress"].startswith("10.") for i in instances)
+    assert {i["InstanceType"] for i in instances} == {"m1.small"}
+    assert {i["ImageId"] for i in instances} == {ami}
+    assert all(i["LaunchTime"].tzinfo is not None for i in instances)
+
+    stopping = ec2.stop_instances(InstanceIds=ids)["StoppingInstances"]
+    assert {s["PreviousState"]["Name"] for s in stopping} == {"running"}
+    wait_state(ec2, ids, "stopped")
+    started = ec2.start_instances(InstanceIds=ids)["StartingInstances"]
+    assert {s["PreviousState"]["Name"] for s in started} == {"stopped"}
+    wait_state(ec2, ids, "running")
+    ec2.reboot_instances(InstanceIds=ids)
+    wait_state(ec2, ids, "running")
+
+    gone = ec2.terminate_instances(InstanceIds=ids)["TerminatingInstances"]
+    assert {g["InstanceId"] for g in gone} == set(ids)
+    assert {g["PreviousState"]["Name"] for g in gone} == {"running"}
+    wait_state(ec2, ids, "terminated")
+    # Terminating again succeeds, as on EC2.
+    again = ec2.terminate_instances(InstanceIds=ids)["TerminatingInstances"]
+    assert {g["CurrentState"]["Name"] for g in again} == {"terminated"}
+
+
+def test_filters(ec2):
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    found = ec2.describe_instances(Filters=[{"Name": "instance-id", "Values": [iid]}])
+    assert [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]] == [iid]
+    by_type = ec2.describe_instances(Filters=[{"Name": "instance-type", "Values": ["nope"]}])
+    assert by_type["Reservations"] == []
+    with pytest.raises(ClientError) as exc:
+        ec2.describe_instances(Filters=[{"Name": "bogus-filter", "Values": ["x"]}])
+    assert error_of(exc) == ("InvalidParameterValue", 400)
+    assert "bogus-filter" in exc.value.response["Error"]["Message"]
+
+
+def test_client_token_is_idempotent(ec2):
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    token = str(uuid.uuid4())
+    first = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, ClientToken=token)
+    second = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, ClientToken=token)
+    assert second["ReservationId"] == first["ReservationId"]
+    assert [i["InstanceId"] for i in second["Instances"]] == [
+        i["InstanceId"] for i in first["Instances"]
+    ]
+
+
+def test_user_data_reaches_cloud_init_context(ec2, demo):
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    cloud_config = '#cloud-config\nruncmd:\n - echo "hi" ]\n'
+    iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, UserData=cloud_config)[
+        "Instances"
+    ][0]["InstanceId"]
+    ctx = vm_xml(demo, iid).find("TEMPLATE/CONTEXT")
+    assert ctx.findtext("USERDATA_ENCODING") == "base64"
+    assert base64.b64decode(ctx.findtext("USERDATA")).decode() == cloud_config
+    assert base64.b64decode(ctx.findtext("EC2_USER_DATA")).decode() == cloud_config
+
+
+def test_template_injection_is_inert(ec2, demo):
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    evil = 'x" ]\nCPU = "64"\nMEMORY="99999" NIC=[NETWORK_ID="1"] \\'
+    iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, ClientToken=evil)["Instances"][0][
+        "InstanceId"
+    ]
+    vm = vm_xml(demo, iid)
+    assert vm.findtext("USER_TEMPLATE/EC2_CLIENT_TOKEN") == evil
+    assert vm.findtext("TEMPLATE/CPU") != "64"
+    assert vm.findtext("TEMPLATE/MEMORY") != "99999"
+    assert [n.findtext("NETWORK_ID") for n in vm.findall("TEMPLATE/NIC")] == ["0"]
+
+
+@pytest.mark.parametrize(
+    "call, code, status",
+    [
+        (
+            lambda c: c.describe_instances(InstanceIds=["i-nothex!"]),
+            "InvalidInstanceID.Malformed",
+            400,
+        ),
+        (
+            lambda c: c.describe_instances(InstanceIds=["i-99999999"]),
+            "InvalidInstanceID.NotFound",
+            400,
+        ),
+        (
+            lambda c: c.terminate_instances(InstanceIds=["i-99999999"]),
+            "InvalidInstanceID.NotFound",
+            400,
+        ),
+        (lambda c: c.describe_images(ImageIds=["ami-zz"]), "InvalidAMIID.Malformed", 400),
+        (lambda c: c.describe_images(ImageIds=["ami-99999999"]), "InvalidAMIID.NotFound", 400),
+        (
+            lambda c: c.run_instances(ImageId="ami-99999999", MinCount=1, MaxCount=1),
+            "InvalidAMIID.NotFound",
+            400,
+        ),
+        (
+            lambda c: c.run_instances(
+                ImageId="ami-00000000", MinCount=1, MaxCount=1, InstanceType="x9.huge"
+            ),
+            "InvalidParameterValue",
+            400,
+        ),
+        (
+            lambda c: c.run_instances(ImageId="ami-00000000", MinCount=3, MaxCount=1),
+            "InvalidParameterValue",
+            400,
+        ),
+        (
+            lambda c: c.run_instances(
+                ImageId="ami-00000000",
+                MinCount=1,
+                MaxCount=1,
+                UserData="!!notbase64",
+            ),
+            "InvalidParameterValue",
+            400,
+        ),
+    ],
+)
+def test_error_codes(ec2, call, code, status):
+    with pytest.raises(ClientError) as exc:
+        call(ec2)
+    assert error_of(exc) == (code, status)
+
+
+def test_wrong_secret_and_unknown_user(demo):
+    with pytest.raises(ClientError) as exc:
+        demo.client(secret="0" * 64).describe_instances()
+    assert error_of(exc) == ("SignatureDoesNotMatch", 403)
+    with pytest.raises(ClientError) as exc:
+        demo.client(user="nobody").describe_instances()
+    assert error_of(exc) == ("AuthFailure", 401)
+
+
+def test_sigv2_client(demo):
+    v2 = demo.client(signature_version="v2")
+    assert v2.describe_images()["Images"]
+    assert "Reservations" in v2.describe_instances()
+
+
+def test_regions_zones_and_account(ec2):
+    assert [r["RegionName"] for r in ec2.describe_regions()["Regions"]] == ["opennebula"]
+    zones = ec2.describe_availability_zones()["AvailabilityZones"]
+    assert zones and zones[0]["State"] == "available"
+    attrs = ec2.describe_account_attributes()["AccountAttributes"]
+    platforms = [a for a in attrs if a["AttributeName"] == "supported-platforms"]
+    assert platforms[0]["AttributeValues"] == [{"AttributeValue": "EC2"}]
+
+
+def test_users_are_isolated(ec2, demo):
+    proxy, session = oneadmin(demo)
+    name = f"eve{uuid.uuid4().hex[:6]}"
+    ok, uid, *_ = proxy.one.user.allocate(session, name, "evepw", "core", [1])
+    assert ok, uid
+    eve = demo.client(user=name, secret=hashlib.sha256(b"evepw").hexdigest())
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    mine = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    listed = [
+        i["InstanceId"] for r in eve.describe_instances()["Reservations"] for i in r["Instances"]
+    ]
+    assert mine not in listed
+    for call in (
+        lambda: eve.describe_instances(InstanceIds=[mine]),
+        lambda: eve.terminate_instances(InstanceIds=[mine]),
+        lambda: eve.stop_instances(InstanceIds=[mine]),
+    ):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert error_of(exc)[0] in ("InvalidInstanceID.NotFound", "UnauthorizedOperation")
+    assert DEMO_SECRET != hashlib.sha256(b"evepw").hexdigest()
+    state = ec2.describe_instances(InstanceIds=[mine])["Reservations"][0]["Instances"][0]["State"]
+    assert state["Name"] in ("pending", "running")
