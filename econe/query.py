@@ -1,0 +1,263 @@
+"""EC2 Query wire codec: form/query parameters <-> nested JSON bodies.
+
+Pure functions, no framework. The front middleware calls `parse_params` on the raw request,
+`unflatten` to turn `Filter.1.Value.2` keys into nested lists/dicts and `coerce` to type the
+strings by the action's (already $ref-resolved) OpenAPI 3.0 request schema. `flatten` is the
+inverse, written the way botocore's EC2 serializer flattens, for tests and the client side.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import parse_qsl
+
+from econe.errors import Ec2Error
+
+# Parameters that carry authentication or request metadata, not action input.
+META_PARAMS = frozenset(
+    {
+        "Action",
+        "Version",
+        "AWSAccessKeyId",
+        "Signature",
+        "SignatureMethod",
+        "SignatureVersion",
+        "Timestamp",
+        "Expires",
+        "SecurityToken",
+    }
+)
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+_FORM = "application/x-www-form-urlencoded"
+_MULTIPART = "multipart/form-data"
+
+
+def _decode_pairs(text: str | bytes, where: str) -> list[tuple[str, str]]:
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise Ec2Error("InvalidParameterValue", f"The {where} is not valid UTF-8.") from exc
+    if not text:
+        return []
+    bad = _BAD_ESCAPE.search(text)
+    if bad:
+        raise Ec2Error(
+            "InvalidParameterValue",
+            f"The {where} has a malformed percent-encoding at position {bad.start()}.",
+        )
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise Ec2Error(
+            "InvalidParameterValue", f"The {where} has percent-encoded bytes that are not UTF-8."
+        ) from exc
+    except ValueError as exc:  # e.g. max_num_fields, NUL handling in some versions
+        raise Ec2Error("InvalidParameterValue", f"The {where} is malformed.") from exc
+    return [(k, v) for k, v in pairs if k]
+
+
+def media_type(content_type: str | None) -> str:
+    """`application/x-www-form-urlencoded; charset=utf-8` -> `application/x-www-form-urlencoded`."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def parse_params(
+    method: str, query_string: str | bytes, body: bytes | str, content_type: str | None
+) -> dict[str, str]:
+    """Query string and form body merged into one dict (body after query: last key wins).
+
+    The body is read as a form when it says so, or when a POST has no content type at all (as
+    Rack did for the Ruby econe). Invalid UTF-8 or a broken `%XX` escape answer
+    InvalidParameterValue instead of failing later.
+    """
+    params = dict(_decode_pairs(query_string, "query string"))
+    kind = media_type(content_type)
+    if kind == _MULTIPART:
+        # Multipart bodies (the UploadImage `file` field) are decoded elsewhere once upload
+        # support lands; until then they are refused here, clearly.
+        raise Ec2Error(
+            "InvalidParameterValue", "multipart/form-data request bodies are not supported yet."
+        )
+    if body and (kind == _FORM or (not kind and method.upper() == "POST")):
+        params.update(_decode_pairs(body, "request body"))
+    return params
+
+
+# ---------------------------------------------------------------------------- unflatten
+
+
+def is_meta_param(name: str) -> bool:
+    return name in META_PARAMS or name.lower().startswith("x-amz-")
+
+
+def _wire_name(path: Iterable[str | int]) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def _conflict(path: Iterable[str | int]) -> Ec2Error:
+    name = _wire_name(path)
+    return Ec2Error(
+        "InvalidParameterValue",
+        f"The parameter {name} is used both as a value and as a list or structure.",
+    )
+
+
+def unflatten(params: Mapping[str, str]) -> dict[str, Any]:
+    """`{"Filter.1.Value.2": "x"}` -> `{"Filter": [{"Value": ["x"]}]}`.
+
+    Digit segments are 1-based list indexes: gaps are allowed and items keep index order.
+    Meta parameters (Action, Version, signature fields, X-Amz-*) are left out.
+    """
+    root: dict[Any, Any] = {}
+    for key, value in params.items():
+        if is_meta_param(key):
+            continue
+        parts = key.split(".")
+        if any(p == "" for p in parts):
+            raise Ec2Error("InvalidParameterValue", f"The parameter name {key} is malformed.")
+        if parts[0].isdigit():
+            raise Ec2Error("InvalidParameterValue", f"The parameter name {key} is malformed.")
+        segs: list[str | int] = [int(p) if p.isdigit() else p for p in parts]
+        node = root
+        for depth, seg in enumerate(segs[:-1]):
+            child = node.get(seg)
+            if child is None:
+                child = node[seg] = {}
+            elif not isinstance(child, dict):
+                raise _conflict(segs[: depth + 1])
+            node = child
+        last = segs[-1]
+        if isinstance(node.get(last), dict):
+            raise _conflict(segs)
+        node[last] = value
+    return _listify(root, [])
+
+
+def _listify(node: dict[Any, Any], path: list[str | int]) -> Any:
+    ints = [k for k in node if isinstance(k, int)]
+    if ints and len(ints) != len(node):
+        raise Ec2Error(
+            "InvalidParameterValue",
+            f"The parameter {_wire_name(path)} mixes list items and named members.",
+        )
+
+    def conv(k: Any, v: Any) -> Any:
+        return _listify(v, [*path, k]) if isinstance(v, dict) else v
+
+    if ints:
+        return [conv(k, node[k]) for k in sorted(ints)]
+    return {k: conv(k, v) for k, v in node.items()}
+
+
+# ---------------------------------------------------------------------------- coerce
+
+_INT = re.compile(r"^[+-]?[0-9]+$")
+
+
+def _schema_type(schema: Mapping[str, Any]) -> str | None:
+    kind = schema.get("type")
+    if kind is None:
+        if "properties" in schema or "additionalProperties" in schema:
+            return "object"
+        if "items" in schema:
+            return "array"
+    return kind
+
+
+def _merged(schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Fold `allOf` parts into one schema (the overlay may add constraints that way)."""
+    parts = schema.get("allOf")
+    if not parts:
+        return schema
+    out: dict[str, Any] = {k: v for k, v in schema.items() if k != "allOf"}
+    for part in parts:
+        part = _merged(part)
+        for k, v in part.items():
+            if k == "properties":
+                out["properties"] = {**out.get("properties", {}), **v}
+            else:
+                out.setdefault(k, v)
+    return out
+
+
+def _coerce_scalar(value: str, kind: str | None) -> Any:
+    if kind == "integer":
+        return int(value) if _INT.match(value.strip()) else value
+    if kind == "number":
+        try:
+            number = float(value)
+        except ValueError:
+            return value
+        return number if math.isfinite(number) else value
+    if kind == "boolean":
+        lowered = value.strip().lower()
+        if lowered in ("true", "false"):
+            return lowered == "true"
+    return value
+
+
+def coerce(value: Any, schema: Mapping[str, Any]) -> Any:
+    """Type the unflattened strings where the schema says integer, number or boolean.
+
+    Values that do not parse stay strings so that validation names them. A scalar where the
+    schema wants an array is *not* wrapped: the EC2 wire format always numbers list members
+    (`InstanceId.1`), botocore and every SDK send it that way, and validation then answers
+    InvalidParameterValue naming the parameter instead of guessing.
+    """
+    if not isinstance(schema, Mapping):
+        return value
+    schema = _merged(schema)
+    kind = _schema_type(schema)
+    if isinstance(value, dict):
+        if kind not in (None, "object"):
+            return value
+        props = schema.get("properties") or {}
+        extra = schema.get("additionalProperties")
+        out = {}
+        for k, v in value.items():
+            sub = props.get(k, extra if isinstance(extra, Mapping) else None)
+            out[k] = coerce(v, sub) if sub is not None else v
+        return out
+    if isinstance(value, list):
+        items = schema.get("items")
+        if kind not in (None, "array") or not isinstance(items, Mapping):
+            return value
+        return [coerce(v, items) for v in value]
+    if isinstance(value, str):
+        return _coerce_scalar(value, kind)
+    return value
+
+
+# ---------------------------------------------------------------------------- flatten
+
+
+def _scalar_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def flatten(body: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """The inverse of `unflatten`, as botocore's EC2 serializer: lists become `.1`, `.2`...,
+    empty lists and empty structures send nothing, booleans are `true`/`false`."""
+    out: dict[str, str] = {}
+
+    def walk(value: Any, name: str) -> None:
+        if isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(v, f"{name}.{k}" if name else str(k))
+        elif isinstance(value, list | tuple):
+            for i, v in enumerate(value, 1):
+                walk(v, f"{name}.{i}")
+        elif value is not None:
+            out[name] = _scalar_text(value)
+
+    walk(body, prefix)
+    return out

@@ -1,0 +1,339 @@
+"""The EC2 Query wire codec: parsing, unflatten/coerce, flatten, round trips."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from econe.errors import Ec2Error
+from econe.query import coerce, flatten, parse_params, unflatten
+
+FORM = "application/x-www-form-urlencoded; charset=utf-8"
+
+
+# ------------------------------------------------------------------ parse_params
+
+
+def test_query_and_body_merge_body_wins():
+    params = parse_params("POST", "Action=A&X=q", b"X=b&Y=%C3%A9+z", FORM)
+    assert params == {"Action": "A", "X": "b", "Y": "é z"}
+
+
+def test_duplicate_keys_last_wins():
+    assert parse_params("GET", "A=1&A=2", b"", None) == {"A": "2"}
+
+
+def test_plus_is_space_and_percent_20_too():
+    assert parse_params("GET", "A=a+b%20c&B=%2B", b"", None) == {"A": "a b c", "B": "+"}
+
+
+def test_empty_values_kept():
+    assert parse_params("GET", "A=&B", b"", None) == {"A": "", "B": ""}
+
+
+def test_post_without_content_type_is_a_form():
+    assert parse_params("POST", "", b"A=1", None) == {"A": "1"}
+
+
+def test_body_with_other_content_type_ignored():
+    assert parse_params("POST", "A=1", b'{"x": 1}', "application/json") == {"A": "1"}
+
+
+def test_get_body_ignored_unless_form():
+    assert parse_params("GET", "A=1", b"B=2", None) == {"A": "1"}
+    assert parse_params("GET", "A=1", b"B=2", FORM) == {"A": "1", "B": "2"}
+
+
+@pytest.mark.parametrize(
+    "query,body",
+    [
+        ("A=%ff", b""),  # percent-encoded byte that is not UTF-8
+        ("", b"A=\xff\xfe"),  # raw body not UTF-8
+        ("A=%zz", b""),  # broken escape
+        ("A=%4", b""),
+        ("", b"A=100%"),
+    ],
+)
+def test_bad_encoding_is_invalid_parameter_value(query, body):
+    with pytest.raises(Ec2Error) as exc:
+        parse_params("POST", query, body, FORM)
+    assert exc.value.code == "InvalidParameterValue"
+    assert exc.value.status == 400
+
+
+def test_bytes_query_string():
+    assert parse_params("GET", b"A=%C3%A9", b"", None) == {"A": "é"}
+
+
+def test_multipart_refused_clearly():
+    with pytest.raises(Ec2Error) as exc:
+        parse_params("POST", "", b"--x", "multipart/form-data; boundary=x")
+    assert "multipart" in exc.value.message
+
+
+# ------------------------------------------------------------------ unflatten
+
+
+def test_unflatten_lists_and_structs():
+    params = {
+        "Action": "DescribeInstances",
+        "Version": "2016-11-15",
+        "InstanceId.1": "i-1",
+        "InstanceId.3": "i-3",
+        "InstanceId.2": "i-2",
+        "Filter.1.Name": "instance-state-name",
+        "Filter.1.Value.2": "pending",
+        "Filter.1.Value.1": "running",
+        "Filter.2.Name": "tag:x",
+        "BlockDeviceMapping.1.Ebs.VolumeSize": "8",
+        "DryRun": "true",
+    }
+    assert unflatten(params) == {
+        "InstanceId": ["i-1", "i-2", "i-3"],
+        "Filter": [
+            {"Name": "instance-state-name", "Value": ["running", "pending"]},
+            {"Name": "tag:x"},
+        ],
+        "BlockDeviceMapping": [{"Ebs": {"VolumeSize": "8"}}],
+        "DryRun": "true",
+    }
+
+
+def test_unflatten_gaps_and_index_order():
+    assert unflatten({"X.10": "c", "X.2": "b", "X.1": "a"}) == {"X": ["a", "b", "c"]}
+
+
+def test_unflatten_drops_meta_params():
+    params = {
+        "AWSAccessKeyId": "a",
+        "Signature": "s",
+        "SignatureMethod": "HmacSHA256",
+        "SignatureVersion": "2",
+        "Timestamp": "t",
+        "Expires": "e",
+        "X-Amz-Date": "d",
+        "X-Amz-Signature": "x",
+        "x-amz-credential": "c",
+        "Keep": "1",
+    }
+    assert unflatten(params) == {"Keep": "1"}
+
+
+@pytest.mark.parametrize(
+    "params,name",
+    [
+        ({"A": "1", "A.B": "2"}, "A"),
+        ({"A.B": "2", "A": "1"}, "A"),
+        ({"A.1": "x", "A.B": "y"}, "A"),
+        ({"F.1.V.1": "x", "F.1.V": "y"}, "F.1.V"),
+        ({"F.1.V": "y", "F.1.V.1": "x"}, "F.1.V"),
+    ],
+)
+def test_unflatten_conflicts_name_the_parameter(params, name):
+    with pytest.raises(Ec2Error) as exc:
+        unflatten(params)
+    assert exc.value.code == "InvalidParameterValue"
+    assert name in exc.value.message
+
+
+@pytest.mark.parametrize("key", ["A..B", "A.", ".A", "1.A", "1"])
+def test_unflatten_malformed_names(key):
+    with pytest.raises(Ec2Error) as exc:
+        unflatten({key: "x"})
+    assert exc.value.code == "InvalidParameterValue"
+
+
+# ------------------------------------------------------------------ coerce
+
+SCHEMA = {
+    "type": "object",
+    "properties": {
+        "MinCount": {"type": "integer"},
+        "Ratio": {"type": "number"},
+        "DryRun": {"type": "boolean"},
+        "InstanceId": {"type": "array", "items": {"type": "string"}},
+        "Filter": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "Name": {"type": "string"},
+                    "Value": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+        "Block": {
+            "type": "array",
+            "items": {
+                "allOf": [
+                    {"type": "object", "properties": {"Size": {"type": "integer"}}},
+                    {"properties": {"On": {"type": "boolean"}}},
+                ]
+            },
+        },
+        "Tags": {"type": "object", "additionalProperties": {"type": "integer"}},
+    },
+}
+
+
+def test_coerce_types():
+    body = {
+        "MinCount": "3",
+        "Ratio": "1.5",
+        "DryRun": "TRUE",
+        "InstanceId": ["1", "2"],
+        "Filter": [{"Name": "42", "Value": ["true"]}],
+        "Block": [{"Size": "8", "On": "False"}],
+        "Tags": {"a": "-1"},
+        "Unknown": "7",
+    }
+    assert coerce(body, SCHEMA) == {
+        "MinCount": 3,
+        "Ratio": 1.5,
+        "DryRun": True,
+        "InstanceId": ["1", "2"],
+        "Filter": [{"Name": "42", "Value": ["true"]}],
+        "Block": [{"Size": 8, "On": False}],
+        "Tags": {"a": -1},
+        "Unknown": "7",
+    }
+
+
+@pytest.mark.parametrize(
+    "field,value", [("MinCount", "abc"), ("MinCount", "1.5"), ("Ratio", "nan"), ("DryRun", "yes")]
+)
+def test_coerce_leaves_unparsable_strings(field, value):
+    assert coerce({field: value}, SCHEMA) == {field: value}
+
+
+def test_coerce_does_not_wrap_scalar_into_array():
+    assert coerce({"InstanceId": "i-1"}, SCHEMA) == {"InstanceId": "i-1"}
+
+
+# ------------------------------------------------------------------ flatten
+
+
+def test_flatten_like_botocore():
+    body = {
+        "InstanceId": ["i-1", "i-2"],
+        "Filter": [{"Name": "n", "Value": ["a", "b"]}],
+        "DryRun": False,
+        "MinCount": 1,
+        "Empty": [],
+        "Nested": {"Deep": {"X": 1.5}},
+    }
+    assert flatten(body) == {
+        "InstanceId.1": "i-1",
+        "InstanceId.2": "i-2",
+        "Filter.1.Name": "n",
+        "Filter.1.Value.1": "a",
+        "Filter.1.Value.2": "b",
+        "DryRun": "false",
+        "MinCount": "1",
+        "Nested.Deep.X": "1.5",
+    }
+
+
+def test_flatten_matches_botocore_serializer():
+    """Our flatten and botocore's own EC2 serializer agree on a real operation."""
+    import botocore.session
+    from botocore.serialize import EC2Serializer
+
+    model = botocore.session.get_session().get_service_model("ec2")
+    op = model.operation_model("DescribeInstances")
+    args = {
+        "InstanceIds": ["i-1", "i-2"],
+        "Filters": [{"Name": "instance-state-name", "Values": ["running", "pending"]}],
+        "DryRun": True,
+        "MaxResults": 5,
+    }
+    wire = EC2Serializer().serialize_to_request(args, op)["body"]
+    wire = {k: v for k, v in wire.items() if k not in ("Action", "Version")}
+    ours = flatten(
+        {
+            "InstanceId": ["i-1", "i-2"],
+            "Filter": [{"Name": "instance-state-name", "Value": ["running", "pending"]}],
+            "DryRun": True,
+            "MaxResults": 5,
+        }
+    )
+    assert {k: str(v) for k, v in wire.items()} == ours
+
+
+# ------------------------------------------------------------------ property: round trip
+
+_META = {"Action", "Version", "Signature", "Timestamp", "Expires", "SecurityToken"}
+_names = st.from_regex(r"[A-Z][A-Za-z]{0,6}", fullmatch=True).filter(
+    lambda n: n not in _META and not n.startswith("Signature") and n != "AWSAccessKeyId"
+)
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=8)
+
+_leaf_schemas = st.sampled_from(
+    [{"type": "string"}, {"type": "integer"}, {"type": "number"}, {"type": "boolean"}]
+)
+
+
+def _extend(children):
+    return st.one_of(
+        st.builds(lambda items: {"type": "array", "items": items}, children),
+        st.dictionaries(_names, children, min_size=1, max_size=4).map(
+            lambda props: {"type": "object", "properties": props}
+        ),
+    )
+
+
+_schemas = st.recursive(_leaf_schemas, _extend, max_leaves=8)
+
+
+def _values(schema):
+    kind = schema["type"]
+    if kind == "string":
+        return _text
+    if kind == "integer":
+        return st.integers(-(2**40), 2**40)
+    if kind == "number":
+        return st.floats(allow_nan=False, allow_infinity=False)
+    if kind == "boolean":
+        return st.booleans()
+    if kind == "array":
+        return st.lists(_values(schema["items"]), max_size=3)
+    props = schema["properties"]
+    return st.fixed_dictionaries({}, optional={k: _values(v) for k, v in props.items()})
+
+
+def _drop_empty(value):
+    """What survives the wire: botocore sends nothing for empty lists and structures."""
+    if isinstance(value, dict):
+        out = {k: _drop_empty(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v not in ({}, [])}
+    if isinstance(value, list):
+        out = [_drop_empty(v) for v in value]
+        return [v for v in out if v not in ({}, [])]
+    return value
+
+
+@st.composite
+def _bodies(draw):
+    props = draw(st.dictionaries(_names, _schemas, min_size=1, max_size=4))
+    schema = {"type": "object", "properties": props}
+    body = draw(_values(schema))
+    return schema, body
+
+
+@settings(max_examples=300, deadline=None)
+@given(_bodies())
+def test_round_trip_coerce_unflatten_flatten(case):
+    schema, body = case
+    assert coerce(unflatten(flatten(body)), schema) == _drop_empty(body)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_bodies())
+def test_round_trip_through_the_wire(case):
+    schema, body = case
+    wire = urlencode(flatten(body)).encode()
+    params = parse_params("POST", "", wire, FORM)
+    assert coerce(unflatten(params), schema) == _drop_empty(body)
