@@ -1,0 +1,316 @@
+"""The mapping engine: runs an EC2 action from its mapping (mappings/<Action>.yaml).
+
+`Engine(config, one, sessions, mappings_dir).run(action, body, ctx)` → result dict keyed by the
+botocore member names of the action's output shape. Every OpenNebula call is blocking and runs
+in the engine's thread pool, as the requesting user (server_cipher session); `admin: true`
+calls (elastic-IP leases) use the server admin session. Every failure is an Ec2Error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from lxml import etree
+
+from econe.config import Config
+from econe.context import RequestContext
+from econe.errors import Ec2Error, missing_parameter
+from econe.mapping.expr import Expressions
+from econe.mapping.filters import compile_filters, paginate
+from econe.mapping.ids import MAX_ONE_ID, parse_id
+from econe.mapping.loader import Call, Mapping, load_mappings
+from econe.mapping.onecall import OneError, OneUnavailable, call_one, error_name
+from econe.paths import data_dir
+
+log = logging.getLogger("econe.engine")
+
+_PARSER = etree.XMLParser(
+    huge_tree=True, resolve_entities=False, no_network=True, remove_blank_text=False
+)
+
+
+def strip_hidden(value: Any) -> Any:
+    """Drop internal view fields (names starting with `_`) and absent (None) members."""
+    if isinstance(value, dict):
+        return {
+            k: strip_hidden(v) for k, v in value.items() if v is not None and not k.startswith("_")
+        }
+    if isinstance(value, list):
+        return [strip_hidden(v) for v in value]
+    return value
+
+
+def as_list(value: Any) -> list:
+    if value is None or value == "":
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+class Runtime:
+    """One request's view of the engine; handlers receive it (`handler(rt) -> dict`)."""
+
+    def __init__(self, engine: Engine, mapping: Mapping, body: dict, ctx: RequestContext):
+        self.engine = engine
+        self.mapping = mapping
+        self.body = body
+        self.ctx = ctx
+        self.config: Config = engine.config
+        self.principal = ctx.principal
+        self._session: str | None = None
+
+    # -- OpenNebula --------------------------------------------------------------------------
+    @property
+    def session(self) -> str:
+        if self._session is None:
+            self._session = self.engine.sessions.session_for(self.principal.name)
+        return self._session
+
+    def admin_session(self) -> str:
+        return self.engine.sessions.admin_session()
+
+    def call(
+        self,
+        method: str,
+        *args: Any,
+        errors: dict[str, str] | None = None,
+        admin: bool = False,
+        not_found: str | None = None,
+        resource: str = "",
+    ) -> Any:
+        """One blocking oned call (handlers run in the engine's thread pool already)."""
+        table = {k: (v, None) for k, v in (errors or {}).items()}
+        session = self.admin_session() if admin else self.session
+        return call_one(
+            self.engine.one, session, method, list(args), table, {}, not_found, resource
+        )
+
+    def run_call(self, call: Call, scope: dict, not_found: str | None = None) -> Any:
+        session = self.admin_session() if call.admin else self.session
+        return call_one(
+            self.engine.one, session, call.method, call.args(scope), call.errors, scope, not_found
+        )
+
+    @staticmethod
+    def xml(text: Any) -> etree._Element:
+        if isinstance(text, etree._Element):
+            return text
+        try:
+            return etree.fromstring(
+                text.encode("utf-8") if isinstance(text, str) else text, _PARSER
+            )
+        except (etree.XMLSyntaxError, ValueError, AttributeError) as exc:
+            raise Ec2Error("InternalError", "OpenNebula answered with unreadable XML") from exc
+
+    def view(self, name: str, element: etree._Element) -> dict[str, Any]:
+        return self.engine.views[name].apply(element, self.scope())
+
+    def scope(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "body": self.body,
+            "principal": self.principal,
+            "config": self.config,
+            "options": self.mapping.options,
+            "now": int(time.time()),
+            **extra,
+        }
+
+
+class Engine:
+    def __init__(
+        self,
+        config: Config,
+        one: Any,
+        sessions: Any,
+        mappings_dir: Path | None = None,
+        max_workers: int = 16,
+    ):
+        self.config = config
+        self.one = one
+        self.sessions = sessions
+        self.mappings_dir = Path(mappings_dir) if mappings_dir else data_dir("mappings")
+        self.exprs = Expressions()
+        self.mappings: dict[str, Mapping] = load_mappings(self.mappings_dir, self.exprs)
+        self.views = {}
+        for m in self.mappings.values():
+            if m.view is not None:
+                self.views[m.view.name] = m.view
+        from econe.mapping.views import load_views  # every view, also those no mapping names
+
+        views_dir = self.mappings_dir / "views"
+        if views_dir.is_dir():
+            self.views.update(
+                {k: v for k, v in load_views(views_dir, self.exprs).items() if k not in self.views}
+            )
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="econe-one")
+
+    def actions(self) -> list[str]:
+        return sorted(self.mappings)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    async def run(self, action: str, body: dict, ctx: RequestContext) -> dict:
+        mapping = self.mappings.get(action)
+        if mapping is None:
+            raise Ec2Error(
+                "InvalidAction", f"The action {action} is not valid for this web service."
+            )
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, self.run_sync, mapping, body or {}, ctx)
+        except Ec2Error:
+            raise
+        except Exception as exc:
+            log.exception("%s failed", action)
+            raise Ec2Error(
+                "InternalError", f"{action} failed on the server; see the server log"
+            ) from exc
+
+    # -- the generic pipeline ------------------------------------------------------------------
+    def run_sync(self, m: Mapping, body: dict, ctx: RequestContext) -> dict:
+        rt = Runtime(self, m, body, ctx)
+        if m.handler is not None:
+            return strip_hidden(m.handler(rt) or {})
+        scope = rt.scope()
+        requested = as_list(body.get(m.by_id.param)) if m.by_id else []
+        page = m.paginate
+        if (
+            page
+            and page.not_with
+            and body.get(page.not_with)
+            and body.get(page.max_results) is not None
+        ):
+            raise Ec2Error(
+                "InvalidParameterCombination",
+                f"The parameter {page.not_with} cannot be used with the parameter {page.max_results}",
+            )
+        if m.by_id and requested:
+            items = self._by_ids(rt, m, requested, scope)
+        elif m.source is not None:
+            items = self._from_source(rt, m, scope)
+        elif m.by_id:
+            raise missing_parameter(m.by_id.param)
+        else:
+            items = []
+        for predicate in m.match:
+            items = [i for i in items if predicate({**scope, "item": i})]
+        if m.filters is not None:
+            for predicate in compile_filters(body.get("Filter"), m.filters):
+                items = [i for i in items if predicate(i)]
+        next_token = None
+        if page:
+            items, next_token = paginate(
+                items, body.get(page.max_results), body.get(page.token), page.key, page.lo, page.hi
+            )
+        changes = self._act(rt, m, items, scope) if m.each else []
+        out = m.output({**scope, "items": items, "changes": changes, "next_token": next_token})
+        return strip_hidden(out)
+
+    def _view_items(self, rt: Runtime, m: Mapping, elements: list, scope: dict) -> list[dict]:
+        if m.view is None:
+            return [e if isinstance(e, dict) else {"_element": e} for e in elements]
+        apply = m.view.apply
+        return [apply(e, scope) for e in elements]
+
+    def _from_source(self, rt: Runtime, m: Mapping, scope: dict) -> list[dict]:
+        src = m.source
+        if src.static is not None:
+            items = list(src.static(scope) or [])
+        else:
+            root = rt.xml(rt.run_call(src.call, scope))
+            items = self._view_items(rt, m, src.items(root), scope)
+        if m.where is not None:
+            items = [i for i in items if m.where({**scope, "item": i})]
+        return items
+
+    def _by_ids(self, rt: Runtime, m: Mapping, requested: list, scope: dict) -> list[dict]:
+        b = m.by_id
+        if b.call is None:  # select from the source by a field
+            wanted = [str(r) for r in requested]
+            items = self._from_source(rt, m, scope)
+            found = {str(i.get(b.field)) for i in items}
+            missing = [r for r in wanted if r not in found]
+            if missing:
+                raise self._not_found(b, missing)
+            return [i for i in items if str(i.get(b.field)) in wanted]
+        parsed: list[tuple[str, int]] = []
+        bad = []
+        for raw in requested:
+            number = parse_id(b.prefix, raw)
+            if number is None:
+                bad.append(str(raw))
+            elif (str(raw), number) not in parsed:
+                parsed.append((str(raw), number))
+        if bad:
+            raise Ec2Error(
+                b.malformed,
+                f"Invalid id: '{', '.join(bad)}' (expecting '{b.prefix}-' and a number)",
+            )
+        items, missing = [], []
+        for raw, number in parsed:
+            item = self.fetch_one(rt, m, number, scope) if number <= MAX_ONE_ID else None
+            if item is None:
+                missing.append(raw)
+            else:
+                items.append(item)
+        if missing:
+            raise self._not_found(b, missing)
+        return items
+
+    def fetch_one(self, rt: Runtime, m: Mapping, number: int, scope: dict) -> dict | None:
+        """by_id.call for one id → view, or None when absent, not visible or not matching `where`."""
+        b = m.by_id
+        id_scope = {**scope, "id": number}
+        session = rt.admin_session() if b.call.admin else rt.session
+        try:
+            result = rt.engine.one.call(session, b.call.method, *b.call.args(id_scope))
+        except OneError as exc:
+            if (
+                error_name(exc) in ("NO_EXISTS", "AUTHORIZATION")
+                and error_name(exc) not in b.call.errors
+            ):
+                return None
+            result = call_one(
+                rt.engine.one,
+                session,
+                b.call.method,
+                b.call.args(id_scope),
+                b.call.errors,
+                id_scope,
+                b.not_found,
+            )
+        except OneUnavailable as exc:
+            raise Ec2Error("Unavailable", "OpenNebula is not reachable; try again later") from exc
+        root = rt.xml(result)
+        found = b.item(root)
+        if not found:
+            return None
+        item = m.view.apply(found[0], scope) if m.view else {"_element": found[0], "_id": number}
+        if m.where is not None and not m.where({**scope, "item": item}):
+            return None
+        return item
+
+    @staticmethod
+    def _not_found(b: Any, missing: list[str]) -> Ec2Error:
+        plural = len(missing) > 1
+        noun = b.noun + ("s" if plural and not b.noun.endswith("s") else "")
+        verb = "do not exist" if plural else "does not exist"
+        return Ec2Error(b.not_found, f"The {noun} '{', '.join(missing)}' {verb}")
+
+    def _act(self, rt: Runtime, m: Mapping, items: list[dict], scope: dict) -> list[dict]:
+        changes = []
+        for item in items:
+            number = item.get("_id")
+            s = {**scope, "item": item, "id": number}
+            if m.each.skip is None or not m.each.skip(s):
+                rt.run_call(m.each.call, s, m.by_id.not_found if m.by_id else None)
+                after = self.fetch_one(rt, m, number, scope) if m.each.refresh else item
+            else:
+                after = item
+            changes.append({"item": item, "before": item, "after": after or item})
+        return changes

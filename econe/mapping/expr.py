@@ -1,0 +1,119 @@
+"""Jinja2 expressions as mapping values.
+
+A string value in a mapping is
+  * exactly one `{{ expression }}`  → the expression's native value (int, list, dict, None…);
+  * any other text holding `{{` or `{%` → a Jinja2 template rendered to a string;
+  * anything else → itself (a literal).
+Lists and dicts are compiled element-wise. A dict `{for: EXPR, each: VALUE}` (optionally `as:`,
+default `it`) is a list built by evaluating VALUE once per element of EXPR. Dict entries whose
+value is None are dropped, so optional output members simply disappear.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable
+from typing import Any
+
+import jinja2
+
+from econe.mapping.ids import format_id
+
+Compiled = Callable[[dict[str, Any]], Any]
+
+_SINGLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.S)
+
+
+def _b64decode(value: str) -> str:
+    try:
+        return base64.b64decode(value, validate=True).decode("utf-8", "replace")
+    except (binascii.Error, ValueError):
+        return ""
+
+
+def _reservations(items: list[dict], default_owner: str = "") -> list[dict]:
+    """Group instance views by `_reservation` (first-seen order); `_owner` gives OwnerId."""
+    groups: dict[str, dict] = {}
+    for item in items:
+        rid = item.get("_reservation") or f"r-{int(item.get('_id') or 0):017x}"
+        group = groups.get(rid)
+        if group is None:
+            group = groups[rid] = {
+                "ReservationId": rid,
+                "OwnerId": item.get("_owner") or default_owner,
+                "Groups": [],
+                "Instances": [],
+            }
+        group["Instances"].append(item)
+    return list(groups.values())
+
+
+def make_environment() -> jinja2.Environment:
+    env = jinja2.Environment(autoescape=False, keep_trailing_newline=True)
+    env.filters.update(
+        ec2_id=lambda n, prefix: format_id(prefix, n),
+        b64encode=lambda s: base64.b64encode(str(s).encode()).decode(),
+        b64decode=_b64decode,
+        reservations=_reservations,
+    )
+    return env
+
+
+class Expressions:
+    """Compiles mapping values once; `where` names the file/key for error messages."""
+
+    def __init__(self, env: jinja2.Environment | None = None):
+        self.env = env or make_environment()
+
+    def expression(self, source: str, where: str) -> Compiled:
+        try:
+            fn = self.env.compile_expression(source, undefined_to_none=True)
+        except jinja2.TemplateSyntaxError as exc:
+            raise ValueError(f"{where}: bad expression {source!r}: {exc.message}") from exc
+        return lambda scope: fn(**scope)
+
+    def value(self, spec: Any, where: str) -> Compiled:
+        if isinstance(spec, str):
+            single = _SINGLE.match(spec)
+            if single and "{{" not in single.group(1) and "}}" not in single.group(1):
+                return self.expression(single.group(1), where)
+            if "{{" in spec or "{%" in spec:
+                try:
+                    template = self.env.from_string(spec)
+                except jinja2.TemplateSyntaxError as exc:
+                    raise ValueError(f"{where}: bad template {spec!r}: {exc.message}") from exc
+                return lambda scope: template.render(**scope)
+            return lambda scope: spec
+        if isinstance(spec, list):
+            parts = [self.value(v, f"{where}[{i}]") for i, v in enumerate(spec)]
+            return lambda scope: [p(scope) for p in parts]
+        if isinstance(spec, dict):
+            if "for" in spec and "each" in spec:
+                extra = set(spec) - {"for", "each", "as"}
+                if extra:
+                    raise ValueError(f"{where}: unknown key(s) beside for/each: {sorted(extra)}")
+                seq = self.expression(_strip(spec["for"]), f"{where}.for")
+                each = self.value(spec["each"], f"{where}.each")
+                name = spec.get("as", "it")
+                return lambda scope: [each({**scope, name: x}) for x in (seq(scope) or [])]
+            members = {str(k): self.value(v, f"{where}.{k}") for k, v in spec.items()}
+
+            def build(scope: dict[str, Any]) -> dict[str, Any]:
+                out = {}
+                for key, fn in members.items():
+                    value = fn(scope)
+                    if value is not None:
+                        out[key] = value
+                return out
+
+            return build
+        return lambda scope: spec
+
+
+def _strip(source: Any) -> str:
+    """`for:` takes an expression with or without the `{{ }}` around it."""
+    text = str(source)
+    single = _SINGLE.match(text)
+    return single.group(1) if single else text

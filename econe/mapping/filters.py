@@ -1,0 +1,140 @@
+"""EC2 `Filter.N.Name` / `Filter.N.Value.M` matching over view dicts, and pagination.
+
+A mapping's `filters:` maps each EC2 filter name to a dotted field path of the view
+(`State.Name`, `Tags.Key`; a list on the way is searched element-wise). `tag:*` names the tags
+field (list of {Key, Value}) and enables `tag:<key>` filters. Values are AWS wildcards (`*`, `?`,
+backslash escapes). Filters are ANDed; the values of one filter are ORed; an unknown filter is
+an `InvalidParameterValue` naming it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from econe.errors import Ec2Error
+
+Predicate = Callable[[dict], bool]
+
+
+def get_path(item: Any, path: str) -> list[Any]:
+    """All values at a dotted path; lists are flattened on the way."""
+    values = [item]
+    for part in path.split("."):
+        nxt: list[Any] = []
+        for value in values:
+            if isinstance(value, list):
+                nxt.extend(v.get(part) for v in value if isinstance(v, dict))
+            elif isinstance(value, dict):
+                nxt.append(value.get(part))
+        values = nxt
+    flat: list[Any] = []
+    for value in values:
+        if isinstance(value, list):
+            flat.extend(value)
+        elif value is not None:
+            flat.append(value)
+    return flat
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    return str(value)
+
+
+def wildcard(pattern: str) -> re.Pattern[str]:
+    out, i = [], 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\" and i + 1 < len(pattern):
+            out.append(re.escape(pattern[i + 1]))
+            i += 2
+            continue
+        out.append(".*" if ch == "*" else "." if ch == "?" else re.escape(ch))
+        i += 1
+    return re.compile("".join(out), re.S)
+
+
+def compile_filters(requested: list[dict] | None, spec: dict[str, str]) -> list[Predicate]:
+    predicates: list[Predicate] = []
+    for entry in requested or []:
+        name = str(entry.get("Name") or "")
+        values = entry.get("Value") or entry.get("Values") or []
+        if isinstance(values, str):
+            values = [values]
+        patterns = [wildcard(str(v)) for v in values]
+        if name in spec:
+            path = spec[name]
+            predicates.append(
+                lambda item, path=path, ps=patterns: any(
+                    p.fullmatch(_text(v)) for v in get_path(item, path) for p in ps
+                )
+            )
+        elif name.startswith("tag:") and "tag:*" in spec and len(name) > 4:
+            key, path = name[4:], spec["tag:*"]
+            predicates.append(
+                lambda item, key=key, path=path, ps=patterns: any(
+                    t.get("Key") == key and any(p.fullmatch(_text(t.get("Value", ""))) for p in ps)
+                    for t in get_path(item, path)
+                    if isinstance(t, dict)
+                )
+            )
+        else:
+            raise Ec2Error("InvalidParameterValue", f"The filter '{name}' is invalid")
+        if not patterns:
+            raise Ec2Error("InvalidParameterValue", f"The filter '{name}' needs at least one value")
+    return predicates
+
+
+# -- pagination -------------------------------------------------------------------------------
+
+_TOKEN_PREFIX = "econe1:"
+
+
+def encode_token(key: Any) -> str:
+    return base64.urlsafe_b64encode(f"{_TOKEN_PREFIX}{key}".encode()).decode()
+
+
+def decode_token(token: str) -> int:
+    try:
+        text = base64.urlsafe_b64decode(token.encode()).decode()
+        if text.startswith(_TOKEN_PREFIX):
+            return int(text[len(_TOKEN_PREFIX) :])
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        pass
+    raise Ec2Error("InvalidParameterValue", f"Invalid value '{token}' for NextToken")
+
+
+def paginate(
+    items: list[dict], max_results: Any, token: Any, key: str, lo: int, hi: int
+) -> tuple[list[dict], str | None]:
+    """Stable pages by increasing `key` (an int field); the token names the last key served."""
+    if max_results is None and not token:
+        return items, None
+    items = sorted(items, key=lambda i: i.get(key) or 0)
+    if token:
+        last = decode_token(str(token))
+        items = [i for i in items if (i.get(key) or 0) > last]
+    if max_results is None:
+        return items, None
+    try:
+        limit = int(max_results)
+    except (TypeError, ValueError):
+        limit = -1
+    if not lo <= limit <= hi:
+        raise Ec2Error(
+            "InvalidParameterValue",
+            f"Value ({max_results}) for parameter MaxResults is invalid. "
+            f"Expecting a value between {lo} and {hi}.",
+        )
+    if len(items) > limit:
+        page = items[:limit]
+        return page, encode_token(page[-1].get(key) or 0)
+    return items, None

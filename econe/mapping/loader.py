@@ -1,0 +1,284 @@
+"""Read mappings/<Action>.yaml once, validate, compile (syntax: mappings/README.md)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lxml import etree
+
+from econe.mapping.expr import Compiled, Expressions
+from econe.mapping.onecall import ERROR_NAMES, ErrorTable
+from econe.mapping.views import View, load_views
+
+TOP_KEYS = {
+    "action",
+    "doc",
+    "handler",
+    "source",
+    "by_id",
+    "view",
+    "where",
+    "match",
+    "filters",
+    "paginate",
+    "each",
+    "output",
+    "options",
+}
+SOURCE_KEYS = {"call", "args", "items", "admin", "errors", "static"}
+BY_ID_KEYS = {
+    "param",
+    "prefix",
+    "call",
+    "args",
+    "item",
+    "malformed",
+    "not_found",
+    "noun",
+    "field",
+    "admin",
+}
+EACH_KEYS = {"call", "args", "admin", "errors", "skip", "refresh"}
+PAGE_KEYS = {"max_results", "token", "key", "min", "max", "not_with"}
+
+
+class MappingError(Exception):
+    """A mapping file cannot be used; the message names the file and key."""
+
+
+@dataclass
+class Call:
+    method: str
+    args: Compiled
+    admin: bool
+    errors: ErrorTable
+
+
+@dataclass
+class Source:
+    call: Call | None = None
+    items: etree.XPath | None = None
+    static: Compiled | None = None
+
+
+@dataclass
+class ById:
+    param: str
+    prefix: str | None
+    call: Call | None
+    item: etree.XPath | None
+    malformed: str
+    not_found: str
+    noun: str
+    field: str | None
+
+
+@dataclass
+class Each:
+    call: Call
+    skip: Compiled | None
+    refresh: bool
+
+
+@dataclass
+class Paginate:
+    max_results: str
+    token: str
+    key: str = "_id"
+    lo: int = 5
+    hi: int = 1000
+    not_with: str | None = None
+
+
+@dataclass
+class Mapping:
+    action: str
+    path: Path
+    handler: Callable[..., Any] | None = None
+    source: Source | None = None
+    by_id: ById | None = None
+    view: View | None = None
+    where: Compiled | None = None
+    match: list[Compiled] = field(default_factory=list)
+    filters: dict[str, str] | None = None
+    paginate: Paginate | None = None
+    each: Each | None = None
+    output: Compiled | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def _check_keys(data: Any, allowed: set[str], where: str) -> dict:
+    if not isinstance(data, dict):
+        raise MappingError(f"{where}: must be a mapping")
+    unknown = set(data) - allowed
+    if unknown:
+        raise MappingError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return data
+
+
+def _xpath(text: str, where: str) -> etree.XPath:
+    try:
+        return etree.XPath(text)
+    except etree.XPathSyntaxError as exc:
+        raise MappingError(f"{where}: bad XPath {text!r}: {exc}") from exc
+
+
+def _errors(data: Any, exprs: Expressions, where: str) -> ErrorTable:
+    table: ErrorTable = {}
+    for name, spec in _check_keys(data or {}, ERROR_NAMES, where).items():
+        if isinstance(spec, str):
+            table[name] = (spec, None)
+        elif isinstance(spec, dict) and "code" in spec:
+            _check_keys(spec, {"code", "message"}, f"{where}.{name}")
+            msg = (
+                exprs.value(spec["message"], f"{where}.{name}.message")
+                if "message" in spec
+                else None
+            )
+            table[name] = (str(spec["code"]), msg)
+        else:
+            raise MappingError(f"{where}.{name}: an EC2 code or {{code, message}}")
+    return table
+
+
+def _call(data: dict, exprs: Expressions, where: str, default_args: list | None = None) -> Call:
+    method = data.get("call")
+    if not isinstance(method, str) or not method.startswith("one."):
+        raise MappingError(f"{where}.call: an OpenNebula method name such as one.vm.info")
+    args = data.get("args", default_args or [])
+    if not isinstance(args, list):
+        raise MappingError(f"{where}.args: must be a list")
+    return Call(
+        method=method,
+        args=exprs.value(args, f"{where}.args"),
+        admin=bool(data.get("admin", False)),
+        errors=_errors(data.get("errors"), exprs, f"{where}.errors"),
+    )
+
+
+def _handler(ref: Any, where: str) -> Callable[..., Any]:
+    if not isinstance(ref, str) or ":" not in ref:
+        raise MappingError(
+            f"{where}: handler must be 'module:function', e.g. handlers.instances:run_instances"
+        )
+    module_name, func_name = ref.split(":", 1)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise MappingError(f"{where}: cannot import {module_name}: {exc}") from exc
+    func = getattr(module, func_name, None)
+    if not callable(func):
+        raise MappingError(f"{where}: {module_name} has no function {func_name}")
+    return func
+
+
+def compile_mapping(path: Path, data: Any, views: dict[str, View], exprs: Expressions) -> Mapping:
+    w = str(path)
+    data = _check_keys(data, TOP_KEYS, w)
+    action = data.get("action")
+    if action != path.stem:
+        raise MappingError(f"{w}: action: must be {path.stem!r} (the file name), not {action!r}")
+    m = Mapping(action=action, path=path, options=dict(data.get("options") or {}))
+    try:
+        if "handler" in data:
+            m.handler = _handler(data["handler"], f"{w}: handler")
+        if "view" in data:
+            m.view = views.get(data["view"])
+            if m.view is None:
+                raise MappingError(f"{w}: view: no mappings/views/{data['view']}.yaml")
+        if "source" in data:
+            s = _check_keys(data["source"], SOURCE_KEYS, f"{w}: source")
+            if "static" in s:
+                m.source = Source(static=exprs.value(s["static"], f"{w}: source.static"))
+            else:
+                if "items" not in s:
+                    raise MappingError(f"{w}: source.items: XPath of the items in the result")
+                m.source = Source(
+                    call=_call(s, exprs, f"{w}: source"),
+                    items=_xpath(s["items"], f"{w}: source.items"),
+                )
+        if "by_id" in data:
+            b = _check_keys(data["by_id"], BY_ID_KEYS, f"{w}: by_id")
+            for key in ("param", "not_found"):
+                if key not in b:
+                    raise MappingError(f"{w}: by_id.{key} is required")
+            if "call" not in b and "field" not in b:
+                raise MappingError(f"{w}: by_id needs call: (fetch per id) or field: (select)")
+            if "call" in b and "prefix" not in b:
+                raise MappingError(f"{w}: by_id.prefix is required with call: (e.g. i, ami)")
+            m.by_id = ById(
+                param=b["param"],
+                prefix=b.get("prefix"),
+                call=_call(b, exprs, f"{w}: by_id", ["{{ id }}"]) if "call" in b else None,
+                item=_xpath(b.get("item", "/*"), f"{w}: by_id.item") if "call" in b else None,
+                malformed=b.get("malformed", "InvalidParameterValue"),
+                not_found=b["not_found"],
+                noun=b.get("noun", "ID"),
+                field=b.get("field"),
+            )
+        if "where" in data:
+            m.where = exprs.expression(str(data["where"]), f"{w}: where")
+        for i, expr in enumerate(data.get("match") or []):
+            m.match.append(exprs.expression(str(expr), f"{w}: match[{i}]"))
+        if "filters" in data:
+            f = data["filters"]
+            if not isinstance(f, dict) or not all(isinstance(v, str) for v in f.values()):
+                raise MappingError(f"{w}: filters: EC2 filter name → view field path")
+            if m.view is not None:
+                for name, fpath in f.items():
+                    if fpath.split(".")[0] not in m.view.names:
+                        raise MappingError(
+                            f"{w}: filters.{name}: {fpath.split('.')[0]!r} is not a field of view {m.view.name}"
+                        )
+            m.filters = {str(k): v for k, v in f.items()}
+        if "paginate" in data:
+            p = _check_keys(data["paginate"], PAGE_KEYS, f"{w}: paginate")
+            m.paginate = Paginate(
+                max_results=p.get("max_results", "MaxResults"),
+                token=p.get("token", "NextToken"),
+                key=p.get("key", "_id"),
+                lo=int(p.get("min", 5)),
+                hi=int(p.get("max", 1000)),
+                not_with=p.get("not_with"),
+            )
+        if "each" in data:
+            e = _check_keys(data["each"], EACH_KEYS, f"{w}: each")
+            m.each = Each(
+                call=_call(e, exprs, f"{w}: each"),
+                skip=exprs.expression(str(e["skip"]), f"{w}: each.skip") if "skip" in e else None,
+                refresh=bool(e.get("refresh", False)),
+            )
+            if m.each.refresh and (m.by_id is None or m.by_id.call is None):
+                raise MappingError(f"{w}: each.refresh needs by_id.call to read the item again")
+        if "output" in data:
+            m.output = exprs.value(data["output"], f"{w}: output")
+    except ValueError as exc:
+        raise MappingError(str(exc)) from exc
+    if m.handler is None and m.output is None:
+        raise MappingError(f"{w}: needs output: (or a handler:)")
+    return m
+
+
+def load_mappings(directory: Path, exprs: Expressions | None = None) -> dict[str, Mapping]:
+    exprs = exprs or Expressions()
+    if not directory.is_dir():
+        raise MappingError(f"{directory}: mappings directory not found")
+    views_dir = directory / "views"
+    try:
+        views = load_views(views_dir, exprs) if views_dir.is_dir() else {}
+    except ValueError as exc:
+        raise MappingError(str(exc)) from exc
+    mappings: dict[str, Mapping] = {}
+    for path in sorted(directory.glob("*.yaml")):
+        try:
+            data = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as exc:
+            raise MappingError(f"{path}: not valid YAML: {exc}") from exc
+        m = compile_mapping(path, data, views, exprs)
+        mappings[m.action] = m
+    return mappings

@@ -1,0 +1,330 @@
+"""RunInstances: instance types (Jinja2 files or OpenNebula VM templates), user data, key pairs,
+ClientToken idempotency and all-or-nothing MinCount. Runs in the engine's thread pool."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import secrets
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from lxml import etree
+
+from econe.errors import Ec2Error, invalid_value
+from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id
+from econe.paths import data_dir
+from handlers.escaping import (
+    Attr,
+    TemplateError,
+    element_attrs,
+    parse_template,
+    quote,
+    template_xml,
+)
+
+log = logging.getLogger("econe.handlers.instances")
+
+USER_DATA_LIMIT = 16 * 1024
+MAX_COUNT_LIMIT = 1000
+EC2_USER_ATTRS = (
+    "EC2_INSTANCE_TYPE",
+    "IMAGE_ID",
+    "EC2_CLIENT_TOKEN",
+    "EC2_RESERVATION_ID",
+    "EC2_LAUNCH_INDEX",
+    "EC2_KEYNAME",
+    "EC2_TAGS",
+)
+EC2_CONTEXT_ATTRS = (
+    "USERDATA",
+    "USERDATA_ENCODING",
+    "EC2_USER_DATA",
+    "SSH_PUBLIC_KEY",
+    "EC2_PUBLIC_KEY",
+    "EC2_KEYNAME",
+)
+_TEMPLATES = jinja2.Environment(
+    finalize=quote, autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
+)
+_BY_TOKEN = etree.XPath(
+    "/VM_POOL/VM[USER_TEMPLATE/EC2_CLIENT_TOKEN = $t or TEMPLATE/EC2_CLIENT_TOKEN = $t]"
+)
+
+
+def _count(body: dict, name: str, default: int) -> int:
+    value = body.get(name, default)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise invalid_value(name, value) from None
+    if number < 1 or number > MAX_COUNT_LIMIT:
+        raise invalid_value(name, value, f"Expecting a value between 1 and {MAX_COUNT_LIMIT}.")
+    return number
+
+
+def _user_data(body: dict) -> str | None:
+    raw = body.get("UserData")
+    if raw is None or raw == "":
+        return None
+    text = "".join(str(raw).split())  # MIME line breaks are fine
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise Ec2Error("InvalidParameterValue", "Invalid BASE64 encoding of user data") from None
+    if len(data) > USER_DATA_LIMIT:
+        raise Ec2Error("InvalidParameterValue", f"User data is limited to {USER_DATA_LIMIT} bytes")
+    return text
+
+
+def _tags(body: dict) -> list[tuple[str, str]]:
+    tags: list[tuple[str, str]] = []
+    for spec in body.get("TagSpecification") or []:
+        if (spec.get("ResourceType") or "instance") != "instance":
+            continue
+        for tag in spec.get("Tag") or spec.get("Tags") or []:
+            key, value = str(tag.get("Key") or ""), str(tag.get("Value") or "")
+            if not key or len(key) > 128 or key.lower().startswith("aws:"):
+                raise invalid_value(
+                    "Tag.Key", key, "Tag keys have 1 to 128 characters and cannot start with aws:."
+                )
+            if len(value) > 256:
+                raise invalid_value("Tag.Value", value, "Tag values have at most 256 characters.")
+            tags.append((key, value))
+    return tags
+
+
+def _image(rt: Any, image_id: Any) -> int:
+    number = parse_id("ami", image_id)
+    if number is None:
+        raise Ec2Error(
+            "InvalidAMIID.Malformed", f"Invalid id: '{image_id}' (expecting 'ami-' and a number)"
+        )
+    not_found = Ec2Error("InvalidAMIID.NotFound", f"The image id '[{image_id}]' does not exist")
+    if number > MAX_ONE_ID:
+        raise not_found
+    try:
+        xml = rt.call(
+            "one.image.info",
+            number,
+            errors={"NO_EXISTS": "InvalidAMIID.NotFound", "AUTHORIZATION": "InvalidAMIID.NotFound"},
+        )
+    except Ec2Error as exc:
+        if exc.code == "InvalidAMIID.NotFound":
+            raise not_found from None
+        raise
+    image = rt.view("image", rt.xml(xml))
+    if not image.get("_ami") or not image.get("State"):
+        raise not_found
+    return number
+
+
+def _key_pair(rt: Any, name: str | None) -> str | None:
+    """The public key of `name` from the user's template (EC2_KEYPAIR vectors, or the Ruby
+    econe's base64 JSON EC2_KEYPAIRS); None when key pairs are not stored there."""
+    if not name:
+        return None
+    user = rt.xml(rt.call("one.user.info", -1))
+    for vec in user.findall("TEMPLATE/EC2_KEYPAIR"):
+        if vec.findtext("NAME") == name:
+            return vec.findtext("PUBLIC_KEY")
+    for blob in user.findall("TEMPLATE/EC2_KEYPAIRS"):
+        try:
+            pairs = json.loads(base64.b64decode(blob.text or ""))
+            return pairs[name]["public_key"]
+        except (ValueError, KeyError, TypeError, binascii.Error):
+            continue
+    return None
+
+
+def _file_template(rt: Any, type_name: str, spec: dict) -> Path:
+    name = str(spec.get("template") or f"{type_name}.j2")
+    for directory in (Path(rt.config.template_location), data_dir("templates")):
+        for candidate in (name, name[:-4] + ".j2" if name.endswith(".erb") else None):
+            if candidate and (directory / candidate).is_file() and not candidate.endswith(".erb"):
+                return directory / candidate
+    raise Ec2Error("InternalError", f"Instance type {type_name}: template {name} not found")
+
+
+def _vm_template(rt: Any, type_name: str) -> etree._Element | None:
+    pool = rt.xml(rt.call("one.templatepool.info", -2, -1, -1))
+    for tmpl in pool.iterfind("VMTEMPLATE"):
+        if tmpl.findtext("TEMPLATE/EC2_INSTANCE_TYPE") == type_name:
+            return tmpl
+    return None
+
+
+def _merge(attrs: list[Attr], user: list[Attr], context: list[tuple[str, str]]) -> list[Attr]:
+    """Replace the EC2 attributes in `attrs` by ours; put `context` into the last CONTEXT."""
+    out = [(n, v) for n, v in attrs if n not in EC2_USER_ATTRS]
+    contexts = [i for i, (n, _) in enumerate(out) if n == "CONTEXT" and isinstance(out[i][1], list)]
+    if contexts:
+        i = contexts[-1]
+        kept = [(k, v) for k, v in out[i][1] if k not in EC2_CONTEXT_ATTRS]
+        out[i] = ("CONTEXT", kept + context)
+    elif context:
+        out.append(("CONTEXT", context))
+    return out + user
+
+
+class Launch:
+    """Everything one RunInstances needs to create its VMs."""
+
+    def __init__(self, rt: Any):
+        body = rt.body
+        self.rt = rt
+        self.min_count = _count(body, "MinCount", 1)
+        self.max_count = _count(body, "MaxCount", self.min_count)
+        if self.max_count < self.min_count:
+            raise invalid_value(
+                "MaxCount", self.max_count, "MaxCount must not be less than MinCount."
+            )
+        zone = (body.get("Placement") or {}).get("AvailabilityZone")
+        if zone and zone != rt.config.region:
+            raise Ec2Error("InvalidParameterValue", f"Invalid availability zone: [{zone}]")
+        self.user_data = _user_data(body)
+        self.tags = _tags(body)
+        self.image_id = body.get("ImageId")
+        if not self.image_id:
+            raise Ec2Error("MissingParameter", "The request must contain the parameter ImageId")
+        self.type_name = str(body.get("InstanceType") or "m1.small")
+        self.key_name = body.get("KeyName") or None
+        self.token = body.get("ClientToken") or None
+        if self.token is not None and len(str(self.token)) > 64:
+            raise invalid_value("ClientToken", self.token, "ClientToken has at most 64 characters.")
+
+    def resolve(self) -> None:
+        rt = self.rt
+        self.image = _image(rt, self.image_id)
+        spec = rt.config.instance_types.get(self.type_name)
+        self.file = _file_template(rt, self.type_name, spec) if spec is not None else None
+        self.vm_template = None if spec is not None else _vm_template(rt, self.type_name)
+        if self.file is None and self.vm_template is None:
+            raise Ec2Error(
+                "InvalidParameterValue", f"Invalid value '{self.type_name}' for InstanceType."
+            )
+        self.network_id = int((spec or {}).get("network_id", 0))
+        self.public_key = _key_pair(rt, self.key_name)
+        if self.token:
+            digest = hashlib.sha256(f"{rt.principal.name}\0{self.token}".encode()).hexdigest()
+            self.reservation = "r-" + digest[:17]
+        else:
+            self.reservation = "r-" + secrets.token_hex(9)[:17]
+
+    def attributes(self, index: int) -> tuple[list[Attr], list[Attr], list[tuple[str, str]]]:
+        user: list[Attr] = [
+            ("EC2_INSTANCE_TYPE", self.type_name),
+            ("IMAGE_ID", format_id("ami", self.image)),
+            ("EC2_RESERVATION_ID", self.reservation),
+            ("EC2_LAUNCH_INDEX", str(index)),
+        ]
+        if self.token:
+            user.append(("EC2_CLIENT_TOKEN", str(self.token)))
+        if self.key_name:
+            user.append(("EC2_KEYNAME", str(self.key_name)))
+        user += [("EC2_TAGS", [("KEY", k), ("VALUE", v)]) for k, v in self.tags]
+        context: list[tuple[str, str]] = []
+        if self.user_data:
+            context += [
+                ("USERDATA", self.user_data),
+                ("USERDATA_ENCODING", "base64"),
+                ("EC2_USER_DATA", self.user_data),
+            ]
+        if self.public_key:
+            context += [
+                ("SSH_PUBLIC_KEY", self.public_key),
+                ("EC2_PUBLIC_KEY", self.public_key),
+                ("EC2_KEYNAME", str(self.key_name)),
+            ]
+        return [], user, context
+
+    def create(self, index: int) -> int:
+        rt = self.rt
+        _, user, context = self.attributes(index)
+        errors = {"QUOTA": "InstanceLimitExceeded"}
+        try:
+            if self.file is not None:
+                text = _TEMPLATES.from_string(self.file.read_text()).render(
+                    image_id=self.image,
+                    ec2_image_id=format_id("ami", self.image),
+                    instance_type=self.type_name,
+                    network_id=self.network_id,
+                    user_data=self.user_data,
+                    key_name=self.key_name,
+                    public_key=self.public_key,
+                    client_token=self.token,
+                    reservation_id=self.reservation,
+                    launch_index=index,
+                    user=rt.principal.name,
+                    config=rt.config,
+                )
+                xml = template_xml(_merge(parse_template(text), user, context))
+                return int(rt.call("one.vm.allocate", xml, False, errors=errors))
+            tmpl = self.vm_template.find("TEMPLATE")
+            disks = [("DISK", [("IMAGE_ID", str(self.image))])]
+            disks += [a for a in element_attrs(tmpl) if a[0] == "DISK" and isinstance(a[1], list)]
+            ctx = [a for a in element_attrs(tmpl) if a[0] == "CONTEXT" and isinstance(a[1], list)][
+                -1:
+            ]
+            xml = template_xml(_merge(disks + ctx, user, context))
+            tid = int(self.vm_template.findtext("ID"))
+            return int(
+                rt.call("one.template.instantiate", tid, "", False, xml, False, errors=errors)
+            )
+        except (TemplateError, jinja2.TemplateError) as exc:
+            if isinstance(exc, TemplateError) and "cannot be stored" in str(exc):
+                raise Ec2Error("InvalidParameterValue", str(exc)) from exc
+            log.error("instance type %s: %s", self.type_name, exc)
+            raise Ec2Error(
+                "InternalError", f"Instance type {self.type_name} is misconfigured"
+            ) from exc
+
+
+def _reservation(rt: Any, vms: list[etree._Element]) -> dict:
+    instances = sorted(
+        (rt.view("instance", vm) for vm in vms),
+        key=lambda i: (i.get("AmiLaunchIndex") or 0, i["_id"]),
+    )
+    return {
+        "ReservationId": instances[0].get("_reservation") or f"r-{instances[0]['_id']:017x}",
+        "OwnerId": instances[0].get("_owner") or rt.principal.name,
+        "Groups": [],
+        "Instances": instances,
+    }
+
+
+def run_instances(rt: Any) -> dict:
+    launch = Launch(rt)
+    if launch.token:
+        pool = rt.xml(rt.call("one.vmpool.infoextended", -3, -1, -1, -2))
+        previous = _BY_TOKEN(pool, t=str(launch.token))
+        if previous:
+            return _reservation(rt, previous)
+    launch.resolve()
+    created: list[int] = []
+    failure: Ec2Error | None = None
+    for index in range(launch.max_count):
+        try:
+            created.append(launch.create(index))
+        except Ec2Error as exc:
+            failure = exc
+            break
+    if len(created) < launch.min_count:
+        for vm_id in created:
+            try:
+                rt.call("one.vm.action", "terminate-hard", vm_id)
+            except Ec2Error as exc:  # keep rolling back the others
+                log.error("rollback of VM %s failed: %s", vm_id, exc.message)
+        raise failure or Ec2Error(
+            "InsufficientInstanceCapacity", "Not enough instances could be started"
+        )
+    if failure is not None:
+        log.warning(
+            "RunInstances created %d of %d: %s", len(created), launch.max_count, failure.message
+        )
+    vms = [rt.xml(rt.call("one.vm.info", vm_id)) for vm_id in created]
+    return _reservation(rt, vms)
