@@ -1,0 +1,150 @@
+"""Address ranges and leases (``AddressRange``/``AddressRangePool``), IPv4 only.
+
+An AR is ``{ar_id, type, ip, mac, size, next_index, leases: {"index": vm_id}, attrs,
+allocated_ever}``; a lease held with ``one.vn.hold`` has vm id -1."""
+
+from __future__ import annotations
+
+from . import errors
+from .docs import _ip_int, ip_str, mac_for
+
+NOT_IN_RANGE = "Address is not part of the address range or in use."
+
+
+def make_ar(ar_id: int, vec: list) -> dict:
+    d = {k: v for k, v in vec}
+    typ = d.get("TYPE", "IP4").upper()
+    try:
+        size = int(d.get("SIZE", ""))
+        ip = d.get("IP", "")
+        start = _ip_int(ip)
+    except (ValueError, TypeError):
+        raise errors.internal("Wrong SIZE or IP for address range") from None
+    if size <= 0:
+        raise errors.internal("Wrong SIZE for address range")
+    skip = {"AR_ID", "TYPE", "SIZE", "IP", "MAC", "ALLOCATED", "NEXT_INDEX", "SHARED"}
+    return {
+        "ar_id": ar_id,
+        "type": typ,
+        "ip": ip_str(start),
+        "mac": mac_for(start),
+        "size": size,
+        "next_index": 0,
+        "leases": {},
+        "allocated_ever": False,
+        "attrs": [[k, v] for k, v in vec if k not in skip],
+    }
+
+
+def _index(ar: dict, ip: str) -> int | None:
+    try:
+        i = _ip_int(ip) - _ip_int(ar["ip"])
+    except (ValueError, AttributeError):
+        return None
+    return i if 0 <= i < ar["size"] else None
+
+
+def _take(ar: dict, i: int, vid: int) -> tuple[str, str]:
+    ar["leases"][str(i)] = vid
+    ar["allocated_ever"] = True
+    n = _ip_int(ar["ip"]) + i
+    return ip_str(n), mac_for(n)
+
+
+def allocate(vn: dict, vid: int, ip: str | None = None) -> tuple[dict, str, str]:
+    """Lease an address (a given one, or the next free one) for VM ``vid``."""
+    for ar in vn["ars"]:
+        if ip is not None:
+            i = _index(ar, ip)
+            if i is not None and str(i) not in ar["leases"]:
+                return (ar, *_take(ar, i, vid))
+            continue
+        for k in range(ar["size"]):
+            i = (ar["next_index"] + k) % ar["size"]
+            if str(i) not in ar["leases"]:
+                ar["next_index"] = (i + 1) % ar["size"] if ar["size"] > 1 else 0
+                return (ar, *_take(ar, i, vid))
+    if ip is not None:
+        raise errors.internal(f"Cannot get IP/MAC lease from virtual network {vn['id']}.")
+    raise errors.internal(f"Cannot get IP/MAC lease from virtual network {vn['id']}.")
+
+
+def free_vm(vn: dict, vid: int) -> None:
+    for ar in vn["ars"]:
+        for k in [k for k, v in ar["leases"].items() if v == vid]:
+            del ar["leases"][k]
+
+
+def _lease_spec(tmpl: list) -> tuple[str | None, int | None]:
+    vecs = [v for k, v in tmpl if k == "LEASES" and isinstance(v, list)]
+    if not vecs:
+        raise errors.internal("Empty lease description.")
+    d = {k: v for k, v in vecs[0]}
+    ip = d.get("IP")
+    if ip is None and d.get("MAC") is None and d.get("IP6") is None:
+        raise errors.internal("Missing MAC, IP or IP6.")
+    ar_id = d.get("AR_ID")
+    try:
+        return ip, (int(ar_id) if ar_id is not None else None)
+    except ValueError:
+        raise errors.internal("Wrong AR_ID") from None
+
+
+def _candidates(vn: dict, ar_id: int | None) -> list[dict]:
+    return [ar for ar in vn["ars"] if ar_id is None or ar["ar_id"] == ar_id]
+
+
+def hold(vn: dict, tmpl: list) -> None:
+    ip, ar_id = _lease_spec(tmpl)
+    if ip is None:
+        raise errors.internal(NOT_IN_RANGE)
+    for ar in _candidates(vn, ar_id):
+        i = _index(ar, ip)
+        if i is not None:
+            if str(i) in ar["leases"]:
+                break
+            _take(ar, i, -1)
+            return
+    raise errors.internal(NOT_IN_RANGE)
+
+
+def release(vn: dict, tmpl: list) -> None:
+    """oned answers success even when the address was not held or is in no AR."""
+    ip, ar_id = _lease_spec(tmpl)
+    if ip is None:
+        return
+    for ar in _candidates(vn, ar_id):
+        i = _index(ar, ip)
+        if i is not None and ar["leases"].get(str(i)) == -1:
+            del ar["leases"][str(i)]
+            return
+
+
+def update_ar(vn: dict, tmpl: list) -> None:
+    vecs = [v for k, v in tmpl if k == "AR" and isinstance(v, list)]
+    d = {k: v for k, v in vecs[0]} if vecs else {}
+    if "AR_ID" not in d:
+        raise errors.internal("AR/AR_ID attribute is missing.")
+    try:
+        ar_id = int(d["AR_ID"])
+    except ValueError:
+        raise errors.internal("AR/AR_ID attribute is missing.") from None
+    ars = [a for a in vn["ars"] if a["ar_id"] == ar_id]
+    if not ars:
+        raise errors.internal(f"Address Range with ID {ar_id} was not found.")
+    ar = ars[0]
+    if "SIZE" in d:
+        try:
+            size = int(d["SIZE"])
+        except ValueError:
+            raise errors.internal("Wrong SIZE for address range") from None
+        if any(int(i) >= size for i in ar["leases"]) or size < 0:
+            raise errors.internal(
+                "New SIZE cannot be applied. There are used leases that would fall outside "
+                "the range."
+            )
+        ar["size"] = size
+    fixed = {"AR_ID", "TYPE", "SIZE", "IP", "MAC", "ALLOCATED", "NEXT_INDEX", "SHARED"}
+    for k, v in vecs[0]:
+        if k not in fixed:
+            ar["attrs"] = [p for p in ar["attrs"] if p[0] != k] + [[k, v]]

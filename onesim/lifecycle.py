@@ -1,0 +1,344 @@
+"""VM and image life cycles on the simulator clock (``DispatchManager``/``LifeCycleManager``).
+
+Each transition is a named step applied when due (``Sim.schedule``); with speed 0 every step is
+applied before the request that caused it returns, so results are deterministic."""
+
+from __future__ import annotations
+
+from . import errors, leases
+from . import template as T
+
+STATES = {
+    0: "INIT",
+    1: "PENDING",
+    2: "HOLD",
+    3: "ACTIVE",
+    4: "STOPPED",
+    5: "SUSPENDED",
+    6: "DONE",
+    8: "POWEROFF",
+    9: "UNDEPLOYED",
+    10: "CLONING",
+    11: "CLONING_FAILURE",
+}
+LCM = {
+    0: "LCM_INIT",
+    1: "PROLOG",
+    2: "BOOT",
+    3: "RUNNING",
+    5: "SAVE_STOP",
+    6: "SAVE_SUSPEND",
+    9: "PROLOG_RESUME",
+    10: "EPILOG_STOP",
+    11: "EPILOG",
+    12: "SHUTDOWN",
+    16: "UNKNOWN",
+    17: "HOTPLUG",
+    18: "SHUTDOWN_POWEROFF",
+    20: "BOOT_POWEROFF",
+    21: "BOOT_SUSPENDED",
+    22: "BOOT_STOPPED",
+    25: "HOTPLUG_NIC",
+    26: "HOTPLUG_SAVEAS",
+    27: "HOTPLUG_SAVEAS_POWEROFF",
+    29: "SHUTDOWN_UNDEPLOY",
+    30: "EPILOG_UNDEPLOY",
+    31: "PROLOG_UNDEPLOY",
+    32: "BOOT_UNDEPLOY",
+    33: "HOTPLUG_PROLOG_POWEROFF",
+    34: "HOTPLUG_EPILOG_POWEROFF",
+    51: "DISK_SNAPSHOT_POWEROFF",
+    54: "DISK_SNAPSHOT_SUSPENDED",
+    57: "DISK_SNAPSHOT",
+    65: "HOTPLUG_NIC_POWEROFF",
+}
+ACTIONS = {
+    "undeploy": 5,
+    "undeploy-hard": 6,
+    "hold": 7,
+    "release": 8,
+    "stop": 9,
+    "suspend": 10,
+    "resume": 11,
+    "reboot": 15,
+    "reboot-hard": 16,
+    "resched": 17,
+    "unresched": 18,
+    "poweroff": 19,
+    "poweroff-hard": 20,
+    "terminate": 27,
+    "terminate-hard": 28,
+}
+
+
+def state_name(vm: dict) -> str:
+    if vm["state"] == 3:
+        return LCM.get(vm["lcm_state"], str(vm["lcm_state"]))
+    return STATES.get(vm["state"], str(vm["state"]))
+
+
+def _set(vm: dict, state: int, lcm: int = 0) -> None:
+    vm["state"], vm["lcm_state"] = state, lcm
+
+
+def _new_history(sim, vm: dict, prolog: bool) -> None:
+    now = sim.now()
+    host = sim.store.get("host", 0)
+    vm["history"].append(
+        {
+            "seq": len(vm["history"]),
+            "hostname": host["name"] if host else "host01",
+            "hid": 0,
+            "stime": now,
+            "etime": 0,
+            "pstime": now if prolog else 0,
+            "petime": 0,
+            "rstime": 0 if prolog else now,
+            "retime": 0,
+            "estime": 0,
+            "eetime": 0,
+            "action": 0,
+            "uid": -1,
+            "gid": -1,
+            "req": -1,
+        }
+    )
+
+
+def _close_history(sim, vm: dict, code: int, caller, epilog: bool = False) -> None:
+    if not vm["history"]:
+        return
+    h = vm["history"][-1]
+    now = sim.now()
+    if h["etime"] == 0:
+        h["etime"] = now
+        if h["rstime"] and not h["retime"]:
+            h["retime"] = now
+        if epilog:
+            h["estime"] = h["estime"] or now
+    _mark(sim, vm, code, caller)
+
+
+def _mark(sim, vm: dict, code: int, caller) -> None:
+    if vm["history"] and caller is not None:
+        h = vm["history"][-1]
+        h["action"], h["uid"], h["gid"] = code, caller.uid, caller.gid
+        h["req"] = sim.next_request_id()
+
+
+# ---------------------------------------------------------------------------- steps
+
+
+def apply(sim, kind: str, obj: dict, step: str) -> None:
+    if kind == "image":
+        _image_step(sim, obj, step)
+        return
+    vm = obj
+    now = sim.now()
+    if step == "prolog":
+        if vm["state"] != 1:
+            return
+        _set(vm, 3, 1)
+        _new_history(sim, vm, True)
+        T.tset(vm["template"], "TM_MAD_SYSTEM", "dummy")
+        for g in T.get_vec(vm["template"], "GRAPHICS"):
+            if T.vget(g, "PORT") is None:
+                T.vset(g, "PORT", str(5900 + vm["id"]))
+        sim.schedule("vm", vm, "boot")
+    elif step == "boot":
+        vm["lcm_state"] = 2
+        h = vm["history"][-1]
+        h["petime"] = h["petime"] or now
+        h["rstime"] = h["rstime"] or now
+        vm["deploy_id"] = f"{h['hostname']}:{vm['name']}:dummy"
+        sim.schedule("vm", vm, "running")
+    elif step == "running":
+        _set(vm, 3, 3)
+    elif step == "epilog":
+        vm["lcm_state"] = 11
+        if vm["history"]:
+            vm["history"][-1]["estime"] = vm["history"][-1]["estime"] or now
+        sim.schedule("vm", vm, "done")
+    elif step == "done":
+        finish(sim, vm)
+    elif step in ("poweroff", "stopped", "suspended", "undeployed"):
+        _set(vm, {"poweroff": 8, "stopped": 4, "suspended": 5, "undeployed": 9}[step], 0)
+        if step in ("stopped", "undeployed") and vm["history"]:
+            vm["history"][-1]["eetime"] = now
+    elif step in ("epilog_stop", "epilog_undeploy"):
+        vm["lcm_state"] = 10 if step == "epilog_stop" else 30
+        if vm["history"]:
+            vm["history"][-1]["estime"] = now
+        sim.schedule("vm", vm, "stopped" if step == "epilog_stop" else "undeployed")
+    elif step == "back":  # end of a hotplug/snapshot operation
+        back = vm.pop("back", [3, 3])
+        _set(vm, back[0], back[1])
+
+
+def finish(sim, vm: dict) -> None:
+    """VM reaches DONE: leases and images are released."""
+    now = sim.now()
+    _set(vm, 6, 0)
+    vm["etime"] = now
+    vm["steps"] = []
+    if vm["history"]:
+        h = vm["history"][-1]
+        h["etime"] = h["etime"] or now
+        h["eetime"] = now if h["estime"] else h["eetime"]
+    for nic in T.get_vec(vm["template"], "NIC"):
+        vn = sim.store.get("vnet", int(T.vget(nic, "NETWORK_ID", "-1")))
+        if vn is not None:
+            leases.free_vm(vn, vm["id"])
+            sim.store.put("vnet", vn)
+    for disk in T.get_vec(vm["template"], "DISK"):
+        if T.vget(disk, "IMAGE_ID") is not None:
+            release_image(sim, int(T.vget(disk, "IMAGE_ID")), vm["id"])
+
+
+def release_image(sim, iid: int, vid: int) -> None:
+    img = sim.store.get("image", iid)
+    if img is None or vid not in img["vms"]:
+        return
+    img["vms"].remove(vid)
+    if not img["vms"] and img["state"] in (2, 8):
+        img["state"] = img["prev_state"] = 1
+    sim.store.put("image", img)
+
+
+def _image_step(sim, img: dict, step: str) -> None:
+    if step == "ready" and img["state"] == 4:
+        img["state"] = img["prev_state"] = 1
+        img["source"] = img["source"] or "dummy_path"
+        img["format"] = img["format"] or ("raw" if img["type"] == 2 else "dummy_format")
+    elif step == "delete":
+        sim.store.delete("image", img["id"])
+        for ds in sim.store.all("datastore"):
+            sim.store.invalidate("datastore", ds["id"])
+
+
+# ---------------------------------------------------------------------------- actions
+
+
+def action(sim, caller, vm: dict, name: str) -> None:
+    if name not in ACTIONS:
+        raise errors.action(f'Action "{name}" is not supported')
+    st, lcm = vm["state"], vm["lcm_state"]
+    running = st == 3 and lcm == 3
+    unknown = st == 3 and lcm == 16
+    code = ACTIONS[name]
+
+    def wrong() -> errors.OneError:
+        return errors.action(
+            f'Error performing action "{name}": This action is not available for state '
+            + state_name(vm)
+        )
+
+    if name.startswith("terminate"):
+        if st == 6:
+            return
+        if running or unknown:
+            _set(vm, 3, 12)
+            _close_history(sim, vm, code, caller, epilog=True)
+            sim.schedule("vm", vm, "epilog")
+        elif st in (4, 5, 8, 9):
+            _set(vm, 3, 11)
+            _mark(sim, vm, code, caller)
+            if vm["history"]:
+                h = vm["history"][-1]
+                h["estime"] = sim.now()
+            sim.schedule("vm", vm, "done")
+        elif st in (0, 1, 2, 10, 11):
+            vm["steps"] = []
+            finish(sim, vm)
+        else:
+            raise wrong()
+    elif name.startswith("poweroff"):
+        if not (running or unknown):
+            raise wrong()
+        _set(vm, 3, 18)
+        _close_history(sim, vm, code, caller)
+        sim.schedule("vm", vm, "poweroff")
+    elif name == "resume":
+        if st == 8 or unknown:
+            _set(vm, 3, 20)
+            _new_history(sim, vm, False)
+            sim.schedule("vm", vm, "running")
+        elif st == 5:
+            _set(vm, 3, 21)
+            _mark(sim, vm, code, caller)
+            sim.schedule("vm", vm, "running")
+        elif st in (4, 9):
+            _set(vm, 1, 0)
+            sim.schedule("vm", vm, "prolog")
+        else:
+            raise wrong()
+    elif name.startswith("reboot"):
+        if not running:
+            raise wrong()
+        _mark(sim, vm, code, caller)
+    elif name == "stop":
+        if running:
+            _set(vm, 3, 5)
+            _close_history(sim, vm, code, caller)
+            sim.schedule("vm", vm, "epilog_stop")
+        elif st == 5:
+            _close_history(sim, vm, code, caller)
+            sim.schedule("vm", vm, "epilog_stop", 0)
+        else:
+            raise wrong()
+    elif name == "suspend":
+        if not running:
+            raise wrong()
+        _set(vm, 3, 6)
+        _mark(sim, vm, code, caller)
+        sim.schedule("vm", vm, "suspended")
+    elif name.startswith("undeploy"):
+        if running or unknown:
+            _set(vm, 3, 29)
+            _close_history(sim, vm, code, caller)
+            sim.schedule("vm", vm, "epilog_undeploy")
+        elif st == 8:
+            _close_history(sim, vm, code, caller)
+            sim.schedule("vm", vm, "epilog_undeploy", 0)
+        else:
+            raise wrong()
+    elif name == "hold":
+        if st != 1:
+            raise wrong()
+        vm["steps"] = []
+        _set(vm, 2, 0)
+    elif name == "release":
+        if st != 2:
+            raise wrong()
+        _set(vm, 1, 0)
+        sim.schedule("vm", vm, "prolog")
+    elif name in ("resched", "unresched"):
+        if not running:
+            raise wrong()
+        vm["resched"] = 1 if name == "resched" else 0
+
+
+def hotplug(sim, vm: dict, kind: str, check: bool = False) -> None:
+    """Enter a hotplug LCM state for one step: kind in disk, nic, snapshot, saveas.
+    With ``check`` only verify that the VM is in a state that allows it."""
+    st, lcm = vm["state"], vm["lcm_state"]
+    ok = (st == 3 and lcm == 3) or st == 8 or (st == 5 and kind == "snapshot")
+    if check or not ok:
+        if not ok:
+            raise errors.action(
+                f"Could not perform {kind} operation on VM {vm['id']}, wrong "
+                "state " + state_name(vm) + "."
+            )
+        return
+    if st == 3 and lcm == 3:
+        nxt = {"disk": 17, "nic": 25, "snapshot": 57, "saveas": 26}[kind]
+        vm["back"] = [3, 3]
+        _set(vm, 3, nxt)
+    elif st == 8:
+        nxt = {"disk": 33, "nic": 65, "snapshot": 51, "saveas": 27}[kind]
+        vm["back"] = [8, 0]
+        _set(vm, 3, nxt)
+    elif st == 5 and kind == "snapshot":
+        vm["back"] = [5, 0]
+        _set(vm, 3, 54)
+    sim.schedule("vm", vm, "back")

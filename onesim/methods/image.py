@@ -1,0 +1,197 @@
+"""one.image.* and one.imagepool.info"""
+
+from __future__ import annotations
+
+import math
+import os
+
+from .. import docs, errors
+from .. import template as T
+from ..core import method
+from ..perms import DEFAULT_PERMS, authorize
+from .common import name_taken, parse, pool, update_template
+
+TYPES = {
+    "OS": 0,
+    "CDROM": 1,
+    "DATABLOCK": 2,
+    "KERNEL": 3,
+    "RAMDISK": 4,
+    "CONTEXT": 5,
+    "BACKUP": 6,
+    "FILESYSTEM": 7,
+}
+TYPE_GROUPS = ({0, 1, 2}, {3, 4, 5})
+STRIP = {"NAME", "TYPE", "PATH", "SOURCE", "SIZE", "PERSISTENT", "FORMAT", "FS"}
+
+
+def _size_of(path: str) -> int:
+    if "://" in path:
+        return 1024  # remote source: the dummy datastore driver reports 1024 MB
+    if not (os.path.isfile(path) and os.access(path, os.R_OK)):
+        raise errors.internal(
+            f"Cannot determine image SIZE: {path} does not exist or is not readable."
+        )
+    return max(1, math.ceil(os.path.getsize(path) / (1024 * 1024)))
+
+
+def new_image(sim, caller, tmpl: list, ds_id: int, from_vm: bool = False) -> int:
+    ds = sim.get("datastore", ds_id)
+    authorize(caller, ds, "datastore", "USE", sim.acls)
+    if ds["type"] == 1:
+        raise errors.allocate_error(
+            "image", "New images can only be allocated in a files or image datastore."
+        )
+    name = T.get(tmpl, "NAME")
+    if not name:
+        raise errors.allocate_error("image", "No NAME in template.")
+    taken = name_taken(sim, "image", caller.uid, name)
+    if taken is not None:
+        raise errors.allocate_error("image", f"NAME is already taken by IMAGE {taken['id']}.")
+    tname = (T.get(tmpl, "TYPE") or ("FILE" if ds["type"] == 2 else "OS")).upper()
+    if ds["type"] == 2:
+        itype = {"KERNEL": 3, "RAMDISK": 4, "CONTEXT": 5}.get(tname, 5)
+    elif tname not in TYPES:
+        raise errors.allocate_error("image", f"Unknown type {tname}")  # approximate text
+    else:
+        itype = TYPES[tname]
+    path = T.get(tmpl, "PATH") or ""
+    source = T.get(tmpl, "SOURCE") or ""
+    size_s = T.get(tmpl, "SIZE")
+    if path and not from_vm:
+        size = _size_of(path)
+    else:
+        try:
+            size = int(size_s) if size_s is not None else -1
+        except ValueError:
+            size = -1
+        if size < 0 and not source:
+            raise errors.internal(
+                "Cannot parse image SIZE: Wrong number or missing SIZE attribute."
+            )
+        size = max(size, 0)
+    iid = sim.store.new_id("image")
+    now = sim.now()
+    t = [[k, v] for k, v in tmpl if k not in STRIP]
+    if T.get(t, "DEV_PREFIX") is None:
+        t.append(["DEV_PREFIX", "sd"])
+    img = {
+        "id": iid,
+        "uid": caller.uid,
+        "gid": caller.gid,
+        "perms": list(DEFAULT_PERMS),
+        "name": name,
+        "type": itype,
+        "persistent": 1 if (T.get(tmpl, "PERSISTENT") or "").upper() == "YES" else 0,
+        "regtime": now,
+        "modtime": now,
+        "source": source,
+        "path": path,
+        "format": T.get(tmpl, "FORMAT") or "",
+        "size": size,
+        "state": 4,
+        "prev_state": 0,
+        "ds_id": ds["id"],
+        "vms": [],
+        "template": t,
+        "steps": [],
+    }
+    sim.schedule("image", img, "ready")
+    sim.store.put("image", img)
+    sim.store.invalidate("datastore", ds["id"])
+    return iid
+
+
+@method("one.image.allocate", "sib", 2)
+def allocate(sim, caller, tmpl: str, ds_id: int, no_check: bool = False) -> int:
+    return new_image(sim, caller, parse(tmpl), ds_id)
+
+
+@method("one.image.info", "ib", 1)
+def info(sim, caller, iid: int, decrypt: bool = False) -> str:
+    return docs.image(sim, sim.get_auth(caller, "image", iid, "USE"))
+
+
+@method("one.image.delete", "ib", 1)
+def delete(sim, caller, iid: int, force: bool = False) -> int:
+    img = sim.get_auth(caller, "image", iid, "MANAGE")
+    if img["vms"]:
+        raise errors.action(f"Cannot delete image. There are {len(img['vms'])} VMs using it.")
+    img["state"] = img["prev_state"] = 7
+    sim.schedule("image", img, "delete")
+    sim.store.put("image", img)
+    return iid
+
+
+@method("one.image.clone", "isi", 2)
+def clone(sim, caller, iid: int, name: str, ds_id: int = -1) -> int:
+    src = sim.get_auth(caller, "image", iid, "USE")
+    tmpl = [
+        ["NAME", name],
+        ["SIZE", str(src["size"])],
+        ["SOURCE", src["source"] or "dummy_path"],
+        ["TYPE", [k for k, v in TYPES.items() if v == src["type"]][0]],
+    ]
+    tmpl += [list(p) for p in src["template"]]
+    return new_image(sim, caller, tmpl, src["ds_id"] if ds_id < 0 else ds_id, from_vm=True)
+
+
+@method("one.image.chtype", "is")
+def chtype(sim, caller, iid: int, tname: str) -> int:
+    img = sim.get_auth(caller, "image", iid, "MANAGE")
+    new = TYPES.get(tname.upper())
+    if new is None or not any(img["type"] in g and new in g for g in TYPE_GROUPS):
+        raise errors.action(f"Cannot change image type to {tname}")  # approximate text
+    img["type"] = new
+    sim.store.put("image", img)
+    return iid
+
+
+@method("one.image.enable", "ib")
+def enable(sim, caller, iid: int, flag: bool) -> int:
+    img = sim.get_auth(caller, "image", iid, "MANAGE")
+    if flag and img["state"] == 3:
+        img["state"] = img["prev_state"] = 1
+    elif not flag and img["state"] == 1:
+        img["state"] = img["prev_state"] = 3
+    elif img["state"] != (1 if flag else 3):
+        raise errors.action(
+            f"Image cannot be {'enabled' if flag else 'disabled'} in its current state"
+        )  # approximate text
+    sim.store.put("image", img)
+    return iid
+
+
+@method("one.image.persistent", "ib")
+def persistent(sim, caller, iid: int, flag: bool) -> int:
+    img = sim.get_auth(caller, "image", iid, "MANAGE")
+    if img["vms"] or img["state"] not in (1, 3):
+        raise errors.action("Cannot change persistent state of an image in use or locked")
+    img["persistent"] = 1 if flag else 0
+    sim.store.put("image", img)
+    return iid
+
+
+@method("one.image.update", "isi", 2)
+def update(sim, caller, iid: int, tmpl: str, append: int = 0) -> int:
+    if append not in (0, 1):
+        raise errors.api("Wrong update type")
+    img = sim.get_auth(caller, "image", iid, "MANAGE")
+    update_template(img, "template", tmpl, append)
+    sim.store.put("image", img)
+    return iid
+
+
+@method("one.imagepool.info", "iii")
+def pool_info(sim, caller, flag: int, start: int, end: int) -> str:
+    imgs = pool(sim, caller, "image", flag, start, end)
+    return "<IMAGE_POOL>" + "".join(_body(sim, i) for i in imgs) + "</IMAGE_POOL>"
+
+
+def _body(sim, img: dict) -> str:
+    xml = sim.store.cached("image", img["id"], "full")
+    return (
+        xml
+        if xml is not None
+        else sim.store.remember("image", img["id"], "full", docs.image(sim, img))
+    )

@@ -1,0 +1,191 @@
+"""one.user.*, one.userpool.info, one.group.info, one.grouppool.info"""
+
+from __future__ import annotations
+
+import os
+
+from .. import docs, errors
+from ..auth import sha256_hex
+from ..core import method
+from ..perms import authorize
+from .common import parse, update_template
+
+MAX_TOKENS = 10
+
+
+def new_user(
+    sim,
+    name: str,
+    password: str,
+    driver: str = "core",
+    gids: list | None = None,
+    uid: int | None = None,
+) -> int:
+    if not name or ":" in name or " " in name:
+        raise errors.allocate_error("user", "Invalid NAME, it cannot contain ':' or spaces.")
+    if sim.user_by_name(name) is not None:
+        taken = sim.user_by_name(name)["id"]
+        raise errors.allocate_error("user", f"NAME is already taken by USER {taken}.")
+    driver = driver or "core"
+    gids = list(gids) if gids else [1]
+    for g in gids:
+        if sim.store.get("group", g) is None:
+            raise errors.no_exists("group", g)
+    oid = sim.store.new_id("user") if uid is None else uid
+    u = {
+        "id": oid,
+        "uid": oid,
+        "gid": gids[0],
+        "groups": gids,
+        "name": name,
+        "password": password if driver == "public" else sha256_hex(password),
+        "auth_driver": driver,
+        "enabled": True,
+        "tokens": [],
+        "perms": [1, 1, 0, 0, 0, 0, 0, 0, 0],
+        "template": [["TOKEN_PASSWORD", sha256_hex(os.urandom(16).hex())]],
+    }
+    sim.store.put("user", u)
+    return oid
+
+
+def _admin_only(caller, what: str, oid: int) -> None:
+    if not caller.admin:
+        raise errors.not_authorized(caller.uid, what, "user", oid)
+
+
+@method("one.user.allocate", "sssA", 3)
+def allocate(sim, caller, name: str, password: str, driver: str, gids: list = ()) -> int:
+    if not caller.admin:
+        raise errors.not_authorized_create(caller.uid, "user")
+    return new_user(sim, name, password, driver, [int(g) for g in gids] or None)
+
+
+@method("one.user.info", "ib", 1)
+def info(sim, caller, oid: int, decrypt: bool = False) -> str:
+    u = sim.get_auth(caller, "user", caller.uid if oid == -1 else oid, "USE")
+    return docs.user(sim, u)
+
+
+@method("one.userpool.info", "")
+def pool_info(sim, caller) -> str:
+    users = [u for u in sim.store.all("user") if caller.admin or u["id"] == caller.uid]
+    users.sort(key=lambda u: u["id"], reverse=True)
+    return (
+        "<USER_POOL>"
+        + "".join(docs.user_pool_entry(sim, u) for u in users)
+        + "<DEFAULT_USER_QUOTAS>"
+        + docs.QUOTA_EMPTY
+        + "</DEFAULT_USER_QUOTAS></USER_POOL>"
+    )
+
+
+@method("one.user.passwd", "is")
+def passwd(sim, caller, oid: int, password: str) -> int:
+    u = sim.get_auth(caller, "user", oid, "MANAGE")
+    u["password"] = password if u["auth_driver"] == "public" else sha256_hex(password)
+    sim.sessions = {k: v for k, v in sim.sessions.items() if v[0] != oid}
+    sim.store.put("user", u)
+    return oid
+
+
+@method("one.user.chauth", "iss", 2)
+def chauth(sim, caller, oid: int, driver: str, password: str = "") -> int:
+    u = sim.get_auth(caller, "user", oid, "ADMIN")
+    u["auth_driver"] = driver or u["auth_driver"]
+    if password:
+        u["password"] = password if u["auth_driver"] == "public" else sha256_hex(password)
+    sim.sessions = {k: v for k, v in sim.sessions.items() if v[0] != oid}
+    sim.store.put("user", u)
+    return oid
+
+
+@method("one.user.enable", "ib")
+def enable(sim, caller, oid: int, flag: bool) -> int:
+    u = sim.get_auth(caller, "user", oid, "ADMIN")
+    u["enabled"] = bool(flag)
+    sim.store.put("user", u)
+    return oid
+
+
+@method("one.user.update", "isi", 2)
+def update(sim, caller, oid: int, tmpl: str, append: int = 0) -> int:
+    if append not in (0, 1):
+        raise errors.api("Wrong update type")
+    u = sim.get_auth(caller, "user", oid, "MANAGE")
+    update_template(u, "template", tmpl, append)
+    sim.store.put("user", u)
+    return oid
+
+
+@method("one.user.login", "ssii", 3)
+def login(sim, caller, username: str, token: str, valid: int, egid: int = -1) -> str:
+    if valid < -1:
+        raise errors.api("Wrong valid period for token")
+    u = sim.user_by_name(username)
+    if u is None:
+        raise errors.no_exists("user", -1)
+    authorize(caller, u, "user", "MANAGE", sim.acls)
+    now = sim.now()
+    toks = [t for t in u.get("tokens", []) if t["expire"] == -1 or t["expire"] > now]
+    if valid == 0:
+        u["tokens"] = [t for t in toks if token and t["token"] != token]
+        sim.sessions = {k: v for k, v in sim.sessions.items() if v[0] != u["id"]}
+        sim.store.put("user", u)
+        return token
+    if egid != -1 and egid not in u["groups"]:
+        raise errors.action(f"EGID {egid} is not a group of the user")  # approximate text
+    expire = -1 if valid == -1 else now + valid
+    existing = [t for t in toks if token and t["token"] == token]
+    if existing:
+        existing[0]["expire"], existing[0]["egid"] = expire, egid
+    else:
+        if len(toks) >= MAX_TOKENS:
+            raise errors.action("Max number of tokens limit reached.")
+        token = token or sha256_hex(os.urandom(32).hex())
+        toks.append({"token": token, "expire": expire, "egid": egid})
+    u["tokens"] = toks
+    sim.store.put("user", u)
+    return token
+
+
+@method("one.group.info", "ib", 1)
+def group_info(sim, caller, gid: int, decrypt: bool = False) -> str:
+    gid = caller.gid if gid == -1 else gid
+    g = sim.get("group", gid)
+    if not caller.admin and gid not in caller.groups:
+        raise errors.not_authorized(caller.uid, "USE", "group", gid)
+    return docs.group(sim, g)
+
+
+@method("one.grouppool.info", "")
+def group_pool(sim, caller) -> str:
+    gs = [g for g in sim.store.all("group") if caller.admin or g["id"] in caller.groups]
+    gs.sort(key=lambda g: g["id"])
+    return "<GROUP_POOL>" + "".join(docs.group(sim, g) for g in gs) + "</GROUP_POOL>"
+
+
+def new_group(sim, name: str, gid: int | None = None) -> int:
+    oid = sim.store.new_id("group", 100) if gid is None else gid
+    sim.store.put(
+        "group",
+        {
+            "id": oid,
+            "uid": 0,
+            "gid": oid,
+            "name": name,
+            "template": [],
+            "perms": [1, 1, 0, 0, 0, 0, 0, 0, 0],
+        },
+    )
+    return oid
+
+
+@method("one.group.allocate", "s")
+def group_allocate(sim, caller, name: str) -> int:
+    if not caller.admin:
+        raise errors.not_authorized_create(caller.uid, "group")
+    if any(g["name"] == name for g in sim.store.all("group")):
+        raise errors.allocate_error("group", "NAME is already taken by GROUP.")
+    parse("")  # groups take no template at allocation
+    return new_group(sim, name)

@@ -1,0 +1,248 @@
+"""one.vm.* and one.vmpool.*"""
+
+from __future__ import annotations
+
+from .. import docs_vm, errors, leases, lifecycle, vmbuild
+from .. import template as T
+from ..core import method
+from ..perms import DEFAULT_PERMS, pool_filter
+from .common import parse, pool, update_template
+
+
+def _new_vm(
+    sim, caller, tmpl: list, hold: bool, name: str | None = None, template_id: int | None = None
+) -> int:
+    vid = max(int(sim.store.meta.get("next_vm", 0)), 0)
+    built = vmbuild.build(sim, caller, tmpl, vid, hold, template_id)
+    sim.store.new_id("vm")
+    now = sim.now()
+    vm = {
+        "id": vid,
+        "uid": caller.uid,
+        "gid": caller.gid,
+        "perms": list(DEFAULT_PERMS),
+        "name": name or T.get(tmpl, "NAME") or f"one-{vid}",
+        "state": 2 if hold else 1,
+        "lcm_state": 0,
+        "resched": 0,
+        "stime": now,
+        "etime": 0,
+        "deploy_id": "",
+        "template": built["template"],
+        "user_template": built["user_template"],
+        "history": [],
+        "steps": [],
+    }
+    if not hold:
+        sim.schedule("vm", vm, "prolog")
+    sim.store.put("vm", vm)
+    return vid
+
+
+@method("one.vm.allocate", "sb", 1)
+def allocate(sim, caller, tmpl: str, hold: bool = False) -> int:
+    return _new_vm(sim, caller, parse(tmpl), hold)
+
+
+@method("one.vm.info", "ib", 1)
+def info(sim, caller, vid: int, decrypt: bool = False) -> str:
+    vm = sim.get_auth(caller, "vm", vid, "USE")
+    return docs_vm.full(sim, vm)
+
+
+@method("one.vm.action", "si")
+def action(sim, caller, name: str, vid: int) -> int:
+    if name not in lifecycle.ACTIONS:
+        raise errors.action(f'Action "{name}" is not supported')
+    vm = sim.get_auth(caller, "vm", vid, "MANAGE")
+    lifecycle.action(sim, caller, vm, name)
+    sim.store.put("vm", vm)
+    return vid
+
+
+@method("one.vm.update", "isi", 2)
+def update(sim, caller, vid: int, tmpl: str, append: int = 0) -> int:
+    if append not in (0, 1):
+        raise errors.api("Wrong update type")
+    vm = sim.get_auth(caller, "vm", vid, "MANAGE")
+    update_template(vm, "user_template", tmpl, append, errors.ACTION, "")
+    sim.store.put("vm", vm)
+    return vid
+
+
+def _next_id(vm: dict, vec: str, key: str) -> int:
+    ids = [int(T.vget(v, key, "-1")) for v in T.get_vec(vm["template"], vec)]
+    if vec == "DISK":
+        for ctx in T.get_vec(vm["template"], "CONTEXT"):
+            ids.append(int(T.vget(ctx, "DISK_ID", "-1")))
+    return max(ids, default=-1) + 1
+
+
+@method("one.vm.attach", "is")
+def attach(sim, caller, vid: int, tmpl: str) -> int:
+    vm = sim.get_auth(caller, "vm", vid, "MANAGE")
+    disks = T.get_vec(parse(tmpl), "DISK")
+    if not disks:
+        raise errors.action("No DISK attribute in template")  # approximate text
+    d = {k: v for k, v in disks[0]}
+    lifecycle.hotplug(sim, vm, "disk", check=True)
+    img = vmbuild._find_image(sim, caller, d) if ("IMAGE_ID" in d or "IMAGE" in d) else None
+    lifecycle.hotplug(sim, vm, "disk")
+    did = _next_id(vm, "DISK", "DISK_ID")
+    used = {T.vget(x, "TARGET") for x in T.get_vec(vm["template"], "DISK")}
+    used |= {T.vget(x, "TARGET") for x in T.get_vec(vm["template"], "CONTEXT")}
+    prefix = T.get(img["template"], "DEV_PREFIX", "sd") if img else d.get("DEV_PREFIX", "sd")
+    target = d.get("TARGET") or next(
+        prefix + chr(c) for c in range(ord("a"), ord("z") + 1) if prefix + chr(c) not in used
+    )
+    if img is not None:
+        disk = vmbuild.image_disk(sim, img, did, target, d)
+        vmbuild.acquire_image(sim, img, vid)
+    else:
+        disk = [[k, v] for k, v in d.items()] + [["DISK_ID", str(did)], ["TARGET", target]]
+    vm["template"].append(["DISK", disk])
+    sim.store.put("vm", vm)
+    return vid
+
+
+@method("one.vm.detach", "ii")
+def detach(sim, caller, vid: int, disk_id: int) -> int:
+    vm = sim.get_auth(caller, "vm", vid, "MANAGE")
+    disks = [v for k, v in vm["template"] if k == "DISK" and T.vget(v, "DISK_ID") == str(disk_id)]
+    if not disks:
+        raise errors.action(f"Could not detach disk with DISK_ID {disk_id}, it does not exist.")
+    lifecycle.hotplug(sim, vm, "disk")
+    vm["template"] = [p for p in vm["template"] if not (p[0] == "DISK" and p[1] is disks[0])]
+    if T.vget(disks[0], "IMAGE_ID") is not None:
+        lifecycle.release_image(sim, int(T.vget(disks[0], "IMAGE_ID")), vid)
+    sim.store.put("vm", vm)
+    return vid
+
+
+@method("one.vm.attachnic", "is")
+def attachnic(sim, caller, vid: int, tmpl: str) -> int:
+    vm = sim.get_auth(caller, "vm", vid, "MANAGE")
+    nics = T.get_vec(parse(tmpl), "NIC")
+    if not nics:
+        raise errors.action("No NIC attribute in template")  # approximate text
+    n = {k: v for k, v in nics[0]}
+    lifecycle.hotplug(sim, vm, "nic", check=True)
+    vn = vmbuild._find_vnet(sim, caller, n)
+    ar, ip, mac = leases.allocate(vn, vid, n.get("IP"))
+    i = _next_id(vm, "NIC", "NIC_ID")
+    nic = [
+        ["AR_ID", str(ar["ar_id"])],
+        ["BRIDGE", vn["bridge"]],
+        ["BRIDGE_TYPE", vn["bridge_type"]],
+        ["CLUSTER_ID", "0"],
+        ["IP", ip],
+        ["MAC", mac],
+        ["NAME", f"NIC{i}"],
+        ["NETWORK", vn["name"]],
+        ["NETWORK_ID", str(vn["id"])],
+        ["NIC_ID", str(i)],
+        ["SECURITY_GROUPS", "0"],
+        ["TARGET", f"one-{vid}-{i}"],
+        ["VN_MAD", vn["vn_mad"]],
+    ]
+    lifecycle.hotplug(sim, vm, "nic")
+    vm["template"].append(["NIC", nic])
+    sim.store.put("vnet", vn)
+    sim.store.put("vm", vm)
+    return vid
+
+
+@method("one.vm.detachnic", "ii")
+def detachnic(sim, caller, vid: int, nic_id: int) -> int:
+    vm = sim.get_auth(caller, "vm", vid, "MANAGE")
+    nics = [v for k, v in vm["template"] if k == "NIC" and T.vget(v, "NIC_ID") == str(nic_id)]
+    if not nics:
+        raise errors.action(f"Could not detach NIC with NIC_ID {nic_id}, it does not exist.")
+    lifecycle.hotplug(sim, vm, "nic")
+    nic = nics[0]
+    vn = sim.store.get("vnet", int(T.vget(nic, "NETWORK_ID", "-1")))
+    if vn is not None:
+        ip = T.vget(nic, "IP")
+        for ar in vn["ars"]:
+            for k, v in list(ar["leases"].items()):
+                if v == vid and leases.ip_str(leases._ip_int(ar["ip"]) + int(k)) == ip:
+                    del ar["leases"][k]
+        sim.store.put("vnet", vn)
+    vm["template"] = [p for p in vm["template"] if not (p[0] == "NIC" and p[1] is nic)]
+    sim.store.put("vm", vm)
+    return vid
+
+
+@method("one.vm.disksnapshotcreate", "iis")
+def disksnapshotcreate(sim, caller, vid: int, disk_id: int, name: str) -> int:
+    vm = sim.get_auth(caller, "vm", vid, "MANAGE")
+    if not any(T.vget(v, "DISK_ID") == str(disk_id) for v in T.get_vec(vm["template"], "DISK")):
+        raise errors.action(f"Disk id {disk_id} does not exist")  # approximate text
+    lifecycle.hotplug(sim, vm, "snapshot")
+    snaps = vm.setdefault("disk_snaps", {})
+    sid = snaps.get(str(disk_id), 0)
+    snaps[str(disk_id)] = sid + 1
+    sim.store.put("vm", vm)
+    return sid
+
+
+@method("one.vm.disksaveas", "iissi")
+def disksaveas(sim, caller, vid: int, disk_id: int, name: str, itype: str, snap: int) -> int:
+    from .image import new_image
+
+    vm = sim.get_auth(caller, "vm", vid, "MANAGE")
+    disks = [v for v in T.get_vec(vm["template"], "DISK") if T.vget(v, "DISK_ID") == str(disk_id)]
+    if not disks:
+        raise errors.action(f"VM disk does not exist, DISK_ID: {disk_id}")  # approximate text
+    src = sim.store.get("image", int(T.vget(disks[0], "IMAGE_ID", "-1")))
+    ds_id = src["ds_id"] if src else 1
+    size = int(T.vget(disks[0], "SIZE", "0") or 0)
+    lifecycle.hotplug(sim, vm, "saveas")
+    tmpl = [["NAME", name], ["SIZE", str(size)]] + ([["TYPE", itype]] if itype else [])
+    iid = new_image(sim, caller, tmpl, ds_id, from_vm=True)
+    sim.store.put("vm", vm)
+    return iid
+
+
+# ---------------------------------------------------------------------------- pools
+
+
+def _pool(
+    sim, caller, flag: int, start: int, end: int, state: int, query: str, extended: bool
+) -> str:
+    if flag < -4:
+        raise errors.api("Incorrect filter_flag")
+    if state < -2 or state > 11:
+        raise errors.api(f"Incorrect state filter {state}")
+    if query:
+        raise errors.internal("JSON query search is not supported by the SQL backend")
+    vms = pool(sim, caller, "vm", flag, start, end)
+    if state == -1:
+        vms = [v for v in vms if v["state"] != 6]
+    elif state >= 0:
+        vms = [v for v in vms if v["state"] == state]
+    return "<VM_POOL>" + "".join(docs_vm.pool_body(sim, v, extended) for v in vms) + "</VM_POOL>"
+
+
+@method("one.vmpool.info", "iiiis", 4)
+def pool_info(sim, caller, flag: int, start: int, end: int, state: int, query: str = "") -> str:
+    return _pool(sim, caller, flag, start, end, state, query, False)
+
+
+@method("one.vmpool.infoextended", "iiiis", 4)
+def pool_infoextended(
+    sim, caller, flag: int, start: int, end: int, state: int, query: str = ""
+) -> str:
+    return _pool(sim, caller, flag, start, end, state, query, True)
+
+
+@method("one.vmpool.infoset", "sb")
+def pool_infoset(sim, caller, ids: str, extended: bool) -> str:
+    try:
+        wanted = {int(x) for x in ids.split(",") if x.strip()}
+    except ValueError:
+        raise errors.api("Wrong VM set") from None  # approximate text
+    objs = [sim.store.get("vm", i) for i in wanted]
+    vms = pool_filter([o for o in objs if o], caller, "vm", -2, sim.acls)
+    vms.sort(key=lambda v: v["id"], reverse=True)
+    return "<VM_POOL>" + "".join(docs_vm.pool_body(sim, v, extended) for v in vms) + "</VM_POOL>"

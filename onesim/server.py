@@ -1,0 +1,208 @@
+"""XML-RPC transport: strict parameter types (xmlrpc-c faults -501/-503/-506), oned's result
+arrays, a threaded HTTP server, and the :class:`SimServer` API."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import xmlrpc.client
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from . import auth, errors, faults, methods  # noqa: F401  (registers the methods)
+from .core import METHODS, Sim
+from .seed import bootstrap
+
+HEAD = '<?xml version="1.0" encoding="UTF-8"?>\r\n<methodResponse>\r\n'
+TYPE_MSG = {
+    "i": "Parameter that is supposed to be integer is not",
+    "b": "Parameter that is supposed to be boolean is not",
+    "s": "Parameter that is supposed to be a string is not",
+    "A": "Parameter that is supposed to be an array is not",
+    "n": "Parameter that is supposed to be floating point number is not",
+}
+
+
+def _esc(s: str) -> str:
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return f"<value><boolean>{int(v)}</boolean></value>"
+    if isinstance(v, int):
+        return f"<value><i4>{v}</i4></value>"
+    return f"<value><string>{_esc(str(v))}</string></value>"
+
+
+def response(values: list, i8_last: bool = False) -> str:
+    items = [_value(v) for v in values]
+    if i8_last:
+        items[-1] = f"<value><i8>{values[-1]}</i8></value>"
+    return (
+        HEAD
+        + "<params>\r\n<param><value><array><data>\r\n"
+        + "\r\n".join(items)
+        + "\r\n</data></array></value></param>\r\n</params>\r\n</methodResponse>\r\n"
+    )
+
+
+def fault(code: int, msg: str) -> str:
+    return (
+        HEAD + "<fault>\r\n<value><struct>\r\n<member><name>faultCode</name>\r\n"
+        f"<value><i4>{code}</i4></value></member>\r\n<member><name>faultString</name>\r\n"
+        f"<value><string>{_esc(msg)}</string></value></member>\r\n</struct></value>\r\n"
+        "</fault>\r\n</methodResponse>\r\n"
+    )
+
+
+def _check(v: Any, t: str) -> bool:
+    if t == "i":
+        return type(v) is int
+    if t == "b":
+        return type(v) is bool
+    if t == "s":
+        return type(v) is str
+    if t == "A":
+        return isinstance(v, list)
+    if t == "n":
+        return type(v) in (int, float)
+    return True
+
+
+def dispatch(sim: Sim, body: bytes) -> str:
+    """Run one XML-RPC call and return the methodResponse document."""
+    try:
+        params, name = xmlrpc.client.loads(body)
+    except Exception as e:  # noqa: BLE001
+        return fault(-503, f"Call XML not a proper XML-RPC call.  {e}")
+    if name is None:
+        return fault(-503, "Call XML not a proper XML-RPC call.  No methodName")
+    entry = METHODS.get(name)
+    if entry is None:
+        return fault(-506, f"Method '{name}' not defined")
+    rule = sim.faults.take(name)
+    if rule is not None:
+        if rule["message"] == "hang" and rule["code"] == 0:
+            time.sleep(min(max(rule["latency"], 0.0), faults.MAX_HANG))
+            raise faults.Hang()
+        if rule["latency"] > 0:
+            time.sleep(min(rule["latency"], faults.MAX_HANG))
+        if rule["code"] < 0:
+            return fault(rule["code"], rule["message"])
+        if rule["code"] > 0:
+            msg = rule["message"]
+            msg = msg if msg.startswith("[") else f"[{name}] {msg}"
+            return response([False, msg, rule["code"], -1, -1], i8_last=True)
+    types, required, fn = entry
+    if len(params) < 1 + required:
+        return fault(-501, "Not enough parameters")
+    if not _check(params[0], "s"):
+        return fault(-501, TYPE_MSG["s"])
+    args = list(params[1 : 1 + len(types)])
+    for v, t in zip(args, types, strict=False):
+        if not _check(v, t):
+            return fault(-501, TYPE_MSG[t])
+    with sim.lock:
+        try:
+            sim.advance()
+            caller = auth.authenticate(sim, params[0])
+            result = fn(sim, caller, *args)
+            sim.advance()
+        except errors.OneError as e:
+            result = e
+        finally:
+            sim.store.flush()
+    if isinstance(result, errors.OneError):
+        return response(
+            [False, f"[{name}] {result.message}", result.code, result.resp_id, -1], i8_last=True
+        )
+    return response([True, result, 0])
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "Xmlrpc-c_Abyss/1.33.14"
+    sys_version = ""
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length)
+        try:
+            out = dispatch(self.server.sim, body).encode("utf-8")  # type: ignore[attr-defined]
+        except faults.Hang:
+            self.close_connection = True
+            return
+        self.send_response(200)
+        self.send_header("Content-type", "text/xml; charset=utf-8")
+        self.send_header("Content-length", str(len(out)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(out)
+        self.close_connection = True
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+
+
+class SimServer:
+    """An onesim instance: ``SimServer(state_dir, port=0).start()`` then use ``url``."""
+
+    def __init__(
+        self,
+        state_dir: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        seed: str = "demo",
+        speed: float | None = None,
+    ) -> None:
+        if speed is None:
+            speed = float(os.environ.get("ONESIM_SPEED", "1.0"))
+        self.state_dir = os.path.abspath(state_dir)
+        self.sim = Sim(self.state_dir, speed)
+        self.sim.faults = faults.FaultRules()
+        with self.sim.lock:
+            self.one_auth, self.ec2_auth = bootstrap(self.sim, seed)
+            self.sim.store.flush()
+        self.httpd = _HTTPServer((host, port), _Handler)
+        self.httpd.sim = self.sim  # type: ignore[attr-defined]
+        self.host, self.port = self.httpd.server_address[:2]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/RPC2"
+
+    def start(self) -> SimServer:
+        self._thread = threading.Thread(
+            target=self.httpd.serve_forever,
+            name="onesim",
+            kwargs={"poll_interval": 0.05},
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self.httpd.serve_forever(poll_interval=0.2)
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        with self.sim.lock:
+            self.sim.store.close()
+
+    def __enter__(self) -> SimServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

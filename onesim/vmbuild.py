@@ -1,0 +1,313 @@
+"""Turn a submitted template into a VM as oned does (``VirtualMachine::insert``): validate
+CPU/MEMORY, split TEMPLATE/USER_TEMPLATE, expand DISKs from images, lease NICs, fill CONTEXT."""
+
+from __future__ import annotations
+
+import uuid
+
+from . import errors, leases
+from . import template as T
+from .perms import allowed
+
+SYSTEM_ATTRS = {
+    "CPU",
+    "VCPU",
+    "MEMORY",
+    "DISK",
+    "NIC",
+    "NIC_ALIAS",
+    "NIC_DEFAULT",
+    "CONTEXT",
+    "OS",
+    "GRAPHICS",
+    "INPUT",
+    "FEATURES",
+    "RAW",
+    "PCI",
+    "VIDEO",
+    "TOPOLOGY",
+    "NUMA_NODE",
+    "CPU_MODEL",
+    "MEMORY_SLOTS",
+    "MEMORY_MAX",
+    "VCPU_MAX",
+    "TEMPLATE_ID",
+    "VMID",
+    "SECURITY_GROUP_RULE",
+    "TM_MAD_SYSTEM",
+    "SUBMIT_ON_HOLD",
+    "AUTOMATIC_REQUIREMENTS",
+    "AUTOMATIC_DS_REQUIREMENTS",
+    "AUTOMATIC_NIC_REQUIREMENTS",
+    "HYPERVISOR",
+    "SPICE_OPTIONS",
+    "TPM",
+    "BACKUP_CONFIG",
+}
+ETH_KEYS = (
+    "DNS",
+    "EXTERNAL",
+    "GATEWAY",
+    "IP",
+    "IP6",
+    "IP6_GATEWAY",
+    "IP6_METHOD",
+    "IP6_METRIC",
+    "IP6_PREFIX_LENGTH",
+    "IP6_ULA",
+    "MAC",
+    "MASK",
+    "METHOD",
+    "METRIC",
+    "MTU",
+    "NETWORK",
+    "ROUTES",
+    "SEARCH_DOMAIN",
+    "VLAN_ID",
+    "VROUTER_IP",
+    "VROUTER_IP6",
+    "VROUTER_MANAGEMENT",
+)
+VNET_CTX = {
+    "DNS": "DNS",
+    "GATEWAY": "GATEWAY",
+    "MASK": "NETWORK_MASK",
+    "NETWORK": "NETWORK_ADDRESS",
+    "MTU": "GUEST_MTU",
+    "SEARCH_DOMAIN": "SEARCH_DOMAIN",
+}
+
+
+def _positive_int(v: str | None) -> bool:
+    try:
+        return v is not None and int(v) > 0
+    except ValueError:
+        return False
+
+
+def _positive_float(v: str | None) -> bool:
+    try:
+        return v is not None and float(v) > 0
+    except ValueError:
+        return False
+
+
+def _find_image(sim, caller, d: dict) -> dict:
+    if "IMAGE_ID" in d:
+        try:
+            img = sim.store.get("image", int(d["IMAGE_ID"]))
+        except ValueError:
+            img = None
+        if img is None:
+            raise errors.internal(f"Image with ID: {d['IMAGE_ID']} does not exist")
+    else:
+        owner = d.get("IMAGE_UNAME")
+        uid = caller.uid if "IMAGE_UID" not in d else int(d["IMAGE_UID"])
+        cands = [
+            i
+            for i in sim.store.all("image")
+            if i["name"] == d["IMAGE"]
+            and (i["uid"] == uid if owner is None else sim.uname(i["uid"]) == owner)
+        ]
+        if not cands:
+            raise errors.internal(f"Image with name: {d['IMAGE']} does not exist")
+        img = cands[0]
+    if not allowed(caller, img, "image", "USE", sim.acls):
+        raise errors.not_authorized(caller.uid, "USE", "image", img["id"])
+    if img["state"] not in (1, 2):
+        raise errors.internal(f"Cannot acquire image {img['id']}, it is not ready")
+    if img["persistent"] and img["vms"]:
+        raise errors.internal(
+            f"Cannot acquire image {img['id']}, it is persistent and already in use"
+        )
+    return img
+
+
+def _find_vnet(sim, caller, d: dict) -> dict:
+    if "NETWORK_ID" in d:
+        try:
+            vn = sim.store.get("vnet", int(d["NETWORK_ID"]))
+        except ValueError:
+            vn = None
+        if vn is None:
+            raise errors.internal(f"Virtual network with ID: {d['NETWORK_ID']} does not exist")
+    elif "NETWORK" in d:
+        owner = d.get("NETWORK_UNAME")
+        cands = [
+            v
+            for v in sim.store.all("vnet")
+            if v["name"] == d["NETWORK"] and (owner is None or sim.uname(v["uid"]) == owner)
+        ]
+        if not cands:
+            raise errors.internal(f"Virtual network with name: {d['NETWORK']} does not exist")
+        vn = cands[0]
+    else:
+        raise errors.internal("NIC: Cannot get virtual network, NETWORK_ID or NETWORK missing")
+    if not allowed(caller, vn, "vnet", "USE", sim.acls):
+        raise errors.not_authorized(caller.uid, "USE", "vnet", vn["id"])
+    return vn
+
+
+def image_disk(sim, img: dict, disk_id: int | None, target: str | None, extra: dict) -> list:
+    ds = sim.store.get("datastore", img["ds_id"])
+    pers = bool(img["persistent"])
+    disk = [
+        ["ALLOW_ORPHANS", "NO"],
+        ["CLONE", "NO" if pers else "YES"],
+        ["CLONE_TARGET", "SYSTEM"],
+        ["CLUSTER_ID", "0"],
+        ["DATASTORE", ds["name"]],
+        ["DATASTORE_ID", str(ds["id"])],
+        ["DEV_PREFIX", T.get(img["template"], "DEV_PREFIX", "sd")],
+        ["DISK_SNAPSHOT_TOTAL_SIZE", "0"],
+        ["DISK_TYPE", "FILE"],
+        ["DRIVER", img["format"] or "raw"],
+        ["FORMAT", img["format"] or "raw"],
+        ["IMAGE", img["name"]],
+        ["IMAGE_ID", str(img["id"])],
+        ["IMAGE_STATE", str(img["state"])],
+        ["LN_TARGET", "NONE"],
+        ["ORIGINAL_SIZE", str(img["size"])],
+        ["PERSISTENT_SNAPSHOTS", "YES"],
+        ["READONLY", "NO"],
+        ["SAVE", "YES" if pers else "NO"],
+        ["SIZE", str(img["size"])],
+        ["SOURCE", img["source"]],
+        ["TM_MAD", "dummy"],
+        ["TYPE", "FILE"],
+    ]
+    if pers:
+        disk.append(["PERSISTENT", "YES"])
+    if disk_id is not None:
+        disk.append(["DISK_ID", str(disk_id)])
+    if target is not None:
+        disk.append(["TARGET", target])
+    for k, v in extra.items():
+        if k not in ("IMAGE_ID", "IMAGE", "IMAGE_UNAME", "IMAGE_UID"):
+            T.vset(disk, k, v)
+    return disk
+
+
+def acquire_image(sim, img: dict, vid: int) -> None:
+    img["vms"].append(vid)
+    if img["state"] == 1:
+        img["state"] = img["prev_state"] = 8 if img["persistent"] else 2
+    sim.store.put("image", img)
+
+
+def build(sim, caller, tmpl: list, vid: int, hold: bool, template_id: int | None = None) -> dict:
+    """Validate and expand ``tmpl`` for new VM ``vid``; leases and images are taken."""
+    if not _positive_int(T.get(tmpl, "MEMORY")):
+        raise errors.internal("MEMORY attribute must be a positive integer value.")
+    cpu = T.get(tmpl, "CPU")
+    if cpu is not None and not _positive_float(cpu):
+        raise errors.internal("CPU attribute must be a positive float or integer value.")
+    disks_in = [{k: v for k, v in d} for d in T.get_vec(tmpl, "DISK")]
+    nics_in = [{k: v for k, v in n} for n in T.get_vec(tmpl, "NIC")]
+    images = [
+        _find_image(sim, caller, d) if ("IMAGE_ID" in d or "IMAGE" in d) else None for d in disks_in
+    ]
+    vnets = [_find_vnet(sim, caller, n) for n in nics_in]
+
+    taken: list[tuple[dict, int]] = []
+    nics = []
+    try:
+        for i, (n, vn) in enumerate(zip(nics_in, vnets, strict=False)):
+            ar, ip, mac = leases.allocate(vn, vid, n.get("IP"))
+            taken.append((vn, vid))
+            nic = [
+                ["AR_ID", str(ar["ar_id"])],
+                ["BRIDGE", vn["bridge"]],
+                ["BRIDGE_TYPE", vn["bridge_type"]],
+                ["CLUSTER_ID", "0"],
+                ["IP", ip],
+                ["MAC", mac],
+                ["NAME", f"NIC{i}"],
+                ["NETWORK", vn["name"]],
+                ["NETWORK_ID", str(vn["id"])],
+                ["NIC_ID", str(i)],
+                ["SECURITY_GROUPS", "0"],
+                ["TARGET", f"one-{vid}-{i}"],
+                ["VN_MAD", vn["vn_mad"]],
+            ]
+            for k, v in n.items():
+                if k not in ("NETWORK_ID", "NETWORK", "NETWORK_UNAME", "IP"):
+                    T.vset(nic, k, v)
+            nics.append((nic, vn))
+    except errors.OneError:
+        for vn, v in taken:
+            leases.free_vm(vn, v)
+        raise
+    for vn in vnets:
+        sim.store.put("vnet", vn)
+
+    out: list = []
+    user_t: list = []
+    for k, v in tmpl:
+        if k in ("NAME", "DISK", "NIC", "CONTEXT"):
+            continue
+        (out if k in SYSTEM_ATTRS else user_t).append([k, v])
+    out += [
+        ["AUTOMATIC_DS_REQUIREMENTS", '("CLUSTERS/ID" @> 0)'],
+        ["AUTOMATIC_REQUIREMENTS", "(CLUSTER_ID = 0) & !(PIN_POLICY = PINNED)"],
+    ]
+    if nics:
+        out.append(["AUTOMATIC_NIC_REQUIREMENTS", '("CLUSTERS/ID" @> 0)'])
+    letters: dict[str, int] = {}
+    for i, (d, img) in enumerate(zip(disks_in, images, strict=False)):
+        if img is not None:
+            prefix = T.get(img["template"], "DEV_PREFIX", "sd")
+        else:
+            prefix = d.get("DEV_PREFIX", "sd")
+        n = letters.get(prefix, 0)
+        letters[prefix] = n + 1
+        target = d.get("TARGET") or prefix + chr(ord("a") + n)
+        if img is not None:
+            disk = image_disk(sim, img, i, target, d)
+            acquire_image(sim, img, vid)
+        else:
+            disk = [[k, v] for k, v in d.items()] + [["DISK_ID", str(i)], ["TARGET", target]]
+            T.vset(disk, "TYPE", d.get("TYPE", "fs"))
+        out.append(["DISK", disk])
+    for nic, _vn in nics:
+        out.append(["NIC", nic])
+    ctx_in = T.get_vec(tmpl, "CONTEXT")
+    if ctx_in:
+        ctx = [list(p) for p in ctx_in[0]]
+        net = (T.vget(ctx, "NETWORK", "") or "").upper() == "YES"
+        if net:
+            for i, (nic, vn) in enumerate(nics):
+                for key in ETH_KEYS:
+                    val = ""
+                    if key == "IP":
+                        val = T.vget(nic, "IP", "")
+                    elif key == "MAC":
+                        val = T.vget(nic, "MAC", "")
+                    elif key in VNET_CTX:
+                        val = T.get(vn["template"], VNET_CTX[key], "") or ""
+                    T.vset(ctx, f"ETH{i}_{key}", val)
+        n = letters.get("sd", 0)
+        T.vset(ctx, "DISK_ID", str(len(disks_in)))
+        T.vset(ctx, "TARGET", T.vget(ctx, "TARGET") or "sd" + chr(ord("a") + n))
+        out.append(["CONTEXT", ctx])
+    if T.get(out, "OS") is None and not T.get_vec(out, "OS"):
+        out.append(["OS", [["MACHINE", "q35"], ["UUID", str(uuid.uuid4())]]])
+    if nics:
+        for rt in ("OUTBOUND", "INBOUND"):
+            out.append(
+                [
+                    "SECURITY_GROUP_RULE",
+                    [
+                        ["PROTOCOL", "ALL"],
+                        ["RULE_TYPE", rt],
+                        ["SECURITY_GROUP_ID", "0"],
+                        ["SECURITY_GROUP_NAME", "default"],
+                    ],
+                ]
+            )
+    if hold:
+        T.tset(out, "SUBMIT_ON_HOLD", "YES")
+    if template_id is not None:
+        T.tset(out, "TEMPLATE_ID", str(template_id))
+    T.tset(out, "VMID", str(vid))
+    return {"template": out, "user_template": user_t}
