@@ -1,0 +1,254 @@
+"""Image and instance subcommands: upload, register, describe-images, run-instances, ….
+
+Columns follow the Ruby ``econe-*`` tools (``econe-run-instances`` keeps
+``Owner ImageId InstanceId …`` so scripts reading the third column still work).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from econe.client.base import (
+    Command,
+    Handler,
+    id_list,
+    ids,
+    instance_count,
+    normalize_id,
+    show_headers,
+)
+from econe.client.errors import UsageError
+from econe.client.output import Column, field, records_table, table
+from econe.client.progress import Progress
+from econe.client.session import Context
+from econe.client.upload import file_sha256, upload_image
+
+# ---------------------------------------------------------------- images
+
+
+def _configure_upload(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", metavar="IMAGE-PATH", help="image file to upload")
+    p.add_argument("--name", help="image name; re-sending the same name and file is retry-safe")
+    p.add_argument(
+        "--checksum",
+        action="store_true",
+        help="read the file once more first and send its SHA-256 as the Checksum field",
+    )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="show a progress bar on stderr even when it is not a terminal",
+    )
+    group.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="never show a progress bar"
+    )
+    p.add_argument(
+        "-M",
+        "--multipart",
+        action="store_true",
+        help="accepted for compatibility with the Ruby tool (uploads are always multipart)",
+    )
+
+
+def _run_upload(ctx: Context, args: argparse.Namespace) -> None:
+    path = Path(args.path)
+    try:
+        size = os.stat(path).st_size
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    show = args.progress if args.progress is not None else ctx.err.isatty()
+    checksum = None
+    if args.checksum:
+        if ctx.options.verbose:
+            ctx.note(f"computing the SHA-256 of {path}")
+        checksum = file_sha256(path)
+    bar = Progress(size, stream=ctx.err) if show else None
+    try:
+        image_id, request_id = upload_image(
+            ctx.creds,
+            path,
+            name=args.name,
+            checksum=checksum,
+            on_bytes=bar.update if bar else None,
+            timeout=max(ctx.options.timeout, 300.0),
+            verify=ctx.options.verify_ssl,
+        )
+    finally:
+        if bar:
+            bar.finish()
+    if ctx.options.verbose:
+        ctx.note(f"UploadImage: request id {request_id or '(none)'}")
+    ctx.emit({"ImageId": image_id}, image_id + "\n")
+
+
+def _configure_register(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", metavar="IMAGE-ID", help="ami-N or N (an uploaded image)")
+    p.add_argument("--name", help="AMI name (the EC2 API requires one; default: the AMI id)")
+
+
+def _run_register(ctx: Context, args: argparse.Namespace) -> None:
+    image = normalize_id("ami", args.image)
+    response = ctx.call("register_image", ImageLocation=image, Name=args.name or image)
+    ctx.emit(response, f"{response.get('ImageId', image)}\n")
+
+
+IMAGE_COLUMNS: list[Column] = [
+    ("Owner", lambda i: i.get("ImageOwnerAlias") or i.get("OwnerId")),
+    ("ImageId", field("ImageId")),
+    ("Status", field("State")),
+    ("Visibility", lambda i: None if "Public" not in i else "public" if i["Public"] else "private"),
+    ("Name", field("Name")),
+    ("Location", field("ImageLocation")),
+]
+
+
+def _run_describe_images(ctx: Context, args: argparse.Namespace) -> None:
+    params = {"ImageIds": id_list("ami", args.ids)} if args.ids else {}
+    response = ctx.call_all("describe_images", "Images", **params)
+    ctx.emit(response, records_table(IMAGE_COLUMNS, response.get("Images", []), show_headers(ctx)))
+
+
+# ---------------------------------------------------------------- instances
+
+
+def _instance_ip(instance: dict[str, Any]) -> Any:
+    return instance.get("PublicIpAddress") or instance.get("PrivateIpAddress")
+
+
+INSTANCE_COLUMNS: list[Column] = [
+    ("Owner", field("_Owner")),
+    ("Id", field("InstanceId")),
+    ("ImageId", field("ImageId")),
+    ("State", field("State", "Name")),
+    ("IP", _instance_ip),
+    ("Type", field("InstanceType")),
+]
+
+RUN_COLUMNS: list[Column] = [
+    ("Owner", field("_Owner")),
+    ("ImageId", field("ImageId")),
+    ("InstanceId", field("InstanceId")),
+    ("InstanceType", field("InstanceType")),
+    ("State", field("State", "Name")),
+]
+
+
+def _configure_run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", metavar="IMAGE-ID", help="the AMI to run (ami-N or N)")
+    p.add_argument("-t", "--type", default="m1.small", help="instance type (default m1.small)")
+    data = p.add_mutually_exclusive_group()
+    data.add_argument("-d", "--user-data", help="user data string (sent Base64-encoded)")
+    data.add_argument("--user-data-file", metavar="FILE", help="read the user data from FILE")
+    p.add_argument("-k", "--keypair", help="name of the key pair to inject")
+    p.add_argument(
+        "-n",
+        "--instance-count",
+        type=instance_count,
+        default=(1, 1),
+        metavar="MIN[-MAX]",
+        help="how many instances (default 1)",
+    )
+
+
+def _run_run_instances(ctx: Context, args: argparse.Namespace) -> None:
+    low, high = args.instance_count
+    params: dict[str, Any] = {
+        "ImageId": normalize_id("ami", args.image),
+        "InstanceType": args.type,
+        "MinCount": low,
+        "MaxCount": high,
+    }
+    if args.user_data is not None:
+        params["UserData"] = args.user_data
+    elif args.user_data_file:
+        try:
+            params["UserData"] = Path(args.user_data_file).read_bytes()
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.user_data_file}: {exc.strerror}") from None
+    if args.keypair:
+        params["KeyName"] = args.keypair
+    response = ctx.call("run_instances", **params)
+    rows = [dict(i, _Owner=response.get("OwnerId")) for i in response.get("Instances", [])]
+    ctx.emit(response, records_table(RUN_COLUMNS, rows, show_headers(ctx)))
+
+
+def _run_describe_instances(ctx: Context, args: argparse.Namespace) -> None:
+    params = {"InstanceIds": id_list("i", args.ids)} if args.ids else {}
+    response = ctx.call_all("describe_instances", "Reservations", **params)
+    rows = [
+        dict(instance, _Owner=reservation.get("OwnerId"))
+        for reservation in response.get("Reservations", [])
+        for instance in reservation.get("Instances", [])
+    ]
+    ctx.emit(response, records_table(INSTANCE_COLUMNS, rows, show_headers(ctx)))
+
+
+STATE_CHANGE_COLUMNS: list[Column] = [
+    ("InstanceId", field("InstanceId")),
+    ("PreviousState", field("PreviousState", "Name")),
+    ("CurrentState", field("CurrentState", "Name")),
+]
+
+
+def _state_change(operation: str, result_key: str) -> Handler:
+    def run(ctx: Context, args: argparse.Namespace) -> None:
+        response = ctx.call(operation, InstanceIds=id_list("i", args.ids))
+        text = records_table(STATE_CHANGE_COLUMNS, response.get(result_key, []), show_headers(ctx))
+        ctx.emit(response, text)
+
+    return run
+
+
+def _run_reboot(ctx: Context, args: argparse.Namespace) -> None:
+    ids = id_list("i", args.ids)
+    response = ctx.call("reboot_instances", InstanceIds=ids)
+    ctx.check_return(response, "reboot")
+    ctx.emit(
+        response, table(["InstanceId", "Request"], [[i, "reboot"] for i in ids], show_headers(ctx))
+    )
+
+
+COMMANDS: list[Command] = [
+    Command(
+        "upload",
+        "upload an image file (UploadImage); prints the new ami id",
+        _configure_upload,
+        _run_upload,
+    ),
+    Command(
+        "register",
+        "make an uploaded image an AMI (RegisterImage)",
+        _configure_register,
+        _run_register,
+    ),
+    Command("describe-images", "list AMIs", ids("image", False), _run_describe_images),
+    Command("run-instances", "start instances of an AMI", _configure_run, _run_run_instances),
+    Command(
+        "describe-instances", "list instances", ids("instance", False), _run_describe_instances
+    ),
+    Command(
+        "terminate-instances",
+        "terminate instances",
+        ids("instance", True),
+        _state_change("terminate_instances", "TerminatingInstances"),
+    ),
+    Command(
+        "start-instances",
+        "start (resume) stopped instances",
+        ids("instance", True),
+        _state_change("start_instances", "StartingInstances"),
+    ),
+    Command(
+        "stop-instances",
+        "stop (power off) instances",
+        ids("instance", True),
+        _state_change("stop_instances", "StoppingInstances"),
+    ),
+    Command("reboot-instances", "reboot instances", ids("instance", True), _run_reboot),
+]
