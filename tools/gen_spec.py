@@ -122,6 +122,7 @@ class Generator:
             return
         self._building.add(shape_name)
         s = self.shapes[shape_name]
+        shape_patch = self.overlay.get("shapes", {}).get(shape_name, {})
         props: dict[str, Any] = {}
         names: dict[str, str] = {}
         for member_name, member in s["members"].items():
@@ -130,10 +131,11 @@ class Generator:
             prop = self.req_schema(member["shape"])
             if "$ref" not in prop:
                 _patch(prop, self.defaults.get("by_name", {}).get(wire, {}))
-                _patch(prop, self.overlay.get("shapes", {}).get(shape_name, {}).get(wire, {}))
+                _patch(prop, shape_patch.get("properties", {}).get(wire, {}))
             props[wire] = prop
         schema: dict[str, Any] = {"type": "object", "additionalProperties": False}
         required = [names[m] for m in s.get("required", [])]
+        required += [r for r in shape_patch.get("required_add", []) if r not in required]
         if required:
             schema["required"] = required
         schema["properties"] = props

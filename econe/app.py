@@ -1,0 +1,212 @@
+"""The app factory: spec + front middleware + Connexion + resolver + serializer.
+
+    app = create_app(config)                      # builds OneClient/sessions/users/engine
+    app = create_app(config, engine=e, authenticator=a, spec_path=p, mappings_dir=d)
+
+Uvicorn import string (workers, reload): `econe.app:app_from_env` (factory=True), reading
+`ECONE_CONFIG` (econe.conf path; default search as econe-server), `ECONE_SPEC`,
+`ECONE_MAPPINGS` and `ECONE_SWAGGER_UI=1` (development: /openapi.json and /ui/ unauthenticated).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import connexion
+from connexion.exceptions import ProblemException
+from connexion.lifecycle import ConnexionRequest, ConnexionResponse
+from connexion.middleware import MiddlewarePosition
+from connexion.options import SwaggerUIOptions
+from connexion.validators import MediaTypeDict
+from starlette.exceptions import HTTPException
+
+from econe.config import Config
+from econe.context import Principal
+from econe.errors import Ec2Error, error_xml
+from econe.front import Ec2QueryFront, GatewayState, ec2_info
+from econe.resolver import Ec2Resolver
+from econe.serialize import Serializer
+from econe.spec import load_spec
+from econe.validation import Ec2BodyValidator
+
+log = logging.getLogger("econe.app")
+
+XML_MEDIA_TYPE = "text/xml"
+
+# Problem statuses (Connexion's own checks, Starlette HTTP errors) → EC2 codes.
+_PROBLEM_CODES = {
+    400: "InvalidRequest",
+    401: "AuthFailure",
+    403: "UnauthorizedOperation",
+    404: "InvalidAction",
+    405: "UnsupportedHttpVerb",
+    413: "RequestEntityTooLarge",
+    415: "InvalidRequest",
+}
+
+
+def _request_id(request: ConnexionRequest) -> str:
+    try:
+        info = ec2_info(request.scope)
+    except Exception:  # noqa: BLE001 - an id is always produced
+        info = None
+    return info["request_id"] if info else str(uuid.uuid4())
+
+
+def _xml_response(
+    status: int, code: str, message: str, request_id: str, headers: dict | None = None
+) -> ConnexionResponse:
+    return ConnexionResponse(
+        status_code=status,
+        mimetype=XML_MEDIA_TYPE,
+        content_type="text/xml;charset=UTF-8",
+        body=error_xml(code, message, request_id),
+        headers=dict(headers or {}),
+    )
+
+
+def ec2_error_handler(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    assert isinstance(exc, Ec2Error)
+    if exc.status >= 500:
+        log.error("%s: %s", exc.code, exc.message)
+    return _xml_response(exc.status, exc.code, exc.message, _request_id(request))
+
+
+def problem_handler(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    status = getattr(exc, "status", None) or getattr(exc, "status_code", None) or 500
+    detail = getattr(exc, "detail", None) or getattr(exc, "title", None) or "Request failed."
+    headers = dict(getattr(exc, "headers", None) or {})
+    code = _PROBLEM_CODES.get(status, "InternalError" if status >= 500 else "InvalidRequest")
+    if status >= 500:
+        log.error("request failed with %s: %s", status, detail)
+        detail = "An internal error has occurred."
+    if status == 404:
+        detail = "The requested action is not valid for this web service."
+    return _xml_response(status, code, str(detail), _request_id(request), headers)
+
+
+def internal_error_handler(request: ConnexionRequest, exc: Exception) -> ConnexionResponse:
+    log.error("unhandled error", exc_info=exc)
+    return _xml_response(
+        500, "InternalError", "An internal error has occurred.", _request_id(request)
+    )
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+@contextlib.asynccontextmanager
+async def _no_runtime(app: Any):
+    yield
+
+
+def build_runtime(config: Config, state: GatewayState, mappings_dir: Path | None) -> list[Any]:
+    """OneClient, sessions, user directory, authenticator and engine, where not injected.
+
+    Returns the objects to close at shutdown."""
+    from econe.one.client import OneClient
+
+    closers: list[Any] = []
+    one = OneClient(config.one_xmlrpc, timeout=config.one_timeout)
+    closers.append(one)
+    sessions = None
+    if state.engine is None or state.authenticator is None:
+        from econe.one.session import make_sessions
+
+        sessions = make_sessions(config)
+    if state.authenticator is None:
+        from econe.auth.authenticator import Authenticator
+        from econe.auth.users import UserDirectory
+
+        users = UserDirectory(config, one, sessions)
+        state.authenticator = Authenticator(config, users)
+    if state.engine is None:
+        from econe.engine import Engine
+
+        state.engine = Engine(config, one, sessions, mappings_dir)
+        closers.append(state.engine)
+    return closers
+
+
+def create_app(
+    config: Config,
+    *,
+    engine: Any = None,
+    authenticator: Any = None,
+    spec_path: str | os.PathLike | None = None,
+    mappings_dir: str | os.PathLike | None = None,
+    json_principal: Principal | None = None,
+    swagger_ui: bool | None = None,
+) -> connexion.AsyncApp:
+    """The ASGI app. Missing `engine`/`authenticator` are built at startup (lifespan).
+
+    `json_principal` (tests, development only) lets `POST /<Action>` with a JSON body reach
+    the virtual routes as that principal without a signature. `swagger_ui` (default: env
+    `ECONE_SWAGGER_UI=1`) serves /openapi.json and /ui/ without authentication.
+    """
+    spec = load_spec(spec_path)
+    dev_routes = _env_flag("ECONE_SWAGGER_UI") if swagger_ui is None else swagger_ui
+    state = GatewayState(
+        config=config,
+        spec=spec,
+        authenticator=authenticator,
+        engine=engine,
+        serializer=Serializer(spec),
+        json_principal=json_principal,
+        dev_routes=dev_routes,
+    )
+    mdir = Path(mappings_dir) if mappings_dir is not None else None
+
+    lifespan = _no_runtime
+    if engine is None or authenticator is None:
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app: Any):
+            closers = build_runtime(config, state, mdir)
+            try:
+                yield
+            finally:
+                for obj in closers:
+                    with contextlib.suppress(Exception):
+                        obj.close()
+
+    app = connexion.AsyncApp(
+        __name__,
+        lifespan=lifespan,
+        validator_map={"body": MediaTypeDict({"*/*json": Ec2BodyValidator})},
+    )
+    app.add_middleware(Ec2QueryFront, position=MiddlewarePosition.BEFORE_EXCEPTION, state=state)
+    app.add_api(
+        spec.connexion_spec(),
+        resolver=Ec2Resolver(state),
+        swagger_ui_options=SwaggerUIOptions(serve_spec=dev_routes, swagger_ui=dev_routes),
+        strict_validation=False,
+        validate_responses=False,
+    )
+    app.add_error_handler(Ec2Error, ec2_error_handler)
+    app.add_error_handler(ProblemException, problem_handler)
+    app.add_error_handler(HTTPException, problem_handler)
+    app.add_error_handler(404, problem_handler)
+    app.add_error_handler(405, problem_handler)
+    app.add_error_handler(Exception, internal_error_handler)
+    app.econe_state = state  # for tests and the server CLI
+    return app
+
+
+def app_from_env() -> connexion.AsyncApp:
+    """uvicorn factory: `uvicorn --factory econe.app:app_from_env`."""
+    from econe.config import default_config_path, load_config
+
+    path = os.environ.get("ECONE_CONFIG") or default_config_path()
+    config = load_config(path)
+    return create_app(
+        config,
+        spec_path=os.environ.get("ECONE_SPEC") or None,
+        mappings_dir=os.environ.get("ECONE_MAPPINGS") or None,
+    )
