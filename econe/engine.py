@@ -38,10 +38,12 @@ def strip_hidden(value: Any) -> Any:
     """Drop internal view fields (names starting with `_`) and absent (None) members."""
     if isinstance(value, dict):
         return {
-            k: strip_hidden(v) for k, v in value.items() if v is not None and not k.startswith("_")
+            k: strip_hidden(v) if isinstance(v, dict | list) else v
+            for k, v in value.items()
+            if v is not None and k[:1] != "_"
         }
     if isinstance(value, list):
-        return [strip_hidden(v) for v in value]
+        return [strip_hidden(v) if isinstance(v, dict | list) else v for v in value]
     return value
 
 
@@ -214,8 +216,7 @@ class Engine:
     def _view_items(self, rt: Runtime, m: Mapping, elements: list, scope: dict) -> list[dict]:
         if m.view is None:
             return [e if isinstance(e, dict) else {"_element": e} for e in elements]
-        apply = m.view.apply
-        return [apply(e, scope) for e in elements]
+        return m.view.apply_all(elements, scope)
 
     def _from_source(self, rt: Runtime, m: Mapping, scope: dict) -> list[dict]:
         src = m.source

@@ -103,7 +103,7 @@ class _Lexer:
         stop = ",]\n#" if in_vector else "\n#"
         start = self.pos
         while self.pos < len(self.text) and self.text[self.pos] not in stop:
-            if self.text[self.pos] in '"[':
+            if self.text[self.pos] in '"[]':
                 raise self.error("unexpected quote or bracket in an unquoted value")
             self.pos += 1
         return self.text[start : self.pos].strip()

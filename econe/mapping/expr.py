@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jinja2
+from jinja2 import meta
 
 from econe.mapping.ids import format_id
 
@@ -73,6 +74,10 @@ class Expressions:
         except jinja2.TemplateSyntaxError as exc:
             raise ValueError(f"{where}: bad expression {source!r}: {exc.message}") from exc
         return lambda scope: fn(**scope)
+
+    def variables(self, source: str) -> set[str]:
+        """Names an expression reads (to evaluate item-independent ones once)."""
+        return meta.find_undeclared_variables(self.env.parse("{{ " + source + " }}"))
 
     def value(self, spec: Any, where: str) -> Compiled:
         if isinstance(spec, str):

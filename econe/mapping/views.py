@@ -13,7 +13,8 @@ mappings/views/<name>.yaml:
 
 Types: str (default), int, float, bool (YES/TRUE/1), epoch (datetime UTC; 0 → absent),
 iso (ISO-8601 string), list (every match's text), tags (EC2_TAGS vectors → [{Key, Value}]).
-`default:` applies when the path is absent or empty. A path that is not a plain `A/B/C` is an
+`default:` applies when the path is absent or empty; `or:` is another field spec tried when
+this one gives nothing. An `expr` that does not read `item` is evaluated once per request. A path that is not a plain `A/B/C` is an
 XPath expression, precompiled. Tables are views/<table>.yaml with `entries` (keys joined with
 `.` for composite paths, tried longest first), optional `values` (entry → value) and `default`.
 """
@@ -33,10 +34,8 @@ from econe.mapping.expr import Expressions
 from econe.mapping.ids import format_id
 
 _SIMPLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
-_FIELD_KEYS = {"path", "type", "default", "id", "table", "value", "expr"}
+_FIELD_KEYS = {"path", "type", "default", "id", "table", "value", "expr", "or"}
 _TYPES = {"str", "int", "float", "bool", "epoch", "iso", "list", "tags"}
-
-Getter = Callable[[etree._Element], Any]
 
 
 class Table:
@@ -57,41 +56,28 @@ class Table:
         return self.default
 
 
-def _text_getter(path: str, where: str) -> Getter:
-    alternatives = (
-        [p.strip() for p in path.split("|")] if "|" in path and "[" not in path else [path]
-    )
-    getters: list[Getter] = []
-    for alt in alternatives:
-        if _SIMPLE.fullmatch(alt):
-            getters.append(lambda el, p=alt: el.findtext(p))
-        else:
-            try:
-                xp = etree.XPath(alt)
-            except etree.XPathSyntaxError as exc:
-                raise ValueError(f"{where}: bad XPath {alt!r}: {exc}") from exc
+def _simple_paths(path: str) -> list[str] | None:
+    """`A/B|C/D` → [A/B, C/D] when every alternative is a plain path, else None (XPath)."""
+    alternatives = [p.strip() for p in path.split("|")]
+    return alternatives if all(_SIMPLE.fullmatch(a) for a in alternatives) else None
 
-            def run(el: etree._Element, xp: etree.XPath = xp) -> str | None:
-                res = xp(el)
-                if isinstance(res, list):
-                    if not res:
-                        return None
-                    res = res[0]
-                    return res.text if isinstance(res, etree._Element) else str(res)
-                return str(res) if res is not None else None
 
-            getters.append(run)
-    if len(getters) == 1:
-        return getters[0]
+def _xpath_getter(path: str, where: str) -> Callable[[etree._Element], str | None]:
+    try:
+        xp = etree.XPath(path)
+    except etree.XPathSyntaxError as exc:
+        raise ValueError(f"{where}: bad XPath {path!r}: {exc}") from exc
 
-    def first(el: etree._Element) -> str | None:
-        for get in getters:
-            value = get(el)
-            if value:
-                return value
-        return None
+    def run(el: etree._Element) -> str | None:
+        res = xp(el)
+        if isinstance(res, list):
+            if not res:
+                return None
+            res = res[0]
+            return res.text if isinstance(res, etree._Element) else str(res)
+        return str(res) if res is not None else None
 
-    return first
+    return run
 
 
 def _epoch(text: str) -> datetime | None:
@@ -120,9 +106,15 @@ _CONVERT: dict[str, Callable[[str], Any]] = {
     "iso": lambda t: _epoch(t).strftime("%Y-%m-%dT%H:%M:%S.000Z") if int(t) > 0 else None,
 }
 
+# A compiled field: (found elements by plain path, element, item so far, scope) → value
+Field = Callable[[dict, etree._Element, dict, dict], Any]
+
 
 class View:
-    """Compiled view: `apply(element, scope)` → dict."""
+    """Compiled view: `apply_all(elements, scope)` → dicts.
+
+    The plain paths of all fields form a trie walked once per element (one pass over the
+    children that matter), which is several times faster than one find() per field."""
 
     def __init__(
         self, name: str, spec: dict, tables: dict[str, Table], exprs: Expressions, where: str
@@ -131,15 +123,55 @@ class View:
         fields = spec.get("fields")
         if not isinstance(fields, dict) or not fields:
             raise ValueError(f"{where}: a view needs `fields:` (member: path or spec)")
-        self.fields: list[tuple[str, Callable[[etree._Element, dict, dict], Any]]] = []
+        self.trie: dict[str, list] = {}
         self.names = set(fields)
+        self.fields: list[tuple[str, Field]] = []
+        self.constants: list[tuple[str, Callable[[dict], Any]]] = []
         for member, fspec in fields.items():
-            self.fields.append(
-                (member, self._compile(member, fspec, tables, exprs, f"{where}: fields.{member}"))
-            )
+            fn = self._compile(fspec, tables, exprs, f"{where}: fields.{member}")
+            if isinstance(fn, tuple):  # an expression that does not read `item`
+                self.constants.append((member, fn[1]))
+                fn = lambda found, el, item, scope, m=member: scope["_constants"][m]  # noqa: E731
+            self.fields.append((member, fn))
 
-    @staticmethod
-    def _compile(member: str, fspec: Any, tables: dict[str, Table], exprs: Expressions, where: str):
+    def _need(self, path: str) -> None:
+        node = self.trie
+        parts = path.split("/")
+        for i, part in enumerate(parts):
+            entry = node.setdefault(part, [None, None])
+            if i == len(parts) - 1:
+                entry[1] = path
+            else:
+                if entry[0] is None:
+                    entry[0] = {}
+                node = entry[0]
+
+    def _getter(self, path: str, where: str) -> Callable[[dict, etree._Element], str | None]:
+        plain = _simple_paths(path)
+        if plain is None:
+            run = _xpath_getter(path, where)
+            return lambda found, el: run(el)
+        for p in plain:
+            self._need(p)
+        if len(plain) == 1:
+            only = plain[0]
+
+            def one(found: dict, el: etree._Element) -> str | None:
+                hit = found.get(only)
+                return hit[0].text if hit else None
+
+            return one
+
+        def first(found: dict, el: etree._Element) -> str | None:
+            for p in plain:
+                hit = found.get(p)
+                if hit and hit[0].text:
+                    return hit[0].text
+            return None
+
+        return first
+
+    def _compile(self, fspec: Any, tables: dict[str, Table], exprs: Expressions, where: str):
         if isinstance(fspec, str):
             fspec = {"path": fspec}
         if not isinstance(fspec, dict):
@@ -150,12 +182,32 @@ class View:
                 f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_FIELD_KEYS)}"
             )
         default = fspec.get("default")
+        fallback = (
+            self._compile(fspec["or"], tables, exprs, f"{where}.or") if "or" in fspec else None
+        )
+        if isinstance(fallback, tuple):
+            raise ValueError(f"{where}.or: must read the element (a path)")
+        base = self._base(fspec, default, tables, exprs, where)
+        if fallback is None or isinstance(base, tuple):
+            return base
+
+        def either(found: dict, el: etree._Element, item: dict, scope: dict) -> Any:
+            value = base(found, el, item, scope)
+            return fallback(found, el, item, scope) if value is None else value
+
+        return either
+
+    def _base(
+        self, fspec: dict, default: Any, tables: dict[str, Table], exprs: Expressions, where: str
+    ):
         if "value" in fspec:
             constant = fspec["value"]
-            return lambda el, item, scope: constant
+            return lambda found, el, item, scope: constant
         if "expr" in fspec:
             fn = exprs.expression(fspec["expr"], where)
-            return lambda el, item, scope: _or(fn({**scope, "item": item}), default)
+            if "item" not in exprs.variables(fspec["expr"]):
+                return ("const", lambda scope: _or(fn(scope), default))
+            return lambda found, el, item, scope: _or(fn({**scope, "item": item}), default)
         path = fspec.get("path")
         if path is None:
             raise ValueError(f"{where}: needs one of path, value, expr")
@@ -167,22 +219,25 @@ class View:
             if table is None:
                 raise ValueError(f"{where}: no table views/{fspec['table']}.yaml")
             paths = path if isinstance(path, list) else [path]
-            getters = [_text_getter(str(p), where) for p in paths]
-            return lambda el, item, scope: table.lookup(tuple(g(el) for g in getters))
+            getters = [self._getter(str(p), where) for p in paths]
+            return lambda found, el, item, scope: table.lookup(tuple(g(found, el) for g in getters))
         if not isinstance(path, str):
             raise ValueError(f"{where}: path must be a string (a list only with table:)")
         if kind in ("list", "tags"):
             if not _SIMPLE.fullmatch(path):
                 raise ValueError(f"{where}: list/tags need a plain A/B/C path")
+            self._need(path)
             if kind == "tags":
-                return lambda el, item, scope: _tags(el.findall(path))
-            return lambda el, item, scope: [e.text for e in el.findall(path) if e.text] or default
-        get = _text_getter(path, where)
+                return lambda found, el, item, scope: _tags(found.get(path, ()))
+            return lambda found, el, item, scope: (
+                [e.text for e in found.get(path, ()) if e.text] or default
+            )
+        get = self._getter(path, where)
         prefix = fspec.get("id")
         convert = _CONVERT[kind]
 
-        def field(el: etree._Element, item: dict, scope: dict) -> Any:
-            text = get(el)
+        def field(found: dict, el: etree._Element, item: dict, scope: dict) -> Any:
+            text = get(found, el)
             if text is None or text == "":
                 return default
             try:
@@ -192,11 +247,34 @@ class View:
 
         return field
 
+    def _walk(self, el: etree._Element, node: dict, found: dict) -> None:
+        # iterchildren(*tags) filters in C: no Python proxy for the children nobody reads
+        for child in el.iterchildren(*node):
+            sub, path = node[child.tag]
+            if path is not None:
+                hits = found.get(path)
+                if hits is None:
+                    found[path] = [child]
+                else:
+                    hits.append(child)
+            if sub is not None:
+                self._walk(child, sub, found)
+
+    def apply_all(self, elements: list[etree._Element], scope: dict) -> list[dict[str, Any]]:
+        scope = {**scope, "_constants": {m: fn(scope) for m, fn in self.constants}}
+        out = []
+        walk, trie, fields = self._walk, self.trie, self.fields
+        for element in elements:
+            found: dict[str, list] = {}
+            walk(element, trie, found)
+            item: dict[str, Any] = {}
+            for member, fn in fields:
+                item[member] = fn(found, element, item, scope)
+            out.append(item)
+        return out
+
     def apply(self, element: etree._Element, scope: dict) -> dict[str, Any]:
-        item: dict[str, Any] = {}
-        for member, fn in self.fields:
-            item[member] = fn(element, item, scope)
-        return item
+        return self.apply_all([element], scope)[0]
 
 
 def _or(value: Any, default: Any) -> Any:

@@ -1,0 +1,134 @@
+"""Mapping files: load-time validation, and adding an action with YAML only (no Python)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from econe.config import Config
+from econe.engine import Engine
+from econe.errors import Ec2Error
+from econe.mapping import MappingError, load_mappings
+from econe.paths import data_dir
+from tests.engine.conftest import FakeSessions, GoldenOne, run
+
+KEYPAIRS_VIEW = """\
+object: EC2_KEYPAIR
+fields:
+  KeyName: NAME
+  KeyFingerprint: FINGERPRINT
+  KeyType: {value: rsa}
+  _id: {expr: "0"}
+"""
+DESCRIBE_KEYPAIRS = """\
+action: DescribeKeyPairs
+doc: Key pairs kept as EC2_KEYPAIR vectors in the user's template (read-only here).
+source:
+  call: one.user.info
+  args: [-1]
+  items: /USER/TEMPLATE/EC2_KEYPAIR
+by_id: {param: KeyName, field: KeyName, not_found: InvalidKeyPair.NotFound, noun: key pair}
+view: keypair
+filters: {key-name: KeyName, fingerprint: KeyFingerprint}
+output:
+  KeyPairs: "{{ items }}"
+"""
+USER = """<USER><ID>2</ID><NAME>alice</NAME><TEMPLATE>
+<EC2_KEYPAIR><FINGERPRINT>aa:bb</FINGERPRINT><NAME>laptop</NAME><PUBLIC_KEY>ssh-rsa AAA</PUBLIC_KEY></EC2_KEYPAIR>
+<EC2_KEYPAIR><FINGERPRINT>cc:dd</FINGERPRINT><NAME>ci</NAME><PUBLIC_KEY>ssh-rsa BBB</PUBLIC_KEY></EC2_KEYPAIR>
+</TEMPLATE></USER>"""
+
+
+def extended_mappings(tmp_path: Path) -> Path:
+    target = tmp_path / "mappings"
+    shutil.copytree(data_dir("mappings"), target)
+    (target / "views" / "keypair.yaml").write_text(KEYPAIRS_VIEW)
+    (target / "DescribeKeyPairs.yaml").write_text(DESCRIBE_KEYPAIRS)
+    return target
+
+
+def test_add_an_action_with_yaml_only(tmp_path: Path) -> None:
+    one = GoldenOne()
+    one.overrides["one.user.info"] = USER
+    engine = Engine(Config(), one, FakeSessions(), extended_mappings(tmp_path))
+    assert "DescribeKeyPairs" in engine.actions()
+    pairs = run(engine, "DescribeKeyPairs")["KeyPairs"]
+    assert pairs == [
+        {"KeyName": "laptop", "KeyFingerprint": "aa:bb", "KeyType": "rsa"},
+        {"KeyName": "ci", "KeyFingerprint": "cc:dd", "KeyType": "rsa"},
+    ]
+    assert (
+        run(engine, "DescribeKeyPairs", {"KeyName": ["ci"]})["KeyPairs"][0]["KeyFingerprint"]
+        == "cc:dd"
+    )
+    with pytest.raises(Ec2Error) as err:
+        run(engine, "DescribeKeyPairs", {"KeyName": ["nope"]})
+    assert err.value.code == "InvalidKeyPair.NotFound" and "nope" in err.value.message
+    body = {"Filter": [{"Name": "fingerprint", "Value": ["aa:*"]}]}
+    assert [p["KeyName"] for p in run(engine, "DescribeKeyPairs", body)["KeyPairs"]] == ["laptop"]
+    engine.close()
+
+
+def test_shipped_mappings_load() -> None:
+    mappings = load_mappings(data_dir("mappings"))
+    assert {
+        "DescribeInstances",
+        "RunInstances",
+        "DescribeImages",
+        "RegisterImage",
+        "DeregisterImage",
+        "TerminateInstances",
+        "StartInstances",
+        "StopInstances",
+        "RebootInstances",
+        "DescribeRegions",
+        "DescribeAvailabilityZones",
+        "DescribeAccountAttributes",
+    } <= set(mappings)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("action: Other\noutput: {}\n", "must be 'X'"),
+        ("action: X\nsurprise: 1\noutput: {}\n", "unknown key(s) ['surprise']"),
+        ("action: X\n", "needs output"),
+        ("action: X\nhandler: nowhere.at_all:f\n", "cannot import nowhere.at_all"),
+        ("action: X\nhandler: handlers.instances:missing\n", "has no function missing"),
+        ("action: X\nview: nope\noutput: {}\n", "no mappings/views/nope.yaml"),
+        ("action: X\nsource: {call: vm.info, items: /X}\noutput: {}\n", "source.call"),
+        ("action: X\nsource: {call: one.vm.info, items: '/X['}\noutput: {}\n", "bad XPath"),
+        ("action: X\noutput: '{{ items | }}'\n", "bad expression"),
+        ("action: X\nview: image\nfilters: {a: Nope}\noutput: {}\n", "not a field of view image"),
+        (
+            "action: X\nby_id: {param: I, call: one.vm.info, not_found: N}\noutput: {}\n",
+            "by_id.prefix",
+        ),
+        (
+            "action: X\nsource: {static: []}\neach: {call: one.vm.action, refresh: true}\noutput: {}\n",
+            "each.refresh",
+        ),
+        (
+            "action: X\nsource: {static: []}\neach: {call: one.vm.action, errors: {OOPS: X}}\noutput: {}\n",
+            "each.errors",
+        ),
+    ],
+)
+def test_validation_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
+    target = tmp_path / "m"
+    shutil.copytree(data_dir("mappings") / "views", target / "views")
+    (target / "X.yaml").write_text(text)
+    with pytest.raises(MappingError) as err:
+        load_mappings(target)
+    assert str(target / "X.yaml") in str(err.value)
+    assert message in str(err.value)
+
+
+def test_bad_view_is_reported(tmp_path: Path) -> None:
+    target = tmp_path / "m"
+    (target / "views").mkdir(parents=True)
+    (target / "views" / "v.yaml").write_text("fields: {A: {path: ID, type: colour}}\n")
+    with pytest.raises(MappingError, match=r"v.yaml: fields.A: unknown type 'colour'"):
+        load_mappings(target)
