@@ -24,6 +24,7 @@ from handlers.escaping import (
     element_attrs,
     parse_template,
     quote,
+    storable,
     template_xml,
 )
 
@@ -196,6 +197,17 @@ class Launch:
         self.token = body.get("ClientToken") or None
         if self.token is not None and len(str(self.token)) > 64:
             raise invalid_value("ClientToken", self.token, "ClientToken has at most 64 characters.")
+        for name, value in (
+            ("ClientToken", self.token),
+            ("KeyName", self.key_name),
+            ("ImageId", self.image_id),
+            ("InstanceType", self.type_name),
+            *(("Tag", t) for tag in self.tags for t in tag),
+        ):
+            try:
+                storable(value, name)
+            except TemplateError as exc:
+                raise Ec2Error("InvalidParameterValue", str(exc)) from None
 
     def resolve(self) -> None:
         rt = self.rt

@@ -116,8 +116,6 @@ def paginate(
     items: list[dict], max_results: Any, token: Any, key: str, lo: int, hi: int
 ) -> tuple[list[dict], str | None]:
     """Stable pages by increasing `key` (an int field); the token names the last key served."""
-    if max_results is None and not token:
-        return items, None
     items = sorted(items, key=lambda i: i.get(key) or 0)
     if token:
         last = decode_token(str(token))

@@ -64,7 +64,7 @@ def default_error(err: Exception, not_found: str | None, resource: str) -> Ec2Er
     except ImportError:  # pragma: no cover
         ec2_error_from_one = None
     if ec2_error_from_one is not None:
-        mapped = ec2_error_from_one(err, not_found, resource)
+        mapped = ec2_error_from_one(err, not_found, resource or None)
         if isinstance(mapped, Ec2Error):
             return mapped
     name = error_name(err)

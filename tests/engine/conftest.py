@@ -105,9 +105,10 @@ class Sim:
         self.url = server.url
         self.client = OneClient(server.url, timeout=30)
         self.admin = _read(server.one_auth)
+        self.ec2_auth = Path(server.state_dir) / ".one" / "ec2_auth"
 
     def config(self, **overrides: Any) -> Config:
-        return Config(one_xmlrpc=self.url, ec2_auth=str(self.server.ec2_auth), **overrides)
+        return Config(one_xmlrpc=self.url, ec2_auth=str(self.ec2_auth), **overrides)
 
     def engine(self, mappings_dir: Path | None = None, **overrides: Any) -> Engine:
         from econe.one.session import ServerCipherSessions
@@ -115,7 +116,7 @@ class Sim:
         return Engine(
             self.config(**overrides),
             self.client,
-            ServerCipherSessions(str(self.server.ec2_auth)),
+            ServerCipherSessions(self.ec2_auth),
             mappings_dir,
         )
 

@@ -1,0 +1,410 @@
+"""The engine against a live onesim (speed 0), acting as real users through server_cipher."""
+
+from __future__ import annotations
+
+import base64
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from econe.errors import Ec2Error
+from tests.engine.conftest import Sim, run
+from tests.engine.test_mappings import extended_mappings
+
+AMI = "ami-00000000"
+EC2_USER_ATTRS = {"EC2_INSTANCE_TYPE", "IMAGE_ID", "EC2_RESERVATION_ID", "EC2_LAUNCH_INDEX"}
+
+
+@pytest.fixture(scope="module")
+def engine(sim: Sim):
+    eng = sim.engine()
+    run(eng, "RegisterImage", {"ImageLocation": AMI}, user="demo")
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def eve(sim: Sim) -> str:
+    sim.as_admin("one.user.allocate", "eve", "evepw", "core", [1])
+    return "eve"
+
+
+def launch(engine, user: str = "demo", **body: Any) -> dict:
+    return run(engine, "RunInstances", {"ImageId": AMI, **body}, user=user)
+
+
+def ids(result: dict) -> list[str]:
+    return [i["InstanceId"] for r in result.get("Reservations", [result]) for i in r["Instances"]]
+
+
+def vm_number(instance_id: str) -> int:
+    return int(instance_id.split("-")[1])
+
+
+def user_template(sim: Sim, instance_id: str) -> etree._Element:
+    return sim.vm(vm_number(instance_id)).find("USER_TEMPLATE")
+
+
+def my_vms(sim: Sim, state: int = -1) -> set[int]:
+    """Ids of every VM (not DONE ones unless state=-2)."""
+    pool = etree.fromstring(sim.as_admin("one.vmpool.info", -2, -1, -1, state).encode())
+    return {int(v.findtext("ID")) for v in pool.iterfind("VM")}
+
+
+# -- images ------------------------------------------------------------------------------------
+
+
+def test_register_describe_deregister(sim: Sim, engine) -> None:
+    images = run(engine, "DescribeImages", {"Owner": ["self"]}, user="demo")["Images"]
+    assert [i["ImageId"] for i in images] == [AMI]
+    assert images[0]["Name"] == "ttylinux" and images[0]["State"] == "available"
+    assert (
+        run(engine, "DescribeImages", {"ImageId": ["ami-0"]}, user="demo")["Images"][0]["ImageId"]
+        == AMI
+    )
+    for body, code in (
+        ({"ImageId": ["ami-7"]}, "InvalidAMIID.NotFound"),
+        ({"ImageId": ["ami-x7"]}, "InvalidAMIID.Malformed"),
+        ({"Filter": [{"Name": "colour", "Value": ["x"]}]}, "InvalidParameterValue"),
+    ):
+        with pytest.raises(Ec2Error) as err:
+            run(engine, "DescribeImages", body, user="demo")
+        assert err.value.code == code
+    body = {
+        "Filter": [{"Name": "name", "Value": ["tty*"]}, {"Name": "state", "Value": ["available"]}]
+    }
+    assert len(run(engine, "DescribeImages", body, user="demo")["Images"]) == 1
+    assert run(engine, "DeregisterImage", {"ImageId": AMI}, user="demo") == {"Return": True}
+    assert run(engine, "DescribeImages", {}, user="demo")["Images"] == []
+    assert "ttylinux" in sim.as_admin("one.image.info", 0)  # the OpenNebula image stays
+    with pytest.raises(Ec2Error, match="InvalidAMIID.NotFound"):
+        run(engine, "DeregisterImage", {"ImageId": AMI}, user="demo")
+    with pytest.raises(Ec2Error, match="InvalidAMIID.NotFound"):
+        launch(engine)
+    assert run(engine, "RegisterImage", {"Name": "ttylinux"}, user="demo") == {"ImageId": AMI}
+    assert run(engine, "RegisterImage", {"ImageLocation": "0"}, user="demo") == {"ImageId": AMI}
+    with pytest.raises(Ec2Error, match="InvalidParameterValue"):
+        run(engine, "RegisterImage", {"ImageLocation": "s3://bucket/x.manifest"}, user="demo")
+    with pytest.raises(Ec2Error, match="InvalidAMIID.NotFound"):
+        run(engine, "RegisterImage", {"ImageLocation": "ami-44"}, user="demo")
+
+
+def test_register_refuses_volumes_and_others_images(sim: Sim, engine, eve: str) -> None:
+    with pytest.raises(Ec2Error) as err:
+        run(engine, "RegisterImage", {"ImageLocation": AMI}, user=eve)  # not visible to eve
+    assert err.value.code == "InvalidAMIID.NotFound"
+    assert run(engine, "DescribeImages", {}, user=eve)["Images"] == []
+    sim.as_admin("one.image.update", 0, 'EBS_VOLUME="YES"', 1)
+    try:
+        with pytest.raises(Ec2Error, match="volume"):
+            run(engine, "RegisterImage", {"ImageLocation": AMI}, user="demo")
+    finally:
+        sim.as_admin("one.image.update", 0, 'EBS_VOLUME="NO"', 1)
+
+
+# -- RunInstances ------------------------------------------------------------------------------
+
+
+def test_run_file_type_writes_exactly_the_intended_template(sim: Sim, engine) -> None:
+    data = base64.b64encode(b"#!/bin/sh\necho hi\n").decode()
+    result = launch(
+        engine,
+        InstanceType="m1.small",
+        UserData=data,
+        ClientToken="tok-file-1",
+        Placement={"AvailabilityZone": "opennebula"},
+    )
+    assert result["ReservationId"].startswith("r-") and result["OwnerId"] == "demo"
+    (inst,) = result["Instances"]
+    assert inst["ImageId"] == AMI and inst["InstanceType"] == "m1.small"
+    assert inst["State"]["Name"] in ("pending", "running") and inst["ClientToken"] == "tok-file-1"
+    vm = sim.vm(vm_number(inst["InstanceId"]))
+    assert vm.findtext("NAME") == "eco-vm" and vm.findtext("TEMPLATE/MEMORY") == "256"
+    assert [d.findtext("IMAGE_ID") for d in vm.findall("TEMPLATE/DISK")] == ["0"]
+    assert vm.findtext("TEMPLATE/NIC/NETWORK_ID") == "0"
+    ctx = vm.find("TEMPLATE/CONTEXT")
+    assert ctx.findtext("USERDATA") == data and ctx.findtext("EC2_USER_DATA") == data
+    assert ctx.findtext("USERDATA_ENCODING") == "base64"
+    ut = {c.tag: c.text for c in vm.find("USER_TEMPLATE")}
+    assert ut == {
+        "EC2_INSTANCE_TYPE": "m1.small",
+        "IMAGE_ID": AMI,
+        "EC2_CLIENT_TOKEN": "tok-file-1",
+        "EC2_RESERVATION_ID": result["ReservationId"],
+        "EC2_LAUNCH_INDEX": "0",
+    }
+
+
+def test_run_vm_template_type_puts_the_ami_first(sim: Sim) -> None:
+    eng = sim.engine(instance_types={})  # only OpenNebula templates with EC2_INSTANCE_TYPE
+    try:
+        (inst,) = launch(eng, InstanceType="m1.small")["Instances"]
+        vm = sim.vm(vm_number(inst["InstanceId"]))
+        assert vm.findtext("TEMPLATE/TEMPLATE_ID") == "0"
+        assert vm.findtext("TEMPLATE/DISK/IMAGE_ID") == "0"
+        assert vm.findtext("TEMPLATE/MEMORY") == "256" and vm.findtext("TEMPLATE/CPU") == "1"
+        assert vm.findtext("TEMPLATE/CONTEXT/NETWORK") == "YES"
+        assert inst["InstanceType"] == "m1.small"
+        with pytest.raises(Ec2Error) as err:
+            launch(eng, InstanceType="c5.large")
+        assert err.value.code == "InvalidParameterValue" and "c5.large" in err.value.message
+    finally:
+        eng.close()
+
+
+INJECTIONS = ['x"\nMEMORY="1', "x]\nCPU=9\nY=[Z=1", '\\"', "$USER[PASSWORD]", "a\tb'c<d>&e"]
+
+
+@pytest.mark.parametrize("evil", INJECTIONS)
+def test_request_values_cannot_break_out(sim: Sim, engine, evil: str) -> None:
+    before = my_vms(sim)
+    result = launch(
+        engine,
+        ClientToken=evil[:64],
+        KeyName=evil,
+        TagSpecification=[
+            {
+                "ResourceType": "instance",
+                "Tag": [{"Key": "Name", "Value": evil}, {"Key": evil, "Value": "v"}],
+            }
+        ],
+    )
+    (inst,) = result["Instances"]
+    assert my_vms(sim) - before == {vm_number(inst["InstanceId"])}
+    vm = sim.vm(vm_number(inst["InstanceId"]))
+    assert vm.findtext("TEMPLATE/MEMORY") == "256" and vm.findtext("TEMPLATE/CPU") == "0.2"
+    ut = vm.find("USER_TEMPLATE")
+    assert sorted(c.tag for c in ut) == sorted(
+        [*EC2_USER_ATTRS, "EC2_CLIENT_TOKEN", "EC2_KEYNAME", "EC2_TAGS", "EC2_TAGS"]
+    )
+    assert ut.findtext("EC2_CLIENT_TOKEN") == evil[:64] and ut.findtext("EC2_KEYNAME") == evil
+    assert inst["Tags"] == [{"Key": "Name", "Value": evil}, {"Key": evil, "Value": "v"}]
+    assert inst["KeyName"] == evil
+    assert {c.tag for c in vm.find("TEMPLATE")} & {"Y", "Z"} == set()
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"UserData": "not base64!"}, "InvalidParameterValue"),
+        ({"ImageId": 'ami-0"\nX=1'}, "InvalidAMIID.Malformed"),
+        ({"ImageId": "ami-00000099"}, "InvalidAMIID.NotFound"),
+        ({"InstanceType": 'm1.small"\nCPU=8'}, "InvalidParameterValue"),
+        ({"MinCount": 3, "MaxCount": 2}, "InvalidParameterValue"),
+        ({"ClientToken": "x\x00y"}, "InvalidParameterValue"),
+        ({"Placement": {"AvailabilityZone": "us-east-1a"}}, "InvalidParameterValue"),
+    ],
+)
+def test_run_refuses_bad_input_and_creates_nothing(sim: Sim, engine, body: dict, code: str) -> None:
+    before = my_vms(sim)
+    with pytest.raises(Ec2Error) as err:
+        launch(engine, **body)
+    assert err.value.code == code
+    if code == "InvalidParameterValue" and "UserData" in body:
+        assert err.value.message == "Invalid BASE64 encoding of user data"
+    assert my_vms(sim) == before
+
+
+class FailThirdAllocation:
+    """Passes calls through; arms onesim's fault hook so the 3rd one.vm.allocate fails."""
+
+    def __init__(self, sim: Sim):
+        self.sim, self.client, self.allocations = sim, sim.client, 0
+
+    def call(self, session: str, method: str, *args: Any) -> Any:
+        if method == "one.vm.allocate":
+            self.allocations += 1
+            if self.allocations == 3:
+                self.sim.as_admin(
+                    "onesim.fault.set",
+                    method,
+                    0x800,
+                    "User [2] : limit of 2 reached for VMS quota",
+                    0,
+                    1,
+                )
+        return self.client.call(session, method, *args)
+
+
+def test_min_count_is_all_or_nothing(sim: Sim, engine) -> None:
+    before, before_all = my_vms(sim), my_vms(sim, -2)
+    engine.one = FailThirdAllocation(sim)
+    try:
+        with pytest.raises(Ec2Error) as err:
+            launch(engine, MinCount=3, MaxCount=4)
+        assert err.value.code == "InstanceLimitExceeded"
+        assert my_vms(sim) == before  # nothing left running
+        leftover = my_vms(sim, -2) - before_all
+        assert all(sim.vm(v).findtext("STATE") == "6" for v in leftover)  # terminated
+        assert len(leftover) == 2
+        engine.one = FailThirdAllocation(sim)
+        result = launch(engine, MinCount=2, MaxCount=4)  # partial success is fine above MinCount
+        assert [i["AmiLaunchIndex"] for i in result["Instances"]] == [0, 1]
+    finally:
+        engine.one = sim.client
+        sim.as_admin("onesim.fault.clear")
+
+
+def test_client_token_retry_from_another_gateway(sim: Sim, engine) -> None:
+    first = launch(engine, MinCount=2, MaxCount=2, ClientToken="retry-me")
+    other = sim.engine()
+    try:
+        before = my_vms(sim)
+        again = launch(other, MinCount=2, MaxCount=2, ClientToken="retry-me")
+        assert my_vms(sim) == before
+        assert again["ReservationId"] == first["ReservationId"]
+        assert ids(again) == ids(first)
+    finally:
+        other.close()
+    described = run(
+        engine,
+        "DescribeInstances",
+        {"Filter": [{"Name": "client-token", "Value": ["retry-me"]}]},
+        user="demo",
+    )
+    assert [r["ReservationId"] for r in described["Reservations"]] == [first["ReservationId"]]
+
+
+# -- DescribeInstances and instance actions ----------------------------------------------------
+
+
+def test_describe_filters_and_pages(sim: Sim, engine) -> None:
+    result = launch(
+        engine,
+        MinCount=3,
+        MaxCount=3,
+        TagSpecification=[{"ResourceType": "instance", "Tag": [{"Key": "team", "Value": "blue"}]}],
+    )
+    rid = result["ReservationId"]
+    mine = set(ids(result))
+    by_tag = run(
+        engine,
+        "DescribeInstances",
+        {"Filter": [{"Name": "tag:team", "Value": ["bl*"]}]},
+        user="demo",
+    )
+    assert set(ids(by_tag)) == mine
+    by_rid = run(
+        engine,
+        "DescribeInstances",
+        {
+            "Filter": [
+                {"Name": "reservation-id", "Value": [rid]},
+                {"Name": "instance-state-name", "Value": ["running", "pending"]},
+            ]
+        },
+        user="demo",
+    )
+    assert [r["ReservationId"] for r in by_rid["Reservations"]] == [rid] and set(
+        ids(by_rid)
+    ) == mine
+    assert (
+        set(
+            ids(
+                run(
+                    engine,
+                    "DescribeInstances",
+                    {"Filter": [{"Name": "tag-key", "Value": ["team"]}]},
+                    user="demo",
+                )
+            )
+        )
+        == mine
+    )
+    seen, token = [], None
+    while True:
+        body = {"MaxResults": 5, **({"NextToken": token} if token else {})}
+        page = run(engine, "DescribeInstances", body, user="demo")
+        seen += ids(page)
+        token = page.get("NextToken")
+        if not token:
+            break
+    everything = ids(run(engine, "DescribeInstances", {}, user="demo"))
+    assert sorted(seen) == sorted(everything) and len(seen) == len(set(seen)) and len(seen) > 5
+
+
+def test_lifecycle_and_states(sim: Sim, engine) -> None:
+    (iid,) = ids(launch(engine))
+    stop = run(engine, "StopInstances", {"InstanceId": [iid]}, user="demo")["StoppingInstances"][0]
+    assert stop["PreviousState"]["Name"] == "running"
+    assert stop["CurrentState"]["Name"] in ("stopping", "stopped")
+    with pytest.raises(Ec2Error) as err:
+        run(engine, "RebootInstances", {"InstanceId": [iid]}, user="demo")
+    assert err.value.code == "IncorrectInstanceState" and iid in err.value.message
+    start = run(engine, "StartInstances", {"InstanceId": [iid]}, user="demo")["StartingInstances"][
+        0
+    ]
+    assert start["PreviousState"]["Name"] == "stopped"
+    with pytest.raises(Ec2Error, match="IncorrectInstanceState"):
+        run(engine, "StartInstances", {"InstanceId": [iid]}, user="demo")
+    assert run(engine, "RebootInstances", {"InstanceId": [iid]}, user="demo") == {}
+    term = run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")[
+        "TerminatingInstances"
+    ][0]
+    assert term["PreviousState"]["Name"] == "running"
+    again = run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")[
+        "TerminatingInstances"
+    ][0]
+    assert again["CurrentState"] == {"Code": 48, "Name": "terminated"}
+    shown = run(engine, "DescribeInstances", {"InstanceId": [iid]}, user="demo")
+    assert ids(shown) == [iid]
+    hidden = sim.engine(terminated_instances_expiration_time=-1)
+    try:
+        with pytest.raises(Ec2Error, match="InvalidInstanceID.NotFound"):
+            run(hidden, "DescribeInstances", {"InstanceId": [iid]}, user="demo")
+        assert iid not in ids(run(hidden, "DescribeInstances", {}, user="demo"))
+    finally:
+        hidden.close()
+
+
+def test_validate_all_ids_before_acting(sim: Sim, engine) -> None:
+    (iid,) = ids(launch(engine))
+    for bad, code in (
+        ("i-zz", "InvalidInstanceID.Malformed"),
+        ("i-77777", "InvalidInstanceID.NotFound"),
+    ):
+        with pytest.raises(Ec2Error) as err:
+            run(engine, "TerminateInstances", {"InstanceId": [iid, bad]}, user="demo")
+        assert err.value.code == code and bad in err.value.message
+    assert sim.vm(vm_number(iid)).findtext("STATE") == "3"
+
+
+def test_users_cannot_see_or_touch_each_other(sim: Sim, engine, eve: str) -> None:
+    (iid,) = ids(launch(engine))
+    assert iid not in ids(run(engine, "DescribeInstances", {}, user=eve))
+    for action in ("DescribeInstances", "TerminateInstances", "StopInstances", "RebootInstances"):
+        with pytest.raises(Ec2Error) as err:
+            run(engine, action, {"InstanceId": [iid]}, user=eve)
+        assert err.value.code == "InvalidInstanceID.NotFound"
+    assert sim.vm(vm_number(iid)).findtext("STATE") == "3"
+    with pytest.raises(Ec2Error, match="InvalidAMIID.NotFound"):
+        launch(engine, user=eve)  # demo's AMI is not shared with eve
+    shared = launch(engine, user="demo", ClientToken="eve-cannot-reuse")
+    other = launch(engine, user=eve, ImageId=AMI) if False else None
+    assert other is None and shared["OwnerId"] == "demo"
+
+
+def test_static_actions_and_extension_on_sim(sim: Sim, tmp_path: Path) -> None:
+    eng = sim.engine(extended_mappings(tmp_path))
+    try:
+        me = etree.fromstring(sim.as_admin("one.user.info", 2).encode())
+        assert me.findtext("NAME") == "demo"
+        tmpl = "<TEMPLATE><EC2_KEYPAIR><NAME>k1</NAME><FINGERPRINT>f1</FINGERPRINT><PUBLIC_KEY>ssh-rsa AAA</PUBLIC_KEY></EC2_KEYPAIR></TEMPLATE>"
+        sim.as_admin("one.user.update", 2, tmpl, 1)
+        assert run(eng, "DescribeKeyPairs", {}, user="demo")["KeyPairs"] == [
+            {"KeyName": "k1", "KeyFingerprint": "f1", "KeyType": "rsa"}
+        ]
+        (inst,) = launch(eng, KeyName="k1")["Instances"]
+        ctx = sim.vm(vm_number(inst["InstanceId"])).find("TEMPLATE/CONTEXT")
+        assert (
+            ctx.findtext("SSH_PUBLIC_KEY") == "ssh-rsa AAA" and ctx.findtext("EC2_KEYNAME") == "k1"
+        )
+        assert (
+            run(eng, "DescribeRegions", {}, user="demo")["Regions"][0]["RegionName"] == "opennebula"
+        )
+    finally:
+        eng.close()
+        shutil.rmtree(tmp_path, ignore_errors=True)
