@@ -295,7 +295,6 @@ SYSTEM_CONFIG = [
     ["DEFAULT_AUTH", "default"],
     ["DEFAULT_UMASK", "177"],
     ["DS_MAD_CONF", [["NAME", "dummy"]]],
-    ["HOSTNAME", "onesim"],
     ["LISTEN_ADDRESS", "127.0.0.1"],
     ["MANAGER_TIMER", "15"],
     ["PORT", "2633"],

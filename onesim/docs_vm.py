@@ -78,11 +78,8 @@ def _history_short(vm: dict, h: dict) -> str:
 
 def monitoring(vm: dict, now: int) -> str:
     """Dummy-driver style monitoring values, stable per VM."""
-    if vm["state"] == 6 or not vm.get("history"):
-        mem = 0
-    else:
-        mem = int(T.get(vm["template"], "MEMORY", "0") or 0) * 512
     i = vm["id"]
+    mem = int(T.get(vm["template"], "MEMORY", "0") or 0) * (400 + i % 300) + 1
     vals = [
         ("CPU", "0"),
         ("DISKRDBYTES", str(100 + i % 900)),

@@ -82,6 +82,7 @@ def _set(vm: dict, state: int, lcm: int = 0) -> None:
 
 
 def _new_history(sim, vm: dict, prolog: bool) -> None:
+    _end_record(sim, vm)
     now = sim.now()
     host = sim.store.get("host", 0)
     vm["history"].append(
@@ -106,17 +107,22 @@ def _new_history(sim, vm: dict, prolog: bool) -> None:
 
 
 def _close_history(sim, vm: dict, code: int, caller, epilog: bool = False) -> None:
+    """End the running period of the current record (RETIME); ETIME is set when the record
+    is left for good (next record, or the VM leaves the host)."""
     if not vm["history"]:
         return
     h = vm["history"][-1]
     now = sim.now()
-    if h["etime"] == 0:
-        h["etime"] = now
-        if h["rstime"] and not h["retime"]:
-            h["retime"] = now
-        if epilog:
-            h["estime"] = h["estime"] or now
+    if h["rstime"] and not h["retime"]:
+        h["retime"] = now
+    if epilog:
+        h["estime"] = h["estime"] or now
     _mark(sim, vm, code, caller)
+
+
+def _end_record(sim, vm: dict) -> None:
+    if vm["history"] and not vm["history"][-1]["etime"]:
+        vm["history"][-1]["etime"] = sim.now()
 
 
 def _mark(sim, vm: dict, code: int, caller) -> None:
@@ -165,6 +171,7 @@ def apply(sim, kind: str, obj: dict, step: str) -> None:
         _set(vm, {"poweroff": 8, "stopped": 4, "suspended": 5, "undeployed": 9}[step], 0)
         if step in ("stopped", "undeployed") and vm["history"]:
             vm["history"][-1]["eetime"] = now
+            _end_record(sim, vm)
     elif step in ("epilog_stop", "epilog_undeploy"):
         vm["lcm_state"] = 10 if step == "epilog_stop" else 30
         if vm["history"]:

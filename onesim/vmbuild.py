@@ -263,8 +263,8 @@ def build(sim, caller, tmpl: list, vid: int, hold: bool, template_id: int | None
         letters[prefix] = n + 1
         target = d.get("TARGET") or prefix + chr(ord("a") + n)
         if img is not None:
-            disk = image_disk(sim, img, i, target, d)
             acquire_image(sim, img, vid)
+            disk = image_disk(sim, img, i, target, d)
         else:
             disk = [[k, v] for k, v in d.items()] + [["DISK_ID", str(i)], ["TARGET", target]]
             T.vset(disk, "TYPE", d.get("TYPE", "fs"))

@@ -96,8 +96,8 @@ def attach(sim, caller, vid: int, tmpl: str) -> int:
         prefix + chr(c) for c in range(ord("a"), ord("z") + 1) if prefix + chr(c) not in used
     )
     if img is not None:
-        disk = vmbuild.image_disk(sim, img, did, target, d)
         vmbuild.acquire_image(sim, img, vid)
+        disk = vmbuild.image_disk(sim, img, did, target, d)
     else:
         disk = [[k, v] for k, v in d.items()] + [["DISK_ID", str(did)], ["TARGET", target]]
     vm["template"].append(["DISK", disk])
