@@ -1,0 +1,168 @@
+"""A thin XML-RPC client for oned: stdlib framing over a keep-alive connection pool.
+
+Returns the success value of oned's result array as is (XML strings stay strings; parsing them
+with lxml is the caller's job). Thread-safe: each call borrows one pooled connection.
+"""
+
+from __future__ import annotations
+
+import http.client
+import logging
+import threading
+import xmlrpc.client
+from typing import Any
+from urllib.parse import urlsplit
+from xml.parsers.expat import ExpatError
+
+log = logging.getLogger(__name__)
+
+# oned error codes (include/Request.h, 7.x)
+SUCCESS = 0x0000
+AUTHENTICATION = 0x0100
+AUTHORIZATION = 0x0200
+NO_EXISTS = 0x0400
+ACTION = 0x0800
+RPC_API = 0x1000
+INTERNAL = 0x2000
+ALLOCATE = 0x4000
+LOCKED = 0x8000
+REPLICATION = 0x10000
+
+
+class OneError(Exception):
+    """oned answered with a failure array, or with an XML-RPC fault (negative code)."""
+
+    def __init__(self, code: int, message: str, method: str, resp_id: int = -1):
+        super().__init__(f"{method}: {message} (code {code:#x})" if code >= 0 else message)
+        self.code = code
+        self.message = message
+        self.method = method
+        self.resp_id = resp_id
+
+
+class OneUnavailable(Exception):
+    """oned cannot be reached, timed out, or answered something that is not XML-RPC."""
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+# A reused keep-alive connection that the server closed while idle fails like this before any
+# answer: the request never reached oned, so it is safe to send it once more on a new socket.
+_STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+
+
+class OneClient:
+    """`OneClient("http://localhost:2633/RPC2", timeout=30).call(session, "one.vm.info", 5)`."""
+
+    def __init__(self, endpoint: str, timeout: float = 30.0, max_idle: int = 8):
+        parts = urlsplit(endpoint)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) XML-RPC endpoint: {endpoint!r}")
+        self.endpoint = endpoint
+        self.timeout = float(timeout)
+        self._https = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._https else 80)
+        self._path = parts.path or "/RPC2"
+        if parts.query:
+            self._path += "?" + parts.query
+        self._max_idle = max_idle
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    # -- connection pool
+
+    def _new_connection(self) -> http.client.HTTPConnection:
+        cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
+        # The socket timeout applies to connect and to every read, so no call can hang.
+        return cls(self._host, self._port, timeout=self.timeout)
+
+    def _borrow(self) -> tuple[http.client.HTTPConnection, bool]:
+        with self._lock:
+            if self._idle:
+                return self._idle.pop(), True
+        return self._new_connection(), False
+
+    def _give_back(self, conn: http.client.HTTPConnection) -> None:
+        with self._lock:
+            if len(self._idle) < self._max_idle:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.close()
+
+    # -- calls
+
+    def _post(self, conn: http.client.HTTPConnection, payload: bytes) -> tuple[int, str, bytes]:
+        conn.request(
+            "POST",
+            self._path,
+            body=payload,
+            headers={"Content-Type": "text/xml", "Connection": "keep-alive"},
+        )
+        resp = conn.getresponse()
+        data = resp.read()
+        if resp.will_close:
+            conn.close()
+        return resp.status, resp.reason, data
+
+    def raw_call(self, method: str, params: tuple[Any, ...]) -> Any:
+        """Send one call and return the decoded XML-RPC value (the result array)."""
+        payload = xmlrpc.client.dumps(params, methodname=method, encoding="utf-8").encode()
+        for attempt in (1, 2):
+            conn, reused = self._borrow()
+            try:
+                status, reason, data = self._post(conn, payload)
+            except _STALE as exc:
+                conn.close()
+                if reused and attempt == 1:
+                    continue
+                raise OneUnavailable(f"oned at {self.endpoint} closed the connection") from exc
+            except TimeoutError as exc:
+                conn.close()
+                raise OneUnavailable(
+                    f"oned at {self.endpoint} did not answer within {self.timeout:g} s"
+                ) from exc
+            except (OSError, http.client.HTTPException) as exc:
+                conn.close()
+                raise OneUnavailable(f"cannot reach oned at {self.endpoint}: {exc}") from exc
+            if status != 200:
+                conn.close()
+                raise OneUnavailable(f"oned at {self.endpoint} answered HTTP {status} {reason}")
+            if not conn.sock:  # closed by the server's `Connection: close`
+                conn.close()
+            else:
+                self._give_back(conn)
+            break
+        try:
+            values, _ = xmlrpc.client.loads(data, use_builtin_types=True)
+        except xmlrpc.client.Fault as fault:
+            raise OneError(fault.faultCode, str(fault.faultString), method) from None
+        except (ExpatError, ValueError, TypeError, IndexError) as exc:
+            raise OneUnavailable(
+                f"oned at {self.endpoint} sent an answer that is not XML-RPC"
+            ) from exc
+        return values[0] if values else None
+
+    def call(self, session: str, method: str, *args: Any) -> Any:
+        """Call `method(session, *args)`; return the success value or raise OneError.
+
+        Pass Python `bool` for oned's boolean flags and `int` for ids and the `append` argument
+        of `*.update` (a bool there makes oned answer fault -501).
+        """
+        result = self.raw_call(method, (session, *args))
+        if not isinstance(result, list | tuple) or not result or not isinstance(result[0], bool):
+            raise OneUnavailable(f"{method}: oned answered an unexpected value")
+        if result[0]:
+            return result[1] if len(result) > 1 else None
+        message = str(result[1]) if len(result) > 1 else ""
+        code = int(result[2]) if len(result) > 2 else INTERNAL
+        resp_id = int(result[3]) if len(result) > 3 else -1
+        raise OneError(code, message, method, resp_id)
