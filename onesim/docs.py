@@ -124,14 +124,21 @@ def user_pool_entry(sim, u: dict) -> str:
     return user(sim, u, False) + f"<QUOTAS><ID>{u['id']}</ID>" + quotas(sim, u["id"]) + "</QUOTAS>"
 
 
-def group(sim, g: dict) -> str:
+def group(sim, g: dict, pool: bool = False) -> str:
     users = sorted(u["id"] for u in sim.store.all("user") if g["id"] in u["groups"])
-    return (
+    head = (
         f"<GROUP><ID>{g['id']}</ID><NAME>{T.esc(g['name'])}</NAME>"
         + T.render(g["template"])
         + _ids("USERS", users)
         + "<ADMINS></ADMINS>"
+    )
+    vlan = f"<VLAN_RULES><ID>{g['id']}</ID></VLAN_RULES>"
+    if pool:
+        return head + f"</GROUP><QUOTAS><ID>{g['id']}</ID>{QUOTA_EMPTY}</QUOTAS>" + vlan
+    return (
+        head
         + QUOTA_EMPTY
+        + vlan
         + "<DEFAULT_GROUP_QUOTAS>"
         + QUOTA_EMPTY
         + "</DEFAULT_GROUP_QUOTAS></GROUP>"

@@ -162,7 +162,13 @@ def group_info(sim, caller, gid: int, decrypt: bool = False) -> str:
 def group_pool(sim, caller) -> str:
     gs = [g for g in sim.store.all("group") if caller.admin or g["id"] in caller.groups]
     gs.sort(key=lambda g: g["id"])
-    return "<GROUP_POOL>" + "".join(docs.group(sim, g) for g in gs) + "</GROUP_POOL>"
+    return (
+        "<GROUP_POOL>"
+        + "".join(docs.group(sim, g, pool=True) for g in gs)
+        + "<DEFAULT_GROUP_QUOTAS>"
+        + docs.QUOTA_EMPTY
+        + "</DEFAULT_GROUP_QUOTAS></GROUP_POOL>"
+    )
 
 
 def new_group(sim, name: str, gid: int | None = None) -> int:
