@@ -408,3 +408,56 @@ def test_static_actions_and_extension_on_sim(sim: Sim, tmp_path: Path) -> None:
     finally:
         eng.close()
         shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_results_render_as_ec2_xml_botocore_reads(sim: Sim, engine) -> None:
+    """The result-dict convention (botocore member names) through the gateway's serializer."""
+    import botocore.parsers
+    import botocore.session
+
+    serialize = pytest.importorskip("econe.serialize")
+    model = botocore.session.get_session().get_service_model("ec2")
+    parser = botocore.parsers.create_parser("ec2")
+
+    def through_xml(action: str, body: dict) -> dict:
+        result = run(engine, action, body, user="demo")
+        xml = serialize.render(action, "2016-11-15", "req-1", result)
+        shape = model.operation_model(action).output_shape
+        parsed = parser.parse({"body": xml.encode(), "headers": {}, "status_code": 200}, shape)
+        parsed.pop("ResponseMetadata", None)
+        return parsed
+
+    reservation = through_xml(
+        "RunInstances",
+        {
+            "ImageId": AMI,
+            "UserData": "aGk=",
+            "KeyName": "none",
+            "TagSpecification": [
+                {"ResourceType": "instance", "Tag": [{"Key": "a", "Value": "<b>&"}]}
+            ],
+        },
+    )
+    (inst,) = reservation["Instances"]
+    assert inst["InstanceId"].startswith("i-") and inst["State"]["Code"] in (0, 16)
+    assert inst["Tags"] == [{"Key": "a", "Value": "<b>&"}] and inst["LaunchTime"].tzinfo is not None
+    assert inst["Placement"]["AvailabilityZone"] == "opennebula" and inst["KeyName"] == "none"
+    described = through_xml("DescribeInstances", {"InstanceId": [inst["InstanceId"]]})
+    assert (
+        described["Reservations"][0]["Instances"][0]["PrivateIpAddress"] == inst["PrivateIpAddress"]
+    )
+    assert described["Reservations"][0]["ReservationId"] == reservation["ReservationId"]
+    assert through_xml("DescribeImages", {})["Images"][0]["Public"] is False
+    stopped = through_xml("StopInstances", {"InstanceId": [inst["InstanceId"]]})
+    assert stopped["StoppingInstances"][0]["PreviousState"]["Name"] == "running"
+    assert through_xml("TerminateInstances", {"InstanceId": [inst["InstanceId"]]})[
+        "TerminatingInstances"
+    ]
+    assert through_xml("DescribeRegions", {})["Regions"][0]["Endpoint"].startswith("http")
+    assert (
+        through_xml("DescribeAvailabilityZones", {})["AvailabilityZones"][0]["ZoneName"]
+        == "opennebula"
+    )
+    assert len(through_xml("DescribeAccountAttributes", {})["AccountAttributes"]) == 2
+    assert through_xml("DeregisterImage", {"ImageId": AMI}) == {"Return": True}
+    assert through_xml("RegisterImage", {"ImageLocation": AMI}) == {"ImageId": AMI}
