@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
@@ -51,6 +52,12 @@ def _global_options() -> argparse.ArgumentParser:
     g.add_argument("--region", help=f"region name to sign with (default {DEFAULT_REGION})")
     g.add_argument("--json", action="store_true", help="print the response as JSON")
     g.add_argument("--no-headers", action="store_true", help="print tables without headers")
+    g.add_argument(
+        "-H",
+        "--headers",
+        action="store_true",
+        help="accepted for compatibility with the Ruby tools (headers are the default)",
+    )
     g.add_argument("-v", "--verbose", action="store_true", help="show endpoint and request ids")
     g.add_argument(
         "--timeout", type=float, metavar="SECONDS", help="per-request timeout (default 60)"
@@ -147,6 +154,13 @@ def main(
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except (OSError, ValueError):
             pass
+        return 1
+    except Exception as exc:  # noqa: BLE001 - last resort: report, never a bare traceback
+        err.write(f"econe: internal error: {type(exc).__name__}: {exc}\n")
+        if verbose:
+            traceback.print_exc(file=err)
+        else:
+            err.write("econe: run with -v for the traceback\n")
         return 1
     return 0
 

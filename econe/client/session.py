@@ -54,6 +54,7 @@ class Context:
     def call(self, operation: str, **params: Any) -> dict[str, Any]:
         """Call one EC2 action (boto3 method name), mapping failures to CliErrors."""
         import botocore.exceptions as bex
+        from botocore.parsers import ResponseParserError
 
         method = getattr(self.client, operation)
         try:
@@ -70,11 +71,14 @@ class Context:
             bex.SSLError,
             bex.ProxyConnectionError,
         ) as exc:
-            raise EndpointUnreachable(f"cannot reach endpoint {self.creds.url}: {exc}") from None
+            raise EndpointUnreachable(
+                f"cannot reach endpoint {self.creds.url}: {unreachable_reason(exc)}"
+            ) from None
         except bex.ParamValidationError as exc:
             raise UsageError(str(exc).replace("\n", " ")) from None
-        except bex.BotoCoreError as exc:
-            raise CliError(f"bad answer from {self.creds.url}: {exc}") from None
+        except (bex.BotoCoreError, ResponseParserError) as exc:
+            text = " ".join(str(exc).split())
+            raise CliError(f"bad answer from {self.creds.url}: {text}") from None
         if self.options.verbose:
             request_id = response.get("ResponseMetadata", {}).get("RequestId")
             self.note(f"{operation}: request id {request_id or '(none)'}")
@@ -99,6 +103,20 @@ class Context:
     def check_return(self, response: Mapping[str, Any], what: str) -> None:
         if response.get("Return") is False:
             raise ServerError("Failed", f"the server answered false: {what} was not done")
+
+
+def unreachable_reason(exc: BaseException) -> str:
+    """The operating system's words for a connection failure, not urllib3's object dump."""
+    error = getattr(exc, "kwargs", {}).get("error")
+    for candidate in (getattr(error, "__cause__", None), getattr(error, "__context__", None)):
+        if isinstance(candidate, OSError) and candidate.strerror:
+            return candidate.strerror
+    name = type(exc).__name__
+    if "Timeout" in name:
+        return "timed out"
+    if name == "ConnectionClosedError":
+        return "connection closed before an answer"
+    return str(exc)
 
 
 def make_client(creds: Credentials, options: Options) -> Any:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -436,3 +438,40 @@ def test_console_script_aliases_exist_and_run():
         [str(bindir / "econe-run-instances"), "--help"], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 0 and "--instance-count" in proc.stdout
+
+
+class _Garbage(http.server.BaseHTTPRequestHandler):
+    status = 200
+    body = b""
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(self.status)
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "message"),
+    [
+        (200, b"", "econe: bad answer from"),
+        (200, b"<html>not EC2</html", "econe: bad answer from"),
+        (502, b"<html><body>Bad Gateway</body></html>", "econe: 502: "),
+    ],
+)
+def test_answers_that_are_not_ec2_xml_exit_1(status, body, message):
+    handler = type("H", (_Garbage,), {"status": status, "body": body})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        result = run_cli(["-K", "demo", "-S", "x", "-U", url, "describe-regions"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert result.code == 1
+    assert result.err.startswith(message) and "Traceback" not in result.err
