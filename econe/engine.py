@@ -24,7 +24,8 @@ from econe.mapping.expr import Expressions
 from econe.mapping.filters import compile_filters, paginate
 from econe.mapping.ids import MAX_ONE_ID, parse_id
 from econe.mapping.loader import Call, Mapping, load_mappings
-from econe.mapping.onecall import OneError, OneUnavailable, call_one, error_name
+from econe.mapping.onecall import OneError, OneUnavailable, call_one, error_name, map_error
+from econe.mapping.views import View
 from econe.paths import data_dir
 
 log = logging.getLogger("econe.engine")
@@ -136,18 +137,8 @@ class Engine:
         self.sessions = sessions
         self.mappings_dir = Path(mappings_dir) if mappings_dir else data_dir("mappings")
         self.exprs = Expressions()
-        self.mappings: dict[str, Mapping] = load_mappings(self.mappings_dir, self.exprs)
-        self.views = {}
-        for m in self.mappings.values():
-            if m.view is not None:
-                self.views[m.view.name] = m.view
-        from econe.mapping.views import load_views  # every view, also those no mapping names
-
-        views_dir = self.mappings_dir / "views"
-        if views_dir.is_dir():
-            self.views.update(
-                {k: v for k, v in load_views(views_dir, self.exprs).items() if k not in self.views}
-            )
+        self.views: dict[str, View] = {}
+        self.mappings: dict[str, Mapping] = load_mappings(self.mappings_dir, self.exprs, self.views)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="econe-one")
 
     def actions(self) -> list[str]:
@@ -270,23 +261,13 @@ class Engine:
         session = rt.admin_session() if b.call.admin else rt.session
         try:
             result = rt.engine.one.call(session, b.call.method, *b.call.args(id_scope))
-        except OneError as exc:
-            if (
-                error_name(exc) in ("NO_EXISTS", "AUTHORIZATION")
-                and error_name(exc) not in b.call.errors
-            ):
-                return None
-            result = call_one(
-                rt.engine.one,
-                session,
-                b.call.method,
-                b.call.args(id_scope),
-                b.call.errors,
-                id_scope,
-                b.not_found,
-            )
         except OneUnavailable as exc:
             raise Ec2Error("Unavailable", "OpenNebula is not reachable; try again later") from exc
+        except OneError as exc:
+            name = error_name(exc)
+            if name in ("NO_EXISTS", "AUTHORIZATION") and name not in b.call.errors:
+                return None  # absent, or another user's: both "does not exist" for this user
+            raise map_error(exc, b.call.errors, id_scope, b.not_found, "") from exc
         root = rt.xml(result)
         found = b.item(root)
         if not found:

@@ -264,7 +264,10 @@ def compile_mapping(path: Path, data: Any, views: dict[str, View], exprs: Expres
     return m
 
 
-def load_mappings(directory: Path, exprs: Expressions | None = None) -> dict[str, Mapping]:
+def load_mappings(
+    directory: Path, exprs: Expressions | None = None, views_out: dict[str, View] | None = None
+) -> dict[str, Mapping]:
+    """Every <Action>.yaml of `directory` (views from its views/); `views_out` receives the views."""
     exprs = exprs or Expressions()
     if not directory.is_dir():
         raise MappingError(f"{directory}: mappings directory not found")
@@ -273,6 +276,8 @@ def load_mappings(directory: Path, exprs: Expressions | None = None) -> dict[str
         views = load_views(views_dir, exprs) if views_dir.is_dir() else {}
     except ValueError as exc:
         raise MappingError(str(exc)) from exc
+    if views_out is not None:
+        views_out.update(views)
     mappings: dict[str, Mapping] = {}
     for path in sorted(directory.glob("*.yaml")):
         try:

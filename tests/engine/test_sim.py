@@ -461,3 +461,37 @@ def test_results_render_as_ec2_xml_botocore_reads(sim: Sim, engine) -> None:
     assert len(through_xml("DescribeAccountAttributes", {})["AccountAttributes"]) == 2
     assert through_xml("DeregisterImage", {"ImageId": AMI}) == {"Return": True}
     assert through_xml("RegisterImage", {"ImageLocation": AMI}) == {"ImageId": AMI}
+
+
+def test_erb_name_finds_the_jinja_template(sim: Sim, tmp_path: Path) -> None:
+    (tmp_path / "m1.small.erb").write_text("NAME = <%= erb %>\n")  # legacy ERB: never rendered
+    eng = sim.engine(
+        template_location=str(tmp_path),
+        instance_types={"m1.small": {"template": "m1.small.erb", "network_id": 0}},
+    )
+    try:
+        (inst,) = launch(eng, InstanceType="m1.small")["Instances"]
+        assert sim.vm(vm_number(inst["InstanceId"])).findtext("NAME") == "eco-vm"
+    finally:
+        eng.close()
+
+
+def test_oned_unreachable_is_unavailable(sim: Sim) -> None:
+    from econe.config import Config
+    from econe.engine import Engine
+    from econe.one.client import OneClient
+    from econe.one.session import ServerCipherSessions
+
+    dead = OneClient("http://127.0.0.1:9/RPC2", timeout=2)
+    eng = Engine(Config(), dead, ServerCipherSessions(sim.ec2_auth))
+    try:
+        for action, body in (
+            ("DescribeInstances", {}),
+            ("DescribeInstances", {"InstanceId": ["i-1"]}),
+            ("RunInstances", {"ImageId": AMI, "ClientToken": "x"}),
+        ):
+            with pytest.raises(Ec2Error) as err:
+                run(eng, action, body, user="demo")
+            assert err.value.code == "Unavailable" and err.value.status == 503
+    finally:
+        eng.close()
