@@ -88,14 +88,26 @@ def _run_upload(ctx: Context, args: argparse.Namespace) -> None:
 
 
 def _configure_register(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image", metavar="IMAGE-ID", help="ami-N or N (an uploaded image)")
-    p.add_argument("--name", help="AMI name (the EC2 API requires one; default: the AMI id)")
+    p.add_argument("image", metavar="IMAGE-ID", nargs="?", help="ami-N or N (an uploaded image)")
+    p.add_argument(
+        "--name",
+        help="without IMAGE-ID: register your image of this name; with it: sent as Name, "
+        "which EC2 requires (default: the AMI id)",
+    )
+    p.add_argument("--description", help="description to store with the AMI")
 
 
 def _run_register(ctx: Context, args: argparse.Namespace) -> None:
-    image = normalize_id("ami", args.image)
-    response = ctx.call("register_image", ImageLocation=image, Name=args.name or image)
-    ctx.emit(response, f"{response.get('ImageId', image)}\n")
+    if not args.image and not args.name:
+        raise UsageError("register: give IMAGE-ID or --name")
+    params: dict[str, Any] = {}
+    if args.image:
+        params["ImageLocation"] = normalize_id("ami", args.image)
+    params["Name"] = args.name or params["ImageLocation"]
+    if args.description:
+        params["Description"] = args.description
+    response = ctx.call("register_image", **params)
+    ctx.emit(response, f"{response.get('ImageId', params.get('ImageLocation'))}\n")
 
 
 IMAGE_COLUMNS: list[Column] = [

@@ -254,17 +254,20 @@ def test_images_register_and_regions(stub):
         {"ImageId": "ami-00000004"},
         {"ImageLocation": "ami-00000004", "Name": "ami-00000004"},
     )
-    stub.add_response(
-        "describe_regions",
-        {"Regions": [{"RegionName": "opennebula", "Endpoint": "http://ec2.test:4567"}]},
-        {},
-    )
     result = run_cli([*CREDS, "describe-images"])
     assert result.out.splitlines() == [
         "Owner     ImageId       Status     Visibility  Name      Location",
         "oneadmin  ami-00000001  available  public      ttylinux  abc123",
     ]
     assert run_cli([*CREDS, "register", "4"]).out == "ami-00000004\n"
+    stub.add_response("register_image", {"ImageId": "ami-00000005"}, {"Name": "my-disk"})
+    assert run_cli([*CREDS, "register", "--name", "my-disk"]).out == "ami-00000005\n"
+    assert run_cli([*CREDS, "register"]).code == 2
+    stub.add_response(
+        "describe_regions",
+        {"Regions": [{"RegionName": "opennebula", "Endpoint": "http://ec2.test:4567"}]},
+        {},
+    )
     assert run_cli([*CREDS, "describe-regions"]).out.splitlines()[1].split() == [
         "opennebula",
         "http://ec2.test:4567",
