@@ -89,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(
             command.name,
             help=command.help,
-            description=command.help,
+            description=f"{command.help}\n\n{command.details}" if command.details else command.help,
             epilog=EPILOG,
             formatter_class=argparse.RawDescriptionHelpFormatter,
             parents=[common],

@@ -19,6 +19,7 @@ class Command:
     configure: Callable[[argparse.ArgumentParser], None]
     run: Handler
     legacy: bool = True  # the Ruby tools had `econe-<name>`; we install that alias
+    details: str = ""  # more text for `econe <name> --help`
 
 
 # ---------------------------------------------------------------- ids and argument types

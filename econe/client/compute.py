@@ -29,6 +29,21 @@ from econe.client.upload import file_sha256, upload_image
 # ---------------------------------------------------------------- images
 
 
+UPLOAD_DETAILS = """\
+Sends the non-AWS UploadImage action as a multipart/form-data POST to the endpoint URL: the
+text fields Action, Version, AWSAccessKeyId, SignatureVersion=2, SignatureMethod=HmacSHA256,
+Timestamp, Name and Checksum (when given) and Signature (SigV2 over POST, the Host header
+host[:port], the URL path and those fields; the file is not signed), then the image as the
+`file` part, streamed from disk (memory use does not grow with the image). The new image is
+not an AMI yet: run `econe register <ami-id>` next.
+
+Retries: give --name; re-sending the same name and file is treated by the server as the same
+image. --checksum reads the file once more before sending and adds its SHA-256 (hex) as the
+Checksum field, so the server can tell a different file under the same name. The upload does
+not go through HTTP proxies.
+"""
+
+
 def _configure_upload(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="IMAGE-PATH", help="image file to upload")
     p.add_argument("--name", help="image name; re-sending the same name and file is retry-safe")
@@ -232,6 +247,7 @@ COMMANDS: list[Command] = [
         "upload an image file (UploadImage); prints the new ami id",
         _configure_upload,
         _run_upload,
+        details=UPLOAD_DETAILS,
     ),
     Command(
         "register",
