@@ -1,0 +1,215 @@
+"""VM and image life cycles: speed 0 (deterministic) and a small positive speed."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from onesim.server import SimServer
+
+from .conftest import One
+
+D = "demo:demo"
+
+
+def st(one: One, vid: int) -> tuple[int, int]:
+    xml = one("one.vm.info", D, vid)[1]
+    return int(re.search(r"<STATE>(\d+)</STATE>", xml)[1]), int(
+        re.search(r"<LCM_STATE>(\d+)</LCM_STATE>", xml)[1]
+    )
+
+
+def image_state(one: One, iid: int) -> int:
+    return int(re.search(r"<STATE>(\d+)</STATE>", one("one.image.info", D, iid)[1])[1])
+
+
+def test_speed0_full_cycle(one: One, sim) -> None:
+    vid = one("one.template.instantiate", D, 0, "", False, 'DISK=[IMAGE_ID="0"]', False)[1]
+    assert st(one, vid) == (3, 3)
+    xml = one("one.vm.info", D, vid)[1]
+    assert "<NAME>m1.small-0</NAME>" in xml and "<TM_MAD_SYSTEM>" in xml
+    assert "<EC2_INSTANCE_TYPE><![CDATA[m1.small]]></EC2_INSTANCE_TYPE>" in xml
+    assert "<IP><![CDATA[10.0.0.2]]></IP>" in xml and "<DEPLOY_ID>host01:m1.small-0:dummy<" in xml
+    assert image_state(one, 0) == 2
+    for action, expected in [
+        ("reboot", (3, 3)),
+        ("suspend", (5, 0)),
+        ("resume", (3, 3)),
+        ("poweroff", (8, 0)),
+        ("resume", (3, 3)),
+        ("undeploy", (9, 0)),
+        ("resume", (3, 3)),
+        ("stop", (4, 0)),
+        ("resume", (3, 3)),
+        ("poweroff-hard", (8, 0)),
+        ("terminate", (6, 0)),
+    ]:
+        assert one("one.vm.action", D, action, vid) == [True, vid, 0], action
+        assert st(one, vid) == expected, action
+    xml = one("one.vm.info", D, vid)[1]
+    assert xml.count("<HISTORY>") == 4 and "<ACTION>27</ACTION>" in xml
+    assert not re.search(r"<ETIME>0</ETIME><DEPLOY", xml)
+    assert image_state(one, 0) == 1
+    assert "<LEASE>" not in one("one.vn.info", D, 0)[1]
+    assert one("one.vm.action", D, "terminate", vid) == [True, vid, 0]  # DONE: no-op success
+    assert re.search(r"<STATE>6</STATE>", one("one.vmpool.info", D, -2, -1, -1, -2)[1])
+    assert one("one.vmpool.info", D, -2, -1, -1, -1)[1] == "<VM_POOL></VM_POOL>"
+
+
+def test_refusals(one: One) -> None:
+    vid = one("one.vm.allocate", D, 'MEMORY="8"', True)[1]
+    assert st(one, vid) == (2, 0)
+    for action in ("poweroff", "resume", "reboot", "stop", "suspend", "undeploy", "hold"):
+        r = one("one.vm.action", D, action, vid)
+        assert r == [
+            False,
+            f'[one.vm.action] Error performing action "{action}": This action is '
+            "not available for state HOLD",
+            2048,
+            -1,
+            -1,
+        ]
+    assert (
+        one("one.vm.action", D, "shutdown", vid)[1]
+        == '[one.vm.action] Action "shutdown" is not supported'
+    )
+    assert one("one.vm.action", D, "release", vid)[0]
+    assert st(one, vid) == (3, 3)
+    assert one("one.vm.action", D, "release", vid)[1].endswith("not available for state RUNNING")
+
+
+def test_hotplug_and_disks(one: One, sim) -> None:
+    vid = one(
+        "one.vm.allocate", D, 'MEMORY="64"\nNIC=[NETWORK="private"]\nCONTEXT=[NETWORK="YES"]'
+    )[1]
+    assert one("one.vm.attach", D, vid, 'DISK=[IMAGE_ID="0"]') == [True, vid, 0]
+    xml = one("one.vm.info", D, vid)[1]
+    assert "<DISK_ID><![CDATA[1]]></DISK_ID>" in xml and "<TARGET><![CDATA[sdb]]></TARGET>" in xml
+    assert one("one.vm.disksnapshotcreate", D, vid, 1, "s1") == [True, 0, 0]
+    assert one("one.vm.disksnapshotcreate", D, vid, 1, "s2") == [True, 1, 0]
+    iid = one("one.vm.disksaveas", D, vid, 1, "saved", "", -1)[1]
+    assert image_state(one, iid) == 1 and "<NAME>saved</NAME>" in one("one.image.info", D, iid)[1]
+    assert one("one.vm.attachnic", D, vid, 'NIC=[NETWORK_ID="0"]') == [True, vid, 0]
+    assert one("one.vm.info", D, vid)[1].count("<NIC>") == 2
+    assert one("one.vm.detachnic", D, vid, 1) == [True, vid, 0]
+    assert one("one.vn.info", D, 0)[1].count("<LEASE>") == 1
+    assert one("one.vm.detach", D, vid, 1) == [True, vid, 0]
+    assert image_state(one, 0) == 1
+    assert one("one.vm.detach", D, vid, 7)[2] == 2048
+    assert one("one.vm.attach", D, vid, 'DISK=[IMAGE_ID="99"]')[1].endswith("does not exist")
+
+
+def test_image_rules(one: One, sim, tmp_path: Path) -> None:
+    f = tmp_path / "disk.img"
+    f.write_bytes(b"x" * (3 * 1024 * 1024 + 1))
+    iid = one("one.image.allocate", D, f'NAME="f"\nPATH="{f}"\n', 1)[1]
+    assert "<SIZE>4</SIZE>" in one("one.image.info", D, iid)[1]
+    r = one("one.image.allocate", D, 'NAME="g"\nPATH="/nonexistent/x.img"\n', 1)
+    assert r[0] is False and r[2] == 8192 and "Cannot determine image SIZE" in r[1]
+    assert one("one.image.chtype", D, iid, "DATABLOCK") == [True, iid, 0]
+    assert one("one.image.chtype", D, iid, "KERNEL")[2] == 2048
+    assert one("one.image.persistent", D, iid, True) == [True, iid, 0]
+    vid = one("one.vm.allocate", D, f'MEMORY="8"\nDISK=[IMAGE_ID="{iid}"]')[1]
+    assert image_state(one, iid) == 8  # USED_PERS
+    assert one("one.vm.allocate", D, f'MEMORY="8"\nDISK=[IMAGE_ID="{iid}"]')[2] == 8192
+    assert one("one.image.delete", D, iid)[1] == (
+        "[one.image.delete] Cannot delete image. There are 1 VMs using it."
+    )
+    one("one.vm.action", D, "terminate-hard", vid)
+    assert one("one.image.enable", D, iid, False) == [True, iid, 0]
+    assert image_state(one, iid) == 3
+    assert one("one.image.enable", D, iid, True) == [True, iid, 0]
+    cid = one("one.image.clone", D, iid, "copy")[1]
+    assert image_state(one, cid) == 1
+    assert one("one.image.clone", D, iid, "copy")[1].endswith(
+        f"NAME is already taken by IMAGE {cid}."
+    )
+    assert one("one.image.delete", D, cid) == [True, cid, 0]
+    assert one("one.image.info", D, cid)[2] == 1024
+
+
+def test_templates(one: One, sim) -> None:
+    tid = one(
+        "one.template.allocate",
+        D,
+        "<TEMPLATE><NAME>x</NAME><MEMORY><![CDATA[32]]></MEMORY>"
+        "<NIC><NETWORK_ID>0</NETWORK_ID></NIC></TEMPLATE>",
+    )[1]
+    assert one("one.template.update", D, tid, 'CPU="2"', 1) == [True, tid, 0]
+    xml = one("one.template.info", D, tid)[1]
+    assert "<CPU><![CDATA[2]]></CPU>" in xml and "<MEMORY><![CDATA[32]]></MEMORY>" in xml
+    cid = one("one.template.clone", D, tid, "y")[1]
+    assert one("one.template.delete", D, tid) == [True, tid, 0]
+    assert one("one.template.info", D, tid)[2] == 1024
+    vid = one("one.template.instantiate", D, cid, "", False, "", False)[1]
+    assert f"<NAME>y-{vid}</NAME>" in one("one.vm.info", D, vid)[1]
+
+
+def test_networks(one: One, sim) -> None:
+    A = sim.one_auth
+    nid = one(
+        "one.vn.allocate", A, 'NAME="n"\nVN_MAD="dummy"\nAR=[TYPE="IP4",IP="10.9.0.1",SIZE="2"]', -1
+    )[1]
+    assert one("one.vn.add_ar", A, nid, 'AR=[TYPE="IP4", IP="10.9.1.1", SIZE="1"]') == [
+        True,
+        nid,
+        0,
+    ]
+    assert one("one.vn.update", A, nid, 'DESCRIPTION="d"', 1) == [True, nid, 0]
+    xml = one("one.vn.info", A, nid)[1]
+    assert xml.count("<AR>") == 2 and "<DESCRIPTION><![CDATA[d]]>" in xml
+    for ip in ("10.9.0.1", "10.9.0.2", "10.9.1.1"):
+        assert one("one.vn.hold", A, nid, f'LEASES=[IP="{ip}"]')[0]
+    r = one("one.vm.allocate", A, f'MEMORY="8"\nNIC=[NETWORK_ID="{nid}"]')
+    assert r == [
+        False,
+        f"[one.vm.allocate] Cannot get IP/MAC lease from virtual network {nid}.",
+        8192,
+        -1,
+        -1,
+    ]
+    assert one("one.vn.hold", A, nid, 'LEASES=[MAC="02:00:00:00:00:01"]')[2] == 8192
+
+
+def test_positive_speed(tmp_path: Path) -> None:
+    s = SimServer(str(tmp_path / "s"), port=0, speed=0.15).start()
+    try:
+        one = One(s.url)
+        vid = one("one.vm.allocate", D, 'MEMORY="8"\nNIC=[NETWORK_ID="0"]')[1]
+        seen = [st(one, vid)]
+        deadline = time.time() + 5
+        while seen[-1] != (3, 3) and time.time() < deadline:
+            time.sleep(0.03)
+            cur = st(one, vid)
+            if cur != seen[-1]:
+                seen.append(cur)
+        assert seen == [(1, 0), (3, 1), (3, 2), (3, 3)]
+        assert one("one.vm.action", D, "terminate", vid)[0]
+        seen = [st(one, vid)]
+        while seen[-1] != (6, 0) and time.time() < deadline + 5:
+            time.sleep(0.03)
+            cur = st(one, vid)
+            if cur != seen[-1]:
+                seen.append(cur)
+        assert seen == [(3, 12), (3, 11), (6, 0)]
+        # image stays LOCKED for one step
+        iid = one("one.image.allocate", D, 'NAME="b"\nTYPE="DATABLOCK"\nSIZE="1"', 1)[1]
+        assert image_state(one, iid) == 4
+        time.sleep(0.35)
+        assert image_state(one, iid) == 1
+    finally:
+        s.stop()
+
+
+@pytest.mark.parametrize("speed", ["0", "0.5"])
+def test_speed_from_environment(tmp_path: Path, monkeypatch, speed: str) -> None:
+    monkeypatch.setenv("ONESIM_SPEED", speed)
+    s = SimServer(str(tmp_path / "s"), port=0)
+    try:
+        assert s.sim.speed == float(speed)
+    finally:
+        s.httpd.server_close()
+        s.sim.store.close()

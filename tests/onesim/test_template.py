@@ -1,0 +1,55 @@
+"""The OpenNebula template parser and renderer."""
+
+from __future__ import annotations
+
+import pytest
+
+from onesim import template as T
+
+
+@pytest.mark.parametrize(
+    ("src", "msg"),
+    [
+        ('NAME="z\n=[', "unexpected EQUAL, expecting $end at line 1, columns 9:10"),
+        ('X="\n=[', "unexpected EQUAL, expecting $end at line 1, columns 5:6"),
+        ('MEMORY="=[', "unexpected EQUAL, expecting $end at line 1, columns 9:10"),
+        (
+            'NAME="x\nCPU=[',
+            "unexpected $end, expecting CBRACKET or VARIABLE at line 1, columns 13:14",
+        ),
+        ("A", "unexpected $end, expecting EQUAL"),
+        ('A=[B="1" C="2"]', "unexpected VARIABLE, expecting COMMA or CBRACKET"),
+    ],
+)
+def test_syntax_errors(src: str, msg: str) -> None:
+    with pytest.raises(T.TemplateError) as e:
+        T.parse(src)
+    assert str(e.value).startswith("Parse error: syntax error, " + msg.split(" at ")[0])
+    assert msg in str(e.value) or " at " not in msg
+
+
+def test_text_syntax() -> None:
+    t = T.parse('# comment\nname = "a \\"q\\" b"\nV = [ A = "x", b = y ]\nU = plain words\nE=[]\n')
+    assert t == [
+        ["NAME", 'a "q" b'],
+        ["V", [["A", "x"], ["B", "y"]]],
+        ["U", "plain words"],
+        ["E", []],
+    ]
+
+
+def test_xml_syntax_with_cdata() -> None:
+    t = T.parse("<TEMPLATE><A><![CDATA[x<y]]></A><NIC><NETWORK_ID>0</NETWORK_ID></NIC></TEMPLATE>")
+    assert t == [["A", "x<y"], ["NIC", [["NETWORK_ID", "0"]]]]
+    with pytest.raises(T.TemplateError):
+        T.parse("<TEMPLATE><A></TEMPLATE>")
+
+
+def test_render_sorted_and_merge() -> None:
+    t = T.parse('Z="1"\nNIC_ALIAS=[B="2",A="1"]\nNIC=[X="1"]\nA="2"')
+    assert T.render(t) == (
+        "<TEMPLATE><A><![CDATA[2]]></A><NIC><X><![CDATA[1]]></X></NIC><NIC_ALIAS><A><![CDATA[1]]>"
+        "</A><B><![CDATA[2]]></B></NIC_ALIAS><Z><![CDATA[1]]></Z></TEMPLATE>"
+    )
+    T.merge(t, T.parse('Z="9"\nN="new"'))
+    assert T.get(t, "Z") == "9" and T.get(t, "N") == "new" and T.get(t, "A") == "2"
