@@ -106,6 +106,17 @@ async def _no_runtime(app: Any):
     yield
 
 
+def make_sessions(config: Config) -> Any:
+    """How econe calls oned as each user: `:core_auth: cipher` or `x509`."""
+    from econe.one import session
+
+    if config.core_auth == "x509":
+        if not config.server_x509_auth:
+            raise session.SessionConfigError(":core_auth: x509 needs :server_x509_auth:")
+        return session.X509Sessions.from_conf(config.server_x509_auth)
+    return session.ServerCipherSessions(config.ec2_auth)
+
+
 def build_runtime(config: Config, state: GatewayState, mappings_dir: Path | None) -> list[Any]:
     """OneClient, sessions, user directory, authenticator and engine, where not injected.
 
@@ -115,11 +126,7 @@ def build_runtime(config: Config, state: GatewayState, mappings_dir: Path | None
     closers: list[Any] = []
     one = OneClient(config.one_xmlrpc, timeout=config.one_timeout)
     closers.append(one)
-    sessions = None
-    if state.engine is None or state.authenticator is None:
-        from econe.one.session import make_sessions
-
-        sessions = make_sessions(config)
+    sessions = make_sessions(config)
     if state.authenticator is None:
         from econe.auth.authenticator import Authenticator
         from econe.auth.users import UserDirectory
