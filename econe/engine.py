@@ -112,6 +112,12 @@ class Runtime:
     def view(self, name: str, element: etree._Element) -> dict[str, Any]:
         return self.engine.views[name].apply(element, self.scope())
 
+    def filter(self, items: list[dict]) -> list[dict]:
+        """The request's `Filter.N` applied with this mapping's `filters:` (for handlers)."""
+        for predicate in compile_filters(self.body.get("Filter"), self.mapping.filters or {}):
+            items = [i for i in items if predicate(i)]
+        return items
+
     def scope(self, **extra: Any) -> dict[str, Any]:
         return {
             "body": self.body,
