@@ -1,0 +1,102 @@
+"""Small pieces shared by the signature verifiers and the authenticator."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from functools import lru_cache
+from urllib.parse import quote
+
+from econe.errors import Ec2Error
+
+# AWS's own wording, so that SDK users recognise the errors.
+_SIG_MISMATCH = (
+    "The request signature we calculated does not match the signature you provided. "
+    "Check your AWS Secret Access Key and signing method."
+)
+
+
+def rfc3986(text: str) -> str:
+    """Percent-encode everything but the RFC 3986 unreserved set, UTF-8, upper-case hex."""
+    return quote(text.encode("utf-8", "surrogateescape"), safe="-_.~")
+
+
+def auth_failure(detail: str = "") -> Ec2Error:
+    message = "AWS was not able to validate the provided access credentials"
+    return Ec2Error("AuthFailure", f"{message}. {detail}".strip() if detail else message, 401)
+
+
+def signature_mismatch(detail: str = "") -> Ec2Error:
+    return Ec2Error("SignatureDoesNotMatch", f"{_SIG_MISMATCH} {detail}".strip(), 403)
+
+
+def incomplete_signature(detail: str) -> Ec2Error:
+    return Ec2Error("IncompleteSignature", detail, 400)
+
+
+def request_expired(detail: str) -> Ec2Error:
+    return Ec2Error("RequestExpired", f"Request has expired. {detail}".strip(), 400)
+
+
+def missing_authentication() -> Ec2Error:
+    # AWS documents MissingAuthenticationToken with HTTP 403 among its common errors.
+    return Ec2Error(
+        "MissingAuthenticationToken",
+        "The request must contain either a valid (registered) AWS access key ID or X.509 "
+        "certificate.",
+        403,
+    )
+
+
+def parse_iso8601(text: str) -> float:
+    """`2012-04-09T14:45:01Z`, with fractions or an offset; no zone means UTC."""
+    value = datetime.fromisoformat(text.strip().replace("z", "Z"))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def parse_amz_date(text: str) -> float:
+    """SigV4's basic ISO 8601 form `20261123T184254Z`."""
+    return datetime.strptime(text.strip(), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+
+
+@lru_cache(maxsize=64)
+def _networks(
+    proxies: tuple[str, ...],
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    nets = []
+    for item in proxies:
+        try:
+            nets.append(ipaddress.ip_network(item.strip(), strict=False))
+        except ValueError:
+            continue  # a config typo must not trust anything extra
+    return tuple(nets)
+
+
+def is_trusted_proxy(addr: str | None, proxies: Iterable[str]) -> bool:
+    """Is the peer address one of the configured proxies (IPs or CIDRs)?"""
+    if not addr:
+        return False
+    try:
+        ip = ipaddress.ip_address(addr.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return any(ip.version == net.version and ip in net for net in _networks(tuple(proxies)))
+
+
+def split_host(value: str) -> tuple[str, int | None]:
+    """`Host` header value -> (hostname lower-cased, port or None); IPv6 in brackets."""
+    value = value.strip()
+    if value.startswith("["):
+        end = value.find("]")
+        host, rest = value[: end + 1], value[end + 1 :]
+        port = rest[1:] if rest.startswith(":") else ""
+    elif value.count(":") == 1:
+        host, port = value.split(":")
+    else:
+        host, port = value, ""
+    return host.lower(), int(port) if port.isdigit() else None

@@ -1,0 +1,212 @@
+"""The OpenNebula user pool as econe's authentication needs it, cached.
+
+The pool (`one.userpool.info`, read as serveradmin) holds every user's `PASSWORD`, which is the
+EC2 secret for core/public users. It is cached for `ttl` seconds; a miss refreshes at most once
+per `min_refresh_interval`, so a flood of requests with unknown keys never turns into a flood of
+pool fetches (the Ruby econe 3.4 fetched the whole pool on every failed signature).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lxml import etree
+
+log = logging.getLogger(__name__)
+
+# User template vector holding per-user EC2 keys for users whose PASSWORD cannot be an EC2 secret
+# (ldap, ssh, x509, server_* drivers), one vector per key:
+#   EC2_ACCESS_KEYS = [ ACCESS_KEY_ID = "AKIA…", SECRET = "…", STATUS = "Active" ]
+ACCESS_KEYS_ATTR = "EC2_ACCESS_KEYS"
+
+
+class UserPoolUnavailable(Exception):
+    """The user pool could not be fetched or read (oned down, bad answer)."""
+
+
+@dataclass(frozen=True)
+class UserRecord:
+    id: int
+    name: str
+    gid: int
+    groups: tuple[int, ...]
+    auth_driver: str
+    password: str = field(repr=False)  # never in logs or reprs
+    enabled: bool
+    template: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def access_keys(self) -> list[dict[str, Any]]:
+        """The EC2_ACCESS_KEYS vectors of the user template (a single one or a list)."""
+        raw = self.template.get(ACCESS_KEYS_ATTR)
+        items = raw if isinstance(raw, list) else [raw] if raw is not None else []
+        return [item for item in items if isinstance(item, dict)]
+
+
+def template_to_dict(elem: etree._Element) -> dict[str, Any]:
+    """OpenNebula template XML -> dict: leaves are strings, vectors are dicts, repeated
+    names become lists (as `EC2_ACCESS_KEYS` or several `NIC`s)."""
+    out: dict[str, Any] = {}
+    for child in elem:
+        if not isinstance(child.tag, str):
+            continue  # comments, processing instructions
+        value: Any = template_to_dict(child) if len(child) else (child.text or "")
+        if child.tag in out:
+            prev = out[child.tag]
+            out[child.tag] = [*prev, value] if isinstance(prev, list) else [prev, value]
+        else:
+            out[child.tag] = value
+    return out
+
+
+def _int(text: str | None, default: int = -1) -> int:
+    try:
+        return int(text) if text is not None else default
+    except ValueError:
+        return default
+
+
+def parse_user_pool(xml: bytes | str) -> list[UserRecord]:
+    """`<USER_POOL><USER>…</USER>…</USER_POOL>` -> records (quota blocks ignored)."""
+    if isinstance(xml, str):
+        xml = xml.encode("utf-8")
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=True)
+    root = etree.fromstring(xml, parser)
+    users = []
+    for u in root.iter("USER"):
+        template = u.find("TEMPLATE")
+        users.append(
+            UserRecord(
+                id=_int(u.findtext("ID")),
+                name=u.findtext("NAME") or "",
+                gid=_int(u.findtext("GID")),
+                groups=tuple(_int(g.text) for g in u.findall("GROUPS/ID")),
+                auth_driver=u.findtext("AUTH_DRIVER") or "",
+                password=u.findtext("PASSWORD") or "",
+                enabled=(u.findtext("ENABLED") or "1").strip() == "1",
+                template=template_to_dict(template) if template is not None else {},
+            )
+        )
+    return users
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    by_name: Mapping[str, UserRecord]
+    by_dn: Mapping[str, UserRecord]
+    by_key: Mapping[str, tuple[UserRecord, dict[str, Any]]]
+    fetched_at: float
+
+
+def _index(users: list[UserRecord], now: float) -> _Snapshot:
+    by_name, by_dn, by_key = {}, {}, {}
+    for user in users:
+        by_name[user.name] = user
+        if user.auth_driver == "x509":
+            for dn in user.password.split("|"):
+                if dn:
+                    by_dn.setdefault(dn, user)
+        for entry in user.access_keys():
+            akid = str(entry.get("ACCESS_KEY_ID", "")).strip()
+            if akid:
+                by_key.setdefault(akid, (user, entry))
+    return _Snapshot(by_name, by_dn, by_key, now)
+
+
+class UserDirectory:
+    """Cached view of the user pool. Thread-safe: readers use an immutable snapshot that a
+    refresh swaps in whole; one refresh runs at a time and concurrent misses share it."""
+
+    def __init__(
+        self,
+        fetch_pool: Callable[[], bytes | str],
+        ttl: float = 60.0,
+        min_refresh_interval: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self._fetch_pool = fetch_pool
+        self.ttl = ttl
+        self.min_refresh_interval = min_refresh_interval
+        self._clock = clock
+        self._snap: _Snapshot | None = None
+        self._last_attempt = float("-inf")
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_one(cls, config: Any, client: Any, sessions: Any) -> UserDirectory:
+        """The directory the server uses: `one.userpool.info` read as the server admin
+        (`client`: econe.one.client.OneClient, `sessions`: econe.one.session.*Sessions)."""
+        return cls(
+            lambda: client.call(sessions.admin_session(), "one.userpool.info"),
+            ttl=config.user_cache_ttl,
+        )
+
+    def _load(self) -> _Snapshot:
+        """Fetch and index the pool; caller holds the lock. Failures propagate (OneUnavailable
+        and friends), but still count as an attempt for the rate limit."""
+        self._last_attempt = self._clock()
+        try:
+            users = parse_user_pool(self._fetch_pool())
+        except Exception as exc:  # noqa: BLE001 - any fetch/parse failure means "no pool now"
+            raise UserPoolUnavailable(f"cannot read the OpenNebula user pool: {exc}") from exc
+        snap = _index(users, self._clock())
+        self._snap = snap
+        return snap
+
+    def refresh(self) -> None:
+        """Fetch the pool now (start-up, tests)."""
+        with self._lock:
+            self._load()
+
+    def _current(self) -> _Snapshot:
+        snap = self._snap
+        if snap is not None and self._clock() - snap.fetched_at < self.ttl:
+            return snap
+        if snap is not None:
+            # Expired: one thread refreshes, the others keep answering from the old snapshot.
+            if not self._lock.acquire(blocking=False):
+                return snap
+            try:
+                if self._snap is not snap:
+                    return self._snap  # someone else just refreshed
+                if self._clock() - self._last_attempt < self.min_refresh_interval:
+                    return snap  # the last attempt failed moments ago: do not hammer oned
+                try:
+                    return self._load()
+                except UserPoolUnavailable:
+                    log.warning("user pool refresh failed; using the cached pool", exc_info=True)
+                    return snap
+            finally:
+                self._lock.release()
+        with self._lock:
+            if self._snap is not None:
+                return self._snap
+            return self._load()
+
+    def _lookup(self, pick: Callable[[_Snapshot], Any]) -> Any:
+        snap = self._current()
+        found = pick(snap)
+        if found is not None:
+            return found
+        # A miss may be a user created since the last fetch: refresh, but rate-limited.
+        with self._lock:
+            if self._snap is not snap and self._snap is not None:
+                return pick(self._snap)
+            if self._clock() - self._last_attempt < self.min_refresh_interval:
+                return None
+            return pick(self._load())
+
+    def get(self, name: str) -> UserRecord | None:
+        return self._lookup(lambda s: s.by_name.get(name))
+
+    def find_by_dn(self, dn: str) -> UserRecord | None:
+        """The x509-driver user listing `dn` (escaped as OpenNebula stores it) in PASSWORD."""
+        return self._lookup(lambda s: s.by_dn.get(dn))
+
+    def find_by_access_key(self, access_key_id: str) -> tuple[UserRecord, dict[str, Any]] | None:
+        """(user, EC2_ACCESS_KEYS entry) for a per-user EC2 access key id."""
+        return self._lookup(lambda s: s.by_key.get(access_key_id))

@@ -1,0 +1,251 @@
+"""Authenticator: scheme choice, per-user EC2 keys, x509 and remote modes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from econe.auth.authenticator import Authenticator
+from econe.auth.users import UserDirectory
+from econe.auth.x509 import escaped_dn
+from econe.config import Config
+from econe.context import RawRequest
+from econe.errors import Ec2Error
+
+from .conftest import X509_DN, Pool, presign_v4, sign_v2, sign_v4
+
+DESCRIBE = {"Action": "DescribeInstances", "Version": "2016-11-15"}
+
+
+def _code(auth, raw):
+    with pytest.raises(Ec2Error) as exc:
+        auth.authenticate(raw)
+    return exc.value.code, exc.value.status
+
+
+def _raw(headers=None, params=None, client_addr="127.0.0.1", query=""):
+    return RawRequest(
+        "GET",
+        "/",
+        query,
+        {"host": "localhost:4567", **(headers or {})},
+        b"",
+        dict(params or DESCRIBE),
+        client_addr,
+    )
+
+
+def test_no_signature_at_all(auth):
+    assert _code(auth, _raw()) == ("MissingAuthenticationToken", 403)
+
+
+def test_unsupported_authorization_scheme(auth):
+    raw = _raw({"authorization": "AWS alice:c2lnbmF0dXJl"})
+    assert _code(auth, raw) == ("AuthFailure", 401)
+
+
+def test_botocore_parses_the_auth_errors_as_client_errors(auth):
+    """Every auth refusal renders to the EC2 error XML botocore turns into ClientError."""
+    import botocore.session
+    from botocore.parsers import create_parser
+
+    from econe.errors import error_xml
+
+    model = botocore.session.get_session().get_service_model("ec2")
+    op = model.operation_model("DescribeInstances")
+    parser = create_parser("ec2")
+    for raw in (_raw(), sign_v4(DESCRIBE, secret="bad"), sign_v4(DESCRIBE, key="ghost")):
+        with pytest.raises(Ec2Error) as exc:
+            auth.authenticate(raw)
+        body = error_xml(exc.value.code, exc.value.message, "req-1").encode()
+        parsed = parser.parse(
+            {"status_code": exc.value.status, "headers": {}, "body": body}, op.output_shape
+        )
+        assert parsed["Error"]["Code"] == exc.value.code
+        assert parsed["ResponseMetadata"]["HTTPStatusCode"] == exc.value.status
+
+
+# ------------------------------------------------------------------ EC2_ACCESS_KEYS
+
+
+def test_access_key_of_an_ldap_user(auth):
+    for raw in (
+        sign_v4(DESCRIBE, key="AKIAKIM1", secret="kim-secret-1"),
+        sign_v2(DESCRIBE, key="AKIAKIM1", secret="kim-secret-1"),
+        presign_v4(DESCRIBE, key="AKIAKIM1", secret="kim-secret-1"),
+    ):
+        principal = auth.authenticate(raw)
+        assert (principal.name, principal.uid, principal.auth_driver) == ("kim", 7, "ldap")
+        assert principal.template["SSH_PUBLIC_KEY"] == "ssh-ed25519 AAAA"
+
+
+def test_inactive_access_key(auth):
+    raw = sign_v4(DESCRIBE, key="AKIAKIM2", secret="kim-secret-2")
+    assert _code(auth, raw) == ("AuthFailure", 401)
+
+
+def test_access_key_wrong_secret(auth):
+    raw = sign_v4(DESCRIBE, key="AKIAKIM1", secret="kim-secret-2")
+    assert _code(auth, raw) == ("SignatureDoesNotMatch", 403)
+
+
+def test_custom_secret_resolver(config, pool):
+    auth = Authenticator(config, UserDirectory(pool), secret_resolver=lambda e: "other")
+    assert auth.authenticate(sign_v4(DESCRIBE, key="AKIAKIM2", secret="other")).name == "kim"
+
+
+# ------------------------------------------------------------------ pool refresh
+
+
+def test_unknown_keys_do_not_flood_the_pool(config):
+    pool = Pool()
+    now = [1000.0]
+    users = UserDirectory(pool, ttl=60, min_refresh_interval=2, clock=lambda: now[0])
+    auth = Authenticator(config, users)
+    for _ in range(50):
+        assert _code(auth, sign_v4(DESCRIBE, key="ghost"))[0] == "AuthFailure"
+    assert pool.calls == 1
+    now[0] += 2.5
+    _code(auth, sign_v4(DESCRIBE, key="ghost"))
+    assert pool.calls == 2
+
+
+def test_new_user_found_after_refresh(config):
+    from .conftest import ALICE_SECRET, USERS, user_xml
+
+    pool = Pool([u for u in USERS if "<NAME>alice<" not in u])
+    now = [1000.0]
+    auth = Authenticator(config, UserDirectory(pool, clock=lambda: now[0]))
+    assert _code(auth, sign_v4(DESCRIBE))[0] == "AuthFailure"
+    pool.users.append(user_xml(42, "alice", password=ALICE_SECRET))
+    assert _code(auth, sign_v4(DESCRIBE))[0] == "AuthFailure"  # rate-limited: no fetch yet
+    now[0] += 3
+    assert auth.authenticate(sign_v4(DESCRIBE)).uid == 42
+
+
+def test_pool_unavailable_is_503(config):
+    def down():
+        raise ConnectionRefusedError("oned is down")
+
+    auth = Authenticator(config, UserDirectory(down))
+    assert _code(auth, sign_v4(DESCRIBE)) == ("Unavailable", 503)
+
+
+# ------------------------------------------------------------------ :auth: x509
+
+
+def _name(*parts):
+    return x509.Name([x509.NameAttribute(oid, value) for oid, value in parts])
+
+
+CAROL = _name(
+    (NameOID.COUNTRY_NAME, "ES"),
+    (NameOID.ORGANIZATION_NAME, "OpenNebula"),
+    (NameOID.COMMON_NAME, "Carol Smith"),
+)
+
+
+def _cert(subject, issuer, days=(-1, 30)):
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now + dt.timedelta(days=days[0]))
+        .not_valid_after(now + dt.timedelta(days=days[1]))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.fixture
+def x509_auth(pool):
+    config = Config(auth="x509", trusted_proxies=["127.0.0.1"])
+    return Authenticator(config, UserDirectory(pool))
+
+
+def test_dn_escaping():
+    assert escaped_dn(CAROL) == X509_DN
+
+
+def test_x509_user(x509_auth):
+    pem = _cert(CAROL, _name((NameOID.COMMON_NAME, "Test CA")))
+    header = pem.strip().replace("\n", " ")  # Apache passes the PEM with spaces
+    principal = x509_auth.authenticate(_raw({"ssl_client_cert": header}, params={}))
+    assert (principal.name, principal.via) == ("carol", "x509")
+
+
+def test_x509_url_encoded_header(x509_auth):
+    from urllib.parse import quote
+
+    pem = _cert(CAROL, _name((NameOID.COMMON_NAME, "Test CA")))
+    principal = x509_auth.authenticate(_raw({"ssl-client-cert": quote(pem)}))
+    assert principal.name == "carol"
+
+
+def test_x509_proxy_certificate_uses_issuer(x509_auth):
+    proxy_subject = _name(*[(a.oid, a.value) for a in CAROL], (NameOID.COMMON_NAME, "proxy"))
+    pem = _cert(proxy_subject, CAROL)
+    assert x509_auth.authenticate(_raw({"ssl-client-cert": pem})).name == "carol"
+
+
+def test_x509_untrusted_peer(x509_auth):
+    pem = _cert(CAROL, _name((NameOID.COMMON_NAME, "Test CA")))
+    raw = _raw({"ssl-client-cert": pem}, client_addr="198.51.100.7")
+    assert _code(x509_auth, raw) == ("AuthFailure", 401)
+
+
+def test_x509_absent_or_null(x509_auth):
+    assert _code(x509_auth, _raw())[0] == "MissingAuthenticationToken"
+    assert _code(x509_auth, _raw({"ssl-client-cert": "(null)"}))[0] == "MissingAuthenticationToken"
+
+
+def test_x509_unknown_or_expired_or_garbage(x509_auth):
+    stranger = _cert(_name((NameOID.COMMON_NAME, "Mallory")), _name((NameOID.COMMON_NAME, "CA")))
+    assert _code(x509_auth, _raw({"ssl-client-cert": stranger}))[0] == "AuthFailure"
+    expired = _cert(CAROL, _name((NameOID.COMMON_NAME, "CA")), days=(-10, -1))
+    assert _code(x509_auth, _raw({"ssl-client-cert": expired}))[0] == "AuthFailure"
+    garbage = "-----BEGIN CERTIFICATE----- bm90IGEgY2VydA== -----END CERTIFICATE-----"
+    assert _code(x509_auth, _raw({"ssl-client-cert": garbage}))[0] == "AuthFailure"
+
+
+# ------------------------------------------------------------------ :auth: remote
+
+
+@pytest.fixture
+def remote_auth(pool):
+    return Authenticator(
+        Config(auth="remote", trusted_proxies=["::1", "127.0.0.0/8"]), UserDirectory(pool)
+    )
+
+
+def test_remote_user(remote_auth):
+    principal = remote_auth.authenticate(_raw({"x-auth-username": "rem"}))
+    assert (principal.name, principal.via) == ("rem", "remote")
+    assert remote_auth.authenticate(_raw({"remote-user": "rem"}, client_addr="::1")).name == "rem"
+    mapped = _raw({"x-auth-username": "rem"}, client_addr="::ffff:127.0.0.2")
+    assert remote_auth.authenticate(mapped).name == "rem"
+
+
+def test_remote_user_rules(remote_auth):
+    # public driver with PASSWORD == name only; never from an untrusted peer
+    assert _code(remote_auth, _raw({"x-auth-username": "pub"}))[0] == "AuthFailure"
+    assert _code(remote_auth, _raw({"x-auth-username": "alice"}))[0] == "AuthFailure"
+    assert _code(remote_auth, _raw({"x-auth-username": "ghost"}))[0] == "AuthFailure"
+    untrusted = _raw({"x-auth-username": "rem"}, client_addr="192.0.2.5")
+    assert _code(remote_auth, untrusted)[0] == "AuthFailure"
+    assert _code(remote_auth, _raw())[0] == "MissingAuthenticationToken"
+
+
+def test_signature_window_uses_clock(config, pool):
+    auth = Authenticator(config, UserDirectory(pool), clock=lambda: time.time() + 10_000)
+    assert _code(auth, sign_v2(DESCRIBE))[0] == "RequestExpired"

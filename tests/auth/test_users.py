@@ -1,0 +1,144 @@
+"""UserDirectory: parsing, TTL, rate-limited refresh, thread safety."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from econe.auth.users import UserDirectory, UserPoolUnavailable, parse_user_pool
+
+from .conftest import X509_DN, Pool, user_xml
+
+
+class Clock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_parse_records():
+    users = {u.name: u for u in parse_user_pool(Pool()())}
+    alice = users["alice"]
+    assert (alice.id, alice.gid, alice.groups, alice.auth_driver, alice.enabled) == (
+        2,
+        1,
+        (1,),
+        "core",
+        True,
+    )
+    assert users["dis"].enabled is False
+    kim = users["kim"]
+    assert kim.template["SSH_PUBLIC_KEY"] == "ssh-ed25519 AAAA"
+    assert [k["ACCESS_KEY_ID"] for k in kim.access_keys()] == ["AKIAKIM1", "AKIAKIM2"]
+    assert alice.password not in repr(alice)
+
+
+def test_single_access_key_vector():
+    xml = Pool(
+        [
+            user_xml(
+                9,
+                "z",
+                "ldap",
+                template=(
+                    "<EC2_ACCESS_KEYS><ACCESS_KEY_ID>A1</ACCESS_KEY_ID><SECRET>s</SECRET></EC2_ACCESS_KEYS>"
+                ),
+            )
+        ]
+    )()
+    (user,) = parse_user_pool(xml)
+    assert user.access_keys() == [{"ACCESS_KEY_ID": "A1", "SECRET": "s"}]
+
+
+def test_lookups():
+    users = UserDirectory(Pool())
+    assert users.get("alice").id == 2
+    assert users.get("nobody") is None
+    assert users.find_by_dn(X509_DN).name == "carol"
+    assert users.find_by_dn("/CN=other").name == "carol"
+    assert users.find_by_dn("/CN=alice") is None
+    user, entry = users.find_by_access_key("AKIAKIM1")
+    assert (user.name, entry["SECRET"]) == ("kim", "kim-secret-1")
+
+
+def test_ttl_refresh():
+    pool, clock = Pool(), Clock()
+    users = UserDirectory(pool, ttl=60, min_refresh_interval=2, clock=clock)
+    users.get("alice")
+    clock.now += 59
+    users.get("alice")
+    assert pool.calls == 1
+    clock.now += 2
+    users.get("alice")
+    assert pool.calls == 2
+
+
+def test_miss_refresh_is_rate_limited():
+    pool, clock = Pool(), Clock()
+    users = UserDirectory(pool, ttl=60, min_refresh_interval=2, clock=clock)
+    for _ in range(100):
+        assert users.get("ghost") is None
+        assert users.find_by_dn("/CN=ghost") is None
+        assert users.find_by_access_key("AKIAGHOST") is None
+    assert pool.calls == 1
+    clock.now += 2.1
+    users.get("ghost")
+    users.get("ghost")
+    assert pool.calls == 2
+
+
+def test_failed_ttl_refresh_serves_stale_pool():
+    pool, clock = Pool(), Clock()
+    state = {"down": False, "calls": 0}
+
+    def fetch():
+        state["calls"] += 1
+        if state["down"]:
+            raise ConnectionRefusedError("oned is down")
+        return pool()
+
+    users = UserDirectory(fetch, ttl=60, min_refresh_interval=2, clock=clock)
+    assert users.get("alice") is not None
+    state["down"] = True
+    clock.now += 61
+    assert users.get("alice") is not None  # stale but answering
+    assert state["calls"] == 2
+    assert users.get("alice") is not None
+    assert state["calls"] == 2  # not retried before min_refresh_interval
+    clock.now += 3
+    state["down"] = False
+    assert users.get("alice") is not None
+    assert state["calls"] == 3
+
+
+def test_first_fetch_failure_raises():
+    def broken():
+        return "<USER_POOL><USER>"  # not XML
+
+    with pytest.raises(UserPoolUnavailable):
+        UserDirectory(broken).get("alice")
+
+
+def test_concurrent_misses_share_one_fetch():
+    calls = []
+
+    def slow_pool():
+        calls.append(1)
+        time.sleep(0.05)
+        return Pool()()
+
+    users = UserDirectory(slow_pool, ttl=60, min_refresh_interval=2)
+    results = []
+    threads = [
+        threading.Thread(target=lambda: results.append(users.get("alice"))) for _ in range(16)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1
+    assert all(r is not None and r.name == "alice" for r in results)
