@@ -87,6 +87,16 @@ class Sim:
             if self.store.get(kind, oid) is not None:
                 self.store.put(kind, obj)
 
+    def warm(self) -> None:
+        """Pre-render the pool bodies of the VMs changed by this request."""
+        from .docs_vm import warm
+
+        for kind, oid in self.store.dirty_keys():
+            if kind == "vm":
+                vm = self.store.get("vm", oid)
+                if vm is not None:
+                    warm(self, vm)
+
     # ------------------------------------------------------------------ lookups
     def get(self, kind: str, oid: int) -> dict:
         obj = self.store.get(kind, oid)

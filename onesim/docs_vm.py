@@ -174,9 +174,16 @@ def short(sim, vm: dict) -> str:
 
 
 def pool_body(sim, vm: dict, extended: bool) -> str:
+    """The pool body of ``vm``, already escaped for the XML-RPC string (cached)."""
     variant = "ext" if extended else "short"
     xml = sim.store.cached("vm", vm["id"], variant)
     if xml is None:
-        xml = full(sim, vm, True) if extended else short(sim, vm)
+        xml = T.xmlrpc_escape(full(sim, vm, True) if extended else short(sim, vm))
         sim.store.remember("vm", vm["id"], variant, xml)
     return xml
+
+
+def warm(sim, vm: dict) -> None:
+    """Render both pool bodies ahead of the next pool call."""
+    pool_body(sim, vm, False)
+    pool_body(sim, vm, True)

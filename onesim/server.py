@@ -13,6 +13,7 @@ from typing import Any
 from . import auth, errors, faults, methods  # noqa: F401  (registers the methods)
 from .core import METHODS, Sim
 from .seed import bootstrap
+from .template import Escaped
 
 HEAD = '<?xml version="1.0" encoding="UTF-8"?>\r\n<methodResponse>\r\n'
 TYPE_MSG = {
@@ -33,6 +34,8 @@ def _value(v: Any) -> str:
         return f"<value><boolean>{int(v)}</boolean></value>"
     if isinstance(v, int):
         return f"<value><i4>{v}</i4></value>"
+    if isinstance(v, Escaped):
+        return f"<value><string>{v}</string></value>"
     return f"<value><string>{_esc(str(v))}</string></value>"
 
 
@@ -110,6 +113,7 @@ def dispatch(sim: Sim, body: bytes) -> str:
             caller = auth.authenticate(sim, params[0])
             result = fn(sim, caller, *args)
             sim.advance()
+            sim.warm()
         except errors.OneError as e:
             result = e
         finally:

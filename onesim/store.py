@@ -73,6 +73,9 @@ class Store:
         self.cache.setdefault((kind, oid), {})[variant] = xml
         return xml
 
+    def dirty_keys(self) -> list[tuple[str, int]]:
+        return list(self._dirty)
+
     # ------------------------------------------------------------------ meta
     def set_meta(self, key: str, value: Any) -> None:
         self.meta[key] = value

@@ -235,6 +235,15 @@ def esc(v: object) -> str:
     return s
 
 
+class Escaped(str):
+    """A string already escaped for an XML-RPC ``<string>`` (pool bodies built from cached,
+    pre-escaped parts); the transport sends it as is."""
+
+
+def xmlrpc_escape(s: str) -> Escaped:
+    return Escaped(s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
+
+
 def render_vec(name: str, vec: list) -> str:
     body = "".join(f"<{k}>{cdata(v)}</{k}>" for k, v in sorted(vec, key=lambda p: p[0]))
     return f"<{name}>{body}</{name}>"

@@ -221,7 +221,8 @@ def _pool(
         vms = [v for v in vms if v["state"] != 6]
     elif state >= 0:
         vms = [v for v in vms if v["state"] == state]
-    return "<VM_POOL>" + "".join(docs_vm.pool_body(sim, v, extended) for v in vms) + "</VM_POOL>"
+    body = "".join(docs_vm.pool_body(sim, v, extended) for v in vms)
+    return T.Escaped("&lt;VM_POOL&gt;" + body + "&lt;/VM_POOL&gt;")
 
 
 @method("one.vmpool.info", "iiiis", 4)
@@ -245,4 +246,5 @@ def pool_infoset(sim, caller, ids: str, extended: bool) -> str:
     objs = [sim.store.get("vm", i) for i in wanted]
     vms = pool_filter([o for o in objs if o], caller, "vm", -2, sim.acls)
     vms.sort(key=lambda v: v["id"], reverse=True)
-    return "<VM_POOL>" + "".join(docs_vm.pool_body(sim, v, extended) for v in vms) + "</VM_POOL>"
+    body = "".join(docs_vm.pool_body(sim, v, extended) for v in vms)
+    return T.Escaped("&lt;VM_POOL&gt;" + body + "&lt;/VM_POOL&gt;")
