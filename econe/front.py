@@ -35,6 +35,7 @@ FRONT_MARK = object()
 
 XML_CONTENT_TYPE = b"text/xml;charset=UTF-8"
 DEV_PATHS = ("/openapi.json", "/openapi.yaml", "/ui")
+UPLOAD_ACTION = "UploadImage"
 
 
 @dataclass
@@ -83,6 +84,10 @@ async def read_body(receive: Any, limit: int, declared: int | None) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 def _headers(scope: dict[str, Any]) -> dict[str, str]:
@@ -147,6 +152,9 @@ class Ec2QueryFront:
                 record,
             )
         finally:
+            upload = record.get("upload")
+            if upload is not None and record["status"] != 200:
+                upload.discard()  # a failed UploadImage leaves nothing behind
             access_log.info(
                 "%s %s %s %s %s %d %.1fms",
                 _client(scope) or "-",
@@ -171,7 +179,7 @@ class Ec2QueryFront:
         self, scope: dict[str, Any], receive: Any, record: dict[str, Any]
     ) -> tuple[dict[str, Any], Any]:
         """Authenticate and rewrite `scope` to the action's virtual route."""
-        from econe.query import coerce, parse_params, unflatten
+        from econe.query import parse_params
 
         state = self.state
         headers = _headers(scope)
@@ -184,37 +192,96 @@ class Ec2QueryFront:
                 f"The HTTP method {method} is not supported; use GET or POST.",
                 status=405,
             )
+        query_string = scope.get("query_string", b"")
+        content_type = headers.get("content-type", "")
+        if method == "POST" and media_type(content_type) == "multipart/form-data":
+            return await self._prepare_multipart(scope, receive, record, headers)
         declared = headers.get("content-length")
         try:
             declared_len = int(declared) if declared is not None else None
         except ValueError as exc:
             raise Ec2Error("InvalidRequest", "The Content-Length header is malformed.") from exc
         body = await read_body(receive, state.config.max_body_size, declared_len)
-        query_string = scope.get("query_string", b"")
-        params = parse_params(method, query_string, body, headers.get("content-type"))
-        raw = RawRequest(
-            method=method,
+        params = parse_params(method, query_string, body, content_type or None)
+        principal = await self._authenticate(self._raw(scope, headers, body, params))
+        return self._dispatch(scope, receive, record, params, principal, None)
+
+    def _raw(
+        self, scope: dict[str, Any], headers: dict[str, str], body: bytes, params: dict[str, str]
+    ) -> RawRequest:
+        return RawRequest(
+            method=scope.get("method", "GET").upper(),
             path=scope.get("path", "/"),
-            query_string=query_string.decode("latin-1"),
+            query_string=scope.get("query_string", b"").decode("latin-1"),
             headers=headers,
             body=body,
             params=params,
             client_addr=_client(scope),
         )
-        principal = await self._authenticate(raw)
+
+    def _dispatch(
+        self,
+        scope: dict[str, Any],
+        receive: Any,
+        record: dict[str, Any],
+        params: dict[str, str],
+        principal: Principal,
+        uploads: dict[str, Any] | None,
+    ) -> tuple[dict[str, Any], Any]:
+        from econe.query import coerce, unflatten
+
         record["user"] = principal.name
         action = params.get("Action")
         if not action:
             raise Ec2Error("MissingAction", "The request must contain the parameter Action.")
         record["action"] = action[:64]
-        act = state.spec.action(action)
+        act = self.state.spec.action(action)
         if act is None:
             raise Ec2Error(
                 "InvalidAction", f"The action {action} is not valid for this web service."
             )
-        version = params.get("Version") or state.spec.api_version
+        if uploads and action != UPLOAD_ACTION:
+            raise Ec2Error("InvalidParameterValue", f"The action {action} takes no file.")
+        version = params.get("Version") or self.state.spec.api_version
         payload = coerce(unflatten(params), act.request_schema)
-        return self._rewrite(scope, receive, act.name, version, record, principal, payload)
+        return self._rewrite(scope, receive, act.name, version, record, principal, payload, uploads)
+
+    async def _prepare_multipart(
+        self, scope: dict[str, Any], receive: Any, record: dict[str, Any], headers: dict[str, str]
+    ) -> tuple[dict[str, Any], Any]:
+        """UploadImage: authenticate on the text fields before the file is stored."""
+        from econe.multipart import read_multipart
+        from econe.query import parse_params
+
+        config = self.state.config
+        query = parse_params("GET", scope.get("query_string", b""), b"", None)
+        principals: list[Principal] = []
+
+        async def authorize(fields: dict[str, str]) -> None:
+            params = {**query, **fields}
+            principals.append(await self._authenticate(self._raw(scope, headers, b"", params)))
+            if params.get("Action") != UPLOAD_ACTION:
+                raise Ec2Error("InvalidParameterValue", "Only UploadImage takes a file.")
+
+        result = await read_multipart(
+            receive,
+            headers.get("content-type", ""),
+            tmpdir=config.tmpdir,
+            field_limit=config.max_body_size,
+            file_limit=config.upload_max_size,
+            authorize=authorize,
+        )
+        record["upload"] = result.upload
+        params = {**query, **result.fields}
+        if principals:
+            principal = principals[0]
+        else:
+            principal = await self._authenticate(self._raw(scope, headers, b"", params))
+        uploads = None
+        if result.upload is not None:
+            up = result.upload
+            uploads = {"file": {"path": up.path, "size": up.size, "filename": up.filename}}
+        return self._dispatch(scope, receive, record, params, principal, uploads)
 
     async def _authenticate(self, raw: RawRequest) -> Principal:
         auth = self.state.authenticator
@@ -236,6 +303,7 @@ class Ec2QueryFront:
         record: dict[str, Any],
         principal: Principal,
         payload: Any,
+        uploads: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], Any]:
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         kept = [
@@ -255,6 +323,8 @@ class Ec2QueryFront:
             "principal": principal,
             "front": FRONT_MARK,
         }
+        if uploads:
+            extensions["ec2"]["uploads"] = uploads
         path = f"/{action}"
         inner = dict(scope)
         inner.update(
