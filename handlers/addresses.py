@@ -1,0 +1,741 @@
+"""Elastic IPs: AllocateAddress, DescribeAddresses, AssociateAddress, DisassociateAddress,
+ReleaseAddress, plus the hooks DescribeInstances and TerminateInstances call.
+
+State lives in OpenNebula only, in the `:elasticips_vnet_id:` network (read and written with
+the server admin session), so any number of gateway processes agree:
+
+* one elastic IP = one address range (AR) of SIZE 1; ARs of another size are ignored;
+* allocated = the AR's lease is on hold (`one.vn.hold`, `LEASE/VM=-1`) **and** the AR records
+  the owner (`EC2_OWNER`). `one.vn.hold` is atomic in oned: of concurrent holds of one IP
+  exactly one succeeds, the others get INTERNAL "… or in use" and try the next free address;
+* owner and association are attributes of that AR only, written with `one.vn.update_ar`
+  (never a read-modify-write of the network template, so concurrent requests on different
+  addresses cannot lose each other's updates — the Ruby econe's bug):
+  EC2_OWNER, EC2_ALLOCATION_ID, EC2_DOMAIN, EC2_INSTANCE, EC2_ASSOCIATION_ID, EC2_PRIVATE_IP
+  (see mappings/views/address.yaml).
+
+oned's update_ar *replaces* the AR's attribute set (`AddressRange::update_attributes` ends
+with `attr->replace(vup->value())`, keeping only TYPE, SHARED, MAC, IP, IP6, AR_ID, ALLOCATED,
+SIZE, NEXT_INDEX, IPAM_MAD …), whereas onesim merges. Every write therefore sends the complete
+record — all EC2_* attributes (empty when cleared) plus the AR's other attributes
+(DESCRIPTION, GATEWAY, SECURITY_GROUPS, GLOBAL_PREFIX, …) as read just before — so the result
+is the same under either semantics and the administrator's attributes survive.
+
+Scripts (`handlers/scripts.py`) run without a shell: `:associate_script: <elastic_ip>
+<private_ip> <base64(VNET XML)>` and `:disassociate_script: <elastic_ip>`. A failing script
+answers `InternalError` (500) with the script's message and leaves the recorded state as it
+was: the steps already taken in that request are undone (a moved address is associated with
+its old instance again) before the error is returned.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import logging
+import os
+import random
+import re
+import secrets
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from lxml import etree
+
+from econe.errors import Ec2Error, missing_parameter
+from econe.mapping.filters import compile_filters
+from econe.mapping.ids import MAX_ONE_ID, parse_id
+from econe.one.client import INTERNAL, NO_EXISTS, OneError, OneUnavailable
+from handlers.escaping import template_xml
+from handlers.scripts import ScriptError, is_configured, run_script
+
+log = logging.getLogger("econe.handlers.addresses")
+
+EC2_KEYS = (
+    "EC2_OWNER",
+    "EC2_ALLOCATION_ID",
+    "EC2_DOMAIN",
+    "EC2_INSTANCE",
+    "EC2_ASSOCIATION_ID",
+    "EC2_PRIVATE_IP",
+)
+# AR attributes oned keeps or regenerates itself on update_ar: never sent back.
+SYSTEM_KEYS = {
+    "AR_ID",
+    "IP",
+    "MAC",
+    "TYPE",
+    "SIZE",
+    "SHARED",
+    "NEXT_INDEX",
+    "ALLOCATED",
+    "USED_LEASES",
+    "LEASES",
+    "MAC_END",
+    "IP_END",
+    "IP6",
+    "IP6_END",
+    "IP6_ULA",
+    "IP6_ULA_END",
+    "IP6_GLOBAL",
+    "IP6_GLOBAL_END",
+    "PARENT_NETWORK_AR_ID",
+    "IPAM_MAD",
+}
+ALLOCATION_RE = re.compile(r"eipalloc-[0-9a-f]{1,17}")
+ASSOCIATION_RE = re.compile(r"eipassoc-[0-9a-f]{1,17}")
+DOMAINS = ("standard", "vpc")
+ALLOCATE_ROUNDS = 5
+VM_DONE = 6
+
+# In-process serialisation of changes to one address (two requests of the same gateway never
+# interleave their scripts for one IP). Across gateways the last complete record wins.
+_LOCKS: dict[tuple[int, str], threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock(vnet: int, ip: str) -> threading.Lock:
+    with _LOCKS_GUARD:
+        return _LOCKS.setdefault((vnet, ip), threading.Lock())
+
+
+# -- reading the pool ---------------------------------------------------------------------------
+
+
+@dataclass
+class Address:
+    """One AR of the elastic-IP network: its view (EC2 members) and what a rewrite needs."""
+
+    view: dict[str, Any]
+    extra: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ar_id(self) -> int:
+        return self.view["_ar_id"]
+
+    @property
+    def ip(self) -> str:
+        return self.view.get("PublicIp") or ""
+
+    @property
+    def eligible(self) -> bool:
+        return self.view.get("_size") == 1 and bool(self.ip)
+
+    @property
+    def free(self) -> bool:
+        return self.eligible and not self.view.get("_used")
+
+    @property
+    def held(self) -> bool:
+        return self.eligible and self.view.get("_held") is not None
+
+    @property
+    def owner(self) -> int | None:
+        return self.view.get("_owner") if self.held else None
+
+    @property
+    def vm(self) -> int | None:
+        return self.view.get("_vm") if self.held and self.view.get("AssociationId") else None
+
+    def record(self) -> dict[str, str]:
+        """The EC2_* record as it is now (for writing it back changed)."""
+        v = self.view
+        return {
+            "EC2_OWNER": "" if v.get("_owner") is None else str(v["_owner"]),
+            "EC2_ALLOCATION_ID": v.get("AllocationId") or "",
+            "EC2_DOMAIN": v.get("Domain") or "standard",
+            "EC2_INSTANCE": "" if v.get("_vm") is None else str(v["_vm"]),
+            "EC2_ASSOCIATION_ID": v.get("AssociationId") or "",
+            "EC2_PRIVATE_IP": v.get("PrivateIpAddress") or "",
+        }
+
+
+@dataclass
+class Pool:
+    vnet: int
+    xml: str
+    addresses: list[Address]
+
+    def mine(self, uid: int) -> list[Address]:
+        return [a for a in self.addresses if a.held and a.owner == uid]
+
+
+def vnet_id(rt: Any) -> int:
+    vid = rt.config.elasticips_vnet_id
+    if vid is None:
+        raise Ec2Error(
+            "UnsupportedOperation",
+            "Elastic IPs are not enabled on this cloud (:elasticips_vnet_id: is not set)",
+        )
+    return int(vid)
+
+
+def _admin(rt: Any, method: str, *args: Any) -> Any:
+    """One oned call as the server admin; OneError propagates for the caller to judge."""
+    try:
+        return rt.engine.one.call(rt.admin_session(), method, *args)
+    except OneUnavailable as exc:
+        raise Ec2Error("Unavailable", "OpenNebula is not reachable; try again later") from exc
+
+
+def _server_error(what: str, exc: OneError) -> Ec2Error:
+    log.error("%s: %s", what, exc)
+    return Ec2Error("InternalError", f"{what}: {exc.message}")
+
+
+def read_pool(rt: Any, vnet: int | None = None) -> Pool:
+    vnet = vnet_id(rt) if vnet is None else vnet
+    try:
+        xml = _admin(rt, "one.vn.info", vnet)
+    except OneError as exc:
+        if exc.code == NO_EXISTS:
+            log.error("the elastic IP network %s does not exist: %s", vnet, exc)
+            raise Ec2Error(
+                "InternalError",
+                f"The elastic IP network (:elasticips_vnet_id: {vnet}) does not exist",
+            ) from exc
+        raise _server_error(f"Cannot read the elastic IP network {vnet}", exc) from exc
+    root = rt.xml(xml)
+    ars = root.findall("AR_POOL/AR")
+    views = rt.engine.views["address"].apply_all(ars, rt.scope())
+    addresses = []
+    for ar, view in zip(ars, views, strict=True):
+        extra = [
+            (c.tag, c.text or "")
+            for c in ar
+            if isinstance(c.tag, str)
+            and len(c) == 0
+            and c.tag not in SYSTEM_KEYS
+            and c.tag not in EC2_KEYS
+        ]
+        addresses.append(Address(view, extra))
+    return Pool(vnet, xml, addresses)
+
+
+def _write(rt: Any, pool: Pool, addr: Address, record: dict[str, str]) -> None:
+    """one.vn.update_ar of this AR only, with the complete record (see the module doc)."""
+    vector = [("AR_ID", str(addr.ar_id)), *addr.extra]
+    vector += [(k, record.get(k) or "") for k in EC2_KEYS]
+    _admin(rt, "one.vn.update_ar", pool.vnet, template_xml([("AR", vector)]))
+
+
+def _lease(addr: Address) -> str:
+    return template_xml([("LEASES", [("IP", addr.ip), ("AR_ID", str(addr.ar_id))])])
+
+
+def _cleared(record: dict[str, str]) -> dict[str, str]:
+    """The record without its association."""
+    return {**record, "EC2_INSTANCE": "", "EC2_ASSOCIATION_ID": "", "EC2_PRIVATE_IP": ""}
+
+
+def _new_id(prefix: str) -> str:
+    return f"{prefix}-{secrets.token_hex(9)[:17]}"
+
+
+# -- request parameters -------------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    return [str(v) for v in (value if isinstance(value, list) else [value])]
+
+
+def _check_ip(value: str, name: str = "PublicIp") -> str:
+    try:
+        return str(ipaddress.IPv4Address(value))
+    except ValueError:
+        raise Ec2Error(
+            "InvalidParameterValue", f"Invalid value '{value}' for {name}: not an IPv4 address"
+        ) from None
+
+
+def _check_allocation_id(value: str) -> str:
+    if not ALLOCATION_RE.fullmatch(value):
+        raise Ec2Error(
+            "InvalidAllocationID.Malformed",
+            f"Invalid id: '{value}' (expecting 'eipalloc-' and hex digits)",
+        )
+    return value
+
+
+def _address_not_found(ip: str) -> Ec2Error:
+    return Ec2Error("InvalidAddress.NotFound", f"Address '{ip}' not found.")
+
+
+def _allocation_not_found(alloc: str) -> Ec2Error:
+    return Ec2Error("InvalidAllocationID.NotFound", f"The allocation ID '{alloc}' does not exist")
+
+
+def _one_of(body: dict, first: str, second: str) -> tuple[str, str]:
+    """Exactly one of two identifying parameters → (name, value)."""
+    a, b = body.get(first), body.get(second)
+    if a and b:
+        raise Ec2Error(
+            "InvalidParameterCombination",
+            f"The parameters {first} and {second} cannot be used together",
+        )
+    if not a and not b:
+        raise missing_parameter(f"{first} or {second}")
+    return (first, str(a)) if a else (second, str(b))
+
+
+def _my_address(rt: Any, pool: Pool, body: dict, other: str = "AllocationId") -> Address:
+    """The caller's address named by PublicIp or AllocationId/AssociationId."""
+    name, value = _one_of(body, "PublicIp", other)
+    mine = pool.mine(rt.principal.uid)
+    if name == "PublicIp":
+        ip = _check_ip(value)
+        hit = next((a for a in mine if a.ip == ip), None)
+        if hit is None:
+            raise _address_not_found(value)
+        return hit
+    if name == "AllocationId":
+        _check_allocation_id(value)
+        hit = next((a for a in mine if a.view.get("AllocationId") == value), None)
+        if hit is None:
+            raise _allocation_not_found(value)
+        return hit
+    if not ASSOCIATION_RE.fullmatch(value):
+        raise Ec2Error(
+            "InvalidAssociationID.Malformed",
+            f"Invalid id: '{value}' (expecting 'eipassoc-' and hex digits)",
+        )
+    hit = next((a for a in mine if a.view.get("AssociationId") == value), None)
+    if hit is None:
+        raise Ec2Error(
+            "InvalidAssociationID.NotFound", f"The association ID '{value}' does not exist"
+        )
+    return hit
+
+
+# -- scripts ------------------------------------------------------------------------------------
+
+
+def _script_error(exc: ScriptError, configured: str, key: str) -> Ec2Error:
+    if not is_configured(configured):
+        return Ec2Error(
+            "InternalError",
+            f"Elastic IP association is not set up on this cloud ({key}: is {configured!r}); "
+            "ask the cloud administrator",
+        )
+    return Ec2Error("InternalError", f"The elastic IP {exc.message}")
+
+
+def _script_env(rt: Any) -> dict[str, str]:
+    """The gateway's environment, with TMPDIR = :tmpdir: as the Ruby econe-server exported."""
+    env = dict(os.environ)
+    if rt.config.tmpdir:
+        env["TMPDIR"] = str(rt.config.tmpdir)
+    return env
+
+
+def _associate(rt: Any, ip: str, private_ip: str, vnet_xml: str) -> None:
+    configured = rt.config.associate_script
+    blob = base64.b64encode(vnet_xml.encode("utf-8")).decode("ascii")
+    try:
+        run_script(
+            configured,
+            [ip, private_ip, blob],
+            rt.config.script_timeout,
+            name="associate script",
+            env=_script_env(rt),
+        )
+    except ScriptError as exc:
+        raise _script_error(exc, configured, ":associate_script") from exc
+
+
+def _disassociate(rt: Any, ip: str) -> None:
+    configured = rt.config.disassociate_script
+    try:
+        run_script(
+            configured,
+            [ip],
+            rt.config.script_timeout,
+            name="disassociate script",
+            env=_script_env(rt),
+        )
+    except ScriptError as exc:
+        raise _script_error(exc, configured, ":disassociate_script") from exc
+
+
+# -- actions ------------------------------------------------------------------------------------
+
+
+def allocate_address(rt: Any) -> dict:
+    vnet = vnet_id(rt)
+    body = rt.body
+    domain = str(body.get("Domain") or "standard")
+    if domain not in DOMAINS:
+        raise Ec2Error("InvalidParameterValue", f"Invalid value '{domain}' for Domain")
+    if body.get("TagSpecification"):
+        raise Ec2Error(
+            "InvalidParameterValue", "Tags on Elastic IP addresses are not supported here"
+        )
+    for name in ("PublicIpv4Pool", "CustomerOwnedIpv4Pool", "IpamPoolId"):
+        if body.get(name):
+            raise Ec2Error("InvalidParameterValue", f"{name} is not supported: there is one pool")
+    wanted = _check_ip(str(body["Address"]), "Address") if body.get("Address") else None
+    uid = rt.principal.uid
+    for _ in range(ALLOCATE_ROUNDS):
+        pool = read_pool(rt, vnet)
+        if wanted is not None:
+            named = [a for a in pool.addresses if a.eligible and a.ip == wanted]
+            if not named:
+                raise _address_not_found(wanted)
+            if not named[0].free:
+                raise Ec2Error("InvalidIPAddress.InUse", f"Address '{wanted}' is in use.")
+            free = named
+        else:
+            free = [a for a in pool.addresses if a.free]
+            if not free:
+                raise Ec2Error(
+                    "AddressLimitExceeded",
+                    "The maximum number of addresses has been reached: no free elastic IP is left",
+                )
+            random.shuffle(free)  # concurrent allocators spread over the pool
+        for addr in free:
+            try:
+                _admin(rt, "one.vn.hold", vnet, _lease(addr))
+            except OneError as exc:
+                if exc.code == INTERNAL:  # held meanwhile by someone else: next one
+                    continue
+                raise _server_error("Cannot hold an elastic IP", exc) from exc
+            record = {
+                "EC2_OWNER": str(uid),
+                "EC2_ALLOCATION_ID": _new_id("eipalloc"),
+                "EC2_DOMAIN": domain,
+            }
+            try:
+                _write(rt, pool, addr, record)
+            except (OneError, Ec2Error) as exc:
+                _release_hold(rt, pool, addr)
+                if isinstance(exc, Ec2Error):
+                    raise
+                raise _server_error("Cannot record the elastic IP's owner", exc) from exc
+            log.info("allocated %s (%s) to uid %s", addr.ip, record["EC2_ALLOCATION_ID"], uid)
+            return {
+                "PublicIp": addr.ip,
+                "AllocationId": record["EC2_ALLOCATION_ID"],
+                "Domain": domain,
+            }
+        if wanted is not None:
+            raise Ec2Error("InvalidIPAddress.InUse", f"Address '{wanted}' is in use.")
+    raise Ec2Error(
+        "AddressLimitExceeded",
+        "The maximum number of addresses has been reached: no free elastic IP is left",
+    )
+
+
+def _release_hold(rt: Any, pool: Pool, addr: Address) -> None:
+    try:
+        _admin(rt, "one.vn.release", pool.vnet, _lease(addr))
+    except (OneError, Ec2Error) as exc:
+        log.error("cannot release the hold of %s after a failure: %s", addr.ip, exc)
+
+
+def _sort_key(item: dict) -> tuple:
+    try:
+        return (0, int(ipaddress.IPv4Address(item.get("PublicIp") or "")))
+    except ValueError:
+        return (1, 0)
+
+
+def describe_addresses(rt: Any) -> dict:
+    body = rt.body
+    ips = [_check_ip(v) for v in _as_list(body.get("PublicIp"))]
+    allocs = [_check_allocation_id(v) for v in _as_list(body.get("AllocationId"))]
+    predicates = compile_filters(body.get("Filter"), rt.mapping.filters or {})
+    pool = read_pool(rt)
+    items = [a.view for a in pool.mine(rt.principal.uid)]
+    if ips or allocs:
+        have_ips = {i.get("PublicIp") for i in items}
+        have_allocs = {i.get("AllocationId") for i in items}
+        missing_ips = [ip for ip in ips if ip not in have_ips]
+        if missing_ips:
+            raise Ec2Error(
+                "InvalidAddress.NotFound", f"Address '{', '.join(missing_ips)}' not found."
+            )
+        missing_allocs = [a for a in allocs if a not in have_allocs]
+        if missing_allocs:
+            raise _allocation_not_found(", ".join(missing_allocs))
+        items = [i for i in items if i.get("PublicIp") in ips or i.get("AllocationId") in allocs]
+    for predicate in predicates:
+        items = [i for i in items if predicate(i)]
+    return {"Addresses": sorted(items, key=_sort_key)}
+
+
+def _instance(rt: Any, instance_id: Any) -> tuple[int, etree._Element]:
+    """The VM as the user sees it (one.vm.info with the user's session)."""
+    if not instance_id:
+        raise missing_parameter("InstanceId")
+    number = parse_id("i", instance_id)
+    if number is None:
+        raise Ec2Error(
+            "InvalidInstanceID.Malformed",
+            f"Invalid id: '{instance_id}' (expecting 'i-' and a number)",
+        )
+    not_found = Ec2Error(
+        "InvalidInstanceID.NotFound", f"The instance ID '{instance_id}' does not exist"
+    )
+    if number > MAX_ONE_ID:
+        raise not_found
+    try:
+        xml = rt.engine.one.call(rt.session, "one.vm.info", number)
+    except OneUnavailable as exc:
+        raise Ec2Error("Unavailable", "OpenNebula is not reachable; try again later") from exc
+    except OneError as exc:
+        if exc.code in (NO_EXISTS, 0x200):  # NO_EXISTS, AUTHORIZATION: not yours = not there
+            raise not_found from exc
+        raise _server_error(f"Cannot read instance {instance_id}", exc) from exc
+    vm = rt.xml(xml)
+    state = vm.findtext("STATE")
+    if state == str(VM_DONE):
+        raise Ec2Error(
+            "IncorrectInstanceState",
+            f"The instance '{instance_id}' is terminated; it cannot get an Elastic IP address",
+        )
+    return number, vm
+
+
+def _private_ip(vm: etree._Element, instance_id: str, requested: Any) -> str:
+    ips = [ip for ip in (n.findtext("IP") for n in vm.iterfind("TEMPLATE/NIC")) if ip]
+    if requested:
+        requested = _check_ip(str(requested), "PrivateIpAddress")
+        if requested not in ips:
+            raise Ec2Error(
+                "InvalidParameterValue",
+                f"The instance '{instance_id}' has no private address {requested}",
+            )
+        return requested
+    if not ips:
+        raise Ec2Error(
+            "InvalidInstanceID",
+            f"The instance '{instance_id}' has no network interface with an IPv4 address",
+        )
+    return ips[0]
+
+
+def _bool(value: Any) -> bool | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("true", "1", "yes")
+
+
+@dataclass
+class _Step:
+    """One script already run in this request, and how to take it back."""
+
+    addr: Address
+    undo: tuple  # ("associate", ip, private_ip) or ("disassociate", ip)
+
+
+def _undo(rt: Any, steps: list[_Step], vnet_xml: str) -> list[Address]:
+    """Undo `steps` in reverse order; return the addresses whose undo failed."""
+    failed = []
+    for step in reversed(steps):
+        try:
+            if step.undo[0] == "associate":
+                _associate(rt, step.undo[1], step.undo[2], vnet_xml)
+            else:
+                _disassociate(rt, step.undo[1])
+        except Ec2Error as exc:
+            log.error("undoing the change of %s failed: %s", step.addr.ip, exc.message)
+            failed.append(step.addr)
+    return failed
+
+
+def associate_address(rt: Any) -> dict:
+    vnet = vnet_id(rt)
+    body = rt.body
+    if body.get("NetworkInterfaceId"):
+        raise Ec2Error(
+            "InvalidParameterValue", "NetworkInterfaceId is not supported; use InstanceId"
+        )
+    instance_id = body.get("InstanceId")
+    if not instance_id:
+        raise missing_parameter("InstanceId")
+    addr = _my_address(rt, read_pool(rt, vnet), body)
+    vm_id, vm = _instance(rt, instance_id)
+    private_ip = _private_ip(vm, str(instance_id), body.get("PrivateIpAddress"))
+    uid = rt.principal.uid
+    with _lock(vnet, addr.ip):
+        pool = read_pool(rt, vnet)  # again, now that no request of this process changes it
+        addr = _my_address(rt, pool, body)
+        if addr.vm is not None:
+            if addr.vm == vm_id and addr.view.get("PrivateIpAddress") == private_ip:
+                return {"AssociationId": addr.view["AssociationId"]}  # already so: idempotent
+            if _bool(body.get("AllowReassociation")) is False:
+                raise Ec2Error(
+                    "Resource.AlreadyAssociated",
+                    f"The address '{addr.ip}' is already associated with "
+                    f"{addr.view.get('InstanceId')}; pass AllowReassociation=true to move it",
+                )
+        others = [a for a in pool.addresses if a is not addr and a.vm == vm_id]
+        if any(a.owner != uid for a in others):
+            raise Ec2Error(
+                "Resource.AlreadyAssociated",
+                f"The instance '{instance_id}' already has an Elastic IP address of another account",
+            )
+        steps: list[_Step] = []
+        try:
+            if addr.vm is not None:
+                _disassociate(rt, addr.ip)
+                steps.append(
+                    _Step(addr, ("associate", addr.ip, addr.view.get("PrivateIpAddress") or ""))
+                )
+            for other in others:
+                _disassociate(rt, other.ip)
+                steps.append(
+                    _Step(other, ("associate", other.ip, other.view.get("PrivateIpAddress") or ""))
+                )
+            _associate(rt, addr.ip, private_ip, pool.xml)
+        except Ec2Error:
+            # Put back what this request changed; record the truth for what cannot be put back.
+            for lost in _undo(rt, steps, pool.xml):
+                _try_write(rt, pool, lost, _cleared(lost.record()))
+            raise
+        for other in others:
+            _try_write(rt, pool, other, _cleared(other.record()))
+        association = _new_id("eipassoc")
+        record = {
+            **addr.record(),
+            "EC2_INSTANCE": str(vm_id),
+            "EC2_ASSOCIATION_ID": association,
+            "EC2_PRIVATE_IP": private_ip,
+        }
+        try:
+            _write(rt, pool, addr, record)
+        except OneError as exc:
+            _undo(rt, [_Step(addr, ("disassociate", addr.ip))], pool.xml)
+            raise _server_error("Cannot record the association", exc) from exc
+        # A ReleaseAddress of the same address by another gateway may have run meanwhile:
+        # then the record just written sits on a free address. Take the association back.
+        again = next((a for a in read_pool(rt, vnet).addresses if a.ar_id == addr.ar_id), None)
+        if again is None or again.owner != uid:
+            _undo(rt, [_Step(addr, ("disassociate", addr.ip))], pool.xml)
+            raise _address_not_found(addr.ip)
+    log.info("associated %s with VM %s (%s) for uid %s", addr.ip, vm_id, private_ip, uid)
+    return {"AssociationId": association}
+
+
+def _try_write(rt: Any, pool: Pool, addr: Address, record: dict[str, str]) -> bool:
+    try:
+        _write(rt, pool, addr, record)
+        return True
+    except (OneError, Ec2Error) as exc:
+        log.error("cannot record the state of %s: %s", addr.ip, exc)
+        return False
+
+
+def disassociate_address(rt: Any) -> dict:
+    vnet = vnet_id(rt)
+    addr = _my_address(rt, read_pool(rt, vnet), rt.body, other="AssociationId")
+    with _lock(vnet, addr.ip):
+        pool = read_pool(rt, vnet)  # again, now that no request of this process changes it
+        addr = _my_address(rt, pool, rt.body, other="AssociationId")
+        if addr.vm is None:
+            return {"Return": True}  # idempotent, as EC2
+        _disassociate(rt, addr.ip)
+        try:
+            _write(rt, pool, addr, _cleared(addr.record()))
+        except OneError as exc:
+            raise _server_error("Cannot record the disassociation", exc) from exc
+    log.info("disassociated %s from VM %s", addr.ip, addr.vm)
+    return {"Return": True}
+
+
+def release_address(rt: Any) -> dict:
+    vnet = vnet_id(rt)
+    addr = _my_address(rt, read_pool(rt, vnet), rt.body)
+    with _lock(vnet, addr.ip):
+        pool = read_pool(rt, vnet)  # again, now that no request of this process changes it
+        addr = _my_address(rt, pool, rt.body)
+        record = addr.record()
+        if addr.vm is not None:
+            _disassociate(rt, addr.ip)
+            record = _cleared(record)
+        # Clear the record first, then give the lease back: the other order could wipe the
+        # record of whoever holds the address next.
+        try:
+            _write(rt, pool, addr, dict.fromkeys(EC2_KEYS, ""))
+        except OneError as exc:
+            _try_write(rt, pool, addr, record)
+            raise _server_error("Cannot release the address", exc) from exc
+        try:
+            _admin(rt, "one.vn.release", vnet, _lease(addr))
+        except (OneError, Ec2Error) as exc:
+            _try_write(rt, pool, addr, record)  # still yours
+            if isinstance(exc, Ec2Error):
+                raise
+            raise _server_error("Cannot release the address", exc) from exc
+    log.info("released %s (uid %s)", addr.ip, rt.principal.uid)
+    return {"Return": True}
+
+
+# -- hooks for other actions ----------------------------------------------------------------------
+
+
+def addresses_of_instances(rt: Any, vm_ids: Iterable[int] | None = None) -> dict[int, str]:
+    """VM id → associated elastic IP, for DescribeInstances' PublicIpAddress.
+
+    Any owner's address counts (it is the instance's public address, and the caller can see the
+    instance). Elastic IPs disabled, or the network unreadable → {} (logged), never an error."""
+    if rt.config.elasticips_vnet_id is None:
+        return {}
+    try:
+        pool = read_pool(rt)
+    except Ec2Error as exc:
+        log.error("elastic IPs of instances: %s", exc.message)
+        return {}
+    wanted = None if vm_ids is None else {int(v) for v in vm_ids}
+    return {
+        a.vm: a.ip
+        for a in pool.addresses
+        if a.vm is not None and (wanted is None or a.vm in wanted)
+    }
+
+
+def add_public_ips(rt: Any, instances: Iterable[dict]) -> None:
+    """Set `PublicIpAddress` (and `ipAddress` on the wire) on instance views that have `_id`."""
+    instances = list(instances)
+    if not instances or rt.config.elasticips_vnet_id is None:
+        return
+    ips = addresses_of_instances(rt, [i["_id"] for i in instances if i.get("_id") is not None])
+    for inst in instances:
+        ip = ips.get(inst.get("_id"))
+        if ip:
+            inst["PublicIpAddress"] = ip
+
+
+def disassociate_instances(rt: Any, vm_ids: Iterable[int]) -> list[str]:
+    """For TerminateInstances: disassociate every address associated with these VMs (running
+    :disassociate_script: for each). Never raises: a failing script is logged and the
+    association stays recorded, so DescribeAddresses shows it and DisassociateAddress can be
+    retried. Returns the IPs that were disassociated."""
+    ids = {int(v) for v in vm_ids}
+    if not ids or rt.config.elasticips_vnet_id is None:
+        return []
+    try:
+        pool = read_pool(rt)
+    except Ec2Error as exc:
+        log.error("cannot disassociate the addresses of VMs %s: %s", sorted(ids), exc.message)
+        return []
+    done = []
+    for addr in pool.addresses:
+        if addr.vm is None or addr.vm not in ids:
+            continue
+        with _lock(pool.vnet, addr.ip):
+            try:
+                _disassociate(rt, addr.ip)
+            except Ec2Error as exc:
+                log.error("VM %s terminated but %s stays associated: %s", addr.vm, addr.ip, exc)
+                continue
+            if _try_write(rt, pool, addr, _cleared(addr.record())):
+                done.append(addr.ip)
+                log.info("disassociated %s from terminated VM %s", addr.ip, addr.vm)
+    return done
