@@ -3,6 +3,7 @@ arrays, a threaded HTTP server, and the :class:`SimServer` API."""
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -15,6 +16,7 @@ from .core import METHODS, Sim
 from .seed import bootstrap
 from .template import Escaped
 
+log = logging.getLogger("onesim")
 HEAD = '<?xml version="1.0" encoding="UTF-8"?>\r\n<methodResponse>\r\n'
 TYPE_MSG = {
     "i": "Parameter that is supposed to be integer is not",
@@ -116,6 +118,9 @@ def dispatch(sim: Sim, body: bytes) -> str:
             sim.warm()
         except errors.OneError as e:
             result = e
+        except Exception as e:  # noqa: BLE001  (a simulator bug: make it visible, keep serving)
+            log.exception("onesim: %s failed", name)
+            return fault(-500, f"onesim internal error in {name}: {type(e).__name__}: {e}")
         finally:
             sim.store.flush()
     if isinstance(result, errors.OneError):
