@@ -145,6 +145,8 @@ class Engine:
         self.exprs = Expressions()
         self.views: dict[str, View] = {}
         self.mappings: dict[str, Mapping] = load_mappings(self.mappings_dir, self.exprs, self.views)
+        # compiled things handlers keep for the life of the engine (e.g. instance-type templates)
+        self.cache: dict[Any, Any] = {}
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="econe-one")
 
     def actions(self) -> list[str]:

@@ -151,6 +151,15 @@ def _file_template(rt: Any, type_name: str, spec: dict) -> Path:
     raise Ec2Error("InternalError", f"Instance type {type_name}: template {name} not found")
 
 
+def _template(rt: Any, path: Path) -> jinja2.Template:
+    """The compiled Jinja2 template, recompiled when the file changes."""
+    key = ("instance-type", str(path), path.stat().st_mtime_ns)
+    template = rt.engine.cache.get(key)
+    if template is None:
+        template = rt.engine.cache[key] = _TEMPLATES.from_string(path.read_text())
+    return template
+
+
 def _vm_template(rt: Any, type_name: str) -> etree._Element | None:
     pool = rt.xml(rt.call("one.templatepool.info", -2, -1, -1))
     for tmpl in pool.iterfind("VMTEMPLATE"):
@@ -260,7 +269,7 @@ class Launch:
         errors = {"QUOTA": "InstanceLimitExceeded"}
         try:
             if self.file is not None:
-                text = _TEMPLATES.from_string(self.file.read_text()).render(
+                text = _template(rt, self.file).render(
                     image_id=self.image,
                     ec2_image_id=format_id("ami", self.image),
                     instance_type=self.type_name,
