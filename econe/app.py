@@ -131,7 +131,7 @@ def build_runtime(config: Config, state: GatewayState, mappings_dir: Path | None
         from econe.auth.authenticator import Authenticator
         from econe.auth.users import UserDirectory
 
-        users = UserDirectory(config, one, sessions)
+        users = UserDirectory.from_one(config, one, sessions)
         state.authenticator = Authenticator(config, users)
     if state.engine is None:
         from econe.engine import Engine
