@@ -209,6 +209,8 @@ def compile_mapping(path: Path, data: Any, views: dict[str, View], exprs: Expres
                     raise MappingError(f"{w}: by_id.{key} is required")
             if "call" not in b and "field" not in b:
                 raise MappingError(f"{w}: by_id needs call: (fetch per id) or field: (select)")
+            if "call" not in b and "source" not in data:
+                raise MappingError(f"{w}: by_id.field selects from source: (add one)")
             if "call" in b and "prefix" not in b:
                 raise MappingError(f"{w}: by_id.prefix is required with call: (e.g. i, ami)")
             m.by_id = ById(

@@ -114,6 +114,10 @@ def test_shipped_mappings_load() -> None:
             "action: X\nsource: {static: []}\neach: {call: one.vm.action, errors: {OOPS: X}}\noutput: {}\n",
             "each.errors",
         ),
+        (
+            "action: X\nby_id: {param: N, field: N, not_found: F}\noutput: {}\n",
+            "selects from source",
+        ),
     ],
 )
 def test_validation_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
