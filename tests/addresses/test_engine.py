@@ -1,0 +1,438 @@
+"""Elastic IPs through the engine against a live onesim (no mocks): state, scripts, errors."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+from econe.engine import Engine, Runtime
+from econe.errors import Ec2Error
+from handlers.addresses import add_public_ips, addresses_of_instances, disassociate_instances
+from tests.addresses.conftest import RECORDER, Sim, b64xml, calls, context, run, script
+
+ACTIONS = (
+    ("AllocateAddress", {}),
+    ("DescribeAddresses", {}),
+    ("AssociateAddress", {"PublicIp": "198.51.100.1", "InstanceId": "i-0"}),
+    ("DisassociateAddress", {"PublicIp": "198.51.100.1"}),
+    ("ReleaseAddress", {"PublicIp": "198.51.100.1"}),
+)
+
+
+def error(
+    sim: Sim, engine: Engine, action: str, body: dict | None = None, user: str = "demo"
+) -> Ec2Error:
+    with pytest.raises(Ec2Error) as err:
+        run(sim, engine, action, body, user)
+    return err.value
+
+
+def recording(sim: Sim, **overrides) -> Engine:
+    return sim.engine(
+        # fixed leading arguments: the interpreter (quicker than a pyenv shim) and the verb
+        associate_script=f"{sys.executable} {RECORDER} associate",
+        disassociate_script=f"{sys.executable} {RECORDER} disassociate",
+        **overrides,
+    )
+
+
+def ec2_attrs(ar: etree._Element) -> dict[str, str]:
+    return {c.tag: c.text or "" for c in ar if c.tag.startswith("EC2_") and c.text}
+
+
+def held(ar: etree._Element) -> bool:
+    return bool(ar.xpath("LEASES/LEASE[VM = '-1']"))
+
+
+def runtime(sim: Sim, engine: Engine, user: str = "demo") -> Runtime:
+    ctx = context(user, sim.uids[sim.user(user)], "TerminateInstances")
+    return Runtime(engine, engine.mappings["DescribeAddresses"], {}, ctx)
+
+
+@pytest.fixture(scope="module")
+def eng(sim: Sim) -> Engine:
+    return recording(sim)
+
+
+def test_disabled_without_vnet_id(sim: Sim) -> None:
+    off = sim.engine(elasticips_vnet_id=None)
+    for action, body in ACTIONS:
+        err = error(sim, off, action, body)
+        assert err.code == "UnsupportedOperation", action
+        assert ":elasticips_vnet_id:" in err.message
+    rt = runtime(sim, off)
+    assert addresses_of_instances(rt) == {} and disassociate_instances(rt, [1]) == []
+
+
+def test_allocate_describe_release(sim: Sim, eng: Engine) -> None:
+    out = run(sim, eng, "AllocateAddress", {"Domain": "vpc"})
+    ip, alloc = out["PublicIp"], out["AllocationId"]
+    assert out["Domain"] == "vpc" and alloc.startswith("eipalloc-")
+    ar = sim.ar(ip)
+    assert held(ar)
+    assert ec2_attrs(ar) == {
+        "EC2_OWNER": "2",
+        "EC2_ALLOCATION_ID": alloc,
+        "EC2_DOMAIN": "vpc",
+    }
+    other = run(sim, eng, "AllocateAddress")
+    assert other["PublicIp"] != ip and other["Domain"] == "standard"
+
+    listed = run(sim, eng, "DescribeAddresses")["Addresses"]
+    assert {a["PublicIp"] for a in listed} == {ip, other["PublicIp"]}
+    mine = next(a for a in listed if a["PublicIp"] == ip)
+    assert mine == {"PublicIp": ip, "AllocationId": alloc, "Domain": "vpc"}
+    by_ip = run(sim, eng, "DescribeAddresses", {"PublicIp": [ip]})["Addresses"]
+    assert [a["PublicIp"] for a in by_ip] == [ip]
+    by_alloc = run(sim, eng, "DescribeAddresses", {"AllocationId": [alloc]})["Addresses"]
+    assert [a["PublicIp"] for a in by_alloc] == [ip]
+    for name, value, expect in (
+        ("public-ip", ip, [ip]),
+        ("allocation-id", alloc, [ip]),
+        ("domain", "vpc", [ip]),
+        ("domain", "standard", [other["PublicIp"]]),
+        (
+            "public-ip",
+            "198.51.100.*",
+            sorted([ip, other["PublicIp"]], key=lambda s: int(s.split(".")[-1])),
+        ),
+        ("instance-id", "i-*", []),
+    ):
+        body = {"Filter": [{"Name": name, "Value": [value]}]}
+        got = [a["PublicIp"] for a in run(sim, eng, "DescribeAddresses", body)["Addresses"]]
+        assert got == expect, (name, value)
+
+    for body, code in (
+        ({"Filter": [{"Name": "colour", "Value": ["red"]}]}, "InvalidParameterValue"),
+        ({"PublicIp": ["192.0.2.77"]}, "InvalidAddress.NotFound"),
+        ({"PublicIp": ["not-an-ip"]}, "InvalidParameterValue"),
+        ({"AllocationId": ["eipalloc-0123"]}, "InvalidAllocationID.NotFound"),
+        ({"AllocationId": ["alloc-1"]}, "InvalidAllocationID.Malformed"),
+    ):
+        assert error(sim, eng, "DescribeAddresses", body).code == code, body
+
+    assert run(sim, eng, "ReleaseAddress", {"AllocationId": alloc}) == {"Return": True}
+    ar = sim.ar(ip)
+    assert not held(ar) and ec2_attrs(ar) == {}
+    assert run(sim, eng, "ReleaseAddress", {"PublicIp": other["PublicIp"]}) == {"Return": True}
+    assert run(sim, eng, "DescribeAddresses") == {"Addresses": []}
+    for body, code in (
+        ({"PublicIp": ip}, "InvalidAddress.NotFound"),
+        ({"AllocationId": alloc}, "InvalidAllocationID.NotFound"),
+        ({}, "MissingParameter"),
+        ({"PublicIp": ip, "AllocationId": alloc}, "InvalidParameterCombination"),
+    ):
+        assert error(sim, eng, "ReleaseAddress", body).code == code, body
+
+
+def test_record_keeps_the_administrators_ar_attributes(sim: Sim, eng: Engine) -> None:
+    """oned's update_ar replaces the AR's attribute set: econe sends the others back."""
+    vnet = sim.new_pool("keep", 1, prefix="192.0.2")
+    sim.as_admin(
+        "one.vn.update_ar", vnet, 'AR=[AR_ID="0", DESCRIPTION="rack 7", GATEWAY="192.0.2.254"]'
+    )
+    own = recording(sim, elasticips_vnet_id=vnet)
+    ip = run(sim, own, "AllocateAddress")["PublicIp"]
+    vm = sim.vm()
+    run(sim, own, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm}"})
+    ar = sim.ar(ip, vnet)
+    assert ar.findtext("DESCRIPTION") == "rack 7" and ar.findtext("GATEWAY") == "192.0.2.254"
+    assert ec2_attrs(ar)["EC2_INSTANCE"] == str(vm)
+    run(sim, own, "ReleaseAddress", {"PublicIp": ip})
+    ar = sim.ar(ip, vnet)
+    assert ar.findtext("DESCRIPTION") == "rack 7" and ec2_attrs(ar) == {}
+
+
+def test_pool_limit_and_specific_address(sim: Sim) -> None:
+    vnet = sim.new_pool("small", 3, prefix="203.0.113")
+    small = recording(sim, elasticips_vnet_id=vnet)
+    sim.as_admin("one.vn.hold", vnet, 'LEASES=[IP="203.0.113.3"]')  # the admin keeps one back
+    assert (
+        run(sim, small, "AllocateAddress", {"Address": "203.0.113.2"})["PublicIp"] == "203.0.113.2"
+    )
+    assert error(sim, small, "AllocateAddress", {"Address": "203.0.113.2"}).code == (
+        "InvalidIPAddress.InUse"
+    )
+    assert error(sim, small, "AllocateAddress", {"Address": "203.0.113.9"}).code == (
+        "InvalidAddress.NotFound"
+    )
+    assert run(sim, small, "AllocateAddress")["PublicIp"] == "203.0.113.1"
+    err = error(sim, small, "AllocateAddress")
+    assert err.code == "AddressLimitExceeded"
+    # the administrator's own hold is nobody's address
+    listed = run(sim, small, "DescribeAddresses")["Addresses"]
+    assert sorted(a["PublicIp"] for a in listed) == ["203.0.113.1", "203.0.113.2"]
+
+
+def test_concurrent_allocations_in_one_gateway(sim: Sim) -> None:
+    vnet = sim.new_pool("race", 10, prefix="203.0.114")
+    race = recording(sim, elasticips_vnet_id=vnet)
+    results: list[object] = []
+
+    def one() -> None:
+        try:
+            results.append(run(sim, race, "AllocateAddress"))
+        except Ec2Error as exc:
+            results.append(exc.code)
+
+    threads = [threading.Thread(target=one) for _ in range(25)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    won = [r["PublicIp"] for r in results if isinstance(r, dict)]
+    assert len(won) == 10 and len(set(won)) == 10
+    assert sorted(r for r in results if not isinstance(r, dict)) == ["AddressLimitExceeded"] * 15
+    listed = run(sim, race, "DescribeAddresses")["Addresses"]
+    assert sorted(a["PublicIp"] for a in listed) == sorted(won)
+
+
+def test_associate_move_disassociate_with_recorded_scripts(
+    sim: Sim, eng: Engine, eip_log: Path
+) -> None:
+    a = run(sim, eng, "AllocateAddress")
+    b = run(sim, eng, "AllocateAddress")
+    vm1, vm2 = sim.vm(), sim.vm()
+    ip1, ip2 = sim.vm_ip(vm1), sim.vm_ip(vm2)
+
+    assoc = run(sim, eng, "AssociateAddress", {"PublicIp": a["PublicIp"], "InstanceId": f"i-{vm1}"})
+    assert assoc["AssociationId"].startswith("eipassoc-")
+    [call] = calls(eip_log)
+    assert call[:3] == ["associate", a["PublicIp"], ip1]
+    vnet = b64xml(call[3])
+    assert vnet.tag == "VNET" and vnet.findtext("ID") == "1"
+    assert "\n" not in call[3]
+    listed = run(sim, eng, "DescribeAddresses", {"PublicIp": [a["PublicIp"]]})["Addresses"][0]
+    assert listed["InstanceId"] == f"i-{vm1:08d}"
+    assert listed["AssociationId"] == assoc["AssociationId"]
+    assert listed["PrivateIpAddress"] == ip1
+    body = {"Filter": [{"Name": "instance-id", "Value": [f"i-{vm1:08d}"]}]}
+    assert [x["PublicIp"] for x in run(sim, eng, "DescribeAddresses", body)["Addresses"]] == [
+        a["PublicIp"]
+    ]
+    # the same association again: nothing to do
+    again = run(
+        sim, eng, "AssociateAddress", {"AllocationId": a["AllocationId"], "InstanceId": f"i-{vm1}"}
+    )
+    assert again == assoc and len(calls(eip_log)) == 1
+
+    # AllowReassociation=false refuses to move it
+    body = {"PublicIp": a["PublicIp"], "InstanceId": f"i-{vm2}", "AllowReassociation": False}
+    assert error(sim, eng, "AssociateAddress", body).code == "Resource.AlreadyAssociated"
+    # a move: disassociate script for the old association first, then associate
+    moved = run(sim, eng, "AssociateAddress", {"PublicIp": a["PublicIp"], "InstanceId": f"i-{vm2}"})
+    assert moved["AssociationId"] != assoc["AssociationId"]
+    assert calls(eip_log)[1:] == [
+        ["disassociate", a["PublicIp"]],
+        ["associate", a["PublicIp"], ip2, calls(eip_log)[2][3]],
+    ]
+    assert sim.ar(a["PublicIp"]).findtext("EC2_INSTANCE") == str(vm2)
+
+    # a second address for vm2 displaces the first (one public address per instance)
+    run(sim, eng, "AssociateAddress", {"PublicIp": b["PublicIp"], "InstanceId": f"i-{vm2}"})
+    assert calls(eip_log)[3:5] == [
+        ["disassociate", a["PublicIp"]],
+        ["associate", b["PublicIp"], ip2, calls(eip_log)[4][3]],
+    ]
+    state = {
+        x["PublicIp"]: x.get("InstanceId") for x in run(sim, eng, "DescribeAddresses")["Addresses"]
+    }
+    assert state[a["PublicIp"]] is None and state[b["PublicIp"]] == f"i-{vm2:08d}"
+
+    # disassociate by AssociationId; stale or malformed ids are refused
+    current = run(sim, eng, "DescribeAddresses", {"PublicIp": [b["PublicIp"]]})["Addresses"][0]
+    for body, code in (
+        ({"AssociationId": assoc["AssociationId"]}, "InvalidAssociationID.NotFound"),
+        ({"AssociationId": "assoc-1"}, "InvalidAssociationID.Malformed"),
+        ({"PublicIp": "192.0.2.1"}, "InvalidAddress.NotFound"),
+        ({}, "MissingParameter"),
+    ):
+        assert error(sim, eng, "DisassociateAddress", body).code == code, body
+    n = len(calls(eip_log))
+    assert run(sim, eng, "DisassociateAddress", {"AssociationId": current["AssociationId"]}) == {
+        "Return": True
+    }
+    assert calls(eip_log)[n:] == [["disassociate", b["PublicIp"]]]
+    assert ec2_attrs(sim.ar(b["PublicIp"])).keys() == {
+        "EC2_OWNER",
+        "EC2_ALLOCATION_ID",
+        "EC2_DOMAIN",
+    }
+    # idempotent: an unassociated address disassociates without running the script
+    assert run(sim, eng, "DisassociateAddress", {"PublicIp": b["PublicIp"]}) == {"Return": True}
+    assert len(calls(eip_log)) == n + 1
+
+    # releasing an associated address disassociates it first
+    run(sim, eng, "AssociateAddress", {"PublicIp": b["PublicIp"], "InstanceId": f"i-{vm1}"})
+    n = len(calls(eip_log))
+    run(sim, eng, "ReleaseAddress", {"PublicIp": b["PublicIp"]})
+    assert calls(eip_log)[n:] == [["disassociate", b["PublicIp"]]]
+    run(sim, eng, "ReleaseAddress", {"PublicIp": a["PublicIp"]})
+
+
+def test_instance_errors(sim: Sim, eng: Engine) -> None:
+    ip = run(sim, eng, "AllocateAddress")["PublicIp"]
+    vm = sim.vm()
+    bare = sim.vm(nic=False)
+    evevm = sim.vm("eve")
+    for body, code in (
+        ({"PublicIp": ip}, "MissingParameter"),
+        ({"PublicIp": ip, "InstanceId": "i-x1"}, "InvalidInstanceID.Malformed"),
+        ({"PublicIp": ip, "InstanceId": "i-99999"}, "InvalidInstanceID.NotFound"),
+        ({"PublicIp": ip, "InstanceId": f"i-{evevm}"}, "InvalidInstanceID.NotFound"),
+        ({"PublicIp": ip, "InstanceId": f"i-{bare}"}, "InvalidInstanceID"),
+        ({"InstanceId": f"i-{vm}"}, "MissingParameter"),
+        (
+            {"PublicIp": ip, "InstanceId": f"i-{vm}", "PrivateIpAddress": "10.9.9.9"},
+            "InvalidParameterValue",
+        ),
+        ({"PublicIp": ip, "NetworkInterfaceId": "eni-1"}, "InvalidParameterValue"),
+        ({"PublicIp": "192.0.2.9", "InstanceId": f"i-{vm}"}, "InvalidAddress.NotFound"),
+    ):
+        assert error(sim, eng, "AssociateAddress", body).code == code, body
+    assert (
+        "no network interface"
+        in error(sim, eng, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{bare}"}).message
+    )
+    run(sim, eng, "ReleaseAddress", {"PublicIp": ip})
+
+
+def test_users_never_see_each_others_addresses(sim: Sim, eng: Engine) -> None:
+    mine = run(sim, eng, "AllocateAddress")
+    theirs = run(sim, eng, "AllocateAddress", user="eve")
+    assert theirs["PublicIp"] != mine["PublicIp"]
+    assert [a["PublicIp"] for a in run(sim, eng, "DescribeAddresses", user="eve")["Addresses"]] == [
+        theirs["PublicIp"]
+    ]
+    evevm = sim.vm("eve")
+    for action, body, code in (
+        ("DescribeAddresses", {"PublicIp": [mine["PublicIp"]]}, "InvalidAddress.NotFound"),
+        (
+            "DescribeAddresses",
+            {"AllocationId": [mine["AllocationId"]]},
+            "InvalidAllocationID.NotFound",
+        ),
+        (
+            "AssociateAddress",
+            {"PublicIp": mine["PublicIp"], "InstanceId": f"i-{evevm}"},
+            "InvalidAddress.NotFound",
+        ),
+        ("DisassociateAddress", {"PublicIp": mine["PublicIp"]}, "InvalidAddress.NotFound"),
+        ("ReleaseAddress", {"PublicIp": mine["PublicIp"]}, "InvalidAddress.NotFound"),
+        ("ReleaseAddress", {"AllocationId": mine["AllocationId"]}, "InvalidAllocationID.NotFound"),
+    ):
+        assert error(sim, eng, action, body, user="eve").code == code, (action, body)
+    assert held(sim.ar(mine["PublicIp"]))
+    assert sim.ar(mine["PublicIp"]).findtext("EC2_OWNER") == "2"
+    run(sim, eng, "ReleaseAddress", {"PublicIp": mine["PublicIp"]})
+    run(sim, eng, "ReleaseAddress", {"PublicIp": theirs["PublicIp"]}, user="eve")
+
+
+@pytest.fixture
+def flaky(sim: Sim, tmp_path: Path) -> tuple[Engine, Path, Path]:
+    """Scripts that record every call and fail (exit 1, message on stderr) for the private
+    addresses listed in `fail_for` (disassociate: for the elastic IPs listed)."""
+    log, fail_for = tmp_path / "calls.jsonl", tmp_path / "fail_for"
+    fail_for.write_text("")
+    path = script(
+        tmp_path,
+        "flaky",
+        f"log, bad = {str(log)!r}, {str(fail_for)!r}\n"
+        "open(log, 'a').write(json.dumps({'argv': sys.argv[1:]}) + '\\n')\n"
+        "key = sys.argv[3] if sys.argv[1] == 'associate' else sys.argv[2]\n"
+        "if key in open(bad).read().split():\n"
+        "    print('some output')\n"
+        "    print(f'cannot route {key}: <NAT table & full>', file=sys.stderr)\n"
+        "    sys.exit(1)\n",
+    )
+    engine = sim.engine(
+        associate_script=f"{path} associate", disassociate_script=f"{path} disassociate"
+    )
+    return engine, log, fail_for
+
+
+def test_failing_scripts_leave_everything_as_it_was(sim: Sim, flaky) -> None:
+    engine, log, fail_for = flaky
+    ip = run(sim, engine, "AllocateAddress")["PublicIp"]
+    vm1, vm2 = sim.vm(), sim.vm()
+    priv1, priv2 = sim.vm_ip(vm1), sim.vm_ip(vm2)
+
+    fail_for.write_text(priv1)
+    err = error(sim, engine, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm1}"})
+    assert err.code == "InternalError" and err.status == 500
+    assert f"cannot route {priv1}: <NAT table & full>" in err.message
+    assert "exit status 1" in err.message
+    assert sim.ar(ip).findtext("EC2_INSTANCE") in (None, "")
+    assert "InstanceId" not in run(sim, engine, "DescribeAddresses")["Addresses"][0]
+
+    fail_for.write_text("")
+    assoc = run(sim, engine, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm1}"})
+    # moving fails at the associate step: the old association is put back
+    fail_for.write_text(priv2)
+    log.write_text("")
+    err = error(sim, engine, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm2}"})
+    assert f"cannot route {priv2}" in err.message
+    argv = [c["argv"] if isinstance(c, dict) else c for c in calls(log)]
+    assert [a[:3] for a in argv] == [
+        ["disassociate", ip],
+        ["associate", ip, priv2],
+        ["associate", ip, priv1],  # undo
+    ]
+    now = run(sim, engine, "DescribeAddresses")["Addresses"][0]
+    assert now["InstanceId"] == f"i-{vm1:08d}" and now["AssociationId"] == assoc["AssociationId"]
+
+    # failing disassociate: nothing changes for DisassociateAddress and ReleaseAddress
+    fail_for.write_text(ip)
+    for action in ("DisassociateAddress", "ReleaseAddress"):
+        err = error(sim, engine, action, {"PublicIp": ip})
+        assert err.code == "InternalError" and f"cannot route {ip}" in err.message
+        now = run(sim, engine, "DescribeAddresses")["Addresses"][0]
+        assert now["InstanceId"] == f"i-{vm1:08d}"
+        assert held(sim.ar(ip))
+    # a failing undo is recorded truthfully: the address is then unassociated
+    fail_for.write_text(f"{priv2} {priv1}")
+    err = error(sim, engine, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm2}"})
+    assert err.code == "InternalError"
+    assert "InstanceId" not in run(sim, engine, "DescribeAddresses")["Addresses"][0]
+    fail_for.write_text("")
+    run(sim, engine, "ReleaseAddress", {"PublicIp": ip})
+
+
+def test_script_timeout_missing_and_unconfigured(sim: Sim, tmp_path: Path) -> None:
+    sleeper = script(tmp_path, "sleeper", "import time\ntime.sleep(30)\n")
+    cases = (
+        (f"{sleeper}", "did not finish within 0.5 seconds"),
+        (str(tmp_path / "nope"), "does not exist"),
+        ("false", "not set up on this cloud"),
+    )
+    vm = sim.vm()
+    for configured, text in cases:
+        engine = sim.engine(associate_script=configured, script_timeout=0.5)
+        ip = run(sim, engine, "AllocateAddress")["PublicIp"]
+        err = error(sim, engine, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm}"})
+        assert err.code == "InternalError" and text in err.message, err.message
+        assert "InstanceId" not in run(sim, engine, "DescribeAddresses")["Addresses"][0]
+        run(sim, engine, "ReleaseAddress", {"PublicIp": ip})
+
+
+def test_hooks_for_describe_and_terminate_instances(sim: Sim, eng: Engine, eip_log: Path) -> None:
+    ip = run(sim, eng, "AllocateAddress")["PublicIp"]
+    vm, other = sim.vm(), sim.vm()
+    run(sim, eng, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm}"})
+    rt = runtime(sim, eng)
+    assert addresses_of_instances(rt, [vm, other]) == {vm: ip}
+    instances = [{"_id": vm, "InstanceId": f"i-{vm:08d}"}, {"_id": other}]
+    add_public_ips(rt, instances)
+    assert instances[0]["PublicIpAddress"] == ip and "PublicIpAddress" not in instances[1]
+    n = len(calls(eip_log))
+    assert disassociate_instances(rt, [vm, other]) == [ip]
+    assert calls(eip_log)[n:] == [["disassociate", ip]]
+    assert addresses_of_instances(rt) == {}
+    assert (
+        "InstanceId" not in run(sim, eng, "DescribeAddresses", {"PublicIp": [ip]})["Addresses"][0]
+    )
+    run(sim, eng, "ReleaseAddress", {"PublicIp": ip})
