@@ -258,7 +258,10 @@ def action(sim, caller, vm: dict, name: str) -> None:
             vm["steps"] = []
             finish(sim, vm)
         else:
-            raise wrong()
+            raise errors.action(
+                f'Error performing action "{name}": Could not terminate VM {vm["id"]}, wrong '
+                f"state {state_name(vm)}."
+            )
     elif name.startswith("poweroff"):
         if not (running or unknown):
             raise wrong()
@@ -325,27 +328,40 @@ def action(sim, caller, vm: dict, name: str) -> None:
         vm["resched"] = 1 if name == "resched" else 0
 
 
-def hotplug(sim, vm: dict, kind: str, check: bool = False) -> None:
-    """Enter a hotplug LCM state for one step: kind in disk, nic, snapshot, saveas.
+HOTPLUG_ERRORS = {
+    "disk_attach": "Could not attach a new disk to VM {vid}, wrong state {state}.",
+    "disk_detach": "Could not detach disk from VM {vid}, wrong state {state}.",
+    "nic_attach": "Could not add a new NIC to VM {vid}, wrong state {state}.",
+    "nic_detach": "Could not detach NIC from VM {vid}, wrong state {state}.",
+    "snapshot": "Could not create a new snapshot for VM {vid}, wrong state {state}.",
+    "saveas": "VM has to be RUNNING, POWEROFF or SUSPENDED to save disks.",
+}
+# operation -> LCM state entered from RUNNING / POWEROFF / SUSPENDED (None: not allowed)
+HOTPLUG_LCM = {
+    "disk_attach": (17, 33, None),
+    "disk_detach": (17, 34, None),
+    "nic_attach": (25, 65, None),
+    "nic_detach": (25, 65, None),
+    "snapshot": (57, 51, 54),
+    "saveas": (26, 27, 28),
+}
+
+
+def hotplug(sim, vm: dict, op: str, check: bool = False) -> None:
+    """Enter the hotplug LCM state of ``op`` for one step (see ``HOTPLUG_LCM``).
     With ``check`` only verify that the VM is in a state that allows it."""
     st, lcm = vm["state"], vm["lcm_state"]
-    ok = (st == 3 and lcm == 3) or st == 8 or (st == 5 and kind == "snapshot")
-    if check or not ok:
-        if not ok:
-            raise errors.action(
-                f"Could not perform {kind} operation on VM {vm['id']}, wrong "
-                "state " + state_name(vm) + "."
-            )
-        return
+    running, poweroff, suspended = HOTPLUG_LCM[op]
     if st == 3 and lcm == 3:
-        nxt = {"disk": 17, "nic": 25, "snapshot": 57, "saveas": 26}[kind]
-        vm["back"] = [3, 3]
-        _set(vm, 3, nxt)
+        nxt, back = running, [3, 3]
     elif st == 8:
-        nxt = {"disk": 33, "nic": 65, "snapshot": 51, "saveas": 27}[kind]
-        vm["back"] = [8, 0]
-        _set(vm, 3, nxt)
-    elif st == 5 and kind == "snapshot":
-        vm["back"] = [5, 0]
-        _set(vm, 3, 54)
+        nxt, back = poweroff, [8, 0]
+    elif st == 5 and suspended is not None:
+        nxt, back = suspended, [5, 0]
+    else:
+        raise errors.action(HOTPLUG_ERRORS[op].format(vid=vm["id"], state=state_name(vm)))
+    if check:
+        return
+    vm["back"] = back
+    _set(vm, 3, nxt)
     sim.schedule("vm", vm, "back")

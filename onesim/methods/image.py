@@ -22,6 +22,19 @@ TYPES = {
     "FILESYSTEM": 7,
 }
 TYPE_GROUPS = ({0, 1, 2}, {3, 4, 5})
+STATE_NAMES = {
+    0: "INIT",
+    1: "READY",
+    2: "USED",
+    3: "DISABLED",
+    4: "LOCKED",
+    5: "ERROR",
+    6: "CLONE",
+    7: "DELETE",
+    8: "USED",
+    9: "LOCKED_USED",
+    10: "LOCKED_USED",
+}
 STRIP = {"NAME", "TYPE", "PATH", "SOURCE", "SIZE", "PERSISTENT", "FORMAT", "FS"}
 
 
@@ -52,7 +65,8 @@ def new_image(sim, caller, tmpl: list, ds_id: int, from_vm: bool = False) -> int
     if ds["type"] == 2:
         itype = {"KERNEL": 3, "RAMDISK": 4, "CONTEXT": 5}.get(tname, 5)
     elif tname not in TYPES:
-        raise errors.allocate_error("image", f"Unknown type {tname}")  # approximate text
+        # oned 7.4 builds this text with "Unknown type " + <enum>: the type name is lost
+        raise errors.allocate_error("image", "Unknown type ")
     else:
         itype = TYPES[tname]
     path = T.get(tmpl, "PATH") or ""
@@ -73,8 +87,11 @@ def new_image(sim, caller, tmpl: list, ds_id: int, from_vm: bool = False) -> int
     iid = sim.store.new_id("image")
     now = sim.now()
     t = [[k, v] for k, v in tmpl if k not in STRIP]
-    if T.get(t, "DEV_PREFIX") is None:
-        t.append(["DEV_PREFIX", "sd"])
+    if itype in (0, 2):
+        if T.get(t, "DEV_PREFIX") is None:
+            t.append(["DEV_PREFIX", "sd"])
+    elif itype in (1, 3, 4, 5):  # CDROM and files: no DEV_PREFIX, never persistent
+        T.remove(t, "DEV_PREFIX")
     img = {
         "id": iid,
         "uid": caller.uid,
@@ -82,7 +99,9 @@ def new_image(sim, caller, tmpl: list, ds_id: int, from_vm: bool = False) -> int
         "perms": list(DEFAULT_PERMS),
         "name": name,
         "type": itype,
-        "persistent": 1 if (T.get(tmpl, "PERSISTENT") or "").upper() == "YES" else 0,
+        "persistent": 1
+        if (T.get(tmpl, "PERSISTENT") or "").upper() == "YES" and itype in (0, 2)
+        else 0,
         "regtime": now,
         "modtime": now,
         "source": source,
@@ -140,8 +159,13 @@ def clone(sim, caller, iid: int, name: str, ds_id: int = -1) -> int:
 def chtype(sim, caller, iid: int, tname: str) -> int:
     img = sim.get_auth(caller, "image", iid, "MANAGE")
     new = TYPES.get(tname.upper())
-    if new is None or not any(img["type"] in g and new in g for g in TYPE_GROUPS):
-        raise errors.action(f"Cannot change image type to {tname}")  # approximate text
+    if img["type"] in (6, 7):
+        name = [k for k, v in TYPES.items() if v == img["type"]][0]
+        raise errors.action(f"Cannot change type for{name} images.")  # sic, no space
+    if not any(img["type"] in g and new in g for g in TYPE_GROUPS):
+        raise errors.action(
+            "Cannot change image type to an incompatible type for the current datastore."
+        )
     img["type"] = new
     sim.store.put("image", img)
     return iid
@@ -150,14 +174,13 @@ def chtype(sim, caller, iid: int, tname: str) -> int:
 @method("one.image.enable", "ib")
 def enable(sim, caller, iid: int, flag: bool) -> int:
     img = sim.get_auth(caller, "image", iid, "MANAGE")
-    if flag and img["state"] == 3:
-        img["state"] = img["prev_state"] = 1
-    elif not flag and img["state"] == 1:
-        img["state"] = img["prev_state"] = 3
-    elif img["state"] != (1 if flag else 3):
-        raise errors.action(
-            f"Image cannot be {'enabled' if flag else 'disabled'} in its current state"
-        )  # approximate text
+    if img["state"] in (1, 3, 5):
+        img["state"] = img["prev_state"] = 1 if flag else 3
+    else:
+        raise errors.internal(
+            f"Could not {'enable' if flag else 'disable'} image: Image cannot be in state "
+            f"{STATE_NAMES.get(img['state'], '')}."
+        )
     sim.store.put("image", img)
     return iid
 
@@ -165,8 +188,13 @@ def enable(sim, caller, iid: int, flag: bool) -> int:
 @method("one.image.persistent", "ib")
 def persistent(sim, caller, iid: int, flag: bool) -> int:
     img = sim.get_auth(caller, "image", iid, "MANAGE")
-    if img["vms"] or img["state"] not in (1, 3):
-        raise errors.action("Cannot change persistent state of an image in use or locked")
+    if flag and img["type"] in (3, 4, 5):
+        raise errors.action("KERNEL, RAMDISK and CONTEXT must be non-persistent")
+    if img["state"] in (2, 6, 8, 9, 10):
+        raise errors.internal(
+            f"Could not make image {'persistent' if flag else 'non-persistent'}: Image cannot "
+            f"be in state {STATE_NAMES[img['state']]}."
+        )
     img["persistent"] = 1 if flag else 0
     sim.store.put("image", img)
     return iid

@@ -127,23 +127,28 @@ def login(sim, caller, username: str, token: str, valid: int, egid: int = -1) ->
         raise errors.no_exists("user", -1)
     authorize(caller, u, "user", "MANAGE", sim.acls)
     now = sim.now()
-    toks = [t for t in u.get("tokens", []) if t["expire"] == -1 or t["expire"] > now]
-    if valid == 0:
-        u["tokens"] = [t for t in toks if token and t["token"] != token]
+    toks = list(u.get("tokens", []))
+    if valid == 0:  # reset one token, or all of them
+        if not token:
+            toks = []
+        elif any(t["token"] == token for t in toks):
+            toks = [t for t in toks if t["token"] != token]
+        else:
+            raise errors.api(f"Could not find token: {token}")
+        u["tokens"] = toks
         sim.sessions = {k: v for k, v in sim.sessions.items() if v[0] != u["id"]}
         sim.store.put("user", u)
         return token
-    if egid != -1 and egid not in u["groups"]:
-        raise errors.action(f"EGID {egid} is not a group of the user")  # approximate text
-    expire = -1 if valid == -1 else now + valid
-    existing = [t for t in toks if token and t["token"] == token]
-    if existing:
-        existing[0]["expire"], existing[0]["egid"] = expire, egid
-    else:
-        if len(toks) >= MAX_TOKENS:
-            raise errors.action("Max number of tokens limit reached.")
-        token = token or sha256_hex(os.urandom(32).hex())
-        toks.append({"token": token, "expire": expire, "egid": egid})
+    if egid != -1 and not caller.admin and (egid not in u["groups"] or egid not in caller.groups):
+        raise errors.api("EGID is not in user group list")
+    if egid == -1 and sorted(u["groups"]) != sorted(caller.groups) and caller.uid == u["id"]:
+        raise errors.api("Cannot create a full token with a specific group token")
+    toks = [t for t in toks if t["expire"] == -1 or t["expire"] > now]  # reset_expired()
+    if len(toks) >= MAX_TOKENS:
+        raise errors.api("Max number of tokens limit reached.")
+    token = token or sha256_hex(os.urandom(32).hex())
+    if not any(t["token"] == token for t in toks):  # std::map insert keeps an existing key
+        toks.append({"token": token, "expire": -1 if valid == -1 else now + valid, "egid": egid})
     u["tokens"] = toks
     sim.store.put("user", u)
     return token

@@ -85,9 +85,9 @@ def attach(sim, caller, vid: int, tmpl: str) -> int:
     if not disks:
         raise errors.action("No DISK attribute in template")  # approximate text
     d = {k: v for k, v in disks[0]}
-    lifecycle.hotplug(sim, vm, "disk", check=True)
+    lifecycle.hotplug(sim, vm, "disk_attach", check=True)
     img = vmbuild._find_image(sim, caller, d) if ("IMAGE_ID" in d or "IMAGE" in d) else None
-    lifecycle.hotplug(sim, vm, "disk")
+    lifecycle.hotplug(sim, vm, "disk_attach")
     did = _next_id(vm, "DISK", "DISK_ID")
     used = {T.vget(x, "TARGET") for x in T.get_vec(vm["template"], "DISK")}
     used |= {T.vget(x, "TARGET") for x in T.get_vec(vm["template"], "CONTEXT")}
@@ -108,10 +108,11 @@ def attach(sim, caller, vid: int, tmpl: str) -> int:
 @method("one.vm.detach", "ii")
 def detach(sim, caller, vid: int, disk_id: int) -> int:
     vm = sim.get_auth(caller, "vm", vid, "MANAGE")
+    lifecycle.hotplug(sim, vm, "disk_detach", check=True)
     disks = [v for k, v in vm["template"] if k == "DISK" and T.vget(v, "DISK_ID") == str(disk_id)]
     if not disks:
-        raise errors.action(f"Could not detach disk with DISK_ID {disk_id}, it does not exist.")
-    lifecycle.hotplug(sim, vm, "disk")
+        raise errors.action(f"Disk {disk_id} does not exist")
+    lifecycle.hotplug(sim, vm, "disk_detach")
     vm["template"] = [p for p in vm["template"] if not (p[0] == "DISK" and p[1] is disks[0])]
     if T.vget(disks[0], "IMAGE_ID") is not None:
         lifecycle.release_image(sim, int(T.vget(disks[0], "IMAGE_ID")), vid)
@@ -126,7 +127,7 @@ def attachnic(sim, caller, vid: int, tmpl: str) -> int:
     if not nics:
         raise errors.action("No NIC attribute in template")  # approximate text
     n = {k: v for k, v in nics[0]}
-    lifecycle.hotplug(sim, vm, "nic", check=True)
+    lifecycle.hotplug(sim, vm, "nic_attach", check=True)
     vn = vmbuild._find_vnet(sim, caller, n)
     ar, ip, mac = leases.allocate(vn, vid, n.get("IP"))
     i = _next_id(vm, "NIC", "NIC_ID")
@@ -145,7 +146,7 @@ def attachnic(sim, caller, vid: int, tmpl: str) -> int:
         ["TARGET", f"one-{vid}-{i}"],
         ["VN_MAD", vn["vn_mad"]],
     ]
-    lifecycle.hotplug(sim, vm, "nic")
+    lifecycle.hotplug(sim, vm, "nic_attach")
     vm["template"].append(["NIC", nic])
     sim.store.put("vnet", vn)
     sim.store.put("vm", vm)
@@ -155,10 +156,11 @@ def attachnic(sim, caller, vid: int, tmpl: str) -> int:
 @method("one.vm.detachnic", "ii")
 def detachnic(sim, caller, vid: int, nic_id: int) -> int:
     vm = sim.get_auth(caller, "vm", vid, "MANAGE")
+    lifecycle.hotplug(sim, vm, "nic_detach", check=True)
     nics = [v for k, v in vm["template"] if k == "NIC" and T.vget(v, "NIC_ID") == str(nic_id)]
     if not nics:
         raise errors.action(f"Could not detach NIC with NIC_ID {nic_id}, it does not exist.")
-    lifecycle.hotplug(sim, vm, "nic")
+    lifecycle.hotplug(sim, vm, "nic_detach")
     nic = nics[0]
     vn = sim.store.get("vnet", int(T.vget(nic, "NETWORK_ID", "-1")))
     if vn is not None:
@@ -177,7 +179,7 @@ def detachnic(sim, caller, vid: int, nic_id: int) -> int:
 def disksnapshotcreate(sim, caller, vid: int, disk_id: int, name: str) -> int:
     vm = sim.get_auth(caller, "vm", vid, "MANAGE")
     if not any(T.vget(v, "DISK_ID") == str(disk_id) for v in T.get_vec(vm["template"], "DISK")):
-        raise errors.action(f"Disk id {disk_id} does not exist")  # approximate text
+        raise errors.action("VM disk does not exist")
     lifecycle.hotplug(sim, vm, "snapshot")
     snaps = vm.setdefault("disk_snaps", {})
     sid = snaps.get(str(disk_id), 0)
@@ -191,9 +193,10 @@ def disksaveas(sim, caller, vid: int, disk_id: int, name: str, itype: str, snap:
     from .image import new_image
 
     vm = sim.get_auth(caller, "vm", vid, "MANAGE")
+    lifecycle.hotplug(sim, vm, "saveas", check=True)
     disks = [v for v in T.get_vec(vm["template"], "DISK") if T.vget(v, "DISK_ID") == str(disk_id)]
     if not disks:
-        raise errors.action(f"VM disk does not exist, DISK_ID: {disk_id}")  # approximate text
+        raise errors.action("VM disk does not exist")
     src = sim.store.get("image", int(T.vget(disks[0], "IMAGE_ID", "-1")))
     ds_id = src["ds_id"] if src else 1
     size = int(T.vget(disks[0], "SIZE", "0") or 0)

@@ -145,7 +145,7 @@ def test_login_tokens(sim, one: One) -> None:
     for _ in range(9):
         assert one("one.user.login", "demo:demo", "demo", "", 60)[0]
     r = one("one.user.login", "demo:demo", "demo", "", 60)
-    assert r[:3] == [False, "[one.user.login] Max number of tokens limit reached.", 2048]
+    assert r[:3] == [False, "[one.user.login] Max number of tokens limit reached.", 4096]
     # revoke all
     assert one("one.user.login", "demo:demo", "demo", "", 0)[0]
     assert "<LOGIN_TOKEN>" not in one("one.user.info", "demo:demo", -1)[1]

@@ -76,8 +76,24 @@ def test_refusals(one: One) -> None:
         one("one.vm.action", D, "shutdown", vid)[1]
         == '[one.vm.action] Action "shutdown" is not supported'
     )
+    assert one("one.vm.attach", D, vid, 'DISK=[IMAGE_ID="0"]') == [
+        False,
+        f"[one.vm.attach] Could not attach a new disk to VM {vid}, wrong state HOLD.",
+        2048,
+        -1,
+        -1,
+    ]
+    assert one("one.vm.detachnic", D, vid, 0)[1] == (
+        f"[one.vm.detachnic] Could not detach NIC from VM {vid}, wrong state HOLD."
+    )
+    assert one("one.vm.disksaveas", D, vid, 0, "x", "", -1)[1] == (
+        "[one.vm.disksaveas] VM has to be RUNNING, POWEROFF or SUSPENDED to save disks."
+    )
     assert one("one.vm.action", D, "release", vid)[0]
     assert st(one, vid) == (3, 3)
+    assert one("one.vm.disksnapshotcreate", D, vid, 5, "s")[1] == (
+        "[one.vm.disksnapshotcreate] VM disk does not exist"
+    )
     assert one("one.vm.action", D, "release", vid)[1].endswith("not available for state RUNNING")
 
 
@@ -110,10 +126,22 @@ def test_image_rules(one: One, sim, tmp_path: Path) -> None:
     r = one("one.image.allocate", D, 'NAME="g"\nPATH="/nonexistent/x.img"\n', 1)
     assert r[0] is False and r[2] == 8192 and "Cannot determine image SIZE" in r[1]
     assert one("one.image.chtype", D, iid, "DATABLOCK") == [True, iid, 0]
-    assert one("one.image.chtype", D, iid, "KERNEL")[2] == 2048
+    assert one("one.image.chtype", D, iid, "KERNEL") == [
+        False,
+        "[one.image.chtype] Cannot change image type to an incompatible type for the "
+        "current datastore.",
+        2048,
+        -1,
+        -1,
+    ]
     assert one("one.image.persistent", D, iid, True) == [True, iid, 0]
     vid = one("one.vm.allocate", D, f'MEMORY="8"\nDISK=[IMAGE_ID="{iid}"]')[1]
     assert image_state(one, iid) == 8  # USED_PERS
+    assert one("one.image.persistent", D, iid, False)[1:3] == [
+        "[one.image.persistent] Could not make image non-persistent: Image cannot be in state "
+        "USED.",
+        8192,
+    ]
     assert one("one.vm.allocate", D, f'MEMORY="8"\nDISK=[IMAGE_ID="{iid}"]')[2] == 8192
     assert one("one.image.delete", D, iid)[1] == (
         "[one.image.delete] Cannot delete image. There are 1 VMs using it."
@@ -187,6 +215,15 @@ def test_positive_speed(tmp_path: Path) -> None:
             if cur != seen[-1]:
                 seen.append(cur)
         assert seen == [(1, 0), (3, 1), (3, 2), (3, 3)]
+        v2 = one("one.vm.allocate", D, 'MEMORY="8"')[1]
+        while st(one, v2) != (3, 1) and time.time() < deadline + 2:
+            time.sleep(0.01)
+        msg = one("one.vm.action", D, "terminate", v2)[1]
+        assert re.fullmatch(
+            r'\[one.vm.action\] Error performing action "terminate": Could not terminate VM '
+            rf"{v2}, wrong state (PROLOG|BOOT)\.",
+            msg,
+        ), msg
         assert one("one.vm.action", D, "terminate", vid)[0]
         seen = [st(one, vid)]
         while seen[-1] != (6, 0) and time.time() < deadline + 5:
