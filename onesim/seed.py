@@ -146,7 +146,12 @@ def demo(sim: Sim) -> None:
             "ds_id": 1,
             "vms": [],
             "steps": [],
-            "template": [["DESCRIPTION", "ttylinux demo image"], ["DEV_PREFIX", "sd"]],
+            # Registered as an AMI, so the demo can launch it at once (RegisterImage sets the same).
+            "template": [
+                ["DESCRIPTION", "ttylinux demo image"],
+                ["DEV_PREFIX", "sd"],
+                ["EC2_AMI", "YES"],
+            ],
         },
     )
     sim.store.set_meta("next_image", 1)
