@@ -83,8 +83,11 @@ def pool_filter(
     acls = list(acls)
     kind_acl = caller.admin or acl_allows(acls, caller, kind, "USE")
 
-    def visible(o: dict) -> bool:
-        return kind_acl or allowed(caller, o, kind, "USE")
+    def visible(o: dict) -> bool:  # PoolSQL::usr_filter: owner, other_u, group_u, ACLs
+        if kind_acl or o["uid"] == caller.uid:
+            return True
+        p = o.get("perms", DEFAULT_PERMS)
+        return bool(p[6] or (p[3] and o["gid"] in caller.groups))
 
     uid, groups = caller.uid, caller.groups
     if flag == -3:
