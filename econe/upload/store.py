@@ -1,0 +1,237 @@
+"""Upload temp files: written off the event loop, and removed exactly when they are not needed.
+
+`TempUpload` writes one upload into `:tmpdir:` in batches on a worker thread (one batch in
+flight while the next is received, so memory stays at about two batches), hashes it with
+SHA-256 on the way and leaves all-zero blocks as holes (a sparse copy of a sparse image).
+
+`UploadJanitor` owns temp files once OpenNebula has been given their path: it polls
+`one.image.info` with backoff and removes the file when the image leaves LOCKED (READY, ERROR,
+or any other state: the datastore driver is done with it), when the image is gone, or after
+`COPY_TIMEOUT` seconds. `sweep()` removes leftovers of a previous gateway process (crash,
+restart) by age, so no file outlives `COPY_TIMEOUT` by much even without a watcher.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+log = logging.getLogger("econe.upload")
+
+PREFIX = "econe-upload-"
+BATCH = 1024 * 1024  # bytes handed to the writer thread at once
+BLOCK = 64 * 1024  # sparse granularity: an all-zero block of this size becomes a hole
+_ZERO = bytes(BLOCK)
+
+# How long a temp file is kept for OpenNebula's datastore driver to copy it, at most. The copy
+# of a large image over a slow datastore can take long; a file older than this is assumed
+# abandoned (the image never left LOCKED, or the watcher was lost with its process).
+COPY_TIMEOUT = 6 * 3600.0
+POLL_FIRST = 0.5  # first image.info poll after the allocation, seconds
+POLL_MAX = 15.0  # polls back off (x1.5) up to this interval
+
+# Image states (include/Image.h): still being copied while INIT or LOCKED.
+_COPYING = {0, 4}
+
+
+def _remove(path: str) -> bool:
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        log.error("cannot remove upload temp file %s: %s", path, exc.strerror)
+        return False
+
+
+class TempUpload:
+    """One upload's temp file. `await write(chunk)` … `await finish()` → (sha256, size).
+
+    `discard()` removes the file (idempotent, synchronous, safe in `finally`)."""
+
+    def __init__(self, tmpdir: str | os.PathLike, max_size: int):
+        self.tmpdir = Path(tmpdir)
+        self.max_size = max_size
+        self.size = 0
+        self.path: str | None = None
+        self._fd: int | None = None
+        self._hash = hashlib.sha256()
+        self._batch: list[bytes] = []
+        self._batched = 0
+        self._written = 0  # file offset of the next batch
+        self._pending: asyncio.Future | None = None
+
+    async def open(self) -> str:
+        loop = asyncio.get_running_loop()
+        self._fd, self.path = await loop.run_in_executor(None, self._open)
+        return self.path
+
+    def _open(self) -> tuple[int, str]:
+        self.tmpdir.mkdir(parents=True, exist_ok=True)
+        return tempfile.mkstemp(prefix=PREFIX, suffix=".img", dir=self.tmpdir)
+
+    def too_large(self, more: int) -> bool:
+        return self.size + more > self.max_size
+
+    async def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self.size += len(data)
+        self._batch.append(data)
+        self._batched += len(data)
+        if self._batched >= BATCH:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if self._pending is not None:  # at most one batch in flight
+            pending, self._pending = self._pending, None
+            await pending
+        if not self._batch:
+            return
+        data = b"".join(self._batch) if len(self._batch) > 1 else self._batch[0]
+        self._batch, self._batched = [], 0
+        offset, self._written = self._written, self._written + len(data)
+        loop = asyncio.get_running_loop()
+        self._pending = loop.run_in_executor(None, self._write_at, data, offset)
+
+    def _write_at(self, data: bytes, offset: int) -> None:
+        assert self._fd is not None
+        self._hash.update(data)  # releases the GIL for large buffers
+        view = memoryview(data)
+        for start in range(0, len(data), BLOCK):
+            piece = view[start : start + BLOCK]
+            if piece == _ZERO[: len(piece)]:
+                continue  # leave a hole
+            done = 0
+            while done < len(piece):
+                done += os.pwrite(self._fd, piece[done:], offset + start + done)
+
+    async def finish(self) -> tuple[str, int]:
+        """Write what is left, set the final length (trailing holes), close the file."""
+        await self._flush()
+        await self._flush()  # wait for the last batch
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self._close, True)
+        return self._hash.hexdigest(), self.size
+
+    def _close(self, truncate: bool = False) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            if truncate:
+                os.ftruncate(fd, self._written)
+        finally:
+            os.close(fd)
+
+    def discard(self) -> None:
+        """Close and remove the file now (any failure, disconnect or duplicate)."""
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.done():
+            # a batch is being written on a worker thread: close and remove when it is done
+            pending.add_done_callback(lambda _f: self.discard())
+            return
+        self._close()
+        if self.path is not None:
+            _remove(self.path)
+
+    def release(self) -> str:
+        """Hand the closed file over (to the janitor); `discard()` no longer touches it."""
+        assert self._fd is None and self.path is not None
+        path, self.path = self.path, None
+        return path
+
+
+StateProbe = Callable[[], int | None]  # image state, or None if the image is gone; may raise
+
+
+class UploadJanitor:
+    """Removes temp files when OpenNebula no longer needs them; one per gateway app."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float = COPY_TIMEOUT,
+        poll_first: float = POLL_FIRST,
+        poll_max: float = POLL_MAX,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.timeout = timeout
+        self.poll_first = poll_first
+        self.poll_max = poll_max
+        self._clock = clock
+        self._tasks: set[asyncio.Task] = set()
+
+    @property
+    def watching(self) -> int:
+        return len(self._tasks)
+
+    def watch(self, path: str, image_id: int, probe: StateProbe) -> asyncio.Task:
+        """Remove `path` once image `image_id` is copied (polled with `probe` on a thread)."""
+        task = asyncio.get_running_loop().create_task(self._watch(path, image_id, probe))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _watch(self, path: str, image_id: int, probe: StateProbe) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = self._clock() + self.timeout
+        delay = self.poll_first
+        try:
+            while True:
+                await asyncio.sleep(min(delay, max(0.0, deadline - self._clock())))
+                try:
+                    state = await loop.run_in_executor(None, probe)
+                except Exception as exc:  # noqa: BLE001 - oned down: keep the file, retry
+                    log.warning("image %d: state poll failed (%s); retrying", image_id, exc)
+                else:
+                    if state is None or state not in _COPYING:
+                        what = "gone" if state is None else f"in state {state}"
+                        log.info("image %d %s: removing its upload file %s", image_id, what, path)
+                        return
+                if self._clock() >= deadline:
+                    log.warning(
+                        "image %d still not copied after %.0f s: removing its upload file %s",
+                        image_id,
+                        self.timeout,
+                        path,
+                    )
+                    return
+                delay = min(delay * 1.5, self.poll_max)
+        finally:
+            # Also on cancellation (shutdown) the file goes only if the copy finished; a
+            # cancelled watcher leaves it to sweep() after COPY_TIMEOUT.
+            if not asyncio.current_task().cancelling():  # type: ignore[union-attr]
+                await loop.run_in_executor(None, _remove, path)
+
+    async def wait(self) -> None:
+        """Until every watcher finished (tests, orderly shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+
+    def sweep(self, tmpdir: str | os.PathLike, now: float | None = None) -> list[str]:
+        """Remove `econe-upload-*` files in `tmpdir` not modified for `timeout` seconds."""
+        now = time.time() if now is None else now
+        removed = []
+        with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+            for entry in os.scandir(tmpdir):
+                if not entry.name.startswith(PREFIX) or not entry.is_file(follow_symlinks=False):
+                    continue
+                with contextlib.suppress(FileNotFoundError):
+                    if now - entry.stat(follow_symlinks=False).st_mtime > self.timeout:
+                        if _remove(entry.path):
+                            log.warning("removed stale upload file %s", entry.path)
+                            removed.append(entry.path)
+        return removed
