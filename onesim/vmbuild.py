@@ -197,11 +197,19 @@ def acquire_image(sim, img: dict, vid: int) -> None:
 
 def build(sim, caller, tmpl: list, vid: int, hold: bool, template_id: int | None = None) -> dict:
     """Validate and expand ``tmpl`` for new VM ``vid``; leases and images are taken."""
+    # VirtualMachine::insert: MEMORY, then CPU (both required), then VCPU if present
     if not _positive_int(T.get(tmpl, "MEMORY")):
         raise errors.internal("MEMORY attribute must be a positive integer value.")
-    cpu = T.get(tmpl, "CPU")
-    if cpu is not None and not _positive_float(cpu):
+    if not _positive_float(T.get(tmpl, "CPU")):
         raise errors.internal("CPU attribute must be a positive float or integer value.")
+    vcpu = T.get(tmpl, "VCPU")
+    if vcpu not in (None, "") and not _positive_int(vcpu):
+        raise errors.internal("VCPU attribute must be a positive integer value.")
+    tmpl = [list(p) for p in tmpl]
+    T.tset(tmpl, "MEMORY", str(int(T.get(tmpl, "MEMORY"))))
+    T.tset(tmpl, "CPU", f"{float(T.get(tmpl, 'CPU')):g}")
+    if vcpu not in (None, ""):
+        T.tset(tmpl, "VCPU", str(int(vcpu)))
     disks_in = [{k: v for k, v in d} for d in T.get_vec(tmpl, "DISK")]
     nics_in = [{k: v for k, v in n} for n in T.get_vec(tmpl, "NIC")]
     images = [

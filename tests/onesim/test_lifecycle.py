@@ -60,7 +60,7 @@ def test_speed0_full_cycle(one: One, sim) -> None:
 
 
 def test_refusals(one: One) -> None:
-    vid = one("one.vm.allocate", D, 'MEMORY="8"', True)[1]
+    vid = one("one.vm.allocate", D, 'MEMORY="8"\nCPU="1"', True)[1]
     assert st(one, vid) == (2, 0)
     for action in ("poweroff", "resume", "reboot", "stop", "suspend", "undeploy", "hold"):
         r = one("one.vm.action", D, action, vid)
@@ -99,7 +99,9 @@ def test_refusals(one: One) -> None:
 
 def test_hotplug_and_disks(one: One, sim) -> None:
     vid = one(
-        "one.vm.allocate", D, 'MEMORY="64"\nNIC=[NETWORK="private"]\nCONTEXT=[NETWORK="YES"]'
+        "one.vm.allocate",
+        D,
+        'MEMORY="64"\nCPU="1"\nNIC=[NETWORK="private"]\nCONTEXT=[NETWORK="YES"]',
     )[1]
     assert one("one.vm.attach", D, vid, 'DISK=[IMAGE_ID="0"]') == [True, vid, 0]
     xml = one("one.vm.info", D, vid)[1]
@@ -135,14 +137,14 @@ def test_image_rules(one: One, sim, tmp_path: Path) -> None:
         -1,
     ]
     assert one("one.image.persistent", D, iid, True) == [True, iid, 0]
-    vid = one("one.vm.allocate", D, f'MEMORY="8"\nDISK=[IMAGE_ID="{iid}"]')[1]
+    vid = one("one.vm.allocate", D, f'MEMORY="8"\nCPU="1"\nDISK=[IMAGE_ID="{iid}"]')[1]
     assert image_state(one, iid) == 8  # USED_PERS
     assert one("one.image.persistent", D, iid, False)[1:3] == [
         "[one.image.persistent] Could not make image non-persistent: Image cannot be in state "
         "USED.",
         8192,
     ]
-    assert one("one.vm.allocate", D, f'MEMORY="8"\nDISK=[IMAGE_ID="{iid}"]')[2] == 8192
+    assert one("one.vm.allocate", D, f'MEMORY="8"\nCPU="1"\nDISK=[IMAGE_ID="{iid}"]')[2] == 8192
     assert one("one.image.delete", D, iid)[1] == (
         "[one.image.delete] Cannot delete image. There are 1 VMs using it."
     )
@@ -191,7 +193,7 @@ def test_networks(one: One, sim) -> None:
     assert xml.count("<AR>") == 2 and "<DESCRIPTION><![CDATA[d]]>" in xml
     for ip in ("10.9.0.1", "10.9.0.2", "10.9.1.1"):
         assert one("one.vn.hold", A, nid, f'LEASES=[IP="{ip}"]')[0]
-    r = one("one.vm.allocate", A, f'MEMORY="8"\nNIC=[NETWORK_ID="{nid}"]')
+    r = one("one.vm.allocate", A, f'MEMORY="8"\nCPU="1"\nNIC=[NETWORK_ID="{nid}"]')
     assert r == [
         False,
         f"[one.vm.allocate] Cannot get IP/MAC lease from virtual network {nid}.",
@@ -206,7 +208,7 @@ def test_positive_speed(tmp_path: Path) -> None:
     s = SimServer(str(tmp_path / "s"), port=0, speed=0.15).start()
     try:
         one = One(s.url)
-        vid = one("one.vm.allocate", D, 'MEMORY="8"\nNIC=[NETWORK_ID="0"]')[1]
+        vid = one("one.vm.allocate", D, 'MEMORY="8"\nCPU="1"\nNIC=[NETWORK_ID="0"]')[1]
         seen = [st(one, vid)]
         deadline = time.time() + 5
         while seen[-1] != (3, 3) and time.time() < deadline:
@@ -215,7 +217,7 @@ def test_positive_speed(tmp_path: Path) -> None:
             if cur != seen[-1]:
                 seen.append(cur)
         assert seen == [(1, 0), (3, 1), (3, 2), (3, 3)]
-        v2 = one("one.vm.allocate", D, 'MEMORY="8"')[1]
+        v2 = one("one.vm.allocate", D, 'MEMORY="8"\nCPU="1"')[1]
         while st(one, v2) != (3, 1) and time.time() < deadline + 2:
             time.sleep(0.01)
         msg = one("one.vm.action", D, "terminate", v2)[1]
@@ -250,3 +252,20 @@ def test_speed_from_environment(tmp_path: Path, monkeypatch, speed: str) -> None
     finally:
         s.httpd.server_close()
         s.sim.store.close()
+
+
+def test_allocate_validation(one: One) -> None:
+    r = one("one.vm.allocate", D, 'MEMORY="8"', False)
+    assert r == [
+        False,
+        "[one.vm.allocate] CPU attribute must be a positive float or integer value.",
+        8192,
+        -1,
+        -1,
+    ]
+    r = one("one.vm.allocate", D, 'MEMORY="8"\nCPU="1"\nVCPU="x"', False)
+    assert r[1] == "[one.vm.allocate] VCPU attribute must be a positive integer value."
+    vid = one("one.vm.allocate", D, 'MEMORY="08"\nCPU="1.50"', True)[1]
+    xml = one("one.vm.info", D, vid)[1]
+    assert "<CPU><![CDATA[1.5]]></CPU>" in xml and "<MEMORY><![CDATA[8]]></MEMORY>" in xml
+    assert f"<NAME>one-{vid}</NAME>" in xml

@@ -61,7 +61,7 @@ def test_other_users_image_and_network(two: One, sim) -> None:
     )
     assert ids(two("one.vnpool.info", "demo:demo", -2, -1, -1)[1], "VNET") == [0]
     # a VM cannot use a network the user may not use
-    r = two("one.vm.allocate", "demo:demo", 'MEMORY="64"\nNIC=[NETWORK_ID="1"]', False)
+    r = two("one.vm.allocate", "demo:demo", 'MEMORY="64"\nCPU="1"\nNIC=[NETWORK_ID="1"]', False)
     assert r == [
         False,
         "[one.vm.allocate] User [2] : Not authorized to perform USE NET [1].",
@@ -70,7 +70,7 @@ def test_other_users_image_and_network(two: One, sim) -> None:
         -1,
     ]
     # nor someone else's image
-    r = two("one.vm.allocate", BOB, 'MEMORY="64"\nDISK=[IMAGE_ID="0"]', False)
+    r = two("one.vm.allocate", BOB, 'MEMORY="64"\nCPU="1"\nDISK=[IMAGE_ID="0"]', False)
     assert r[2] == 512 and r[1].endswith("USE IMAGE [0].")
 
 
@@ -91,8 +91,11 @@ def test_group_shared_objects(two: One, sim) -> None:
 
 def test_filters_ranges_and_pagination(one: One, sim) -> None:
     A, D = sim.one_auth, "demo:demo"
-    vms = [one("one.vm.allocate", D, f'NAME="v{i}"\nMEMORY="8"', True)[1] for i in range(6)]
-    admin_vm = one("one.vm.allocate", A, 'NAME="adm"\nMEMORY="8"', True)[1]
+    vms = [
+        one("one.vm.allocate", D, f'NAME="v{i}"\nMEMORY="8"\nCPU="1"\nCPU="1"', True)[1]
+        for i in range(6)
+    ]
+    admin_vm = one("one.vm.allocate", A, 'NAME="adm"\nMEMORY="8"\nCPU="1"', True)[1]
 
     def pool(session: str, *args: int) -> list[int]:
         return ids(one("one.vmpool.info", session, *args)[1].replace("<VM>", "<VM><X>"), "X")

@@ -57,7 +57,7 @@ def test_restart_keeps_everything(tmp_path: Path) -> None:
         assert "<VM><![CDATA[-1]]></VM>" in one("one.vn.info", s2.one_auth, 1)[1]
         assert one("one.user.info", f"demo:{tok}", -1)[0]
         # id counters continue
-        assert one("one.vm.allocate", "demo:demo", 'MEMORY="8"', True)[1] == vid + 1
+        assert one("one.vm.allocate", "demo:demo", 'MEMORY="8"\nCPU="1"', True)[1] == vid + 1
         assert one("one.vn.hold", s2.one_auth, 1, 'LEASES=[IP="198.51.100.7"]')[0] is False
     finally:
         s2.stop()

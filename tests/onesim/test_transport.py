@@ -76,7 +76,9 @@ def test_malformed_call(sim) -> None:
 
 
 def test_xml_escaping_of_bodies(one: One) -> None:
-    r = one("one.vm.allocate", "demo:demo", 'NAME="a<b>&c"\nMEMORY="8"\nNOTE="x]]>y"', True)
+    r = one(
+        "one.vm.allocate", "demo:demo", 'NAME="a<b>&c"\nMEMORY="8"\nCPU="1"\nNOTE="x]]>y"', True
+    )
     xml = one("one.vm.info", "demo:demo", r[1])[1]
     assert "<NAME>a&lt;b&gt;&amp;c</NAME>" in xml
     assert "<NOTE><![CDATA[x]]]]><![CDATA[>y]]></NOTE>" in xml
