@@ -84,6 +84,9 @@ def start_logged(tmp: Path, registry: SecretRegistry, extra: list[str] | None = 
     registry.add(demo.one_auth().split(":", 1)[1], "oneadmin password")
     ec2_auth = (demo.state_dir / ".one" / "ec2_auth").read_text().strip()
     registry.add(ec2_auth.split(":", 1)[1], "serveradmin password")
+    # The attacks are RunInstances of the demo image; make sure it is an AMI (EC2_AMI=YES),
+    # whether or not the demo seed already registered it.
+    admin.call("one.image.update", 0, 'EC2_AMI="YES"', 1)
     return proc, demo, admin
 
 
@@ -128,3 +131,146 @@ def pytest_report_header(config):
     if os.geteuid() == 0:
         return "security suite: running as root (nginx runs single-process, no privilege drop)"
     return None
+
+
+# ----------------------------------------------------------------------- TLS fronts (nginx)
+
+
+@dataclass
+class Stack:
+    """econe (`run --simulator`, :trusted_proxies: [127.0.0.2]) behind nginx on loopback."""
+
+    demo: Demo
+    admin: OneAdmin
+    nginx: object
+    pki: object
+    front: str  # https://localhost:<nginx port>
+    proc: object
+
+    @property
+    def econe(self) -> str:
+        return self.demo.url
+
+    def tls(self, client: str | None = None):
+        import ssl
+
+        ctx = ssl.create_default_context(cafile=str(self.pki.ca))
+        if client:
+            ident = self.pki.clients[client]
+            ctx.load_cert_chain(ident.cert, ident.key)
+        return ctx
+
+    def close(self) -> None:
+        self.nginx.stop()
+        stop_demo(self.proc)
+
+
+PROXY_SOURCE = "127.0.0.2"
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory, secrets_used):
+    from tests.security.tls import make_pki
+
+    made = make_pki(tmp_path_factory.mktemp("pki"))
+    for ident in made.clients.values():
+        secrets_used.add(ident.key.read_text().split("-----")[2].split()[0], "client key")
+    return made
+
+
+def start_stack(
+    tmp: Path, registry: SecretRegistry, pki, site: str, auth: str, **values: str
+) -> Stack:
+    from tests.security.tls import Nginx, free_port, nginx_available
+
+    if not nginx_available():
+        pytest.skip("nginx is not installed (.ci/run installs nginx-light)")
+    port = free_port()
+    front = f"https://localhost:{port}"
+    conf = tmp / "econe.conf"
+    conf.write_text(
+        f":auth: {auth}\n:ssl_server: {front}/\n:trusted_proxies:\n  - {PROXY_SOURCE}\n"
+    )
+    (tmp / "econe").mkdir()
+    proc, demo, admin = start_logged(tmp / "econe", registry, extra=["--config", str(conf)])
+    try:
+        nginx = Nginx(
+            tmp / "nginx",
+            site,
+            {
+                "LISTEN": f"127.0.0.1:{port}",
+                "SERVER_NAME": "localhost",
+                "SERVER_CERT": str(pki.server.cert),
+                "SERVER_KEY": str(pki.server.key),
+                "ECONE": f"127.0.0.1:{demo.port}",
+                "PROXY_SOURCE": PROXY_SOURCE,
+                **values,
+            },
+        ).start()
+    except BaseException:
+        stop_demo(proc)
+        raise
+    return Stack(demo, admin, nginx, pki, front, proc)
+
+
+@pytest.fixture(scope="session")
+def tls_stack(tmp_path_factory, secrets_used, pki):
+    """:auth: ec2 behind docs/nginx/econe-tls.conf."""
+    stack = start_stack(tmp_path_factory.mktemp("tls"), secrets_used, pki, "econe-tls.conf", "ec2")
+    yield stack
+    stack.close()
+
+
+@pytest.fixture(scope="session")
+def x509_stack(tmp_path_factory, secrets_used, pki):
+    """:auth: x509 behind docs/nginx/econe-x509.conf. The demo user (uid 2, owner of the demo
+    AMI) becomes the x509 user of alice's certificate; bob is an x509 user who owns nothing;
+    mallory's DN is unknown to OpenNebula."""
+    stack = start_stack(
+        tmp_path_factory.mktemp("x509"),
+        secrets_used,
+        pki,
+        "econe-x509.conf",
+        "x509",
+        CLIENT_CA=str(pki.ca),
+    )
+    try:
+        stack.admin.call("one.user.chauth", 2, "x509", pki.clients["alice"].dn)
+        stack.admin.create_user(new_name("bob"), pki.clients["bob"].dn, "x509")
+    except BaseException:
+        stack.close()
+        raise
+    yield stack
+    stack.close()
+
+
+REMOTE_USERS = {"demo": "demo-basic-pw-6b1f", "eve": "eve-basic-pw-93ac"}
+
+
+@pytest.fixture(scope="session")
+def remote_stack(tmp_path_factory, secrets_used, pki):
+    """:auth: remote behind docs/nginx/econe-remote.conf (HTTP Basic). `demo` (owner of the
+    demo AMI) becomes a public user whose PASSWORD is its name; so does `eve`, who owns nothing."""
+    import base64
+    import hashlib as _hashlib
+
+    tmp = tmp_path_factory.mktemp("remote")
+    lines = []
+    for name, password in REMOTE_USERS.items():
+        salt = os.urandom(4)
+        digest = _hashlib.sha1(password.encode() + salt).digest()
+        lines.append(f"{name}:{{SSHA}}{base64.b64encode(digest + salt).decode()}")
+        secrets_used.add(password, f"basic-auth password of {name}")
+    htpasswd = tmp / "htpasswd"
+    htpasswd.write_text("\n".join(lines) + "\n")
+    stack = start_stack(
+        tmp, secrets_used, pki, "econe-remote.conf", "remote", HTPASSWD=str(htpasswd)
+    )
+    try:
+        stack.admin.call("one.user.chauth", 2, "public", "demo")
+        stack.admin.create_user("eve", "eve", "public")
+    except BaseException:
+        stack.close()
+        raise
+    yield stack
+    stack.close()

@@ -134,9 +134,10 @@ def send(
             parts.hostname, port, timeout=timeout, source_address=source_address
         )
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    headers = dict(wire.headers)
+    # An attacker who changes the body fixes Content-Length too (it is not a signed header).
+    headers = {k: v for k, v in wire.headers.items() if k.lower() != "content-length"}
     if wire.body or wire.method == "POST":
-        headers.setdefault("Content-Length", str(len(wire.body)))
+        headers["Content-Length"] = str(len(wire.body))
     try:
         # http.client adds Host (from the URL) unless the headers carry one.
         conn.request(wire.method, target, body=wire.body or None, headers=headers)
