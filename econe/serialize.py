@@ -6,7 +6,8 @@ boto3 returns them. Each output property carries `xml.name` (the element, from t
 timestamps as ISO 8601 UTC with milliseconds (`2024-05-01T10:00:00.000Z`). Members absent
 from the result (or None) are left out, except that a `default` in the schema is rendered
 (AWS's `<return>true</return>`). Plain string building: each output schema is compiled once
-into nested closures.
+into Python functions (one per structure or list shape; tags and member names are embedded as
+`repr()` literals, never as code).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
+from time import gmtime as _gmtime
+from time import strftime as _strftime
 from typing import Any
 
 from econe.errors import xml_text
@@ -34,16 +37,23 @@ def _text(value: Any) -> str:
 
 
 def format_timestamp(value: Any) -> str:
-    """ISO 8601 UTC with milliseconds; strings are passed through (escaped)."""
+    """ISO 8601 UTC with milliseconds from a datetime or epoch seconds; strings are passed
+    through (escaped)."""
+    cls = value.__class__
+    if cls is int or cls is float:
+        try:
+            if cls is int:
+                return _strftime("%Y-%m-%dT%H:%M:%S.000Z", _gmtime(value))
+            secs = int(value // 1)
+            millis = min(int((value - secs) * 1000), 999)
+            return _strftime("%Y-%m-%dT%H:%M:%S", _gmtime(secs)) + f".{millis:03d}Z"
+        except (OverflowError, OSError, ValueError):
+            return _text(value)
     if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC).replace(tzinfo=None)
+        offset = value.utcoffset()
+        if offset is not None:
+            value = (value - offset).replace(tzinfo=None)
         return value.isoformat(timespec="milliseconds") + "Z"
-    if isinstance(value, bool):
-        return _text(value)
-    if isinstance(value, int | float):
-        stamp = dt.datetime.fromtimestamp(value, dt.UTC).replace(tzinfo=None)
-        return format_timestamp(stamp)
     return _text(value)
 
 
@@ -71,87 +81,129 @@ def _write_timestamp(value: Any, out: list[str]) -> None:
     out.append(format_timestamp(value))
 
 
-def _writer(schema: dict[str, Any], memo: dict[int, tuple[Any, Writer]]) -> Writer:
-    while "allOf" in schema and len(schema["allOf"]) == 1 and "properties" not in schema:
-        schema = schema["allOf"][0]  # the generator's {allOf: [$ref]} wrapper
-    schema = flatten_all_of(schema)
-    hit = memo.get(id(schema))
-    if hit is not None:
-        return hit[1]
+def _kind(schema: dict[str, Any]) -> str:
     kind = schema.get("type")
     if kind == "object" or "properties" in schema:
-        return _struct_writer(schema, memo)
+        return "struct"
     if kind == "array":
-        return _list_writer(schema, memo)
+        return "list"
     if kind == "boolean":
-        return _write_bool
+        return "bool"
     if kind == "integer":
-        return _write_int
+        return "int"
     if kind == "string" and schema.get("format") == "date-time":
-        return _write_timestamp
-    return _write_string
+        return "timestamp"
+    return "string"
 
 
-_MAX_PLANS = 64  # distinct key sets remembered per structure
+def _unwrap(schema: dict[str, Any]) -> dict[str, Any]:
+    while "allOf" in schema and len(schema["allOf"]) == 1 and "properties" not in schema:
+        schema = schema["allOf"][0]  # the generator's {allOf: [$ref]} wrapper
+    return flatten_all_of(schema)
 
 
-def _struct_writer(schema: dict[str, Any], memo: dict[int, tuple[Any, Writer]]) -> Writer:
-    members: dict[str, tuple[int, str, str, Writer, Any]] = {}
-    plans: dict[tuple[str, ...], list[tuple[str, str, str, Writer, Any]]] = {}
-
-    def plan(keys: tuple[str, ...]) -> list[tuple[str, str, str, Writer, Any]]:
-        """Members to write for a dict with these keys, in schema order."""
-        chosen = [m for m in members.items() if m[0] in keys or m[1][4] is not None]
-        chosen.sort(key=lambda m: m[1][0])
-        steps = [(name, o, c, w, d) for name, (_, o, c, w, d) in chosen]
-        if len(plans) < _MAX_PLANS:
-            plans[keys] = steps
-        return steps
-
-    def write(value: Any, out: list[str]) -> None:
-        if not isinstance(value, dict):
-            raise TypeError(f"expected a dict for a structure, got {type(value).__name__}")
-        keys = tuple(value)
-        steps = plans.get(keys) or plan(keys)
-        get = value.get
-        append = out.append
-        for member, open_tag, close_tag, inner, default in steps:
-            v = get(member)
-            if v is None:
-                if default is None:
-                    continue
-                v = default
-            if inner is _write_string and v.__class__ is str and _plain_match(v) is not None:
-                append(open_tag + v + close_tag)  # the common case, without a call
-                continue
-            append(open_tag)
-            inner(v, out)
-            append(close_tag)
-
-    memo[id(schema)] = (schema, write)  # before the members: recursive shapes
-    for index, (name, prop) in enumerate(schema.get("properties", {}).items()):
-        member = prop.get("x-member", name)
-        tag = prop.get("xml", {}).get("name", member)
-        members[member] = (index, f"<{tag}>", f"</{tag}>", _writer(prop, memo), prop.get("default"))
-    return write
+# One line of generated code per scalar kind: `v` is the value, `o`/`c` the tags.
+_SCALAR_CODE = {
+    "string": "append({o} + v + {c}) if v.__class__ is str and _plain(v) is not None "
+    "else append({o} + _text(v) + {c})",
+    "int": "append({o} + (_str(v) if v.__class__ is int else _text(v)) + {c})",
+    "bool": "append({o} + ('true' if v is True else 'false' if v is False "
+    "else _text(v).lower()) + {c})",
+    "timestamp": "append({o} + _ts(v) + {c})",
+}
+_SCALAR_WRITERS: dict[str, Writer] = {
+    "string": _write_string,
+    "int": _write_int,
+    "bool": _write_bool,
+    "timestamp": _write_timestamp,
+}
 
 
-def _list_writer(schema: dict[str, Any], memo: dict[int, tuple[Any, Writer]]) -> Writer:
-    items = schema.get("items", {})
-    tag = flatten_all_of(items).get("xml", {}).get("name", "item")
-    open_tag, close_tag = f"<{tag}>", f"</{tag}>"
-    inner = _writer(items, memo)
+class _Compiler:
+    """Compiles output schemas into Python functions (plain string building, no lookups of
+    the schema at render time); schemas are keyed by identity, so shared shapes compile once."""
 
-    def write(value: Any, out: list[str]) -> None:
-        if isinstance(value, str | bytes | dict):
-            raise TypeError(f"expected a list, got {type(value).__name__}")
-        for item in value:
-            out.append(open_tag)
-            inner(item, out)
-            out.append(close_tag)
+    def __init__(self) -> None:
+        self.ns: dict[str, Any] = {
+            "_plain": _plain_match,
+            "_text": _text,
+            "_ts": format_timestamp,
+            "_str": str,
+            "_dict": dict,
+            "_bad": _bad_value,
+        }
+        self.memo: dict[int, tuple[Any, str]] = {}  # id(schema) → (schema, function name)
 
-    memo[id(schema)] = (schema, write)
-    return write
+    def writer(self, schema: dict[str, Any]) -> Writer:
+        return self.ns[self.name_of(schema)]
+
+    def name_of(self, schema: dict[str, Any]) -> str:
+        schema = _unwrap(schema)
+        hit = self.memo.get(id(schema))
+        if hit is not None:
+            return hit[1]
+        kind = _kind(schema)
+        if kind not in ("struct", "list"):
+            name = f"_scalar_{kind}"
+            self.ns[name] = _SCALAR_WRITERS[kind]
+            return name
+        name = f"w{len(self.memo)}"
+        self.memo[id(schema)] = (schema, name)  # before the body: recursive shapes
+        lines = self._struct(schema) if kind == "struct" else self._list(schema)
+        exec(
+            compile("\n".join([f"def {name}(value, out):", *lines]), f"<econe {name}>", "exec"),
+            self.ns,
+        )
+        return name
+
+    def _struct(self, schema: dict[str, Any]) -> list[str]:
+        lines = [
+            "    if value.__class__ is not _dict and not isinstance(value, _dict):",
+            "        _bad('a structure', value)",
+            "    append = out.append",
+            "    get = value.get",
+        ]
+        for prop_name, raw_prop in schema.get("properties", {}).items():
+            prop = _unwrap(raw_prop)
+            member = raw_prop.get("x-member", prop.get("x-member", prop_name))
+            xml = raw_prop.get("xml") or prop.get("xml") or {}
+            tag = xml.get("name", member)
+            o, c = repr(f"<{tag}>"), repr(f"</{tag}>")
+            lines.append(f"    v = get({member!r})")
+            default = raw_prop.get("default", prop.get("default"))
+            if default is not None:
+                lines.append(f"    if v is None: v = {default!r}")
+            lines.append("    if v is not None:")
+            kind = _kind(prop)
+            if kind in _SCALAR_CODE:
+                lines.append("        " + _SCALAR_CODE[kind].format(o=o, c=c))
+            else:
+                inner = self.name_of(prop)
+                lines.append(f"        append({o}); {inner}(v, out); append({c})")
+        return lines
+
+    def _list(self, schema: dict[str, Any]) -> list[str]:
+        items = schema.get("items", {})
+        unwrapped = _unwrap(items)
+        tag = (items.get("xml") or unwrapped.get("xml") or {}).get("name", "item")
+        o, c = repr(f"<{tag}>"), repr(f"</{tag}>")
+        lines = [
+            "    if value.__class__ in (str, bytes, _dict) or isinstance(value, (str, bytes, _dict)):",
+            "        _bad('a list', value)",
+            "    append = out.append",
+            "    for v in value:",
+        ]
+        kind = _kind(unwrapped)
+        if kind in _SCALAR_CODE:
+            lines.append("        " + _SCALAR_CODE[kind].format(o=o, c=c))
+        else:
+            inner = self.name_of(unwrapped)
+            lines.append(f"        append({o}); {inner}(v, out); append({c})")
+        return lines
+
+
+def _bad_value(wanted: str, value: Any) -> None:
+    raise TypeError(f"expected {wanted}, got {type(value).__name__}")
 
 
 def namespace(version: str) -> str:
@@ -165,6 +217,7 @@ class Serializer:
     def __init__(self, spec: ApiSpec):
         self.spec = spec
         self._writers: dict[str, Writer] = {}
+        self._compiler = _Compiler()
 
     def writer(self, action: str) -> Writer:
         w = self._writers.get(action)
@@ -172,7 +225,7 @@ class Serializer:
             act = self.spec.action(action)
             if act is None:
                 raise KeyError(f"unknown action {action}")
-            w = self._writers[action] = _writer(act.output_schema, {})
+            w = self._writers[action] = self._compiler.writer(act.output_schema)
         return w
 
     def render(self, action: str, version: str, request_id: str, result: dict[str, Any]) -> str:
