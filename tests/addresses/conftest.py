@@ -145,3 +145,76 @@ def b64xml(text: str) -> etree._Element:
     import base64
 
     return etree.fromstring(base64.b64decode(text, validate=True))
+
+
+# -- end to end: extra gateways on the demo's onesim ------------------------------------------
+
+
+def start_gateway(tmp: Path, demo: Any, name: str, **conf: Any) -> tuple[Any, str]:
+    """A second `econe-server run --config …` against the demo's onesim; → (proc, url)."""
+    import subprocess
+
+    import yaml
+
+    from tests.e2e.conftest import BIN, free_port, wait_for_port
+
+    port = free_port()
+    values = {
+        "one_xmlrpc": demo.sim_url,
+        "ec2_auth": str(demo.state_dir / ".one" / "ec2_auth"),
+        "elasticips_vnet_id": EIP_VNET,
+        "host": "127.0.0.1",
+        "port": port,
+        "tmpdir": str(tmp),
+        **conf,
+    }
+    path = tmp / f"{name}.conf"
+    path.write_text(yaml.safe_dump({f":{k}:": v for k, v in values.items()}))
+    log = tmp / f"{name}.log"
+    proc = subprocess.Popen(
+        [str(BIN / "econe-server"), "run", "--config", str(path)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        cwd=tmp,
+        env=dict(os.environ, PYTHONUNBUFFERED="1"),
+    )
+    try:
+        wait_for_port(port, proc)
+    except RuntimeError as exc:
+        proc.kill()
+        raise RuntimeError(f"{exc}\n--- {name} log ---\n{log.read_text()}") from exc
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def boto_client(url: str, user: str, secret: str) -> Any:
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    return boto3.client(
+        "ec2",
+        endpoint_url=url,
+        region_name="opennebula",
+        aws_access_key_id=user,
+        aws_secret_access_key=secret,
+        config=BotoConfig(retries={"max_attempts": 1}, max_pool_connections=50),
+    )
+
+
+def add_user(demo: Any, name: str, password: str) -> int:
+    """A core user in group users (1); its EC2 secret is sha256(password)."""
+    import xmlrpc.client
+
+    ok, uid, *_ = xmlrpc.client.ServerProxy(demo.sim_url).one.user.allocate(
+        demo.one_auth(), name, password, "core", [1]
+    )
+    assert ok, uid
+    return int(uid)
+
+
+def sim_call(demo: Any, method: str, *args: Any) -> Any:
+    import xmlrpc.client
+
+    proxy = xmlrpc.client.ServerProxy(demo.sim_url)
+    ok, value, *rest = getattr(proxy, method)(demo.one_auth(), *args)
+    assert ok, value
+    return value
