@@ -331,6 +331,7 @@ class Ec2QueryFront:
             method="POST",
             path=path,
             raw_path=path.encode("ascii"),
+            root_path="",  # behind a proxy prefix the virtual route is still /<Action>
             query_string=b"",
             headers=kept,
             extensions=extensions,

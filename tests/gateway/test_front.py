@@ -360,3 +360,15 @@ def test_non_http_scopes_pass_through(engine, auth):
     asyncio.run(front({"type": "lifespan"}, None, None))
     asyncio.run(front({"type": "websocket", "path": "/"}, None, None))
     assert seen == ["lifespan", "websocket"]
+
+
+def test_served_under_a_proxy_prefix(engine, auth):
+    from starlette.testclient import TestClient
+
+    from econe.app import create_app
+
+    app = create_app(Config(), engine=engine, authenticator=auth)
+    with TestClient(app, root_path="/ec2") as c:
+        resp = c.post("/ec2/", data={"Action": "DescribeRegions"})
+    assert resp.status_code == 200, resp.text
+    assert engine.calls[0][0] == "DescribeRegions"
