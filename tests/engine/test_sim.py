@@ -383,8 +383,9 @@ def test_users_cannot_see_or_touch_each_other(sim: Sim, engine, eve: str) -> Non
     with pytest.raises(Ec2Error, match="InvalidAMIID.NotFound"):
         launch(engine, user=eve)  # demo's AMI is not shared with eve
     shared = launch(engine, user="demo", ClientToken="eve-cannot-reuse")
-    other = launch(engine, user=eve, ImageId=AMI) if False else None
-    assert other is None and shared["OwnerId"] == "demo"
+    assert shared["OwnerId"] == "demo"
+    with pytest.raises(Ec2Error, match="InvalidAMIID.NotFound"):  # not demo's reservation
+        launch(engine, user=eve, ClientToken="eve-cannot-reuse")
 
 
 def test_static_actions_and_extension_on_sim(sim: Sim, tmp_path: Path) -> None:
