@@ -47,7 +47,7 @@ from lxml import etree
 from econe.errors import Ec2Error, missing_parameter
 from econe.mapping.filters import compile_filters
 from econe.mapping.ids import MAX_ONE_ID, parse_id
-from econe.one.client import INTERNAL, NO_EXISTS, OneError, OneUnavailable
+from econe.one.client import AUTHORIZATION, INTERNAL, NO_EXISTS, OneError, OneUnavailable
 from handlers.escaping import template_xml
 from handlers.scripts import ScriptError, is_configured, run_script
 
@@ -444,11 +444,12 @@ def _sort_key(item: dict) -> tuple:
 
 
 def describe_addresses(rt: Any) -> dict:
+    vnet = vnet_id(rt)
     body = rt.body
     ips = [_check_ip(v) for v in _as_list(body.get("PublicIp"))]
     allocs = [_check_allocation_id(v) for v in _as_list(body.get("AllocationId"))]
     predicates = compile_filters(body.get("Filter"), rt.mapping.filters or {})
-    pool = read_pool(rt)
+    pool = read_pool(rt, vnet)
     items = [a.view for a in pool.mine(rt.principal.uid)]
     if ips or allocs:
         have_ips = {i.get("PublicIp") for i in items}
@@ -487,7 +488,7 @@ def _instance(rt: Any, instance_id: Any) -> tuple[int, etree._Element]:
     except OneUnavailable as exc:
         raise Ec2Error("Unavailable", "OpenNebula is not reachable; try again later") from exc
     except OneError as exc:
-        if exc.code in (NO_EXISTS, 0x200):  # NO_EXISTS, AUTHORIZATION: not yours = not there
+        if exc.code in (NO_EXISTS, AUTHORIZATION):  # not yours = not there
             raise not_found from exc
         raise _server_error(f"Cannot read instance {instance_id}", exc) from exc
     vm = rt.xml(xml)

@@ -88,6 +88,11 @@ def command(configured: str, args: Sequence[str]) -> list[str]:
     return argv + [str(a) for a in args]
 
 
+def _short(argv: Sequence[str]) -> list[str]:
+    """argv for the log: long arguments (the base64 VNET) shortened."""
+    return [a if len(a) <= 64 else f"{a[:24]}…({len(a)} chars)" for a in argv]
+
+
 def _assert_not_on_event_loop() -> None:
     try:
         asyncio.get_running_loop()
@@ -144,7 +149,7 @@ def run_script(
             out, err = proc.communicate(timeout=5)
         except subprocess.TimeoutExpired:  # a grandchild escaped the group and holds the pipes
             out, err = b"", b""
-        log.error("%s timed out after %ss: %s", name, timeout, argv)
+        log.error("%s timed out after %ss: %s", name, timeout, _short(argv))
         detail = tidy(err.decode("utf-8", "replace") or out.decode("utf-8", "replace"))
         raise ScriptError(
             f"the {name} did not finish within {timeout:g} seconds"
@@ -170,11 +175,11 @@ def run_script(
             if result.returncode < 0
             else f"exit status {result.returncode}"
         )
-        log.error("%s failed (%s): %s: %s", name, status, argv, detail)
+        log.error("%s failed (%s): %s: %s", name, status, _short(argv), detail)
         raise ScriptError(
             f"the {name} failed ({status})" + (f": {detail}" if detail else ""),
             result.returncode,
             argv,
         )
-    log.info("%s ran in %.2fs: %s", name, result.seconds, argv[:3])
+    log.info("%s ran in %.2fs: %s", name, result.seconds, _short(argv))
     return result

@@ -1,0 +1,105 @@
+"""The elastic-IP script runner: no shell, no stdin, fixed leading arguments, timeouts, messages."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from handlers.scripts import ScriptError, command, is_configured, run_script, tidy
+from tests.addresses.conftest import script
+
+ECHO = (
+    "json.dump({'argv': sys.argv[1:], 'stdin': sys.stdin.read()}, open(os.environ['OUT'], 'w'))\n"
+)
+
+
+def test_arguments_reach_the_script_verbatim_without_a_shell(tmp_path: Path) -> None:
+    spaced = tmp_path / "dir with space"
+    spaced.mkdir()
+    path = script(spaced, "echo", ECHO)
+    out = tmp_path / "out.json"
+    nasty = ["$(touch pwned)", "; rm -rf /", "`id`", "a b", "'\"", "*", "-x"]
+    run_script(f"'{path}' fixed --flag", nasty, timeout=10, env={"OUT": str(out)})
+    seen = json.loads(out.read_text())
+    assert seen == {"argv": ["fixed", "--flag", *nasty], "stdin": ""}
+    assert not (Path.cwd() / "pwned").exists() and not (tmp_path / "pwned").exists()
+
+
+def test_failures_carry_the_scripts_message(tmp_path: Path) -> None:
+    both = script(
+        tmp_path,
+        "both",
+        "print('on stdout')\nprint('on\\x1b[31m stderr\\n  twice', file=sys.stderr)\nsys.exit(3)\n",
+    )
+    with pytest.raises(ScriptError) as err:
+        run_script(str(both), [], timeout=10, name="associate script")
+    assert err.value.message == "the associate script failed (exit status 3): on[31m stderr twice"
+    assert err.value.returncode == 3
+    only_out = script(tmp_path, "out", "print('x' * 2000)\nsys.exit(1)\n")
+    with pytest.raises(ScriptError) as err:
+        run_script(str(only_out), [], timeout=10)
+    assert err.value.message.endswith("x…") and len(err.value.message) < 600
+    silent = script(tmp_path, "silent", "sys.exit(4)\n")
+    with pytest.raises(ScriptError, match=r"failed \(exit status 4\)$"):
+        run_script(str(silent), [], timeout=10)
+
+
+def test_missing_unrunnable_and_empty(tmp_path: Path) -> None:
+    with pytest.raises(ScriptError, match="does not exist"):
+        run_script(str(tmp_path / "nope"), ["1.2.3.4"], timeout=5)
+    plain = tmp_path / "plain"
+    plain.write_text("#!/bin/sh\n")
+    with pytest.raises(ScriptError, match="not executable"):
+        run_script(str(plain), [], timeout=5)
+    with pytest.raises(ScriptError, match="no script is configured"):
+        run_script("  ", [], timeout=5)
+    with pytest.raises(ScriptError, match="cannot be parsed"):
+        command("'unbalanced", [])
+    assert not is_configured("false") and not is_configured("/usr/bin/false")
+    assert not is_configured("") and is_configured("/usr/lib/econe/iptables-associate")
+
+
+def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
+    marker = tmp_path / "child-survived"
+    child = f"import time; time.sleep(1.5); open({str(marker)!r}, 'w')"
+    sleeper = script(
+        tmp_path,
+        "sleeper",
+        "import subprocess, time\n"
+        f"subprocess.Popen([sys.executable, '-c', {child!r}])\n"
+        "print('started', file=sys.stderr, flush=True)\n"
+        "time.sleep(30)\n",
+    )
+    began = time.monotonic()
+    with pytest.raises(ScriptError) as err:
+        run_script(str(sleeper), [], timeout=0.5, name="disassociate script")
+    assert time.monotonic() - began < 5
+    assert "did not finish within 0.5 seconds: started" in err.value.message
+    time.sleep(2)
+    assert not marker.exists()
+
+
+def test_refuses_to_block_the_event_loop(tmp_path: Path) -> None:
+    ok = script(tmp_path, "ok", "")
+
+    async def on_loop() -> None:
+        run_script(str(ok), [], timeout=5)
+
+    with pytest.raises(RuntimeError, match="worker thread"):
+        asyncio.run(on_loop())
+
+    async def in_thread() -> None:
+        await asyncio.to_thread(run_script, str(ok), [], 5)
+
+    asyncio.run(in_thread())
+
+
+def test_tidy() -> None:
+    assert tidy("  a\n\tb\x00c  ") == "a bc"
+    assert tidy("y" * 10, limit=5) == "yyyy…"
+    assert sys.executable  # scripts in these tests run with this interpreter
