@@ -5,7 +5,7 @@ applied before the request that caused it returns, so results are deterministic.
 
 from __future__ import annotations
 
-from . import errors, leases
+from . import errors, leases, refs
 from . import template as T
 
 STATES = {
@@ -199,22 +199,12 @@ def finish(sim, vm: dict) -> None:
             sim.store.put("vnet", vn)
     for disk in T.get_vec(vm["template"], "DISK"):
         if T.vget(disk, "IMAGE_ID") is not None:
-            release_image(sim, int(T.vget(disk, "IMAGE_ID")), vm["id"])
-
-
-def release_image(sim, iid: int, vid: int) -> None:
-    img = sim.store.get("image", iid)
-    if img is None or vid not in img["vms"]:
-        return
-    img["vms"].remove(vid)
-    if not img["vms"] and img["state"] in (2, 8):
-        img["state"] = img["prev_state"] = 1
-    sim.store.put("image", img)
+            refs.release_image(sim, int(T.vget(disk, "IMAGE_ID")), vm["id"])
 
 
 def _image_step(sim, img: dict, step: str) -> None:
-    if step == "ready" and img["state"] == 4:
-        img["state"] = img["prev_state"] = 1
+    if step == "ready" and img["state"] in (4, 9, 10):
+        refs.image_ready(img)
         img["source"] = img["source"] or "dummy_path"
         img["format"] = img["format"] or ("raw" if img["type"] == 2 else "dummy_format")
     elif step == "delete":

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import uuid
 
-from . import errors, leases
+from . import errors, leases, refs
 from . import template as T
-from .perms import allowed
 
 SYSTEM_ATTRS = {
     "CPU",
@@ -92,62 +91,6 @@ def _positive_float(v: str | None) -> bool:
         return False
 
 
-def _find_image(sim, caller, d: dict) -> dict:
-    if "IMAGE_ID" in d:
-        try:
-            img = sim.store.get("image", int(d["IMAGE_ID"]))
-        except ValueError:
-            img = None
-        if img is None:
-            raise errors.internal(f"Image with ID: {d['IMAGE_ID']} does not exist")
-    else:
-        owner = d.get("IMAGE_UNAME")
-        uid = caller.uid if "IMAGE_UID" not in d else int(d["IMAGE_UID"])
-        cands = [
-            i
-            for i in sim.store.all("image")
-            if i["name"] == d["IMAGE"]
-            and (i["uid"] == uid if owner is None else sim.uname(i["uid"]) == owner)
-        ]
-        if not cands:
-            raise errors.internal(f"Image with name: {d['IMAGE']} does not exist")
-        img = cands[0]
-    if not allowed(caller, img, "image", "USE", sim.acls):
-        raise errors.not_authorized(caller.uid, "USE", "image", img["id"])
-    if img["state"] not in (1, 2):
-        raise errors.internal(f"Cannot acquire image {img['id']}, it is not ready")
-    if img["persistent"] and img["vms"]:
-        raise errors.internal(
-            f"Cannot acquire image {img['id']}, it is persistent and already in use"
-        )
-    return img
-
-
-def _find_vnet(sim, caller, d: dict) -> dict:
-    if "NETWORK_ID" in d:
-        try:
-            vn = sim.store.get("vnet", int(d["NETWORK_ID"]))
-        except ValueError:
-            vn = None
-        if vn is None:
-            raise errors.internal(f"Virtual network with ID: {d['NETWORK_ID']} does not exist")
-    elif "NETWORK" in d:
-        owner = d.get("NETWORK_UNAME")
-        cands = [
-            v
-            for v in sim.store.all("vnet")
-            if v["name"] == d["NETWORK"] and (owner is None or sim.uname(v["uid"]) == owner)
-        ]
-        if not cands:
-            raise errors.internal(f"Virtual network with name: {d['NETWORK']} does not exist")
-        vn = cands[0]
-    else:
-        raise errors.internal("NIC: Cannot get virtual network, NETWORK_ID or NETWORK missing")
-    if not allowed(caller, vn, "vnet", "USE", sim.acls):
-        raise errors.not_authorized(caller.uid, "USE", "vnet", vn["id"])
-    return vn
-
-
 def image_disk(sim, img: dict, disk_id: int | None, target: str | None, extra: dict) -> list:
     ds = sim.store.get("datastore", img["ds_id"])
     pers = bool(img["persistent"])
@@ -188,16 +131,14 @@ def image_disk(sim, img: dict, disk_id: int | None, target: str | None, extra: d
     return disk
 
 
-def acquire_image(sim, img: dict, vid: int) -> None:
-    img["vms"].append(vid)
-    if img["state"] == 1:
-        img["state"] = img["prev_state"] = 8 if img["persistent"] else 2
-    sim.store.put("image", img)
-
-
 def build(sim, caller, tmpl: list, vid: int, hold: bool, template_id: int | None = None) -> dict:
-    """Validate and expand ``tmpl`` for new VM ``vid``; leases and images are taken."""
-    # VirtualMachine::insert: MEMORY, then CPU (both required), then VCPU if present
+    """Validate and expand ``tmpl`` for new VM ``vid``; leases and images are taken.
+
+    Order as oned: authorization of referenced images/networks, then MEMORY/CPU/VCPU, then
+    network leases, then disk images (leases are rolled back if a disk fails)."""
+    disks_in = [{k: v for k, v in d} for d in T.get_vec(tmpl, "DISK")]
+    nics_in = [{k: v for k, v in n} for n in T.get_vec(tmpl, "NIC")]
+    refs.authorize(sim, caller, disks_in, nics_in)
     if not _positive_int(T.get(tmpl, "MEMORY")):
         raise errors.internal("MEMORY attribute must be a positive integer value.")
     if not _positive_float(T.get(tmpl, "CPU")):
@@ -210,19 +151,19 @@ def build(sim, caller, tmpl: list, vid: int, hold: bool, template_id: int | None
     T.tset(tmpl, "CPU", f"{float(T.get(tmpl, 'CPU')):g}")
     if vcpu not in (None, ""):
         T.tset(tmpl, "VCPU", str(int(vcpu)))
-    disks_in = [{k: v for k, v in d} for d in T.get_vec(tmpl, "DISK")]
-    nics_in = [{k: v for k, v in n} for n in T.get_vec(tmpl, "NIC")]
-    images = [
-        _find_image(sim, caller, d) if ("IMAGE_ID" in d or "IMAGE" in d) else None for d in disks_in
-    ]
-    vnets = [_find_vnet(sim, caller, n) for n in nics_in]
 
-    taken: list[tuple[dict, int]] = []
+    taken: list[dict] = []
     nics = []
     try:
-        for i, (n, vn) in enumerate(zip(nics_in, vnets, strict=False)):
+        for i, n in enumerate(nics_in):
+            vn, err = refs.lookup_vnet(sim, n, caller.uid)
+            if vn is None:
+                if err:
+                    raise errors.internal(err)
+                nics.append(([[k, v] for k, v in n.items()] + [["NIC_ID", str(i)]], None))
+                continue
             ar, ip, mac = leases.allocate(vn, vid, n.get("IP"))
-            taken.append((vn, vid))
+            taken.append(vn)
             nic = [
                 ["AR_ID", str(ar["ar_id"])],
                 ["BRIDGE", vn["bridge"]],
@@ -239,14 +180,22 @@ def build(sim, caller, tmpl: list, vid: int, hold: bool, template_id: int | None
                 ["VN_MAD", vn["vn_mad"]],
             ]
             for k, v in n.items():
-                if k not in ("NETWORK_ID", "NETWORK", "NETWORK_UNAME", "IP"):
+                if k not in ("NETWORK_ID", "NETWORK", "IP"):
                     T.vset(nic, k, v)
             nics.append((nic, vn))
+        images = []
+        for d in disks_in:
+            img, err = refs.lookup_image(sim, d, caller.uid)
+            if img is None and err:
+                raise errors.internal(err)
+            if img is not None:
+                refs.check_image(img, attach=False)
+            images.append(img)
     except errors.OneError:
-        for vn, v in taken:
-            leases.free_vm(vn, v)
+        for vn in taken:
+            leases.free_vm(vn, vid)
         raise
-    for vn in vnets:
+    for vn in taken:
         sim.store.put("vnet", vn)
 
     out: list = []
@@ -271,7 +220,7 @@ def build(sim, caller, tmpl: list, vid: int, hold: bool, template_id: int | None
         letters[prefix] = n + 1
         target = d.get("TARGET") or prefix + chr(ord("a") + n)
         if img is not None:
-            acquire_image(sim, img, vid)
+            refs.acquire_image(sim, img, vid)
             disk = image_disk(sim, img, i, target, d)
         else:
             disk = [[k, v] for k, v in d.items()] + [["DISK_ID", str(i)], ["TARGET", target]]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .. import docs_vm, errors, leases, lifecycle, vmbuild
+from .. import docs_vm, errors, leases, lifecycle, refs, vmbuild
 from .. import template as T
 from ..core import method
 from ..perms import DEFAULT_PERMS, pool_filter
@@ -86,7 +86,15 @@ def attach(sim, caller, vid: int, tmpl: str) -> int:
         raise errors.action("No DISK attribute in template")  # approximate text
     d = {k: v for k, v in disks[0]}
     lifecycle.hotplug(sim, vm, "disk_attach", check=True)
-    img = vmbuild._find_image(sim, caller, d) if ("IMAGE_ID" in d or "IMAGE" in d) else None
+    refs.authorize(sim, caller, [d], [])
+    img, err = refs.lookup_image(sim, d, caller.uid)
+    if img is None and err:
+        raise errors.action(err)
+    if img is not None:
+        try:
+            refs.check_image(img, attach=True)
+        except errors.OneError as e:
+            raise errors.action(e.message) from None
     lifecycle.hotplug(sim, vm, "disk_attach")
     did = _next_id(vm, "DISK", "DISK_ID")
     used = {T.vget(x, "TARGET") for x in T.get_vec(vm["template"], "DISK")}
@@ -96,7 +104,7 @@ def attach(sim, caller, vid: int, tmpl: str) -> int:
         prefix + chr(c) for c in range(ord("a"), ord("z") + 1) if prefix + chr(c) not in used
     )
     if img is not None:
-        vmbuild.acquire_image(sim, img, vid)
+        refs.acquire_image(sim, img, vid, attach=True)
         disk = vmbuild.image_disk(sim, img, did, target, d)
     else:
         disk = [[k, v] for k, v in d.items()] + [["DISK_ID", str(did)], ["TARGET", target]]
@@ -115,7 +123,7 @@ def detach(sim, caller, vid: int, disk_id: int) -> int:
     lifecycle.hotplug(sim, vm, "disk_detach")
     vm["template"] = [p for p in vm["template"] if not (p[0] == "DISK" and p[1] is disks[0])]
     if T.vget(disks[0], "IMAGE_ID") is not None:
-        lifecycle.release_image(sim, int(T.vget(disks[0], "IMAGE_ID")), vid)
+        refs.release_image(sim, int(T.vget(disks[0], "IMAGE_ID")), vid)
     sim.store.put("vm", vm)
     return vid
 
@@ -128,7 +136,10 @@ def attachnic(sim, caller, vid: int, tmpl: str) -> int:
         raise errors.action("No NIC attribute in template")  # approximate text
     n = {k: v for k, v in nics[0]}
     lifecycle.hotplug(sim, vm, "nic_attach", check=True)
-    vn = vmbuild._find_vnet(sim, caller, n)
+    refs.authorize(sim, caller, [], [n])
+    vn, err = refs.lookup_vnet(sim, n, caller.uid)
+    if vn is None:
+        raise errors.action(err or "NIC: NETWORK_ID or NETWORK missing")
     ar, ip, mac = leases.allocate(vn, vid, n.get("IP"))
     i = _next_id(vm, "NIC", "NIC_ID")
     nic = [

@@ -101,7 +101,7 @@ def test_hotplug_and_disks(one: One, sim) -> None:
     vid = one(
         "one.vm.allocate",
         D,
-        'MEMORY="64"\nCPU="1"\nNIC=[NETWORK="private"]\nCONTEXT=[NETWORK="YES"]',
+        'MEMORY="64"\nCPU="1"\nNIC=[NETWORK="private", NETWORK_UNAME="oneadmin"]\nCONTEXT=[NETWORK="YES"]',
     )[1]
     assert one("one.vm.attach", D, vid, 'DISK=[IMAGE_ID="0"]') == [True, vid, 0]
     xml = one("one.vm.info", D, vid)[1]
@@ -269,3 +269,49 @@ def test_allocate_validation(one: One) -> None:
     xml = one("one.vm.info", D, vid)[1]
     assert "<CPU><![CDATA[1.5]]></CPU>" in xml and "<MEMORY><![CDATA[8]]></MEMORY>" in xml
     assert f"<NAME>one-{vid}</NAME>" in xml
+
+
+def test_references_by_name(one: One, sim) -> None:
+    r = one("one.vm.allocate", D, 'MEMORY="8"\nCPU="1"\nNIC=[NETWORK="private"]', False)
+    assert r[1] == (
+        "[one.vm.allocate] User 2 does not own a network with name: private . Set NETWORK_UNAME "
+        "or NETWORK_UID of owner in NIC."
+    )
+    r = one(
+        "one.vm.allocate",
+        D,
+        'MEMORY="8"\nCPU="1"\nNIC=[NETWORK="private", NETWORK_UID="0"]\nDISK=[IMAGE="ttylinux"]',
+        False,
+    )
+    assert r[0], r
+    xml = one("one.vm.info", D, r[1])[1]
+    assert "<IMAGE><![CDATA[ttylinux]]></IMAGE>" in xml and "<NETWORK_UID><![CDATA[0]]>" in xml
+    r = one("one.vm.allocate", sim.one_auth, 'MEMORY="8"\nCPU="1"\nDISK=[IMAGE="ttylinux"]')
+    assert r[1] == (
+        "[one.vm.allocate] User 0 does not own an image with name: ttylinux . Set "
+        "IMAGE_UNAME or IMAGE_UID of owner in DISK."
+    )
+    r = one("one.vm.allocate", D, 'MEMORY="8"\nCPU="1"\nNIC=[NETWORK="x", NETWORK_UNAME="nobody"]')
+    assert r[1] == "[one.vm.allocate] User set in NETWORK_UNAME does not exist"
+    # a failing DISK gives back the leases already taken
+    r = one("one.vm.allocate", D, 'MEMORY="8"\nCPU="1"\nNIC=[NETWORK_ID="0"]\nDISK=[IMAGE_ID="9"]')
+    assert r[1] == "[one.vm.allocate] Image with ID: 9 does not exist"
+    assert one("one.vn.info", D, 0)[1].count("<LEASE>") == 1
+
+
+def test_locked_image_rules(one: One, sim) -> None:
+    sim.sim.speed = 3600
+    iid = one("one.image.allocate", D, 'NAME="l"\nTYPE="DATABLOCK"\nSIZE="1"', 1)[1]
+    vid = one("one.vm.allocate", D, f'MEMORY="8"\nCPU="1"\nDISK=[IMAGE_ID="{iid}"]', True)[1]
+    assert image_state(one, iid) == 9  # LOCKED_USED
+    r = one("one.vm.attach", D, vid, f'DISK=[IMAGE_ID="{iid}"]')
+    assert r[2] == 2048  # VM on hold: wrong state comes first
+    kid = one(
+        "one.image.allocate",
+        D,
+        f'NAME="k"\nTYPE="KERNEL"\nPATH="{sim.state_dir}/images/ttylinux.img"',
+        2,
+    )
+    assert kid[0], kid
+    r = one("one.vm.allocate", D, f'MEMORY="8"\nCPU="1"\nDISK=[IMAGE_ID="{kid[1]}"]', True)
+    assert r[1] == f"[one.vm.allocate] Image {kid[1]} (k) of type KERNEL cannot be used as DISK."

@@ -52,7 +52,9 @@ def docs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, str, 
         held = one("one.template.instantiate", D, 0, "held", True, "", False)[1]
         run = one("one.template.instantiate", D, 0, "run", False, 'DISK=[IMAGE_ID="0"]', False)[1]
         off = one(
-            "one.vm.allocate", D, 'NAME="off"\nMEMORY="64"\nCPU="1"\nNIC=[NETWORK="private"]'
+            "one.vm.allocate",
+            D,
+            'NAME="off"\nMEMORY="64"\nCPU="1"\nNIC=[NETWORK="private", NETWORK_UNAME="oneadmin"]',
         )[1]
         done = one("one.vm.allocate", D, 'NAME="done"\nMEMORY="64"\nCPU="1"')[1]
         one("one.vm.action", D, "poweroff", off)
