@@ -105,14 +105,13 @@ class TempUpload:
     def _write_at(self, data: bytes, offset: int) -> None:
         assert self._fd is not None
         self._hash.update(data)  # releases the GIL for large buffers
-        view = memoryview(data)
         for start in range(0, len(data), BLOCK):
-            piece = view[start : start + BLOCK]
-            if piece == _ZERO[: len(piece)]:
+            piece = data[start : start + BLOCK]
+            if piece == _ZERO if len(piece) == BLOCK else not piece.strip(b"\0"):
                 continue  # leave a hole
-            done = 0
+            view, done = memoryview(piece), 0
             while done < len(piece):
-                done += os.pwrite(self._fd, piece[done:], offset + start + done)
+                done += os.pwrite(self._fd, view[done:], offset + start + done)
 
     async def finish(self) -> tuple[str, int]:
         """Write what is left, set the final length (trailing holes), close the file."""
