@@ -234,8 +234,9 @@ class Ec2QueryFront:
         action = params.get("Action")
         if not action:
             raise Ec2Error("MissingAction", "The request must contain the parameter Action.")
-        record["action"] = action[:64]
         act = self.state.spec.action(action)
+        # unknown names are logged quoted and cut, so a client cannot forge log lines
+        record["action"] = action if act is not None else ascii(action[:64])
         if act is None:
             raise Ec2Error(
                 "InvalidAction", f"The action {action} is not valid for this web service."
