@@ -38,6 +38,9 @@ class SecretRegistry:
     def add_log(self, demo: Demo) -> None:
         self.logs.append((demo.log, demo.banner))
 
+    def add_file(self, path: Path) -> None:
+        self.logs.append((path, ""))
+
 
 @pytest.fixture(scope="session")
 def secrets_used() -> SecretRegistry:
@@ -210,6 +213,7 @@ def start_stack(
     except BaseException:
         stop_demo(proc)
         raise
+    registry.add_file(nginx.access_log)
     return Stack(demo, admin, nginx, pki, front, proc)
 
 

@@ -158,14 +158,14 @@ def action_params(action: str, **params: object) -> dict[str, str]:
 
 def run_params(count: int = 1, **extra: object) -> dict[str, str]:
     """A RunInstances the demo user may run: it starts `count` VMs when it gets through."""
-    return action_params(
-        "RunInstances",
-        ImageId=DEMO_AMI,
-        MinCount=count,
-        MaxCount=count,
-        InstanceType="m1.small",
-        **extra,
-    )
+    fields: dict[str, object] = {
+        "ImageId": DEMO_AMI,
+        "MinCount": count,
+        "MaxCount": count,
+        "InstanceType": "m1.small",
+    }
+    fields.update(extra)
+    return action_params("RunInstances", **fields)
 
 
 @contextlib.contextmanager

@@ -199,12 +199,13 @@ class Nginx:
         self.dir = dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = int(values["LISTEN"].rsplit(":", 1)[1])
+        self.access_log = dir / "econe.access.log"
+        values = {"ACCESS_LOG": str(self.access_log), **values}
         self.site = dir / site
         self.site.write_text(render(NGINX_DOCS / site, values))
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (dir / sub).mkdir(exist_ok=True)
         self.error_log = dir / "error.log"
-        self.access_log = dir / "access.log"
         self.conf = dir / "nginx.conf"
         self.conf.write_text(
             f"""# test wrapper around {site}: everything nginx writes stays in {dir}
@@ -212,7 +213,7 @@ pid {dir}/nginx.pid;
 error_log {self.error_log} info;
 events {{ worker_connections 64; }}
 http {{
-    access_log {self.access_log};
+    access_log {dir}/access.log;
     client_body_temp_path {dir}/body;
     proxy_temp_path {dir}/proxy;
     fastcgi_temp_path {dir}/fastcgi;
