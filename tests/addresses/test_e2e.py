@@ -277,3 +277,9 @@ def test_recorder_rejects_bad_calls(tmp_path: Path) -> None:
         [sys.executable, str(RECORDER), "disassociate", "1.2.3.4"], env=env, capture_output=True
     )
     assert ok.returncode == 0 and calls(tmp_path / "log") == [["disassociate", "1.2.3.4"]]
+    env["ECONE_EIP_FAIL"] = "simulated NAT failure"
+    fail = subprocess.run(
+        [sys.executable, str(RECORDER), "disassociate", "1.2.3.4"], env=env, capture_output=True
+    )
+    assert fail.returncode == 1 and fail.stderr.strip() == b"simulated NAT failure"
+    assert len(calls(tmp_path / "log")) == 2
