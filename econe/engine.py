@@ -198,8 +198,8 @@ class Engine:
             raise missing_parameter(m.by_id.param)
         else:
             items = []
-        for predicate in m.match:
-            items = [i for i in items if predicate({**scope, "item": i})]
+        for keep in m.match:
+            items = keep(scope, items)
         if m.filters is not None:
             for predicate in compile_filters(body.get("Filter"), m.filters):
                 items = [i for i in items if predicate(i)]
@@ -224,8 +224,8 @@ class Engine:
         else:
             root = rt.xml(rt.run_call(src.call, scope))
             items = self._view_items(rt, m, src.items(root), scope)
-        if m.where is not None:
-            items = [i for i in items if m.where({**scope, "item": i})]
+        if m.where_all is not None:
+            items = m.where_all(scope, items)
         return items
 
     def _by_ids(self, rt: Runtime, m: Mapping, requested: list, scope: dict) -> list[dict]:

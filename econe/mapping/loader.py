@@ -103,8 +103,9 @@ class Mapping:
     source: Source | None = None
     by_id: ById | None = None
     view: View | None = None
-    where: Compiled | None = None
-    match: list[Compiled] = field(default_factory=list)
+    where: Compiled | None = None  # one item (by-id fetches)
+    where_all: Callable[[dict, list], list] | None = None  # a whole list in one render
+    match: list[Callable[[dict, list], list]] = field(default_factory=list)
     filters: dict[str, str] | None = None
     paginate: Paginate | None = None
     each: Each | None = None
@@ -225,8 +226,9 @@ def compile_mapping(path: Path, data: Any, views: dict[str, View], exprs: Expres
             )
         if "where" in data:
             m.where = exprs.expression(str(data["where"]), f"{w}: where")
+            m.where_all = exprs.predicate(str(data["where"]), f"{w}: where")
         for i, expr in enumerate(data.get("match") or []):
-            m.match.append(exprs.expression(str(expr), f"{w}: match[{i}]"))
+            m.match.append(exprs.predicate(str(expr), f"{w}: match[{i}]"))
         if "filters" in data:
             f = data["filters"]
             if not isinstance(f, dict) or not all(isinstance(v, str) for v in f.values()):
