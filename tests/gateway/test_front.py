@@ -316,7 +316,12 @@ def test_json_api_with_an_injected_principal(make_client, engine):
         )
         assert resp.status_code == 400 and error_of(resp)["Code"]
         resp = c.get("/DescribeInstances", headers={"content-type": "application/json"})
-        assert resp.status_code in (400, 405) and error_of(resp)["Code"]
+        assert resp.status_code == 405 and resp.headers["allow"] == "POST"
+        assert error_of(resp)["Code"] == "UnsupportedHttpVerb"
+        resp = c.post(
+            "/DescribeInstances", content=b"", headers={"content-type": "application/json"}
+        )
+        assert resp.status_code == 400 and error_of(resp)["Code"]
 
 
 def test_dev_routes_are_off_by_default(client, make_client):
