@@ -1,0 +1,173 @@
+"""`econe admin-keys`: per-user EC2 keys for users who cannot sign with their password.
+
+End to end: the CLI (`python -m econe.admin_keys`, the same parser `econe admin-keys` uses)
+talks to onesim as oneadmin; the key is then used with boto3 against econe, and revoked.
+The server runs with `:user_cache_ttl: 2` so that a revocation shows within seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.e2e.conftest import stop_demo
+from tests.security.conftest import make_user, start_logged
+from tests.security.helpers import action_params, eventually, send, sign_v2, sign_v4
+
+
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory, secrets_used):
+    tmp = tmp_path_factory.mktemp("keys")
+    conf = tmp / "econe.conf"
+    conf.write_text(":user_cache_ttl: 2\n")
+    (tmp / "econe").mkdir()
+    proc, demo, admin = start_logged(tmp / "econe", secrets_used, extra=["--config", str(conf)])
+    yield demo, admin
+    stop_demo(proc)
+
+
+def admin_keys(demo, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, ONE_AUTH=str(demo.state_dir / ".one" / "one_auth"))
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "econe.admin_keys",
+            "admin-keys",
+            "--one-xmlrpc",
+            demo.sim_url,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+
+
+def created(result: subprocess.CompletedProcess) -> tuple[str, str]:
+    assert result.returncode == 0, result.stderr
+    key_id = re.search(r"access key id:\s+(\S+)", result.stdout).group(1)
+    secret = re.search(r"secret access key:\s+(\S+)", result.stdout).group(1)
+    return key_id, secret
+
+
+def works(client):
+    """A callable for `eventually`: describe_instances succeeds (ClientError -> retry)."""
+
+    def check():
+        try:
+            return client.describe_instances()
+        except ClientError as exc:
+            raise AssertionError(str(exc)) from exc
+
+    return check
+
+
+def code_of(call) -> str:
+    try:
+        call()
+    except ClientError as exc:
+        return exc.response["Error"]["Code"]
+    return "OK"
+
+
+def test_ldap_user_key_lifecycle(keyed, secrets_used):
+    demo, admin = keyed
+    ldap = make_user(
+        admin,
+        secrets_used,
+        "sec-ldapkey",
+        driver="ldap",
+        password="uid=keyed,ou=people,dc=example,dc=org",
+    )
+    key_id, secret = created(admin_keys(demo, "create", ldap.name))
+    secrets_used.add(secret, "admin-keys secret")
+    assert key_id.startswith("AKON") and len(key_id) == 20 and len(secret) >= 40
+
+    # stored as the authenticator reads it; the secret shown once, never listed
+    vectors = admin.user_xml(ldap.uid).findall("TEMPLATE/EC2_ACCESS_KEYS")
+    assert [(v.findtext("ACCESS_KEY_ID"), v.findtext("STATUS")) for v in vectors] == [
+        (key_id, "Active")
+    ]
+    listing = admin_keys(demo, "list", ldap.name)
+    assert listing.returncode == 0 and key_id in listing.stdout and secret not in listing.stdout
+    everyone = admin_keys(demo, "list")
+    assert key_id in everyone.stdout and secret not in everyone.stdout
+
+    ec2 = demo.client(key_id, secret)
+    v2 = demo.client(key_id, secret, signature_version="v2")
+    eventually(works(ec2))
+    v2.describe_instances()
+    assert code_of(lambda: demo.client(key_id, "x" * 40).describe_instances()) == (
+        "SignatureDoesNotMatch"
+    )
+    # the user name with the key's secret is not a credential
+    assert code_of(lambda: demo.client(ldap.name, secret).describe_instances()) == "AuthFailure"
+
+    # a second key; revoking the first leaves the second working
+    key2, secret2 = created(admin_keys(demo, "create", ldap.name))
+    secrets_used.add(secret2, "admin-keys secret")
+    revoked = admin_keys(demo, "revoke", ldap.name, key_id)
+    assert revoked.returncode == 0, revoked.stderr
+    vectors = admin.user_xml(ldap.uid).findall("TEMPLATE/EC2_ACCESS_KEYS")
+    states = {
+        v.findtext("ACCESS_KEY_ID"): (v.findtext("STATUS"), v.findtext("SECRET")) for v in vectors
+    }
+    assert states[key_id] == ("Inactive", None), "a revoked key keeps no secret"
+    assert states[key2] == ("Active", secret2)
+
+    def refused():
+        assert code_of(lambda: ec2.describe_instances()) == "AuthFailure"
+
+    eventually(refused, timeout=15)
+    reply = send(sign_v2(demo.url, action_params("DescribeInstances"), key_id, secret))
+    assert reply.code == "AuthFailure" and reply.status == 401, reply
+    eventually(works(demo.client(key2, secret2)))
+
+
+def test_key_of_a_disabled_user_refused(keyed, secrets_used):
+    demo, admin = keyed
+    user = make_user(admin, secrets_used, "sec-sshkey", driver="ssh", password="ssh-ed25519 AAAAk")
+    key_id, secret = created(admin_keys(demo, "create", user.name))
+    secrets_used.add(secret, "admin-keys secret")
+    eventually(works(demo.client(key_id, secret)))
+    admin.enable(user.uid, False)
+
+    def refused():
+        reply = send(sign_v4(demo.url, action_params("DescribeInstances"), key_id, secret))
+        assert reply.code == "AuthFailure", reply
+
+    eventually(refused, timeout=15)
+
+
+def test_cli_errors(keyed):
+    demo, _ = keyed
+    missing = admin_keys(demo, "create", "no-such-user-here")
+    assert missing.returncode == 1 and "no OpenNebula user" in missing.stderr
+    bad = admin_keys(demo, "revoke", "oneadmin", "AKONNOTAKEYATALL0000")
+    assert bad.returncode == 1 and "has no access key" in bad.stderr
+    env = dict(os.environ, ONE_AUTH="/nonexistent/one_auth")
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "econe.admin_keys",
+            "admin-keys",
+            "--one-xmlrpc",
+            demo.sim_url,
+            "list",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 1 and "cannot read oneadmin credentials" in out.stderr
+    wrong = admin_keys(demo, "--one-auth", "oneadmin:wrong", "list")
+    assert wrong.returncode == 1 and wrong.stderr.startswith("econe admin-keys:")
