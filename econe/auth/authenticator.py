@@ -17,7 +17,14 @@ from collections.abc import Callable
 from typing import Any
 
 from econe.auth import sigv2, sigv4, x509
-from econe.auth.common import auth_failure, is_trusted_proxy, missing_authentication
+from econe.auth.common import (
+    auth_failure,
+    is_trusted_proxy,
+    missing_authentication,
+    signature_mismatch,
+    split_host,
+)
+from econe.auth.hosts import server_names
 from econe.auth.users import UserDirectory, UserPoolUnavailable, UserRecord
 from econe.config import Config
 from econe.context import Principal, RawRequest
@@ -74,15 +81,27 @@ class Authenticator:
 
     # -- :auth: ec2
 
-    def _secret(self, access_key: str) -> tuple[UserRecord, str]:
+    def _secret_for(self, user: UserRecord, access_key: str) -> str | None:
+        """The EC2 secret `user` has for `access_key`: the stored PASSWORD when the key is the
+        user name and the driver is core/public, else a matching EC2_ACCESS_KEYS entry."""
+        if user.name == access_key and user.auth_driver in SECRET_DRIVERS and user.password:
+            return user.password
+        for entry in user.access_keys():
+            if str(entry.get("ACCESS_KEY_ID", "")).strip() == access_key:
+                return self._resolve(entry)
+        return None
+
+    def _lookup(self, access_key: str) -> tuple[UserRecord, str]:
         """The user and EC2 secret for an access key, or AuthFailure (unknown key, or a user
         whose driver has no usable secret)."""
         user = self.users.get(access_key)
-        if user is not None and user.auth_driver in SECRET_DRIVERS and user.password:
-            return user, user.password
+        if user is not None:
+            secret = self._secret_for(user, access_key)
+            if secret:
+                return user, secret
         found = self.users.find_by_access_key(access_key)
         if found is not None:
-            secret = self._resolve(found[1])
+            secret = self._secret_for(found[0], access_key)
             if secret:
                 return found[0], secret
         if user is not None:
@@ -93,37 +112,61 @@ class Authenticator:
             log.info("EC2 key %r refused: no such user or access key", access_key)
         raise auth_failure()
 
-    def _check_enabled(self, user: UserRecord) -> None:
-        if not user.enabled:
-            log.info("user %s refused: disabled (ENABLED=0)", user.name)
+    def _confirm(self, user: UserRecord) -> UserRecord:
+        """The user's current record (enabled, not deleted), or AuthFailure."""
+        fresh = self.users.confirm(user)
+        if fresh is None:
+            log.info("user %s refused: no longer exists", user.name)
+            raise auth_failure()
+        if not fresh.enabled:
+            log.info("user %s refused: disabled (ENABLED=0)", fresh.name)
             raise auth_failure("The user is disabled.")
+        return fresh
+
+    def _check_host(self, req: RawRequest) -> None:
+        host = req.headers.get("host", "")
+        if split_host(host)[0] not in server_names(req, self.config):
+            raise signature_mismatch(
+                f"The request was signed for host {host[:100]!r}, which this server does not "
+                "answer as (see :host: and :ssl_server: in econe.conf)."
+            )
 
     def _ec2(self, req: RawRequest) -> Principal:
         now = self._clock()
         window = self.config.signature_window
-        if sigv4.is_header_auth(req):
-            cred = sigv4.parse_header(req)
-            user, secret = self._secret(cred.access_key)
-            sigv4.verify(req, cred, secret, now=now, window=window)
-            via = "sigv4"
-        elif sigv4.is_presigned(req):
-            cred = sigv4.parse_presigned(req)
-            user, secret = self._secret(cred.access_key)
-            sigv4.verify(req, cred, secret, now=now, window=window)
-            via = "presigned-v4"
+        check: Callable[[str], None]
+        if sigv4.is_header_auth(req) or sigv4.is_presigned(req):
+            presigned = not sigv4.is_header_auth(req)
+            cred = sigv4.parse_presigned(req) if presigned else sigv4.parse_header(req)
+            access_key, via = cred.access_key, "presigned-v4" if presigned else "sigv4"
+
+            def check(secret: str) -> None:
+                sigv4.verify(req, cred, secret, now=now, window=window)
+                self._check_host(req)
+
         elif sigv2.is_sigv2(req.params):
             sig = sigv2.parse(req.params)
-            user, secret = self._secret(sig.access_key)
-            sigv2.verify(req, sig, secret, self.config, now=now)
-            via = "sigv2"
+            access_key, via = sig.access_key, "sigv2"
+
+            def check(secret: str) -> None:
+                sigv2.verify(req, sig, secret, self.config, now=now)
+
         elif req.headers.get("authorization"):
             scheme = req.headers["authorization"].split(" ", 1)[0]
             raise auth_failure(f"Authorization scheme {scheme[:40]!r} is not supported.")
         else:
             raise missing_authentication()
-        # Only after the signature holds, so a stranger cannot probe which users are disabled.
-        self._check_enabled(user)
-        return _principal(user, via)
+        user, secret = self._lookup(access_key)
+        check(secret)
+        # Only once the signature holds (so a stranger cannot probe which users exist or are
+        # disabled): re-read the user, which may have been disabled or re-keyed since cached.
+        fresh = self._confirm(user)
+        fresh_secret = self._secret_for(fresh, access_key)
+        if not fresh_secret:
+            raise auth_failure()
+        if fresh_secret != secret:
+            check(fresh_secret)
+        return _principal(fresh, via)
 
     # -- :auth: x509 and :auth: remote (identity asserted by a trusted front proxy)
 
@@ -133,20 +176,25 @@ class Authenticator:
             raise auth_failure(f"{what} is only accepted from a trusted proxy.")
 
     def _x509(self, req: RawRequest) -> Principal:
-        header = req.headers.get("ssl-client-cert") or req.headers.get("ssl_client_cert")
+        # SSL_CLIENT_CERT is what proxies set; a client-sent SSL-Client-Cert must never win.
+        header = req.headers.get("ssl_client_cert") or req.headers.get("ssl-client-cert")
         if not header or header.strip() == "(null)":
             raise missing_authentication()
         self._from_proxy(req, "A client certificate")
         cert = x509.load_client_cert(header)
         x509.check_validity(cert, self._clock())
-        user = self.users.find_by_dn(x509.escaped_dn(cert.subject))
+        dn = x509.escaped_dn(cert.subject)
+        user = self.users.find_by_dn(dn)
         if user is None:  # proxy certificates: the issuer is the user's own certificate
-            user = self.users.find_by_dn(x509.escaped_dn(cert.issuer))
+            dn = x509.escaped_dn(cert.issuer)
+            user = self.users.find_by_dn(dn)
         if user is None or user.auth_driver != "x509":
             log.info("client certificate %s matches no x509 user", x509.escaped_dn(cert.subject))
             raise auth_failure("The client certificate matches no user.")
-        self._check_enabled(user)
-        return _principal(user, "x509")
+        fresh = self._confirm(user)
+        if fresh.auth_driver != "x509" or dn not in fresh.password.split("|"):
+            raise auth_failure("The client certificate matches no user.")
+        return _principal(fresh, "x509")
 
     def _remote(self, req: RawRequest) -> Principal:
         name = (
@@ -158,8 +206,9 @@ class Authenticator:
             raise missing_authentication()
         self._from_proxy(req, "A proxy-asserted user")
         user = self.users.get(name.strip())
+        if user is not None:
+            user = self._confirm(user)
         if user is None or user.auth_driver != "public" or user.password != user.name:
             log.info("remote user %r refused: needs driver public with PASSWORD = name", name)
             raise auth_failure()
-        self._check_enabled(user)
         return _principal(user, "remote")

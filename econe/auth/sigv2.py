@@ -25,13 +25,13 @@ from econe.auth.common import (
     signature_mismatch,
     split_host,
 )
+from econe.auth.hosts import known_ports, server_names, ssl_server_url
 from econe.config import Config
 from econe.context import RawRequest
 from econe.errors import Ec2Error, missing_parameter
 
 _DIGESTS = {"HmacSHA256": hashlib.sha256, "HmacSHA1": hashlib.sha1}
 _UNSIGNED_PARAMS = frozenset({"Signature", "file"})
-_WILDCARD_BINDS = frozenset({"", "0.0.0.0", "::", "[::]", "*"})
 
 
 @dataclass(frozen=True)
@@ -101,26 +101,15 @@ def _host_forms(value: str, ports: Iterable[int]) -> list[str]:
 
 def signed_host_candidates(req: RawRequest, config: Config) -> tuple[list[str], list[str]]:
     """(hosts this server answers as, hosts the client may have signed but we do not serve)."""
-    names: set[str] = set()
-    ports: list[int] = [config.port]
-    if config.host.strip().lower() not in _WILDCARD_BINDS:
-        names.add(split_host(config.host)[0])
-    sources = [req.headers.get("host", "")]
-    if config.ssl_server:
-        url = urlsplit(config.ssl_server if "//" in config.ssl_server else "//" + config.ssl_server)
-        if url.hostname:
-            names.add(url.hostname.lower())
-            ports.append(url.port or (443 if url.scheme != "http" else 80))
-            sources.append(url.netloc)
+    names = server_names(req, config)
+    ports = known_ports(config)
+    sources = [req.headers.get("host", ""), config.host]
+    url = ssl_server_url(config)
+    if url is not None and url.hostname:
+        sources.append(url.netloc)
     forwarded = req.headers.get("x-forwarded-host")
     if forwarded and is_trusted_proxy(req.client_addr, config.trusted_proxies):
-        for item in forwarded.split(","):
-            names.add(split_host(item)[0])
-            sources.append(item)
-    if config.host.strip().lower() in _WILDCARD_BINDS:
-        # Bound to every address: no configured name to check against, trust the Host header.
-        names.add(split_host(req.headers.get("host", ""))[0])
-    sources.append(config.host)
+        sources.extend(forwarded.split(","))
     allowed, foreign = [], []
     for source in sources:
         for form in _host_forms(source, ports):

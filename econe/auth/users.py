@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 # (ldap, ssh, x509, server_* drivers), one vector per key:
 #   EC2_ACCESS_KEYS = [ ACCESS_KEY_ID = "AKIA…", SECRET = "…", STATUS = "Active" ]
 ACCESS_KEYS_ATTR = "EC2_ACCESS_KEYS"
+NO_EXISTS = 0x400  # oned's code when a user id does not exist (econe.one.client.NO_EXISTS)
 
 
 class UserPoolUnavailable(Exception):
@@ -117,6 +118,14 @@ def _index(users: list[UserRecord], now: float) -> _Snapshot:
     return _Snapshot(by_name, by_dn, by_key, now)
 
 
+def _pool_reader(client: Any, sessions: Any) -> Callable[[], bytes | str]:
+    return lambda: client.call(sessions.admin_session(), "one.userpool.info")
+
+
+def _user_reader(client: Any, sessions: Any) -> Callable[[int], bytes | str]:
+    return lambda uid: client.call(sessions.admin_session(), "one.user.info", uid)
+
+
 class UserDirectory:
     """Cached view of the user pool. Thread-safe: readers use an immutable snapshot that a
     refresh swaps in whole; one refresh runs at a time and concurrent misses share it."""
@@ -127,8 +136,22 @@ class UserDirectory:
         ttl: float = 60.0,
         min_refresh_interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        fetch_user: Callable[[int], bytes | str] | None = None,
+        confirm_ttl: float = 0.0,
     ):
+        if not callable(fetch_pool) and hasattr(ttl, "call"):
+            # Compatibility: econe/app.py calls UserDirectory(config, one_client, sessions);
+            # `UserDirectory.from_one(...)` is the spelled-out form of the same thing.
+            config, client, sessions = fetch_pool, ttl, min_refresh_interval
+            fetch_pool = _pool_reader(client, sessions)
+            fetch_user = _user_reader(client, sessions)
+            ttl = float(getattr(config, "user_cache_ttl", 60.0))
+            min_refresh_interval = 2.0
         self._fetch_pool = fetch_pool
+        self._fetch_user = fetch_user
+        self.confirm_ttl = confirm_ttl
+        self._confirmed: dict[int, tuple[float, UserRecord]] = {}
         self.ttl = ttl
         self.min_refresh_interval = min_refresh_interval
         self._clock = clock
@@ -141,8 +164,9 @@ class UserDirectory:
         """The directory the server uses: `one.userpool.info` read as the server admin
         (`client`: econe.one.client.OneClient, `sessions`: econe.one.session.*Sessions)."""
         return cls(
-            lambda: client.call(sessions.admin_session(), "one.userpool.info"),
+            _pool_reader(client, sessions),
             ttl=config.user_cache_ttl,
+            fetch_user=_user_reader(client, sessions),
         )
 
     def _load(self) -> _Snapshot:
@@ -210,3 +234,32 @@ class UserDirectory:
     def find_by_access_key(self, access_key_id: str) -> tuple[UserRecord, dict[str, Any]] | None:
         """(user, EC2_ACCESS_KEYS entry) for a per-user EC2 access key id."""
         return self._lookup(lambda s: s.by_key.get(access_key_id))
+
+    def confirm(self, user: UserRecord) -> UserRecord | None:
+        """The user as oned knows it right now (None: deleted), fetched with `fetch_user`.
+
+        The pool cache may be up to `ttl` old, and oned does not check ENABLED for
+        server_cipher sessions: a user disabled (or re-keyed) a moment ago must not keep
+        working until the next refresh. Costs one `one.user.info` per request unless
+        `confirm_ttl` allows reusing a recent answer. Without `fetch_user`: the cached record.
+        """
+        if self._fetch_user is None:
+            return user
+        now = self._clock()
+        hit = self._confirmed.get(user.id)
+        if hit is not None and now - hit[0] < self.confirm_ttl:
+            return hit[1]
+        try:
+            xml = self._fetch_user(user.id)
+        except Exception as exc:  # noqa: BLE001 - sorted below
+            if getattr(exc, "code", None) == NO_EXISTS:
+                return None  # deleted since the pool was read
+            raise UserPoolUnavailable(f"cannot read OpenNebula user {user.id}: {exc}") from exc
+        try:
+            records = parse_user_pool(xml)
+        except etree.XMLSyntaxError as exc:
+            raise UserPoolUnavailable(f"unreadable answer for user {user.id}") from exc
+        fresh = records[0] if records and records[0].id == user.id else None
+        if fresh is not None and self.confirm_ttl > 0:
+            self._confirmed[user.id] = (now, fresh)
+        return fresh

@@ -249,3 +249,87 @@ def test_remote_user_rules(remote_auth):
 def test_signature_window_uses_clock(config, pool):
     auth = Authenticator(config, UserDirectory(pool), clock=lambda: time.time() + 10_000)
     assert _code(auth, sign_v2(DESCRIBE))[0] == "RequestExpired"
+
+
+# ------------------------------------------------------------------ fresh user check
+
+
+class LivePool(Pool):
+    """A pool whose users can change; fetch_user answers one.user.info from the same list."""
+
+    def __init__(self):
+        super().__init__()
+        self.user_calls = 0
+
+    def user(self, uid):
+        from lxml import etree
+
+        self.user_calls += 1
+        for u in self.users:
+            if f"<ID>{uid}</ID><GID>" in u:
+                return etree.tostring(etree.fromstring(u))
+        err = RuntimeError(f"[one.user.info] Error getting user [{uid}].")
+        err.code = 0x400
+        raise err
+
+
+def _live(config, **kw):
+    live = LivePool()
+    users = UserDirectory(live, fetch_user=live.user, **kw)
+    return live, Authenticator(config, users)
+
+
+def _replace(live, name, new_xml):
+    live.users = [new_xml if f"<NAME>{name}</NAME>" in u else u for u in live.users]
+
+
+def test_user_disabled_while_cached_is_refused_at_once(config):
+    from .conftest import ALICE_SECRET, user_xml
+
+    live, auth = _live(config)
+    assert auth.authenticate(sign_v4(DESCRIBE)).name == "alice"
+    _replace(live, "alice", user_xml(2, "alice", password=ALICE_SECRET, enabled=False))
+    assert _code(auth, sign_v4(DESCRIBE)) == ("AuthFailure", 401)
+    assert _code(auth, sign_v2(DESCRIBE)) == ("AuthFailure", 401)
+    assert live.calls == 1  # the pool was not re-read; one.user.info was
+
+
+def test_user_deleted_while_cached(config):
+    live, auth = _live(config)
+    assert auth.authenticate(sign_v4(DESCRIBE)).name == "alice"
+    live.users = [u for u in live.users if "<NAME>alice<" not in u]
+    assert _code(auth, sign_v4(DESCRIBE)) == ("AuthFailure", 401)
+
+
+def test_old_secret_refused_after_password_change(config):
+    from .conftest import user_xml
+
+    live, auth = _live(config)
+    assert auth.authenticate(sign_v4(DESCRIBE)).name == "alice"
+    _replace(live, "alice", user_xml(2, "alice", password="f" * 64))
+    assert _code(auth, sign_v4(DESCRIBE)) == ("SignatureDoesNotMatch", 403)
+
+
+def test_driver_changed_to_ldap_while_cached(config):
+    from .conftest import user_xml
+
+    live, auth = _live(config)
+    _replace(live, "alice", user_xml(2, "alice", driver="ldap", password="uid=alice"))
+    assert _code(auth, sign_v4(DESCRIBE)) == ("AuthFailure", 401)
+
+
+def test_confirm_ttl_reuses_answers(config):
+    live, auth = _live(config, confirm_ttl=30)
+    for _ in range(3):
+        auth.authenticate(sign_v4(DESCRIBE))
+    assert live.user_calls == 1
+
+
+def test_x509_proxy_header_wins_over_client_spelling(x509_auth):
+    ca = _name((NameOID.COMMON_NAME, "Test CA"))
+    carol = _cert(CAROL, ca)
+    stranger = _cert(_name((NameOID.COMMON_NAME, "Mallory")), ca)
+    raw = _raw({"ssl_client_cert": stranger, "ssl-client-cert": carol})
+    assert _code(x509_auth, raw)[0] == "AuthFailure"
+    raw = _raw({"ssl_client_cert": carol, "ssl-client-cert": stranger})
+    assert x509_auth.authenticate(raw).name == "carol"

@@ -41,11 +41,45 @@ def test_declared_scope_is_used(auth, region, service):
     assert auth.authenticate(sign_v4(DESCRIBE, region=region, service=service)).name == "alice"
 
 
-def test_host_with_port_and_other_hosts(auth):
-    # SigV4 signs the Host header as received; any name works as long as it matches.
+def test_host_with_port_as_received(auth):
+    # SigV4 signs the Host header as received (port included); loopback names are one host
     raw = sign_v4(DESCRIBE, url="http://127.0.0.1:8080/")
     assert raw.headers["host"] == "127.0.0.1:8080"
     assert auth.authenticate(raw).name == "alice"
+
+
+@pytest.mark.parametrize("sign", [sign_v4, presign_v4])
+def test_signed_for_a_host_we_do_not_serve(auth, sign):
+    """A request captured on another endpoint (same user and secret) is not replayable here."""
+    raw = sign(DESCRIBE, url="http://ec2.example.org:4567/")
+    with pytest.raises(Ec2Error) as exc:
+        auth.authenticate(raw)
+    assert (exc.value.code, exc.value.status) == ("SignatureDoesNotMatch", 403)
+    assert "ec2.example.org" in exc.value.message
+
+
+def test_ssl_server_name(pool):
+    from econe.auth.authenticator import Authenticator
+    from econe.auth.users import UserDirectory
+    from econe.config import Config
+
+    config = Config(host="10.0.0.5", port=4567, ssl_server="https://cloud.example.org/")
+    auth = Authenticator(config, UserDirectory(pool))
+    assert auth.authenticate(sign_v4(DESCRIBE, url="https://cloud.example.org/")).name == "alice"
+    assert _code(auth, sign_v4(DESCRIBE, url="http://127.0.0.1:4567/"))[0] == (
+        "SignatureDoesNotMatch"
+    )
+    assert auth.authenticate(sign_v4(DESCRIBE, url="http://10.0.0.5:4567/")).name == "alice"
+
+
+@pytest.mark.parametrize("peer,ok", [("10.9.3.4", True), ("203.0.113.7", False)])
+def test_forwarded_host_only_from_trusted_proxy(auth, peer, ok):
+    raw = sign_v4(DESCRIBE, url="https://ec2.example.org/", client_addr=peer)
+    raw.headers["x-forwarded-host"] = "ec2.example.org"
+    if ok:
+        assert auth.authenticate(raw).name == "alice"
+    else:
+        assert _code(auth, raw) == ("SignatureDoesNotMatch", 403)
 
 
 def test_public_user(auth):

@@ -142,3 +142,26 @@ def test_concurrent_misses_share_one_fetch():
         t.join()
     assert len(calls) == 1
     assert all(r is not None and r.name == "alice" for r in results)
+
+
+def test_app_style_constructor():
+    """econe/app.py builds UserDirectory(config, one_client, sessions)."""
+    from econe.config import Config
+
+    class FakeClient:
+        def __init__(self):
+            self.calls = []
+
+        def call(self, session, method, *args):
+            self.calls.append((session, method, args))
+            return Pool()()
+
+    class FakeSessions:
+        def admin_session(self):
+            return "serveradmin:serveradmin:tok"
+
+    client = FakeClient()
+    users = UserDirectory(Config(user_cache_ttl=5.0), client, FakeSessions())
+    assert users.ttl == 5.0
+    assert users.get("alice").id == 2
+    assert client.calls == [("serveradmin:serveradmin:tok", "one.userpool.info", ())]
