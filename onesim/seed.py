@@ -17,6 +17,7 @@ import os
 import secrets
 
 from . import template as T
+from .auth import sha256_hex
 from .core import Sim
 from .methods.misc import new_host
 from .methods.tmpl import new_template
@@ -85,7 +86,8 @@ def bootstrap(sim: Sim, seed: str | None = "demo") -> tuple[str, str]:
         admin_pw = secrets.token_hex(16)
         server_pw = secrets.token_hex(16)
         new_user(sim, "oneadmin", admin_pw, "core", [0], uid=0)
-        new_user(sim, "serveradmin", server_pw, "server_cipher", [0], uid=1)
+        # oned stores sha256(password) for serveradmin; the driver keys on its first 32 chars
+        new_user(sim, "serveradmin", sha256_hex(server_pw), "server_cipher", [0], uid=1)
         sim.store.set_meta("next_user", 2)
         sim.store.set_meta(
             "secrets", {"one_auth": f"oneadmin:{admin_pw}", "ec2_auth": f"serveradmin:{server_pw}"}

@@ -7,6 +7,7 @@ import uuid
 
 from . import errors, leases, refs
 from . import template as T
+from .names import name_error
 
 SYSTEM_ATTRS = {
     "CPU",
@@ -131,7 +132,15 @@ def image_disk(sim, img: dict, disk_id: int | None, target: str | None, extra: d
     return disk
 
 
-def build(sim, caller, tmpl: list, vid: int, hold: bool, template_id: int | None = None) -> dict:
+def build(
+    sim,
+    caller,
+    tmpl: list,
+    vid: int,
+    hold: bool,
+    template_id: int | None = None,
+    name: str | None = None,
+) -> dict:
     """Validate and expand ``tmpl`` for new VM ``vid``; leases and images are taken.
 
     Order as oned: authorization of referenced images/networks, then MEMORY/CPU/VCPU, then
@@ -139,6 +148,9 @@ def build(sim, caller, tmpl: list, vid: int, hold: bool, template_id: int | None
     disks_in = [{k: v for k, v in d} for d in T.get_vec(tmpl, "DISK")]
     nics_in = [{k: v for k, v in n} for n in T.get_vec(tmpl, "NIC")]
     refs.authorize(sim, caller, disks_in, nics_in)
+    bad = name_error(name or T.get(tmpl, "NAME") or "one")
+    if bad:
+        raise errors.internal(bad)
     if not _positive_int(T.get(tmpl, "MEMORY")):
         raise errors.internal("MEMORY attribute must be a positive integer value.")
     if not _positive_float(T.get(tmpl, "CPU")):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .. import errors, perms
 from .. import template as T
+from ..names import name_error  # noqa: F401  (re-exported for the method modules)
 
 
 def parse(s: str, code: int = errors.INTERNAL, prefix: str = "") -> list:

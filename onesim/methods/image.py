@@ -9,7 +9,7 @@ from .. import docs, errors
 from .. import template as T
 from ..core import method
 from ..perms import DEFAULT_PERMS, authorize
-from .common import name_taken, parse, pool, update_template
+from .common import name_error, name_taken, parse, pool, update_template
 
 TYPES = {
     "OS": 0,
@@ -55,20 +55,7 @@ def new_image(sim, caller, tmpl: list, ds_id: int, from_vm: bool = False) -> int
         raise errors.allocate_error(
             "image", "New images can only be allocated in a files or image datastore."
         )
-    name = T.get(tmpl, "NAME")
-    if not name:
-        raise errors.allocate_error("image", "No NAME in template.")
-    taken = name_taken(sim, "image", caller.uid, name)
-    if taken is not None:
-        raise errors.allocate_error("image", f"NAME is already taken by IMAGE {taken['id']}.")
-    tname = (T.get(tmpl, "TYPE") or ("FILE" if ds["type"] == 2 else "OS")).upper()
-    if ds["type"] == 2:
-        itype = {"KERNEL": 3, "RAMDISK": 4, "CONTEXT": 5}.get(tname, 5)
-    elif tname not in TYPES:
-        # oned 7.4 builds this text with "Unknown type " + <enum>: the type name is lost
-        raise errors.allocate_error("image", "Unknown type ")
-    else:
-        itype = TYPES[tname]
+    # ImageAPI::allocate: size first, then ImagePool::allocate: name, type vs datastore, dups
     path = T.get(tmpl, "PATH") or ""
     source = T.get(tmpl, "SOURCE") or ""
     size_s = T.get(tmpl, "SIZE")
@@ -84,6 +71,30 @@ def new_image(sim, caller, tmpl: list, ds_id: int, from_vm: bool = False) -> int
                 "Cannot parse image SIZE: Wrong number or missing SIZE attribute."
             )
         size = max(size, 0)
+    name = T.get(tmpl, "NAME") or ""
+    bad = name_error(name)
+    if bad:
+        raise errors.allocate_error("image", bad)
+    tname = (T.get(tmpl, "TYPE") or "OS").upper()
+    itype = TYPES.get(tname, 0)  # Image::str_to_type falls back to OS
+    if itype in (0, 1, 2, 7) and ds["type"] != 0:
+        raise errors.allocate_error(
+            "image",
+            "Only IMAGES of type KERNEL, RAMDISK and CONTEXT can be registered in a "
+            "FILE_DS datastore",
+        )
+    if itype in (3, 4, 5) and ds["type"] != 2:
+        raise errors.allocate_error(
+            "image",
+            "IMAGES of type KERNEL, RAMDISK and CONTEXT cannot be registered in an "
+            "IMAGE_DS datastore",
+        )
+    taken = name_taken(sim, "image", caller.uid, name)
+    if taken is not None:
+        raise errors.allocate_error("image", f"NAME is already taken by IMAGE {taken['id']}.")
+    if tname not in TYPES:
+        # oned 7.4 builds this text with "Unknown type " + <enum>: the type name is lost
+        raise errors.allocate_error("image", "Unknown type ")
     iid = sim.store.new_id("image")
     now = sim.now()
     t = [[k, v] for k, v in tmpl if k not in STRIP]

@@ -6,13 +6,16 @@ from .. import docs, errors, vmbuild
 from .. import template as T
 from ..core import method
 from ..perms import DEFAULT_PERMS
-from .common import name_taken, parse, pool, update_template
+from .common import name_error, name_taken, parse, pool, update_template
 from .vm import _new_vm
 
 
 def new_template(sim, uid: int, gid: int, tmpl: list, perms: list | None = None) -> int:
     tid = max(int(sim.store.meta.get("next_template", 0)), 0)
-    name = T.get(tmpl, "NAME") or f"template-{tid}"
+    name = T.get(tmpl, "NAME") or ""
+    bad = name_error(name)
+    if bad:
+        raise errors.allocate_error("template", bad)
     taken = name_taken(sim, "template", uid, name)
     if taken is not None:
         raise errors.allocate_error("template", f"NAME is already taken by TEMPLATE {taken['id']}.")

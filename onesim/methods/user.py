@@ -8,7 +8,9 @@ from .. import docs, errors
 from ..auth import sha256_hex
 from ..core import method
 from ..perms import authorize
-from .common import parse, update_template
+from .common import name_error, parse, update_template
+
+USER_INVALID_CHARS = " :\t\n\v\f\r"
 
 MAX_TOKENS = 10
 
@@ -21,16 +23,18 @@ def new_user(
     gids: list | None = None,
     uid: int | None = None,
 ) -> int:
-    if not name or ":" in name or " " in name:
-        raise errors.allocate_error("user", "Invalid NAME, it cannot contain ':' or spaces.")
+    bad = name_error(name, USER_INVALID_CHARS)
+    if bad:
+        raise errors.allocate_error("user", bad + ".")
     if sim.user_by_name(name) is not None:
         taken = sim.user_by_name(name)["id"]
         raise errors.allocate_error("user", f"NAME is already taken by USER {taken}.")
     driver = driver or "core"
     gids = list(gids) if gids else [1]
-    for g in gids:
-        if sim.store.get("group", g) is None:
-            raise errors.no_exists("group", g)
+    if any(sim.store.get("group", g) is None for g in gids):
+        raise errors.allocate_error(
+            "user", "The array of groups needs to have at least a valid Group ID."
+        )
     oid = sim.store.new_id("user") if uid is None else uid
     u = {
         "id": oid,
@@ -38,7 +42,7 @@ def new_user(
         "gid": gids[0],
         "groups": gids,
         "name": name,
-        "password": password if driver == "public" else sha256_hex(password),
+        "password": sha256_hex(password) if driver == "core" else password,
         "auth_driver": driver,
         "enabled": True,
         "tokens": [],
@@ -83,7 +87,7 @@ def pool_info(sim, caller) -> str:
 @method("one.user.passwd", "is")
 def passwd(sim, caller, oid: int, password: str) -> int:
     u = sim.get_auth(caller, "user", oid, "MANAGE")
-    u["password"] = password if u["auth_driver"] == "public" else sha256_hex(password)
+    u["password"] = sha256_hex(password) if u["auth_driver"] == "core" else password
     sim.sessions = {k: v for k, v in sim.sessions.items() if v[0] != oid}
     sim.store.put("user", u)
     return oid
@@ -94,7 +98,7 @@ def chauth(sim, caller, oid: int, driver: str, password: str = "") -> int:
     u = sim.get_auth(caller, "user", oid, "ADMIN")
     u["auth_driver"] = driver or u["auth_driver"]
     if password:
-        u["password"] = password if u["auth_driver"] == "public" else sha256_hex(password)
+        u["password"] = sha256_hex(password) if u["auth_driver"] == "core" else password
     sim.sessions = {k: v for k, v in sim.sessions.items() if v[0] != oid}
     sim.store.put("user", u)
     return oid

@@ -13,7 +13,7 @@ def _new_vm(
     sim, caller, tmpl: list, hold: bool, name: str | None = None, template_id: int | None = None
 ) -> int:
     vid = max(int(sim.store.meta.get("next_vm", 0)), 0)
-    built = vmbuild.build(sim, caller, tmpl, vid, hold, template_id)
+    built = vmbuild.build(sim, caller, tmpl, vid, hold, template_id, name)
     sim.store.new_id("vm")
     now = sim.now()
     vm = {

@@ -6,7 +6,7 @@ from .. import docs, errors, leases
 from .. import template as T
 from ..core import method
 from ..perms import DEFAULT_PERMS
-from .common import name_taken, parse, pool, update_template
+from .common import name_error, name_taken, parse, pool, update_template
 
 FIXED = {"NAME", "AR", "BRIDGE", "BRIDGE_TYPE", "VN_MAD"}
 
@@ -14,13 +14,16 @@ FIXED = {"NAME", "AR", "BRIDGE", "BRIDGE_TYPE", "VN_MAD"}
 def new_vnet(sim, uid: int, gid: int, tmpl: list, perms: list | None = None) -> int:
     name = T.get(tmpl, "NAME")
     if not name:
-        raise errors.allocate_error("vnet", "No NAME in template.")  # approximate
+        raise errors.allocate_error("vnet", "No NAME in template for Virtual Network.")
+    bad = name_error(name)
+    if bad:
+        raise errors.allocate_error("vnet", bad)
     taken = name_taken(sim, "vnet", uid, name)
     if taken is not None:
         raise errors.allocate_error("vnet", f"NAME is already taken by NET {taken['id']}.")
     vn_mad = T.get(tmpl, "VN_MAD")
     if not vn_mad:
-        raise errors.allocate_error("vnet", "No VN_MAD in template.")  # approximate text
+        raise errors.allocate_error("vnet", "No VN_MAD in template for Virtual Network.")
     vid = max(int(sim.store.meta.get("next_vnet", 0)), 0)
     ars = [leases.make_ar(i, vec) for i, vec in enumerate(T.get_vec(tmpl, "AR"))]
     sim.store.new_id("vnet")

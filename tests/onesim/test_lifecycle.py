@@ -315,3 +315,38 @@ def test_locked_image_rules(one: One, sim) -> None:
     assert kid[0], kid
     r = one("one.vm.allocate", D, f'MEMORY="8"\nCPU="1"\nDISK=[IMAGE_ID="{kid[1]}"]', True)
     assert r[1] == f"[one.vm.allocate] Image {kid[1]} (k) of type KERNEL cannot be used as DISK."
+
+
+def test_allocation_messages(one: One, sim) -> None:
+    A = sim.one_auth
+    assert one("one.template.allocate", D, 'CPU="1"') == [
+        False,
+        "[one.template.allocate] Error allocating a new virtual machine template. Invalid "
+        "NAME, it cannot be empty",
+        16384,
+        -1,
+        -1,
+    ]
+    assert one("one.template.allocate", D, 'NAME="m1.small"\nCPU="1"')[0]  # per-owner names
+    assert one("one.template.allocate", D, 'NAME="m1.small"')[1].endswith(
+        "NAME is already taken by TEMPLATE 1."
+    )
+    assert one("one.vn.allocate", A, 'NAME="n"', -1)[1] == (
+        "[one.vn.allocate] Error allocating a new virtual network. No VN_MAD in template for "
+        "Virtual Network."
+    )
+    assert one("one.user.allocate", A, "a:b", "pw", "core", [])[1] == (
+        "[one.user.allocate] Error allocating a new user. Invalid NAME, char ':' is not allowed."
+    )
+    assert one("one.user.allocate", A, "demo", "pw", "", [])[1] == (
+        "[one.user.allocate] Error allocating a new user. NAME is already taken by USER 2."
+    )
+    uid = one("one.user.allocate", A, "srv2", "plain", "server_cipher", [])[1]
+    assert "<PASSWORD><![CDATA[plain]]></PASSWORD>" in one("one.user.info", A, uid)[1]
+    assert one("one.image.allocate", D, 'NAME="k"\nTYPE="KERNEL"\nSIZE="1"', 1)[1] == (
+        "[one.image.allocate] Error allocating a new image. IMAGES of type KERNEL, RAMDISK and "
+        "CONTEXT cannot be registered in an IMAGE_DS datastore"
+    )
+    assert one("one.image.allocate", D, 'NAME="x"\nTYPE="BOGUS"\nSIZE="1"', 1)[1] == (
+        "[one.image.allocate] Error allocating a new image. Unknown type "
+    )

@@ -76,12 +76,11 @@ def test_malformed_call(sim) -> None:
 
 
 def test_xml_escaping_of_bodies(one: One) -> None:
-    r = one(
-        "one.vm.allocate", "demo:demo", 'NAME="a<b>&c"\nMEMORY="8"\nCPU="1"\nNOTE="x]]>y"', True
-    )
+    r = one("one.vm.allocate", "demo:demo", 'NAME="a<b"\nMEMORY="8"\nCPU="1"', True)
+    assert r == [False, "[one.vm.allocate] Invalid NAME, char '<' is not allowed", 8192, -1, -1]
+    r = one("one.vm.allocate", "demo:demo", 'MEMORY="8"\nCPU="1"\nNOTE="x]]>y<&"', True)
     xml = one("one.vm.info", "demo:demo", r[1])[1]
-    assert "<NAME>a&lt;b&gt;&amp;c</NAME>" in xml
-    assert "<NOTE><![CDATA[x]]]]><![CDATA[>y]]></NOTE>" in xml
+    assert "<NOTE><![CDATA[x]]]]><![CDATA[>y<&]]></NOTE>" in xml
 
 
 def test_system_config(one: One, sim) -> None:
