@@ -52,6 +52,7 @@ MAX_NAME = 128
 XML_CONTENT_TYPE = b"text/xml;charset=UTF-8"
 _VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_ONED_NAME_FORBIDS = "&|:\\\";/'#{}$<>"
 
 
 class ClientGone(Exception):
@@ -114,13 +115,17 @@ def response_xml(image_id: int, version: str, request_id: str) -> str:
 
 
 def check_name(value: str | None) -> str:
+    """The image NAME: `Name`, or `ec2-<uuid>`. Checked before the file is read, with
+    oned's own name rules (PoolObjectSQL::name_is_valid) so that allocate will not refuse it."""
     if value is None or value == "":
         return f"ec2-{uuid.uuid4()}"
-    if len(value) > MAX_NAME or not value.isprintable() or value != value.strip():
+    bad = sorted(set(value) & set(_ONED_NAME_FORBIDS))
+    if len(value) > MAX_NAME or not value.isprintable() or value != value.strip() or bad:
+        why = f" (not allowed: {' '.join(bad)})" if bad else ""
         raise Ec2Error(
             "InvalidParameterValue",
             f"Value ({value[:MAX_NAME]}) for parameter Name is invalid: use 1 to {MAX_NAME} "
-            "printable characters without leading or trailing spaces.",
+            f"printable characters without leading or trailing spaces{why}.",
         )
     return value
 
