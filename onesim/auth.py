@@ -66,53 +66,59 @@ def authenticate(sim, session: str) -> Caller:
     user = sim.user_by_name(username)
     if user is None:
         raise errors.auth_failed()
+    if not user["enabled"]:
+        raise errors.auth_failed()
     driver = user["auth_driver"]
-    if driver.startswith("server") and ":" in token:
+    if driver.startswith("server"):  # fnmatch("server*"): every session goes this way
         return _authenticate_server(sim, session, user, token, now)
-    if driver == "public" or not user["enabled"]:
-        raise errors.auth_failed()
-    if cached and cached[2] > now and cached[0] == user["id"]:
-        return sim.caller_for(user, cached[1])
-    for tok in user.get("tokens", []):
-        if tok["token"] == token and (tok["expire"] == -1 or tok["expire"] > now):
-            return sim.caller_for(user, tok["egid"])
-    if driver != "core":
-        raise errors.auth_failed()
-    stored = user["password"]
-    if stored == sha256_hex(token):
-        pass
-    elif stored == sha1_hex(token):
+    # UserPool::authenticate_internal: SHA1 upgrade, login tokens, session cache, driver
+    if user["password"] == sha1_hex(token):
         user["password"] = sha256_hex(token)  # "Update SHA1 to SHA256"
         sim.store.put("user", user)
-    else:
+    for tok in user.get("tokens", []):
+        if tok["token"] == token:
+            if tok["expire"] == -1 or tok["expire"] > now:
+                return sim.caller_for(user, tok["egid"])
+            raise errors.auth_failed()  # an expired login token is not a password
+    if cached and cached[2] > now and cached[0] == user["id"]:
+        return sim.caller_for(user, cached[1])
+    if driver != "core":
+        raise errors.auth_failed()
+    if user["password"] != sha256_hex(token):
         raise errors.auth_failed()
     sim.sessions[session] = (user["id"], -1, now + SESSION_EXPIRATION_TIME)
     return sim.caller_for(user)
 
 
 def _authenticate_server(sim, session: str, srv: dict, rest: str, now: float) -> Caller:
-    parts = rest.split(":")
+    """``UserPool::authenticate_server``: ``<target>:[<egid>:]<token64>``."""
+    if ":" not in rest:
+        raise errors.auth_failed()  # wrong_server_token
+    target_name, second = rest.split(":", 1)
     egid = -1
-    if len(parts) >= 3 and parts[1].lstrip("-").isdigit():
-        target_name, egid, token64 = parts[0], int(parts[1]), ":".join(parts[2:])
-    else:
-        target_name, token64 = parts[0], ":".join(parts[1:])
+    if ":" in second:
+        egid_s, second = second.split(":", 1)
+        try:
+            egid = int(egid_s)
+        except ValueError:
+            raise errors.auth_failed() from None
     target = sim.user_by_name(target_name)
     if target is None:
         raise errors.auth_failed()  # "User: nobody does not exist. Returned by server auth"
     cached = sim.sessions.get(session)
-    if cached and cached[2] > now and cached[0] == target["id"]:
-        return sim.caller_for(target, cached[1])
-    if not srv["enabled"]:
-        raise errors.auth_failed()
-    try:
-        plain = cipher_decrypt(srv["password"][:32], token64)
-        s_user, _t, expire = plain.split(":")
-        ok = s_user == srv["name"] and int(expire) > now
-    except Exception:  # bad decrypt, bad padding, bad base64, bad format
-        ok = False
-    if not ok:
-        raise errors.auth_failed()
-    # oned quirk: the target user's ENABLED flag is not checked on this path
-    sim.sessions[session] = (target["id"], egid, now + SESSION_EXPIRATION_TIME)
-    return sim.caller_for(target, egid)
+    if not (cached and cached[2] > now and cached[0] == target["id"]):
+        try:
+            plain = cipher_decrypt(srv["password"][:32], second)
+            s_user, _t, expire = plain.split(":")
+            ok = s_user == srv["name"] and int(expire) > now
+        except Exception:  # bad decrypt, bad padding, bad base64, bad format
+            ok = False
+        if not ok:
+            raise errors.auth_failed()
+        sim.sessions[session] = (target["id"], egid, now + SESSION_EXPIRATION_TIME)
+    # oned quirks kept: the target's ENABLED flag is not checked, and the EGID given by the
+    # server user replaces the target's groups without a membership check
+    caller = sim.caller_for(target)
+    if egid != -1:
+        caller.gid, caller.groups = egid, [egid]
+    return caller

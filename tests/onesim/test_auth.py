@@ -182,3 +182,23 @@ def test_b64_helper_roundtrip() -> None:
     k = "0123456789abcdef0123456789abcdef"
     t = cipher_encrypt(k, "x:y:1")
     assert base64.b64decode(t) and cipher_decrypt(k, t) == "x:y:1"
+
+
+def test_public_user_with_login_token(sim, one: One) -> None:
+    """Login tokens are checked before the driver, so a public user may use one."""
+    A = sim.one_auth
+    one("one.user.allocate", A, "pub2", "secret", "public", [])
+    tok = one("one.user.login", A, "pub2", "", 600)[1]
+    assert one("one.user.info", f"pub2:{tok}", -1)[0]
+    assert denied(one("one.user.info", "pub2:secret", -1))
+
+
+def test_server_cipher_session_forms(sim, one: One) -> None:
+    now = int(time.time())
+    pw = sim.ec2_auth.split(":", 1)[1]
+    tok = server_cipher_token(pw, "serveradmin", "demo", now + 600)
+    assert denied(one("one.user.info", f"serveradmin:demo:x1:{tok}", -1))  # egid not a number
+    assert denied(one("one.user.info", "serveradmin:demo", -1))  # no token at all
+    r = one("one.vm.allocate", f"serveradmin:demo:1:{tok}", 'MEMORY="8"\nCPU="1"', True)
+    assert r[0]
+    assert "<GID>1</GID>" in one("one.vm.info", "demo:demo", r[1])[1]
