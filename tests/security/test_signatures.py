@@ -426,3 +426,34 @@ def test_presigned_describe(demo, demo_secret):
     reply = send(Wire("GET", url))
     assert_accepted(reply)
     assert b"DescribeInstancesResponse" in reply.body
+
+
+def test_presigned_url_longer_than_seven_days(demo, demo_secret, vms, secrets_used):
+    url = presign_v4(demo.url, run_params(1), USER, demo_secret, expires=8 * 24 * 3600)
+    secrets_used.add(url.rsplit("X-Amz-Signature=", 1)[1], "presigned signature")
+    reply = send(Wire("GET", url))
+    assert reply.status == 400 and reply.code, reply
+    vms.check(0)
+
+
+# ------------------------------------------------------------------ around the front
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/RunInstances", "/RunInstances?Action=RunInstances", "//RunInstances", "/%52unInstances"],
+)
+def test_virtual_routes_need_a_signature(demo, vms, path):
+    """The per-action JSON routes behind the Query front are not a way around it."""
+    body = b'{"ImageId": "ami-00000000", "MinCount": 1, "MaxCount": 1, "InstanceType": "m1.small"}'
+    reply = send(Wire("POST", demo.url + path, {"Content-Type": "application/json"}, body))
+    assert 400 <= reply.status < 500 and reply.code, reply
+    vms.check(0)
+
+
+def test_signed_for_one_path_sent_to_another(demo, demo_secret, vms, secrets_used):
+    wire = record(secrets_used, sign_v4(demo.url, run_params(1), USER, demo_secret), "v4 path")
+    refused(send(wire.copy(url=demo.url + "/RunInstances")), "SignatureDoesNotMatch")
+    v2 = record(secrets_used, sign_v2(demo.url, run_params(1), USER, demo_secret), "v2 path")
+    refused(send(v2.copy(url=demo.url + "/RunInstances")), "SignatureDoesNotMatch")
+    vms.check(0)
