@@ -54,7 +54,9 @@ def info(sim, caller, vid: int, decrypt: bool = False) -> str:
 def action(sim, caller, name: str, vid: int) -> int:
     if name not in lifecycle.ACTIONS:
         raise errors.action(f'Action "{name}" is not supported')
-    vm = sim.get_auth(caller, "vm", vid, "MANAGE")
+    # oned.conf VM_ADMIN_OPERATIONS includes resched; the rest are VM_MANAGE_OPERATIONS
+    op = "ADMIN" if name in ("resched", "unresched") else "MANAGE"
+    vm = sim.get_auth(caller, "vm", vid, op)
     lifecycle.action(sim, caller, vm, name)
     sim.store.put("vm", vm)
     return vid
@@ -224,12 +226,13 @@ def disksaveas(sim, caller, vid: int, disk_id: int, name: str, itype: str, snap:
 def _pool(
     sim, caller, flag: int, start: int, end: int, state: int, query: str, extended: bool
 ) -> str:
-    if flag < -4:
-        raise errors.api("Incorrect filter_flag")
-    if state < -2 or state > 11:
-        raise errors.api(f"Incorrect state filter {state}")
+    # VirtualMachinePoolAPI::info order: json query, state, then the filter flag
     if query:
         raise errors.internal("JSON query search is not supported by the SQL backend")
+    if state < -2 or state > 11:
+        raise errors.api(f"Incorrect state filter {state}")
+    if flag < -4:
+        raise errors.api("Incorrect filter_flag")
     vms = pool(sim, caller, "vm", flag, start, end)
     if state == -1:
         vms = [v for v in vms if v["state"] != 6]
@@ -253,10 +256,7 @@ def pool_infoextended(
 
 @method("one.vmpool.infoset", "sb")
 def pool_infoset(sim, caller, ids: str, extended: bool) -> str:
-    try:
-        wanted = {int(x) for x in ids.split(",") if x.strip()}
-    except ValueError:
-        raise errors.api("Wrong VM set") from None  # approximate text
+    wanted = {int(x) for x in ids.split(",") if x.strip().isdigit()}
     objs = [sim.store.get("vm", i) for i in wanted]
     vms = pool_filter([o for o in objs if o], caller, "vm", -2, sim.acls)
     vms.sort(key=lambda v: v["id"], reverse=True)
