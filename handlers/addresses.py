@@ -740,3 +740,9 @@ def disassociate_instances(rt: Any, vm_ids: Iterable[int]) -> list[str]:
                 done.append(addr.ip)
                 log.info("disassociated %s from terminated VM %s", addr.ip, addr.vm)
     return done
+
+
+def after_terminate(rt: Any, changes: Iterable[dict]) -> list[str]:
+    """`disassociate_instances` for the engine's TerminateInstances `changes` list
+    ([{item, before, after}], item = instance view with `_id`)."""
+    return disassociate_instances(rt, [c["item"]["_id"] for c in changes if c.get("item")])

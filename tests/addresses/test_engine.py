@@ -62,7 +62,7 @@ def test_disabled_without_vnet_id(sim: Sim) -> None:
     off = sim.engine(elasticips_vnet_id=None)
     for action, body in ACTIONS:
         err = error(sim, off, action, body)
-        assert err.code == "UnsupportedOperation", action
+        assert (err.code, err.status) == ("UnsupportedOperation", 400), action
         assert ":elasticips_vnet_id:" in err.message
     rt = runtime(sim, off)
     assert addresses_of_instances(rt) == {} and disassociate_instances(rt, [1]) == []

@@ -66,7 +66,7 @@ def test_missing_unrunnable_and_empty(tmp_path: Path) -> None:
 
 def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
     marker = tmp_path / "child-survived"
-    child = f"import time; time.sleep(1.5); open({str(marker)!r}, 'w')"
+    child = f"import time; time.sleep(0.9); open({str(marker)!r}, 'w')"
     sleeper = script(
         tmp_path,
         "sleeper",
@@ -80,7 +80,7 @@ def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
         run_script(str(sleeper), [], timeout=0.5, name="disassociate script")
     assert time.monotonic() - began < 5
     assert "did not finish within 0.5 seconds: started" in err.value.message
-    time.sleep(2)
+    time.sleep(1.2)
     assert not marker.exists()
 
 
