@@ -23,7 +23,8 @@ def update_template(
     code: int = errors.INTERNAL,
     prefix: str = "Cannot update template. ",
 ) -> None:
-    """``*.update``: 0 replaces, 1 merges; anything else is RPC_API "Wrong update type"."""
+    """``*.update`` after the object was fetched and authorized: 0 replaces, 1 merges;
+    anything else is RPC_API "Wrong update type"."""
     if append not in (0, 1):
         raise errors.api("Wrong update type")
     new = parse(s, code, prefix)
@@ -31,11 +32,6 @@ def update_template(
         obj[key] = new
     else:
         T.merge(obj[key], new)
-
-
-def check_pool_args(flag: int) -> None:
-    if flag < -4:
-        raise errors.api("Incorrect filter_flag")
 
 
 def pool(sim, caller, kind: str, flag: int, start: int, end: int) -> list[dict]:

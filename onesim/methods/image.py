@@ -213,8 +213,6 @@ def persistent(sim, caller, iid: int, flag: bool) -> int:
 
 @method("one.image.update", "isi", 2)
 def update(sim, caller, iid: int, tmpl: str, append: int = 0) -> int:
-    if append not in (0, 1):
-        raise errors.api("Wrong update type")
     img = sim.get_auth(caller, "image", iid, "MANAGE")
     update_template(img, "template", tmpl, append)
     sim.store.put("image", img)

@@ -85,8 +85,6 @@ def instantiate(
 
 @method("one.template.update", "isi", 2)
 def update(sim, caller, tid: int, tmpl: str, append: int = 0) -> int:
-    if append not in (0, 1):
-        raise errors.api("Wrong update type")
     t = sim.get_auth(caller, "template", tid, "MANAGE")
     update_template(t, "template", tmpl, append)
     sim.store.put("template", t)

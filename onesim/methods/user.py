@@ -114,8 +114,6 @@ def enable(sim, caller, oid: int, flag: bool) -> int:
 
 @method("one.user.update", "isi", 2)
 def update(sim, caller, oid: int, tmpl: str, append: int = 0) -> int:
-    if append not in (0, 1):
-        raise errors.api("Wrong update type")
     u = sim.get_auth(caller, "user", oid, "MANAGE")
     update_template(u, "template", tmpl, append)
     sim.store.put("user", u)

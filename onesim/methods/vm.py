@@ -64,8 +64,6 @@ def action(sim, caller, name: str, vid: int) -> int:
 
 @method("one.vm.update", "isi", 2)
 def update(sim, caller, vid: int, tmpl: str, append: int = 0) -> int:
-    if append not in (0, 1):
-        raise errors.api("Wrong update type")
     vm = sim.get_auth(caller, "vm", vid, "MANAGE")
     update_template(vm, "user_template", tmpl, append, errors.ACTION, "")
     sim.store.put("vm", vm)

@@ -84,8 +84,6 @@ def release(sim, caller, vid: int, tmpl: str) -> int:
 
 @method("one.vn.update", "isi", 2)
 def update(sim, caller, vid: int, tmpl: str, append: int = 0) -> int:
-    if append not in (0, 1):
-        raise errors.api("Wrong update type")
     vn = sim.get_auth(caller, "vnet", vid, "MANAGE")
     update_template(vn, "template", tmpl, append)
     for k in ("BRIDGE", "BRIDGE_TYPE", "VN_MAD"):  # kept by oned
