@@ -350,3 +350,15 @@ def test_allocation_messages(one: One, sim) -> None:
     assert one("one.image.allocate", D, 'NAME="x"\nTYPE="BOGUS"\nSIZE="1"', 1)[1] == (
         "[one.image.allocate] Error allocating a new image. Unknown type "
     )
+
+
+def test_update_checks_object_first(one: One) -> None:
+    assert one("one.vm.update", D, 99, 'A="1"', 7)[2] == 1024
+    assert one("one.image.update", D, 0, 'A="1"', 7) == [
+        False,
+        "[one.image.update] Wrong update type",
+        4096,
+        -1,
+        -1,
+    ]
+    assert one("one.template.update", D, 0, 'A="1"', 7)[2] == 512
