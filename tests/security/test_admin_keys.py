@@ -15,6 +15,7 @@ import sys
 import pytest
 from botocore.exceptions import ClientError
 
+from econe import admin_keys as ak
 from tests.e2e.conftest import stop_demo
 from tests.security.conftest import make_user, start_logged
 from tests.security.helpers import action_params, eventually, send, sign_v2, sign_v4
@@ -171,3 +172,87 @@ def test_cli_errors(keyed):
     assert out.returncode == 1 and "cannot read oneadmin credentials" in out.stderr
     wrong = admin_keys(demo, "--one-auth", "oneadmin:wrong", "list")
     assert wrong.returncode == 1 and wrong.stderr.startswith("econe admin-keys:")
+
+
+# ------------------------------------------------------------------ the format, without servers
+
+
+class FakeOne:
+    """oned's user template merge (every name given replaces all attributes of that name)."""
+
+    def __init__(self, users: dict[int, str]):
+        import onesim.template as T
+
+        self.T = T
+        self.names = users
+        self.templates: dict[int, list] = {uid: [] for uid in users}
+
+    def _user_xml(self, uid: int) -> str:
+        body = self.T.render_body(self.templates[uid]) if self.templates[uid] else ""
+        return (
+            f"<USER><ID>{uid}</ID><GID>1</GID><GROUPS><ID>1</ID></GROUPS><NAME>{self.names[uid]}"
+            f"</NAME><PASSWORD>x</PASSWORD><AUTH_DRIVER>ldap</AUTH_DRIVER><ENABLED>1</ENABLED>"
+            f"<TEMPLATE>{body}</TEMPLATE></USER>"
+        )
+
+    def user_pool(self):
+        return ak._xml(
+            "<USER_POOL>" + "".join(self._user_xml(u) for u in self.names) + "</USER_POOL>"
+        )
+
+    def user(self, uid: int):
+        return ak._xml(self._user_xml(uid))
+
+    def merge_template(self, uid: int, template: str) -> None:
+        self.T.merge(self.templates[uid], self.T.parse(template))
+
+
+def test_format_is_what_the_authenticator_reads():
+    from econe.auth.authenticator import plain_secret
+    from econe.auth.users import parse_user_pool
+
+    one = FakeOne({7: "jane", 8: "joe"})
+    k1 = ak.create_key(one, "jane", now=1_700_000_000)
+    k2 = ak.create_key(one, "jane")
+    k3 = ak.create_key(one, "joe")
+    assert len({k1.access_key_id, k2.access_key_id, k3.access_key_id}) == 3
+    users = {u.name: u for u in parse_user_pool(ak.etree.tostring(one.user_pool()))}
+    found = {e["ACCESS_KEY_ID"]: plain_secret(e) for e in users["jane"].access_keys()}
+    assert found == {k1.access_key_id: k1.secret, k2.access_key_id: k2.secret}
+    assert [e["CREATED"] for e in users["jane"].access_keys()][0] == "1700000000"
+
+    ak.revoke_key(one, "jane", k1.access_key_id)
+    users = {u.name: u for u in parse_user_pool(ak.etree.tostring(one.user_pool()))}
+    found = {e["ACCESS_KEY_ID"]: plain_secret(e) for e in users["jane"].access_keys()}
+    assert found == {k1.access_key_id: None, k2.access_key_id: k2.secret}
+    listed = {(k.user, k.access_key_id, k.status) for k in ak.list_keys(one)}
+    assert listed == {
+        ("jane", k1.access_key_id, "Inactive"),
+        ("jane", k2.access_key_id, "Active"),
+        ("joe", k3.access_key_id, "Active"),
+    }
+    # revoking the last active key of a user still writes (merge cannot delete a vector)
+    ak.revoke_key(one, "joe", k3.access_key_id)
+    assert [k.status for k in ak.list_keys(one, "joe")] == ["Inactive"]
+
+
+def test_new_key_ids_avoid_user_names_and_existing_ids(monkeypatch):
+    one = FakeOne({1: "AKONAAAAAAAAAAAAAAAA", 2: "jane"})
+    ids = iter(["AKONAAAAAAAAAAAAAAAA", "AKONBBBBBBBBBBBBBBBB"])
+    monkeypatch.setattr(ak, "new_access_key_id", lambda: next(ids))
+    assert ak.create_key(one, "jane").access_key_id == "AKONBBBBBBBBBBBBBBBB"
+
+
+def test_unsafe_template_values_are_not_rewritten():
+    one = FakeOne({2: "jane"})
+    one.templates[2] = [
+        ["EC2_ACCESS_KEYS", [["ACCESS_KEY_ID", "AKONX"], ["NOTE", 'a "quoted" note']]]
+    ]
+    with pytest.raises(ak.AdminKeysError, match="fix it by hand"):
+        ak.create_key(one, "jane")
+
+
+def test_secret_quality():
+    secrets_seen = {ak.new_secret() for _ in range(50)}
+    assert len(secrets_seen) == 50 and all(len(x) == 40 for x in secrets_seen)
+    assert all(re.fullmatch(r"AKON[A-Z2-7]{16}", ak.new_access_key_id()) for _ in range(50))
