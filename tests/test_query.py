@@ -323,14 +323,14 @@ def _bodies(draw):
     return schema, body
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(_bodies())
 def test_round_trip_coerce_unflatten_flatten(case):
     schema, body = case
     assert coerce(unflatten(flatten(body)), schema) == _drop_empty(body)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(_bodies())
 def test_round_trip_through_the_wire(case):
     schema, body = case

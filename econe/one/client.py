@@ -29,6 +29,7 @@ INTERNAL = 0x2000
 ALLOCATE = 0x4000
 LOCKED = 0x8000
 REPLICATION = 0x10000
+FAULT_TYPE = -501  # xmlrpc-c fault for a mistyped parameter
 
 
 class OneError(Exception):
@@ -117,7 +118,13 @@ class OneClient:
 
     def raw_call(self, method: str, params: tuple[Any, ...]) -> Any:
         """Send one call and return the decoded XML-RPC value (the result array)."""
-        payload = xmlrpc.client.dumps(params, methodname=method, encoding="utf-8").encode()
+        try:
+            payload = xmlrpc.client.dumps(params, methodname=method, encoding="utf-8").encode()
+        except OverflowError:
+            # oned's ints are 32-bit; it answers a wider value with this same fault.
+            raise OneError(
+                FAULT_TYPE, "Parameter that is supposed to be int is not (out of range)", method
+            ) from None
         for attempt in (1, 2):
             conn, reused = self._borrow()
             try:

@@ -245,3 +245,9 @@ def test_http_error_and_garbage_are_unavailable():
 def test_bad_endpoint_rejected():
     with pytest.raises(ValueError):
         OneClient("ftp://x/RPC2", timeout=1)
+
+
+def test_int_out_of_range_is_a_type_fault(oned):
+    with pytest.raises(OneError) as exc:
+        OneClient(oned[0], timeout=5).call("alice:pw", "one.vm.info", 2**31)
+    assert exc.value.code == -501
