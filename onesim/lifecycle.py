@@ -144,7 +144,8 @@ def apply(sim, kind: str, obj: dict, step: str) -> None:
     if step == "prolog":
         if vm["state"] != 1:
             return
-        _set(vm, 3, 1)
+        # PROLOG, or PROLOG_RESUME / PROLOG_UNDEPLOY when resuming a STOPPED / UNDEPLOYED VM
+        _set(vm, 3, {4: 9, 9: 31}.get(vm.get("resume_from", 0), 1))
         _new_history(sim, vm, True)
         T.tset(vm["template"], "TM_MAD_SYSTEM", "dummy")
         for g in T.get_vec(vm["template"], "GRAPHICS"):
@@ -152,7 +153,7 @@ def apply(sim, kind: str, obj: dict, step: str) -> None:
                 T.vset(g, "PORT", str(5900 + vm["id"]))
         sim.schedule("vm", vm, "boot")
     elif step == "boot":
-        vm["lcm_state"] = 2
+        vm["lcm_state"] = {4: 22, 9: 32}.get(vm.pop("resume_from", 0), 2)
         h = vm["history"][-1]
         h["petime"] = h["petime"] or now
         h["rstime"] = h["rstime"] or now
@@ -268,6 +269,7 @@ def action(sim, caller, vm: dict, name: str) -> None:
             _mark(sim, vm, code, caller)
             sim.schedule("vm", vm, "running")
         elif st in (4, 9):
+            vm["resume_from"] = st
             _set(vm, 1, 0)
             sim.schedule("vm", vm, "prolog")
         else:

@@ -362,3 +362,32 @@ def test_update_checks_object_first(one: One) -> None:
         -1,
     ]
     assert one("one.template.update", D, 0, 'A="1"', 7)[2] == 512
+
+
+def test_resume_paths_with_clock(tmp_path: Path) -> None:
+    s = SimServer(str(tmp_path / "s"), port=0, speed=0.1).start()
+    try:
+        one = One(s.url)
+        s.sim.speed = 0
+        vid = one("one.vm.allocate", D, 'MEMORY="8"\nCPU="1"')[1]
+        assert one("one.vm.action", D, "stop", vid)[0] and st(one, vid) == (4, 0)
+        s.sim.speed = 0.1
+
+        def trace(until: tuple[int, int]) -> list[tuple[int, int]]:
+            seen = [st(one, vid)]
+            end = time.time() + 5
+            while seen[-1] != until and time.time() < end:
+                time.sleep(0.01)
+                if (cur := st(one, vid)) != seen[-1]:
+                    seen.append(cur)
+            return seen
+
+        assert one("one.vm.action", D, "resume", vid)[0]
+        assert trace((3, 3)) == [(1, 0), (3, 9), (3, 22), (3, 3)]
+        assert one("one.vm.action", D, "undeploy", vid)[0]
+        assert trace((9, 0)) == [(3, 29), (3, 30), (9, 0)]
+        assert one("one.vm.action", D, "resume", vid)[0]
+        assert trace((3, 3)) == [(1, 0), (3, 31), (3, 32), (3, 3)]
+        assert one("one.vm.info", D, vid)[1].count("<HISTORY>") == 3
+    finally:
+        s.stop()
