@@ -6,7 +6,7 @@ user name and the secret is the PASSWORD string oned stores, for `core` and `pub
 (`EC2_ACCESS_KEYS`, see econe.auth.users). Disabled users are refused here because oned does not
 check ENABLED for server_cipher sessions.
 `:auth: x509`: the client certificate that a trusted TLS proxy passes in SSL_CLIENT_CERT.
-`:auth: remote`: the user name that a trusted proxy passes in X-Auth-Username / REMOTE_USER.
+`:auth: remote`: the user name that a trusted proxy passes in X-Auth-Username (or Remote-User).
 """
 
 from __future__ import annotations
@@ -44,6 +44,15 @@ def plain_secret(entry: dict[str, Any]) -> str | None:
         return None
     secret = entry.get("SECRET")
     return secret if isinstance(secret, str) and secret else None
+
+
+def _first_present(req: RawRequest, *names: str) -> str | None:
+    """The value of the first of `names` the request carries at all (even empty): the spelling
+    the proxy sets is authoritative, a client's other spelling never fills in for it."""
+    for name in names:
+        if name in req.headers:
+            return req.headers[name]
+    return None
 
 
 def _principal(user: UserRecord, via: str) -> Principal:
@@ -176,8 +185,9 @@ class Authenticator:
             raise auth_failure(f"{what} is only accepted from a trusted proxy.")
 
     def _x509(self, req: RawRequest) -> Principal:
-        # SSL_CLIENT_CERT is what proxies set; a client-sent SSL-Client-Cert must never win.
-        header = req.headers.get("ssl_client_cert") or req.headers.get("ssl-client-cert")
+        # SSL_CLIENT_CERT is what proxies set; a client-sent SSL-Client-Cert must never win,
+        # not even when the proxy sent SSL_CLIENT_CERT empty (no certificate).
+        header = _first_present(req, "ssl_client_cert", "ssl-client-cert")
         if not header or header.strip() == "(null)":
             raise missing_authentication()
         self._from_proxy(req, "A client certificate")
@@ -197,11 +207,7 @@ class Authenticator:
         return _principal(fresh, "x509")
 
     def _remote(self, req: RawRequest) -> Principal:
-        name = (
-            req.headers.get("x-auth-username")
-            or req.headers.get("remote-user")
-            or req.headers.get("remote_user")
-        )
+        name = _first_present(req, "x-auth-username", "remote-user")
         if not name:
             raise missing_authentication()
         self._from_proxy(req, "A proxy-asserted user")

@@ -333,3 +333,11 @@ def test_x509_proxy_header_wins_over_client_spelling(x509_auth):
     assert _code(x509_auth, raw)[0] == "AuthFailure"
     raw = _raw({"ssl_client_cert": carol, "ssl-client-cert": stranger})
     assert x509_auth.authenticate(raw).name == "carol"
+
+
+def test_empty_proxy_header_is_not_filled_by_client_spelling(x509_auth, remote_auth):
+    carol = _cert(CAROL, _name((NameOID.COMMON_NAME, "Test CA")))
+    raw = _raw({"ssl_client_cert": "", "ssl-client-cert": carol})
+    assert _code(x509_auth, raw)[0] == "MissingAuthenticationToken"
+    raw = _raw({"x-auth-username": "", "remote-user": "rem"})
+    assert _code(remote_auth, raw)[0] == "MissingAuthenticationToken"
