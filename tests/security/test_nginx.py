@@ -363,3 +363,23 @@ def test_remote_user_header_from_the_proxy_address(remote_stack):
     wire = wire.copy(url=remote_stack.econe + "/")
     eventually(lambda: assert_accepted(send(wire, source=PROXY_SOURCE)))
     assert owners(remote_stack.admin, before) == [2]
+
+
+def test_x509_expired_certificate_from_the_proxy(x509_stack):
+    """Even from the proxy's address, a certificate past its validity is refused."""
+    expired = x509_stack.pki.clients["alice-expired"]
+    before = x509_stack.admin.vm_ids()
+    wire = front_wire(x509_stack, run_params(1), {"SSL_CLIENT_CERT": expired.nginx_header})
+    auth_failure(send(wire.copy(url=x509_stack.econe + "/"), source=PROXY_SOURCE))
+    reply = send(front_wire(x509_stack, run_params(1)), ssl_context=x509_stack.tls("alice-expired"))
+    assert reply.status == 400 and reply.code is None, f"nginx refuses it first: {reply}"
+    assert x509_stack.admin.vm_ids() == before
+
+
+@pytest.mark.parametrize("name", ["oneadmin", "serveradmin", "no-such-user"])
+def test_remote_only_public_users(remote_stack, name):
+    """Even the proxy cannot make econe act as a core or server user."""
+    before = remote_stack.admin.vm_ids()
+    wire = front_wire(remote_stack, run_params(1), {"X-Auth-Username": name})
+    auth_failure(send(wire.copy(url=remote_stack.econe + "/"), source=PROXY_SOURCE))
+    assert remote_stack.admin.vm_ids() == before

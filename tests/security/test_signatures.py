@@ -457,3 +457,10 @@ def test_signed_for_one_path_sent_to_another(demo, demo_secret, vms, secrets_use
     v2 = record(secrets_used, sign_v2(demo.url, run_params(1), USER, demo_secret), "v2 path")
     refused(send(v2.copy(url=demo.url + "/RunInstances")), "SignatureDoesNotMatch")
     vms.check(0)
+
+
+def test_oversized_body_refused_before_authentication(demo, vms):
+    body = form_body(run_params(1)) + b"&UserData=" + b"A" * (4 * 1024 * 1024)
+    reply = send(Wire("POST", demo.url + "/", {"Content-Type": FORM}, body))
+    assert reply.status == 413 and reply.code, reply
+    vms.check(0)

@@ -136,3 +136,11 @@ def test_disabled_user_runs_nothing(demo, admin, batch):
         )
 
     eventually(enabled_again, timeout=70, every=1)
+
+
+def test_disabled_state_not_revealed_without_the_secret(demo, batch):
+    """Someone without the secret learns the same for a disabled and an enabled user."""
+    wrong = sha256_hex("guess")
+    for key in ("disabled-before", "core"):
+        reply = send(sign_v4(demo.url, DESCRIBE, batch[key].name, wrong))
+        assert reply.code == "SignatureDoesNotMatch" and reply.status == 403, (key, reply)

@@ -96,16 +96,23 @@ def _name(**attrs: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(oids[k], v) for k, v in attrs.items()])
 
 
-def _builder(subject: x509.Name, issuer: x509.Name, public_key) -> x509.CertificateBuilder:
+def _builder(
+    subject: x509.Name, issuer: x509.Name, public_key, expired: bool = False
+) -> x509.CertificateBuilder:
     now = dt.datetime.now(dt.UTC)
+    start, end = (
+        (now - dt.timedelta(days=30), now - dt.timedelta(days=1))
+        if expired
+        else (now - dt.timedelta(hours=1), now + dt.timedelta(days=2))
+    )
     return (
         x509.CertificateBuilder()
         .subject_name(subject)
         .issuer_name(issuer)
         .public_key(public_key)
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(hours=1))
-        .not_valid_after(now + dt.timedelta(days=2))
+        .not_valid_before(start)
+        .not_valid_after(end)
     )
 
 
@@ -123,9 +130,12 @@ class _Ca:
             .sign(self.key, hashes.SHA256())
         )
 
-    def issue(self, dir: Path, stem: str, subject: x509.Name, *, server: bool) -> Identity:
+    def issue(
+        self, dir: Path, stem: str, subject: x509.Name, *, server: bool, expired: bool = False
+    ) -> Identity:
         key = _key()
-        builder = _builder(subject, self.name, key.public_key()).add_extension(
+        builder = _builder(subject, self.name, key.public_key(), expired)
+        builder = builder.add_extension(
             x509.BasicConstraints(ca=False, path_length=None), critical=True
         )
         if server:
@@ -154,7 +164,8 @@ class _Ca:
 
 def make_pki(dir: Path) -> Pki:
     """CA, server cert (localhost, 127.0.0.1), clients `alice`, `bob`, `mallory` (unknown to
-    OpenNebula) and `rogue` (issued by another CA)."""
+    OpenNebula), `alice-expired` (alice's DN, expired) and `rogue` (alice's DN, issued by
+    another CA of the same name)."""
     dir.mkdir(parents=True, exist_ok=True)
     ca = _Ca(_name(C="ES", O="econe tests", CN="econe test CA"))
     ca_path = dir / "ca.pem"
@@ -164,6 +175,13 @@ def make_pki(dir: Path) -> Pki:
         pki.clients[stem] = ca.issue(
             dir, stem, _name(C="ES", O="ONE", OU="DEV", CN=cn), server=False
         )
+    pki.clients["alice-expired"] = ca.issue(
+        dir,
+        "alice-expired",
+        _name(C="ES", O="ONE", OU="DEV", CN="Alice Example"),
+        server=False,
+        expired=True,
+    )
     other = _Ca(_name(C="ES", O="econe tests", CN="econe test CA"))  # same name, other key
     pki.clients["rogue"] = other.issue(
         dir, "rogue", _name(C="ES", O="ONE", OU="DEV", CN="Alice Example"), server=False
