@@ -178,6 +178,7 @@ def test_run_several_and_terminate_comma_separated(server):
     data = server.json("run-instances", ami, "-n", "2")
     ids = [i["InstanceId"] for i in data["Instances"]]
     assert len(ids) == 2
+    _wait(server, ids, {"running"})
     out = server.ok("terminate-instances", ",".join(ids))
     assert {line.split()[0] for line in out.splitlines()[1:]} == set(ids)
 
