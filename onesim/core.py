@@ -39,6 +39,7 @@ class Sim:
         self.sessions: dict[str, tuple[int, int, float]] = {}  # session -> (uid, egid, expiry)
         self._timers: list[tuple[float, int, str, int]] = []  # (due, seq, kind, id)
         self._seq = 0
+        self._at = 0.0
         self.request_id = 1000
         for vm in self.store.all("vm"):
             for due, _step in vm.get("steps", [])[:1]:
@@ -49,14 +50,16 @@ class Sim:
 
     # ------------------------------------------------------------------ clock
     def now(self) -> int:
-        return int(time.time())
+        """Current time, or the due time of the step being applied (so a step that is applied
+        lazily, long after it was due, still carries the time it happened)."""
+        return int(self._at) if self._at else int(time.time())
 
     def due(self, steps: int = 1) -> float:
         """Absolute time when something ``steps`` lifecycle steps from now happens
         (0.0, i.e. already due, when the speed is 0)."""
         if self.speed <= 0 or steps <= 0:
             return 0.0
-        return time.time() + self.speed * steps
+        return (self._at or time.time()) + self.speed * steps
 
     def _push(self, due: float, kind: str, oid: int) -> None:
         self._seq += 1
@@ -80,8 +83,12 @@ class Sim:
             if obj is None:
                 continue
             while obj.get("steps") and obj["steps"][0][0] <= now:
-                _d, step = obj["steps"].pop(0)
-                lifecycle.apply(self, kind, obj, step)
+                d, step = obj["steps"].pop(0)
+                self._at = d
+                try:
+                    lifecycle.apply(self, kind, obj, step)
+                finally:
+                    self._at = 0.0
                 if self.store.get(kind, oid) is None:
                     break
             if self.store.get(kind, oid) is not None:

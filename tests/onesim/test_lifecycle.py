@@ -391,3 +391,19 @@ def test_resume_paths_with_clock(tmp_path: Path) -> None:
         assert one("one.vm.info", D, vid)[1].count("<HISTORY>") == 3
     finally:
         s.stop()
+
+
+def test_lazy_steps_keep_their_own_time(one: One, sim) -> None:
+    sim.sim.speed = 50
+    vid = one("one.vm.allocate", D, 'MEMORY="8"\nCPU="1"')[1]
+    assert st(one, vid) == (1, 0)
+    past = time.time() - 120
+    with sim.sim.lock:
+        vm = sim.sim.store.get("vm", vid)
+        vm["steps"] = [[past, step] for _due, step in vm["steps"]]
+        sim.sim._push(past, "vm", vid)
+    assert st(one, vid) == (3, 3)  # prolog at -120 s, boot at -70 s, running at -20 s
+    xml = one("one.vm.info", D, vid)[1]
+    pstime = int(re.search(r"<PSTIME>(\d+)</PSTIME>", xml)[1])
+    rstime = int(re.search(r"<RSTIME>(\d+)</RSTIME>", xml)[1])
+    assert pstime <= past + 1 and rstime == pstime + 50
