@@ -95,6 +95,34 @@ def monitoring(vm: dict, now: int) -> str:
     return "<MONITORING>" + "".join(f"<{k}>{T.cdata(v)}</{k}>" for k, v in vals) + "</MONITORING>"
 
 
+def snapshots(vm: dict) -> str:
+    """One ``<SNAPSHOTS>`` block per disk with snapshots (a sorted, CDATA template)."""
+    out = []
+    for disk_id, snaps in sorted(vm.get("disk_snaps", {}).items(), key=lambda p: int(p[0])):
+        body = [
+            ["ALLOW_ORPHANS", "NO"],
+            ["CURRENT_BASE", "-1"],
+            ["DISK_ID", disk_id],
+            ["NEXT_SNAPSHOT", str(snaps["next"])],
+        ]
+        for sn in snaps["list"]:
+            vec = [
+                ["DATE", str(sn["date"])],
+                ["ID", str(sn["id"])],
+                ["PARENT", str(sn["parent"])],
+                ["SIZE", str(sn["size"])],
+            ]
+            if sn["name"]:
+                vec.append(["NAME", sn["name"]])
+            if sn["id"] == snaps["active"]:
+                vec.append(["ACTIVE", "YES"])
+            if sn["children"]:
+                vec.append(["CHILDREN", ",".join(str(c) for c in sn["children"])])
+            body.append(["SNAPSHOT", vec])
+        out.append(T.render(body, "SNAPSHOTS"))
+    return "".join(out)
+
+
 def full(sim, vm: dict, extended_pool: bool = False) -> str:
     """``one.vm.info`` body, or (extended_pool) the ``infoextended`` pool body."""
     st, lcm = vm["state"], vm["lcm_state"]
@@ -123,6 +151,7 @@ def full(sim, vm: dict, extended_pool: bool = False) -> str:
         + T.render(vm["template"])
         + T.render(vm["user_template"], "USER_TEMPLATE")
         + hrec
+        + snapshots(vm)
         + "<BACKUPS><BACKUP_CONFIG/><BACKUP_IDS></BACKUP_IDS></BACKUPS></VM>"
     )
 

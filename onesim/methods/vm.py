@@ -189,12 +189,31 @@ def detachnic(sim, caller, vid: int, nic_id: int) -> int:
 @method("one.vm.disksnapshotcreate", "iis")
 def disksnapshotcreate(sim, caller, vid: int, disk_id: int, name: str) -> int:
     vm = sim.get_auth(caller, "vm", vid, "MANAGE")
-    if not any(T.vget(v, "DISK_ID") == str(disk_id) for v in T.get_vec(vm["template"], "DISK")):
+    disks = [v for v in T.get_vec(vm["template"], "DISK") if T.vget(v, "DISK_ID") == str(disk_id)]
+    if not disks:
         raise errors.action("VM disk does not exist")
     lifecycle.hotplug(sim, vm, "snapshot")
-    snaps = vm.setdefault("disk_snaps", {})
-    sid = snaps.get(str(disk_id), 0)
-    snaps[str(disk_id)] = sid + 1
+    # Snapshots::create_snapshot with ALLOW_ORPHANS=NO (add_child_deny)
+    snaps = vm.setdefault("disk_snaps", {}).setdefault(
+        str(disk_id), {"next": 0, "active": -1, "list": []}
+    )
+    sid, size = snaps["next"], int(T.vget(disks[0], "SIZE", "0") or 0)
+    for old in snaps["list"]:
+        if old["id"] == snaps["active"]:
+            old["children"].append(sid)
+    snaps["list"].append(
+        {
+            "id": sid,
+            "name": name,
+            "date": sim.now(),
+            "size": size,
+            "parent": snaps["active"],
+            "children": [],
+        }
+    )
+    snaps["next"], snaps["active"] = sid + 1, sid
+    total = int(T.vget(disks[0], "DISK_SNAPSHOT_TOTAL_SIZE", "0") or 0) + size
+    T.vset(disks[0], "DISK_SNAPSHOT_TOTAL_SIZE", str(total))
     sim.store.put("vm", vm)
     return sid
 

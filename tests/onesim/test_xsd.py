@@ -60,6 +60,8 @@ def docs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[str, str, 
         one("one.vm.action", D, "poweroff", off)
         one("one.vm.action", D, "terminate-hard", done)
         one("one.vm.update", D, run, 'LABELS="a,b"\nEC2_TAGS="x=y"', 1)
+        one("one.vm.disksnapshotcreate", D, run, 0, "first")
+        one("one.vm.disksnapshotcreate", D, run, 0, "second")
         one("one.vn.hold", A, 1, 'LEASES=[IP="198.51.100.5"]')
         one("one.user.login", D, "demo", "", 3600, -1)
         s.sim.speed = 3600
