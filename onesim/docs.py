@@ -204,7 +204,7 @@ def ar_attrs(ar: dict, pool: bool) -> list:
     return attrs
 
 
-def _ar(ar: dict, pool: bool) -> str:
+def _ar(ar: dict, pool: bool, vms: set | None = None) -> str:
     body = T.render_body(ar_attrs(ar, pool))
     if not pool:
         start = _ip_int(ar["ip"])
@@ -213,6 +213,7 @@ def _ar(ar: dict, pool: bool) -> str:
             f"<LEASE><IP>{_c(ip_str(start + int(i)))}</IP><MAC>{_c(mac_for(start + int(i)))}</MAC>"
             f"<VM>{_c(v)}</VM></LEASE>"
             for i, v in sorted(ar["leases"].items(), key=lambda p: int(p[0]))
+            if vms is None or v in vms
         )
         body += (
             f"<MAC_END>{_c(mac_for(end))}</MAC_END><IP_END>{_c(ip_str(end))}</IP_END>"
@@ -222,9 +223,11 @@ def _ar(ar: dict, pool: bool) -> str:
     return "<AR>" + body + "</AR>"
 
 
-def vnet(sim, vn: dict, pool: bool = False) -> str:
+def vnet(sim, vn: dict, pool: bool = False, vms: set | None = None) -> str:
+    """``vms``: ids of the VMs the caller may see (None = all); other leases are not listed
+    (``AddressRange::to_xml``), held ones (VM -1) only for callers who see every VM."""
     used = sum(len(ar["leases"]) for ar in vn["ars"])
-    vms = sorted({v for ar in vn["ars"] for v in ar["leases"].values() if v >= 0})
+    updated = sorted({v for ar in vn["ars"] for v in ar["leases"].values() if v >= 0})
     return (
         "<VNET>" + _head(sim, vn) + "<CLUSTERS><ID>0</ID></CLUSTERS>"
         f"<BRIDGE>{_c(vn['bridge'])}</BRIDGE><BRIDGE_TYPE>{_c(vn['bridge_type'])}</BRIDGE_TYPE>"
@@ -232,11 +235,11 @@ def vnet(sim, vn: dict, pool: bool = False) -> str:
         f"<TEMPLATE_ID/><VN_MAD>{_c(vn['vn_mad'])}</VN_MAD><PHYDEV/><VLAN_ID/><OUTER_VLAN_ID/>"
         "<VLAN_ID_AUTOMATIC>0</VLAN_ID_AUTOMATIC><OUTER_VLAN_ID_AUTOMATIC>0"
         f"</OUTER_VLAN_ID_AUTOMATIC><USED_LEASES>{used}</USED_LEASES><VROUTERS></VROUTERS>"
-        + _ids("UPDATED_VMS", vms)
+        + _ids("UPDATED_VMS", updated)
         + "<OUTDATED_VMS></OUTDATED_VMS><UPDATING_VMS></UPDATING_VMS><ERROR_VMS></ERROR_VMS>"
         + T.render(vn["template"])
         + "<AR_POOL>"
-        + "".join(_ar(ar, pool) for ar in vn["ars"])
+        + "".join(_ar(ar, pool, vms) for ar in vn["ars"])
         + "</AR_POOL></VNET>"
     )
 

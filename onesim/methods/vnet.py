@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import docs, errors, leases
 from .. import template as T
 from ..core import method
-from ..perms import DEFAULT_PERMS
+from ..perms import DEFAULT_PERMS, acl_allows, pool_filter
 from .common import name_error, name_taken, parse, pool, update_template
 
 FIXED = {"NAME", "AR", "BRIDGE", "BRIDGE_TYPE", "VN_MAD"}
@@ -63,7 +63,11 @@ def allocate(sim, caller, tmpl: str, cluster_id: int) -> int:
 
 @method("one.vn.info", "ib", 1)
 def info(sim, caller, vid: int, decrypt: bool = False) -> str:
-    return docs.vnet(sim, sim.get_auth(caller, "vnet", vid, "USE"))
+    vn = sim.get_auth(caller, "vnet", vid, "USE")
+    vms = None
+    if not (caller.admin or acl_allows(sim.acls, caller, "vm", "USE")):
+        vms = {v["id"] for v in pool_filter(sim.store.all("vm"), caller, "vm", -2, sim.acls)}
+    return docs.vnet(sim, vn, vms=vms)
 
 
 @method("one.vn.hold", "is")

@@ -124,3 +124,16 @@ def test_filters_ranges_and_pagination(one: One, sim) -> None:
         == "[one.vmpool.info] Incorrect state filter -3"
     )
     assert one("one.vmpool.info", D, -2, -1, -1, -1, "NAME=v1")[2] == 8192
+
+
+def test_vn_info_lists_only_visible_leases(two: One, sim) -> None:
+    mine = two("one.template.instantiate", "demo:demo", 0, "", False, "", False)[1]
+    theirs = two("one.template.instantiate", BOB, 0, "", False, "", False)[1]
+    two("one.vn.hold", sim.one_auth, 0, 'LEASES=[IP="10.0.0.100"]')
+    demo_view = two("one.vn.info", "demo:demo", 0)[1]
+    assert f"<VM><![CDATA[{mine}]]></VM>" in demo_view
+    assert f"<VM><![CDATA[{theirs}]]></VM>" not in demo_view
+    assert "<VM><![CDATA[-1]]></VM>" not in demo_view
+    assert "<USED_LEASES>3</USED_LEASES>" in demo_view  # the counters are not filtered
+    admin_view = two("one.vn.info", sim.one_auth, 0)[1]
+    assert admin_view.count("<LEASE>") == 3
