@@ -139,7 +139,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.simulator:
         _print_demo_banner(cfg)
     server = uvicorn.Server(
-        uvicorn.Config(app, host=cfg.host, port=cfg.port, log_config=None, access_log=False)
+        uvicorn.Config(
+            app,
+            host=cfg.host,
+            port=cfg.port,
+            log_config=None,
+            access_log=False,
+            # econe decides itself which proxies to believe (:trusted_proxies:); uvicorn's own
+            # handling would let any local client claim another address with X-Forwarded-For.
+            proxy_headers=False,
+            server_header=False,
+        )
     )
     try:
         server.run()
