@@ -198,8 +198,6 @@ class _Upload:
         in_file = file_done = False
         try:
             async for chunk in self.chunks():
-                if self.temp is None and self.received > PRE_FILE_LIMIT:
-                    raise _bad_body(f"more than {PRE_FILE_LIMIT} bytes before the file part")
                 for event in parser.feed(chunk):
                     if isinstance(event, bytes):
                         if in_file:
@@ -231,6 +229,8 @@ class _Upload:
                             assert field is not None
                             fields[field[0]] = self.decode(field)
                             field = None
+                if self.temp is None and self.received > PRE_FILE_LIMIT:
+                    raise _bad_body(f"more than {PRE_FILE_LIMIT} bytes before the file part")
             parser.finish()
         except MultipartError as exc:
             raise _bad_body(str(exc)) from None

@@ -92,8 +92,10 @@ class TempUpload:
 
     async def _flush(self) -> None:
         if self._pending is not None:  # at most one batch in flight
-            pending, self._pending = self._pending, None
-            await pending
+            # shielded: a cancelled request must not mark a running write as done (discard()
+            # would then close the descriptor under the writer thread)
+            await asyncio.shield(self._pending)
+            self._pending = None
         if not self._batch:
             return
         data = b"".join(self._batch) if len(self._batch) > 1 else self._batch[0]
@@ -134,10 +136,13 @@ class TempUpload:
     def discard(self) -> None:
         """Close and remove the file now (any failure, disconnect or duplicate)."""
         pending, self._pending = self._pending, None
-        if pending is not None and not pending.done():
-            # a batch is being written on a worker thread: close and remove when it is done
-            pending.add_done_callback(lambda _f: self.discard())
-            return
+        if pending is not None:
+            if not pending.done():
+                # a batch is being written on a worker thread: close and remove when done
+                pending.add_done_callback(lambda _f: self.discard())
+                return
+            if not pending.cancelled():
+                pending.exception()  # retrieved: a failed write of a discarded file is moot
         self._close()
         if self.path is not None:
             _remove(self.path)

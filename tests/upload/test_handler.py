@@ -200,6 +200,14 @@ def test_upload_allocates_as_the_user_and_answers_register_image(gw):
     assert image.findtext("PATH").startswith(str(gw.tmpdir) + "/" + PREFIX)
 
 
+def test_whole_body_in_one_message(gw):
+    content = os.urandom(3 << 20)  # larger than the pre-file limit, in a single ASGI message
+    status, data, _ = gw.sync([field_parts(fields("one-message")) + FILE_HEAD + content + TAIL])
+    assert status == 200, data
+    image = gw.images()[int(etree.fromstring(data).findtext(".//{*}imageId")[4:])]
+    assert image.findtext("TEMPLATE/EC2_UPLOAD_SHA256") == hashlib.sha256(content).hexdigest()
+
+
 def test_default_name_and_template_injection(gw):
     status, data, _ = gw.sync(body(fields(), b"abc"))
     assert status == 200
