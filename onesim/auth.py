@@ -10,12 +10,16 @@ from __future__ import annotations
 import base64
 import hashlib
 import time
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from . import errors
 from .perms import Caller
+
+if TYPE_CHECKING:
+    from .core import Sim
 
 SESSION_EXPIRATION_TIME = 900
 
@@ -56,7 +60,7 @@ def server_cipher_token(server_password: str, server_user: str, target: str, exp
     return cipher_encrypt(key, f"{server_user}:{target}:{expire}")
 
 
-def authenticate(sim, session: str) -> Caller:
+def authenticate(sim: Sim, session: str) -> Caller:
     """Return the caller for ``session`` or raise the AUTHENTICATION error."""
     if not isinstance(session, str) or ":" not in session:
         raise errors.auth_failed()
@@ -90,7 +94,7 @@ def authenticate(sim, session: str) -> Caller:
     return sim.caller_for(user)
 
 
-def _authenticate_server(sim, session: str, srv: dict, rest: str, now: float) -> Caller:
+def _authenticate_server(sim: Sim, session: str, srv: dict, rest: str, now: float) -> Caller:
     """``UserPool::authenticate_server``: ``<target>:[<egid>:]<token64>``."""
     if ":" not in rest:
         raise errors.auth_failed()  # wrong_server_token

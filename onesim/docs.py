@@ -3,8 +3,13 @@ element order of oned 7.4's ``to_xml`` routines (checked against the golden resp
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import template as T
 from .perms import perms_xml
+
+if TYPE_CHECKING:
+    from .core import Sim
 
 QUOTA_EMPTY = (
     "<DATASTORE_QUOTA></DATASTORE_QUOTA><NETWORK_QUOTA></NETWORK_QUOTA>"
@@ -16,7 +21,7 @@ def _c(v: object) -> str:
     return T.cdata(str(v))
 
 
-def _head(sim, o: dict) -> str:
+def _head(sim: Sim, o: dict) -> str:
     return (
         f"<ID>{o['id']}</ID><UID>{o['uid']}</UID><GID>{o['gid']}</GID>"
         f"<UNAME>{T.esc(sim.uname(o['uid']))}</UNAME><GNAME>{T.esc(sim.gname(o['gid']))}</GNAME>"
@@ -31,7 +36,7 @@ def _ids(tag: str, ids) -> str:
 # ---------------------------------------------------------------------------- users & groups
 
 
-def quotas(sim, uid: int) -> str:
+def quotas(sim: Sim, uid: int) -> str:
     """Usage counters as oned keeps them (limits are -1, i.e. default/unlimited)."""
     ds: dict[int, list[int]] = {}
     for img in sim.store.all("image"):
@@ -98,7 +103,7 @@ def quotas(sim, uid: int) -> str:
     return "".join(out)
 
 
-def user(sim, u: dict, extended: bool = True) -> str:
+def user(sim: Sim, u: dict, extended: bool = True) -> str:
     toks = "".join(
         f"<LOGIN_TOKEN><TOKEN>{t['token']}</TOKEN><EXPIRATION_TIME>{t['expire']}"
         f"</EXPIRATION_TIME><EGID>{t['egid']}</EGID></LOGIN_TOKEN>"
@@ -120,11 +125,11 @@ def user(sim, u: dict, extended: bool = True) -> str:
     return "<USER>" + body + "</USER>"
 
 
-def user_pool_entry(sim, u: dict) -> str:
+def user_pool_entry(sim: Sim, u: dict) -> str:
     return user(sim, u, False) + f"<QUOTAS><ID>{u['id']}</ID>" + quotas(sim, u["id"]) + "</QUOTAS>"
 
 
-def group(sim, g: dict, pool: bool = False) -> str:
+def group(sim: Sim, g: dict, pool: bool = False) -> str:
     users = sorted(u["id"] for u in sim.store.all("user") if g["id"] in u["groups"])
     head = (
         f"<GROUP><ID>{g['id']}</ID><NAME>{T.esc(g['name'])}</NAME>"
@@ -148,7 +153,7 @@ def group(sim, g: dict, pool: bool = False) -> str:
 # ---------------------------------------------------------------------------- images
 
 
-def image(sim, img: dict) -> str:
+def image(sim: Sim, img: dict) -> str:
     ds = sim.store.get("datastore", img["ds_id"])
     return (
         "<IMAGE>" + _head(sim, img) + f"<TYPE>{img['type']}</TYPE><DISK_TYPE>0</DISK_TYPE>"
@@ -223,7 +228,7 @@ def _ar(ar: dict, pool: bool, vms: set | None = None) -> str:
     return "<AR>" + body + "</AR>"
 
 
-def vnet(sim, vn: dict, pool: bool = False, vms: set | None = None) -> str:
+def vnet(sim: Sim, vn: dict, pool: bool = False, vms: set | None = None) -> str:
     """``vms``: ids of the VMs the caller may see (None = all); other leases are not listed
     (``AddressRange::to_xml``), held ones (VM -1) only for callers who see every VM."""
     used = sum(len(ar["leases"]) for ar in vn["ars"])
@@ -247,7 +252,7 @@ def vnet(sim, vn: dict, pool: bool = False, vms: set | None = None) -> str:
 # ---------------------------------------------------------------------------- templates etc.
 
 
-def vmtemplate(sim, t: dict, tmpl: list | None = None) -> str:
+def vmtemplate(sim: Sim, t: dict, tmpl: list | None = None) -> str:
     return (
         "<VMTEMPLATE>"
         + _head(sim, t)
@@ -257,7 +262,7 @@ def vmtemplate(sim, t: dict, tmpl: list | None = None) -> str:
     )
 
 
-def datastore(sim, ds: dict) -> str:
+def datastore(sim: Sim, ds: dict) -> str:
     imgs = sorted(i["id"] for i in sim.store.all("image") if i["ds_id"] == ds["id"])
     used = sum(i["size"] for i in sim.store.all("image") if i["ds_id"] == ds["id"])
     total = ds["total_mb"]
@@ -276,7 +281,7 @@ def datastore(sim, ds: dict) -> str:
     )
 
 
-def host(sim, h: dict) -> str:
+def host(sim: Sim, h: dict) -> str:
     vms = sorted(
         v["id"]
         for v in sim.store.all("vm")

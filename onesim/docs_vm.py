@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import template as T
 from .perms import perms_xml
+
+if TYPE_CHECKING:
+    from .core import Sim
 
 SHORT_DISK = (
     "DISK_ID",
@@ -45,7 +50,7 @@ SHORT_USER = (
 )
 
 
-def _head(sim, vm: dict) -> str:
+def _head(sim: Sim, vm: dict) -> str:
     return (
         f"<ID>{vm['id']}</ID><UID>{vm['uid']}</UID><GID>{vm['gid']}</GID>"
         f"<UNAME>{T.esc(sim.uname(vm['uid']))}</UNAME><GNAME>{T.esc(sim.gname(vm['gid']))}</GNAME>"
@@ -123,7 +128,7 @@ def snapshots(vm: dict) -> str:
     return "".join(out)
 
 
-def full(sim, vm: dict, extended_pool: bool = False) -> str:
+def full(sim: Sim, vm: dict, extended_pool: bool = False) -> str:
     """``one.vm.info`` body, or (extended_pool) the ``infoextended`` pool body."""
     st, lcm = vm["state"], vm["lcm_state"]
     if extended_pool:
@@ -164,7 +169,7 @@ def _short_vec(name: str, vec: list, keys: tuple) -> str:
     return f"<{name}>{body}</{name}>"
 
 
-def short(sim, vm: dict) -> str:
+def short(sim: Sim, vm: dict) -> str:
     """``one.vmpool.info`` body (``to_xml_short``)."""
     t = vm["template"]
     parts = []
@@ -202,7 +207,7 @@ def short(sim, vm: dict) -> str:
     )
 
 
-def pool_body(sim, vm: dict, extended: bool) -> str:
+def pool_body(sim: Sim, vm: dict, extended: bool) -> str:
     """The pool body of ``vm``, already escaped for the XML-RPC string (cached)."""
     variant = "ext" if extended else "short"
     xml = sim.store.cached("vm", vm["id"], variant)
@@ -212,7 +217,7 @@ def pool_body(sim, vm: dict, extended: bool) -> str:
     return xml
 
 
-def warm(sim, vm: dict) -> None:
+def warm(sim: Sim, vm: dict) -> None:
     """Render both pool bodies ahead of the next pool call."""
     pool_body(sim, vm, False)
     pool_body(sim, vm, True)

@@ -15,9 +15,14 @@
 from __future__ import annotations
 
 import threading
+from typing import TYPE_CHECKING
 
 from . import errors
 from .core import method
+
+if TYPE_CHECKING:
+    from .core import Sim
+    from .perms import Caller
 
 MAX_HANG = 300.0
 
@@ -60,20 +65,22 @@ class FaultRules:
             return dict(rule)
 
 
-def _admin(caller) -> None:
+def _admin(caller: Caller) -> None:
     if not caller.admin:
         raise errors.auth_failed()
 
 
 @method("onesim.fault.set", "sisni")
-def fault_set(sim, caller, name: str, code: int, message: str, latency: float, count: int) -> int:
+def fault_set(
+    sim: Sim, caller: Caller, name: str, code: int, message: str, latency: float, count: int
+) -> int:
     _admin(caller)
     sim.faults.set(name, code, message, latency, count)
     return 0
 
 
 @method("onesim.fault.clear", "")
-def fault_clear(sim, caller) -> int:
+def fault_clear(sim: Sim, caller: Caller) -> int:
     _admin(caller)
     sim.faults.clear()
     return 0

@@ -5,8 +5,14 @@ applied before the request that caused it returns, so results are deterministic.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import errors, leases, refs
 from . import template as T
+
+if TYPE_CHECKING:
+    from .core import Sim
+    from .perms import Caller
 
 STATES = {
     0: "INIT",
@@ -81,7 +87,7 @@ def _set(vm: dict, state: int, lcm: int = 0) -> None:
     vm["state"], vm["lcm_state"] = state, lcm
 
 
-def _new_history(sim, vm: dict, prolog: bool) -> None:
+def _new_history(sim: Sim, vm: dict, prolog: bool) -> None:
     _end_record(sim, vm)
     now = sim.now()
     host = sim.store.get("host", 0)
@@ -106,7 +112,7 @@ def _new_history(sim, vm: dict, prolog: bool) -> None:
     )
 
 
-def _close_history(sim, vm: dict, code: int, caller, epilog: bool = False) -> None:
+def _close_history(sim: Sim, vm: dict, code: int, caller: Caller, epilog: bool = False) -> None:
     """End the running period of the current record (RETIME); ETIME is set when the record
     is left for good (next record, or the VM leaves the host)."""
     if not vm["history"]:
@@ -120,12 +126,12 @@ def _close_history(sim, vm: dict, code: int, caller, epilog: bool = False) -> No
     _mark(sim, vm, code, caller)
 
 
-def _end_record(sim, vm: dict) -> None:
+def _end_record(sim: Sim, vm: dict) -> None:
     if vm["history"] and not vm["history"][-1]["etime"]:
         vm["history"][-1]["etime"] = sim.now()
 
 
-def _mark(sim, vm: dict, code: int, caller) -> None:
+def _mark(sim: Sim, vm: dict, code: int, caller: Caller) -> None:
     if vm["history"] and caller is not None:
         h = vm["history"][-1]
         h["action"], h["uid"], h["gid"] = code, caller.uid, caller.gid
@@ -135,7 +141,7 @@ def _mark(sim, vm: dict, code: int, caller) -> None:
 # ---------------------------------------------------------------------------- steps
 
 
-def apply(sim, kind: str, obj: dict, step: str) -> None:
+def apply(sim: Sim, kind: str, obj: dict, step: str) -> None:
     if kind == "image":
         _image_step(sim, obj, step)
         return
@@ -183,7 +189,7 @@ def apply(sim, kind: str, obj: dict, step: str) -> None:
         _set(vm, back[0], back[1])
 
 
-def finish(sim, vm: dict) -> None:
+def finish(sim: Sim, vm: dict) -> None:
     """VM reaches DONE: leases and images are released."""
     now = sim.now()
     _set(vm, 6, 0)
@@ -203,7 +209,7 @@ def finish(sim, vm: dict) -> None:
             refs.release_image(sim, int(T.vget(disk, "IMAGE_ID")), vm["id"])
 
 
-def _image_step(sim, img: dict, step: str) -> None:
+def _image_step(sim: Sim, img: dict, step: str) -> None:
     if step == "ready" and img["state"] in (4, 9, 10):
         refs.image_ready(img)
         img["source"] = img["source"] or "dummy_path"
@@ -217,7 +223,7 @@ def _image_step(sim, img: dict, step: str) -> None:
 # ---------------------------------------------------------------------------- actions
 
 
-def action(sim, caller, vm: dict, name: str) -> None:
+def action(sim: Sim, caller: Caller, vm: dict, name: str) -> None:
     if name not in ACTIONS:
         raise errors.action(f'Action "{name}" is not supported')
     st, lcm = vm["state"], vm["lcm_state"]
@@ -339,7 +345,7 @@ HOTPLUG_LCM = {
 }
 
 
-def hotplug(sim, vm: dict, op: str, check: bool = False) -> None:
+def hotplug(sim: Sim, vm: dict, op: str, check: bool = False) -> None:
     """Enter the hotplug LCM state of ``op`` for one step (see ``HOTPLUG_LCM``).
     With ``check`` only verify that the VM is in a state that allows it."""
     st, lcm = vm["state"], vm["lcm_state"]

@@ -3,8 +3,14 @@ authorization, and image acquisition/release (``ImageManager::acquire_image``)."
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import errors
 from .perms import allowed
+
+if TYPE_CHECKING:
+    from .core import Sim
+    from .perms import Caller
 
 TYPE_NAMES = {
     0: "OS",
@@ -31,7 +37,7 @@ STATE_NAMES = {
 }
 
 
-def _owner(sim, d: dict, prefix: str, default: int) -> int | None:
+def _owner(sim: Sim, d: dict, prefix: str, default: int) -> int | None:
     if d.get(f"{prefix}_UID"):
         try:
             return int(d[f"{prefix}_UID"])
@@ -43,7 +49,7 @@ def _owner(sim, d: dict, prefix: str, default: int) -> int | None:
     return default
 
 
-def lookup_vnet(sim, d: dict, uid: int) -> tuple[dict | None, str]:
+def lookup_vnet(sim: Sim, d: dict, uid: int) -> tuple[dict | None, str]:
     """(network, error text) for a NIC; (None, "") when the NIC names no network."""
     if d.get("NETWORK_ID"):
         try:
@@ -67,7 +73,7 @@ def lookup_vnet(sim, d: dict, uid: int) -> tuple[dict | None, str]:
     return None, ""
 
 
-def lookup_image(sim, d: dict, uid: int) -> tuple[dict | None, str]:
+def lookup_image(sim: Sim, d: dict, uid: int) -> tuple[dict | None, str]:
     if d.get("IMAGE_ID"):
         try:
             img = sim.store.get("image", int(d["IMAGE_ID"]))
@@ -86,7 +92,7 @@ def lookup_image(sim, d: dict, uid: int) -> tuple[dict | None, str]:
     return None, ""
 
 
-def authorize(sim, caller, disks: list[dict], nics: list[dict]) -> None:
+def authorize(sim: Sim, caller: Caller, disks: list[dict], nics: list[dict]) -> None:
     """USE on every existing image and network referenced (oned authorizes before insert)."""
     for d in disks:
         img, _ = lookup_image(sim, d, caller.uid)
@@ -113,7 +119,7 @@ def check_image(img: dict, attach: bool) -> None:
         raise errors.internal(f"Cannot acquire image {oid}, it is in state: {STATE_NAMES[st]}")
 
 
-def acquire_image(sim, img: dict, vid: int, attach: bool = False) -> None:
+def acquire_image(sim: Sim, img: dict, vid: int, attach: bool = False) -> None:
     check_image(img, attach)
     img["vms"].append(vid)
     pers = bool(img["persistent"])
@@ -124,7 +130,7 @@ def acquire_image(sim, img: dict, vid: int, attach: bool = False) -> None:
     sim.store.put("image", img)
 
 
-def release_image(sim, iid: int, vid: int) -> None:
+def release_image(sim: Sim, iid: int, vid: int) -> None:
     img = sim.store.get("image", iid)
     if img is None or vid not in img["vms"]:
         return

@@ -4,10 +4,15 @@ CPU/MEMORY, split TEMPLATE/USER_TEMPLATE, expand DISKs from images, lease NICs, 
 from __future__ import annotations
 
 import uuid
+from typing import TYPE_CHECKING
 
 from . import errors, leases, refs
 from . import template as T
 from .names import name_error
+
+if TYPE_CHECKING:
+    from .core import Sim
+    from .perms import Caller
 
 SYSTEM_ATTRS = {
     "CPU",
@@ -92,7 +97,7 @@ def _positive_float(v: str | None) -> bool:
         return False
 
 
-def image_disk(sim, img: dict, disk_id: int | None, target: str | None, extra: dict) -> list:
+def image_disk(sim: Sim, img: dict, disk_id: int | None, target: str | None, extra: dict) -> list:
     ds = sim.store.get("datastore", img["ds_id"])
     pers = bool(img["persistent"])
     disk = [
@@ -133,8 +138,8 @@ def image_disk(sim, img: dict, disk_id: int | None, target: str | None, extra: d
 
 
 def build(
-    sim,
-    caller,
+    sim: Sim,
+    caller: Caller,
     tmpl: list,
     vid: int,
     hold: bool,

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import errors, perms
 from .. import template as T
 from ..names import name_error  # noqa: F401  (re-exported for the method modules)
+
+if TYPE_CHECKING:
+    from ..core import Sim
+    from ..perms import Caller
 
 
 def parse(s: str, code: int = errors.INTERNAL, prefix: str = "") -> list:
@@ -34,12 +40,12 @@ def update_template(
         T.merge(obj[key], new)
 
 
-def pool(sim, caller, kind: str, flag: int, start: int, end: int) -> list[dict]:
+def pool(sim: Sim, caller: Caller, kind: str, flag: int, start: int, end: int) -> list[dict]:
     objs = perms.pool_filter(sim.store.all(kind), caller, kind, flag, sim.acls)
     return perms.id_range(objs, start, end)
 
 
-def name_taken(sim, kind: str, uid: int, name: str, skip: int = -1) -> dict | None:
+def name_taken(sim: Sim, kind: str, uid: int, name: str, skip: int = -1) -> dict | None:
     for o in sim.store.all(kind):
         if o["uid"] == uid and o["name"] == name and o["id"] != skip:
             return o

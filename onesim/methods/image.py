@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import math
 import os
+from typing import TYPE_CHECKING
 
 from .. import docs, errors
 from .. import template as T
 from ..core import method
 from ..perms import DEFAULT_PERMS, authorize
 from .common import name_error, name_taken, parse, pool, update_template
+
+if TYPE_CHECKING:
+    from ..core import Sim
+    from ..perms import Caller
 
 TYPES = {
     "OS": 0,
@@ -48,7 +53,7 @@ def _size_of(path: str) -> int:
     return max(1, math.ceil(os.path.getsize(path) / (1024 * 1024)))
 
 
-def new_image(sim, caller, tmpl: list, ds_id: int, from_vm: bool = False) -> int:
+def new_image(sim: Sim, caller: Caller, tmpl: list, ds_id: int, from_vm: bool = False) -> int:
     ds = sim.get("datastore", ds_id)
     authorize(caller, ds, "datastore", "USE", sim.acls)
     if ds["type"] == 1:
@@ -133,17 +138,17 @@ def new_image(sim, caller, tmpl: list, ds_id: int, from_vm: bool = False) -> int
 
 
 @method("one.image.allocate", "sib", 2)
-def allocate(sim, caller, tmpl: str, ds_id: int, no_check: bool = False) -> int:
+def allocate(sim: Sim, caller: Caller, tmpl: str, ds_id: int, no_check: bool = False) -> int:
     return new_image(sim, caller, parse(tmpl), ds_id)
 
 
 @method("one.image.info", "ib", 1)
-def info(sim, caller, iid: int, decrypt: bool = False) -> str:
+def info(sim: Sim, caller: Caller, iid: int, decrypt: bool = False) -> str:
     return docs.image(sim, sim.get_auth(caller, "image", iid, "USE"))
 
 
 @method("one.image.delete", "ib", 1)
-def delete(sim, caller, iid: int, force: bool = False) -> int:
+def delete(sim: Sim, caller: Caller, iid: int, force: bool = False) -> int:
     img = sim.get_auth(caller, "image", iid, "MANAGE")
     if img["vms"]:
         raise errors.action(f"Cannot delete image. There are {len(img['vms'])} VMs using it.")
@@ -154,7 +159,7 @@ def delete(sim, caller, iid: int, force: bool = False) -> int:
 
 
 @method("one.image.clone", "isi", 2)
-def clone(sim, caller, iid: int, name: str, ds_id: int = -1) -> int:
+def clone(sim: Sim, caller: Caller, iid: int, name: str, ds_id: int = -1) -> int:
     src = sim.get_auth(caller, "image", iid, "USE")
     tmpl = [
         ["NAME", name],
@@ -167,7 +172,7 @@ def clone(sim, caller, iid: int, name: str, ds_id: int = -1) -> int:
 
 
 @method("one.image.chtype", "is")
-def chtype(sim, caller, iid: int, tname: str) -> int:
+def chtype(sim: Sim, caller: Caller, iid: int, tname: str) -> int:
     img = sim.get_auth(caller, "image", iid, "MANAGE")
     new = TYPES.get(tname.upper())
     if img["type"] in (6, 7):
@@ -183,7 +188,7 @@ def chtype(sim, caller, iid: int, tname: str) -> int:
 
 
 @method("one.image.enable", "ib")
-def enable(sim, caller, iid: int, flag: bool) -> int:
+def enable(sim: Sim, caller: Caller, iid: int, flag: bool) -> int:
     img = sim.get_auth(caller, "image", iid, "MANAGE")
     if img["state"] in (1, 3, 5):
         img["state"] = img["prev_state"] = 1 if flag else 3
@@ -197,7 +202,7 @@ def enable(sim, caller, iid: int, flag: bool) -> int:
 
 
 @method("one.image.persistent", "ib")
-def persistent(sim, caller, iid: int, flag: bool) -> int:
+def persistent(sim: Sim, caller: Caller, iid: int, flag: bool) -> int:
     img = sim.get_auth(caller, "image", iid, "MANAGE")
     if flag and img["type"] in (3, 4, 5):
         raise errors.action("KERNEL, RAMDISK and CONTEXT must be non-persistent")
@@ -212,7 +217,7 @@ def persistent(sim, caller, iid: int, flag: bool) -> int:
 
 
 @method("one.image.update", "isi", 2)
-def update(sim, caller, iid: int, tmpl: str, append: int = 0) -> int:
+def update(sim: Sim, caller: Caller, iid: int, tmpl: str, append: int = 0) -> int:
     img = sim.get_auth(caller, "image", iid, "MANAGE")
     update_template(img, "template", tmpl, append)
     sim.store.put("image", img)
@@ -220,12 +225,12 @@ def update(sim, caller, iid: int, tmpl: str, append: int = 0) -> int:
 
 
 @method("one.imagepool.info", "iii")
-def pool_info(sim, caller, flag: int, start: int, end: int) -> str:
+def pool_info(sim: Sim, caller: Caller, flag: int, start: int, end: int) -> str:
     imgs = pool(sim, caller, "image", flag, start, end)
     return "<IMAGE_POOL>" + "".join(_body(sim, i) for i in imgs) + "</IMAGE_POOL>"
 
 
-def _body(sim, img: dict) -> str:
+def _body(sim: Sim, img: dict) -> str:
     xml = sim.store.cached("image", img["id"], "full")
     return (
         xml

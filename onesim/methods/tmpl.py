@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import docs, errors, vmbuild
 from .. import template as T
 from ..core import method
@@ -9,8 +11,12 @@ from ..perms import DEFAULT_PERMS
 from .common import name_error, name_taken, parse, pool, update_template
 from .vm import _new_vm
 
+if TYPE_CHECKING:
+    from ..core import Sim
+    from ..perms import Caller
 
-def new_template(sim, uid: int, gid: int, tmpl: list, perms: list | None = None) -> int:
+
+def new_template(sim: Sim, uid: int, gid: int, tmpl: list, perms: list | None = None) -> int:
     tid = max(int(sim.store.meta.get("next_template", 0)), 0)
     name = T.get(tmpl, "NAME") or ""
     bad = name_error(name)
@@ -34,11 +40,11 @@ def new_template(sim, uid: int, gid: int, tmpl: list, perms: list | None = None)
 
 
 @method("one.template.allocate", "s")
-def allocate(sim, caller, tmpl: str) -> int:
+def allocate(sim: Sim, caller: Caller, tmpl: str) -> int:
     return new_template(sim, caller.uid, caller.gid, parse(tmpl))
 
 
-def _extended(sim, t: dict) -> list:
+def _extended(sim: Sim, t: dict) -> list:
     out = []
     for k, v in t["template"]:
         if k == "DISK" and isinstance(v, list):
@@ -59,15 +65,15 @@ def _extended(sim, t: dict) -> list:
 
 
 @method("one.template.info", "ibb", 1)
-def info(sim, caller, tid: int, extended: bool = False, decrypt: bool = False) -> str:
+def info(sim: Sim, caller: Caller, tid: int, extended: bool = False, decrypt: bool = False) -> str:
     t = sim.get_auth(caller, "template", tid, "USE")
     return docs.vmtemplate(sim, t, _extended(sim, t) if extended else None)
 
 
 @method("one.template.instantiate", "isbsb", 1)
 def instantiate(
-    sim,
-    caller,
+    sim: Sim,
+    caller: Caller,
     tid: int,
     name: str = "",
     hold: bool = False,
@@ -84,7 +90,7 @@ def instantiate(
 
 
 @method("one.template.update", "isi", 2)
-def update(sim, caller, tid: int, tmpl: str, append: int = 0) -> int:
+def update(sim: Sim, caller: Caller, tid: int, tmpl: str, append: int = 0) -> int:
     t = sim.get_auth(caller, "template", tid, "MANAGE")
     update_template(t, "template", tmpl, append)
     sim.store.put("template", t)
@@ -92,20 +98,20 @@ def update(sim, caller, tid: int, tmpl: str, append: int = 0) -> int:
 
 
 @method("one.template.delete", "ib", 1)
-def delete(sim, caller, tid: int, recursive: bool = False) -> int:
+def delete(sim: Sim, caller: Caller, tid: int, recursive: bool = False) -> int:
     sim.get_auth(caller, "template", tid, "MANAGE")
     sim.store.delete("template", tid)
     return tid
 
 
 @method("one.template.clone", "isb", 2)
-def clone(sim, caller, tid: int, name: str, recursive: bool = False) -> int:
+def clone(sim: Sim, caller: Caller, tid: int, name: str, recursive: bool = False) -> int:
     t = sim.get_auth(caller, "template", tid, "USE")
     tmpl = [["NAME", name]] + [list(p) for p in t["template"]]
     return new_template(sim, caller.uid, caller.gid, tmpl)
 
 
 @method("one.templatepool.info", "iii")
-def pool_info(sim, caller, flag: int, start: int, end: int) -> str:
+def pool_info(sim: Sim, caller: Caller, flag: int, start: int, end: int) -> str:
     ts = pool(sim, caller, "template", flag, start, end)
     return "<VMTEMPLATE_POOL>" + "".join(docs.vmtemplate(sim, t) for t in ts) + "</VMTEMPLATE_POOL>"

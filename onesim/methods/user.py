@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from .. import docs, errors
 from ..auth import sha256_hex
@@ -10,13 +11,17 @@ from ..core import method
 from ..perms import authorize
 from .common import name_error, parse, update_template
 
+if TYPE_CHECKING:
+    from ..core import Sim
+    from ..perms import Caller
+
 USER_INVALID_CHARS = " :\t\n\v\f\r"
 
 MAX_TOKENS = 10
 
 
 def new_user(
-    sim,
+    sim: Sim,
     name: str,
     password: str,
     driver: str = "core",
@@ -53,26 +58,28 @@ def new_user(
     return oid
 
 
-def _admin_only(caller, what: str, oid: int) -> None:
+def _admin_only(caller: Caller, what: str, oid: int) -> None:
     if not caller.admin:
         raise errors.not_authorized(caller.uid, what, "user", oid)
 
 
 @method("one.user.allocate", "sssA", 3)
-def allocate(sim, caller, name: str, password: str, driver: str, gids: list = ()) -> int:
+def allocate(
+    sim: Sim, caller: Caller, name: str, password: str, driver: str, gids: list = ()
+) -> int:
     if not caller.admin:
         raise errors.not_authorized_create(caller.uid, "user")
     return new_user(sim, name, password, driver, [int(g) for g in gids] or None)
 
 
 @method("one.user.info", "ib", 1)
-def info(sim, caller, oid: int, decrypt: bool = False) -> str:
+def info(sim: Sim, caller: Caller, oid: int, decrypt: bool = False) -> str:
     u = sim.get_auth(caller, "user", caller.uid if oid == -1 else oid, "USE")
     return docs.user(sim, u)
 
 
 @method("one.userpool.info", "")
-def pool_info(sim, caller) -> str:
+def pool_info(sim: Sim, caller: Caller) -> str:
     users = [u for u in sim.store.all("user") if caller.admin or u["id"] == caller.uid]
     users.sort(key=lambda u: u["id"], reverse=True)
     return (
@@ -85,7 +92,7 @@ def pool_info(sim, caller) -> str:
 
 
 @method("one.user.passwd", "is")
-def passwd(sim, caller, oid: int, password: str) -> int:
+def passwd(sim: Sim, caller: Caller, oid: int, password: str) -> int:
     u = sim.get_auth(caller, "user", oid, "MANAGE")
     u["password"] = sha256_hex(password) if u["auth_driver"] == "core" else password
     sim.sessions = {k: v for k, v in sim.sessions.items() if v[0] != oid}
@@ -94,7 +101,7 @@ def passwd(sim, caller, oid: int, password: str) -> int:
 
 
 @method("one.user.chauth", "iss", 2)
-def chauth(sim, caller, oid: int, driver: str, password: str = "") -> int:
+def chauth(sim: Sim, caller: Caller, oid: int, driver: str, password: str = "") -> int:
     u = sim.get_auth(caller, "user", oid, "ADMIN")
     u["auth_driver"] = driver or u["auth_driver"]
     if password:
@@ -105,7 +112,7 @@ def chauth(sim, caller, oid: int, driver: str, password: str = "") -> int:
 
 
 @method("one.user.enable", "ib")
-def enable(sim, caller, oid: int, flag: bool) -> int:
+def enable(sim: Sim, caller: Caller, oid: int, flag: bool) -> int:
     u = sim.get_auth(caller, "user", oid, "ADMIN")
     u["enabled"] = bool(flag)
     sim.store.put("user", u)
@@ -113,7 +120,7 @@ def enable(sim, caller, oid: int, flag: bool) -> int:
 
 
 @method("one.user.update", "isi", 2)
-def update(sim, caller, oid: int, tmpl: str, append: int = 0) -> int:
+def update(sim: Sim, caller: Caller, oid: int, tmpl: str, append: int = 0) -> int:
     u = sim.get_auth(caller, "user", oid, "MANAGE")
     update_template(u, "template", tmpl, append)
     sim.store.put("user", u)
@@ -121,7 +128,7 @@ def update(sim, caller, oid: int, tmpl: str, append: int = 0) -> int:
 
 
 @method("one.user.login", "ssii", 3)
-def login(sim, caller, username: str, token: str, valid: int, egid: int = -1) -> str:
+def login(sim: Sim, caller: Caller, username: str, token: str, valid: int, egid: int = -1) -> str:
     if valid < -1:
         raise errors.api("Wrong valid period for token")
     u = sim.user_by_name(username)
@@ -157,7 +164,7 @@ def login(sim, caller, username: str, token: str, valid: int, egid: int = -1) ->
 
 
 @method("one.group.info", "ib", 1)
-def group_info(sim, caller, gid: int, decrypt: bool = False) -> str:
+def group_info(sim: Sim, caller: Caller, gid: int, decrypt: bool = False) -> str:
     gid = caller.gid if gid == -1 else gid
     g = sim.get("group", gid)
     if not caller.admin and gid not in caller.groups:
@@ -166,7 +173,7 @@ def group_info(sim, caller, gid: int, decrypt: bool = False) -> str:
 
 
 @method("one.grouppool.info", "")
-def group_pool(sim, caller) -> str:
+def group_pool(sim: Sim, caller: Caller) -> str:
     gs = [g for g in sim.store.all("group") if caller.admin or g["id"] in caller.groups]
     gs.sort(key=lambda g: g["id"])
     return (
@@ -178,7 +185,7 @@ def group_pool(sim, caller) -> str:
     )
 
 
-def new_group(sim, name: str, gid: int | None = None) -> int:
+def new_group(sim: Sim, name: str, gid: int | None = None) -> int:
     oid = sim.store.new_id("group", 100) if gid is None else gid
     sim.store.put(
         "group",
@@ -195,7 +202,7 @@ def new_group(sim, name: str, gid: int | None = None) -> int:
 
 
 @method("one.group.allocate", "s")
-def group_allocate(sim, caller, name: str) -> int:
+def group_allocate(sim: Sim, caller: Caller, name: str) -> int:
     if not caller.admin:
         raise errors.not_authorized_create(caller.uid, "group")
     if any(g["name"] == name for g in sim.store.all("group")):

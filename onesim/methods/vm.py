@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import docs_vm, errors, leases, lifecycle, refs, vmbuild
 from .. import template as T
 from ..core import method
 from ..perms import DEFAULT_PERMS, pool_filter
 from .common import parse, pool, update_template
 
+if TYPE_CHECKING:
+    from ..core import Sim
+    from ..perms import Caller
+
 
 def _new_vm(
-    sim, caller, tmpl: list, hold: bool, name: str | None = None, template_id: int | None = None
+    sim: Sim,
+    caller: Caller,
+    tmpl: list,
+    hold: bool,
+    name: str | None = None,
+    template_id: int | None = None,
 ) -> int:
     vid = max(int(sim.store.meta.get("next_vm", 0)), 0)
     built = vmbuild.build(sim, caller, tmpl, vid, hold, template_id, name)
@@ -40,18 +51,18 @@ def _new_vm(
 
 
 @method("one.vm.allocate", "sb", 1)
-def allocate(sim, caller, tmpl: str, hold: bool = False) -> int:
+def allocate(sim: Sim, caller: Caller, tmpl: str, hold: bool = False) -> int:
     return _new_vm(sim, caller, parse(tmpl), hold)
 
 
 @method("one.vm.info", "ib", 1)
-def info(sim, caller, vid: int, decrypt: bool = False) -> str:
+def info(sim: Sim, caller: Caller, vid: int, decrypt: bool = False) -> str:
     vm = sim.get_auth(caller, "vm", vid, "USE")
     return docs_vm.full(sim, vm)
 
 
 @method("one.vm.action", "si")
-def action(sim, caller, name: str, vid: int) -> int:
+def action(sim: Sim, caller: Caller, name: str, vid: int) -> int:
     if name not in lifecycle.ACTIONS:
         raise errors.action(f'Action "{name}" is not supported')
     # oned.conf VM_ADMIN_OPERATIONS includes resched; the rest are VM_MANAGE_OPERATIONS
@@ -63,7 +74,7 @@ def action(sim, caller, name: str, vid: int) -> int:
 
 
 @method("one.vm.update", "isi", 2)
-def update(sim, caller, vid: int, tmpl: str, append: int = 0) -> int:
+def update(sim: Sim, caller: Caller, vid: int, tmpl: str, append: int = 0) -> int:
     vm = sim.get_auth(caller, "vm", vid, "MANAGE")
     update_template(vm, "user_template", tmpl, append, errors.ACTION, "")
     sim.store.put("vm", vm)
@@ -79,7 +90,7 @@ def _next_id(vm: dict, vec: str, key: str) -> int:
 
 
 @method("one.vm.attach", "is")
-def attach(sim, caller, vid: int, tmpl: str) -> int:
+def attach(sim: Sim, caller: Caller, vid: int, tmpl: str) -> int:
     vm = sim.get_auth(caller, "vm", vid, "MANAGE")
     disks = T.get_vec(parse(tmpl), "DISK")
     if not disks:
@@ -114,7 +125,7 @@ def attach(sim, caller, vid: int, tmpl: str) -> int:
 
 
 @method("one.vm.detach", "ii")
-def detach(sim, caller, vid: int, disk_id: int) -> int:
+def detach(sim: Sim, caller: Caller, vid: int, disk_id: int) -> int:
     vm = sim.get_auth(caller, "vm", vid, "MANAGE")
     lifecycle.hotplug(sim, vm, "disk_detach", check=True)
     disks = [v for k, v in vm["template"] if k == "DISK" and T.vget(v, "DISK_ID") == str(disk_id)]
@@ -129,7 +140,7 @@ def detach(sim, caller, vid: int, disk_id: int) -> int:
 
 
 @method("one.vm.attachnic", "is")
-def attachnic(sim, caller, vid: int, tmpl: str) -> int:
+def attachnic(sim: Sim, caller: Caller, vid: int, tmpl: str) -> int:
     vm = sim.get_auth(caller, "vm", vid, "MANAGE")
     nics = T.get_vec(parse(tmpl), "NIC")
     if not nics:
@@ -165,7 +176,7 @@ def attachnic(sim, caller, vid: int, tmpl: str) -> int:
 
 
 @method("one.vm.detachnic", "ii")
-def detachnic(sim, caller, vid: int, nic_id: int) -> int:
+def detachnic(sim: Sim, caller: Caller, vid: int, nic_id: int) -> int:
     vm = sim.get_auth(caller, "vm", vid, "MANAGE")
     lifecycle.hotplug(sim, vm, "nic_detach", check=True)
     nics = [v for k, v in vm["template"] if k == "NIC" and T.vget(v, "NIC_ID") == str(nic_id)]
@@ -187,7 +198,7 @@ def detachnic(sim, caller, vid: int, nic_id: int) -> int:
 
 
 @method("one.vm.disksnapshotcreate", "iis")
-def disksnapshotcreate(sim, caller, vid: int, disk_id: int, name: str) -> int:
+def disksnapshotcreate(sim: Sim, caller: Caller, vid: int, disk_id: int, name: str) -> int:
     vm = sim.get_auth(caller, "vm", vid, "MANAGE")
     disks = [v for v in T.get_vec(vm["template"], "DISK") if T.vget(v, "DISK_ID") == str(disk_id)]
     if not disks:
@@ -219,7 +230,9 @@ def disksnapshotcreate(sim, caller, vid: int, disk_id: int, name: str) -> int:
 
 
 @method("one.vm.disksaveas", "iissi")
-def disksaveas(sim, caller, vid: int, disk_id: int, name: str, itype: str, snap: int) -> int:
+def disksaveas(
+    sim: Sim, caller: Caller, vid: int, disk_id: int, name: str, itype: str, snap: int
+) -> int:
     from .image import new_image
 
     vm = sim.get_auth(caller, "vm", vid, "MANAGE")
@@ -241,7 +254,14 @@ def disksaveas(sim, caller, vid: int, disk_id: int, name: str, itype: str, snap:
 
 
 def _pool(
-    sim, caller, flag: int, start: int, end: int, state: int, query: str, extended: bool
+    sim: Sim,
+    caller: Caller,
+    flag: int,
+    start: int,
+    end: int,
+    state: int,
+    query: str,
+    extended: bool,
 ) -> str:
     # VirtualMachinePoolAPI::info order: json query, state, then the filter flag
     if query:
@@ -260,19 +280,21 @@ def _pool(
 
 
 @method("one.vmpool.info", "iiiis", 4)
-def pool_info(sim, caller, flag: int, start: int, end: int, state: int, query: str = "") -> str:
+def pool_info(
+    sim: Sim, caller: Caller, flag: int, start: int, end: int, state: int, query: str = ""
+) -> str:
     return _pool(sim, caller, flag, start, end, state, query, False)
 
 
 @method("one.vmpool.infoextended", "iiiis", 4)
 def pool_infoextended(
-    sim, caller, flag: int, start: int, end: int, state: int, query: str = ""
+    sim: Sim, caller: Caller, flag: int, start: int, end: int, state: int, query: str = ""
 ) -> str:
     return _pool(sim, caller, flag, start, end, state, query, True)
 
 
 @method("one.vmpool.infoset", "sb")
-def pool_infoset(sim, caller, ids: str, extended: bool) -> str:
+def pool_infoset(sim: Sim, caller: Caller, ids: str, extended: bool) -> str:
     wanted = {int(x) for x in ids.split(",") if x.strip().isdigit()}
     objs = [sim.store.get("vm", i) for i in wanted]
     vms = pool_filter([o for o in objs if o], caller, "vm", -2, sim.acls)

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import docs, errors, leases
 from .. import template as T
 from ..core import method
 from ..perms import DEFAULT_PERMS, acl_allows, pool_filter
 from .common import name_error, name_taken, parse, pool, update_template
 
+if TYPE_CHECKING:
+    from ..core import Sim
+    from ..perms import Caller
+
 FIXED = {"NAME", "AR", "BRIDGE", "BRIDGE_TYPE", "VN_MAD"}
 
 
-def new_vnet(sim, uid: int, gid: int, tmpl: list, perms: list | None = None) -> int:
+def new_vnet(sim: Sim, uid: int, gid: int, tmpl: list, perms: list | None = None) -> int:
     name = T.get(tmpl, "NAME")
     if not name:
         raise errors.allocate_error("vnet", "No NAME in template for Virtual Network.")
@@ -57,12 +63,12 @@ def new_vnet(sim, uid: int, gid: int, tmpl: list, perms: list | None = None) -> 
 
 
 @method("one.vn.allocate", "si")
-def allocate(sim, caller, tmpl: str, cluster_id: int) -> int:
+def allocate(sim: Sim, caller: Caller, tmpl: str, cluster_id: int) -> int:
     return new_vnet(sim, caller.uid, caller.gid, parse(tmpl))
 
 
 @method("one.vn.info", "ib", 1)
-def info(sim, caller, vid: int, decrypt: bool = False) -> str:
+def info(sim: Sim, caller: Caller, vid: int, decrypt: bool = False) -> str:
     vn = sim.get_auth(caller, "vnet", vid, "USE")
     vms = None
     if not (caller.admin or acl_allows(sim.acls, caller, "vm", "USE")):
@@ -71,7 +77,7 @@ def info(sim, caller, vid: int, decrypt: bool = False) -> str:
 
 
 @method("one.vn.hold", "is")
-def hold(sim, caller, vid: int, tmpl: str) -> int:
+def hold(sim: Sim, caller: Caller, vid: int, tmpl: str) -> int:
     vn = sim.get_auth(caller, "vnet", vid, "MANAGE")
     leases.hold(vn, parse(tmpl))
     sim.store.put("vnet", vn)
@@ -79,7 +85,7 @@ def hold(sim, caller, vid: int, tmpl: str) -> int:
 
 
 @method("one.vn.release", "is")
-def release(sim, caller, vid: int, tmpl: str) -> int:
+def release(sim: Sim, caller: Caller, vid: int, tmpl: str) -> int:
     vn = sim.get_auth(caller, "vnet", vid, "MANAGE")
     leases.release(vn, parse(tmpl))
     sim.store.put("vnet", vn)
@@ -87,7 +93,7 @@ def release(sim, caller, vid: int, tmpl: str) -> int:
 
 
 @method("one.vn.update", "isi", 2)
-def update(sim, caller, vid: int, tmpl: str, append: int = 0) -> int:
+def update(sim: Sim, caller: Caller, vid: int, tmpl: str, append: int = 0) -> int:
     vn = sim.get_auth(caller, "vnet", vid, "MANAGE")
     update_template(vn, "template", tmpl, append)
     for k in ("BRIDGE", "BRIDGE_TYPE", "VN_MAD"):  # kept by oned
@@ -97,7 +103,7 @@ def update(sim, caller, vid: int, tmpl: str, append: int = 0) -> int:
 
 
 @method("one.vn.update_ar", "is")
-def update_ar(sim, caller, vid: int, tmpl: str) -> int:
+def update_ar(sim: Sim, caller: Caller, vid: int, tmpl: str) -> int:
     vn = sim.get_auth(caller, "vnet", vid, "MANAGE")
     leases.update_ar(vn, parse(tmpl))
     sim.store.put("vnet", vn)
@@ -105,7 +111,7 @@ def update_ar(sim, caller, vid: int, tmpl: str) -> int:
 
 
 @method("one.vn.add_ar", "is")
-def add_ar(sim, caller, vid: int, tmpl: str) -> int:
+def add_ar(sim: Sim, caller: Caller, vid: int, tmpl: str) -> int:
     vn = sim.get_auth(caller, "vnet", vid, "ADMIN")
     vecs = T.get_vec(parse(tmpl), "AR")
     if not vecs:
@@ -118,6 +124,6 @@ def add_ar(sim, caller, vid: int, tmpl: str) -> int:
 
 
 @method("one.vnpool.info", "iii")
-def pool_info(sim, caller, flag: int, start: int, end: int) -> str:
+def pool_info(sim: Sim, caller: Caller, flag: int, start: int, end: int) -> str:
     vns = pool(sim, caller, "vnet", flag, start, end)
     return "<VNET_POOL>" + "".join(docs.vnet(sim, v, pool=True) for v in vns) + "</VNET_POOL>"
