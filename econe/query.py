@@ -91,6 +91,11 @@ def parse_params(
 # ---------------------------------------------------------------------------- unflatten
 
 
+def _is_index(segment: str) -> bool:
+    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
+    return segment.isascii() and segment.isdigit()
+
+
 def is_meta_param(name: str) -> bool:
     return name in META_PARAMS or name.lower().startswith("x-amz-")
 
@@ -120,9 +125,9 @@ def unflatten(params: Mapping[str, str]) -> dict[str, Any]:
         parts = key.split(".")
         if any(p == "" for p in parts):
             raise Ec2Error("InvalidParameterValue", f"The parameter name {key} is malformed.")
-        if parts[0].isdigit():
+        if _is_index(parts[0]):
             raise Ec2Error("InvalidParameterValue", f"The parameter name {key} is malformed.")
-        segs: list[str | int] = [int(p) if p.isdigit() else p for p in parts]
+        segs: list[str | int] = [int(p) if _is_index(p) else p for p in parts]
         node = root
         for depth, seg in enumerate(segs[:-1]):
             child = node.get(seg)

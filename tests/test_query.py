@@ -383,3 +383,8 @@ def test_botocore_wire_gives_valid_bodies_for_the_spec(action):
     if action == "RunInstances":
         assert body["MinCount"] == 1 and body["DryRun"] is False
         assert body["BlockDeviceMapping"][0]["Ebs"]["VolumeSize"] == 8
+
+
+def test_unicode_digits_are_names_not_indexes():
+    assert unflatten({"A.²": "x"}) == {"A": {"²": "x"}}
+    assert unflatten({"²": "x"}) == {"²": "x"}

@@ -99,4 +99,4 @@ def split_host(value: str) -> tuple[str, int | None]:
         host, port = value.split(":")
     else:
         host, port = value, ""
-    return host.lower(), int(port) if port.isdigit() else None
+    return host.lower(), int(port) if port.isascii() and port.isdigit() else None

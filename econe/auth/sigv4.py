@@ -160,7 +160,9 @@ def _payload_hash(req: RawRequest) -> str:
         if req.body:
             raise signature_mismatch(f"{declared} is not accepted for a request with a body.")
         return declared
-    if not hmac.compare_digest(declared.lower(), hashlib.sha256(req.body).hexdigest()):
+    actual = hashlib.sha256(req.body).hexdigest().encode()
+    # bytes: compare_digest refuses str with non-ASCII characters (a header may carry any)
+    if not hmac.compare_digest(declared.lower().encode("utf-8", "surrogateescape"), actual):
         raise signature_mismatch("The x-amz-content-sha256 header does not match the body.")
     return declared
 

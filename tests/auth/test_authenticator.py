@@ -341,3 +341,63 @@ def test_empty_proxy_header_is_not_filled_by_client_spelling(x509_auth, remote_a
     assert _code(x509_auth, raw)[0] == "MissingAuthenticationToken"
     raw = _raw({"x-auth-username": "", "remote-user": "rem"})
     assert _code(remote_auth, raw)[0] == "MissingAuthenticationToken"
+
+
+# ------------------------------------------------------------------ garbage in, EC2 errors out
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_junk = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+_auth_values = st.one_of(
+    _junk,
+    st.builds(lambda t: "AWS4-HMAC-SHA256 " + t, _junk),
+    st.builds(
+        lambda c, h, s: f"AWS4-HMAC-SHA256 Credential={c}, SignedHeaders={h}, Signature={s}",
+        st.one_of(_junk, st.builds(lambda d: f"alice/{d}/r/ec2/aws4_request", _junk)),
+        st.one_of(_junk, st.just("host;x-amz-date")),
+        st.one_of(_junk, st.from_regex(r"[0-9a-f]{64}", fullmatch=True)),
+    ),
+)
+_param_names = st.sampled_from(
+    [
+        "AWSAccessKeyId",
+        "Signature",
+        "SignatureMethod",
+        "SignatureVersion",
+        "Timestamp",
+        "Expires",
+        "X-Amz-Algorithm",
+        "Action",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    auth_header=st.one_of(st.none(), _auth_values),
+    amz_date=st.one_of(st.none(), _junk, st.just("20261123T184254Z")),
+    params=st.one_of(
+        st.dictionaries(_param_names, _junk, max_size=6),
+        st.fixed_dictionaries(
+            {"AWSAccessKeyId": st.just("alice"), "Signature": _junk},
+            optional={"Timestamp": _junk, "Expires": _junk, "SignatureMethod": _junk},
+        ),
+    ),
+    query=_junk,
+    host=_junk,
+)
+def test_garbage_gives_ec2_errors_only(auth_header, amz_date, params, query, host):
+    auth = Authenticator(Config(host="localhost", port=4567), UserDirectory(Pool()))
+    headers = {"host": host}
+    if auth_header is not None:
+        headers["authorization"] = auth_header
+    if amz_date is not None:
+        headers["x-amz-date"] = amz_date
+    raw = RawRequest("POST", "/", query, headers, b"", params, "127.0.0.1")
+    try:
+        auth.authenticate(raw)
+    except Ec2Error as exc:
+        assert 400 <= exc.status < 600
+    else:
+        raise AssertionError("garbage was authenticated")

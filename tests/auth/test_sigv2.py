@@ -277,3 +277,13 @@ def test_x_forwarded_host_from_untrusted_client(auth):
 def test_wildcard_bind_trusts_host_header(pool):
     auth = Authenticator(Config(host="0.0.0.0", port=4567), UserDirectory(pool))
     assert auth.authenticate(sign_v2(DESCRIBE, url="http://anything.example:4567/")).name == "alice"
+
+
+def test_unicode_digit_port_in_host_header(auth):
+    """No crash; the configured `localhost:4567` the client signed still verifies."""
+    raw = sign_v2(DESCRIBE)
+    raw.headers["host"] = "localhost:４５６７"
+    assert auth.authenticate(raw).name == "alice"
+    raw = sign_v2(DESCRIBE, url="http://ec2.example.org:4567/")
+    raw.headers["host"] = "ec2.example.org:４５６７"
+    assert _code(auth, raw)[0] == "SignatureDoesNotMatch"

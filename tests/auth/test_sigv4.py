@@ -297,3 +297,16 @@ def test_signature_not_in_repr():
     cred = sigv4.parse_header(raw)
     assert cred.signature not in repr(cred)
     assert ALICE_SECRET not in repr(cred)
+
+
+def test_non_ascii_payload_hash_header_is_a_mismatch_not_a_crash(auth):
+    raw = sign_v4(DESCRIBE)
+    raw.headers["x-amz-content-sha256"] = "é" * 64
+    assert _code(auth, raw) == ("SignatureDoesNotMatch", 403)
+
+
+def test_non_hex_signature(auth):
+    raw = sign_v4(DESCRIBE)
+    header = raw.headers["authorization"]
+    raw.headers["authorization"] = header[:-64] + "é" * 64
+    assert _code(auth, raw)[0] in ("SignatureDoesNotMatch", "IncompleteSignature")
