@@ -156,8 +156,8 @@ def parse_xml(s: str) -> Template:
     """Parse an XML template (``<TEMPLATE><A><![CDATA[x]]></A></TEMPLATE>``)."""
     try:
         root = ET.fromstring(s)
-    except ET.ParseError as e:
-        raise TemplateError(f"Parse error: {e}") from None
+    except ET.ParseError:
+        raise TemplateError("Parse error: XML Template malformed.") from None
     out: Template = []
     for child in root:
         if len(child):
@@ -168,10 +168,16 @@ def parse_xml(s: str) -> Template:
 
 
 def parse(s: str) -> Template:
-    """Parse either syntax, as oned's ``parse_str_or_xml`` does."""
-    if s.lstrip().startswith("<"):
-        return parse_xml(s.strip())
-    return parse_text(s)
+    """Parse either syntax, as oned's ``parse_str_or_xml`` does (XML only when the very first
+    character is ``<``), then trim every value (``Template::trim_attributes``)."""
+    t = parse_xml(s) if s.startswith("<") else parse_text(s)
+    for pair in t:
+        if isinstance(pair[1], list):
+            for sub in pair[1]:
+                sub[1] = sub[1].strip()
+        else:
+            pair[1] = pair[1].strip()
+    return t
 
 
 # ---------------------------------------------------------------------------- access helpers

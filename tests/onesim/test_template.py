@@ -41,8 +41,12 @@ def test_text_syntax() -> None:
 def test_xml_syntax_with_cdata() -> None:
     t = T.parse("<TEMPLATE><A><![CDATA[x<y]]></A><NIC><NETWORK_ID>0</NETWORK_ID></NIC></TEMPLATE>")
     assert t == [["A", "x<y"], ["NIC", [["NETWORK_ID", "0"]]]]
-    with pytest.raises(T.TemplateError):
+    with pytest.raises(T.TemplateError) as e:
         T.parse("<TEMPLATE><A></TEMPLATE>")
+    assert str(e.value) == "Parse error: XML Template malformed."
+    assert T.parse('A = "  padded  "\nV=[B=" x "]') == [["A", "padded"], ["V", [["B", "x"]]]]
+    with pytest.raises(T.TemplateError):  # XML only when "<" is the very first character
+        T.parse(" <TEMPLATE><A>1</A></TEMPLATE>")
 
 
 def test_render_sorted_and_merge() -> None:
