@@ -388,3 +388,24 @@ def test_botocore_wire_gives_valid_bodies_for_the_spec(action):
 def test_unicode_digits_are_names_not_indexes():
     assert unflatten({"A.²": "x"}) == {"A": {"²": "x"}}
     assert unflatten({"²": "x"}) == {"²": "x"}
+
+
+_key_parts = st.one_of(st.sampled_from(["A", "B", "1", "2", "10", "", "Value"]), _text)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.lists(_key_parts, min_size=1, max_size=4).map(".".join), _text, max_size=6),
+    st.binary(max_size=40),
+    st.text(max_size=30),
+)
+def test_garbage_gives_ec2_errors_only(params, body, query):
+    for call in (
+        lambda: unflatten(params),
+        lambda: parse_params("POST", query, body, FORM),
+        lambda: parse_params("GET", query.encode("utf-8", "surrogatepass"), body, None),
+    ):
+        try:
+            call()
+        except Ec2Error as exc:
+            assert exc.code == "InvalidParameterValue"
