@@ -11,13 +11,9 @@ Entry point for the EC2 Query front (econe/front.py), before it reads any body:
 See docs/upload.md.
 """
 
-from econe.upload.handler import (
-    UploadOutcome,
-    handle_upload,
-    is_upload_request,
-    response_xml,
-)
+from econe.upload.handler import handle_upload
 from econe.upload.store import COPY_TIMEOUT, UploadJanitor
+from econe.upload.wire import UploadOutcome, is_upload_request, response_xml
 
 __all__ = [
     "COPY_TIMEOUT",

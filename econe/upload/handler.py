@@ -22,14 +22,11 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import re
-import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from econe.config import Config
 from econe.context import Principal, RawRequest
-from econe.errors import Ec2Error, error_xml, missing_parameter, xml_text
+from econe.errors import Ec2Error, error_xml, missing_parameter
 from econe.mapping.ids import format_id
 from econe.upload import images
 from econe.upload.multipart import (
@@ -40,103 +37,25 @@ from econe.upload.multipart import (
     boundary_from_content_type,
 )
 from econe.upload.store import TempUpload, UploadJanitor
+from econe.upload.wire import (
+    ACTION,
+    DEFAULT_VERSION,
+    MAX_FIELD_BYTES,
+    MAX_FIELDS,
+    PRE_FILE_LIMIT,
+    SHA256_HEX,
+    VERSION_RE,
+    ClientGone,
+    UploadOutcome,
+    bad_body,
+    check_name,
+    request_headers,
+    response_xml,
+    send_xml,
+    too_large,
+)
 
 log = logging.getLogger("econe.upload")
-
-ACTION = "UploadImage"
-DEFAULT_VERSION = "2016-11-15"
-MAX_FIELD_BYTES = 8 * 1024  # one text field's value
-MAX_FIELDS = 64
-PRE_FILE_LIMIT = 1024 * 1024  # body bytes before the file part: fields, part headers, preamble
-MAX_NAME = 128
-XML_CONTENT_TYPE = b"text/xml;charset=UTF-8"
-_VERSION = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
-_ONED_NAME_FORBIDS = "&|:\\\";/'#{}$<>"
-
-
-class ClientGone(Exception):
-    """The client closed the connection before the whole body arrived."""
-
-
-@dataclass
-class UploadOutcome:
-    """What the front may log about the request (its access-log line)."""
-
-    request_id: str
-    action: str = ACTION
-    user: str | None = None
-    status: int = 0
-    image_id: str | None = None
-
-
-def _media_type(value: str | None) -> str:
-    return (value or "").split(";", 1)[0].strip().lower()
-
-
-def _headers(scope: dict[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers", []):
-        name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
-        out[name] = f"{out[name]},{value}" if name in out else value
-    return out
-
-
-def is_upload_request(scope: dict[str, Any]) -> bool:
-    """A POST with a multipart/form-data body: the front must hand it to `handle_upload`."""
-    if scope.get("type") != "http" or scope.get("method", "").upper() != "POST":
-        return False
-    for name, value in scope.get("headers", []):
-        if name.lower() == b"content-type":
-            return _media_type(value.decode("latin-1")) == "multipart/form-data"
-    return False
-
-
-def too_large(limit: int) -> Ec2Error:
-    return Ec2Error(
-        "RequestEntityTooLarge",
-        f"The uploaded file exceeds the upload size limit of {limit} bytes.",
-        status=413,
-    )
-
-
-def _bad_body(why: str) -> Ec2Error:
-    return Ec2Error("InvalidRequest", f"Malformed multipart/form-data body: {why}.")
-
-
-def response_xml(image_id: int, version: str, request_id: str) -> str:
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<RegisterImageResponse xmlns="http://ec2.amazonaws.com/doc/{xml_text(version)}/">'
-        f"<requestId>{xml_text(request_id)}</requestId>"
-        f"<imageId>{format_id('ami', image_id)}</imageId></RegisterImageResponse>"
-    )
-
-
-def check_name(value: str | None) -> str:
-    """The image NAME: `Name`, or `ec2-<uuid>`. Checked before the file is read, with
-    oned's own name rules (PoolObjectSQL::name_is_valid) so that allocate will not refuse it."""
-    if value is None or value == "":
-        return f"ec2-{uuid.uuid4()}"
-    bad = sorted(set(value) & set(_ONED_NAME_FORBIDS))
-    if len(value) > MAX_NAME or not value.isprintable() or value != value.strip() or bad:
-        why = f" (not allowed: {' '.join(bad)})" if bad else ""
-        raise Ec2Error(
-            "InvalidParameterValue",
-            f"Value ({value[:MAX_NAME]}) for parameter Name is invalid: use 1 to {MAX_NAME} "
-            f"printable characters without leading or trailing spaces{why}.",
-        )
-    return value
-
-
-async def _send(send: Any, status: int, body: str, close: bool = False) -> None:
-    data = body.encode("utf-8")
-    headers = [(b"content-type", XML_CONTENT_TYPE), (b"content-length", str(len(data)).encode())]
-    if close:  # the rest of a large body is not worth draining: the server closes instead
-        headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": data, "more_body": False})
 
 
 class _Upload:
@@ -151,7 +70,7 @@ class _Upload:
         self.sessions = sessions
         self.janitor: UploadJanitor = janitor
         self.outcome: UploadOutcome = outcome
-        self.headers = _headers(scope)
+        self.headers = request_headers(scope)
         self.received = 0
         self.body_done = False
         self.temp: TempUpload | None = None
@@ -188,7 +107,7 @@ class _Upload:
         try:
             boundary = boundary_from_content_type(self.headers.get("content-type"))
         except MultipartError as exc:
-            raise _bad_body(str(exc)) from None
+            raise bad_body(str(exc)) from None
         declared = self.declared_length()
         if declared is not None and declared > self.limit:
             raise too_large(self.config.upload_max_size)
@@ -216,7 +135,7 @@ class _Upload:
                             field[1].extend(event)
                     elif isinstance(event, PartStart):
                         if file_done:
-                            raise _bad_body("the file part must be the last part")
+                            raise bad_body("the file part must be the last part")
                         if event.name == "file":
                             await self.start_file(fields)
                             in_file = True
@@ -230,10 +149,10 @@ class _Upload:
                             fields[field[0]] = self.decode(field)
                             field = None
                 if self.temp is None and self.received > PRE_FILE_LIMIT:
-                    raise _bad_body(f"more than {PRE_FILE_LIMIT} bytes before the file part")
+                    raise bad_body(f"more than {PRE_FILE_LIMIT} bytes before the file part")
             parser.finish()
         except MultipartError as exc:
-            raise _bad_body(str(exc)) from None
+            raise bad_body(str(exc)) from None
         if self.temp is None:
             await self.authenticate(fields)  # a stranger learns nothing about the body
             raise missing_parameter("file")
@@ -242,7 +161,7 @@ class _Upload:
     @staticmethod
     def start_field(event: PartStart, fields: dict[str, str]) -> tuple[str, bytearray]:
         if not event.name:
-            raise _bad_body("a part has no name")
+            raise bad_body("a part has no name")
         if event.filename is not None:
             raise Ec2Error(
                 "InvalidParameterValue",
@@ -254,7 +173,7 @@ class _Upload:
                 "InvalidParameterValue", f"The form field {event.name[:64]} appears twice."
             )
         if len(fields) >= MAX_FIELDS:
-            raise _bad_body(f"more than {MAX_FIELDS} form fields")
+            raise bad_body(f"more than {MAX_FIELDS} form fields")
         return event.name, bytearray()
 
     @staticmethod
@@ -293,7 +212,7 @@ class _Upload:
         self.principal = principal
         self.outcome.user = principal.name
         version = params.get("Version", "")
-        self.version = version if _VERSION.fullmatch(version) else DEFAULT_VERSION
+        self.version = version if VERSION_RE.fullmatch(version) else DEFAULT_VERSION
         action = params.get("Action")
         if not action:
             raise Ec2Error("MissingAction", "The request must contain the parameter Action.")
@@ -330,7 +249,7 @@ class _Upload:
             )
         check_name(fields.get("Name"))
         checksum = fields.get("Checksum")
-        if checksum and not _SHA256.fullmatch(checksum):
+        if checksum and not SHA256_HEX.fullmatch(checksum):
             raise Ec2Error(
                 "InvalidParameterValue",
                 f"Value ({checksum[:80]}) for parameter Checksum is invalid: expecting the "
@@ -449,7 +368,7 @@ async def handle_upload(
             if exc.status >= 500:
                 log.error("UploadImage %s failed: %s", request_id, exc)
             outcome.status = exc.status
-            await _send(
+            await send_xml(
                 send,
                 exc.status,
                 error_xml(exc.code, exc.message, request_id),
@@ -459,7 +378,7 @@ async def handle_upload(
         except Exception:  # noqa: BLE001 - the client still gets EC2 XML
             log.exception("UploadImage %s failed", request_id)
             outcome.status = 500
-            await _send(
+            await send_xml(
                 send,
                 500,
                 error_xml("InternalError", "An internal error has occurred.", request_id),
@@ -468,7 +387,7 @@ async def handle_upload(
             return outcome
         outcome.status = 200
         outcome.image_id = format_id("ami", image_id)
-        await _send(send, 200, response_xml(image_id, upload.version, request_id))
+        await send_xml(send, 200, response_xml(image_id, upload.version, request_id))
         return outcome
     finally:
         if upload.temp is not None and not upload.temp_taken:
