@@ -8,148 +8,24 @@ CDATA allowed). Syntax errors raise :class:`TemplateError` with oned's bison-sty
 
 from __future__ import annotations
 
-import re
 import xml.etree.ElementTree as ET
+
+from . import tmpl_syntax
 
 Value = str | list
 Template = list
-
-_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
 class TemplateError(Exception):
     """A template that oned's parser would reject; ``str(e)`` is oned's message."""
 
 
-class _Tok:
-    __slots__ = ("kind", "text", "col")
-
-    def __init__(self, kind: str, text: str, col: int) -> None:
-        self.kind, self.text, self.col = kind, text, col
-
-
-def _syntax(tok: _Tok, expecting: str, last: _Tok | None) -> TemplateError:
-    loc = tok if tok.kind != "$end" or last is None else last
-    width = max(len(loc.text), 1) if loc.kind != "STRING" else len(loc.text) + 2
-    return TemplateError(
-        f"Parse error: syntax error, unexpected {tok.kind}, expecting {expecting} "
-        f"at line 1, columns {loc.col}:{loc.col + width}"
-    )
-
-
-def _value(s: str, i: int, in_vector: bool) -> tuple[str, int]:
-    """Read a value starting at ``s[i]`` (spaces skipped). Returns (value, new index)."""
-    n = len(s)
-    if i < n and s[i] == '"':
-        j = i + 1
-        out = []
-        while j < n:
-            c = s[j]
-            if c == "\\" and j + 1 < n and s[j + 1] == '"':
-                out.append('"')
-                j += 2
-                continue
-            if c == '"':
-                return "".join(out), j + 1
-            out.append(c)
-            j += 1
-        # unterminated quote: oned's lexer falls back to a bare word up to a separator
-        j = i + 1
-        while j < n and s[j] not in "\n=[],":
-            j += 1
-        return s[i:j].strip(), j
-    stops = "\n,]" if in_vector else "\n"
-    j = i
-    while j < n and s[j] not in stops:
-        j += 1
-    return s[i:j].strip(), j
-
-
 def parse_text(s: str) -> Template:
-    """Parse OpenNebula template syntax."""
-    out: Template = []
-    n = len(s)
-    i = 0
-    last: _Tok | None = None
-
-    def skip_ws(i: int, newlines: bool = True) -> int:
-        while i < n:
-            c = s[i]
-            if c == "#" and (i == 0 or s[i - 1] == "\n" or s[:i].strip() == ""):
-                while i < n and s[i] != "\n":
-                    i += 1
-            elif c in " \t\r" or (newlines and c == "\n"):
-                i += 1
-            else:
-                break
-        return i
-
-    def token(i: int) -> _Tok:
-        if i >= n:
-            return _Tok("$end", "", i + 1)
-        c = s[i]
-        kinds = {"=": "EQUAL", "[": "OBRACKET", "]": "CBRACKET", ",": "COMMA"}
-        if c in kinds:
-            return _Tok(kinds[c], c, i + 1)
-        m = _NAME.match(s, i)
-        if m:
-            return _Tok("VARIABLE", m.group(0), i + 1)
-        return _Tok("$undefined", c, i + 1)
-
-    while True:
-        i = skip_ws(i)
-        tok = token(i)
-        if tok.kind == "$end":
-            return out
-        if tok.kind != "VARIABLE":
-            raise _syntax(tok, "$end", last)
-        name = tok.text.upper()
-        last = tok
-        i = skip_ws(i + len(tok.text), newlines=False)
-        tok = token(i)
-        if tok.kind != "EQUAL":
-            raise _syntax(tok, "EQUAL", last)
-        last = tok
-        i = skip_ws(i + 1, newlines=False)
-        if i < n and s[i] == "[":
-            last = token(i)
-            i += 1
-            vec: list = []
-            expect_name = True
-            while True:
-                i = skip_ws(i)
-                tok = token(i)
-                if expect_name:
-                    if tok.kind == "CBRACKET" and not vec:
-                        i += 1
-                        break
-                    if tok.kind != "VARIABLE":
-                        raise _syntax(tok, "CBRACKET or VARIABLE" if not vec else "VARIABLE", last)
-                    vname = tok.text.upper()
-                    last = tok
-                    i = skip_ws(i + len(tok.text))
-                    tok = token(i)
-                    if tok.kind != "EQUAL":
-                        raise _syntax(tok, "EQUAL", last)
-                    last = tok
-                    i = skip_ws(i + 1)
-                    val, i = _value(s, i, True)
-                    vec.append([vname, val])
-                    expect_name = False
-                else:
-                    if tok.kind == "COMMA":
-                        last = tok
-                        i += 1
-                        expect_name = True
-                    elif tok.kind == "CBRACKET":
-                        i += 1
-                        break
-                    else:
-                        raise _syntax(tok, "COMMA or CBRACKET", last)
-            out.append([name, vec])
-        else:
-            val, i = _value(s, i, False)
-            out.append([name, val])
+    """Parse OpenNebula template syntax (see :mod:`onesim.tmpl_syntax`)."""
+    try:
+        return tmpl_syntax.parse(s)
+    except tmpl_syntax.SyntaxError_ as e:
+        raise TemplateError(f"Parse error: {e}" if str(e) else "Parse error.") from None
 
 
 def parse_xml(s: str) -> Template:

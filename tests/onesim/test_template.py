@@ -29,13 +29,41 @@ def test_syntax_errors(src: str, msg: str) -> None:
 
 
 def test_text_syntax() -> None:
-    t = T.parse('# comment\nname = "a \\"q\\" b"\nV = [ A = "x", b = y ]\nU = plain words\nE=[]\n')
+    t = T.parse(
+        '# comment\nname = "a \\"q\\" b"\nV = [ A = "x", b = y,\n a = dup ]\nU = word\nE=[]\nZ =\n'
+    )
     assert t == [
         ["NAME", 'a "q" b'],
         ["V", [["A", "x"], ["B", "y"]]],
-        ["U", "plain words"],
+        ["U", "word"],
         ["E", []],
+        ["Z", ""],
     ]
+    assert T.parse('D = "multi\nline"') == [["D", "multi\nline"]]
+
+
+@pytest.mark.parametrize(
+    ("src", "msg"),
+    [
+        (
+            "U = plain words",
+            "unexpected $end, expecting EQUAL or EQUAL_EMPTY at line 1, columns 11:16",
+        ),
+        ("A = [B = 1,]", "unexpected CBRACKET, expecting VARIABLE"),
+        ("A =", "unexpected $end, expecting OBRACKET or CCDATA or STRING"),
+        ("A = [B 1]", "unexpected VARIABLE, expecting EQUAL"),
+    ],
+)
+def test_more_syntax_errors(src: str, msg: str) -> None:
+    with pytest.raises(T.TemplateError) as e:
+        T.parse(src)
+    assert msg in str(e.value)
+
+
+def test_cdata_terminator_aborts_the_parse() -> None:
+    with pytest.raises(T.TemplateError) as e:
+        T.parse('A = "x]]>y"')
+    assert str(e.value) == "Parse error."
 
 
 def test_xml_syntax_with_cdata() -> None:

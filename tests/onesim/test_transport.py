@@ -78,7 +78,13 @@ def test_malformed_call(sim) -> None:
 def test_xml_escaping_of_bodies(one: One) -> None:
     r = one("one.vm.allocate", "demo:demo", 'NAME="a<b"\nMEMORY="8"\nCPU="1"', True)
     assert r == [False, "[one.vm.allocate] Invalid NAME, char '<' is not allowed", 8192, -1, -1]
-    r = one("one.vm.allocate", "demo:demo", 'MEMORY="8"\nCPU="1"\nNOTE="x]]>y<&"', True)
+    r = one(
+        "one.vm.allocate",
+        "demo:demo",
+        "<TEMPLATE><MEMORY>8</MEMORY><CPU>1</CPU>"
+        "<NOTE><![CDATA[x]]]]><![CDATA[>y<&]]></NOTE></TEMPLATE>",
+        True,
+    )
     xml = one("one.vm.info", "demo:demo", r[1])[1]
     assert "<NOTE><![CDATA[x]]]]><![CDATA[>y<&]]></NOTE>" in xml
 
