@@ -203,10 +203,12 @@ class SimServer:
         self.httpd.serve_forever(poll_interval=0.2)
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        """Stop serving and close the state store (safe whether or not start() was called)."""
         if self._thread is not None:
+            self.httpd.shutdown()
             self._thread.join(timeout=5)
+            self._thread = None
+        self.httpd.server_close()
         with self.sim.lock:
             self.sim.store.close()
 

@@ -31,8 +31,7 @@ def test_bootstrap_files(tmp_path: Path) -> None:
             "system",
         ]
     finally:
-        s.httpd.server_close()
-        s.sim.store.close()
+        s.stop()  # never started: must not block
 
 
 def test_restart_keeps_everything(tmp_path: Path) -> None:
