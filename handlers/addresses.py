@@ -314,14 +314,19 @@ def _my_address(rt: Any, pool: Pool, body: dict, other: str = "AllocationId") ->
 # -- scripts ------------------------------------------------------------------------------------
 
 
-def _script_error(exc: ScriptError, configured: str, key: str) -> Ec2Error:
+def _script_error(exc: ScriptError) -> Ec2Error:
+    return Ec2Error("InternalError", f"The elastic IP {exc.message}")
+
+
+def _require_configured(configured: str, key: str) -> None:
+    """The seed's default `false` means "no networking for elastic IPs here": say so (400)
+    instead of running it and answering a 500."""
     if not is_configured(configured):
-        return Ec2Error(
-            "InternalError",
+        raise Ec2Error(
+            "UnsupportedOperation",
             f"Elastic IP association is not set up on this cloud ({key}: is {configured!r}); "
             "ask the cloud administrator",
         )
-    return Ec2Error("InternalError", f"The elastic IP {exc.message}")
 
 
 def _script_env(rt: Any) -> dict[str, str]:
@@ -334,6 +339,7 @@ def _script_env(rt: Any) -> dict[str, str]:
 
 def _associate(rt: Any, ip: str, private_ip: str, vnet_xml: str) -> None:
     configured = rt.config.associate_script
+    _require_configured(configured, ":associate_script")
     blob = base64.b64encode(vnet_xml.encode("utf-8")).decode("ascii")
     try:
         run_script(
@@ -344,11 +350,12 @@ def _associate(rt: Any, ip: str, private_ip: str, vnet_xml: str) -> None:
             env=_script_env(rt),
         )
     except ScriptError as exc:
-        raise _script_error(exc, configured, ":associate_script") from exc
+        raise _script_error(exc) from exc
 
 
 def _disassociate(rt: Any, ip: str) -> None:
     configured = rt.config.disassociate_script
+    _require_configured(configured, ":disassociate_script")
     try:
         run_script(
             configured,
@@ -358,7 +365,7 @@ def _disassociate(rt: Any, ip: str) -> None:
             env=_script_env(rt),
         )
     except ScriptError as exc:
-        raise _script_error(exc, configured, ":disassociate_script") from exc
+        raise _script_error(exc) from exc
 
 
 # -- actions ------------------------------------------------------------------------------------

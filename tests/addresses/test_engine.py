@@ -405,16 +405,20 @@ def test_failing_scripts_leave_everything_as_it_was(sim: Sim, flaky) -> None:
 def test_script_timeout_missing_and_unconfigured(sim: Sim, tmp_path: Path) -> None:
     sleeper = script(tmp_path, "sleeper", "import time\ntime.sleep(30)\n")
     cases = (
-        (f"{sleeper}", "did not finish within 0.5 seconds"),
-        (str(tmp_path / "nope"), "does not exist"),
-        ("false", "not set up on this cloud"),
+        (f"{sleeper}", "InternalError", "did not finish within 0.5 seconds"),
+        (str(tmp_path / "nope"), "InternalError", "does not exist"),
+        (
+            "false",
+            "UnsupportedOperation",
+            "not set up on this cloud (:associate_script: is 'false')",
+        ),
     )
     vm = sim.vm()
-    for configured, text in cases:
+    for configured, code, text in cases:
         engine = sim.engine(associate_script=configured, script_timeout=0.5)
         ip = run(sim, engine, "AllocateAddress")["PublicIp"]
         err = error(sim, engine, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm}"})
-        assert err.code == "InternalError" and text in err.message, err.message
+        assert err.code == code and text in err.message, err.message
         assert "InstanceId" not in run(sim, engine, "DescribeAddresses")["Addresses"][0]
         run(sim, engine, "ReleaseAddress", {"PublicIp": ip})
 
