@@ -282,21 +282,28 @@ def datastore(sim: Sim, ds: dict) -> str:
 
 
 def host(sim: Sim, h: dict) -> str:
+    """``Host::to_xml``; the share is a fixed dummy host (8 CPUs, 16 GB)."""
     vms = sorted(
         v["id"]
         for v in sim.store.all("vm")
         if v["history"] and v["history"][-1]["hid"] == h["id"] and v["state"] in (3, 5)
     )
+    share = (
+        "<HOST_SHARE><MEM_USAGE>0</MEM_USAGE><CPU_USAGE>0</CPU_USAGE>"
+        "<TOTAL_MEM>16777216</TOTAL_MEM><TOTAL_CPU>800</TOTAL_CPU><MAX_MEM>16777216</MAX_MEM>"
+        f"<MAX_CPU>800</MAX_CPU><RUNNING_VMS>{len(vms)}</RUNNING_VMS><VMS_THREAD>1</VMS_THREAD>"
+        f"<DATASTORES><DISK_USAGE>{_c(0)}</DISK_USAGE><FREE_DISK>{_c(20480)}</FREE_DISK>"
+        f"<MAX_DISK>{_c(20480)}</MAX_DISK><USED_DISK>{_c(0)}</USED_DISK></DATASTORES>"
+        "<PCI_DEVICES></PCI_DEVICES><NUMA_NODES></NUMA_NODES></HOST_SHARE>"
+    )
     return (
         f"<HOST><ID>{h['id']}</ID><NAME>{T.esc(h['name'])}</NAME><STATE>2</STATE>"
-        f"<PREV_STATE>2</PREV_STATE><IM_MAD>{_c(h['im_mad'])}</IM_MAD>"
-        f"<VM_MAD>{_c(h['vm_mad'])}</VM_MAD><CLUSTER_ID>0</CLUSTER_ID><CLUSTER>default</CLUSTER>"
-        "<HOST_SHARE><MEM_USAGE>0</MEM_USAGE><CPU_USAGE>0</CPU_USAGE><TOTAL_MEM>16777216"
-        "</TOTAL_MEM><TOTAL_CPU>800</TOTAL_CPU><MAX_MEM>16777216</MAX_MEM><MAX_CPU>800</MAX_CPU>"
-        f"<RUNNING_VMS>{len(vms)}</RUNNING_VMS></HOST_SHARE>"
+        f"<PREV_STATE>2</PREV_STATE><IM_MAD>{T.esc(h['im_mad'])}</IM_MAD>"
+        f"<VM_MAD>{T.esc(h['vm_mad'])}</VM_MAD><CLUSTER_ID>0</CLUSTER_ID><CLUSTER>default</CLUSTER>"
+        + share
         + _ids("VMS", vms)
         + T.render(h["template"])
-        + "</HOST>"
+        + "<MONITORING/></HOST>"
     )
 
 

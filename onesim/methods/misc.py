@@ -77,5 +77,5 @@ def host_info(sim: Sim, caller: Caller, oid: int, decrypt: bool = False) -> str:
 @method("one.hostpool.info", "")
 def host_pool(sim: Sim, caller: Caller) -> str:
     hs = [h for h in sim.store.all("host") if allowed(caller, h, "host", "USE", sim.acls)]
-    hs.sort(key=lambda h: h["id"])
+    hs.sort(key=lambda h: h["id"], reverse=True)
     return "<HOST_POOL>" + "".join(docs.host(sim, h) for h in hs) + "</HOST_POOL>"

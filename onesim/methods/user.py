@@ -175,7 +175,7 @@ def group_info(sim: Sim, caller: Caller, gid: int, decrypt: bool = False) -> str
 @method("one.grouppool.info", "")
 def group_pool(sim: Sim, caller: Caller) -> str:
     gs = [g for g in sim.store.all("group") if caller.admin or g["id"] in caller.groups]
-    gs.sort(key=lambda g: g["id"])
+    gs.sort(key=lambda g: g["id"], reverse=True)
     return (
         "<GROUP_POOL>"
         + "".join(docs.group(sim, g, pool=True) for g in gs)

@@ -58,3 +58,12 @@ def test_pyone_exceptions(api, sim) -> None:
         api.vmpool.info(-9, -1, -1, -1)
     with pytest.raises(pyone.OneInternalException):
         pyone.OneServer(sim.url, session=sim.one_auth).vn.hold(1, 'FOO="bar"')
+
+
+def test_pyone_hosts_groups_datastores(admin) -> None:
+    h = admin.host.info(0)
+    assert (h.NAME, h.STATE, h.IM_MAD, h.HOST_SHARE.TOTAL_CPU) == ("host01", 2, "dummy", 800)
+    assert [x.ID for x in admin.hostpool.info().HOST] == [0]
+    assert [g.ID for g in admin.grouppool.info().GROUP] == [1, 0]
+    assert [d.ID for d in admin.datastorepool.info().DATASTORE] == [2, 1, 0]
+    assert admin.datastore.info(0).TYPE == 1
