@@ -26,6 +26,7 @@ from econe.config import Config
 from econe.context import Principal, RawRequest
 from econe.errors import Ec2Error, error_xml
 from econe.spec import ApiSpec
+from econe.upload import UploadJanitor, handle_upload, is_upload_request
 
 log = logging.getLogger("econe.front")
 access_log = logging.getLogger("econe.access")
@@ -35,7 +36,6 @@ FRONT_MARK = object()
 
 XML_CONTENT_TYPE = b"text/xml;charset=UTF-8"
 DEV_PATHS = ("/openapi.json", "/openapi.yaml", "/ui")
-UPLOAD_ACTION = "UploadImage"
 
 
 @dataclass
@@ -140,6 +140,9 @@ class Ec2QueryFront:
                 record["action"] = scope["path"]
                 await self.app(scope, receive, send_)
                 return
+            if is_upload_request(scope):  # UploadImage streams: before any body is read
+                await self._upload(scope, receive, send_, record)
+                return
             inner_scope, inner_receive = await self.prepare(scope, receive, record)
             await self.app(inner_scope, inner_receive, send_)
         except Ec2Error as exc:
@@ -152,9 +155,6 @@ class Ec2QueryFront:
                 record,
             )
         finally:
-            upload = record.get("upload")
-            if upload is not None and record["status"] != 200:
-                upload.discard()  # a failed UploadImage leaves nothing behind
             access_log.info(
                 "%s %s %s %s %s %d %.1fms",
                 _client(scope) or "-",
@@ -165,6 +165,25 @@ class Ec2QueryFront:
                 record["status"],
                 (time.perf_counter() - started) * 1000,
             )
+
+    async def _upload(self, scope: dict[str, Any], receive: Any, send: Any, record: dict) -> None:
+        """Multipart POST: econe.upload answers it completely (EC2 XML either way)."""
+        state = self.state
+        janitor = state.extras.get("upload_janitor")
+        if janitor is None:  # one per app: temp files outlive their request
+            janitor = state.extras["upload_janitor"] = UploadJanitor()
+        outcome = await handle_upload(
+            scope,
+            receive,
+            send,
+            config=state.config,
+            authenticator=state.authenticator,
+            one=getattr(state.engine, "one", None),
+            sessions=getattr(state.engine, "sessions", None),
+            request_id=record["request_id"],
+            janitor=janitor,
+        )
+        record["action"], record["user"] = outcome.action, outcome.user or "-"
 
     async def _answer(self, send: Any, exc: Ec2Error, record: dict[str, Any]) -> None:
         if record["status"]:  # the response has started: nothing more can be said
@@ -194,8 +213,6 @@ class Ec2QueryFront:
             )
         query_string = scope.get("query_string", b"")
         content_type = headers.get("content-type", "")
-        if method == "POST" and media_type(content_type) == "multipart/form-data":
-            return await self._prepare_multipart(scope, receive, record, headers)
         declared = headers.get("content-length")
         try:
             declared_len = int(declared) if declared is not None else None
@@ -204,7 +221,7 @@ class Ec2QueryFront:
         body = await read_body(receive, state.config.max_body_size, declared_len)
         params = parse_params(method, query_string, body, content_type or None)
         principal = await self._authenticate(self._raw(scope, headers, body, params))
-        return self._dispatch(scope, receive, record, params, principal, None)
+        return self._dispatch(scope, receive, record, params, principal)
 
     def _raw(
         self, scope: dict[str, Any], headers: dict[str, str], body: bytes, params: dict[str, str]
@@ -226,7 +243,6 @@ class Ec2QueryFront:
         record: dict[str, Any],
         params: dict[str, str],
         principal: Principal,
-        uploads: dict[str, Any] | None,
     ) -> tuple[dict[str, Any], Any]:
         from econe.query import coerce, unflatten
 
@@ -241,48 +257,9 @@ class Ec2QueryFront:
             raise Ec2Error(
                 "InvalidAction", f"The action {action} is not valid for this web service."
             )
-        if uploads and action != UPLOAD_ACTION:
-            raise Ec2Error("InvalidParameterValue", f"The action {action} takes no file.")
         version = params.get("Version") or self.state.spec.api_version
         payload = coerce(unflatten(params), act.request_schema)
-        return self._rewrite(scope, receive, act.name, version, record, principal, payload, uploads)
-
-    async def _prepare_multipart(
-        self, scope: dict[str, Any], receive: Any, record: dict[str, Any], headers: dict[str, str]
-    ) -> tuple[dict[str, Any], Any]:
-        """UploadImage: authenticate on the text fields before the file is stored."""
-        from econe.multipart import read_multipart
-        from econe.query import parse_params
-
-        config = self.state.config
-        query = parse_params("GET", scope.get("query_string", b""), b"", None)
-        principals: list[Principal] = []
-
-        async def authorize(fields: dict[str, str]) -> None:
-            params = {**query, **fields}
-            principals.append(await self._authenticate(self._raw(scope, headers, b"", params)))
-            if params.get("Action") != UPLOAD_ACTION:
-                raise Ec2Error("InvalidParameterValue", "Only UploadImage takes a file.")
-
-        result = await read_multipart(
-            receive,
-            headers.get("content-type", ""),
-            tmpdir=config.tmpdir,
-            field_limit=config.max_body_size,
-            file_limit=config.upload_max_size,
-            authorize=authorize,
-        )
-        record["upload"] = result.upload
-        params = {**query, **result.fields}
-        if principals:
-            principal = principals[0]
-        else:
-            principal = await self._authenticate(self._raw(scope, headers, b"", params))
-        uploads = None
-        if result.upload is not None:
-            up = result.upload
-            uploads = {"file": {"path": up.path, "size": up.size, "filename": up.filename}}
-        return self._dispatch(scope, receive, record, params, principal, uploads)
+        return self._rewrite(scope, receive, act.name, version, record, principal, payload)
 
     async def _authenticate(self, raw: RawRequest) -> Principal:
         auth = self.state.authenticator
@@ -304,7 +281,6 @@ class Ec2QueryFront:
         record: dict[str, Any],
         principal: Principal,
         payload: Any,
-        uploads: dict[str, Any] | None = None,
     ) -> tuple[dict[str, Any], Any]:
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         kept = [
@@ -324,8 +300,6 @@ class Ec2QueryFront:
             "principal": principal,
             "front": FRONT_MARK,
         }
-        if uploads:
-            extensions["ec2"]["uploads"] = uploads
         path = f"/{action}"
         inner = dict(scope)
         inner.update(

@@ -43,8 +43,6 @@ def make_handler(state: GatewayState, action: str) -> Callable[..., Awaitable[Re
             principal=info["principal"],
         )
         body = body or {}
-        if info.get("uploads"):  # UploadImage: server-side paths of the stored file parts
-            body = {**body, **info["uploads"]}
         result = await run_action(state, action, body, ctx)
         xml = state.serializer.render(action, ctx.version, ctx.request_id, result)
         return Response(xml, media_type=XML_MEDIA_TYPE)
