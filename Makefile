@@ -27,7 +27,8 @@ test: lint
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(VENV)/bin/python -m bench
+	$(VENV)/bin/python bench/onesim_pool.py
+	$(VENV)/bin/python bench/gateway.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

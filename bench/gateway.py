@@ -1,0 +1,154 @@
+"""Benchmark: DescribeInstances through the gateway vs. the bare oned call it makes.
+
+Run: ``.venv/bin/python bench/gateway.py [--vms 10 10000] [--small 200]``.
+
+For each pool size it seeds onesim with that many VMs owned by `demo`, starts
+`econe-server run` (uvicorn, one worker) against it, and measures in the same run:
+
+- baseline: the bare ``one.vmpool.infoextended(-2,-1,-1,-1)`` XML-RPC call as `demo`
+  (bytes on the wire, not parsed), what any OpenNebula client pays;
+- gateway: a SigV4-signed ``DescribeInstances`` POST, until the last byte of the EC2 XML.
+
+It prints both, their ratio, and the gateway's own time (gateway − baseline). Then it sends
+`--small` sequential small requests (DescribeInstances on the 10-VM pool) and prints the mean
+gateway overhead per request. Targets (issue 3): 10,000 instances under 1 s of gateway time;
+under 2 ms of gateway overhead per small request. Figures vary with the machine's load: read the
+ratios, not the seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import xmlrpc.client
+from pathlib import Path
+
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from onesim.server import SimServer  # noqa: E402
+from onesim_pool import populate  # noqa: E402
+
+CREDS = Credentials("demo", hashlib.sha256(b"demo").hexdigest())
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, body: bytes, headers: dict[str, str]) -> bytes:
+    req = urllib.request.Request(url, body, headers)
+    with urllib.request.urlopen(req, timeout=300) as r:
+        return r.read()
+
+
+def timed(fn, runs: int) -> float:
+    best = float("inf")
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def ec2_call(endpoint: str) -> bytes:
+    body = "Action=DescribeInstances&Version=2016-11-15"
+    req = AWSRequest(
+        "POST",
+        endpoint + "/",
+        data=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
+    )
+    SigV4Auth(CREDS, "ec2", "opennebula").add_auth(req)
+    return post(endpoint + "/", body.encode(), dict(req.headers.items()))
+
+
+def start_gateway(sim: SimServer, state: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    conf = state / "econe.conf"
+    conf.write_text(
+        f":one_xmlrpc: {sim.url}\n:ec2_auth: {state / '.one' / 'ec2_auth'}\n:debug_level: 0\n"
+    )
+    exe = Path(sys.executable).parent / "econe-server"
+    cmd = [str(exe), "run", "--config", str(conf), "--host", "127.0.0.1", "--port", str(port)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            ec2_call(endpoint)
+            return proc, endpoint
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"econe-server did not start: {proc.stderr.read().decode()}")
+            time.sleep(0.2)
+
+
+def measure(n: int, small: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        sim = SimServer(d, port=0, seed="demo", speed=0).start()
+        proc = None
+        try:
+            populate(sim, n)
+            proc, endpoint = start_gateway(sim, Path(d))
+            rpc = xmlrpc.client.dumps(
+                ("demo:demo", -2, -1, -1, -1), "one.vmpool.infoextended"
+            ).encode()
+            runs = 3 if n > 1000 else 20
+            base = timed(lambda: post(sim.url, rpc, {"Content-Type": "text/xml"}), runs)
+            gate = timed(lambda: ec2_call(endpoint), runs)
+            size = len(ec2_call(endpoint))
+            print(
+                f"{n:>6} VMs  oned call {base * 1000:8.1f} ms   gateway {gate * 1000:8.1f} ms   "
+                f"ratio {gate / base:5.2f}x   gateway's own time {(gate - base) * 1000:8.1f} ms   "
+                f"({size / 1e6:.1f} MB of EC2 XML)"
+            )
+            if small and n <= 100:
+                t0 = time.perf_counter()
+                for _ in range(small):
+                    post(sim.url, rpc, {"Content-Type": "text/xml"})
+                t_base = (time.perf_counter() - t0) / small
+                t0 = time.perf_counter()
+                for _ in range(small):
+                    ec2_call(endpoint)
+                t_gate = (time.perf_counter() - t0) / small
+                print(
+                    f"{'':>6}      {small} small requests: oned {t_base * 1000:.2f} ms, gateway "
+                    f"{t_gate * 1000:.2f} ms each → overhead {(t_gate - t_base) * 1000:.2f} ms "
+                    f"per request (ratio {t_gate / t_base:.2f}x; includes client-side SigV4)"
+                )
+        finally:
+            if proc is not None:
+                proc.terminate()
+                proc.wait(timeout=15)
+            sim.stop()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--vms", type=int, nargs="+", default=[10, 10_000])
+    ap.add_argument("--small", type=int, default=200)
+    args = ap.parse_args()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    for n in args.vms:
+        measure(n, args.small)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
