@@ -150,7 +150,7 @@ def login(sim: Sim, caller: Caller, username: str, token: str, valid: int, egid:
         return token
     if egid != -1 and not caller.admin and (egid not in u["groups"] or egid not in caller.groups):
         raise errors.api("EGID is not in user group list")
-    if egid == -1 and sorted(u["groups"]) != sorted(caller.groups) and caller.uid == u["id"]:
+    if egid == -1 and sorted(u["groups"]) != sorted(caller.groups):
         raise errors.api("Cannot create a full token with a specific group token")
     toks = [t for t in toks if t["expire"] == -1 or t["expire"] > now]  # reset_expired()
     if len(toks) >= MAX_TOKENS:
