@@ -753,3 +753,8 @@ def after_terminate(rt: Any, changes: Iterable[dict]) -> list[str]:
     """`disassociate_instances` for the engine's TerminateInstances `changes` list
     ([{item, before, after}], item = instance view with `_id`)."""
     return disassociate_instances(rt, [c["item"]["_id"] for c in changes if c.get("item")])
+
+
+def show_public_ips(rt: Any, items: list[dict], changes: Any = None) -> None:
+    """DescribeInstances `after:` hook (f(rt, items, changes)): `add_public_ips` on the items."""
+    add_public_ips(rt, items)
