@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shlex
 import signal
 import socket
 import subprocess
@@ -83,9 +84,10 @@ def _start_simulator(args: argparse.Namespace):
         "tmpdir": str(state_dir / "upload"),
     }
     recorder = scripts / "record-elastic-ip-call"
-    if recorder.exists():
-        overrides["associate_script"] = f"{recorder} associate"
-        overrides["disassociate_script"] = f"{recorder} disassociate"
+    if recorder.exists():  # records its calls in <state-dir>/upload/econe-elastic-ip-calls.jsonl
+        run = f"{shlex.quote(sys.executable)} {shlex.quote(str(recorder))}"
+        overrides["associate_script"] = f"{run} associate"
+        overrides["disassociate_script"] = f"{run} disassociate"
     (state_dir / "upload").mkdir(exist_ok=True)
     return sim, overrides
 
