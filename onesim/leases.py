@@ -133,18 +133,49 @@ def update_ar(vn: dict, tmpl: list) -> None:
     if not ars:
         raise errors.internal(f"Address Range with ID {ar_id} was not found.")
     ar = ars[0]
-    if "SIZE" in d:
+    # AddressRange::update_attributes: the AR's attribute set is *replaced* by the new one;
+    # only TYPE, SHARED, MAC, IP, AR_ID, ALLOCATED, SIZE (if not given) and NEXT_INDEX are kept
+    size = ar["size"]
+    if d.get("SIZE", "") != "":
         try:
             size = int(d["SIZE"])
+            if size < 0:
+                raise ValueError
         except ValueError:
-            raise errors.internal("Wrong SIZE for address range") from None
-        if any(int(i) >= size for i in ar["leases"]) or size < 0:
+            raise errors.internal(
+                "Unable to read the SIZE attribute, it must be number >= 0"
+            ) from None
+        if any(int(i) >= size for i in ar["leases"]):
             raise errors.internal(
                 "New SIZE cannot be applied. There are used leases that would fall outside "
                 "the range."
             )
-        ar["size"] = size
-    fixed = {"AR_ID", "TYPE", "SIZE", "IP", "MAC", "ALLOCATED", "NEXT_INDEX", "SHARED"}
-    for k, v in vecs[0]:
-        if k not in fixed:
-            ar["attrs"] = [p for p in ar["attrs"] if p[0] != k] + [[k, v]]
+    ar["size"] = size
+    if ar["next_index"] >= size:
+        ar["next_index"] = 0
+    ar["allocated_ever"] = True  # ALLOCATED is copied over, even when empty
+    dropped = {
+        "AR_ID",
+        "TYPE",
+        "SIZE",
+        "IP",
+        "IP6",
+        "MAC",
+        "ALLOCATED",
+        "NEXT_INDEX",
+        "SHARED",
+        "USED_LEASES",
+        "LEASES",
+        "PARENT_NETWORK_AR_ID",
+        "MAC_END",
+        "IP_END",
+        "IP6_END",
+        "IP6_ULA",
+        "IP6_ULA_END",
+        "IP6_GLOBAL",
+        "IP6_GLOBAL_END",
+        "PREFIX_LENGTH",
+        "GLOBAL_PREFIX",
+        "ULA_PREFIX",
+    }
+    ar["attrs"] = [[k, v] for k, v in vecs[0] if k not in dropped]

@@ -407,3 +407,19 @@ def test_lazy_steps_keep_their_own_time(one: One, sim) -> None:
     pstime = int(re.search(r"<PSTIME>(\d+)</PSTIME>", xml)[1])
     rstime = int(re.search(r"<RSTIME>(\d+)</RSTIME>", xml)[1])
     assert pstime <= past + 1 and rstime == pstime + 50
+
+
+def test_update_ar_replaces_the_attribute_set(one: One, sim) -> None:
+    A = sim.one_auth
+    assert one("one.vn.update_ar", A, 1, 'AR=[AR_ID="3", EC2_OWNER="2", NOTE="a"]')[0]
+    xml = one("one.vn.info", A, 1)[1]
+    assert "<EC2_OWNER><![CDATA[2]]></EC2_OWNER>" in xml and "<NOTE><![CDATA[a]]></NOTE>" in xml
+    assert one("one.vn.update_ar", A, 1, 'AR=[AR_ID="3", EC2_OWNER="5", IP="1.2.3.4"]')[0]
+    xml = one("one.vn.info", A, 1)[1]
+    assert "<NOTE>" not in xml and "<EC2_OWNER><![CDATA[5]]></EC2_OWNER>" in xml
+    assert "<IP><![CDATA[198.51.100.4]]></IP>" in xml  # IP, TYPE, MAC, SIZE are kept
+    pool = one("one.vnpool.info", A, -2, -1, -1)[1]
+    assert "<ALLOCATED><![CDATA[]]></ALLOCATED><AR_ID><![CDATA[3]]></AR_ID>" in pool
+    assert one("one.vn.update_ar", A, 1, 'AR=[AR_ID="3", SIZE="x"]')[1] == (
+        "[one.vn.update_ar] Unable to read the SIZE attribute, it must be number >= 0"
+    )
