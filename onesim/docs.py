@@ -162,11 +162,13 @@ def image(sim: Sim, img: dict) -> str:
         f"<PATH>{_c(img['path'])}</PATH><FORMAT>{_c(img['format'])}</FORMAT><FS>{_c('')}</FS>"
         f"<SIZE>{img['size']}</SIZE><STATE>{img['state']}</STATE>"
         f"<PREV_STATE>{img['prev_state']}</PREV_STATE><RUNNING_VMS>{len(img['vms'])}"
-        "</RUNNING_VMS><CLONING_OPS>0</CLONING_OPS><CLONING_ID>-1</CLONING_ID>"
+        f"</RUNNING_VMS><CLONING_OPS>{len(img.get('clones', []))}</CLONING_OPS>"
+        f"<CLONING_ID>{img.get('cloning_id', -1)}</CLONING_ID>"
         f"<TARGET_SNAPSHOT>-1</TARGET_SNAPSHOT><DATASTORE_ID>{img['ds_id']}</DATASTORE_ID>"
         f"<DATASTORE>{T.esc(ds['name'] if ds else '')}</DATASTORE>"
         + _ids("VMS", sorted(img["vms"]))
-        + "<CLONES></CLONES><APP_CLONES></APP_CLONES>"
+        + _ids("CLONES", sorted(img.get("clones", [])))
+        + "<APP_CLONES></APP_CLONES>"
         + T.render(img["template"])
         + f"<SNAPSHOTS><ALLOW_ORPHANS>{_c('NO')}</ALLOW_ORPHANS><CURRENT_BASE>{_c(-1)}"
         f"</CURRENT_BASE><NEXT_SNAPSHOT>{_c(0)}</NEXT_SNAPSHOT></SNAPSHOTS>"

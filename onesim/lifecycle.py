@@ -214,6 +214,9 @@ def _image_step(sim: Sim, img: dict, step: str) -> None:
         refs.image_ready(img)
         img["source"] = img["source"] or "dummy_path"
         img["format"] = img["format"] or ("raw" if img["type"] == 2 else "dummy_format")
+        if img.get("cloning_id", -1) >= 0:  # release_cloning_image on the source
+            refs.release_clone(sim, img["cloning_id"], img["id"])
+            img["cloning_id"] = -1
     elif step == "delete":
         sim.store.delete("image", img["id"])
         for ds in sim.store.all("datastore"):

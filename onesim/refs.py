@@ -130,12 +130,23 @@ def acquire_image(sim: Sim, img: dict, vid: int, attach: bool = False) -> None:
     sim.store.put("image", img)
 
 
+def release_clone(sim: Sim, iid: int, clone_id: int) -> None:
+    """The clone ``clone_id`` of image ``iid`` is done (``release_cloning_image``)."""
+    img = sim.store.get("image", iid)
+    if img is None or clone_id not in img.get("clones", []):
+        return
+    img["clones"].remove(clone_id)
+    if not img["clones"] and not img["vms"] and img["state"] in (2, 6):
+        img["state"] = img["prev_state"] = 1
+    sim.store.put("image", img)
+
+
 def release_image(sim: Sim, iid: int, vid: int) -> None:
     img = sim.store.get("image", iid)
     if img is None or vid not in img["vms"]:
         return
     img["vms"].remove(vid)
-    if not img["vms"]:
+    if not img["vms"] and not img.get("clones"):
         if img["state"] in (2, 8):
             img["state"] = img["prev_state"] = 1
         elif img["state"] in (9, 10):

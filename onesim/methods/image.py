@@ -6,7 +6,7 @@ import math
 import os
 from typing import TYPE_CHECKING
 
-from .. import docs, errors
+from .. import docs, errors, refs
 from .. import template as T
 from ..core import method
 from ..perms import DEFAULT_PERMS, authorize
@@ -150,8 +150,15 @@ def info(sim: Sim, caller: Caller, iid: int, decrypt: bool = False) -> str:
 @method("one.image.delete", "ib", 1)
 def delete(sim: Sim, caller: Caller, iid: int, force: bool = False) -> int:
     img = sim.get_auth(caller, "image", iid, "MANAGE")
-    if img["vms"]:
+    # ImageManager::delete_image refusals, by state
+    if img["state"] == 6:
+        raise errors.action(
+            f"Cannot delete image. There are {len(img.get('clones', []))} active clone operations."
+        )
+    if img["vms"] or img["state"] in (2, 8, 9, 10):
         raise errors.action(f"Cannot delete image. There are {len(img['vms'])} VMs using it.")
+    if img.get("cloning_id", -1) >= 0:
+        refs.release_clone(sim, img["cloning_id"], img["id"])
     img["state"] = img["prev_state"] = 7
     sim.schedule("image", img, "delete")
     sim.store.put("image", img)
@@ -161,6 +168,12 @@ def delete(sim: Sim, caller: Caller, iid: int, force: bool = False) -> int:
 @method("one.image.clone", "isi", 2)
 def clone(sim: Sim, caller: Caller, iid: int, name: str, ds_id: int = -1) -> int:
     src = sim.get_auth(caller, "image", iid, "USE")
+    if src["type"] not in (0, 1, 2):
+        raise errors.action(f"{refs.TYPE_NAMES[src['type']]} images cannot be cloned.")
+    if src.get("disk_snaps"):
+        raise errors.action("Cannot clone images with snapshots")
+    if src["state"] not in (1, 2, 6):  # ImageManager::set_clone_state
+        raise errors.allocate_error("image", "Cannot clone image in current state")
     tmpl = [
         ["NAME", name],
         ["SIZE", str(src["size"])],
@@ -168,7 +181,15 @@ def clone(sim: Sim, caller: Caller, iid: int, name: str, ds_id: int = -1) -> int
         ["TYPE", [k for k, v in TYPES.items() if v == src["type"]][0]],
     ]
     tmpl += [list(p) for p in src["template"]]
-    return new_image(sim, caller, tmpl, src["ds_id"] if ds_id < 0 else ds_id, from_vm=True)
+    new = new_image(sim, caller, tmpl, src["ds_id"] if ds_id < 0 else ds_id, from_vm=True)
+    if src["state"] == 1:
+        src["state"] = src["prev_state"] = 6 if src["persistent"] else 2
+    src.setdefault("clones", []).append(new)
+    sim.store.put("image", src)
+    img = sim.store.get("image", new)
+    img["cloning_id"] = src["id"]
+    sim.store.put("image", img)
+    return new
 
 
 @method("one.image.chtype", "is")

@@ -423,3 +423,21 @@ def test_update_ar_replaces_the_attribute_set(one: One, sim) -> None:
     assert one("one.vn.update_ar", A, 1, 'AR=[AR_ID="3", SIZE="x"]')[1] == (
         "[one.vn.update_ar] Unable to read the SIZE attribute, it must be number >= 0"
     )
+
+
+def test_clone_states(one: One, sim) -> None:
+    sim.sim.speed = 3600  # clones stay LOCKED
+    c1 = one("one.image.clone", D, 0, "c1")[1]
+    src = one("one.image.info", D, 0)[1]
+    assert "<STATE>2</STATE>" in src and "<CLONING_OPS>1</CLONING_OPS>" in src
+    assert f"<CLONES><ID>{c1}</ID></CLONES>" in src
+    assert "<CLONING_ID>0</CLONING_ID>" in one("one.image.info", D, c1)[1]
+    assert one("one.image.delete", D, 0)[1] == (
+        "[one.image.delete] Cannot delete image. There are 0 VMs using it."
+    )
+    with sim.sim.lock:  # finish the clone now
+        img = sim.sim.store.get("image", c1)
+        img["steps"] = [[0.0, step] for _d, step in img["steps"]]
+        sim.sim._push(0.0, "image", c1)
+    assert "<STATE>1</STATE>" in one("one.image.info", D, 0)[1]
+    assert "<CLONING_ID>-1</CLONING_ID>" in one("one.image.info", D, c1)[1]
