@@ -243,9 +243,11 @@ def disksaveas(
     src = sim.store.get("image", int(T.vget(disks[0], "IMAGE_ID", "-1")))
     ds_id = src["ds_id"] if src else 1
     size = int(T.vget(disks[0], "SIZE", "0") or 0)
-    lifecycle.hotplug(sim, vm, "saveas")
-    tmpl = [["NAME", name], ["SIZE", str(size)]] + ([["TYPE", itype]] if itype else [])
+    if not itype:  # the type of the disk's image, as oned does
+        itype = refs.TYPE_NAMES.get(src["type"], "DATABLOCK") if src else "DATABLOCK"
+    tmpl = [["NAME", name], ["SIZE", str(size)], ["TYPE", itype]]
     iid = new_image(sim, caller, tmpl, ds_id, from_vm=True)
+    lifecycle.hotplug(sim, vm, "saveas")
     sim.store.put("vm", vm)
     return iid
 
