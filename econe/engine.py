@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -148,11 +149,14 @@ class Engine:
         # compiled things handlers keep for the life of the engine (e.g. instance-type templates)
         self.cache: dict[Any, Any] = {}
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="econe-one")
+        # set by close(): background work started by handlers (deferred terminations) stops
+        self.closing = threading.Event()
 
     def actions(self) -> list[str]:
         return sorted(self.mappings)
 
     def close(self) -> None:
+        self.closing.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     async def run(self, action: str, body: dict, ctx: RequestContext) -> dict:
@@ -209,6 +213,8 @@ class Engine:
                 items, body.get(page.max_results), body.get(page.token), page.key, page.lo, page.hi
             )
         changes = self._act(rt, m, items, scope) if m.each else []
+        for hook in m.after:  # code for what the items need afterwards (edits them in place)
+            hook(rt, items, changes)
         out = m.output({**scope, "items": items, "changes": changes, "next_token": next_token})
         return strip_hidden(out)
 
@@ -261,6 +267,10 @@ class Engine:
         if missing:
             raise self._not_found(b, missing)
         return items
+
+    def fetch_by_ids(self, rt: Runtime, m: Mapping, requested: list, scope: dict) -> list[dict]:
+        """by_id for handlers: every id parsed (…Malformed) and fetched (…NotFound), as views."""
+        return self._by_ids(rt, m, requested, scope)
 
     def fetch_one(self, rt: Runtime, m: Mapping, number: int, scope: dict) -> dict | None:
         """by_id.call for one id → view, or None when absent, not visible or not matching `where`."""

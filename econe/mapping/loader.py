@@ -29,6 +29,7 @@ TOP_KEYS = {
     "each",
     "output",
     "options",
+    "after",
 }
 SOURCE_KEYS = {"call", "args", "items", "admin", "errors", "static"}
 BY_ID_KEYS = {
@@ -111,6 +112,7 @@ class Mapping:
     each: Each | None = None
     output: Compiled | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    after: list[Callable[..., Any]] = field(default_factory=list)  # f(rt, items, changes)
 
 
 def _check_keys(data: Any, allowed: set[str], where: str) -> dict:
@@ -261,6 +263,11 @@ def compile_mapping(path: Path, data: Any, views: dict[str, View], exprs: Expres
                 raise MappingError(f"{w}: each.refresh needs by_id.call to read the item again")
         if "output" in data:
             m.output = exprs.value(data["output"], f"{w}: output")
+        if "after" in data:
+            refs = data["after"] if isinstance(data["after"], list) else [data["after"]]
+            if m.handler is not None:
+                raise MappingError(f"{w}: after: runs in the pipeline; a handler calls it itself")
+            m.after = [_handler(r, f"{w}: after[{i}]") for i, r in enumerate(refs)]
     except ValueError as exc:
         raise MappingError(str(exc)) from exc
     if m.handler is None and m.output is None:

@@ -14,7 +14,8 @@ mappings/views/<name>.yaml:
 Types: str (default), int, float, bool (YES/TRUE/1), epoch (datetime UTC; 0 → absent),
 iso (ISO-8601 string), list (every match's text), tags (EC2_TAGS vectors → [{Key, Value}]).
 `default:` applies when the path is absent or empty; `or:` is another field spec tried when
-this one gives nothing. An `expr` that does not read `item` is evaluated once per request. A path that is not a plain `A/B/C` is an
+this one gives nothing; `if: PATH` + `then: SPEC` use SPEC instead when the plain path PATH has a
+value (e.g. a VM marked for termination shows `shutting-down`). An `expr` that does not read `item` is evaluated once per request. A path that is not a plain `A/B/C` is an
 XPath expression, precompiled. Tables are views/<table>.yaml with `entries` (keys joined with
 `.` for composite paths, tried longest first), optional `values` (entry → value) and `default`.
 """
@@ -34,7 +35,7 @@ from econe.mapping.expr import Expressions
 from econe.mapping.ids import format_id
 
 _SIMPLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
-_FIELD_KEYS = {"path", "type", "default", "id", "table", "value", "expr", "or"}
+_FIELD_KEYS = {"path", "type", "default", "id", "table", "value", "expr", "or", "if", "then"}
 _TYPES = {"str", "int", "float", "bool", "epoch", "iso", "list", "tags"}
 
 
@@ -181,6 +182,8 @@ class View:
             raise ValueError(
                 f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_FIELD_KEYS)}"
             )
+        if "if" in fspec or "then" in fspec:
+            return self._conditional(fspec, tables, exprs, where)
         default = fspec.get("default")
         fallback = (
             self._compile(fspec["or"], tables, exprs, f"{where}.or") if "or" in fspec else None
@@ -196,6 +199,27 @@ class View:
             return fallback(found, el, item, scope) if value is None else value
 
         return either
+
+    def _conditional(self, fspec: dict, tables: dict[str, Table], exprs: Expressions, where: str):
+        """`if: PATH, then: SPEC`: when the plain path PATH has a value, the field is SPEC;
+        otherwise it is the rest of the spec (a cheap per-element switch, no expression)."""
+        cond, then = fspec.get("if"), fspec.get("then")
+        if not isinstance(cond, str) or not _SIMPLE.fullmatch(cond) or then is None:
+            raise ValueError(f"{where}: `if:` takes a plain A/B/C path and needs `then:`")
+        self._need(cond)
+        chosen = self._compile(then, tables, exprs, f"{where}.then")
+        rest = {k: v for k, v in fspec.items() if k not in ("if", "then")}
+        other = self._compile(rest, tables, exprs, where)
+        if isinstance(chosen, tuple) or isinstance(other, tuple):
+            raise ValueError(f"{where}: with `if:`, both branches must read the element")
+
+        def switch(found: dict, el: etree._Element, item: dict, scope: dict) -> Any:
+            hit = found.get(cond)
+            if hit and hit[0].text:
+                return chosen(found, el, item, scope)
+            return other(found, el, item, scope)
+
+        return switch
 
     def _base(
         self, fspec: dict, default: Any, tables: dict[str, Table], exprs: Expressions, where: str

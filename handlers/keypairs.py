@@ -1,0 +1,305 @@
+"""Key pairs: CreateKeyPair, ImportKeyPair, DescribeKeyPairs, DeleteKeyPair.
+
+Storage (DESIGN §5): the user's OpenNebula TEMPLATE, one vector per key pair —
+
+    EC2_KEYPAIR = [ NAME = "…", PUBLIC_KEY = "ssh-ed25519 AAAA… name", FINGERPRINT = "…",
+                    KEY_PAIR_ID = "key-<17 hex>", KEY_TYPE = "rsa|ed25519", CREATE_TIME = "<epoch>" ]
+
+RunInstances reads NAME/PUBLIC_KEY (handlers/instances.py). The private key is never stored:
+CreateKeyPair returns it once. The Ruby econe's base64 JSON `EC2_KEYPAIRS` attributes are read
+(shown, usable, deletable) but never written.
+
+oned's `*.update` merge replaces every attribute named in the update, so adding or removing one
+key sends *all* EC2_KEYPAIR vectors back (`one.user.update(uid, …, 1)`): a read-modify-write of
+that one attribute. The rest of the user template is never rewritten, but two key-pair changes
+of the same user at the same instant can lose one of them (oned has no compare-and-swap for
+templates). When no vector remains, `EC2_KEYPAIR = ""` (an empty value, ignored by readers) is
+merged, because a merge cannot remove an attribute.
+
+Fingerprints as AWS computes them: RSA created here — SHA-1 of the DER PKCS#8 private key;
+RSA imported — MD5 of the DER public key (SubjectPublicKeyInfo); ED25519 — base64 SHA-256 of
+the OpenSSH public key blob.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import secrets
+import time
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from lxml import etree
+
+from econe.errors import Ec2Error, invalid_value, missing_parameter
+from handlers.escaping import TemplateError, storable, template_xml
+
+VECTOR = "EC2_KEYPAIR"
+LEGACY = "EC2_KEYPAIRS"
+_NAME = re.compile(r"[\x20-\x7e]{1,255}")
+_ID = re.compile(r"key-[0-9a-f]{17}")
+_COMMENT = re.compile(r"[A-Za-z0-9_.@:+=-]{1,255}")
+
+
+def _colon(digest: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in digest)
+
+
+def _key_name(value: Any) -> str:
+    if value is None or value == "":
+        raise missing_parameter("KeyName")
+    name = str(value)
+    if not _NAME.fullmatch(name):
+        raise invalid_value("KeyName", name, "Key names have 1 to 255 printable ASCII characters.")
+    return name
+
+
+def _user(rt: Any) -> etree._Element:
+    return rt.xml(rt.call("one.user.info", -1))
+
+
+def _legacy_id(name: str) -> str:
+    return "key-" + hashlib.sha256(name.encode()).hexdigest()[:17]
+
+
+def _legacy(user: etree._Element) -> dict[str, dict]:
+    """The Ruby econe's EC2_KEYPAIRS (base64 JSON {name: {fingerprint, public_key}})."""
+    pairs: dict[str, dict] = {}
+    for blob in user.findall(f"TEMPLATE/{LEGACY}"):
+        try:
+            data = json.loads(base64.b64decode(blob.text or ""))
+        except (ValueError, binascii.Error):
+            continue
+        if not isinstance(data, dict):
+            continue
+        for name, entry in data.items():
+            if isinstance(entry, dict) and name not in pairs:
+                pairs[str(name)] = entry
+    return pairs
+
+
+def key_pairs(rt: Any, user: etree._Element) -> list[dict[str, Any]]:
+    """Every key pair of the user: EC2_KEYPAIR vectors (views/keypair.yaml), then the legacy
+    entries they do not shadow."""
+    out = []
+    for vec in user.findall(f"TEMPLATE/{VECTOR}"):
+        pair = rt.view("keypair", vec)
+        if pair.get("KeyName"):
+            pair["KeyPairId"] = pair.get("KeyPairId") or _legacy_id(pair["KeyName"])
+            out.append(pair)
+    seen = {p["KeyName"] for p in out}
+    for name, entry in _legacy(user).items():
+        if name in seen:
+            continue
+        out.append(
+            {
+                "KeyName": name,
+                "KeyPairId": _legacy_id(name),
+                "KeyFingerprint": str(entry.get("fingerprint") or ""),
+                "KeyType": "rsa",
+                "PublicKey": str(entry.get("public_key") or ""),
+                "Tags": [],
+                "_legacy": True,
+            }
+        )
+    return out
+
+
+def _vectors(user: etree._Element) -> list[tuple[str, list[tuple[str, str]]]]:
+    return [
+        (VECTOR, [(c.tag, c.text or "") for c in vec if isinstance(c.tag, str)])
+        for vec in user.findall(f"TEMPLATE/{VECTOR}")
+        if vec.findtext("NAME")
+    ]
+
+
+def _write(rt: Any, uid: int, vectors: list) -> None:
+    update = template_xml(vectors) if vectors else f'{VECTOR} = ""'
+    rt.call("one.user.update", uid, update, 1)
+
+
+def _uid(user: etree._Element) -> int:
+    return int(user.findtext("ID"))
+
+
+def _comment(name: str) -> str:
+    return f" {name}" if _COMMENT.fullmatch(name) else ""
+
+
+def _add(rt: Any, name: str, public_key: str, fingerprint: str, key_type: str) -> str:
+    user = _user(rt)
+    if any(p["KeyName"] == name for p in key_pairs(rt, user)):
+        raise Ec2Error("InvalidKeyPair.Duplicate", f"The keypair '{name}' already exists.")
+    key_id = "key-" + secrets.token_hex(9)[:17]
+    vector = [
+        ("NAME", name),
+        ("PUBLIC_KEY", public_key),
+        ("FINGERPRINT", fingerprint),
+        ("KEY_PAIR_ID", key_id),
+        ("KEY_TYPE", key_type),
+        ("CREATE_TIME", str(int(time.time()))),
+    ]
+    try:
+        storable(name, "KeyName")
+    except TemplateError as exc:
+        raise Ec2Error("InvalidParameterValue", str(exc)) from None
+    _write(rt, _uid(user), [*_vectors(user), (VECTOR, vector)])
+    return key_id
+
+
+def create_key_pair(rt: Any) -> dict:
+    body = rt.body
+    name = _key_name(body.get("KeyName"))
+    key_type = str(body.get("KeyType") or "rsa")
+    if str(body.get("KeyFormat") or "pem") != "pem":
+        raise invalid_value("KeyFormat", body.get("KeyFormat"), "Only pem is supported.")
+    if key_type == "ed25519":
+        private = ed25519.Ed25519PrivateKey.generate()
+        material = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.OpenSSH,
+            serialization.NoEncryption(),
+        )
+        blob = private.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        fingerprint = _ed25519_fingerprint(blob.decode())
+    elif key_type == "rsa":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        material = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,  # BEGIN RSA PRIVATE KEY, as AWS
+            serialization.NoEncryption(),
+        )
+        pkcs8 = private.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        fingerprint = _colon(hashlib.sha1(pkcs8).digest())  # noqa: S324 - AWS's fingerprint
+        blob = private.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+    else:
+        raise invalid_value("KeyType", key_type, "Expecting rsa or ed25519.")
+    public_key = blob.decode() + _comment(name)
+    key_id = _add(rt, name, public_key, fingerprint, key_type)
+    return {
+        "KeyName": name,
+        "KeyFingerprint": fingerprint,
+        "KeyMaterial": material.decode().rstrip("\n"),
+        "KeyPairId": key_id,
+    }
+
+
+def _ed25519_fingerprint(openssh: str) -> str:
+    blob = base64.b64decode(openssh.split()[1])
+    return base64.b64encode(hashlib.sha256(blob).digest()).decode()
+
+
+def _bad_key() -> Ec2Error:
+    return Ec2Error("InvalidKey.Format", "Key is not in valid OpenSSH public key format")
+
+
+def parse_public_key(material: Any) -> tuple[str, str, str]:
+    """PublicKeyMaterial (base64 of an OpenSSH public key line) → (normalized key line,
+    fingerprint, key type). Only RSA (1024–16384 bits) and ED25519, as EC2."""
+    if material is None or material == "":
+        raise missing_parameter("PublicKeyMaterial")
+    try:
+        text = base64.b64decode(str(material), validate=True).decode("ascii").strip()
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise _bad_key() from None
+    if not text or "\n" in text or "\r" in text:
+        raise _bad_key()
+    parts = text.split()
+    if len(parts) < 2 or parts[0] not in ("ssh-rsa", "ssh-ed25519"):
+        raise _bad_key()
+    try:
+        key = serialization.load_ssh_public_key(f"{parts[0]} {parts[1]}".encode())
+    except (ValueError, TypeError, binascii.Error):
+        raise _bad_key() from None
+    line = f"{parts[0]} {parts[1]}"
+    comment = " ".join(parts[2:])
+    if comment and _COMMENT.fullmatch(comment):
+        line += " " + comment
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return line, _ed25519_fingerprint(line), "ed25519"
+    if isinstance(key, rsa.RSAPublicKey) and 1024 <= key.key_size <= 16384:
+        der = key.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        return line, _colon(hashlib.md5(der).digest()), "rsa"  # noqa: S324 - AWS's fingerprint
+    raise _bad_key()
+
+
+def import_key_pair(rt: Any) -> dict:
+    name = _key_name(rt.body.get("KeyName"))
+    line, fingerprint, key_type = parse_public_key(rt.body.get("PublicKeyMaterial"))
+    key_id = _add(rt, name, line, fingerprint, key_type)
+    return {"KeyName": name, "KeyFingerprint": fingerprint, "KeyPairId": key_id}
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None or value == "":
+        return []
+    return [str(v) for v in (value if isinstance(value, list) else [value])]
+
+
+def describe_key_pairs(rt: Any) -> dict:
+    body = rt.body
+    pairs = key_pairs(rt, _user(rt))
+    names, ids = _as_list(body.get("KeyName")), _as_list(body.get("KeyPairId"))
+    for wanted, field, what in ((names, "KeyName", "key pair"), (ids, "KeyPairId", "key pair ID")):
+        if not wanted:
+            continue
+        have = {p[field] for p in pairs}
+        missing = [w for w in wanted if w not in have]
+        if missing:
+            verb = "do not exist" if len(missing) > 1 else "does not exist"
+            raise Ec2Error(
+                "InvalidKeyPair.NotFound",
+                f"The {what}{'s' if len(missing) > 1 else ''} '{', '.join(missing)}' {verb}",
+            )
+        pairs = [p for p in pairs if p[field] in wanted]
+    pairs = rt.filter(pairs)
+    if not body.get("IncludePublicKey"):
+        for p in pairs:
+            p.pop("PublicKey", None)
+    return {"KeyPairs": pairs}
+
+
+def delete_key_pair(rt: Any) -> dict:
+    """Idempotent as EC2: deleting a key pair that does not exist succeeds. Instances launched
+    with the key keep it (it is in their CONTEXT)."""
+    body = rt.body
+    name, key_id = body.get("KeyName"), body.get("KeyPairId")
+    if not name and not key_id:
+        raise missing_parameter("KeyName")
+    if key_id and not _ID.fullmatch(str(key_id)):
+        raise Ec2Error("InvalidKeyPair.Malformed", f"Invalid id: '{key_id}'")
+    user = _user(rt)
+    pairs = key_pairs(rt, user)
+    victims = [
+        p
+        for p in pairs
+        if (name and p["KeyName"] == str(name)) or (key_id and p["KeyPairId"] == str(key_id))
+    ]
+    if not victims:
+        if key_id and not name:
+            raise Ec2Error("InvalidKeyPair.NotFound", f"The key pair ID '{key_id}' does not exist")
+        return {"Return": True}
+    gone = {p["KeyName"] for p in victims}
+    kept = [v for v in _vectors(user) if dict(v[1]).get("NAME") not in gone]
+    if len(kept) != len(_vectors(user)):
+        _write(rt, _uid(user), kept)
+    if any(p.get("_legacy") for p in victims):
+        legacy = {k: v for k, v in _legacy(user).items() if k not in gone}
+        blob = base64.b64encode(json.dumps(legacy).encode()).decode()
+        rt.call("one.user.update", _uid(user), template_xml([(LEGACY, blob)]), 1)
+    return {"Return": True, "KeyPairId": victims[0]["KeyPairId"]}

@@ -1,0 +1,266 @@
+"""Tags: CreateTags, DeleteTags, DescribeTags for instances, AMIs, volumes and snapshots.
+
+Storage: one `EC2_TAGS = [ KEY = "…", VALUE = "…" ]` vector per tag — in the VM's USER_TEMPLATE
+(`one.vm.update`) or the IMAGE's TEMPLATE (`one.image.update`), the format RunInstances writes
+and the instance/image/volume/snapshot views read (the Ruby econe's `EC2_TAGS = [K = v, …]` is
+read too and rewritten in the new form on the next change).
+
+Updates are merges (update type 1): oned replaces every attribute named in a merge, so a change
+sends all the resource's EC2_TAGS vectors (read-modify-write of that attribute only; the rest of
+the template is never rewritten). Two tag changes of one resource at the same instant can lose
+one of them. When no tag remains, `EC2_TAGS = ""` (ignored by readers) is merged, because a
+merge cannot remove an attribute.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lxml import etree
+
+from econe.errors import Ec2Error, invalid_value, missing_parameter
+from econe.mapping.filters import paginate
+from econe.mapping.ids import MAX_ONE_ID, format_id
+from handlers.escaping import Attr, TemplateError, storable, template_xml
+
+MAX_TAGS = 50
+_RESOURCE = re.compile(r"(i|ami|vol|snap)-([0-9]{1,10})")
+# prefix → (EC2 resource type, OpenNebula object, view flag that must be true, NotFound code)
+KINDS = {
+    "i": ("instance", "vm", None, "InvalidInstanceID.NotFound"),
+    "ami": ("image", "image", "EC2_AMI", "InvalidAMIID.NotFound"),
+    "vol": ("volume", "image", "EBS_VOLUME", "InvalidVolume.NotFound"),
+    "snap": ("snapshot", "image", "EBS_SNAPSHOT", "InvalidSnapshot.NotFound"),
+}
+_HIDDEN_IMAGE_STATES = {"3", "7", "9", "10"}  # DISABLED, DELETE, LOCKED_USED(_PERS)
+_TRUE = {"YES", "TRUE", "1"}
+
+
+def read_tags(parent: etree._Element | None, path: str) -> list[dict[str, str]]:
+    """EC2_TAGS vectors under `parent` → [{Key, Value}] (both stored forms)."""
+    tags: list[dict[str, str]] = []
+    if parent is None:
+        return tags
+    for vec in parent.findall(path):
+        key = vec.findtext("KEY")
+        if key is not None and len(vec) <= 2:
+            tags.append({"Key": key, "Value": vec.findtext("VALUE") or ""})
+        else:
+            tags.extend({"Key": c.tag.lower(), "Value": c.text or ""} for c in vec)
+    return tags
+
+
+def check_tag(key: Any, value: Any) -> tuple[str, str]:
+    key = "" if key is None else str(key)
+    value = "" if value is None else str(value)
+    if not key or len(key) > 128:
+        raise invalid_value("Tag.Key", key, "Tag keys have 1 to 128 characters.")
+    if key.lower().startswith("aws:"):
+        raise invalid_value("Tag.Key", key, "Tag keys starting with 'aws:' are reserved.")
+    if len(value) > 256:
+        raise invalid_value("Tag.Value", value, "Tag values have at most 256 characters.")
+    try:
+        storable(key, "Tag.Key")
+        storable(value, "Tag.Value")
+    except TemplateError as exc:
+        raise Ec2Error("InvalidParameterValue", str(exc)) from None
+    return key, value
+
+
+def tag_specs(body: dict, resource_type: str) -> list[tuple[str, str]]:
+    """TagSpecification.N entries for `resource_type`, validated (for Create* actions)."""
+    tags: dict[str, str] = {}
+    for spec in body.get("TagSpecification") or []:
+        if (spec.get("ResourceType") or resource_type) != resource_type:
+            raise invalid_value(
+                "TagSpecification.ResourceType",
+                spec.get("ResourceType"),
+                f"Expecting '{resource_type}'.",
+            )
+        for tag in spec.get("Tag") or spec.get("Tags") or []:
+            key, value = check_tag(tag.get("Key"), tag.get("Value"))
+            tags[key] = value
+    if len(tags) > MAX_TAGS:
+        raise Ec2Error("TagLimitExceeded", f"A resource can have at most {MAX_TAGS} tags")
+    return list(tags.items())
+
+
+def tag_attrs(tags: list[tuple[str, str]]) -> list[Attr]:
+    return [("EC2_TAGS", [("KEY", k), ("VALUE", v)]) for k, v in tags]
+
+
+def tags_update(tags: list[tuple[str, str]]) -> str:
+    """The merge template that leaves exactly `tags` on the object."""
+    return template_xml(tag_attrs(tags)) if tags else 'EC2_TAGS = ""'
+
+
+class Resource:
+    def __init__(self, raw: str, prefix: str, number: int, element: etree._Element):
+        self.raw, self.prefix, self.number, self.element = raw, prefix, number, element
+        self.kind, self.obj, _, self.not_found = KINDS[prefix]
+        parent = element.find("USER_TEMPLATE" if self.obj == "vm" else "TEMPLATE")
+        self.tags = [(t["Key"], t["Value"]) for t in read_tags(parent, "EC2_TAGS")]
+
+    @property
+    def ec2_id(self) -> str:
+        return format_id(self.prefix, self.number)
+
+    def write(self, rt: Any, tags: list[tuple[str, str]]) -> None:
+        if len(tags) > MAX_TAGS:
+            raise Ec2Error("TagLimitExceeded", f"{self.raw} would have more than {MAX_TAGS} tags")
+        method = "one.vm.update" if self.obj == "vm" else "one.image.update"
+        rt.call(
+            method,
+            self.number,
+            tags_update(tags),
+            1,
+            errors={"NO_EXISTS": self.not_found, "AUTHORIZATION": "UnauthorizedOperation"},
+        )
+
+
+def _not_found(code: str, raw: str) -> Ec2Error:
+    return Ec2Error(code, f"The ID '{raw}' does not exist")
+
+
+def resource(rt: Any, raw: Any) -> Resource:
+    """A tag-able resource by EC2 id, checked visible and of the right kind."""
+    text = str(raw)
+    match = _RESOURCE.fullmatch(text)
+    if not match:
+        raise Ec2Error("InvalidID", f"The ID '{text}' is not valid")
+    prefix, number = match.group(1), int(match.group(2))
+    _, obj, flag, not_found = KINDS[prefix]
+    if number > MAX_ONE_ID:
+        raise _not_found(not_found, text)
+    method = "one.vm.info" if obj == "vm" else "one.image.info"
+    try:
+        xml = rt.call(method, number, errors={"NO_EXISTS": not_found, "AUTHORIZATION": not_found})
+    except Ec2Error as exc:
+        if exc.code == not_found:
+            raise _not_found(not_found, text) from None
+        raise
+    element = rt.xml(xml)
+    if obj == "vm":
+        if element.findtext("STATE") == "6":
+            expired = int(element.findtext("ETIME") or 0) + int(
+                rt.config.terminated_instances_expiration_time
+            )
+            if not rt.config.describe_with_terminated_instances or expired < rt.scope()["now"]:
+                raise _not_found(not_found, text)
+    else:
+        marked = (element.findtext(f"TEMPLATE/{flag}") or "").strip().upper() in _TRUE
+        if not marked or element.findtext("STATE") in _HIDDEN_IMAGE_STATES:
+            raise _not_found(not_found, text)
+    return Resource(text, prefix, number, element)
+
+
+def _resources(rt: Any) -> list[Resource]:
+    ids = rt.body.get("ResourceId")
+    ids = [ids] if isinstance(ids, str) else list(ids or [])
+    if not ids:
+        raise missing_parameter("ResourceId")
+    seen, out = set(), []
+    for raw in ids:
+        res = resource(rt, raw)
+        if (res.prefix, res.number) not in seen:
+            seen.add((res.prefix, res.number))
+            out.append(res)
+    return out
+
+
+def create_tags(rt: Any) -> dict:
+    wanted = [check_tag(t.get("Key"), t.get("Value")) for t in rt.body.get("Tag") or []]
+    if not wanted:
+        raise missing_parameter("Tag")
+    resources = _resources(rt)  # every id checked before anything is written
+    for res in resources:
+        tags = dict(res.tags)
+        tags.update(wanted)
+        res.write(rt, list(tags.items()))
+    return {"Return": True}
+
+
+def delete_tags(rt: Any) -> dict:
+    """Tag.N.Key alone deletes the key; with Tag.N.Value only when the value matches; no Tag
+    at all deletes every tag of the resources."""
+    specs = rt.body.get("Tag")
+    resources = _resources(rt)
+    for res in resources:
+        if specs is None or specs == []:
+            kept: list[tuple[str, str]] = []
+        else:
+            kept = [
+                (k, v)
+                for k, v in res.tags
+                if not any(
+                    str(s.get("Key") or "") == k and ("Value" not in s or str(s["Value"]) == v)
+                    for s in specs
+                )
+            ]
+        if kept != res.tags:
+            res.write(rt, kept)
+    return {"Return": True}
+
+
+def _image_kind(image: etree._Element) -> tuple[str, str] | None:
+    def flag(name: str) -> bool:
+        return (image.findtext(f"TEMPLATE/{name}") or "").strip().upper() in _TRUE
+
+    if image.findtext("STATE") in _HIDDEN_IMAGE_STATES:
+        return None
+    if flag("EBS_VOLUME"):
+        return "volume", "vol"
+    if flag("EBS_SNAPSHOT"):
+        return "snapshot", "snap"
+    if flag("EC2_AMI"):
+        return "image", "ami"
+    return None
+
+
+def describe_tags(rt: Any) -> dict:
+    items: list[dict] = []
+
+    def add(rank: int, number: int, kind: str, prefix: str, tags: list[dict]) -> None:
+        for index, tag in enumerate(tags[:1024]):
+            items.append(
+                {
+                    "_n": (rank << 42) | (number << 10) | index,
+                    "ResourceId": format_id(prefix, number),
+                    "ResourceType": kind,
+                    "Key": tag["Key"],
+                    "Value": tag["Value"],
+                    "_tags": [tag],
+                }
+            )
+
+    config = rt.config
+    state = -2 if config.describe_with_terminated_instances else -1
+    vms = rt.xml(rt.call("one.vmpool.infoextended", -2, -1, -1, state))
+    now = rt.scope()["now"]
+    for vm in vms.iterfind("VM"):
+        if vm.find("USER_TEMPLATE/EC2_TAGS") is None:
+            continue
+        if vm.findtext("STATE") == "6" and (
+            now - int(vm.findtext("ETIME") or 0) > config.terminated_instances_expiration_time
+        ):
+            continue
+        add(0, int(vm.findtext("ID")), "instance", "i", read_tags(vm, "USER_TEMPLATE/EC2_TAGS"))
+    images = rt.xml(rt.call("one.imagepool.info", -2, -1, -1))
+    for image in images.iterfind("IMAGE"):
+        if image.find("TEMPLATE/EC2_TAGS") is None:
+            continue
+        kind = _image_kind(image)
+        if kind is not None:
+            add(
+                1,
+                int(image.findtext("ID")),
+                kind[0],
+                kind[1],
+                read_tags(image, "TEMPLATE/EC2_TAGS"),
+            )
+    items = rt.filter(items)
+    items, token = paginate(
+        items, rt.body.get("MaxResults"), rt.body.get("NextToken"), "_n", 5, 1000
+    )
+    return {"Tags": items, "NextToken": token}

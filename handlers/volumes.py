@@ -1,0 +1,433 @@
+"""EBS volumes and snapshots on OpenNebula images (DESIGN §5).
+
+* volume   = the user's persistent DATABLOCK image with `EBS_VOLUME="YES"` (`vol-%08d`); created
+  empty (`one.image.allocate`, SIZE = GiB·1024, FSTYPE = :ebs_fstype:, in :datastore_id:) or
+  from a snapshot (`one.image.clone`, `EBS_FROM_SNAPSHOT_ID`).
+* snapshot = an image with `EBS_SNAPSHOT="YES"`, `EBS_VOLUME_ID="vol-…"` (`snap-%08d`): a clone of
+  a detached volume, or `one.vm.disksaveas` of the disk while it is attached (oned cannot clone a
+  persistent image in use).
+* attachment = the VM DISK with the volume's IMAGE_ID (the image's `VMS` lists the VMs); nothing
+  else is recorded. Device `/dev/sdf` ↔ DISK TARGET `sdf`.
+
+Templates of new images are written whole (update type 0) only right after econe created them,
+before anyone else knows their id; existing images are only ever merged.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from lxml import etree
+
+from econe.errors import Ec2Error, invalid_value, missing_parameter
+from econe.mapping.filters import paginate
+from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id
+from handlers.escaping import Attr, TemplateError, element_attrs, storable, template_xml
+from handlers.tags import tag_attrs, tag_specs
+
+_DEVICE = re.compile(r"(?:/dev/)?([a-z]{2,4}[a-z])")
+_TOKEN = etree.XPath("/IMAGE_POOL/IMAGE[TEMPLATE/EC2_CLIENT_TOKEN = $t]")
+_EC2_MARKS = (
+    "EBS_VOLUME",
+    "EBS_SNAPSHOT",
+    "EBS_VOLUME_ID",
+    "EBS_FROM_SNAPSHOT_ID",
+    "EC2_TAGS",
+    "EC2_AMI",
+    "EC2_CLIENT_TOKEN",
+    "DESCRIPTION",
+)
+MAX_SIZE_GIB = 16384
+
+
+def _number(raw: Any, prefix: str, malformed: str, param: str) -> int:
+    if raw is None or raw == "":
+        raise missing_parameter(param)
+    number = parse_id(prefix, raw)
+    if number is None:
+        raise Ec2Error(malformed, f"Invalid id: '{raw}' (expecting '{prefix}-' and a number)")
+    return number
+
+
+def _image(rt: Any, number: int, raw: str, view: str, not_found: str) -> dict:
+    """The image as `view`, or `not_found` when absent, invisible, hidden or not of that kind."""
+    missing = Ec2Error(not_found, f"The {view} '{raw}' does not exist.")
+    if number > MAX_ONE_ID:
+        raise missing
+    try:
+        xml = rt.call(
+            "one.image.info", number, errors={"NO_EXISTS": not_found, "AUTHORIZATION": not_found}
+        )
+    except Ec2Error as exc:
+        if exc.code == not_found:
+            raise missing from None
+        raise
+    element = rt.xml(xml)
+    item = rt.view(view, element)
+    flag = "_volume" if view == "volume" else "_snapshot"
+    if not item.get(flag) or not item.get("State"):
+        raise missing
+    if view == "volume" and item.get("_owner") != rt.principal.name:
+        raise missing  # volumes are the owner's only (EC2 accounts)
+    item["_element"] = element
+    return item
+
+
+def volume(rt: Any, raw: Any) -> dict:
+    number = _number(raw, "vol", "InvalidVolumeID.Malformed", "VolumeId")
+    return _image(rt, number, str(raw), "volume", "InvalidVolume.NotFound")
+
+
+def snapshot(rt: Any, raw: Any) -> dict:
+    number = _number(raw, "snap", "InvalidSnapshotID.Malformed", "SnapshotId")
+    return _image(rt, number, str(raw), "snapshot", "InvalidSnapshot.NotFound")
+
+
+def _vm(rt: Any, number: int, raw: str) -> etree._Element:
+    missing = Ec2Error("InvalidInstanceID.NotFound", f"The instance ID '{raw}' does not exist")
+    if number > MAX_ONE_ID:
+        raise missing
+    try:
+        xml = rt.call(
+            "one.vm.info",
+            number,
+            errors={
+                "NO_EXISTS": "InvalidInstanceID.NotFound",
+                "AUTHORIZATION": "InvalidInstanceID.NotFound",
+            },
+        )
+    except Ec2Error as exc:
+        if exc.code == "InvalidInstanceID.NotFound":
+            raise missing from None
+        raise
+    vm = rt.xml(xml)
+    if vm.findtext("STATE") == "6":
+        raise missing
+    return vm
+
+
+def _disk(vm: etree._Element, image_id: int) -> etree._Element | None:
+    for disk in vm.findall("TEMPLATE/DISK"):
+        if disk.findtext("IMAGE_ID") == str(image_id):
+            return disk
+    return None
+
+
+def _text(value: Any, name: str) -> str:
+    try:
+        return storable(value, name)
+    except TemplateError as exc:
+        raise Ec2Error("InvalidParameterValue", str(exc)) from None
+
+
+def _zone(rt: Any) -> None:
+    zone = rt.body.get("AvailabilityZone")
+    if zone and zone != rt.config.region:
+        raise invalid_value("AvailabilityZone", zone, f"The only zone is {rt.config.region}.")
+
+
+def _attachments(rt: Any, volumes: list[dict]) -> None:
+    """Attachments from each volume's VMS and the DISK of those VMs (one vm.info per VM)."""
+    vms: dict[str, etree._Element | None] = {}
+    for vol in volumes:
+        out = []
+        for vm_id in vol.get("_vms") or []:
+            if vm_id not in vms:
+                try:
+                    vms[vm_id] = rt.xml(rt.call("one.vm.info", int(vm_id)))
+                except Ec2Error:
+                    vms[vm_id] = None  # not visible to the user: no device to show
+            vm = vms[vm_id]
+            disk = _disk(vm, vol["_id"]) if vm is not None else None
+            hotplug = vm is not None and vm.findtext("LCM_STATE") in ("17", "33", "34")
+            out.append(
+                {
+                    "VolumeId": vol["VolumeId"],
+                    "InstanceId": format_id("i", vm_id),
+                    "Device": "/dev/" + disk.findtext("TARGET") if disk is not None else None,
+                    "State": "attaching" if hotplug else "attached",
+                    "DeleteOnTermination": False,
+                }
+            )
+        vol["Attachments"] = out
+
+
+# -- volumes -----------------------------------------------------------------------------------
+
+
+def describe_volumes(rt: Any) -> dict:
+    body = rt.body
+    requested = body.get("VolumeId")
+    requested = [requested] if isinstance(requested, str) else list(requested or [])
+    if requested and body.get("MaxResults") is not None:
+        raise Ec2Error(
+            "InvalidParameterCombination",
+            "The parameter VolumeId cannot be used with the parameter MaxResults",
+        )
+    if requested:
+        items = [volume(rt, raw) for raw in dict.fromkeys(requested)]
+    else:
+        pool = rt.xml(rt.call("one.imagepool.info", -3, -1, -1))  # the user's own images
+        scope = rt.scope()
+        items = [
+            i
+            for i in (rt.view("volume", e) for e in pool.iterfind("IMAGE"))
+            if i.get("_volume") and i.get("State")
+        ]
+        items = [i for i in items if i.get("_owner") == scope["principal"].name]
+    _attachments(rt, items)
+    items = rt.filter(items)
+    items, token = paginate(items, body.get("MaxResults"), body.get("NextToken"), "_id", 5, 500)
+    for item in items:
+        item.pop("_element", None)
+    return {"Volumes": items, "NextToken": token}
+
+
+def _by_token(rt: Any, token: str) -> dict | None:
+    pool = rt.xml(rt.call("one.imagepool.info", -3, -1, -1))
+    for element in _TOKEN(pool, t=token):
+        item = rt.view("volume", element)
+        if item.get("_volume") and item.get("State"):
+            return item
+    return None
+
+
+def _size(body: dict) -> int | None:
+    size = body.get("Size")
+    if size is None:
+        return None
+    try:
+        number = int(size)
+    except (TypeError, ValueError):
+        raise invalid_value("Size", size) from None
+    if not 1 <= number <= MAX_SIZE_GIB:
+        raise invalid_value("Size", size, f"Expecting 1 to {MAX_SIZE_GIB} GiB.")
+    return number
+
+
+def _replace_template(rt: Any, image_id: int, element: etree._Element, extra: list[Attr]) -> None:
+    """Rewrite the template of an image econe just made (nobody else knows its id yet)."""
+    tmpl = element.find("TEMPLATE")
+    kept = [a for a in element_attrs(tmpl) if a[0] not in _EC2_MARKS] if tmpl is not None else []
+    rt.call("one.image.update", image_id, template_xml(kept + extra), 0)
+
+
+def _persistent(rt: Any, image_id: int, element: etree._Element, flag: bool) -> None:
+    if (element.findtext("PERSISTENT") == "1") != flag:
+        rt.call("one.image.persistent", image_id, flag)
+
+
+def _discard(rt: Any, image_id: int) -> None:
+    try:
+        rt.call("one.image.delete", image_id)
+    except Ec2Error:
+        pass
+
+
+def create_volume(rt: Any) -> dict:
+    body = rt.body
+    _zone(rt)
+    size = _size(body)
+    tags = tag_specs(body, "volume")
+    token = body.get("ClientToken") or None
+    if token is not None:
+        token = _text(token, "ClientToken")
+        previous = _by_token(rt, token)
+        if previous is not None:
+            return previous
+    marks: list[Attr] = [("EBS_VOLUME", "YES"), *tag_attrs(tags)]
+    if token:
+        marks.append(("EC2_CLIENT_TOKEN", token))
+    name = f"ec2-vol-{uuid.uuid4().hex}"
+    errors = {"QUOTA": "VolumeLimitExceeded", "AUTHORIZATION": "UnauthorizedOperation"}
+    if body.get("SnapshotId"):
+        snap = snapshot(rt, body["SnapshotId"])
+        if snap["State"] != "completed":
+            raise Ec2Error(
+                "IncorrectState", f"Snapshot {snap['SnapshotId']} is {snap['State']}, not completed"
+            )
+        if size is not None and size != snap["VolumeSize"]:
+            raise invalid_value(
+                "Size",
+                size,
+                f"A volume from {snap['SnapshotId']} has its size, {snap['VolumeSize']} GiB.",
+            )
+        new_id = int(rt.call("one.image.clone", snap["_id"], name, -1, errors=errors))
+        try:
+            element = rt.xml(rt.call("one.image.info", new_id))
+            marks.append(("EBS_FROM_SNAPSHOT_ID", snap["SnapshotId"]))
+            _replace_template(rt, new_id, element, marks)
+            _persistent(rt, new_id, element, True)
+        except Ec2Error:
+            _discard(rt, new_id)
+            raise
+    else:
+        if size is None:
+            raise missing_parameter("Size")
+        template = [
+            ("NAME", name),
+            ("TYPE", "DATABLOCK"),
+            ("SIZE", str(size * 1024)),
+            ("FSTYPE", str(rt.config.ebs_fstype)),
+            ("PERSISTENT", "YES"),
+            *marks,
+        ]
+        new_id = int(
+            rt.call(
+                "one.image.allocate",
+                template_xml(template),
+                int(rt.config.datastore_id),
+                errors=errors,
+            )
+        )
+    item = rt.view("volume", rt.xml(rt.call("one.image.info", new_id)))
+    return item
+
+
+def attach_volume(rt: Any) -> dict:
+    body = rt.body
+    for param in ("VolumeId", "InstanceId", "Device"):
+        if not body.get(param):
+            raise missing_parameter(param)
+    match = _DEVICE.fullmatch(str(body["Device"]))
+    if not match:
+        raise invalid_value("Device", body["Device"], "Expecting a device name such as /dev/sdf.")
+    target = match.group(1)
+    vol = volume(rt, body["VolumeId"])
+    vm_number = _number(body["InstanceId"], "i", "InvalidInstanceID.Malformed", "InstanceId")
+    vm = _vm(rt, vm_number, str(body["InstanceId"]))
+    if vol["State"] == "in-use" or vol.get("_vms"):
+        raise Ec2Error("VolumeInUse", f"{vol['VolumeId']} is already attached to an instance")
+    if vol["State"] != "available":
+        raise Ec2Error(
+            "IncorrectState", f"The volume {vol['VolumeId']} is '{vol['State']}', not available"
+        )
+    used = {t.text for t in vm.iterfind("TEMPLATE/DISK/TARGET")}
+    used |= {t.text for t in vm.iterfind("TEMPLATE/CONTEXT/TARGET")}
+    if target in used:
+        raise invalid_value(
+            "Device", body["Device"], f"Attachment point {body['Device']} is already in use."
+        )
+    disk = template_xml([("DISK", [("IMAGE_ID", str(vol["_id"])), ("TARGET", target)])])
+    rt.call(
+        "one.vm.attach",
+        vm_number,
+        disk,
+        errors={
+            "ACTION": "IncorrectState",
+            "INTERNAL": "IncorrectState",
+            "NO_EXISTS": "InvalidInstanceID.NotFound",
+            "AUTHORIZATION": "UnauthorizedOperation",
+        },
+    )
+    return {
+        "VolumeId": vol["VolumeId"],
+        "InstanceId": format_id("i", vm_number),
+        "Device": f"/dev/{target}",
+        "State": "attaching",
+        "AttachTime": rt.scope()["now"],
+        "DeleteOnTermination": False,
+    }
+
+
+def detach_volume(rt: Any) -> dict:
+    body = rt.body
+    vol = volume(rt, body.get("VolumeId"))
+    attached = [int(v) for v in vol.get("_vms") or []]
+    if not attached:
+        raise Ec2Error("IncorrectState", f"Volume '{vol['VolumeId']}' is in the 'available' state.")
+    if body.get("InstanceId"):
+        vm_number = _number(body["InstanceId"], "i", "InvalidInstanceID.Malformed", "InstanceId")
+        if vm_number not in attached:
+            raise Ec2Error(
+                "InvalidAttachment.NotFound",
+                f"The volume {vol['VolumeId']} is not attached to {body['InstanceId']}",
+            )
+    else:
+        vm_number = attached[0]
+    instance = format_id("i", vm_number)
+    vm = _vm(rt, vm_number, instance)
+    disk = _disk(vm, vol["_id"])
+    device = f"/dev/{disk.findtext('TARGET')}" if disk is not None else None
+    asked = body.get("Device")
+    if asked:
+        match = _DEVICE.fullmatch(str(asked))
+        if match is None:
+            raise invalid_value("Device", asked, "Expecting a device name such as /dev/sdf.")
+        asked = f"/dev/{match.group(1)}"
+    if disk is None or (asked and asked != device):
+        raise Ec2Error(
+            "InvalidAttachment.NotFound",
+            f"The volume {vol['VolumeId']} is not attached to {instance} as {asked or 'a disk'}",
+        )
+    rt.call(
+        "one.vm.detach",
+        vm_number,
+        int(disk.findtext("DISK_ID")),
+        errors={
+            "ACTION": "IncorrectState",
+            "NO_EXISTS": "InvalidInstanceID.NotFound",
+            "AUTHORIZATION": "UnauthorizedOperation",
+        },
+    )
+    return {
+        "VolumeId": vol["VolumeId"],
+        "InstanceId": instance,
+        "Device": device,
+        "State": "detaching",
+        "DeleteOnTermination": False,
+    }
+
+
+# -- snapshots ---------------------------------------------------------------------------------
+
+
+def create_snapshot(rt: Any) -> dict:
+    body = rt.body
+    vol = volume(rt, body.get("VolumeId"))
+    description = _text(body.get("Description") or "", "Description")
+    if len(description) > 255:
+        raise invalid_value("Description", description, "At most 255 characters.")
+    tags = tag_specs(body, "snapshot")
+    if vol["State"] not in ("available", "in-use"):
+        raise Ec2Error("IncorrectState", f"The volume {vol['VolumeId']} is '{vol['State']}'")
+    name = f"ec2-snap-{uuid.uuid4().hex}"
+    errors = {
+        "QUOTA": "SnapshotLimitExceeded",
+        "ACTION": "IncorrectState",
+        "INTERNAL": "IncorrectState",
+        "AUTHORIZATION": "UnauthorizedOperation",
+    }
+    attached = [int(v) for v in vol.get("_vms") or []]
+    if attached:  # a persistent image in use cannot be cloned: save the VM's disk instead
+        vm = _vm(rt, attached[0], format_id("i", attached[0]))
+        disk = _disk(vm, vol["_id"])
+        if disk is None:
+            raise Ec2Error("IncorrectState", f"The volume {vol['VolumeId']} is being attached")
+        new_id = int(
+            rt.call(
+                "one.vm.disksaveas",
+                attached[0],
+                int(disk.findtext("DISK_ID")),
+                name,
+                "DATABLOCK",
+                -1,
+                errors=errors,
+            )
+        )
+    else:
+        new_id = int(rt.call("one.image.clone", vol["_id"], name, -1, errors=errors))
+    marks: list[Attr] = [("EBS_SNAPSHOT", "YES"), ("EBS_VOLUME_ID", vol["VolumeId"])]
+    if description:
+        marks.append(("DESCRIPTION", description))
+    marks += tag_attrs(tags)
+    try:
+        element = rt.xml(rt.call("one.image.info", new_id))
+        _replace_template(rt, new_id, element, marks)
+        _persistent(rt, new_id, element, False)
+    except Ec2Error:
+        _discard(rt, new_id)
+        raise
+    return rt.view("snapshot", rt.xml(rt.call("one.image.info", new_id)))

@@ -1,0 +1,213 @@
+"""Tags through the engine against a live onesim (speed 0), as real users."""
+
+from __future__ import annotations
+
+import pytest
+from lxml import etree
+
+from econe.errors import Ec2Error
+from tests.engine.conftest import Sim, run
+
+AMI = "ami-00000000"
+
+
+@pytest.fixture(scope="module")
+def engine(sim: Sim):
+    eng = sim.engine()
+    run(eng, "RegisterImage", {"ImageLocation": AMI}, user="demo")
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def oscar(sim: Sim) -> str:
+    sim.as_admin("one.user.allocate", "oscar", "pw", "core", [1])
+    return "oscar"
+
+
+def code_of(fn, *args, **kw) -> str:
+    with pytest.raises(Ec2Error) as err:
+        fn(*args, **kw)
+    return err.value.code
+
+
+def tag(resources: list[str], user: str = "demo", **tags: str):
+    return {"ResourceId": resources, "Tag": [{"Key": k, "Value": v} for k, v in tags.items()]}
+
+
+def described(engine, user: str = "demo", **body) -> set[tuple[str, str, str, str]]:
+    return {
+        (t["ResourceId"], t["ResourceType"], t["Key"], t["Value"])
+        for t in run(engine, "DescribeTags", body, user=user)["Tags"]
+    }
+
+
+def instance_tags(engine, iid: str, user: str = "demo") -> list[dict]:
+    res = run(engine, "DescribeInstances", {"InstanceId": [iid]}, user=user)
+    return res["Reservations"][0]["Instances"][0].get("Tags", [])
+
+
+@pytest.fixture(scope="module")
+def resources(engine) -> dict[str, str]:
+    iid = run(engine, "RunInstances", {"ImageId": AMI}, user="demo")["Instances"][0]["InstanceId"]
+    vol = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+    snap = run(engine, "CreateSnapshot", {"VolumeId": vol}, user="demo")["SnapshotId"]
+    return {"instance": iid, "volume": vol, "snapshot": snap, "image": AMI}
+
+
+def test_create_describe_delete_on_every_kind(sim: Sim, engine, resources) -> None:
+    ids = list(resources.values())
+    assert run(engine, "CreateTags", tag(ids, Name="web", env="prod"), user="demo") == {
+        "Return": True
+    }
+    everything = described(engine)
+    for kind, rid in resources.items():
+        assert (rid, kind, "Name", "web") in everything and (rid, kind, "env", "prod") in everything
+    assert {"Key": "Name", "Value": "web"} in instance_tags(engine, resources["instance"])
+    image = run(engine, "DescribeImages", {"ImageId": [AMI]}, user="demo")["Images"][0]
+    assert {"Key": "env", "Value": "prod"} in image["Tags"]
+    vol = run(engine, "DescribeVolumes", {"VolumeId": [resources["volume"]]}, user="demo")
+    assert {"Key": "Name", "Value": "web"} in vol["Volumes"][0]["Tags"]
+    snap = run(engine, "DescribeSnapshots", {"SnapshotId": [resources["snapshot"]]}, user="demo")
+    assert {"Key": "Name", "Value": "web"} in snap["Snapshots"][0]["Tags"]
+    # tag filters of the describe actions
+    by_tag = {"Filter": [{"Name": "tag:env", "Value": ["prod"]}]}
+    found = run(engine, "DescribeInstances", by_tag, user="demo")["Reservations"]
+    assert resources["instance"] in {i["InstanceId"] for r in found for i in r["Instances"]}
+    # DescribeTags filters
+    only = described(engine, Filter=[{"Name": "resource-type", "Value": ["volume"]}])
+    assert {t[0] for t in only} == {resources["volume"]}
+    only = described(
+        engine,
+        Filter=[
+            {"Name": "resource-id", "Value": [resources["instance"]]},
+            {"Name": "key", "Value": ["N*"]},
+        ],
+    )
+    assert only == {(resources["instance"], "instance", "Name", "web")}
+    assert described(engine, Filter=[{"Name": "value", "Value": ["nothing"]}]) == set()
+    assert code_of(
+        run, engine, "DescribeTags", {"Filter": [{"Name": "bogus", "Value": ["x"]}]}, user="demo"
+    ) == ("InvalidParameterValue")
+
+    # overwrite a value, other tags kept; the rest of the template untouched
+    run(engine, "CreateTags", tag([resources["instance"]], env="dev"), user="demo")
+    assert sorted((t["Key"], t["Value"]) for t in instance_tags(engine, resources["instance"])) == [
+        ("Name", "web"),
+        ("env", "dev"),
+    ]
+    vm = sim.vm(int(resources["instance"].split("-")[1]))
+    assert vm.findtext("USER_TEMPLATE/EC2_INSTANCE_TYPE") == "m1.small"
+    assert len(vm.findall("USER_TEMPLATE/EC2_TAGS")) == 2
+
+    # delete: by key, by key+value (no match keeps it), all
+    run(
+        engine,
+        "DeleteTags",
+        {"ResourceId": [resources["volume"]], "Tag": [{"Key": "env", "Value": "other"}]},
+        user="demo",
+    )
+    assert (resources["volume"], "volume", "env", "prod") in described(engine)
+    run(
+        engine,
+        "DeleteTags",
+        {"ResourceId": [resources["volume"]], "Tag": [{"Key": "env"}]},
+        user="demo",
+    )
+    assert (resources["volume"], "volume", "env", "prod") not in described(engine)
+    assert (resources["volume"], "volume", "Name", "web") in described(engine)
+    run(engine, "DeleteTags", {"ResourceId": ids}, user="demo")
+    assert described(engine) == set()
+    assert instance_tags(engine, resources["instance"]) == []
+    img = etree.fromstring(sim.as_admin("one.image.info", 0).encode())
+    assert img.findtext("TEMPLATE/EC2_AMI") == "YES"  # only EC2_TAGS changed
+
+
+def test_errors(sim: Sim, engine, resources) -> None:
+    for body, code in (
+        (tag(["x-123"], a="b"), "InvalidID"),
+        (tag(["i-zz"], a="b"), "InvalidID"),
+        (tag(["i-99999"], a="b"), "InvalidInstanceID.NotFound"),
+        (tag(["ami-99999"], a="b"), "InvalidAMIID.NotFound"),
+        (tag(["vol-00000000"], a="b"), "InvalidVolume.NotFound"),  # an AMI, not a volume
+        (tag([f"snap-{resources['volume'][4:]}"], a="b"), "InvalidSnapshot.NotFound"),
+        (tag([resources["instance"]], **{"aws:x": "b"}), "InvalidParameterValue"),
+        (tag([resources["instance"]], **{"k": "v" * 257}), "InvalidParameterValue"),
+        (tag([resources["instance"]], **{"k" * 129: "v"}), "InvalidParameterValue"),
+        ({"ResourceId": [resources["instance"]], "Tag": []}, "MissingParameter"),
+    ):
+        assert code_of(run, engine, "CreateTags", body, user="demo") == code, body
+    # every id is checked before anything is written
+    body = tag([resources["volume"], "i-99999"], partial="no")
+    assert code_of(run, engine, "CreateTags", body, user="demo") == "InvalidInstanceID.NotFound"
+    assert not any(t[2] == "partial" for t in described(engine))
+    many = {f"k{i}": "v" for i in range(51)}
+    assert code_of(run, engine, "CreateTags", tag([resources["volume"]], **many), user="demo") == (
+        "TagLimitExceeded"
+    )
+    assert code_of(run, engine, "DeleteTags", {"ResourceId": ["foo-1"]}, user="demo") == "InvalidID"
+
+
+def test_users_are_isolated(sim: Sim, engine, resources, oscar: str) -> None:
+    run(engine, "CreateTags", tag(list(resources.values()), owner="demo"), user="demo")
+    assert described(engine, user=oscar) == set()
+    for prefix, rid in resources.items():
+        body = tag([rid], owner="oscar")
+        code = code_of(run, engine, "CreateTags", body, user=oscar)
+        assert code.endswith(".NotFound"), (prefix, code)
+        code = code_of(run, engine, "DeleteTags", {"ResourceId": [rid]}, user=oscar)
+        assert code.endswith(".NotFound"), (prefix, code)
+    assert {t[3] for t in described(engine)} == {"demo"}
+    run(engine, "DeleteTags", {"ResourceId": list(resources.values())}, user="demo")
+
+
+EVIL = ['x"\nMEMORY="1', "x]\nCPU=9\nY=[Z=1", '\\"', "$USER[PASSWORD]", "a\tb'c<d>&e", ""]
+
+
+@pytest.mark.parametrize("evil", EVIL)
+def test_tag_values_and_keys_cannot_break_out(sim: Sim, engine, resources, evil: str) -> None:
+    iid, vol = resources["instance"], resources["volume"]
+    key = evil or "empty"
+    run(engine, "CreateTags", tag([iid, vol], **{key: evil, "plain": "1"}), user="demo")
+    vm = sim.vm(int(iid.split("-")[1]))
+    assert vm.findtext("TEMPLATE/MEMORY") == "256" and vm.find("USER_TEMPLATE/Y") is None
+    assert {c.tag for c in vm.find("USER_TEMPLATE")} <= {
+        "EC2_INSTANCE_TYPE",
+        "IMAGE_ID",
+        "EC2_RESERVATION_ID",
+        "EC2_LAUNCH_INDEX",
+        "EC2_TAGS",
+    }
+    assert sorted((t["Key"], t["Value"]) for t in instance_tags(engine, iid)) == sorted(
+        [(key, evil), ("plain", "1")]
+    )
+    assert (vol, "volume", key, evil) in described(engine)
+    run(engine, "DeleteTags", {"ResourceId": [iid, vol], "Tag": [{"Key": key}]}, user="demo")
+    assert [t["Key"] for t in instance_tags(engine, iid)] == ["plain"]
+    run(engine, "DeleteTags", {"ResourceId": [iid, vol]}, user="demo")
+
+
+def test_describe_tags_pages(sim: Sim, engine, resources) -> None:
+    run(
+        engine,
+        "CreateTags",
+        tag([resources["volume"]], **{f"p{i}": str(i) for i in range(7)}),
+        user="demo",
+    )
+    first = run(engine, "DescribeTags", {"MaxResults": 5}, user="demo")
+    assert len(first["Tags"]) == 5 and first["NextToken"]
+    rest = run(
+        engine, "DescribeTags", {"MaxResults": 5, "NextToken": first["NextToken"]}, user="demo"
+    )
+    keys = [t["Key"] for t in first["Tags"] + rest["Tags"]]
+    assert sorted(keys) == [f"p{i}" for i in range(7)] and "NextToken" not in rest
+    run(engine, "DeleteTags", {"ResourceId": [resources["volume"]]}, user="demo")
+
+
+def test_tag_specification_on_run_instances(sim: Sim, engine) -> None:
+    spec = [{"ResourceType": "instance", "Tag": [{"Key": "Name", "Value": "spec"}]}]
+    iid = run(engine, "RunInstances", {"ImageId": AMI, "TagSpecification": spec}, user="demo")[
+        "Instances"
+    ][0]["InstanceId"]
+    assert (iid, "instance", "Name", "spec") in described(engine)
+    run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")

@@ -1,0 +1,276 @@
+"""Volumes and snapshots through the engine against a live onesim (speed 0), as real users."""
+
+from __future__ import annotations
+
+import pytest
+from lxml import etree
+
+from econe.errors import Ec2Error
+from tests.engine.conftest import Sim, run
+
+AMI = "ami-00000000"
+
+
+@pytest.fixture(scope="module")
+def engine(sim: Sim):
+    eng = sim.engine()
+    run(eng, "RegisterImage", {"ImageLocation": AMI}, user="demo")
+    yield eng
+    eng.close()
+
+
+@pytest.fixture(scope="module")
+def trudy(sim: Sim) -> str:
+    sim.as_admin("one.user.allocate", "trudy", "pw", "core", [1])
+    return "trudy"
+
+
+def code_of(fn, *args, **kw) -> str:
+    with pytest.raises(Ec2Error) as err:
+        fn(*args, **kw)
+    return err.value.code
+
+
+def image(sim: Sim, ec2_id: str) -> etree._Element:
+    return etree.fromstring(sim.as_admin("one.image.info", int(ec2_id.split("-")[1])).encode())
+
+
+def volumes(engine, user: str = "demo", **body) -> dict[str, dict]:
+    return {v["VolumeId"]: v for v in run(engine, "DescribeVolumes", body, user=user)["Volumes"]}
+
+
+def new_instance(engine) -> str:
+    res = run(engine, "RunInstances", {"ImageId": AMI}, user="demo")
+    return res["Instances"][0]["InstanceId"]
+
+
+def test_create_describe_delete(sim: Sim, engine) -> None:
+    vol = run(
+        engine,
+        "CreateVolume",
+        {
+            "Size": 2,
+            "AvailabilityZone": "opennebula",
+            "TagSpecification": [
+                {"ResourceType": "volume", "Tag": [{"Key": "Name", "Value": "data"}]}
+            ],
+        },
+        user="demo",
+    )
+    vid = vol["VolumeId"]
+    assert vid.startswith("vol-") and len(vid) == 12 and vol["Size"] == 2
+    assert vol["Tags"] == [{"Key": "Name", "Value": "data"}]
+    img = image(sim, vid)
+    assert img.findtext("TYPE") == "2" and img.findtext("PERSISTENT") == "1"
+    assert img.findtext("SIZE") == "2048" and img.findtext("DATASTORE_ID") == "1"
+    assert img.findtext("TEMPLATE/EBS_VOLUME") == "YES"
+    assert img.findtext("TEMPLATE/FSTYPE") == "ext3"
+    listed = volumes(engine)
+    assert listed[vid]["State"] == "available" and listed[vid]["Attachments"] == []
+    assert listed[vid]["AvailabilityZone"] == "opennebula"
+    assert set(volumes(engine, VolumeId=[vid])) == {vid}
+    by_tag = {"Filter": [{"Name": "tag:Name", "Value": ["data"]}, {"Name": "size", "Value": ["2"]}]}
+    assert set(volumes(engine, **by_tag)) == {vid}
+    assert volumes(engine, Filter=[{"Name": "status", "Value": ["in-use"]}]).get(vid) is None
+    # AMIs are not volumes; volumes are not AMIs
+    assert code_of(run, engine, "DescribeVolumes", {"VolumeId": ["vol-00000000"]}, user="demo") == (
+        "InvalidVolume.NotFound"
+    )
+    assert code_of(run, engine, "DescribeImages", {"ImageId": [f"ami-{vid[4:]}"]}, user="demo") == (
+        "InvalidAMIID.NotFound"
+    )
+    assert code_of(run, engine, "DescribeVolumes", {"VolumeId": ["vol-x"]}, user="demo") == (
+        "InvalidVolumeID.Malformed"
+    )
+    assert run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo") == {"Return": True}
+    assert vid not in volumes(engine)
+    assert code_of(run, engine, "DeleteVolume", {"VolumeId": vid}, user="demo") == (
+        "InvalidVolume.NotFound"
+    )
+    for body, code in (
+        ({}, "MissingParameter"),
+        ({"Size": 0}, "InvalidParameterValue"),
+        ({"Size": 1, "AvailabilityZone": "us-east-1a"}, "InvalidParameterValue"),
+        ({"SnapshotId": "snap-99999"}, "InvalidSnapshot.NotFound"),
+        ({"SnapshotId": "vol-1"}, "InvalidSnapshotID.Malformed"),
+    ):
+        assert code_of(run, engine, "CreateVolume", body, user="demo") == code, body
+
+
+def test_delete_volume_deletes_only_volumes(sim: Sim, engine) -> None:
+    """Ruby bug 16: DeleteVolume vol-0 deleted the AMI image 0."""
+    assert code_of(run, engine, "DeleteVolume", {"VolumeId": "vol-00000000"}, user="demo") == (
+        "InvalidVolume.NotFound"
+    )
+    assert image(sim, AMI).findtext("STATE") != "7"
+
+
+def test_client_token_is_idempotent(sim: Sim, engine) -> None:
+    first = run(engine, "CreateVolume", {"Size": 1, "ClientToken": "vol-tok-1"}, user="demo")
+    again = run(engine, "CreateVolume", {"Size": 1, "ClientToken": "vol-tok-1"}, user="demo")
+    assert again["VolumeId"] == first["VolumeId"]
+    run(engine, "DeleteVolume", {"VolumeId": first["VolumeId"]}, user="demo")
+
+
+def test_attach_detach_snapshot_and_restore(sim: Sim, engine) -> None:
+    vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+    iid = new_instance(engine)
+    att = run(
+        engine,
+        "AttachVolume",
+        {"VolumeId": vid, "InstanceId": iid, "Device": "/dev/sdf"},
+        user="demo",
+    )
+    assert att["State"] == "attaching" and att["Device"] == "/dev/sdf"
+    assert att["InstanceId"] == iid and att["VolumeId"] == vid
+    vm = sim.vm(int(iid.split("-")[1]))
+    disks = {d.findtext("IMAGE_ID"): d.findtext("TARGET") for d in vm.findall("TEMPLATE/DISK")}
+    assert disks[str(int(vid[4:]))] == "sdf"
+    shown = volumes(engine, VolumeId=[vid])[vid]
+    assert shown["State"] == "in-use"
+    (a,) = shown["Attachments"]
+    assert a["InstanceId"] == iid and a["Device"] == "/dev/sdf" and a["State"] == "attached"
+    by_instance = {"Filter": [{"Name": "attachment.instance-id", "Value": [iid]}]}
+    assert set(volumes(engine, **by_instance)) == {vid}
+
+    # in use: cannot delete, cannot attach again
+    assert code_of(run, engine, "DeleteVolume", {"VolumeId": vid}, user="demo") == "VolumeInUse"
+    other = new_instance(engine)
+    body = {"VolumeId": vid, "InstanceId": other, "Device": "/dev/sdg"}
+    assert code_of(run, engine, "AttachVolume", body, user="demo") == "VolumeInUse"
+
+    # snapshot while attached (disk save-as), then restore it into a new volume
+    snap = run(engine, "CreateSnapshot", {"VolumeId": vid, "Description": "nightly"}, user="demo")
+    sid = snap["SnapshotId"]
+    assert sid.startswith("snap-") and snap["VolumeId"] == vid and snap["Description"] == "nightly"
+    simg = image(sim, sid)
+    assert simg.findtext("TEMPLATE/EBS_SNAPSHOT") == "YES"
+    assert simg.findtext("TEMPLATE/EBS_VOLUME_ID") == vid
+    assert simg.findtext("TEMPLATE/EBS_VOLUME") is None
+    snaps = run(engine, "DescribeSnapshots", {"SnapshotId": [sid]}, user="demo")["Snapshots"]
+    assert snaps[0]["State"] == "completed" and snaps[0]["OwnerId"] == "demo"
+    assert snaps[0]["VolumeSize"] == 1 and snaps[0]["Progress"] == "100%"
+    mine = run(engine, "DescribeSnapshots", {"Owner": ["self"]}, user="demo")["Snapshots"]
+    assert sid in {s["SnapshotId"] for s in mine}
+    by_volume = {"Filter": [{"Name": "volume-id", "Value": [vid]}]}
+    assert [
+        s["SnapshotId"]
+        for s in run(engine, "DescribeSnapshots", by_volume, user="demo")["Snapshots"]
+    ] == [sid]
+    # snapshots are not volumes, volumes are not snapshots
+    assert code_of(
+        run, engine, "DescribeVolumes", {"VolumeId": [f"vol-{sid[5:]}"]}, user="demo"
+    ) == ("InvalidVolume.NotFound")
+    assert code_of(
+        run, engine, "DeleteSnapshot", {"SnapshotId": f"snap-{vid[4:]}"}, user="demo"
+    ) == ("InvalidSnapshot.NotFound")
+
+    restored = run(engine, "CreateVolume", {"SnapshotId": sid}, user="demo")
+    rid = restored["VolumeId"]
+    rimg = image(sim, rid)
+    assert rimg.findtext("PERSISTENT") == "1" and rimg.findtext("TEMPLATE/EBS_VOLUME") == "YES"
+    assert rimg.findtext("TEMPLATE/EBS_SNAPSHOT") is None
+    assert restored["SnapshotId"] == sid and rid != vid
+
+    # detach: wrong instance / device first
+    wrong = {"VolumeId": vid, "InstanceId": other}
+    assert code_of(run, engine, "DetachVolume", wrong, user="demo") == "InvalidAttachment.NotFound"
+    wrong = {"VolumeId": vid, "Device": "/dev/sdz"}
+    assert code_of(run, engine, "DetachVolume", wrong, user="demo") == "InvalidAttachment.NotFound"
+    det = run(engine, "DetachVolume", {"VolumeId": vid, "InstanceId": iid}, user="demo")
+    assert det["State"] == "detaching" and det["Device"] == "/dev/sdf"
+    assert volumes(engine, VolumeId=[vid])[vid]["State"] == "available"
+    assert code_of(run, engine, "DetachVolume", {"VolumeId": vid}, user="demo") == "IncorrectState"
+
+    # snapshot of a detached volume: a clone
+    snap2 = run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")["SnapshotId"]
+    assert image(sim, snap2).findtext("TEMPLATE/EBS_SNAPSHOT") == "YES"
+
+    for s in (sid, snap2):
+        assert run(engine, "DeleteSnapshot", {"SnapshotId": s}, user="demo") == {"Return": True}
+    assert code_of(run, engine, "DeleteSnapshot", {"SnapshotId": sid}, user="demo") == (
+        "InvalidSnapshot.NotFound"
+    )
+    for v in (vid, rid):
+        run(engine, "DeleteVolume", {"VolumeId": v}, user="demo")
+    run(engine, "TerminateInstances", {"InstanceId": [iid, other]}, user="demo")
+
+
+def test_attach_refusals(sim: Sim, engine) -> None:
+    vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+    iid = new_instance(engine)
+    for body, code in (
+        ({"VolumeId": vid, "InstanceId": iid}, "MissingParameter"),
+        ({"VolumeId": vid, "InstanceId": iid, "Device": "/dev/../sda"}, "InvalidParameterValue"),
+        (
+            {"VolumeId": vid, "InstanceId": iid, "Device": "sda"},
+            "InvalidParameterValue",
+        ),  # root disk
+        ({"VolumeId": vid, "InstanceId": "i-99999", "Device": "sdf"}, "InvalidInstanceID.NotFound"),
+        ({"VolumeId": "vol-99999", "InstanceId": iid, "Device": "sdf"}, "InvalidVolume.NotFound"),
+        (
+            {"VolumeId": "vol-00000000", "InstanceId": iid, "Device": "sdf"},
+            "InvalidVolume.NotFound",
+        ),
+    ):
+        assert code_of(run, engine, "AttachVolume", body, user="demo") == code, body
+    run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
+    body = {"VolumeId": vid, "InstanceId": iid, "Device": "sdf"}
+    assert code_of(run, engine, "AttachVolume", body, user="demo") == "InvalidInstanceID.NotFound"
+    run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo")
+
+
+def test_users_are_isolated(sim: Sim, engine, trudy: str) -> None:
+    vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+    sid = run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")["SnapshotId"]
+    assert vid not in volumes(engine, user=trudy)
+    assert run(engine, "DescribeSnapshots", {}, user=trudy)["Snapshots"] == []
+    for action, body, code in (
+        ("DescribeVolumes", {"VolumeId": [vid]}, "InvalidVolume.NotFound"),
+        ("DeleteVolume", {"VolumeId": vid}, "InvalidVolume.NotFound"),
+        ("CreateSnapshot", {"VolumeId": vid}, "InvalidVolume.NotFound"),
+        ("DescribeSnapshots", {"SnapshotId": [sid]}, "InvalidSnapshot.NotFound"),
+        ("DeleteSnapshot", {"SnapshotId": sid}, "InvalidSnapshot.NotFound"),
+        ("CreateVolume", {"SnapshotId": sid}, "InvalidSnapshot.NotFound"),
+        ("DetachVolume", {"VolumeId": vid}, "InvalidVolume.NotFound"),
+    ):
+        assert code_of(run, engine, action, body, user=trudy) == code, action
+    mine = new_instance(engine)
+    body = {"VolumeId": vid, "InstanceId": mine, "Device": "sdf"}
+    assert code_of(run, engine, "AttachVolume", body, user=trudy) == "InvalidVolume.NotFound"
+    tv = run(engine, "CreateVolume", {"Size": 1}, user=trudy)["VolumeId"]
+    body = {"VolumeId": tv, "InstanceId": mine, "Device": "sdf"}
+    assert code_of(run, engine, "AttachVolume", body, user=trudy) == "InvalidInstanceID.NotFound"
+    assert image(sim, vid).findtext("STATE") in ("1", "4")
+    run(engine, "DeleteSnapshot", {"SnapshotId": sid}, user="demo")
+    run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo")
+    run(engine, "DeleteVolume", {"VolumeId": tv}, user=trudy)
+    run(engine, "TerminateInstances", {"InstanceId": [mine]}, user="demo")
+
+
+EVIL = ['x"\nSIZE="99999', "y]\nPERSISTENT=NO\nZ=[A=1", '\\"', "a'c<d>&e"]
+
+
+@pytest.mark.parametrize("evil", EVIL)
+def test_descriptions_and_tags_cannot_break_out(sim: Sim, engine, evil: str) -> None:
+    vol = run(
+        engine,
+        "CreateVolume",
+        {
+            "Size": 1,
+            "TagSpecification": [{"ResourceType": "volume", "Tag": [{"Key": "k", "Value": evil}]}],
+        },
+        user="demo",
+    )
+    img = image(sim, vol["VolumeId"])
+    assert img.findtext("SIZE") == "1024" and img.findtext("PERSISTENT") == "1"
+    assert img.find("TEMPLATE/Z") is None
+    assert vol["Tags"] == [{"Key": "k", "Value": evil}]
+    snap = run(
+        engine, "CreateSnapshot", {"VolumeId": vol["VolumeId"], "Description": evil}, user="demo"
+    )
+    simg = image(sim, snap["SnapshotId"])
+    assert simg.findtext("TEMPLATE/DESCRIPTION") == evil and simg.find("TEMPLATE/Z") is None
+    assert snap["Description"] == evil
+    run(engine, "DeleteSnapshot", {"SnapshotId": snap["SnapshotId"]}, user="demo")
+    run(engine, "DeleteVolume", {"VolumeId": vol["VolumeId"]}, user="demo")
