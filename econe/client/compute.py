@@ -78,6 +78,8 @@ def _run_upload(ctx: Context, args: argparse.Namespace) -> None:
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     show = args.progress if args.progress is not None else ctx.err.isatty()
+    if ctx.options.verbose:
+        ctx.note_endpoint()
     checksum = None
     if args.checksum:
         if ctx.options.verbose:

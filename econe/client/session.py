@@ -42,11 +42,14 @@ class Context:
         if self._client is None:
             self._client = make_client(self.creds, self.options)
             if self.options.verbose:
-                self.note(
-                    f"endpoint {self.creds.url}, access key {self.creds.access_key!r} "
-                    f"from {self.creds.source}"
-                )
+                self.note_endpoint()
         return self._client
+
+    def note_endpoint(self) -> None:
+        self.note(
+            f"endpoint {self.creds.url}, access key {self.creds.access_key!r} "
+            f"from {self.creds.source}"
+        )
 
     def note(self, text: str) -> None:
         self.err.write(f"econe: {text}\n")
@@ -81,7 +84,8 @@ class Context:
             raise CliError(f"bad answer from {self.creds.url}: {text}") from None
         if self.options.verbose:
             request_id = response.get("ResponseMetadata", {}).get("RequestId")
-            self.note(f"{operation}: request id {request_id or '(none)'}")
+            action = self.client.meta.method_to_api_mapping.get(operation, operation)
+            self.note(f"{action}: request id {request_id or '(none)'}")
         return response
 
     def call_all(self, operation: str, list_key: str, **params: Any) -> dict[str, Any]:

@@ -236,3 +236,31 @@ def test_upload_and_register(server, tmp_path):
     assert ami.startswith("ami-")
     assert server.ok("register", ami).strip() == ami
     assert ami in server.ok("describe-images")
+    # same name, same file (this time with its checksum): the same image, not a new one
+    again = server.ok("upload", str(image), "--name", "cli-e2e-upload", "--checksum")
+    assert again.strip() == ami
+
+
+def test_upload_progress_bar_when_asked(server, tmp_path):
+    image = tmp_path / "progress.img"
+    image.write_bytes(os.urandom(3 * 1024 * 1024))
+    proc = server.econe("upload", str(image), "--progress")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("ami-")
+    last = proc.stderr.rstrip("\n").split("\r")[-1]
+    assert "100%" in last and "3.0 MiB / 3.0 MiB" in last and "/s" in last
+
+
+def test_elastic_ip_round_trip(server):
+    ami = _first_ami(server)
+    instance = server.json("run-instances", ami)["Instances"][0]["InstanceId"]
+    _wait(server, [instance], {"running"})
+    ip = server.json("allocate-address")["PublicIp"]
+    assert ip in server.ok("describe-addresses")
+    server.ok("associate-address", ip, instance)
+    row = [line.split() for line in server.ok("describe-addresses", ip).splitlines()[1:]]
+    assert row == [[ip, instance, "standard"]]
+    server.ok("disassociate-address", ip)
+    server.ok("release-address", ip)
+    assert ip not in server.ok("describe-addresses")
+    server.ok("terminate-instances", instance)
