@@ -237,7 +237,15 @@ def build(
         letters[prefix] = n + 1
         target = d.get("TARGET") or prefix + chr(ord("a") + n)
         if img is not None:
-            refs.acquire_image(sim, img, vid)
+            try:
+                refs.acquire_image(sim, img, vid)
+            except errors.OneError:  # e.g. the same persistent image twice: undo everything
+                for other in images[:i]:
+                    if other is not None:
+                        refs.release_image(sim, other["id"], vid)
+                for vn in taken:
+                    leases.free_vm(vn, vid)
+                raise
             disk = image_disk(sim, img, i, target, d)
         else:
             disk = [[k, v] for k, v in d.items()] + [["DISK_ID", str(i)], ["TARGET", target]]

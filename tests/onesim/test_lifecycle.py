@@ -441,3 +441,16 @@ def test_clone_states(one: One, sim) -> None:
         sim.sim._push(0.0, "image", c1)
     assert "<STATE>1</STATE>" in one("one.image.info", D, 0)[1]
     assert "<CLONING_ID>-1</CLONING_ID>" in one("one.image.info", D, c1)[1]
+
+
+def test_same_persistent_image_twice_is_undone(one: One, sim) -> None:
+    assert one("one.image.persistent", D, 0, True)[0]
+    r = one(
+        "one.vm.allocate",
+        D,
+        'MEMORY="8"\nCPU="1"\nNIC=[NETWORK_ID="0"]\nDISK=[IMAGE_ID="0"]\nDISK=[IMAGE_ID="0"]',
+        False,
+    )
+    assert r[1] == "[one.vm.allocate] Cannot acquire image 0, it is persistent and already in use"
+    assert image_state(one, 0) == 1
+    assert "<LEASE>" not in one("one.vn.info", D, 0)[1]
