@@ -94,7 +94,7 @@ def attach(sim: Sim, caller: Caller, vid: int, tmpl: str) -> int:
     vm = sim.get_auth(caller, "vm", vid, "MANAGE")
     disks = T.get_vec(parse(tmpl), "DISK")
     if not disks:
-        raise errors.action("No DISK attribute in template")  # approximate text
+        raise errors.action("Internal error parsing DISK attribute")
     d = {k: v for k, v in disks[0]}
     lifecycle.hotplug(sim, vm, "disk_attach", check=True)
     refs.authorize(sim, caller, [d], [])
@@ -144,7 +144,7 @@ def attachnic(sim: Sim, caller: Caller, vid: int, tmpl: str) -> int:
     vm = sim.get_auth(caller, "vm", vid, "MANAGE")
     nics = T.get_vec(parse(tmpl), "NIC")
     if not nics:
-        raise errors.action("No NIC attribute in template")  # approximate text
+        raise errors.action("Wrong format or missing NIC/NIC_ALIAS/PCI attribute")
     n = {k: v for k, v in nics[0]}
     lifecycle.hotplug(sim, vm, "nic_attach", check=True)
     refs.authorize(sim, caller, [], [n])
