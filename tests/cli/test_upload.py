@@ -17,6 +17,8 @@ import pytest
 from botocore.auth import SigV2Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from econe.client.credentials import Credentials
 from econe.client.errors import EndpointUnreachable, ServerError, UsageError
@@ -345,3 +347,19 @@ def test_upload_memory_does_not_grow_with_the_file(tmp_path):
         server.shutdown()
         server.server_close()
     assert peak < 8 * 1024 * 1024, f"peak {peak} bytes for a 64 MiB upload"
+
+
+_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    params=st.dictionaries(_text.filter(bool), _text, max_size=6),
+    port=st.sampled_from(["", ":4567", ":80"]),
+)
+def test_sigv2_matches_botocore_for_any_fields(params, port):
+    params.pop("Signature", None)
+    url = f"http://ec2.example.org{port}/"
+    request = AWSRequest(method="POST", url=url, data={})
+    _, expected = SigV2Auth(BotoCredentials("k", DEMO_SECRET)).calc_signature(request, dict(params))
+    assert sign_v2(DEMO_SECRET, "POST", endpoint_parts(url)[1], "/", params) == expected
