@@ -9,6 +9,8 @@ import hashlib
 import json
 import logging
 import secrets
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from lxml import etree
 
 from econe.errors import Ec2Error, invalid_value
 from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id
+from econe.mapping.onecall import OneError, OneUnavailable, error_name
 from econe.paths import data_dir
 from handlers.escaping import (
     Attr,
@@ -349,3 +352,167 @@ def run_instances(rt: Any) -> dict:
         )
     vms = [rt.xml(rt.call("one.vm.info", vm_id)) for vm_id in created]
     return _reservation(rt, vms)
+
+
+# -- TerminateInstances: terminating pending instances -----------------------------------------
+#
+# oned refuses terminate/terminate-hard while a VM is in PROLOG, BOOT, a hotplug or another
+# transient ACTIVE state, but EC2 lets users terminate an instance at once. econe then records
+# the intent on the VM itself (USER_TEMPLATE EC2_TERMINATE_REQUESTED="<epoch>", a merge), answers
+# `shutting-down` (the instance view shows marked VMs so) and completes the terminate as soon as
+# oned accepts it: a background thread of this engine retries for TERMINATE_RETRY_SECONDS, and
+# any DescribeInstances or TerminateInstances that sees the mark on a VM oned would now terminate
+# does it, so another or a restarted gateway process finishes the job. No gateway state.
+
+TERMINATE_MARK = "EC2_TERMINATE_REQUESTED"
+TERMINATE_RETRY_SECONDS = 900
+TERMINATE_POLL_SECONDS = 0.5
+SHUTTING_DOWN = {"Code": 32, "Name": "shutting-down"}
+_FAILURE_LCM = {14, 36, 37, 38, 39, 40, 41, 42, 44, 46, 47, 48, 49, 50, 61}
+_watch_lock = threading.Lock()
+
+
+def terminable(state: int | None, lcm: int | None) -> bool:
+    """Whether oned accepts terminate-hard in this state (DispatchManager::terminate)."""
+    if state in (0, 1, 2, 4, 5, 8, 9, 10, 11):
+        return True
+    return state == 3 and (lcm in (3, 16) or lcm in _FAILURE_LCM)
+
+
+def _watch(engine: Any, user: str, vm_id: int, until: float) -> None:
+    """Background: terminate-hard VM `vm_id` (as `user`) once oned accepts it, until `until`."""
+    try:
+        while time.time() < until and not engine.closing.wait(TERMINATE_POLL_SECONDS):
+            try:
+                session = engine.sessions.session_for(user)
+                vm = etree.fromstring(engine.one.call(session, "one.vm.info", vm_id).encode())
+            except OneUnavailable:
+                continue
+            except OneError as exc:
+                if error_name(exc) in ("NO_EXISTS", "AUTHORIZATION"):
+                    return
+                continue
+            except Exception:  # noqa: BLE001 - a background thread must not die noisily
+                log.exception("deferred terminate of VM %s: cannot read it", vm_id)
+                return
+            state, lcm = int(vm.findtext("STATE") or -1), int(vm.findtext("LCM_STATE") or -1)
+            if state == 6 or vm.find(f"USER_TEMPLATE/{TERMINATE_MARK}") is None:
+                return
+            if not terminable(state, lcm):
+                continue
+            try:
+                engine.one.call(session, "one.vm.action", "terminate-hard", vm_id)
+                log.info("deferred terminate of VM %s done", vm_id)
+                return
+            except OneUnavailable:
+                continue
+            except OneError as exc:
+                if error_name(exc) != "ACTION":
+                    log.error("deferred terminate of VM %s failed: %s", vm_id, exc)
+                    return
+    finally:
+        with _watch_lock:
+            engine.cache.pop(("terminate-watch", vm_id), None)
+
+
+def _start_watch(rt: Any, vm_id: int, since: int) -> None:
+    until = since + TERMINATE_RETRY_SECONDS
+    if time.time() >= until or rt.engine.closing.is_set():
+        return
+    key = ("terminate-watch", vm_id)
+    with _watch_lock:
+        if key in rt.engine.cache:
+            return
+        thread = threading.Thread(
+            target=_watch,
+            args=(rt.engine, rt.principal.name, vm_id, until),
+            name=f"econe-terminate-{vm_id}",
+            daemon=True,
+        )
+        rt.engine.cache[key] = thread
+    thread.start()
+
+
+def _defer_terminate(rt: Any, item: dict) -> None:
+    vm_id = item["_id"]
+    since = item.get("_terminate")
+    if not since:
+        since = int(time.time())
+        rt.call(
+            "one.vm.update",
+            vm_id,
+            template_xml([(TERMINATE_MARK, str(since))]),
+            1,
+            errors={"NO_EXISTS": "InvalidInstanceID.NotFound"},
+        )
+    _start_watch(rt, vm_id, int(since))
+
+
+def terminate_instances(rt: Any) -> dict:
+    """TerminateInstances: every id validated first (the mapping's by_id), then terminate
+    (RUNNING) or terminate-hard; a VM oned cannot terminate yet is marked and finished later."""
+    requested = rt.body.get("InstanceId")
+    requested = [requested] if isinstance(requested, str) else list(requested or [])
+    if not requested:
+        raise Ec2Error("MissingParameter", "The request must contain the parameter InstanceId")
+    scope = rt.scope()
+    items = rt.engine.fetch_by_ids(rt, rt.mapping, requested, scope)
+    changes = []
+    for item in items:
+        vm_id, state, lcm = item["_id"], item.get("_state"), item.get("_lcm")
+        after = item
+        if state != 6:
+            action = "terminate" if state == 3 and lcm == 3 else "terminate-hard"
+            try:
+                rt.call(
+                    "one.vm.action",
+                    action,
+                    vm_id,
+                    errors={"ACTION": "IncorrectInstanceState"},
+                    not_found="InvalidInstanceID.NotFound",
+                )
+            except Ec2Error as exc:
+                if exc.code != "IncorrectInstanceState":
+                    raise
+                if item["State"]["Name"] in ("shutting-down", "terminated") and not (
+                    item.get("_terminate")
+                ):
+                    pass  # already on its way out: success, as on EC2
+                elif state == 3:
+                    _defer_terminate(rt, item)
+                    after = {**item, "State": SHUTTING_DOWN}
+                else:
+                    raise Ec2Error(
+                        "IncorrectInstanceState",
+                        f"The instance '{item['InstanceId']}' is not in a state from which it "
+                        f"can be terminated ({item['State']['Name']}).",
+                    ) from None
+            else:
+                after = rt.engine.fetch_one(rt, rt.mapping, vm_id, scope) or item
+        changes.append({"item": item, "before": item, "after": after})
+    return {
+        "TerminatingInstances": [
+            {
+                "InstanceId": c["item"]["InstanceId"],
+                "CurrentState": c["after"]["State"],
+                "PreviousState": c["before"]["State"],
+            }
+            for c in changes
+        ]
+    }
+
+
+def finish_terminations(rt: Any, items: list[dict], changes: list) -> None:
+    """DescribeInstances `after:` hook: complete the deferred terminate of every marked instance
+    oned would now terminate (or make sure this process keeps retrying for it)."""
+    for item in items:
+        since = item.get("_terminate")
+        if not since or item.get("_state") == 6:
+            continue
+        if terminable(item.get("_state"), item.get("_lcm")):
+            try:
+                rt.call("one.vm.action", "terminate-hard", item["_id"])
+                continue
+            except Ec2Error as exc:
+                log.info("deferred terminate of %s: %s", item["InstanceId"], exc.message)
+        _start_watch(rt, item["_id"], int(since))
