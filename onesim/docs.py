@@ -3,6 +3,7 @@ element order of oned 7.4's ``to_xml`` routines (checked against the golden resp
 
 from __future__ import annotations
 
+import ipaddress
 from typing import TYPE_CHECKING
 
 from . import template as T
@@ -180,8 +181,7 @@ def image(sim: Sim, img: dict) -> str:
 
 
 def _ip_int(ip: str) -> int:
-    a, b, c, d = (int(x) for x in ip.split("."))
-    return (a << 24) | (b << 16) | (c << 8) | d
+    return int(ipaddress.IPv4Address(ip.strip()))
 
 
 def ip_str(n: int) -> str:

@@ -12,16 +12,23 @@ NOT_IN_RANGE = "Address is not part of the address range or in use."
 
 
 def make_ar(ar_id: int, vec: list) -> dict:
+    """``AddressRange::from_attr`` for IPv4 ranges (other types are not simulated)."""
     d = {k: v for k, v in vec}
-    typ = d.get("TYPE", "IP4").upper()
+    typ = d.get("TYPE", "").upper()
+    if typ not in ("IP4", "IP6", "IP4_6", "ETHER", "IP6_STATIC", "IP4_6_STATIC"):
+        raise errors.internal("Unknown or missing address range TYPE.")
+    if typ != "IP4":
+        raise errors.internal(f"onesim simulates IP4 address ranges only, not {typ}")
+    try:
+        start = _ip_int(d.get("IP", ""))
+    except (ValueError, TypeError):
+        raise errors.internal("Wrong or empty IP attribute") from None
     try:
         size = int(d.get("SIZE", ""))
-        ip = d.get("IP", "")
-        start = _ip_int(ip)
-    except (ValueError, TypeError):
-        raise errors.internal("Wrong SIZE or IP for address range") from None
-    if size <= 0:
-        raise errors.internal("Wrong SIZE for address range")
+        if size < 0:
+            raise ValueError
+    except ValueError:
+        raise errors.internal("Wrong SIZE for address range") from None
     skip = {"AR_ID", "TYPE", "SIZE", "IP", "MAC", "ALLOCATED", "NEXT_INDEX", "SHARED"}
     return {
         "ar_id": ar_id,

@@ -31,7 +31,10 @@ def new_vnet(sim: Sim, uid: int, gid: int, tmpl: list, perms: list | None = None
     if not vn_mad:
         raise errors.allocate_error("vnet", "No VN_MAD in template for Virtual Network.")
     vid = max(int(sim.store.meta.get("next_vnet", 0)), 0)
-    ars = [leases.make_ar(i, vec) for i, vec in enumerate(T.get_vec(tmpl, "AR"))]
+    try:
+        ars = [leases.make_ar(i, vec) for i, vec in enumerate(T.get_vec(tmpl, "AR"))]
+    except errors.OneError as e:
+        raise errors.allocate_error("vnet", e.message) from None
     sim.store.new_id("vnet")
     bridge = T.get(tmpl, "BRIDGE") or f"onebr{vid}"
     btype = T.get(tmpl, "BRIDGE_TYPE") or "linux"
@@ -115,7 +118,7 @@ def add_ar(sim: Sim, caller: Caller, vid: int, tmpl: str) -> int:
     vn = sim.get_auth(caller, "vnet", vid, "ADMIN")
     vecs = T.get_vec(parse(tmpl), "AR")
     if not vecs:
-        raise errors.action("Wrong AR definition. AR vector attribute is missing.")  # approx
+        raise errors.internal("Wrong AR definition. AR vector attribute is missing.")
     ar = leases.make_ar(vn["next_ar"], vecs[0])
     vn["next_ar"] += 1
     vn["ars"].append(ar)

@@ -454,3 +454,25 @@ def test_same_persistent_image_twice_is_undone(one: One, sim) -> None:
     assert r[1] == "[one.vm.allocate] Cannot acquire image 0, it is persistent and already in use"
     assert image_state(one, 0) == 1
     assert "<LEASE>" not in one("one.vn.info", D, 0)[1]
+
+
+def test_address_range_errors(one: One, sim) -> None:
+    A = sim.one_auth
+    base = 'NAME="n"\nVN_MAD="dummy"\n'
+    assert one("one.vn.allocate", A, base + 'AR=[IP="10.1.0.1", SIZE="2"]', -1)[1] == (
+        "[one.vn.allocate] Error allocating a new virtual network. Unknown or missing address "
+        "range TYPE."
+    )
+    assert one("one.vn.allocate", A, base + 'AR=[TYPE="IP4", IP="10.1.0.300", SIZE="2"]', -1)[
+        1
+    ].endswith("Wrong or empty IP attribute")
+    assert one("one.vn.add_ar", A, 1, 'AR=[TYPE="IP4", IP="10.2.0.1", SIZE="x"]') == [
+        False,
+        "[one.vn.add_ar] Wrong SIZE for address range",
+        8192,
+        -1,
+        -1,
+    ]
+    assert one("one.vn.add_ar", A, 1, 'X="1"')[1] == (
+        "[one.vn.add_ar] Wrong AR definition. AR vector attribute is missing."
+    )
