@@ -82,19 +82,40 @@ def free_vm(vn: dict, vid: int) -> None:
             del ar["leases"][k]
 
 
-def _lease_spec(tmpl: list) -> tuple[str | None, int | None]:
+def _lease_spec(tmpl: list) -> tuple[dict, int | None]:
     vecs = [v for k, v in tmpl if k == "LEASES" and isinstance(v, list)]
     if not vecs:
         raise errors.internal("Empty lease description.")
     d = {k: v for k, v in vecs[0]}
-    ip = d.get("IP")
-    if ip is None and d.get("MAC") is None and d.get("IP6") is None:
+    if not (d.get("IP") or d.get("MAC") or d.get("IP6")):
         raise errors.internal("Missing MAC, IP or IP6.")
     ar_id = d.get("AR_ID")
     try:
-        return ip, (int(ar_id) if ar_id is not None else None)
+        return d, (int(ar_id) if ar_id is not None else None)
     except ValueError:
         raise errors.internal("Wrong AR_ID") from None
+
+
+def _mac_int(mac: str) -> int | None:
+    try:
+        parts = [int(x, 16) for x in mac.strip().split(":")]
+    except ValueError:
+        return None
+    if len(parts) != 6 or any(not 0 <= p <= 255 for p in parts):
+        return None
+    return int.from_bytes(bytes(parts), "big")
+
+
+def _spec_index(ar: dict, d: dict) -> int | None:
+    """Index of the address named by ``d`` (IP, else MAC) in ``ar``; None if outside."""
+    if d.get("IP"):
+        return _index(ar, d["IP"])
+    m = _mac_int(d.get("MAC", ""))
+    base = _mac_int(ar["mac"])
+    if m is None or base is None:
+        return None
+    i = m - base
+    return i if 0 <= i < ar["size"] else None
 
 
 def _candidates(vn: dict, ar_id: int | None) -> list[dict]:
@@ -102,11 +123,10 @@ def _candidates(vn: dict, ar_id: int | None) -> list[dict]:
 
 
 def hold(vn: dict, tmpl: list) -> None:
-    ip, ar_id = _lease_spec(tmpl)
-    if ip is None:
-        raise errors.internal(NOT_IN_RANGE)
+    """``one.vn.hold``: by IP or MAC (IPv6 is not simulated)."""
+    d, ar_id = _lease_spec(tmpl)
     for ar in _candidates(vn, ar_id):
-        i = _index(ar, ip)
+        i = _spec_index(ar, d)
         if i is not None:
             if str(i) in ar["leases"]:
                 break
@@ -117,11 +137,9 @@ def hold(vn: dict, tmpl: list) -> None:
 
 def release(vn: dict, tmpl: list) -> None:
     """oned answers success even when the address was not held or is in no AR."""
-    ip, ar_id = _lease_spec(tmpl)
-    if ip is None:
-        return
+    d, ar_id = _lease_spec(tmpl)
     for ar in _candidates(vn, ar_id):
-        i = _index(ar, ip)
+        i = _spec_index(ar, d)
         if i is not None and ar["leases"].get(str(i)) == -1:
             del ar["leases"][str(i)]
             return

@@ -202,6 +202,10 @@ def test_networks(one: One, sim) -> None:
         -1,
     ]
     assert one("one.vn.hold", A, nid, 'LEASES=[MAC="02:00:00:00:00:01"]')[2] == 8192
+    assert one("one.vn.hold", A, 1, 'LEASES=[MAC="02:00:c6:33:64:05"]') == [True, 1, 0]
+    assert "<IP><![CDATA[198.51.100.5]]></IP>" in one("one.vn.info", A, 1)[1]
+    assert one("one.vn.release", A, 1, 'LEASES=[MAC="02:00:c6:33:64:05"]') == [True, 1, 0]
+    assert "<LEASE>" not in one("one.vn.info", A, 1)[1]
 
 
 def test_positive_speed(tmp_path: Path) -> None:
