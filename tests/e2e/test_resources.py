@@ -1,0 +1,197 @@
+"""Key pairs, tags, volumes, snapshots and early termination end to end: boto3 against
+`econe-server run --simulator`."""
+
+from __future__ import annotations
+
+import time
+import xmlrpc.client
+
+import pytest
+from botocore.exceptions import ClientError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from lxml import etree
+
+from tests.e2e.conftest import start_demo, stop_demo, wait_state
+
+
+def error_code(excinfo) -> str:
+    return excinfo.value.response["Error"]["Code"]
+
+
+def vm_xml(demo, instance_id: str) -> etree._Element:
+    proxy = xmlrpc.client.ServerProxy(demo.sim_url)
+    ok, body, *_ = proxy.one.vm.info(demo.one_auth(), int(instance_id.split("-")[1]))
+    assert ok, body
+    return etree.fromstring(body.encode())
+
+
+def wait_for(check, timeout: float = 20, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def ami(ec2) -> str:
+    return ec2.describe_images()["Images"][0]["ImageId"]
+
+
+def test_key_pairs(ec2, demo, ami):
+    created = ec2.create_key_pair(KeyName="e2e-rsa")
+    assert created["KeyMaterial"].startswith("-----BEGIN RSA PRIVATE KEY-----")
+    assert created["KeyPairId"].startswith("key-") and created["KeyFingerprint"].count(":") == 19
+    ed = ec2.create_key_pair(KeyName="e2e-ed", KeyType="ed25519")
+    assert "OPENSSH PRIVATE KEY" in ed["KeyMaterial"]
+    own = ed25519.Ed25519PrivateKey.generate()
+    line = (
+        own.public_key()
+        .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        .decode()
+    )
+    imported = ec2.import_key_pair(KeyName="e2e-imported", PublicKeyMaterial=line.encode())
+    assert imported["KeyName"] == "e2e-imported"
+    pairs = {p["KeyName"]: p for p in ec2.describe_key_pairs()["KeyPairs"]}
+    assert {"e2e-rsa", "e2e-ed", "e2e-imported"} <= set(pairs)
+    assert pairs["e2e-ed"]["KeyType"] == "ed25519"
+    assert pairs["e2e-imported"]["KeyFingerprint"] == imported["KeyFingerprint"]
+    with pytest.raises(ClientError) as err:
+        ec2.create_key_pair(KeyName="e2e-rsa")
+    assert error_code(err) == "InvalidKeyPair.Duplicate"
+    with pytest.raises(ClientError) as err:
+        ec2.describe_key_pairs(KeyNames=["e2e-none"])
+    assert error_code(err) == "InvalidKeyPair.NotFound"
+    with pytest.raises(ClientError) as err:
+        ec2.import_key_pair(KeyName="e2e-bad", PublicKeyMaterial=b"ssh-rsa nope")
+    assert error_code(err) == "InvalidKey.Format"
+
+    # a launch with the imported key: cloud-init gets it in CONTEXT
+    iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, KeyName="e2e-imported")[
+        "Instances"
+    ][0]["InstanceId"]
+    ctx = vm_xml(demo, iid).find("TEMPLATE/CONTEXT")
+    assert ctx.findtext("SSH_PUBLIC_KEY") == line
+    shown = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    assert shown["KeyName"] == "e2e-imported"
+
+    for name in ("e2e-rsa", "e2e-ed", "e2e-imported"):
+        ec2.delete_key_pair(KeyName=name)
+    ec2.delete_key_pair(KeyName="e2e-rsa")  # idempotent
+    assert not {"e2e-rsa", "e2e-ed", "e2e-imported"} & {
+        p["KeyName"] for p in ec2.describe_key_pairs()["KeyPairs"]
+    }
+    ec2.terminate_instances(InstanceIds=[iid])
+
+
+def test_tags_on_an_instance(ec2, ami):
+    iid = ec2.run_instances(
+        ImageId=ami,
+        MinCount=1,
+        MaxCount=1,
+        TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": "team", "Value": "a"}]}],
+    )["Instances"][0]["InstanceId"]
+    ec2.create_tags(Resources=[iid], Tags=[{"Key": "Name", "Value": 'web "1"'}])
+    inst = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    assert sorted((t["Key"], t["Value"]) for t in inst["Tags"]) == [
+        ("Name", 'web "1"'),
+        ("team", "a"),
+    ]
+    found = ec2.describe_instances(Filters=[{"Name": "tag:Name", "Values": ['web "1"']}])
+    assert [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]] == [iid]
+    tags = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [iid]}])["Tags"]
+    assert {(t["Key"], t["ResourceType"]) for t in tags} == {
+        ("Name", "instance"),
+        ("team", "instance"),
+    }
+    ec2.delete_tags(Resources=[iid], Tags=[{"Key": "team"}])
+    inst = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    assert [t["Key"] for t in inst["Tags"]] == ["Name"]
+    with pytest.raises(ClientError) as err:
+        ec2.create_tags(Resources=["sg-1234"], Tags=[{"Key": "a", "Value": "b"}])
+    assert error_code(err) == "InvalidID"
+    with pytest.raises(ClientError) as err:
+        ec2.create_tags(Resources=["i-99999999"], Tags=[{"Key": "a", "Value": "b"}])
+    assert error_code(err) == "InvalidInstanceID.NotFound"
+    ec2.terminate_instances(InstanceIds=[iid])
+
+
+def test_volume_life_cycle(ec2, ami):
+    iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    vol = ec2.create_volume(
+        Size=1,
+        AvailabilityZone="opennebula",
+        TagSpecifications=[{"ResourceType": "volume", "Tags": [{"Key": "Name", "Value": "data"}]}],
+    )
+    vid = vol["VolumeId"]
+    assert vol["Size"] == 1 and vid.startswith("vol-")
+
+    def volume():
+        return ec2.describe_volumes(VolumeIds=[vid])["Volumes"][0]
+
+    wait_for(lambda: volume()["State"] == "available", what="volume available")
+    assert volume()["Tags"] == [{"Key": "Name", "Value": "data"}]
+    wait_state(ec2, [iid], "running")
+    att = ec2.attach_volume(VolumeId=vid, InstanceId=iid, Device="/dev/sdf")
+    assert att["State"] == "attaching" and att["Device"] == "/dev/sdf"
+    wait_for(lambda: volume()["State"] == "in-use", what="volume in use")
+    (attachment,) = volume()["Attachments"]
+    assert attachment["InstanceId"] == iid and attachment["Device"] == "/dev/sdf"
+    with pytest.raises(ClientError) as err:
+        ec2.delete_volume(VolumeId=vid)
+    assert error_code(err) == "VolumeInUse"
+
+    wait_state(ec2, [iid], "running")
+    snap = ec2.create_snapshot(VolumeId=vid, Description="e2e")
+    sid = snap["SnapshotId"]
+    assert snap["VolumeId"] == vid and sid.startswith("snap-")
+    wait_for(
+        lambda: ec2.describe_snapshots(SnapshotIds=[sid])["Snapshots"][0]["State"] == "completed",
+        what="snapshot completed",
+    )
+    mine = ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]
+    assert sid in {s["SnapshotId"] for s in mine}
+
+    wait_state(ec2, [iid], "running")
+    det = ec2.detach_volume(VolumeId=vid)
+    assert det["State"] == "detaching" and det["InstanceId"] == iid
+    wait_for(lambda: volume()["State"] == "available", what="volume detached")
+    assert volume()["Attachments"] == []
+
+    restored = ec2.create_volume(SnapshotId=sid, AvailabilityZone="opennebula")["VolumeId"]
+    wait_for(
+        lambda: ec2.describe_volumes(VolumeIds=[restored])["Volumes"][0]["State"] == "available",
+        what="restored volume",
+    )
+    ec2.delete_snapshot(SnapshotId=sid)
+    for v in (vid, restored):
+        ec2.delete_volume(VolumeId=v)
+    with pytest.raises(ClientError) as err:
+        ec2.delete_volume(VolumeId="vol-00000000")  # the AMI's image: not a volume
+    assert error_code(err) == "InvalidVolume.NotFound"
+    assert ec2.describe_images(ImageIds=[ami])["Images"]
+    ec2.terminate_instances(InstanceIds=[iid])
+
+
+def test_terminate_right_after_run(tmp_path):
+    proc, demo = start_demo(tmp_path, speed="0.5")
+    try:
+        ec2 = demo.client()
+        ami = ec2.describe_images()["Images"][0]["ImageId"]
+        ids = [
+            i["InstanceId"]
+            for i in ec2.run_instances(ImageId=ami, MinCount=2, MaxCount=2)["Instances"]
+        ]
+        time.sleep(0.7)  # PENDING → PROLOG: oned refuses terminate now
+        gone = ec2.terminate_instances(InstanceIds=ids)["TerminatingInstances"]
+        assert {g["CurrentState"]["Name"] for g in gone} <= {"shutting-down", "terminated"}
+        wait_state(ec2, ids, "terminated", timeout=20)
+        proxy = xmlrpc.client.ServerProxy(demo.sim_url)
+        ok, pool, *_ = proxy.one.vmpool.info(demo.one_auth(), -2, -1, -1, -1)
+        assert ok and etree.fromstring(pool.encode()).find("VM") is None  # none left
+    finally:
+        stop_demo(proc)
