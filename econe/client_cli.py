@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TextIO
 
+from econe.admin_keys import add_admin_parser
 from econe.client import version
 from econe.client.commands import BY_NAME, COMMANDS
 from econe.client.credentials import DEFAULT_REGION, DEFAULT_URL, CredentialsError, resolve
@@ -95,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
             parents=[common],
         )
         command.configure(p)
+    add_admin_parser(sub)  # `econe admin-keys …`: per-user EC2 keys, talks to oned directly
     return parser
 
 
@@ -125,6 +127,8 @@ def main(
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # --help, --version, usage errors (argparse prints them)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if args.command == "admin-keys":  # needs oneadmin credentials, not EC2 ones
+        return args.admin_keys_func(args, out=out, err=err, env=os.environ if env is None else env)
     options = _options(args)
     verbose = options.verbose
     try:

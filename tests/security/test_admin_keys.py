@@ -1,6 +1,6 @@
 """`econe admin-keys`: per-user EC2 keys for users who cannot sign with their password.
 
-End to end: the CLI (`python -m econe.admin_keys`, the same parser `econe admin-keys` uses)
+End to end: the `econe admin-keys` command as an operator runs it
 talks to onesim as oneadmin; the key is then used with boto3 against econe, and revoked.
 The server runs with `:user_cache_ttl: 2` so that a revocation shows within seconds.
 """
@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
@@ -36,9 +37,7 @@ def admin_keys(demo, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, ONE_AUTH=str(demo.state_dir / ".one" / "one_auth"))
     return subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "econe.admin_keys",
+            str(Path(sys.executable).parent / "econe"),
             "admin-keys",
             "--one-xmlrpc",
             demo.sim_url,
@@ -156,9 +155,7 @@ def test_cli_errors(keyed):
     env = dict(os.environ, ONE_AUTH="/nonexistent/one_auth")
     out = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "econe.admin_keys",
+            str(Path(sys.executable).parent / "econe"),
             "admin-keys",
             "--one-xmlrpc",
             demo.sim_url,
