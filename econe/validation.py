@@ -100,6 +100,7 @@ def to_ec2_error(error: ValidationError) -> Ec2Error:
 
 _lock = threading.Lock()
 _compiled: dict[int, tuple[dict, Draft4Validator]] = {}
+_MAX_COMPILED = 1024
 
 
 def compiled_validator(schema: dict[str, Any]) -> Draft4Validator:
@@ -109,6 +110,8 @@ def compiled_validator(schema: dict[str, Any]) -> Draft4Validator:
         return hit[1]
     validator = Draft4Validator(schema, format_checker=format_checker())
     with _lock:
+        if len(_compiled) >= _MAX_COMPILED:  # Connexion reuses its schema objects; a guard
+            _compiled.clear()
         _compiled[id(schema)] = (schema, validator)  # the schema is kept alive with its id
     return validator
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from econe.config import Config
 from econe.context import Principal
@@ -50,10 +51,13 @@ def contract_app(sim: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     )
     one = OneClient(config.one_xmlrpc, timeout=10)
     engine = engine_mod.Engine(config, one, ServerCipherSessions(config.ec2_auth))
-    app = create_app(
+    spec_path = tmp_path_factory.mktemp("spec") / "ec2-query.yaml"
+    spec_path.write_text(yaml.safe_dump(contract_spec(), sort_keys=False))
+    app = create_app(  # validates with the same (capped) spec schemathesis generates from
         config,
         engine=engine,
         authenticator=_NoWireAuth(),
+        spec_path=spec_path,
         json_principal=DEMO,
         swagger_ui=False,
     )

@@ -32,7 +32,7 @@ from .st_hooks import parse_ec2_xml  # noqa: E402
 SCHEMA = schemathesis.openapi.from_dict(contract_spec())
 ACTIONS = sorted(a for a in load_spec().actions if a != "UploadImage")
 CREDS = Credentials("demo", hashlib.sha256(b"demo").hexdigest())
-HOST = "econe.test"
+HOST = "127.0.0.1:4567"  # the endpoint the config below declares (signatures name it)
 
 
 def strip_empty(value: Any) -> Any:
@@ -57,6 +57,8 @@ def wire_client(sim: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
         from econe.app import create_app
 
     config = Config(
+        host="127.0.0.1",
+        port=4567,
         one_xmlrpc=sim.url,
         ec2_auth=str(Path(sim.state_dir) / ".one" / "ec2_auth"),
         elasticips_vnet_id=1,
@@ -103,5 +105,11 @@ def test_wire_round_trip(wire_client: Any, action: str) -> None:
         parsed = parse_ec2_xml(action, resp.status_code, resp.content, dict(resp.headers))
         if resp.status_code >= 300:
             assert parsed["Error"]["Code"] not in ("AuthFailure", "SignatureDoesNotMatch"), parsed
+        elif action == "RunInstances":  # give the demo cloud its capacity back
+            ids = [i["InstanceId"] for i in parsed.get("Instances", [])]
+            flat = {f"InstanceId.{n}": v for n, v in enumerate(ids, 1)}
+            signed_post(
+                wire_client, {"Action": "TerminateInstances", "Version": "2016-11-15", **flat}
+            )
 
     check()
