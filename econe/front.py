@@ -86,10 +86,6 @@ async def read_body(receive: Any, limit: int, declared: int | None) -> bytes:
             return b"".join(chunks)
 
 
-def media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
-
-
 def _headers(scope: dict[str, Any]) -> dict[str, str]:
     out: dict[str, str] = {}
     for raw_name, raw_value in scope.get("headers", []):
