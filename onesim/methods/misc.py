@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from ..core import Sim
     from ..perms import Caller
 
-VERSION = "7.4.0"
+from .. import ONE_VERSION as VERSION
 
 
 @method("one.system.version", "")
