@@ -37,19 +37,37 @@ def _ids(tag: str, ids) -> str:
 # ---------------------------------------------------------------------------- users & groups
 
 
-def quotas(sim: Sim, uid: int) -> str:
-    """Usage counters as oned keeps them (limits are -1, i.e. default/unlimited)."""
-    ds: dict[int, list[int]] = {}
+def owned(sim: Sim) -> dict[int, tuple[list, list]]:
+    """uid -> (images, VMs) in one pass (for pools of users)."""
+    out: dict[int, tuple[list, list]] = {}
     for img in sim.store.all("image"):
-        if img["uid"] == uid and img["state"] != 7:
+        out.setdefault(img["uid"], ([], []))[0].append(img)
+    for vm in sim.store.all("vm"):
+        out.setdefault(vm["uid"], ([], []))[1].append(vm)
+    return out
+
+
+def quotas(sim: Sim, uid: int, index: dict | None = None) -> str:
+    """Usage counters as oned keeps them (limits are -1, i.e. default/unlimited)."""
+    if index is None:
+        index = {
+            uid: (
+                [i for i in sim.store.all("image") if i["uid"] == uid],
+                [v for v in sim.store.all("vm") if v["uid"] == uid],
+            )
+        }
+    my_images, my_vms = index.get(uid, ([], []))
+    ds: dict[int, list[int]] = {}
+    for img in my_images:
+        if img["state"] != 7:
             d = ds.setdefault(img["ds_id"], [0, 0])
             d[0] += 1
             d[1] += img["size"]
     nets: dict[int, int] = {}
     imgs: dict[int, int] = {}
     cpu = mem = vms = sysdisk = 0.0
-    for vm in sim.store.all("vm"):
-        if vm["uid"] != uid or vm["state"] == 6:
+    for vm in my_vms:
+        if vm["state"] == 6:
             continue
         vms += 1
         cpu += float(T.get(vm["template"], "CPU", "0") or 0)
@@ -126,8 +144,9 @@ def user(sim: Sim, u: dict, extended: bool = True) -> str:
     return "<USER>" + body + "</USER>"
 
 
-def user_pool_entry(sim: Sim, u: dict) -> str:
-    return user(sim, u, False) + f"<QUOTAS><ID>{u['id']}</ID>" + quotas(sim, u["id"]) + "</QUOTAS>"
+def user_pool_entry(sim: Sim, u: dict, index: dict | None = None) -> str:
+    quota = quotas(sim, u["id"], index)
+    return user(sim, u, False) + f"<QUOTAS><ID>{u['id']}</ID>" + quota + "</QUOTAS>"
 
 
 def group(sim: Sim, g: dict, pool: bool = False) -> str:

@@ -82,9 +82,10 @@ def info(sim: Sim, caller: Caller, oid: int, decrypt: bool = False) -> str:
 def pool_info(sim: Sim, caller: Caller) -> str:
     users = [u for u in sim.store.all("user") if caller.admin or u["id"] == caller.uid]
     users.sort(key=lambda u: u["id"], reverse=True)
+    index = docs.owned(sim)
     return (
         "<USER_POOL>"
-        + "".join(docs.user_pool_entry(sim, u) for u in users)
+        + "".join(docs.user_pool_entry(sim, u, index) for u in users)
         + "<DEFAULT_USER_QUOTAS>"
         + docs.QUOTA_EMPTY
         + "</DEFAULT_USER_QUOTAS></USER_POOL>"
