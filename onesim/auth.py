@@ -81,9 +81,14 @@ def authenticate(sim: Sim, session: str) -> Caller:
         sim.store.put("user", user)
     for tok in user.get("tokens", []):
         if tok["token"] == token:
-            if tok["expire"] == -1 or tok["expire"] > now:
-                return sim.caller_for(user, tok["egid"])
-            raise errors.auth_failed()  # an expired login token is not a password
+            valid = tok["expire"] == -1 or tok["expire"] > now
+            if valid and tok["egid"] != -1 and tok["egid"] not in user["groups"]:
+                valid = False  # "Token sets an EGID no longer part of user group list"
+            if not valid:
+                user["tokens"] = [t for t in user["tokens"] if t is not tok]
+                sim.store.put("user", user)
+                raise errors.auth_failed()  # an expired login token is not a password
+            return sim.caller_for(user, tok["egid"])
     if cached and cached[2] > now and cached[0] == user["id"]:
         return sim.caller_for(user, cached[1])
     if driver != "core":
