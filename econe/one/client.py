@@ -6,6 +6,8 @@ with lxml is the caller's job). Thread-safe: each call borrows one pooled connec
 
 from __future__ import annotations
 
+import base64
+import binascii
 import http.client
 import logging
 import threading
@@ -154,7 +156,15 @@ class OneClient:
             return decode_response(data)
         except xmlrpc.client.Fault as fault:
             raise OneError(fault.faultCode, str(fault.faultString), method) from None
-        except (etree.XMLSyntaxError, ExpatError, ValueError, TypeError, IndexError) as exc:
+        except (
+            etree.XMLSyntaxError,
+            ExpatError,
+            ValueError,
+            TypeError,
+            IndexError,
+            AttributeError,
+            binascii.Error,
+        ) as exc:
             raise OneUnavailable(
                 f"oned at {self.endpoint} sent an answer that is not XML-RPC"
             ) from exc
@@ -179,7 +189,16 @@ class OneClient:
 # A pool document travels as one escaped XML-RPC string; the stdlib unmarshaller gets it from
 # expat in millions of small pieces (each `&lt;` splits the text), which made a 10,000-VM pool
 # cost ~15 s. lxml hands over the whole text at once.
-_RESPONSE_PARSER = etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
+# One parser per thread: an lxml parser serves one parse at a time.
+_PARSERS = threading.local()
+
+
+def _parser() -> etree.XMLParser:
+    parser = getattr(_PARSERS, "parser", None)
+    if parser is None:
+        parser = etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
+        _PARSERS.parser = parser
+    return parser
 
 
 def _value(node: etree._Element) -> Any:
@@ -202,18 +221,20 @@ def _value(node: etree._Element) -> Any:
     if tag == "nil":
         return None
     if tag == "base64":
-        return xmlrpc.client.Binary().decode(text.encode()) or text.encode()
+        return base64.b64decode(text)  # as the stdlib with use_builtin_types=True: bytes
     return text
 
 
 def decode_response(data: bytes) -> Any:
     """The value of an XML-RPC methodResponse; a <fault> raises xmlrpc.client.Fault."""
-    root = etree.fromstring(data, _RESPONSE_PARSER)
+    root = etree.fromstring(data, _parser())
     if root.tag != "methodResponse":
         raise ValueError("not a methodResponse")
     fault = root.find("fault/value")
     if fault is not None:
         info = _value(fault)
+        if not isinstance(info, dict):
+            raise ValueError("malformed fault")
         raise xmlrpc.client.Fault(info.get("faultCode"), info.get("faultString"))
     value = root.find("params/param/value")
     return None if value is None else _value(value)

@@ -58,3 +58,23 @@ def test_fault():
         xmlrpc.client.Fault(-506, "Method 'x' not defined"), methodresponse=True
     ).encode()
     assert ours(data) == ("fault", -506, "Method 'x' not defined")
+
+
+def test_base64_and_datetime_like_the_stdlib():
+    value = [True, xmlrpc.client.Binary(b"\x00bytes\xff"), 0]
+    data = xmlrpc.client.dumps((value,), methodresponse=True).encode()
+    assert ours(data) == stdlib(data) == [True, b"\x00bytes\xff", 0]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"<methodResponse><fault><value><string>x</string></value></fault></methodResponse>",
+        b"<methodResponse><params><param><value><int>x</int></value></param></params>",
+        b"<other/>",
+    ],
+)
+def test_malformed_answers_are_unavailable(data):
+    """Through OneClient these become OneUnavailable; decode_response raises, never hangs."""
+    with pytest.raises((ValueError, SyntaxError)):
+        decode_response(data)
