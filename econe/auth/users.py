@@ -156,7 +156,8 @@ class UserDirectory:
         self.min_refresh_interval = min_refresh_interval
         self._clock = clock
         self._snap: _Snapshot | None = None
-        self._last_attempt = float("-inf")
+        self._last_failure = float("-inf")  # back off after a failed fetch
+        self._last_miss_fetch = float("-inf")  # rate limit of fetches caused by misses
         self._lock = threading.Lock()
 
     @classmethod
@@ -170,12 +171,12 @@ class UserDirectory:
         )
 
     def _load(self) -> _Snapshot:
-        """Fetch and index the pool; caller holds the lock. Failures propagate (OneUnavailable
-        and friends), but still count as an attempt for the rate limit."""
-        self._last_attempt = self._clock()
+        """Fetch and index the pool; caller holds the lock. Failures raise UserPoolUnavailable
+        and hold off further attempts for `min_refresh_interval`."""
         try:
             users = parse_user_pool(self._fetch_pool())
         except Exception as exc:  # noqa: BLE001 - any fetch/parse failure means "no pool now"
+            self._last_failure = self._clock()
             raise UserPoolUnavailable(f"cannot read the OpenNebula user pool: {exc}") from exc
         snap = _index(users, self._clock())
         self._snap = snap
@@ -197,7 +198,7 @@ class UserDirectory:
             try:
                 if self._snap is not snap:
                     return self._snap  # someone else just refreshed
-                if self._clock() - self._last_attempt < self.min_refresh_interval:
+                if self._clock() - self._last_failure < self.min_refresh_interval:
                     return snap  # the last attempt failed moments ago: do not hammer oned
                 try:
                     return self._load()
@@ -212,16 +213,23 @@ class UserDirectory:
             return self._load()
 
     def _lookup(self, pick: Callable[[_Snapshot], Any]) -> Any:
+        started = self._clock()
         snap = self._current()
         found = pick(snap)
-        if found is not None:
-            return found
-        # A miss may be a user created since the last fetch: refresh, but rate-limited.
+        if found is not None or snap.fetched_at >= started:
+            return found  # found, or the pool was read during this very call
+        # A miss may be a user created since the last fetch: refresh, but at most once per
+        # min_refresh_interval for all misses together, so bad keys never flood oned.
         with self._lock:
             if self._snap is not snap and self._snap is not None:
                 return pick(self._snap)
-            if self._clock() - self._last_attempt < self.min_refresh_interval:
+            now = self._clock()
+            if (
+                now - self._last_miss_fetch < self.min_refresh_interval
+                or now - self._last_failure < self.min_refresh_interval
+            ):
                 return None
+            self._last_miss_fetch = now
             return pick(self._load())
 
     def get(self, name: str) -> UserRecord | None:

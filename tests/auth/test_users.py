@@ -165,3 +165,24 @@ def test_app_style_constructor():
     assert users.ttl == 5.0
     assert users.get("alice").id == 2
     assert client.calls == [("serveradmin:serveradmin:tok", "one.userpool.info", ())]
+
+
+def test_user_created_after_the_last_read_is_found_at_once():
+    """The first miss after a read refreshes (a user created moments ago works at once); the
+    next misses wait for min_refresh_interval."""
+    from .conftest import USERS
+
+    pool, clock = Pool([u for u in USERS if "<NAME>kim<" not in u]), Clock()
+    users = UserDirectory(pool, ttl=60, min_refresh_interval=2, clock=clock)
+    assert users.get("alice") is not None
+    pool.users = list(USERS)  # kim is created
+    clock.now += 0.5
+    assert users.get("kim") is not None
+    assert pool.calls == 2
+    for _ in range(20):
+        clock.now += 0.05
+        assert users.get("ghost") is None
+    assert pool.calls == 2
+    clock.now += 2
+    assert users.get("ghost") is None
+    assert pool.calls == 3
