@@ -202,13 +202,7 @@ def boto_client(url: str, user: str, secret: str) -> Any:
 
 def add_user(demo: Any, name: str, password: str) -> int:
     """A core user in group users (1); its EC2 secret is sha256(password)."""
-    import xmlrpc.client
-
-    ok, uid, *_ = xmlrpc.client.ServerProxy(demo.sim_url).one.user.allocate(
-        demo.one_auth(), name, password, "core", [1]
-    )
-    assert ok, uid
-    return int(uid)
+    return demo.add_user(name, password)
 
 
 def sim_call(demo: Any, method: str, *args: Any) -> Any:

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import xmlrpc.client
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.config import Config as BotoConfig
+from botocore.exceptions import ClientError
 
 DEMO_SECRET = hashlib.sha256(b"demo").hexdigest()
 BIN = Path(sys.executable).parent
@@ -60,6 +62,27 @@ class Demo:
 
     def one_auth(self) -> str:
         return (self.state_dir / ".one" / "one_auth").read_text().strip()
+
+    def add_user(self, name: str, password: str, driver: str = "core") -> int:
+        """Create an OpenNebula user (group users) as oneadmin; return once econe knows it.
+
+        econe refreshes its user list on a miss at most every 2 s, so a brand-new user's first
+        request can be refused for that long.
+        """
+        proxy = xmlrpc.client.ServerProxy(self.sim_url)
+        ok, uid, *_ = proxy.one.user.allocate(self.one_auth(), name, password, driver, [1])
+        assert ok, uid
+        secret = hashlib.sha256(password.encode()).hexdigest() if driver == "core" else password
+        client = self.client(user=name, secret=secret)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.describe_regions()
+                return int(uid)
+            except ClientError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
 
 
 def start_demo(tmp: Path, speed: str = "0.05", extra: list[str] | None = None):
