@@ -377,3 +377,11 @@ def test_served_under_a_proxy_prefix(engine, auth):
         resp = c.post("/ec2/", data={"Action": "DescribeRegions"})
     assert resp.status_code == 200, resp.text
     assert engine.calls[0][0] == "DescribeRegions"
+
+
+def test_one_request_id_per_request_across_layers(client, caplog):
+    with caplog.at_level(logging.INFO, logger="econe.access"):
+        resp = client.post("/", data={"Action": "DescribeInstances", "Foo": "1"})  # Connexion layer
+    rid = re.search(r"<RequestID>([^<]+)</RequestID>", resp.text).group(1)
+    lines = [r.getMessage() for r in caplog.records if r.name == "econe.access"]
+    assert rid in lines[0]
