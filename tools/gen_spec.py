@@ -42,6 +42,12 @@ def load_model() -> dict[str, Any]:
     return Loader().load_service_model("ec2", "service-2")
 
 
+def botocore_version() -> str:
+    import botocore
+
+    return botocore.__version__
+
+
 def wire_name(member_name: str, member: dict[str, Any]) -> str:
     """The EC2 serializer's input name for a structure member."""
     if "queryName" in member:
@@ -318,6 +324,7 @@ class Generator:
             "openapi": "3.0.3",
             "info": info,
             "x-econe-api-version": self.api_version,
+            "x-econe-generated-from": f"botocore {botocore_version()} ec2 service-2",
             "paths": paths,
             "components": {"schemas": schemas, "responses": error_responses},
         }
