@@ -254,7 +254,15 @@ def create_volume(rt: Any) -> dict:
                 size,
                 f"A volume from {snap['SnapshotId']} has its size, {snap['VolumeSize']} GiB.",
             )
-        new_id = int(rt.call("one.image.clone", snap["_id"], name, -1, errors=errors))
+        new_id = int(
+            rt.call(
+                "one.image.clone",
+                snap["_id"],
+                name,
+                -1,
+                errors={**errors, "ALLOCATE": "IncorrectState", "ACTION": "IncorrectState"},
+            )
+        )
         try:
             element = rt.xml(rt.call("one.image.info", new_id))
             marks.append(("EBS_FROM_SNAPSHOT_ID", snap["SnapshotId"]))
@@ -398,6 +406,7 @@ def create_snapshot(rt: Any) -> dict:
         "QUOTA": "SnapshotLimitExceeded",
         "ACTION": "IncorrectState",
         "INTERNAL": "IncorrectState",
+        "ALLOCATE": "IncorrectState",  # oned: "Cannot clone image in current state"
         "AUTHORIZATION": "UnauthorizedOperation",
     }
     attached = [int(v) for v in vol.get("_vms") or []]
