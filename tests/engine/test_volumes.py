@@ -274,3 +274,44 @@ def test_descriptions_and_tags_cannot_break_out(sim: Sim, engine, evil: str) -> 
     assert snap["Description"] == evil
     run(engine, "DeleteSnapshot", {"SnapshotId": snap["SnapshotId"]}, user="demo")
     run(engine, "DeleteVolume", {"VolumeId": vol["VolumeId"]}, user="demo")
+
+
+@pytest.fixture(scope="module")
+def slow(tmp_path_factory: pytest.TempPathFactory) -> Sim:
+    server_mod = pytest.importorskip("onesim.server")
+    server = server_mod.SimServer(
+        str(tmp_path_factory.mktemp("onesim-slow-vol")),
+        host="127.0.0.1",
+        port=0,
+        seed="demo",
+        speed=0.3,
+    )
+    server.start()
+    try:
+        yield Sim(server)
+    finally:
+        server.stop()
+
+
+def test_states_while_oned_is_busy(slow: Sim) -> None:
+    import time
+
+    engine = slow.engine()
+    try:
+        vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+        assert volumes(engine, VolumeId=[vid])[vid]["State"] == "creating"
+        assert code_of(run, engine, "CreateSnapshot", {"VolumeId": vid}, user="demo") == (
+            "IncorrectState"
+        )
+        deadline = time.monotonic() + 5
+        while volumes(engine, VolumeId=[vid])[vid]["State"] != "available":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        sid = run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")["SnapshotId"]
+        snap = run(engine, "DescribeSnapshots", {"SnapshotId": [sid]}, user="demo")["Snapshots"]
+        assert snap[0]["State"] == "pending" and snap[0]["Progress"] == "0%"
+        assert code_of(run, engine, "CreateVolume", {"SnapshotId": sid}, user="demo") == (
+            "IncorrectState"
+        )
+    finally:
+        engine.close()
