@@ -192,6 +192,7 @@ class _Compiler:
             "        _bad('a list', value)",
             "    append = out.append",
             "    for v in value:",
+            "        if v is None: continue",
         ]
         kind = _kind(unwrapped)
         if kind in _SCALAR_CODE:

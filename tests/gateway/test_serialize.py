@@ -214,6 +214,13 @@ def test_actions_without_output_answer_return_true():
         assert "<return>true</return>" in xml, action
 
 
+def test_none_list_items_are_skipped():
+    xml = render("DescribeAddresses", "v", "r", {"Addresses": [None, {"PublicIp": "1.2.3.4"}]})
+    assert botocore_parse("DescribeAddresses", 200, xml.encode()) == {
+        "Addresses": [{"PublicIp": "1.2.3.4"}]
+    }
+
+
 def test_unknown_members_are_ignored_none_left_out():
     xml = render(
         "AllocateAddress", "v", "r", {"PublicIp": "1.2.3.4", "_internal": 1, "Domain": None}
