@@ -13,6 +13,7 @@ _NOT_XML_CHAR = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0
 _STATUS = {
     "AuthFailure": 401,
     "SignatureDoesNotMatch": 403,
+    "MissingAuthenticationToken": 403,
     "UnauthorizedOperation": 403,
     "OptInRequired": 403,
     "DryRunOperation": 412,
