@@ -23,6 +23,8 @@ from econe.one.client import (
 
 _METHOD_PREFIX = re.compile(r"^\[[\w.]+\]\s*")
 _QUOTA = re.compile(r"\bquota\b", re.IGNORECASE)
+# oned's words when a VM's NIC finds no free address in its network (INTERNAL or ALLOCATE)
+_NO_LEASE = re.compile(r"Cannot get IP/MAC lease", re.IGNORECASE)
 
 # How AWS words "does not exist" per NotFound code; others get the generic "The ID '…'".
 _NOUN = {
@@ -74,6 +76,8 @@ def ec2_error_from_one(
         noun = _NOUN.get(not_found_code, "ID")
         what = resource if resource is not None else str(err.resp_id)
         return Ec2Error(not_found_code, f"The {noun} '{what}' does not exist")
+    if _NO_LEASE.search(message):  # the cloud is out of addresses: AWS's capacity error
+        return Ec2Error("InsufficientInstanceCapacity", f"Insufficient capacity. {message}", 500)
     if err.code in (AUTHORIZATION, ACTION, ALLOCATE) and _QUOTA.search(message):
         return Ec2Error(quota_code, message)
     if err.code == AUTHORIZATION:

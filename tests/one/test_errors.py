@@ -100,3 +100,17 @@ def test_unavailable():
     err = ec2_error_from_one(OneUnavailable("cannot reach oned at http://x: refused"))
     assert (err.code, err.status) == ("Unavailable", 503)
     assert "http://x" not in err.message
+
+
+def test_network_out_of_addresses_is_a_capacity_error():
+    from econe.one.client import INTERNAL, OneError
+    from econe.one.errors import ec2_error_from_one
+
+    err = OneError(
+        INTERNAL,
+        "[one.vm.allocate] Cannot get IP/MAC lease from virtual network 0.",
+        "one.vm.allocate",
+    )
+    mapped = ec2_error_from_one(err, "InvalidAMIID.NotFound")
+    assert (mapped.code, mapped.status) == ("InsufficientInstanceCapacity", 500)
+    assert "virtual network 0" in mapped.message
