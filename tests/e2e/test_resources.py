@@ -37,6 +37,15 @@ def wait_for(check, timeout: float = 20, what: str = "condition"):
         time.sleep(0.1)
 
 
+def wait_idle(demo, instance_id: str) -> None:
+    """RUNNING with no hotplug under way (EC2 shows HOTPLUG* as running; oned refuses another
+    disk operation until it ends)."""
+    wait_for(
+        lambda: vm_xml(demo, instance_id).findtext("LCM_STATE") == "3",
+        what=f"{instance_id} idle",
+    )
+
+
 @pytest.fixture(scope="module")
 def ami(ec2) -> str:
     return ec2.describe_images()["Images"][0]["ImageId"]
@@ -120,7 +129,7 @@ def test_tags_on_an_instance(ec2, ami):
     ec2.terminate_instances(InstanceIds=[iid])
 
 
-def test_volume_life_cycle(ec2, ami):
+def test_volume_life_cycle(ec2, demo, ami):
     iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
     vol = ec2.create_volume(
         Size=1,
@@ -145,7 +154,7 @@ def test_volume_life_cycle(ec2, ami):
         ec2.delete_volume(VolumeId=vid)
     assert error_code(err) == "VolumeInUse"
 
-    wait_state(ec2, [iid], "running")
+    wait_idle(demo, iid)
     snap = ec2.create_snapshot(VolumeId=vid, Description="e2e")
     sid = snap["SnapshotId"]
     assert snap["VolumeId"] == vid and sid.startswith("snap-")
@@ -156,7 +165,7 @@ def test_volume_life_cycle(ec2, ami):
     mine = ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]
     assert sid in {s["SnapshotId"] for s in mine}
 
-    wait_state(ec2, [iid], "running")
+    wait_idle(demo, iid)
     det = ec2.detach_volume(VolumeId=vid)
     assert det["State"] == "detaching" and det["InstanceId"] == iid
     wait_for(lambda: volume()["State"] == "available", what="volume detached")
