@@ -187,7 +187,7 @@ def start_stack(
     from tests.security.tls import Nginx, free_port, nginx_available
 
     if not nginx_available():
-        pytest.skip("nginx is not installed (.ci/run installs nginx-light)")
+        pytest.fail("nginx is not installed (.ci/run installs nginx-light)")
     port = free_port()
     front = f"https://localhost:{port}"
     conf = tmp / "econe.conf"
