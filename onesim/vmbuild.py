@@ -181,21 +181,7 @@ def build(
                 continue
             ar, ip, mac = leases.allocate(vn, vid, n.get("IP"))
             taken.append(vn)
-            nic = [
-                ["AR_ID", str(ar["ar_id"])],
-                ["BRIDGE", vn["bridge"]],
-                ["BRIDGE_TYPE", vn["bridge_type"]],
-                ["CLUSTER_ID", "0"],
-                ["IP", ip],
-                ["MAC", mac],
-                ["NAME", f"NIC{i}"],
-                ["NETWORK", vn["name"]],
-                ["NETWORK_ID", str(vn["id"])],
-                ["NIC_ID", str(i)],
-                ["SECURITY_GROUPS", "0"],
-                ["TARGET", f"one-{vid}-{i}"],
-                ["VN_MAD", vn["vn_mad"]],
-            ]
+            nic = nic_attributes(vn, ar, ip, mac, vid, i)
             for k, v in n.items():
                 if k not in ("NETWORK_ID", "NETWORK", "IP"):
                     T.vset(nic, k, v)
@@ -293,3 +279,22 @@ def build(
         T.tset(out, "TEMPLATE_ID", str(template_id))
     T.tset(out, "VMID", str(vid))
     return {"template": out, "user_template": user_t}
+
+
+def nic_attributes(vn: dict, ar: dict, ip: str, mac: str, vid: int, nic_id: int) -> list:
+    """The attributes oned puts in a leased NIC (sorted, as oned's template is)."""
+    return [
+        ["AR_ID", str(ar["ar_id"])],
+        ["BRIDGE", vn["bridge"]],
+        ["BRIDGE_TYPE", vn["bridge_type"]],
+        ["CLUSTER_ID", "0"],
+        ["IP", ip],
+        ["MAC", mac],
+        ["NAME", f"NIC{nic_id}"],
+        ["NETWORK", vn["name"]],
+        ["NETWORK_ID", str(vn["id"])],
+        ["NIC_ID", str(nic_id)],
+        ["SECURITY_GROUPS", "0"],
+        ["TARGET", f"one-{vid}-{nic_id}"],
+        ["VN_MAD", vn["vn_mad"]],
+    ]

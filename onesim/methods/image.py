@@ -27,19 +27,7 @@ TYPES = {
     "FILESYSTEM": 7,
 }
 TYPE_GROUPS = ({0, 1, 2}, {3, 4, 5})
-STATE_NAMES = {
-    0: "INIT",
-    1: "READY",
-    2: "USED",
-    3: "DISABLED",
-    4: "LOCKED",
-    5: "ERROR",
-    6: "CLONE",
-    7: "DELETE",
-    8: "USED",
-    9: "LOCKED_USED",
-    10: "LOCKED_USED",
-}
+STATE_NAMES = refs.STATE_NAMES
 STRIP = {"NAME", "TYPE", "PATH", "SOURCE", "SIZE", "PERSISTENT", "FORMAT", "FS"}
 
 

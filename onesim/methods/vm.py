@@ -153,21 +153,7 @@ def attachnic(sim: Sim, caller: Caller, vid: int, tmpl: str) -> int:
         raise errors.action(err or "NIC: NETWORK_ID or NETWORK missing")
     ar, ip, mac = leases.allocate(vn, vid, n.get("IP"))
     i = _next_id(vm, "NIC", "NIC_ID")
-    nic = [
-        ["AR_ID", str(ar["ar_id"])],
-        ["BRIDGE", vn["bridge"]],
-        ["BRIDGE_TYPE", vn["bridge_type"]],
-        ["CLUSTER_ID", "0"],
-        ["IP", ip],
-        ["MAC", mac],
-        ["NAME", f"NIC{i}"],
-        ["NETWORK", vn["name"]],
-        ["NETWORK_ID", str(vn["id"])],
-        ["NIC_ID", str(i)],
-        ["SECURITY_GROUPS", "0"],
-        ["TARGET", f"one-{vid}-{i}"],
-        ["VN_MAD", vn["vn_mad"]],
-    ]
+    nic = vmbuild.nic_attributes(vn, ar, ip, mac, vid, i)
     lifecycle.hotplug(sim, vm, "nic_attach")
     vm["template"].append(["NIC", nic])
     sim.store.put("vnet", vn)
