@@ -202,6 +202,8 @@ class Engine:
             raise missing_parameter(m.by_id.param)
         else:
             items = []
+        for hook in m.enrich:  # code that adds fields the filters need (edits items in place)
+            hook(rt, items)
         for keep in m.match:
             items = keep(scope, items)
         if m.filters is not None:

@@ -21,6 +21,7 @@ from econe.errors import Ec2Error, invalid_value
 from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id
 from econe.mapping.onecall import OneError, OneUnavailable, error_name
 from econe.paths import data_dir
+from handlers.addresses import disassociate_instances
 from handlers.escaping import (
     Attr,
     TemplateError,
@@ -490,6 +491,8 @@ def terminate_instances(rt: Any) -> dict:
             else:
                 after = rt.engine.fetch_one(rt, rt.mapping, vm_id, scope) or item
         changes.append({"item": item, "before": item, "after": after})
+    # A terminated instance loses its elastic IP (running :disassociate_script:), as on EC2.
+    disassociate_instances(rt, [c["item"]["_id"] for c in changes if c["item"].get("_state") != 6])
     return {
         "TerminatingInstances": [
             {

@@ -29,6 +29,7 @@ TOP_KEYS = {
     "each",
     "output",
     "options",
+    "enrich",
     "after",
 }
 SOURCE_KEYS = {"call", "args", "items", "admin", "errors", "static"}
@@ -112,6 +113,7 @@ class Mapping:
     each: Each | None = None
     output: Compiled | None = None
     options: dict[str, Any] = field(default_factory=dict)
+    enrich: list[Callable[..., Any]] = field(default_factory=list)  # f(rt, items), pre-filter
     after: list[Callable[..., Any]] = field(default_factory=list)  # f(rt, items, changes)
 
 
@@ -263,11 +265,13 @@ def compile_mapping(path: Path, data: Any, views: dict[str, View], exprs: Expres
                 raise MappingError(f"{w}: each.refresh needs by_id.call to read the item again")
         if "output" in data:
             m.output = exprs.value(data["output"], f"{w}: output")
-        if "after" in data:
-            refs = data["after"] if isinstance(data["after"], list) else [data["after"]]
+        for key in ("enrich", "after"):
+            if key not in data:
+                continue
+            refs = data[key] if isinstance(data[key], list) else [data[key]]
             if m.handler is not None:
-                raise MappingError(f"{w}: after: runs in the pipeline; a handler calls it itself")
-            m.after = [_handler(r, f"{w}: after[{i}]") for i, r in enumerate(refs)]
+                raise MappingError(f"{w}: {key}: runs in the pipeline; a handler calls it itself")
+            setattr(m, key, [_handler(r, f"{w}: {key}[{i}]") for i, r in enumerate(refs)])
     except ValueError as exc:
         raise MappingError(str(exc)) from exc
     if m.handler is None and m.output is None:

@@ -223,17 +223,16 @@ def test_failing_script_changes_nothing(demo, ec2, ami, tmp_path: Path) -> None:
         proc.wait(timeout=15)
 
 
-@pytest.mark.xfail(
-    reason="needs the hooks wired: handlers.addresses.add_public_ips in DescribeInstances, "
-    "disassociate_instances in TerminateInstances",
-    strict=False,
-)
 def test_instances_show_and_lose_their_address(demo, ec2, ami) -> None:
     ip = ec2.allocate_address()["PublicIp"]
     [vm] = launch(ec2, ami)
     ec2.associate_address(PublicIp=ip, InstanceId=vm["InstanceId"])
     shown = ec2.describe_instances(InstanceIds=[vm["InstanceId"]])
     assert shown["Reservations"][0]["Instances"][0].get("PublicIpAddress") == ip
+    by_ip = ec2.describe_instances(Filters=[{"Name": "ip-address", "Values": [ip]}])
+    assert [i["InstanceId"] for r in by_ip["Reservations"] for i in r["Instances"]] == [
+        vm["InstanceId"]
+    ]
     n = len(recorded(demo))
     ec2.terminate_instances(InstanceIds=[vm["InstanceId"]])
     assert recorded(demo)[n:] == [["disassociate", ip]]
