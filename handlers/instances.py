@@ -130,7 +130,7 @@ def _image(rt: Any, image_id: Any) -> int:
 
 def _key_pair(rt: Any, name: str | None) -> str | None:
     """The public key of `name` from the user's template (EC2_KEYPAIR vectors, or the Ruby
-    econe's base64 JSON EC2_KEYPAIRS); None when key pairs are not stored there."""
+    econe's base64 JSON EC2_KEYPAIRS). An unknown name is InvalidKeyPair.NotFound, as on EC2."""
     if not name:
         return None
     user = rt.xml(rt.call("one.user.info", -1))
@@ -143,7 +143,7 @@ def _key_pair(rt: Any, name: str | None) -> str | None:
             return pairs[name]["public_key"]
         except (ValueError, KeyError, TypeError, binascii.Error):
             continue
-    return None
+    raise Ec2Error("InvalidKeyPair.NotFound", f"The key pair '{name}' does not exist")
 
 
 def _file_template(rt: Any, type_name: str, spec: dict) -> Path:

@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from lxml import etree
 
 from econe.errors import Ec2Error
@@ -160,11 +162,21 @@ INJECTIONS = ['x"\nMEMORY="1', "x]\nCPU=9\nY=[Z=1", '\\"', "$USER[PASSWORD]", "a
 
 @pytest.mark.parametrize("evil", INJECTIONS)
 def test_request_values_cannot_break_out(sim: Sim, engine, evil: str) -> None:
+    # Key names are printable ASCII (quotes, brackets, `$` included); the rest go elsewhere.
+    key_name = evil.replace("\n", " ").replace("\t", " ")
+    key = ed25519.Ed25519PrivateKey.generate().public_key()
+    line = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    run(
+        engine,
+        "ImportKeyPair",
+        {"KeyName": key_name, "PublicKeyMaterial": base64.b64encode(line).decode()},
+        user="demo",
+    )
     before = my_vms(sim)
     result = launch(
         engine,
         ClientToken=evil[:64],
-        KeyName=evil,
+        KeyName=key_name,
         TagSpecification=[
             {
                 "ResourceType": "instance",
@@ -180,10 +192,19 @@ def test_request_values_cannot_break_out(sim: Sim, engine, evil: str) -> None:
     assert sorted(c.tag for c in ut) == sorted(
         [*EC2_USER_ATTRS, "EC2_CLIENT_TOKEN", "EC2_KEYNAME", "EC2_TAGS", "EC2_TAGS"]
     )
-    assert ut.findtext("EC2_CLIENT_TOKEN") == evil[:64] and ut.findtext("EC2_KEYNAME") == evil
+    assert ut.findtext("EC2_CLIENT_TOKEN") == evil[:64] and ut.findtext("EC2_KEYNAME") == key_name
     assert inst["Tags"] == [{"Key": "Name", "Value": evil}, {"Key": evil, "Value": "v"}]
-    assert inst["KeyName"] == evil
+    assert inst["KeyName"] == key_name
     assert {c.tag for c in vm.find("TEMPLATE")} & {"Y", "Z"} == set()
+    assert vm.findtext("TEMPLATE/CONTEXT/SSH_PUBLIC_KEY") == line.decode()
+
+
+def test_unknown_key_pair_is_refused_and_launches_nothing(sim: Sim, engine) -> None:
+    before = my_vms(sim)
+    with pytest.raises(Ec2Error) as exc:
+        launch(engine, KeyName="never-created")
+    assert exc.value.code == "InvalidKeyPair.NotFound" and "never-created" in exc.value.message
+    assert my_vms(sim) == before
 
 
 @pytest.mark.parametrize(
@@ -416,7 +437,16 @@ def test_results_render_as_ec2_xml_botocore_reads(sim: Sim, engine) -> None:
     import botocore.parsers
     import botocore.session
 
-    serialize = pytest.importorskip("econe.serialize")
+    from econe import serialize
+
+    key = ed25519.Ed25519PrivateKey.generate().public_key()
+    line = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    run(
+        engine,
+        "ImportKeyPair",
+        {"KeyName": "rendered", "PublicKeyMaterial": base64.b64encode(line).decode()},
+        user="demo",
+    )
     model = botocore.session.get_session().get_service_model("ec2")
     parser = botocore.parsers.create_parser("ec2")
 
@@ -433,7 +463,7 @@ def test_results_render_as_ec2_xml_botocore_reads(sim: Sim, engine) -> None:
         {
             "ImageId": AMI,
             "UserData": "aGk=",
-            "KeyName": "none",
+            "KeyName": "rendered",
             "TagSpecification": [
                 {"ResourceType": "instance", "Tag": [{"Key": "a", "Value": "<b>&"}]}
             ],
@@ -442,7 +472,7 @@ def test_results_render_as_ec2_xml_botocore_reads(sim: Sim, engine) -> None:
     (inst,) = reservation["Instances"]
     assert inst["InstanceId"].startswith("i-") and inst["State"]["Code"] in (0, 16)
     assert inst["Tags"] == [{"Key": "a", "Value": "<b>&"}] and inst["LaunchTime"].tzinfo is not None
-    assert inst["Placement"]["AvailabilityZone"] == "opennebula" and inst["KeyName"] == "none"
+    assert inst["Placement"]["AvailabilityZone"] == "opennebula" and inst["KeyName"] == "rendered"
     described = through_xml("DescribeInstances", {"InstanceId": [inst["InstanceId"]]})
     assert (
         described["Reservations"][0]["Instances"][0]["PrivateIpAddress"] == inst["PrivateIpAddress"]
