@@ -11,9 +11,6 @@ from __future__ import annotations
 import re
 
 import pytest
-
-pytest.importorskip("schemathesis")
-
 import schemathesis  # noqa: E402
 from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis.checks import not_a_server_error  # noqa: E402

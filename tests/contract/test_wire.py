@@ -12,10 +12,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-
-pytest.importorskip("schemathesis")
-pytest.importorskip("econe.auth.authenticator")
-
 import schemathesis  # noqa: E402
 from botocore.auth import SigV4Auth  # noqa: E402
 from botocore.awsrequest import AWSRequest  # noqa: E402

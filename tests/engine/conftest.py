@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import xmlrpc.client
 from pathlib import Path
@@ -131,8 +132,8 @@ class Sim:
 
 @pytest.fixture(scope="module")
 def sim(tmp_path_factory: pytest.TempPathFactory) -> Sim:
-    server_mod = pytest.importorskip("onesim.server")
-    pytest.importorskip("econe.one.session")
+    server_mod = importlib.import_module("onesim.server")
+    importlib.import_module("econe.one.session")
     server = server_mod.SimServer(
         str(tmp_path_factory.mktemp("onesim")), host="127.0.0.1", port=0, seed="demo", speed=0
     )
