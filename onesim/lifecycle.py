@@ -226,6 +226,10 @@ def _image_step(sim: Sim, img: dict, step: str) -> None:
 # ---------------------------------------------------------------------------- actions
 
 
+# *_FAILURE LCM states (include/VirtualMachine.h): terminate goes through CLEANUP_DELETE.
+FAILURE_LCM_STATES = frozenset({14, 36, 37, 38, 39, 40, 41, 42, 44, 46, 47, 48, 49, 50, 61})
+
+
 def action(sim: Sim, caller: Caller, vm: dict, name: str) -> None:
     if name not in ACTIONS:
         raise errors.action(f'Action "{name}" is not supported')
@@ -257,6 +261,10 @@ def action(sim: Sim, caller: Caller, vm: dict, name: str) -> None:
         elif st in (0, 1, 2, 10, 11):
             vm["steps"] = []
             finish(sim, vm)
+        elif st == 3 and lcm in FAILURE_LCM_STATES:  # oned: CLEANUP_DELETE, then DONE
+            _set(vm, 3, 23)
+            _mark(sim, vm, code, caller)
+            sim.schedule("vm", vm, "done")
         else:
             raise errors.action(
                 f'Error performing action "{name}": Could not terminate VM {vm["id"]}, wrong '

@@ -480,3 +480,16 @@ def test_address_range_errors(one: One, sim) -> None:
     assert one("one.vn.add_ar", A, 1, 'X="1"')[1] == (
         "[one.vn.add_ar] Wrong AR definition. AR vector attribute is missing."
     )
+
+
+@pytest.mark.parametrize("lcm", [36, 39, 49])  # BOOT_FAILURE, PROLOG_FAILURE, PROLOG_RESUME_FAILURE
+def test_terminate_from_a_failure_state_cleans_up_to_done(one: One, sim, lcm: int) -> None:
+    vid = one("one.template.instantiate", D, 0, "", False, 'DISK=[IMAGE_ID="0"]', False)[1]
+    # A driver failure cannot be provoked through the API: put the VM there as oned would.
+    with sim.sim.lock:
+        vm = sim.sim.store.get("vm", vid)
+        vm["state"], vm["lcm_state"] = 3, lcm
+        sim.sim.store.put("vm", vm)
+    assert st(one, vid) == (3, lcm)
+    assert one("one.vm.action", D, "terminate-hard", vid)[0] is True
+    assert st(one, vid) == (6, 0)
