@@ -37,8 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from onesim.server import SimServer  # noqa: E402
 from onesim_pool import populate  # noqa: E402
+
+from onesim.server import SimServer  # noqa: E402
 
 CREDS = Credentials("demo", hashlib.sha256(b"demo").hexdigest())
 
@@ -95,7 +96,8 @@ def start_gateway(sim: SimServer, state: Path) -> tuple[subprocess.Popen, str]:
             return proc, endpoint
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"econe-server did not start: {proc.stderr.read().decode()}")
+                msg = proc.stderr.read().decode()
+                raise SystemExit(f"econe-server did not start: {msg}") from None
             time.sleep(0.2)
 
 
