@@ -224,3 +224,16 @@ def test_user_data_that_is_not_base64(demo):
         "UserData" in exc.value.response["Error"]["Message"]
         or "BASE64" in exc.value.response["Error"]["Message"].upper()
     )
+
+
+def test_upload_image_without_a_file_part(demo):
+    raw = demo.client()
+    with pytest.raises(ClientError) as exc:
+        raw._make_api_call("DescribeRegions", {})  # warm the client
+        raw.meta.events.register(
+            "before-call.ec2.DescribeRegions",
+            lambda params, **_: params["body"].update(Action="UploadImage"),
+        )
+        raw.describe_regions()
+    assert error_of(exc) == ("MissingParameter", 400)
+    assert "file" in exc.value.response["Error"]["Message"]

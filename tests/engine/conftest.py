@@ -14,6 +14,7 @@ import pytest
 from econe.config import Config
 from econe.context import Principal, RequestContext
 from econe.engine import Engine
+from econe.errors import Ec2Error
 from econe.mapping.onecall import OneError
 
 GOLDEN = Path(__file__).resolve().parents[3] / "shared" / "opennebula-golden"
@@ -142,3 +143,22 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Sim:
         yield Sim(server)
     finally:
         server.stop()
+
+
+AMI = "ami-00000000"  # the demo image, registered by the `engine` fixture
+
+
+@pytest.fixture(scope="module")
+def engine(sim: Sim):
+    """An engine on the module's onesim, with the demo image registered as an AMI."""
+    eng = sim.engine()
+    run(eng, "RegisterImage", {"ImageLocation": AMI}, user="demo")
+    yield eng
+    eng.close()
+
+
+def code_of(fn, *args, **kw) -> str:
+    """The EC2 error code `fn(*args, **kw)` raises."""
+    with pytest.raises(Ec2Error) as err:
+        fn(*args, **kw)
+    return err.value.code

@@ -10,18 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from lxml import etree
 
-from econe.errors import Ec2Error
-from tests.engine.conftest import Sim, run
-
-AMI = "ami-00000000"
-
-
-@pytest.fixture(scope="module")
-def engine(sim: Sim):
-    eng = sim.engine()
-    run(eng, "RegisterImage", {"ImageLocation": AMI}, user="demo")
-    yield eng
-    eng.close()
+from tests.engine.conftest import AMI, Sim, code_of, run
 
 
 @pytest.fixture(scope="module")
@@ -41,12 +30,6 @@ def user_template(sim: Sim, name: str) -> etree._Element:
 
 def names(engine, user: str = "demo", **body) -> list[str]:
     return [p["KeyName"] for p in run(engine, "DescribeKeyPairs", body, user=user)["KeyPairs"]]
-
-
-def code_of(fn, *args, **kw) -> str:
-    with pytest.raises(Ec2Error) as err:
-        fn(*args, **kw)
-    return err.value.code
 
 
 def test_create_rsa_and_ed25519_each_visible(sim: Sim, engine) -> None:

@@ -13,19 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from lxml import etree
 
 from econe.errors import Ec2Error
-from tests.engine.conftest import Sim, run
+from tests.engine.conftest import AMI, Sim, run
 from tests.engine.test_mappings import extended_mappings
 
-AMI = "ami-00000000"
 EC2_USER_ATTRS = {"EC2_INSTANCE_TYPE", "IMAGE_ID", "EC2_RESERVATION_ID", "EC2_LAUNCH_INDEX"}
-
-
-@pytest.fixture(scope="module")
-def engine(sim: Sim):
-    eng = sim.engine()
-    run(eng, "RegisterImage", {"ImageLocation": AMI}, user="demo")
-    yield eng
-    eng.close()
 
 
 @pytest.fixture(scope="module")

@@ -5,30 +5,13 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
-from econe.errors import Ec2Error
-from tests.engine.conftest import Sim, run
-
-AMI = "ami-00000000"
-
-
-@pytest.fixture(scope="module")
-def engine(sim: Sim):
-    eng = sim.engine()
-    run(eng, "RegisterImage", {"ImageLocation": AMI}, user="demo")
-    yield eng
-    eng.close()
+from tests.engine.conftest import AMI, Sim, code_of, run
 
 
 @pytest.fixture(scope="module")
 def oscar(sim: Sim) -> str:
     sim.as_admin("one.user.allocate", "oscar", "pw", "core", [1])
     return "oscar"
-
-
-def code_of(fn, *args, **kw) -> str:
-    with pytest.raises(Ec2Error) as err:
-        fn(*args, **kw)
-    return err.value.code
 
 
 def tag(resources: list[str], user: str = "demo", **tags: str):

@@ -7,30 +7,13 @@ import importlib
 import pytest
 from lxml import etree
 
-from econe.errors import Ec2Error
-from tests.engine.conftest import Sim, run
-
-AMI = "ami-00000000"
-
-
-@pytest.fixture(scope="module")
-def engine(sim: Sim):
-    eng = sim.engine()
-    run(eng, "RegisterImage", {"ImageLocation": AMI}, user="demo")
-    yield eng
-    eng.close()
+from tests.engine.conftest import AMI, Sim, code_of, run
 
 
 @pytest.fixture(scope="module")
 def trudy(sim: Sim) -> str:
     sim.as_admin("one.user.allocate", "trudy", "pw", "core", [1])
     return "trudy"
-
-
-def code_of(fn, *args, **kw) -> str:
-    with pytest.raises(Ec2Error) as err:
-        fn(*args, **kw)
-    return err.value.code
 
 
 def image(sim: Sim, ec2_id: str) -> etree._Element:
