@@ -126,12 +126,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if _port_busy(cfg.host, cfg.port):
         print(f"econe-server: port {cfg.host}:{cfg.port} is busy", file=sys.stderr)
         return 1
-    from econe.app import create_app
-    from econe.one.session import ServerCipherSessions, SessionConfigError
+    from econe.app import create_app, make_sessions
+    from econe.one.session import SessionConfigError
 
     try:
-        if cfg.core_auth == "cipher":
-            ServerCipherSessions(cfg.ec2_auth)  # refuse to start on a missing or open ec2_auth
+        make_sessions(cfg)  # refuse to start on missing, open or malformed credentials
         app = create_app(cfg)
     except (SessionConfigError, ConfigError) as exc:
         print(f"econe-server: {exc}", file=sys.stderr)

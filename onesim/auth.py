@@ -12,7 +12,9 @@ import hashlib
 import time
 from typing import TYPE_CHECKING
 
+from cryptography import x509
 from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.asymmetric import padding as rsa_padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from . import errors
@@ -117,7 +119,7 @@ def _authenticate_server(sim: Sim, session: str, srv: dict, rest: str, now: floa
     cached = sim.sessions.get(session)
     if not (cached and cached[2] > now and cached[0] == target["id"]):
         try:
-            plain = cipher_decrypt(srv["password"][:32], second)
+            plain = _server_plaintext(sim, srv, second)
             s_user, _t, expire = plain.split(":")
             ok = s_user == srv["name"] and int(expire) > now
         except Exception:  # bad decrypt, bad padding, bad base64, bad format
@@ -131,3 +133,26 @@ def _authenticate_server(sim: Sim, session: str, srv: dict, rest: str, now: floa
     if egid != -1:
         caller.gid, caller.groups = egid, [egid]
     return caller
+
+
+def _server_plaintext(sim: Sim, srv: dict, token64: str) -> str:
+    """The server user's token: AES with its stored password (server_cipher), or RSA with the
+    server certificate given to onesim (server_x509: the user's password must be that
+    certificate's escaped DN; the token is base64(base64(RSA private-encrypt(text))))."""
+    if srv["auth_driver"] != "server_x509":
+        return cipher_decrypt(srv["password"][:32], token64)
+    cert = sim.server_x509_cert
+    if cert is None or x509_dn(cert.subject) not in srv["password"].split("|"):
+        raise ValueError("no server certificate, or not this server user's")
+    raw = base64.b64decode(base64.b64decode(token64, validate=True), validate=True)
+    key = cert.public_key()
+    return key.recover_data_from_signature(raw, rsa_padding.PKCS1v15(), None).decode()
+
+
+def x509_dn(name: x509.Name) -> str:
+    """OpenSSL's one-line DN (``/C=ES/O=ONE/CN=server``), whitespace escaped as ``\\<hex>``
+    the way OpenNebula's x509 drivers store DNs as passwords."""
+    dn = "".join(
+        "/" + "+".join(f"{a.rfc4514_attribute_name}={a.value}" for a in rdn) for rdn in name.rdns
+    )
+    return "".join("\\" + format(ord(c), "x") if c.isspace() else c for c in dn)

@@ -22,10 +22,15 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="seconds per lifecycle step (default $ONESIM_SPEED or 1.0; 0 = instant)",
     )
+    p.add_argument(
+        "--server-x509-cert",
+        help="PEM certificate that server_x509 users' tokens are checked with (:core_auth: x509)",
+    )
     a = p.parse_args(argv)
     if a.speed is None:
         a.speed = float(os.environ.get("ONESIM_SPEED", "1.0"))
-    sim = SimServer(a.state_dir, a.host, a.port, None if a.seed == "none" else a.seed, a.speed)
+    seed = None if a.seed == "none" else a.seed
+    sim = SimServer(a.state_dir, a.host, a.port, seed, a.speed, a.server_x509_cert)
     print(f"onesim 7.4.0 listening on {sim.url}", flush=True)
     print(f"one_auth: {os.path.join(sim.state_dir, '.one', 'one_auth')}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

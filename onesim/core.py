@@ -37,6 +37,7 @@ class Sim:
         self.lock = threading.RLock()
         self.speed = float(speed)
         self.sessions: dict[str, tuple[int, int, float]] = {}  # session -> (uid, egid, expiry)
+        self.server_x509_cert = None  # x509.Certificate of server_x509 users (--server-x509-cert)
         self._timers: list[tuple[float, int, str, int]] = []  # (due, seq, kind, id)
         self._seq = 0
         self._at = 0.0

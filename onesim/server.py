@@ -11,6 +11,8 @@ import xmlrpc.client
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from cryptography import x509
+
 from . import auth, errors, faults, methods  # noqa: F401  (registers the methods)
 from .core import METHODS, Sim
 from .seed import bootstrap
@@ -171,11 +173,15 @@ class SimServer:
         port: int = 0,
         seed: str = "demo",
         speed: float | None = None,
+        server_x509_cert: str | None = None,
     ) -> None:
         if speed is None:
             speed = float(os.environ.get("ONESIM_SPEED", "1.0"))
         self.state_dir = os.path.abspath(state_dir)
         self.sim = Sim(self.state_dir, speed)
+        if server_x509_cert:  # what oned's server_x509 driver reads from its :one_cert:
+            with open(server_x509_cert, "rb") as f:
+                self.sim.server_x509_cert = x509.load_pem_x509_certificate(f.read())
         self.sim.faults = faults.FaultRules()
         with self.sim.lock:
             self.one_auth, self.ec2_auth = bootstrap(self.sim, seed)
