@@ -103,9 +103,13 @@ def call_one(
     scope: dict | None = None,
     not_found: str | None = None,
     resource: str = "",
+    xml: bool = False,
 ) -> Any:
+    """`client.call(session, method, *args)` with errors mapped to Ec2Error. With `xml`, a
+    client that has `call_xml` (OneClient) returns an XML document already parsed."""
+    call = getattr(client, "call_xml", None) if xml else None
     try:
-        return client.call(session, method, *args)
+        return (call or client.call)(session, method, *args)
     except OneUnavailable as exc:
         raise Ec2Error("Unavailable", "OpenNebula is not reachable; try again later") from exc
     except OneError as exc:

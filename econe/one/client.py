@@ -10,6 +10,7 @@ import base64
 import binascii
 import http.client
 import logging
+import pyexpat
 import threading
 import xmlrpc.client
 from typing import Any
@@ -118,8 +119,8 @@ class OneClient:
             conn.close()
         return resp.status, resp.reason, data
 
-    def raw_call(self, method: str, params: tuple[Any, ...]) -> Any:
-        """Send one call and return the decoded XML-RPC value (the result array)."""
+    def _exchange(self, method: str, params: tuple[Any, ...]) -> bytes:
+        """Send one call; the raw XML-RPC answer (HTTP 200) or OneError/OneUnavailable."""
         try:
             payload = xmlrpc.client.dumps(params, methodname=method, encoding="utf-8").encode()
         except OverflowError:
@@ -152,6 +153,9 @@ class OneClient:
             else:
                 self._give_back(conn)
             break
+        return data
+
+    def _decode(self, method: str, data: bytes) -> Any:
         try:
             return decode_response(data)
         except xmlrpc.client.Fault as fault:
@@ -169,13 +173,20 @@ class OneClient:
                 f"oned at {self.endpoint} sent an answer that is not XML-RPC"
             ) from exc
 
+    def raw_call(self, method: str, params: tuple[Any, ...]) -> Any:
+        """Send one call and return the decoded XML-RPC value (the result array)."""
+        return self._decode(method, self._exchange(method, params))
+
     def call(self, session: str, method: str, *args: Any) -> Any:
         """Call `method(session, *args)`; return the success value or raise OneError.
 
         Pass Python `bool` for oned's boolean flags and `int` for ids and the `append` argument
         of `*.update` (a bool there makes oned answer fault -501).
         """
-        result = self.raw_call(method, (session, *args))
+        return self._result(method, self.raw_call(method, (session, *args)))
+
+    @staticmethod
+    def _result(method: str, result: Any) -> Any:
         if not isinstance(result, list | tuple) or not result or not isinstance(result[0], bool):
             raise OneUnavailable(f"{method}: oned answered an unexpected value")
         if result[0]:
@@ -184,6 +195,19 @@ class OneClient:
         code = int(result[2]) if len(result) > 2 else INTERNAL
         resp_id = int(result[3]) if len(result) > 3 else -1
         raise OneError(code, message, method, resp_id)
+
+    def call_xml(self, session: str, method: str, *args: Any) -> Any:
+        """`call()` for methods whose success value is an XML document (`*.info`, pools).
+
+        A plain success answer comes back as the document's parsed root element, parsed while
+        the envelope is read (one pass instead of two over a pool's ~50 MB). Any other answer
+        goes through `call()`'s path, so errors and odd shapes behave exactly as there.
+        """
+        data = self._exchange(method, (session, *args))
+        root = parse_document_response(data)
+        if root is not None:
+            return root
+        return self._result(method, self._decode(method, data))
 
 
 # A pool document travels as one escaped XML-RPC string; the stdlib unmarshaller gets it from
@@ -238,3 +262,79 @@ def decode_response(data: bytes) -> Any:
         raise xmlrpc.client.Fault(info.get("faultCode"), info.get("faultString"))
     value = root.find("params/param/value")
     return None if value is None else _value(value)
+
+
+# The start tags, with their depth, of oned's plain success answer [true, document, int].
+_SUCCESS = tuple(
+    enumerate(["methodResponse", "params", "param", "value", "array", "data", "value", "boolean"])
+) + ((6, "value"), (7, "string"))
+_TAIL = (((6, "value"), (7, "i4")), ((6, "value"), (7, "int")), ((6, "value"), (7, "i8")), ())
+
+
+class _Streamer:
+    """expat handlers: record the envelope's shape and feed the <string> text to lxml.
+
+    expat unescapes the text and, with buffer_text, hands it over in large pieces; each piece
+    goes straight into a feed parser for the document, so its text is never a Python string
+    of its own. Anything unusual (attributes, a comment, a PI, CDATA, a DOCTYPE) sets `odd`."""
+
+    def __init__(self) -> None:
+        self.tags: list[tuple[int, str]] = []  # every start tag with its depth
+        self.depth = 0
+        self.open: str | None = None  # the element the text belongs to, when it is a leaf
+        self.odd = False
+        self.fed = False
+        self.leaf: dict[int, list[str]] = {}  # start-tag index → text (boolean, int)
+        self.inner = etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
+
+    def start(self, tag: str, attrs: Any) -> None:
+        self.tags.append((self.depth, tag))
+        self.depth += 1
+        self.open = tag
+        if attrs or len(self.tags) > len(_SUCCESS) + 2:
+            self.odd = True
+
+    def end(self, tag: str) -> None:
+        self.depth -= 1
+        self.open = None
+
+    def text(self, chunk: str) -> None:
+        if self.open is None:
+            return  # whitespace between elements: decode_response ignores it too
+        if self.open == "string" and len(self.tags) == len(_SUCCESS):
+            self.inner.feed(chunk.encode("utf-8"))
+            self.fed = True
+        else:
+            self.leaf.setdefault(len(self.tags) - 1, []).append(chunk)
+
+    def flag(self, *_: Any) -> None:
+        self.odd = True
+
+
+def parse_document_response(data: bytes) -> etree._Element | None:
+    """The parsed document of a plain success answer `[true, "<XML…>", int]`, else None.
+
+    Gives the same element as parsing `decode_response(data)[1]` with the engine's parser
+    options; None for a failure, a fault, any other shape, or a document that does not parse,
+    so the caller takes the usual path (and its errors) for those."""
+    s = _Streamer()
+    p = pyexpat.ParserCreate()
+    p.buffer_text = True
+    p.buffer_size = 1 << 20
+    p.StartElementHandler = s.start
+    p.EndElementHandler = s.end
+    p.CharacterDataHandler = s.text
+    p.CommentHandler = p.ProcessingInstructionHandler = s.flag
+    p.StartCdataSectionHandler = p.StartDoctypeDeclHandler = s.flag
+    try:
+        p.Parse(data, True)
+        n = len(_SUCCESS)
+        if s.odd or not s.fed or tuple(s.tags[:n]) != _SUCCESS or tuple(s.tags[n:]) not in _TAIL:
+            return None
+        if "".join(s.leaf.get(7, ())).strip() != "1":  # <boolean>: false is a failure
+            return None
+        if len(s.tags) > n:
+            int("".join(s.leaf.get(n + 1, ())))  # a bad int: decode_response's error
+        return s.inner.close()
+    except (ExpatError, etree.LxmlError, ValueError):
+        return None
