@@ -5,7 +5,11 @@ EC2 access keys of their own. A key lives in the user's template, one vector per
 what econe.auth.users/authenticator read:
 
     EC2_ACCESS_KEYS = [ ACCESS_KEY_ID = "AKON…", SECRET = "…", STATUS = "Active",
-                        CREATED = "<unix time>" ]
+                        CREATED = "<unix time>", SEAL = "<hmac>" ]
+
+Users may edit their own template, so econe honours an entry only with a valid SEAL (an HMAC
+keyed from the server credentials in econe.conf, econe.keyseal); `create` therefore reads
+econe.conf (`--config`) as econe-server does.
 
 Verification (HMAC, SigV2 and SigV4) needs the secret itself, so SECRET is stored as issued:
 the user template is readable by the user and by oneadmin, as the core password hash that
@@ -35,6 +39,8 @@ from pathlib import Path
 from typing import TextIO
 
 from lxml import etree
+
+from econe.keyseal import seal
 
 ATTR = "EC2_ACCESS_KEYS"
 KEY_PREFIX = "AKON"  # "Access Key, OpenNebula": 4 + 16 characters, the length of AWS key ids
@@ -169,7 +175,7 @@ def new_secret() -> str:
     return secrets.token_urlsafe(30)  # 40 characters, 240 bits
 
 
-def create_key(one: OneAdmin, user_name: str, now: float | None = None) -> NewKey:
+def create_key(one: OneAdmin, user_name: str, seal_key: bytes, now: float | None = None) -> NewKey:
     pool = one.user_pool()
     user = _find_user(pool, user_name)
     uid = int(user.findtext("ID") or -1)
@@ -179,14 +185,14 @@ def create_key(one: OneAdmin, user_name: str, now: float | None = None) -> NewKe
         key_id = new_access_key_id()
     secret = new_secret()
     entries = _entries(one.user(uid))  # fresh, with the whole template
-    entries.append(
-        {
-            "ACCESS_KEY_ID": key_id,
-            "SECRET": secret,
-            "STATUS": "Active",
-            "CREATED": str(int(time.time() if now is None else now)),
-        }
-    )
+    entry = {
+        "ACCESS_KEY_ID": key_id,
+        "SECRET": secret,
+        "STATUS": "Active",
+        "CREATED": str(int(time.time() if now is None else now)),
+    }
+    entry["SEAL"] = seal(seal_key, uid, entry)  # users can edit their template; not this
+    entries.append(entry)
     one.merge_template(uid, _render(entries))
     return NewKey(user.findtext("NAME") or user_name, key_id, secret)
 
@@ -249,6 +255,11 @@ def add_admin_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         help=f"oned XML-RPC endpoint (default: $ONE_XMLRPC, else {DEFAULT_XMLRPC})",
     )
     parser.add_argument(
+        "--config",
+        help="econe.conf whose server credentials seal new keys (:ec2_auth: or "
+        ":server_x509_auth:; default: the file econe-server would read)",
+    )
+    parser.add_argument(
         "--one-auth",
         metavar="USER:PASSWORD",
         help="oneadmin credentials (default: the file in $ONE_AUTH, else ~/.one/one_auth)",
@@ -265,6 +276,18 @@ def add_admin_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     return parser
 
 
+def _seal_key(config_path: str | None) -> bytes:
+    """The key econe-server checks seals with: derived from its own server credentials."""
+    from econe.config import ConfigError, default_config_path, load_config
+    from econe.one.session import SessionConfigError, sessions_from_config
+
+    try:
+        config = load_config(config_path or default_config_path())
+        return sessions_from_config(config).seal_key
+    except (ConfigError, SessionConfigError) as exc:
+        raise AdminKeysError(f"cannot read the server credentials that seal keys: {exc}") from exc
+
+
 def run_admin_keys(
     args: argparse.Namespace,
     *,
@@ -279,7 +302,7 @@ def run_admin_keys(
         url = args.one_xmlrpc or env.get("ONE_XMLRPC") or DEFAULT_XMLRPC
         one = OneAdmin(url, read_one_auth(args.one_auth, env))
         if args.admin_keys_command == "create":
-            key = create_key(one, args.user)
+            key = create_key(one, args.user, _seal_key(args.config))
             out.write(
                 f"user:              {key.user}\n"
                 f"access key id:     {key.access_key_id}\n"

@@ -108,13 +108,9 @@ async def _no_runtime(app: Any):
 
 def make_sessions(config: Config) -> Any:
     """How econe calls oned as each user: `:core_auth: cipher` or `x509`."""
-    from econe.one import session
+    from econe.one.session import sessions_from_config
 
-    if config.core_auth == "x509":
-        if not config.server_x509_auth:
-            raise session.SessionConfigError(":core_auth: x509 needs :server_x509_auth:")
-        return session.X509Sessions.from_conf(config.server_x509_auth)
-    return session.ServerCipherSessions(config.ec2_auth)
+    return sessions_from_config(config)
 
 
 def build_runtime(config: Config, state: GatewayState, mappings_dir: Path | None) -> list[Any]:
@@ -132,7 +128,7 @@ def build_runtime(config: Config, state: GatewayState, mappings_dir: Path | None
         from econe.auth.users import UserDirectory
 
         users = UserDirectory.from_one(config, one, sessions)
-        state.authenticator = Authenticator(config, users)
+        state.authenticator = Authenticator(config, users, seal_key=sessions.seal_key)
     if state.engine is None:
         from econe.engine import Engine
 

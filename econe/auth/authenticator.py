@@ -29,6 +29,7 @@ from econe.auth.users import UserDirectory, UserPoolUnavailable, UserRecord
 from econe.config import Config
 from econe.context import Principal, RawRequest
 from econe.errors import Ec2Error
+from econe.keyseal import is_sealed
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +68,13 @@ class Authenticator:
         *,
         clock: Callable[[], float] = time.time,
         secret_resolver: SecretResolver = plain_secret,
+        seal_key: bytes | None = None,
     ):
         self.config = config
         self.users = users
         self._clock = clock
         self._resolve = secret_resolver
+        self._seal_key = seal_key  # None: per-user EC2 keys are refused
 
     def authenticate(self, req: RawRequest) -> Principal:
         """The principal, or Ec2Error (AuthFailure, SignatureDoesNotMatch, RequestExpired…)."""
@@ -97,6 +100,9 @@ class Authenticator:
             return user.password
         for entry in user.access_keys():
             if str(entry.get("ACCESS_KEY_ID", "")).strip() == access_key:
+                if not is_sealed(self._seal_key, user.id, entry):
+                    log.warning("EC2 key %r of user %s has no valid seal", access_key, user.name)
+                    return None
                 return self._resolve(entry)
         return None
 

@@ -114,8 +114,10 @@ def _index(users: list[UserRecord], now: float) -> _Snapshot:
         for entry in user.access_keys():
             akid = str(entry.get("ACCESS_KEY_ID", "")).strip()
             if akid:
-                by_key.setdefault(akid, (user, entry))
-    return _Snapshot(by_name, by_dn, by_key, now)
+                by_key.setdefault(akid, []).append((user, entry))
+    # A key id on two users is nobody's: refusing it beats letting pool order decide.
+    unique = {k: found[0] for k, found in by_key.items() if len({u.id for u, _ in found}) == 1}
+    return _Snapshot(by_name, by_dn, unique, now)
 
 
 def _pool_reader(client: Any, sessions: Any) -> Callable[[], bytes | str]:

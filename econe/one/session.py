@@ -16,11 +16,14 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import yaml
 from cryptography.hazmat.primitives import padding, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from econe.keyseal import seal_key_from
 
 TOKEN_LIFETIME = 1800  # seconds a minted token is valid
 RENEW_BEFORE = 300  # move the shared expiry when less than this is left
@@ -117,6 +120,7 @@ class ServerCipherSessions:
         self._key = cipher_key(password, digest)
         self._iv = bytes(16) if zero_iv else self._key[:16]
         self._window = _ExpiryWindow(clock)
+        self.seal_key = seal_key_from(raw.strip())  # seals per-user EC2 keys (econe.keyseal)
 
     def token(self, user: str, expire: int) -> str:
         return encrypt_token(f"{self.srv_user}:{user}:{expire}", self._key, self._iv)
@@ -174,6 +178,7 @@ class X509Sessions:
             raise SessionConfigError(f"server key {key_file} is not an RSA key")
         self._key = key
         self._window = _ExpiryWindow(clock)
+        self.seal_key = seal_key_from(pem.strip())  # seals per-user EC2 keys (econe.keyseal)
 
     @classmethod
     def from_conf(
@@ -207,3 +212,13 @@ class X509Sessions:
 
     def admin_session(self) -> str:
         return self.session_for(self.srv_user)
+
+
+def sessions_from_config(config: Any) -> ServerCipherSessions | X509Sessions:
+    """The sessions `:core_auth:` asks for: `cipher` (`:ec2_auth:`) or `x509`
+    (`:server_x509_auth:`); SessionConfigError names what is missing or wrong."""
+    if config.core_auth == "x509":
+        if not config.server_x509_auth:
+            raise SessionConfigError(":core_auth: x509 needs :server_x509_auth:")
+        return X509Sessions.from_conf(config.server_x509_auth)
+    return ServerCipherSessions(config.ec2_auth)

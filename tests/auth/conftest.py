@@ -15,6 +15,7 @@ from econe.auth.authenticator import Authenticator
 from econe.auth.users import UserDirectory
 from econe.config import Config
 from econe.context import RawRequest
+from econe.keyseal import seal
 from econe.query import parse_params
 
 ALICE_SECRET = hashlib.sha256(b"alicepw").hexdigest()
@@ -32,6 +33,12 @@ def user_xml(uid, name, driver="core", password="", enabled=True, gid=1, templat
 
 X509_DN = "/C=ES/O=OpenNebula/CN=Carol\\20Smith"
 
+SEAL_KEY = b"k" * 32  # what the server credentials would derive (econe.keyseal)
+KIM1_SEAL = seal(SEAL_KEY, 7, {"ACCESS_KEY_ID": "AKIAKIM1", "SECRET": "kim-secret-1"})
+KIM2_SEAL = seal(
+    SEAL_KEY, 7, {"ACCESS_KEY_ID": "AKIAKIM2", "SECRET": "kim-secret-2", "STATUS": "Inactive"}
+)
+
 USERS = [
     user_xml(0, "oneadmin", password=hashlib.sha256(b"adminpw").hexdigest(), gid=0),
     user_xml(1, "serveradmin", driver="server_cipher", password="x" * 64, gid=0),
@@ -47,9 +54,11 @@ USERS = [
         password="-",
         template=(
             "<EC2_ACCESS_KEYS><ACCESS_KEY_ID>AKIAKIM1</ACCESS_KEY_ID>"
-            "<SECRET>kim-secret-1</SECRET></EC2_ACCESS_KEYS>"
+            "<SECRET>kim-secret-1</SECRET>"
+            f"<SEAL>{KIM1_SEAL}</SEAL></EC2_ACCESS_KEYS>"
             "<EC2_ACCESS_KEYS><ACCESS_KEY_ID>AKIAKIM2</ACCESS_KEY_ID>"
-            "<SECRET>kim-secret-2</SECRET><STATUS>Inactive</STATUS></EC2_ACCESS_KEYS>"
+            "<SECRET>kim-secret-2</SECRET><STATUS>Inactive</STATUS>"
+            f"<SEAL>{KIM2_SEAL}</SEAL></EC2_ACCESS_KEYS>"
             "<SSH_PUBLIC_KEY>ssh-ed25519 AAAA</SSH_PUBLIC_KEY>"
         ),
     ),
@@ -158,4 +167,6 @@ def config():
 
 @pytest.fixture
 def auth(config, pool):
-    return Authenticator(config, UserDirectory(pool, ttl=60, min_refresh_interval=2))
+    return Authenticator(
+        config, UserDirectory(pool, ttl=60, min_refresh_interval=2), seal_key=SEAL_KEY
+    )

@@ -18,7 +18,7 @@ from econe.config import Config
 from econe.context import RawRequest
 from econe.errors import Ec2Error
 
-from .conftest import X509_DN, Pool, presign_v4, sign_v2, sign_v4
+from .conftest import SEAL_KEY, USERS, X509_DN, Pool, presign_v4, sign_v2, sign_v4, user_xml
 
 DESCRIBE = {"Action": "DescribeInstances", "Version": "2016-11-15"}
 
@@ -96,7 +96,9 @@ def test_access_key_wrong_secret(auth):
 
 
 def test_custom_secret_resolver(config, pool):
-    auth = Authenticator(config, UserDirectory(pool), secret_resolver=lambda e: "other")
+    auth = Authenticator(
+        config, UserDirectory(pool), secret_resolver=lambda e: "other", seal_key=SEAL_KEY
+    )
     assert auth.authenticate(sign_v4(DESCRIBE, key="AKIAKIM2", secret="other")).name == "kim"
 
 
@@ -401,3 +403,22 @@ def test_garbage_gives_ec2_errors_only(auth_header, amz_date, params, query, hos
         assert 400 <= exc.status < 600
     else:
         raise AssertionError("garbage was authenticated")
+
+
+def test_access_keys_need_the_servers_seal(config, pool):
+    no_seal_key = Authenticator(config, UserDirectory(pool))
+    raw = sign_v4(DESCRIBE, key="AKIAKIM1", secret="kim-secret-1")
+    assert _code(no_seal_key, raw) == ("AuthFailure", 401)
+    other_server = Authenticator(config, UserDirectory(pool), seal_key=b"z" * 32)
+    assert _code(other_server, raw) == ("AuthFailure", 401)
+
+
+def test_a_key_id_on_two_users_belongs_to_nobody(config):
+    copied = (
+        "<EC2_ACCESS_KEYS><ACCESS_KEY_ID>AKIAKIM1</ACCESS_KEY_ID><SECRET>x</SECRET>"
+        "</EC2_ACCESS_KEYS>"
+    )
+    users = [*USERS, user_xml(9, "copycat", driver="ldap", password="-", template=copied)]
+    auth = Authenticator(config, UserDirectory(Pool(users)), seal_key=SEAL_KEY)
+    raw = sign_v4(DESCRIBE, key="AKIAKIM1", secret="kim-secret-1")
+    assert _code(auth, raw) == ("AuthFailure", 401)

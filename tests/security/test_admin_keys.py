@@ -21,6 +21,8 @@ from tests.e2e.conftest import stop_demo
 from tests.security.conftest import make_user, start_logged
 from tests.security.helpers import action_params, eventually, send, sign_v2, sign_v4
 
+SEAL_KEY = b"s" * 32
+
 
 @pytest.fixture(scope="module")
 def keyed(tmp_path_factory, secrets_used):
@@ -35,10 +37,14 @@ def keyed(tmp_path_factory, secrets_used):
 
 def admin_keys(demo, *args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, ONE_AUTH=str(demo.state_dir / ".one" / "one_auth"))
+    conf = demo.state_dir / "admin-keys.conf"  # the server's credentials seal the keys
+    conf.write_text(f":ec2_auth: {demo.state_dir / '.one' / 'ec2_auth'}\n")
     return subprocess.run(
         [
             str(Path(sys.executable).parent / "econe"),
             "admin-keys",
+            "--config",
+            str(conf),
             "--one-xmlrpc",
             demo.sim_url,
             *args,
@@ -209,9 +215,9 @@ def test_format_is_what_the_authenticator_reads():
     from econe.auth.users import parse_user_pool
 
     one = FakeOne({7: "jane", 8: "joe"})
-    k1 = ak.create_key(one, "jane", now=1_700_000_000)
-    k2 = ak.create_key(one, "jane")
-    k3 = ak.create_key(one, "joe")
+    k1 = ak.create_key(one, "jane", SEAL_KEY, now=1_700_000_000)
+    k2 = ak.create_key(one, "jane", SEAL_KEY)
+    k3 = ak.create_key(one, "joe", SEAL_KEY)
     assert len({k1.access_key_id, k2.access_key_id, k3.access_key_id}) == 3
     users = {u.name: u for u in parse_user_pool(ak.etree.tostring(one.user_pool()))}
     found = {e["ACCESS_KEY_ID"]: plain_secret(e) for e in users["jane"].access_keys()}
@@ -237,7 +243,7 @@ def test_new_key_ids_avoid_user_names_and_existing_ids(monkeypatch):
     one = FakeOne({1: "AKONAAAAAAAAAAAAAAAA", 2: "jane"})
     ids = iter(["AKONAAAAAAAAAAAAAAAA", "AKONBBBBBBBBBBBBBBBB"])
     monkeypatch.setattr(ak, "new_access_key_id", lambda: next(ids))
-    assert ak.create_key(one, "jane").access_key_id == "AKONBBBBBBBBBBBBBBBB"
+    assert ak.create_key(one, "jane", SEAL_KEY).access_key_id == "AKONBBBBBBBBBBBBBBBB"
 
 
 def test_unsafe_template_values_are_not_rewritten():
@@ -246,10 +252,41 @@ def test_unsafe_template_values_are_not_rewritten():
         ["EC2_ACCESS_KEYS", [["ACCESS_KEY_ID", "AKONX"], ["NOTE", 'a "quoted" note']]]
     ]
     with pytest.raises(ak.AdminKeysError, match="fix it by hand"):
-        ak.create_key(one, "jane")
+        ak.create_key(one, "jane", SEAL_KEY)
 
 
 def test_secret_quality():
     secrets_seen = {ak.new_secret() for _ in range(50)}
     assert len(secrets_seen) == 50 and all(len(x) == 40 for x in secrets_seen)
     assert all(re.fullmatch(r"AKON[A-Z2-7]{16}", ak.new_access_key_id()) for _ in range(50))
+
+
+def test_created_keys_are_sealed_for_their_owner_only():
+    from econe.auth.users import parse_user_pool
+    from econe.keyseal import is_sealed
+
+    one = FakeOne({7: "jane", 8: "joe"})
+    ak.create_key(one, "jane", SEAL_KEY)
+    jane = {u.name: u for u in parse_user_pool(ak.etree.tostring(one.user_pool()))}["jane"]
+    (entry,) = jane.access_keys()
+    assert is_sealed(SEAL_KEY, jane.id, entry)
+    assert not is_sealed(SEAL_KEY, 8, entry)  # copied onto joe's template: worthless
+    assert not is_sealed(b"x" * 32, jane.id, entry)  # another server's key
+    assert not is_sealed(SEAL_KEY, jane.id, {**entry, "SECRET": "mine"})  # secret swapped
+
+
+def test_a_key_a_user_writes_into_their_own_template_is_refused(keyed):
+    """Users may update their own template: a hand-made EC2_ACCESS_KEYS entry gets nothing."""
+    import xmlrpc.client
+
+    demo, _admin = keyed
+    proxy = xmlrpc.client.ServerProxy(demo.sim_url)
+    ok, _, *_ = proxy.one.user.update(
+        "demo:demo",
+        2,  # demo
+        'EC2_ACCESS_KEYS=[ACCESS_KEY_ID="AKONFORGEDFORGED0000", SECRET="forged", STATUS="Active"]',
+        1,
+    )
+    assert ok
+    forged = demo.client(user="AKONFORGEDFORGED0000", secret="forged")
+    assert code_of(forged.describe_instances) == "AuthFailure"
