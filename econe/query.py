@@ -192,7 +192,8 @@ def _merged(schema: Mapping[str, Any]) -> Mapping[str, Any]:
 
 def _coerce_scalar(value: str, kind: str | None) -> Any:
     if kind == "integer":
-        return int(value) if _INT.match(value.strip()) else value
+        # a few thousand digits would raise in int(); leave it for validation to name
+        return int(value) if _INT.match(value.strip()) and len(value) <= 40 else value
     if kind == "number":
         try:
             number = float(value)

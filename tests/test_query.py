@@ -409,3 +409,9 @@ def test_garbage_gives_ec2_errors_only(params, body, query):
             call()
         except Ec2Error as exc:
             assert exc.code == "InvalidParameterValue"
+
+
+def test_a_huge_integer_stays_a_string_for_validation_to_name():
+    schema = {"type": "object", "properties": {"MaxResults": {"type": "integer"}}}
+    assert coerce({"MaxResults": "1" * 5000}, schema) == {"MaxResults": "1" * 5000}
+    assert coerce({"MaxResults": "25"}, schema) == {"MaxResults": 25}

@@ -46,6 +46,9 @@ class SigV2Params:
         return f"SigV2Params({self.access_key!r}, {self.method!r})"
 
 
+MAX_EXPIRES = 7 * 24 * 3600  # as presigned SigV4 URLs
+
+
 def is_sigv2(params: Mapping[str, str]) -> bool:
     return "Signature" in params or "AWSAccessKeyId" in params
 
@@ -170,3 +173,5 @@ def verify(
             ) from None
         if now >= until:
             raise request_expired(f"The request expired at {sig.expires}.")
+        if until - now > MAX_EXPIRES:  # a far-future Expires would make a lasting credential
+            raise request_expired(f"Expires {sig.expires} is more than 7 days ahead.")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -49,17 +48,42 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def wildcard(pattern: str) -> re.Pattern[str]:
-    out, i = [], 0
-    while i < len(pattern):
-        ch = pattern[i]
-        if ch == "\\" and i + 1 < len(pattern):
-            out.append(re.escape(pattern[i + 1]))
-            i += 2
-            continue
-        out.append(".*" if ch == "*" else "." if ch == "?" else re.escape(ch))
-        i += 1
-    return re.compile("".join(out), re.S)
+class Wildcard:
+    """An EC2 filter value: `*` any run, `?` one character, `\\` escapes the next one.
+
+    Matched with the two-pointer glob algorithm (at most len(text) × len(pattern) steps) rather
+    than a regex, whose backtracking on values like `*a*a*a…b` is exponential."""
+
+    def __init__(self, pattern: str):
+        self.tokens: list[str | None] = []  # a character, "" for `?`, None for `*`
+        i = 0
+        while i < len(pattern):
+            ch = pattern[i]
+            if ch == "\\" and i + 1 < len(pattern):
+                self.tokens.append(pattern[i + 1])
+                i += 2
+                continue
+            self.tokens.append(None if ch == "*" else "" if ch == "?" else ch)
+            i += 1
+
+    def fullmatch(self, text: str) -> bool:
+        tokens, t, p = self.tokens, 0, 0
+        star, star_t = -1, 0
+        while t < len(text):
+            if p < len(tokens) and tokens[p] is not None and tokens[p] in ("", text[t]):
+                t, p = t + 1, p + 1
+            elif p < len(tokens) and tokens[p] is None:
+                star, star_t, p = p, t, p + 1
+            elif star >= 0:  # let the last `*` take one more character
+                star_t += 1
+                t, p = star_t, star + 1
+            else:
+                return False
+        return all(tok is None for tok in tokens[p:])
+
+
+def wildcard(pattern: str) -> Wildcard:
+    return Wildcard(pattern)
 
 
 def compile_filters(requested: list[dict] | None, spec: dict[str, str]) -> list[Predicate]:

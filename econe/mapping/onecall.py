@@ -113,5 +113,7 @@ def call_one(
     except OneUnavailable as exc:
         raise Ec2Error("Unavailable", "OpenNebula is not reachable; try again later") from exc
     except OneError as exc:
-        log.debug("%s%r failed: %s", method, tuple(args), exc)
+        # ids only: templates carry user data and other values that must not reach the log
+        shown = tuple(a if isinstance(a, int) else "…" for a in args)
+        log.debug("%s%r failed: %s", method, shown, exc)
         raise map_error(exc, table or {}, scope or {}, not_found, resource) from exc

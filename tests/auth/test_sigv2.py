@@ -199,6 +199,8 @@ def test_expires_instead_of_timestamp(auth, config, pool):
     assert auth.authenticate(signed(future)).name == "alice"
     assert _code(auth, signed(past)) == ("RequestExpired", 400)
     assert _code(auth, signed("tomorrow")) == ("InvalidParameterValue", 400)
+    # a far-future Expires would make a captured URL a lasting credential
+    assert _code(auth, signed("2099-01-01T00:00:00Z")) == ("RequestExpired", 400)
 
 
 @pytest.mark.parametrize("skew", [-1000, 1000])

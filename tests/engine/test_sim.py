@@ -517,3 +517,13 @@ def test_oned_unreachable_is_unavailable(sim: Sim) -> None:
             assert err.value.code == "Unavailable" and err.value.status == 503
     finally:
         eng.close()
+
+
+def test_a_refused_launch_logs_no_user_data(sim: Sim, engine, caplog) -> None:
+    secret = "cGFzc3dvcmQ9aHVudGVyMg=="  # base64 of password=hunter2
+    sim.as_admin("onesim.fault.set", "one.vm.allocate", 0x800, "quota reached", 0, 1)
+    caplog.set_level("DEBUG")
+    with pytest.raises(Ec2Error):
+        launch(engine, UserData=secret)
+    assert "one.vm.allocate" in caplog.text  # the failure is logged …
+    assert secret not in caplog.text and "hunter2" not in caplog.text  # … its template not
