@@ -329,9 +329,13 @@ def _require_configured(configured: str, key: str) -> None:
         )
 
 
+_SCRIPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "ECONE_EIP_LOG")
+
+
 def _script_env(rt: Any) -> dict[str, str]:
-    """The gateway's environment, with TMPDIR = :tmpdir: as the Ruby econe-server exported."""
-    env = dict(os.environ)
+    """A minimal environment (the gateway's own may hold credentials such as ONE_CIPHER_AUTH),
+    with TMPDIR = :tmpdir: as the Ruby econe-server exported."""
+    env = {k: v for k, v in os.environ.items() if k in _SCRIPT_ENV}
     if rt.config.tmpdir:
         env["TMPDIR"] = str(rt.config.tmpdir)
     return env

