@@ -46,7 +46,7 @@ class Config:
     core_auth: str = "cipher"
     ec2_auth: str = field(default_factory=_default_ec2_auth)
     server_x509_auth: str | None = None
-    trusted_proxies: list[str] = field(default_factory=lambda: ["127.0.0.1", "::1"])
+    trusted_proxies: list[str] = field(default_factory=list)  # none unless configured
     signature_window: int = 900
     user_cache_ttl: float = 60.0
     # log
