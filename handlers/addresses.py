@@ -742,11 +742,18 @@ def disassociate_instances(rt: Any, vm_ids: Iterable[int]) -> list[str]:
         if addr.vm is None or addr.vm not in ids:
             continue
         with _lock(pool.vnet, addr.ip):
-            try:
-                _disassociate(rt, addr.ip)
-            except Ec2Error as exc:
-                log.error("VM %s terminated but %s stays associated: %s", addr.vm, addr.ip, exc)
+            # read again under the lock: the address may have been released (and taken by
+            # someone else) since the first read, and that record must not be overwritten
+            fresh_pool = read_pool(rt, pool.vnet)
+            fresh = next((a for a in fresh_pool.addresses if a.ip == addr.ip), None)
+            if fresh is None or fresh.vm != addr.vm or fresh.record() != addr.record():
                 continue
+            try:
+                _disassociate(rt, fresh.ip)
+            except Ec2Error as exc:
+                log.error("VM %s terminated but %s stays associated: %s", fresh.vm, fresh.ip, exc)
+                continue
+            pool, addr = fresh_pool, fresh
             if _try_write(rt, pool, addr, _cleared(addr.record())):
                 done.append(addr.ip)
                 log.info("disassociated %s from terminated VM %s", addr.ip, addr.vm)

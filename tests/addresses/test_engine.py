@@ -450,3 +450,25 @@ def test_hooks_for_describe_and_terminate_instances(sim: Sim, eng: Engine, eip_l
         "InstanceId" not in run(sim, eng, "DescribeAddresses", {"PublicIp": [ip]})["Addresses"][0]
     )
     run(sim, eng, "ReleaseAddress", {"PublicIp": ip})
+
+
+def test_terminate_never_writes_back_a_record_that_changed_meanwhile(
+    sim: Sim, eng: Engine, monkeypatch
+) -> None:
+    """The owner releases the address (and it is reallocated) between the hook's first read
+    and its lock: the hook must leave the new record alone."""
+    import handlers.addresses as addresses
+
+    ip = run(sim, eng, "AllocateAddress")["PublicIp"]
+    vm = sim.vm()
+    run(sim, eng, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm}"})
+    real_lock = addresses._lock
+
+    def lock_after_a_concurrent_release(vnet, address):
+        monkeypatch.setattr(addresses, "_lock", real_lock)  # the other request locks normally
+        run(sim, eng, "ReleaseAddress", {"PublicIp": address})
+        return real_lock(vnet, address)
+
+    monkeypatch.setattr(addresses, "_lock", lock_after_a_concurrent_release)
+    assert disassociate_instances(runtime(sim, eng), [vm]) == []
+    assert ip not in [a["PublicIp"] for a in run(sim, eng, "DescribeAddresses")["Addresses"]]
