@@ -40,6 +40,7 @@ class Config:
     ssl_server: str | None = None
     one_timeout: float = 30.0
     max_body_size: int = 1024 * 1024
+    body_timeout: float = 60.0
     region: str = "opennebula"
     # auth
     auth: str = "ec2"

@@ -214,7 +214,14 @@ class Ec2QueryFront:
             declared_len = int(declared) if declared is not None else None
         except ValueError as exc:
             raise Ec2Error("InvalidRequest", "The Content-Length header is malformed.") from exc
-        body = await read_body(receive, state.config.max_body_size, declared_len)
+        try:  # a client dripping its body byte by byte must not hold a worker for ever
+            async with asyncio.timeout(state.config.body_timeout):
+                body = await read_body(receive, state.config.max_body_size, declared_len)
+        except TimeoutError:
+            raise Ec2Error(
+                "RequestTimeout",
+                f"The request body did not arrive within {state.config.body_timeout:g} s.",
+            ) from None
         params = parse_params(method, query_string, body, content_type or None)
         principal = await self._authenticate(self._raw(scope, headers, body, params))
         return self._dispatch(scope, receive, record, params, principal)
