@@ -201,7 +201,7 @@ class Authenticator:
         x509.check_validity(cert, self._clock())
         dn = x509.escaped_dn(cert.subject)
         user = self.users.find_by_dn(dn)
-        if user is None:  # proxy certificates: the issuer is the user's own certificate
+        if user is None and x509.is_proxy_certificate(cert):  # the issuer is the user's own
             dn = x509.escaped_dn(cert.issuer)
             user = self.users.find_by_dn(dn)
         if user is None or user.auth_driver != "x509":

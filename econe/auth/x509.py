@@ -85,3 +85,20 @@ def check_validity(cert: x509.Certificate, now: float) -> None:
     end = cert.not_valid_after_utc.replace(tzinfo=UTC).timestamp()
     if not start <= now <= end:
         raise auth_failure("The client certificate is not valid at this time.")
+
+
+_PROXY_CERT_INFO = x509.ObjectIdentifier("1.3.6.1.5.5.7.1.14")  # RFC 3820
+
+
+def is_proxy_certificate(cert: x509.Certificate) -> bool:
+    """A proxy certificate (RFC 3820, or a legacy Globus proxy): it carries ProxyCertInfo, or
+    its subject is its issuer's DN plus one CN. Only these may log in as their issuer."""
+    try:
+        cert.extensions.get_extension_for_oid(_PROXY_CERT_INFO)
+        return True
+    except x509.ExtensionNotFound:
+        pass
+    issuer, subject = list(cert.issuer.rdns), list(cert.subject.rdns)
+    if len(subject) != len(issuer) + 1 or subject[: len(issuer)] != issuer:
+        return False
+    return all(a.oid == x509.NameOID.COMMON_NAME for a in subject[-1])

@@ -200,6 +200,12 @@ def test_x509_proxy_certificate_uses_issuer(x509_auth):
     assert x509_auth.authenticate(_raw({"ssl-client-cert": pem})).name == "carol"
 
 
+def test_x509_issuer_counts_only_for_proxy_certificates(x509_auth):
+    """A CA whose DN happens to be a user's must not log every certificate it issued in."""
+    pem = _cert(_name((NameOID.COMMON_NAME, "Mallory")), CAROL)
+    assert _code(x509_auth, _raw({"ssl-client-cert": pem})) == ("AuthFailure", 401)
+
+
 def test_x509_untrusted_peer(x509_auth):
     pem = _cert(CAROL, _name((NameOID.COMMON_NAME, "Test CA")))
     raw = _raw({"ssl-client-cert": pem}, client_addr="198.51.100.7")
