@@ -15,6 +15,7 @@ from econe.auth.authenticator import Authenticator
 from econe.auth.users import UserDirectory
 from econe.config import Config
 from econe.context import RawRequest
+from econe.errors import Ec2Error
 from econe.keyseal import seal
 from econe.query import parse_params
 
@@ -170,3 +171,19 @@ def auth(config, pool):
     return Authenticator(
         config, UserDirectory(pool, ttl=60, min_refresh_interval=2), seal_key=SEAL_KEY
     )
+
+
+DESCRIBE = {"Action": "DescribeInstances", "Version": "2016-11-15"}
+ODD = {
+    "Action": "DescribeInstances",
+    "Version": "2016-11-15",
+    "Filter.1.Name": "tag:a b/c=d~e*f",
+    "Filter.1.Value.1": "é ü / = ~ * + &",
+    "Filter.1.Value.2": "",
+}
+
+
+def _code(auth, raw):
+    with pytest.raises(Ec2Error) as exc:
+        auth.authenticate(raw)
+    return exc.value.code, exc.value.status

@@ -18,15 +18,18 @@ from econe.config import Config
 from econe.context import RawRequest
 from econe.errors import Ec2Error
 
-from .conftest import SEAL_KEY, USERS, X509_DN, Pool, presign_v4, sign_v2, sign_v4, user_xml
-
-DESCRIBE = {"Action": "DescribeInstances", "Version": "2016-11-15"}
-
-
-def _code(auth, raw):
-    with pytest.raises(Ec2Error) as exc:
-        auth.authenticate(raw)
-    return exc.value.code, exc.value.status
+from .conftest import (
+    DESCRIBE,
+    SEAL_KEY,
+    USERS,
+    X509_DN,
+    Pool,
+    _code,
+    presign_v4,
+    sign_v2,
+    sign_v4,
+    user_xml,
+)
 
 
 def _raw(headers=None, params=None, client_addr="127.0.0.1", query=""):

@@ -17,23 +17,7 @@ from econe.context import RawRequest
 from econe.errors import Ec2Error
 from econe.query import parse_params
 
-from .conftest import Pool, sign_v2, user_xml
-
-DESCRIBE = {"Action": "DescribeInstances", "Version": "2016-11-15"}
-ODD = {
-    "Action": "DescribeInstances",
-    "Version": "2016-11-15",
-    "Filter.1.Name": "tag:a b/c=d~e*f",
-    "Filter.1.Value.1": "é ü / = ~ * + &",
-    "Filter.1.Value.2": "",
-}
-
-
-def _code(auth, raw):
-    with pytest.raises(Ec2Error) as exc:
-        auth.authenticate(raw)
-    return exc.value.code, exc.value.status
-
+from .conftest import DESCRIBE, ODD, Pool, _code, sign_v2, user_xml
 
 # ------------------------------------------------------------------ econe.md §2.2
 

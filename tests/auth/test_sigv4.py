@@ -10,22 +10,7 @@ import pytest
 
 from econe.errors import Ec2Error
 
-from .conftest import ALICE_SECRET, presign_v4, sign_v4
-
-DESCRIBE = {"Action": "DescribeInstances", "Version": "2016-11-15"}
-ODD = {
-    "Action": "DescribeInstances",
-    "Version": "2016-11-15",
-    "Filter.1.Name": "tag:a b/c=d~e*f",
-    "Filter.1.Value.1": "é ü / = ~ * + &",
-    "Filter.1.Value.2": "",
-}
-
-
-def _code(auth, raw):
-    with pytest.raises(Ec2Error) as exc:
-        auth.authenticate(raw)
-    return exc.value.code, exc.value.status
+from .conftest import ALICE_SECRET, DESCRIBE, ODD, _code, presign_v4, sign_v4
 
 
 @pytest.mark.parametrize("method", ["POST", "GET"])

@@ -360,3 +360,26 @@ def eventually(check: Callable[[], object], timeout: float = 8.0, every: float =
             if time.monotonic() > deadline:
                 raise
             time.sleep(every)
+
+
+def aws_cli_image_ids(endpoint: str, region: str, *extra: str) -> set[str]:
+    """`aws ec2 describe-images` as the demo user (the AWS CLI of this venv, SigV4)."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    env = dict(
+        os.environ,
+        AWS_ACCESS_KEY_ID="demo",
+        AWS_SECRET_ACCESS_KEY=hashlib.sha256(b"demo").hexdigest(),
+        AWS_DEFAULT_REGION=region,
+        AWS_CONFIG_FILE=os.devnull,
+        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+    )
+    cmd = [str(Path(sys.executable).parent / "aws"), "ec2", "describe-images"]
+    cmd += ["--endpoint-url", endpoint, *extra, "--output", "json"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return {i["ImageId"] for i in json.loads(out.stdout)["Images"]}

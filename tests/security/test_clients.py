@@ -7,9 +7,6 @@ refusals in the other modules cannot come from a server that refuses everything.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 import urllib.request
 from pathlib import Path
@@ -18,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.e2e.conftest import DEMO_SECRET
-from tests.security.helpers import DEMO_AMI, action_params, presign_v4
+from tests.security.helpers import DEMO_AMI, action_params, aws_cli_image_ids, presign_v4
 
 BIN = Path(sys.executable).parent
 
@@ -35,31 +32,7 @@ def test_boto3(demo, admin, version):
 
 
 def test_aws_cli(demo):
-    env = dict(
-        os.environ,
-        AWS_ACCESS_KEY_ID="demo",
-        AWS_SECRET_ACCESS_KEY=DEMO_SECRET,
-        AWS_DEFAULT_REGION="opennebula",
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-    )
-    out = subprocess.run(
-        [
-            str(BIN / "aws"),
-            "ec2",
-            "describe-images",
-            "--endpoint-url",
-            demo.url,
-            "--output",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    assert DEMO_AMI in {i["ImageId"] for i in json.loads(out.stdout)["Images"]}
+    assert DEMO_AMI in aws_cli_image_ids(demo.url, "opennebula")
 
 
 def test_presigned_url_with_urllib(demo):

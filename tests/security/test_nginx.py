@@ -11,9 +11,6 @@ by uid 2 appear?".
 from __future__ import annotations
 
 import base64
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -33,6 +30,7 @@ from tests.security.helpers import (
     Reply,
     Wire,
     action_params,
+    aws_cli_image_ids,
     eventually,
     form_body,
     presign_v4,
@@ -97,33 +95,8 @@ def test_tls_boto3(tls_stack, version):
 
 
 def test_tls_aws_cli(tls_stack):
-    env = dict(
-        os.environ,
-        AWS_ACCESS_KEY_ID="demo",
-        AWS_SECRET_ACCESS_KEY=DEMO_SECRET,
-        AWS_DEFAULT_REGION=REGION,
-        AWS_CONFIG_FILE=os.devnull,
-        AWS_SHARED_CREDENTIALS_FILE=os.devnull,
-    )
-    out = subprocess.run(
-        [
-            str(BIN / "aws"),
-            "ec2",
-            "describe-images",
-            "--endpoint-url",
-            tls_stack.front,
-            "--ca-bundle",
-            str(tls_stack.pki.ca),
-            "--output",
-            "json",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-    )
-    assert out.returncode == 0, out.stderr
-    assert DEMO_AMI in {i["ImageId"] for i in json.loads(out.stdout)["Images"]}
+    ids = aws_cli_image_ids(tls_stack.front, REGION, "--ca-bundle", str(tls_stack.pki.ca))
+    assert DEMO_AMI in ids
 
 
 def test_tls_presigned_url(tls_stack):
