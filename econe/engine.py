@@ -9,9 +9,11 @@ calls (elastic-IP leases) use the server admin session. Every failure is an Ec2E
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -49,6 +51,10 @@ def strip_hidden(value: Any) -> Any:
         }
     if isinstance(value, list):
         return [strip_hidden(v) if isinstance(v, _CONTAINERS) else v for v in value]
+    return value
+
+
+def _unchanged(value: Any) -> Any:
     return value
 
 
@@ -172,15 +178,32 @@ class Engine:
         self.closing.set()
         self._pool.shutdown(wait=False, cancel_futures=True)
 
-    async def run(self, action: str, body: dict, ctx: RequestContext) -> dict:
+    async def run(
+        self,
+        action: str,
+        body: dict,
+        ctx: RequestContext,
+        render: Callable[[dict], Any] | None = None,
+    ) -> Any:
+        """The action's result dict; with `render`, what `render(result)` makes of it, in the
+        same worker thread (the wire path: the serializer writes only the members the spec
+        names, so the result is not stripped of hidden fields first, and a 10,000-instance
+        document is never built on the event loop)."""
         mapping = self.mappings.get(action)
         if mapping is None:
             raise Ec2Error(
                 "InvalidAction", f"The action {action} is not valid for this web service."
             )
         loop = asyncio.get_running_loop()
+        if render is None:
+            job = functools.partial(self.run_sync, mapping, body or {}, ctx)
+        else:
+
+            def job() -> Any:
+                return render(self.run_sync(mapping, body or {}, ctx, strip=False))
+
         try:
-            return await loop.run_in_executor(self._pool, self.run_sync, mapping, body or {}, ctx)
+            return await loop.run_in_executor(self._pool, job)
         except Ec2Error:
             raise
         except Exception as exc:
@@ -190,10 +213,12 @@ class Engine:
             ) from exc
 
     # -- the generic pipeline ------------------------------------------------------------------
-    def run_sync(self, m: Mapping, body: dict, ctx: RequestContext) -> dict:
+    def run_sync(self, m: Mapping, body: dict, ctx: RequestContext, strip: bool = True) -> dict:
+        """The result dict; `strip`: without hidden (`_`) and None members."""
         rt = Runtime(self, m, body, ctx)
+        finish = strip_hidden if strip else _unchanged
         if m.handler is not None:
-            return strip_hidden(m.handler(rt) or {})
+            return finish(m.handler(rt) or {})
         scope = rt.scope()
         requested = as_list(body.get(m.by_id.param)) if m.by_id else []
         page = m.paginate
@@ -231,7 +256,7 @@ class Engine:
         for hook in m.after:  # code for what the items need afterwards (edits them in place)
             hook(rt, items, changes)
         out = m.output({**scope, "items": items, "changes": changes, "next_token": next_token})
-        return strip_hidden(out)
+        return finish(out)
 
     def _view_items(self, rt: Runtime, m: Mapping, elements: list, scope: dict) -> list[dict]:
         if m.view is None:

@@ -2,8 +2,9 @@
 
 The handler checks that the front rewrote the request (private marker), answers
 `DryRunOperation` (412) for `DryRun=true` once authentication and validation have passed,
-then calls `engine.run(action, body, ctx)` — the engine runs the action's mapping or a named
-handler from `handlers/` — and renders the result dict as EC2 XML with the serializer.
+then calls `engine.run(action, body, ctx, render=…)` — the engine runs the action's mapping or
+a named handler from `handlers/` and, in the same worker thread, renders the result dict as EC2
+XML with the serializer.
 """
 
 from __future__ import annotations
@@ -42,9 +43,7 @@ def make_handler(state: GatewayState, action: str) -> Callable[..., Awaitable[Re
             version=info["version"],
             principal=info["principal"],
         )
-        body = body or {}
-        result = await run_action(state, action, body, ctx)
-        xml = state.serializer.render(action, ctx.version, ctx.request_id, result)
+        xml = await run_action(state, action, body or {}, ctx)
         return Response(xml, media_type=XML_MEDIA_TYPE)
 
     handler.__name__ = f"ec2_{action}"
@@ -54,20 +53,25 @@ def make_handler(state: GatewayState, action: str) -> Callable[..., Awaitable[Re
 
 async def run_action(
     state: GatewayState, action: str, body: dict[str, Any], ctx: RequestContext
-) -> dict[str, Any]:
-    """DryRun check, then the engine; the engine raises Ec2Error for every failure."""
+) -> bytes:
+    """DryRun check, then the engine, which renders the result as EC2 XML in its worker
+    thread; the engine raises Ec2Error for every failure."""
     act = state.spec.action(action)
     if act is not None and act.has_dry_run and body.get("DryRun") is True:
         raise Ec2Error("DryRunOperation", "Request would have succeeded, but DryRun flag is set.")
     engine = state.engine
     if engine is None:
         raise Ec2Error("Unavailable", "The service is starting; try again.")
-    result = await engine.run(action, body, ctx)
-    if result is None:
-        return {}
-    if not isinstance(result, dict):
-        raise Ec2Error("InternalError", f"{action} produced no result")
-    return result
+
+    def render(result: Any) -> bytes:
+        if result is None:
+            result = {}
+        if not isinstance(result, dict):
+            raise Ec2Error("InternalError", f"{action} produced no result")
+        xml = state.serializer.render(action, ctx.version, ctx.request_id, result)
+        return xml.encode("utf-8")
+
+    return await engine.run(action, body, ctx, render=render)
 
 
 class Ec2Resolver(Resolver):

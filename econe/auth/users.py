@@ -170,6 +170,7 @@ class UserDirectory:
             _pool_reader(client, sessions),
             ttl=config.user_cache_ttl,
             fetch_user=_user_reader(client, sessions),
+            confirm_ttl=config.user_confirm_ttl,
         )
 
     def _load(self) -> _Snapshot:

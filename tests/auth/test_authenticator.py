@@ -336,6 +336,28 @@ def test_confirm_ttl_reuses_answers(config):
     assert live.user_calls == 1
 
 
+def test_confirm_ttl_bounds_how_long_a_disabled_user_is_served(config):
+    from .conftest import ALICE_SECRET, user_xml
+
+    now = [100.0]
+    live, auth = _live(config, confirm_ttl=1.0, clock=lambda: now[0])
+    assert auth.authenticate(sign_v4(DESCRIBE)).name == "alice"
+    _replace(live, "alice", user_xml(2, "alice", password=ALICE_SECRET, enabled=False))
+    now[0] += 0.5
+    assert auth.authenticate(sign_v4(DESCRIBE)).name == "alice"  # the answer is reused
+    now[0] += 0.5
+    assert _code(auth, sign_v4(DESCRIBE)) == ("AuthFailure", 401)
+    assert live.user_calls == 2
+
+
+def test_server_directory_takes_confirm_ttl_from_config():
+    from econe.config import Config
+
+    users = UserDirectory.from_one(Config(user_confirm_ttl=2.5), object(), object())
+    assert users.confirm_ttl == 2.5
+    assert Config().user_confirm_ttl == 1.0  # the default etc/econe.conf documents
+
+
 def test_x509_proxy_header_wins_over_client_spelling(x509_auth):
     ca = _name((NameOID.COMMON_NAME, "Test CA"))
     carol = _cert(CAROL, ca)

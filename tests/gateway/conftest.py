@@ -57,14 +57,14 @@ class ScriptedEngine:
         self.results: dict[str, Any] = results or {}
         self.calls: list[tuple[str, dict, RequestContext]] = []
 
-    async def run(self, action: str, body: dict, ctx: RequestContext) -> dict:
+    async def run(self, action: str, body: dict, ctx: RequestContext, render: Any = None) -> Any:
         self.calls.append((action, body, ctx))
         result = self.results.get(action, {})
         if isinstance(result, BaseException):
             raise result
         if callable(result):
-            return result(body, ctx)
-        return result
+            result = result(body, ctx)
+        return result if render is None else render(result)
 
 
 @pytest.fixture

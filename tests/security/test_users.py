@@ -7,8 +7,11 @@ a refusal below is about the user, not about a cache that has not seen it yet.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from econe.config import Config
 from tests.security.conftest import assert_accepted, make_user, new_name, wait_until_known
 from tests.security.helpers import (
     STATUS,
@@ -22,6 +25,7 @@ from tests.security.helpers import (
 )
 
 DESCRIBE = action_params("DescribeInstances")
+CONFIRM_TTL = Config().user_confirm_ttl  # the servers here run with the default
 SIGNERS = {"v4": sign_v4, "v2": sign_v2}
 
 
@@ -99,11 +103,12 @@ def test_user_disabled_before_first_use(demo, batch, sig):
 
 
 def test_user_disabled_while_cached(demo, admin, batch):
-    """Disabled after econe cached it as enabled: oned refuses the impersonated call, and the
+    """Disabled after econe cached it as enabled: once `:user_confirm_ttl:` has passed, the
     client sees AuthFailure (not a 5xx, not someone else's data)."""
     user = batch["disabled-after"]
     assert_accepted(send(sign_v4(demo.url, DESCRIBE, user.name, user.secret)), "while enabled")
     admin.enable(user.uid, False)
+    time.sleep(CONFIRM_TTL)
     try:
         for sig in ("v4", "v2"):
             auth_failure(send(SIGNERS[sig](demo.url, DESCRIBE, user.name, user.secret)))
@@ -124,6 +129,7 @@ def test_disabled_user_runs_nothing(demo, admin, batch):
     demo_uid = 2
     before = admin.vm_ids()
     admin.enable(demo_uid, False)
+    time.sleep(CONFIRM_TTL)
     try:
         auth_failure(send(sign_v4(demo.url, run_params(1), "demo", DEMO_SECRET)))
     finally:
