@@ -103,9 +103,15 @@ class Runtime:
         )
 
     def run_call(
-        self, call: Call, scope: dict, not_found: str | None = None, xml: bool = False
+        self,
+        call: Call,
+        scope: dict,
+        not_found: str | None = None,
+        xml: bool = False,
+        pool: tuple[str, str] | None = None,
     ) -> Any:
-        """`xml=True`: the answer is an XML document, given parsed when the client can."""
+        """`xml=True`: the answer is an XML document, given parsed when the client can (with
+        `pool`, as a list of roots: see OneClient.call_xml)."""
         session = self.admin_session() if call.admin else self.session
         return call_one(
             self.engine.one,
@@ -116,6 +122,7 @@ class Runtime:
             scope,
             not_found,
             xml=xml,
+            pool=pool,
         )
 
     @staticmethod
@@ -268,8 +275,10 @@ class Engine:
         if src.static is not None:
             items = list(src.static(scope) or [])
         else:
-            root = rt.xml(rt.run_call(src.call, scope, xml=True))
-            items = self._view_items(rt, m, src.items(root), scope)
+            answer = rt.run_call(src.call, scope, xml=True, pool=src.pool)
+            roots = answer if isinstance(answer, list) else [rt.xml(answer)]
+            elements = [e for root in roots for e in src.items(root)]
+            items = self._view_items(rt, m, elements, scope)
         if m.where_all is not None:
             items = m.where_all(scope, items)
         return items

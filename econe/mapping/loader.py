@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -66,6 +67,16 @@ class Source:
     call: Call | None = None
     items: etree.XPath | None = None
     static: Compiled | None = None
+    pool: tuple[str, str] | None = None  # (ROOT, ITEM) when items is `/ROOT/ITEM`
+
+
+_POOL_ITEMS = re.compile(r"/([A-Za-z_][A-Za-z0-9_]*)/([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _pool_of(items: str) -> tuple[str, str] | None:
+    """A plain `/ROOT/ITEM` items path: the answer may be parsed in pieces between items."""
+    hit = _POOL_ITEMS.fullmatch(items.strip())
+    return (hit.group(1), hit.group(2)) if hit else None
 
 
 @dataclass
@@ -206,6 +217,7 @@ def compile_mapping(path: Path, data: Any, views: dict[str, View], exprs: Expres
                 m.source = Source(
                     call=_call(s, exprs, f"{w}: source"),
                     items=_xpath(s["items"], f"{w}: source.items"),
+                    pool=_pool_of(str(s["items"])),
                 )
         if "by_id" in data:
             b = _check_keys(data["by_id"], BY_ID_KEYS, f"{w}: by_id")

@@ -104,12 +104,18 @@ def call_one(
     not_found: str | None = None,
     resource: str = "",
     xml: bool = False,
+    pool: tuple[str, str] | None = None,
 ) -> Any:
     """`client.call(session, method, *args)` with errors mapped to Ec2Error. With `xml`, a
-    client that has `call_xml` (OneClient) returns an XML document already parsed."""
-    call = getattr(client, "call_xml", None) if xml else None
+    client that has `call_xml` (OneClient) returns an XML document already parsed; with
+    `pool=(ROOT, ITEM)` too, as a list of roots holding the items (see OneClient.call_xml)."""
+    call_xml = getattr(client, "call_xml", None) if xml else None
     try:
-        return (call or client.call)(session, method, *args)
+        if call_xml is None:
+            return client.call(session, method, *args)
+        if pool is None:
+            return call_xml(session, method, *args)
+        return call_xml(session, method, *args, pool=pool)
     except OneUnavailable as exc:
         raise Ec2Error("Unavailable", "OpenNebula is not reachable; try again later") from exc
     except OneError as exc:

@@ -13,6 +13,7 @@ import logging
 import pyexpat
 import threading
 import xmlrpc.client
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 from xml.parsers.expat import ExpatError
@@ -196,15 +197,19 @@ class OneClient:
         resp_id = int(result[3]) if len(result) > 3 else -1
         raise OneError(code, message, method, resp_id)
 
-    def call_xml(self, session: str, method: str, *args: Any) -> Any:
+    def call_xml(
+        self, session: str, method: str, *args: Any, pool: tuple[str, str] | None = None
+    ) -> Any:
         """`call()` for methods whose success value is an XML document (`*.info`, pools).
 
         A plain success answer comes back as the document's parsed root element, parsed while
-        the envelope is read (one pass instead of two over a pool's ~50 MB). Any other answer
-        goes through `call()`'s path, so errors and odd shapes behave exactly as there.
+        the envelope is read (one pass instead of two over a pool's ~50 MB); with
+        `pool=(ROOT, ITEM)` as a list of roots whose ITEM children are the pool's items (a
+        large pool is parsed in pieces, in parallel). Any other answer goes through `call()`'s
+        path, so errors and odd shapes behave exactly as there.
         """
         data = self._exchange(method, (session, *args))
-        root = parse_document_response(data)
+        root = parse_document_response(data, pool)
         if root is not None:
             return root
         return self._result(method, self._decode(method, data))
@@ -272,20 +277,39 @@ _TAIL = (((6, "value"), (7, "i4")), ((6, "value"), (7, "int")), ((6, "value"), (
 
 
 class _Streamer:
-    """expat handlers: record the envelope's shape and feed the <string> text to lxml.
+    """expat handlers: record the envelope's shape and pass the <string> text on to lxml.
 
     expat unescapes the text and, with buffer_text, hands it over in large pieces; each piece
     goes straight into a feed parser for the document, so its text is never a Python string
-    of its own. Anything unusual (attributes, a comment, a PI, CDATA, a DOCTYPE) sets `odd`."""
+    of its own. Anything unusual (attributes, a comment, a PI, CDATA, a DOCTYPE) sets `odd`.
 
-    def __init__(self) -> None:
+    With `pool=(ROOT, ITEM)` a large `<ROOT><ITEM>…</ITEM><ITEM>…</ROOT>` document is instead
+    cut between items into pieces of about PIECE bytes, each parsed as a document of its own
+    by a worker thread while expat unescapes the next one (lxml parses without the GIL, so
+    the two overlap on two cores). A cut at a wrong place (an `</ITEM><ITEM>` inside CDATA or
+    deeper in the tree) leaves a piece that is not well-formed: the caller then parses the
+    answer again in one piece."""
+
+    def __init__(self, pool: tuple[str, str] | None = None) -> None:
         self.tags: list[tuple[int, str]] = []  # every start tag with its depth
         self.depth = 0
         self.open: str | None = None  # the element the text belongs to, when it is a leaf
         self.odd = False
         self.fed = False
         self.leaf: dict[int, list[str]] = {}  # start-tag index → text (boolean, int)
-        self.inner = etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
+        self.inner = _new_parser()
+        self.pool = pool
+        self.asked_pool = pool is not None  # answer a list of roots, even of one
+        if pool is not None:
+            root, item = (t.encode() for t in pool)
+            self.head = b"<" + root + b"><" + item + b">"  # how the document must start
+            self.reopen = b"<" + root + b">"
+            self.close = b"</" + root + b">"
+            self.cut = b"</" + item + b"><" + item + b">"
+            self.cut_at = len(item) + 3  # after the `</ITEM>`
+        self.held: list[bytes] = []  # document bytes not yet handed to a piece
+        self.held_size = 0
+        self.pieces: list[Future] = []
 
     def start(self, tag: str, attrs: Any) -> None:
         self.tags.append((self.depth, tag))
@@ -302,25 +326,100 @@ class _Streamer:
         if self.open is None:
             return  # whitespace between elements: decode_response ignores it too
         if self.open == "string" and len(self.tags) == len(_SUCCESS):
-            self.inner.feed(chunk.encode("utf-8"))
             self.fed = True
+            if self.pool is None:
+                self.inner.feed(chunk.encode("utf-8"))
+                return
+            self.held.append(chunk.encode("utf-8"))
+            self.held_size += len(self.held[-1])
+            if self.held_size >= PIECE:
+                self._hand_over()
         else:
             self.leaf.setdefault(len(self.tags) - 1, []).append(chunk)
+
+    def _hand_over(self) -> None:
+        """Send the held bytes up to their last item boundary to a worker."""
+        data = b"".join(self.held)
+        if not self.pieces and not data.startswith(self.head):
+            self.pool = None  # not the expected shape: one piece, fed as usual
+            self.inner.feed(data)
+            self.held, self.held_size = [], 0
+            return
+        at = data.rfind(self.cut)
+        if at < 0:
+            self.held, self.held_size = [data], len(data)
+            return
+        at += self.cut_at
+        piece = (self.reopen if self.pieces else b"") + data[:at] + self.close
+        self.pieces.append(_piece_workers().submit(_parse_piece, piece))
+        rest = data[at:]
+        self.held, self.held_size = [rest], len(rest)
+
+    def result(self) -> etree._Element | list[etree._Element]:
+        """The parsed document, or with `pool` its pieces' roots in order; raises
+        etree.LxmlError / ValueError when the document does not parse."""
+        if self.pool is None:
+            if self.held:
+                self.inner.feed(b"".join(self.held))
+            root = self.inner.close()
+            return [root] if self.asked_pool else root
+        last = (self.reopen if self.pieces else b"") + b"".join(self.held)
+        roots = [f.result() for f in self.pieces] + [_parse_piece(last)]
+        if any(r.tag != self.pool[0] for r in roots):
+            raise ValueError("a piece is not a pool document")
+        return roots
 
     def flag(self, *_: Any) -> None:
         self.odd = True
 
 
-def parse_document_response(data: bytes) -> etree._Element | None:
+# Pieces of a large pool answer parsed in parallel (see _Streamer); expat hands the text over
+# in TEXT_BUFFER pieces.
+PIECE = 4 << 20
+TEXT_BUFFER = 1 << 20
+_WORKERS: list[ThreadPoolExecutor] = []
+_WORKERS_LOCK = threading.Lock()
+
+
+def _piece_workers() -> ThreadPoolExecutor:
+    with _WORKERS_LOCK:
+        if not _WORKERS:
+            _WORKERS.append(ThreadPoolExecutor(max_workers=2, thread_name_prefix="econe-xml"))
+        return _WORKERS[0]
+
+
+def _new_parser() -> etree.XMLParser:
+    return etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
+
+
+def _parse_piece(data: bytes) -> etree._Element:
+    return etree.fromstring(data, _new_parser())
+
+
+def parse_document_response(
+    data: bytes, pool: tuple[str, str] | None = None
+) -> etree._Element | list[etree._Element] | None:
     """The parsed document of a plain success answer `[true, "<XML…>", int]`, else None.
 
     Gives the same element as parsing `decode_response(data)[1]` with the engine's parser
     options; None for a failure, a fault, any other shape, or a document that does not parse,
-    so the caller takes the usual path (and its errors) for those."""
-    s = _Streamer()
+    so the caller takes the usual path (and its errors) for those. With `pool=(ROOT, ITEM)`:
+    the list of the roots of the pieces the document was parsed in (see _Streamer); their
+    ITEM children, in order, are the document's."""
+    root = _parse_answer(data, pool)
+    if root is None and pool is not None:
+        root = _parse_answer(data, None)  # cut at a wrong place: the whole document at once
+        return None if root is None else [root]
+    return root
+
+
+def _parse_answer(
+    data: bytes, pool: tuple[str, str] | None
+) -> etree._Element | list[etree._Element] | None:
+    s = _Streamer(pool)
     p = pyexpat.ParserCreate()
     p.buffer_text = True
-    p.buffer_size = 1 << 20
+    p.buffer_size = TEXT_BUFFER
     p.StartElementHandler = s.start
     p.EndElementHandler = s.end
     p.CharacterDataHandler = s.text
@@ -335,6 +434,9 @@ def parse_document_response(data: bytes) -> etree._Element | None:
             return None
         if len(s.tags) > n:
             int("".join(s.leaf.get(n + 1, ())))  # a bad int: decode_response's error
-        return s.inner.close()
+        return s.result()
     except (ExpatError, etree.LxmlError, ValueError):
         return None
+    finally:
+        for f in s.pieces:  # an early failure: let no piece outlive the answer
+            f.cancel()

@@ -6,8 +6,10 @@ import xmlrpc.client
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
-from econe.one.client import decode_response
+from econe.one import client
+from econe.one.client import decode_response, parse_document_response
 
 GOLDEN = sorted(
     (Path(__file__).resolve().parents[3] / "shared" / "opennebula-golden").glob("*.xml")
@@ -78,3 +80,88 @@ def test_malformed_answers_are_unavailable(data):
     """Through OneClient these become OneUnavailable; decode_response raises, never hangs."""
     with pytest.raises((ValueError, SyntaxError)):
         decode_response(data)
+
+
+# -- parse_document_response: the document of a success answer, parsed while it is read --------
+
+
+def _xml(element) -> bytes:
+    return etree.tostring(element, with_tail=False)
+
+
+def _answer(document: str) -> bytes:
+    return xmlrpc.client.dumps(([True, document, 0],), methodresponse=True).encode()
+
+
+def _documents():
+    for path in GOLDEN:
+        value = stdlib(path.read_bytes())
+        if isinstance(value, list) and value[0] is True and str(value[1]).startswith("<"):
+            yield path
+
+
+@pytest.mark.parametrize("path", list(_documents()), ids=lambda p: p.name)
+def test_golden_documents_parse_as_the_decoded_text(path):
+    data = path.read_bytes()
+    root = etree.fromstring(decode_response(data)[1].encode())
+    assert _xml(parse_document_response(data)) == _xml(root)
+    if len(root):  # as a pool of its first child's kind: the same items, in order
+        pool = (root.tag, root[0].tag)
+        roots = parse_document_response(data, pool)
+        items = [_xml(e) for r in roots for e in r.iterchildren(pool[1])]
+        assert items == [_xml(e) for e in root.iterchildren(pool[1])]
+
+
+def _vm(i: int, extra: str = "") -> str:
+    return f"<VM><ID>{i}</ID><NAME><![CDATA[vm & {i}]]></NAME>{extra}</VM>"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "",
+        "<USER_TEMPLATE><VM>a</VM><VM>b</VM></USER_TEMPLATE>",  # a cut inside an item
+        "<USER_TEMPLATE><X><![CDATA[</VM><VM>]]></X></USER_TEMPLATE>",  # a cut inside CDATA
+    ],
+    ids=["plain", "nested-items", "cdata"],
+)
+def test_a_large_pool_parses_in_pieces_with_every_item_in_order(monkeypatch, extra):
+    monkeypatch.setattr(client, "PIECE", 512)  # pieces of ~512 bytes, so many of them
+    monkeypatch.setattr(client, "TEXT_BUFFER", 256)
+    document = "<VM_POOL>" + "".join(_vm(i, extra) for i in range(300)) + "</VM_POOL>"
+    roots = parse_document_response(_answer(document), ("VM_POOL", "VM"))
+    assert isinstance(roots, list)
+    if not extra:
+        assert len(roots) > 10  # it really was cut
+    ids = [vm.findtext("ID") for root in roots for vm in root.iterchildren("VM")]
+    assert ids == [str(i) for i in range(300)]
+    names = {vm.findtext("NAME") for root in roots for vm in root.iterchildren("VM")}
+    assert "vm & 7" in names
+    whole = etree.fromstring(document.encode())
+    assert [_xml(v) for r in roots for v in r.iterchildren("VM")] == [
+        _xml(v) for v in whole.iterchildren("VM")
+    ]
+
+
+def test_a_pool_of_another_shape_is_parsed_whole(monkeypatch):
+    monkeypatch.setattr(client, "PIECE", 64)
+    document = "<IMAGE_POOL>" + "<IMAGE><ID>1</ID></IMAGE>" * 50 + "</IMAGE_POOL>"
+    roots = parse_document_response(_answer(document), ("VM_POOL", "VM"))
+    assert len(roots) == 1 and roots[0].tag == "IMAGE_POOL" and len(roots[0]) == 50
+
+
+@pytest.mark.parametrize(
+    "value",
+    [[False, "[one.vmpool.info] User couldn't be authenticated", 256, -1, -1], [True, 5, 0]],
+)
+def test_answers_without_a_document_give_none(value):
+    data = xmlrpc.client.dumps((value,), methodresponse=True).encode()
+    assert parse_document_response(data) is None
+    assert parse_document_response(data, ("VM_POOL", "VM")) is None
+
+
+def test_a_broken_document_gives_none(monkeypatch):
+    monkeypatch.setattr(client, "PIECE", 64)
+    document = "<VM_POOL>" + _vm(1) * 20 + "<VM><ID>2</ID></VM_POOL>"
+    assert parse_document_response(_answer(document)) is None
+    assert parse_document_response(_answer(document), ("VM_POOL", "VM")) is None
