@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from econe.auth.users import NeedsOned, cached_only
 from econe.config import Config
 from econe.context import Principal, RawRequest
 from econe.errors import Ec2Error, error_xml
@@ -272,7 +273,15 @@ class Ec2QueryFront:
             self._auth_is_async = inspect.iscoroutinefunction(auth.authenticate)
         if self._auth_is_async:
             return await auth.authenticate(raw)
-        # user look-ups may call oned: never on the event loop thread
+        # From the cached user pool when it can be (no thread hop); user look-ups that call
+        # oned never run on the event loop thread (see econe.auth.users.cached_only).
+        token = cached_only.set(True)
+        try:
+            return auth.authenticate(raw)
+        except NeedsOned:
+            pass
+        finally:
+            cached_only.reset(token)
         return await asyncio.get_running_loop().run_in_executor(None, auth.authenticate, raw)
 
     def _rewrite(

@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,22 @@ NO_EXISTS = 0x400  # oned's code when a user id does not exist (econe.one.client
 
 class UserPoolUnavailable(Exception):
     """The user pool could not be fetched or read (oned down, bad answer)."""
+
+
+class NeedsOned(Exception):
+    """Raised instead of calling oned while `cached_only` is set."""
+
+
+# Set while the front authenticates on the event loop thread: a look-up that would call oned
+# (a pool refresh, a miss, a user re-read) raises NeedsOned instead of blocking the loop, and
+# the front runs the whole authentication again in a worker thread. Most requests need no
+# oned call and are spared the thread hop.
+cached_only: ContextVar[bool] = ContextVar("econe_users_cached_only", default=False)
+
+
+def _may_call_oned() -> None:
+    if cached_only.get():
+        raise NeedsOned
 
 
 @dataclass(frozen=True)
@@ -194,6 +211,7 @@ class UserDirectory:
         snap = self._snap
         if snap is not None and self._clock() - snap.fetched_at < self.ttl:
             return snap
+        _may_call_oned()
         if snap is not None:
             # Expired: one thread refreshes, the others keep answering from the old snapshot.
             if not self._lock.acquire(blocking=False):
@@ -223,6 +241,7 @@ class UserDirectory:
             return found  # found, or the pool was read during this very call
         # A miss may be a user created since the last fetch: refresh, but at most once per
         # min_refresh_interval for all misses together, so bad keys never flood oned.
+        _may_call_oned()
         with self._lock:
             if self._snap is not snap and self._snap is not None:
                 return pick(self._snap)
@@ -260,6 +279,7 @@ class UserDirectory:
         hit = self._confirmed.get(user.id)
         if hit is not None and now - hit[0] < self.confirm_ttl:
             return hit[1]
+        _may_call_oned()
         try:
             xml = self._fetch_user(user.id)
         except Exception as exc:  # noqa: BLE001 - sorted below

@@ -350,9 +350,36 @@ def test_confirm_ttl_bounds_how_long_a_disabled_user_is_served(config):
     assert live.user_calls == 2
 
 
-def test_server_directory_takes_confirm_ttl_from_config():
-    from econe.config import Config
+def test_cached_only_answers_from_the_cache_or_asks_for_oned(config):
+    """What the front does on the event loop: authenticate without calling oned when the
+    caches suffice, else NeedsOned (and then the same call in a worker thread)."""
+    from econe.auth.users import NeedsOned, cached_only
 
+    def on_the_loop(raw):
+        token = cached_only.set(True)
+        try:
+            return auth.authenticate(raw)
+        finally:
+            cached_only.reset(token)
+
+    now = [100.0]
+    live, auth = _live(config, confirm_ttl=1.0, clock=lambda: now[0])
+    with pytest.raises(NeedsOned):  # nothing cached yet: the pool must be read
+        on_the_loop(sign_v4(DESCRIBE))
+    assert live.calls == 0
+    assert auth.authenticate(sign_v4(DESCRIBE)).name == "alice"  # in a worker: reads both
+    calls = (live.calls, live.user_calls)
+    assert on_the_loop(sign_v4(DESCRIBE)).name == "alice"
+    assert (live.calls, live.user_calls) == calls  # no oned call at all
+    now[0] += 1.0  # the re-read answer is too old now
+    with pytest.raises(NeedsOned):
+        on_the_loop(sign_v4(DESCRIBE))
+    with pytest.raises(NeedsOned):  # an unknown key may be a new user: a refresh is due
+        on_the_loop(sign_v4(DESCRIBE, key="newcomer"))
+    assert (live.calls, live.user_calls) == calls
+
+
+def test_server_directory_takes_confirm_ttl_from_config():
     users = UserDirectory.from_one(Config(user_confirm_ttl=2.5), object(), object())
     assert users.confirm_ttl == 2.5
     assert Config().user_confirm_ttl == 1.0  # the default etc/econe.conf documents
