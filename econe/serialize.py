@@ -5,9 +5,10 @@ boto3 returns them. Each output property carries `xml.name` (the element, from t
 `locationName`); lists render as `<xSet><item>…</item></xSet>`; booleans as `true`/`false`;
 timestamps as ISO 8601 UTC with milliseconds (`2024-05-01T10:00:00.000Z`). Members absent
 from the result (or None) are left out, except that a `default` in the schema is rendered
-(AWS's `<return>true</return>`). Plain string building: each output schema is compiled once
-into Python functions (one per structure or list shape; tags and member names are embedded as
-`repr()` literals, never as code).
+(AWS's `<return>true</return>`); so are members the schema does not name (such as a view's
+`_`-prefixed helpers). Plain string building: each output schema is compiled once into Python
+functions (one per structure shape, with its lists as inline loops; tags and member names are
+embedded as `repr()` literals, never as code).
 """
 
 from __future__ import annotations
@@ -24,22 +25,39 @@ from econe.spec import ApiSpec, flatten_all_of, load_spec
 
 Writer = Callable[[Any, list[str]], None]
 
-# Text that needs neither escaping nor dropping of characters: the common case, kept fast.
-_PLAIN = re.compile(r"[^&<>\"\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]*")
-_plain_match = _PLAIN.fullmatch
+# A character to escape (& < > ") or drop (not allowed in XML). Most text has none, and
+# searching for one costs about half of full-matching the complement.
+_SPECIAL = re.compile(r"[&<>\"\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_special = _SPECIAL.search
 
 
 def _text(value: Any) -> str:
     s = value if isinstance(value, str) else str(value)
-    if _plain_match(s) is not None:
+    if _special(s) is None:
         return s
     return xml_text(s)
+
+
+_DATETIME = dt.datetime
+_UTC = dt.UTC
+_ISO_MS = "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ"
 
 
 def format_timestamp(value: Any) -> str:
     """ISO 8601 UTC with milliseconds from a datetime or epoch seconds; strings are passed
     through (escaped)."""
     cls = value.__class__
+    if cls is _DATETIME and (value.tzinfo is _UTC or value.tzinfo is None):
+        # The usual case, by hand: utcoffset(), replace() and isoformat() cost 2-3 times more.
+        return _ISO_MS % (
+            value.year,
+            value.month,
+            value.day,
+            value.hour,
+            value.minute,
+            value.second,
+            value.microsecond // 1000,
+        )
     if cls is int or cls is float:
         try:
             if cls is int:
@@ -102,14 +120,15 @@ def _unwrap(schema: dict[str, Any]) -> dict[str, Any]:
     return flatten_all_of(schema)
 
 
-# One line of generated code per scalar kind: `v` is the value, `o`/`c` the tags.
+# Generated code per scalar kind: `{v}` is the value, `{o}`/`{c}` the tags. Tags and value
+# are appended separately: concatenating them first costs more than the extra list items.
 _SCALAR_CODE = {
-    "string": "append({o} + v + {c}) if v.__class__ is str and _plain(v) is not None "
-    "else append({o} + _text(v) + {c})",
-    "int": "append({o} + (_str(v) if v.__class__ is int else _text(v)) + {c})",
-    "bool": "append({o} + ('true' if v is True else 'false' if v is False "
-    "else _text(v).lower()) + {c})",
-    "timestamp": "append({o} + _ts(v) + {c})",
+    "string": "append({o}); append({v} if {v}.__class__ is str and _special({v}) is None "
+    "else _text({v})); append({c})",
+    "int": "append({o}); append(_str({v}) if {v}.__class__ is int else _text({v})); append({c})",
+    "bool": "append({t} if {v} is True else {f} if {v} is False "
+    "else {o} + _text({v}).lower() + {c})",
+    "timestamp": "append({o}); append(_ts({v})); append({c})",
 }
 _SCALAR_WRITERS: dict[str, Writer] = {
     "string": _write_string,
@@ -118,17 +137,25 @@ _SCALAR_WRITERS: dict[str, Writer] = {
     "timestamp": _write_timestamp,
 }
 
+# Lists are written by a loop inline in the parent's function (a call per list, often empty,
+# costs more), nested up to this depth.
+_MAX_DEPTH = 8
+
 
 class _Compiler:
     """Compiles output schemas into Python functions (plain string building, no lookups of
-    the schema at render time); schemas are keyed by identity, so shared shapes compile once."""
+    the schema at render time); schemas are keyed by identity, so shared shapes compile once.
+
+    A function writes one structure (or list) `value`; a structure's members pass through
+    `v0`, the items of a list nested `d` deep in the function through `v{d}`."""
 
     def __init__(self) -> None:
         self.ns: dict[str, Any] = {
-            "_plain": _plain_match,
+            "_special": _special,
             "_text": _text,
             "_ts": format_timestamp,
             "_str": str,
+            "_list": list,
             "_dict": dict,
             "_bad": _bad_value,
         }
@@ -149,58 +176,60 @@ class _Compiler:
             return name
         name = f"w{len(self.memo)}"
         self.memo[id(schema)] = (schema, name)  # before the body: recursive shapes
-        lines = self._struct(schema) if kind == "struct" else self._list(schema)
-        exec(
-            compile("\n".join([f"def {name}(value, out):", *lines]), f"<econe {name}>", "exec"),
-            self.ns,
-        )
+        if kind == "list":
+            self.ns[name] = self._define(name, self._list(schema, "value", 0, "    "))
+        else:
+            self.ns[name] = self._define(name, self._struct(schema))
         return name
 
+    def _define(self, name: str, body: list[str]) -> Writer:
+        source = "\n".join([f"def {name}(value, out):", "    append = out.append", *body])
+        local: dict[str, Any] = {}
+        exec(compile(source, f"<econe {name}>", "exec"), self.ns, local)
+        return local[name]
+
     def _struct(self, schema: dict[str, Any]) -> list[str]:
+        """Lines writing the structure `value`."""
         lines = [
             "    if value.__class__ is not _dict and not isinstance(value, _dict):",
             "        _bad('a structure', value)",
-            "    append = out.append",
             "    get = value.get",
         ]
         for prop_name, raw_prop in schema.get("properties", {}).items():
             prop = _unwrap(raw_prop)
             member = raw_prop.get("x-member", prop.get("x-member", prop_name))
-            xml = raw_prop.get("xml") or prop.get("xml") or {}
-            tag = xml.get("name", member)
-            o, c = repr(f"<{tag}>"), repr(f"</{tag}>")
-            lines.append(f"    v = get({member!r})")
             default = raw_prop.get("default", prop.get("default"))
+            lines.append(f"    v0 = get({member!r})")
             if default is not None:
-                lines.append(f"    if v is None: v = {default!r}")
-            lines.append("    if v is not None:")
-            kind = _kind(prop)
-            if kind in _SCALAR_CODE:
-                lines.append("        " + _SCALAR_CODE[kind].format(o=o, c=c))
-            else:
-                inner = self.name_of(prop)
-                lines.append(f"        append({o}); {inner}(v, out); append({c})")
+                lines.append(f"    if v0 is None: v0 = {default!r}")
+            lines.append("    if v0 is not None:")
+            xml = raw_prop.get("xml") or prop.get("xml") or {}
+            lines += self._member(prop, "v0", 1, "        ", xml.get("name", member))
         return lines
 
-    def _list(self, schema: dict[str, Any]) -> list[str]:
+    def _list(self, schema: dict[str, Any], x: str, d: int, ind: str) -> list[str]:
+        """Lines writing the list held in variable `x`, nested `d` deep, indented by `ind`."""
         items = schema.get("items", {})
         unwrapped = _unwrap(items)
         tag = (items.get("xml") or unwrapped.get("xml") or {}).get("name", "item")
-        o, c = repr(f"<{tag}>"), repr(f"</{tag}>")
-        lines = [
-            "    if value.__class__ in (str, bytes, _dict) or isinstance(value, (str, bytes, _dict)):",
-            "        _bad('a list', value)",
-            "    append = out.append",
-            "    for v in value:",
-            "        if v is None: continue",
+        return [
+            f"{ind}if {x}.__class__ is not _list and isinstance({x}, (str, bytes, _dict)):",
+            f"{ind}    _bad('a list', {x})",
+            f"{ind}for v{d} in {x}:",
+            f"{ind}    if v{d} is None: continue",
+            *self._member(unwrapped, f"v{d}", d + 1, ind + "    ", tag),
         ]
-        kind = _kind(unwrapped)
+
+    def _member(self, schema: dict[str, Any], x: str, d: int, ind: str, tag: str) -> list[str]:
+        """Lines writing the value held in `x` (not None) as element `tag`."""
+        o, c = repr(f"<{tag}>"), repr(f"</{tag}>")
+        kind = _kind(schema)
         if kind in _SCALAR_CODE:
-            lines.append("        " + _SCALAR_CODE[kind].format(o=o, c=c))
-        else:
-            inner = self.name_of(unwrapped)
-            lines.append(f"        append({o}); {inner}(v, out); append({c})")
-        return lines
+            t, f = repr(f"<{tag}>true</{tag}>"), repr(f"<{tag}>false</{tag}>")
+            return [ind + _SCALAR_CODE[kind].format(o=o, c=c, v=x, t=t, f=f)]
+        if kind == "list" and d <= _MAX_DEPTH:
+            return [f"{ind}append({o})", *self._list(schema, x, d, ind), f"{ind}append({c})"]
+        return [f"{ind}append({o}); {self.name_of(schema)}({x}, out); append({c})"]
 
 
 def _bad_value(wanted: str, value: Any) -> None:

@@ -6,6 +6,7 @@ import datetime as dt
 
 import pytest
 
+from econe import serialize
 from econe.serialize import Serializer, format_timestamp, namespace, render
 from econe.spec import load_spec
 
@@ -244,3 +245,99 @@ def test_ten_thousand_instances_render_and_parse():
     }
     xml = Serializer(load_spec()).render("DescribeInstances", "2016-11-15", "r", many)
     assert xml.count("<instanceId>") == 10_000
+
+
+def render_one(inst: dict) -> str:
+    result = {"Reservations": [{"ReservationId": "r-1", "Instances": [inst]}]}
+    return Serializer(load_spec()).render("DescribeInstances", "2016-11-15", "r", result)
+
+
+def one_instance(inst: dict) -> dict:
+    return {"Reservations": [{"ReservationId": "r-1", "Instances": [inst]}]}
+
+
+def test_schema_order_kept_and_helpers_and_none_skipped():
+    # Keys in reverse, most members absent, some None, view helpers starting with `_`.
+    inst = instance(1, _id=1, _owner="x", KeyName=None, Platform=None)
+    xml = render_one(dict(reversed(inst.items())))
+    assert "_id" not in xml and "_owner" not in xml
+    assert "<keyName>" not in xml and "<platform>" not in xml
+    tags = ["<instanceId>", "<imageId>", "<instanceState>", "<privateDnsName>", "<launchTime>"]
+    assert sorted(tags, key=xml.index) == tags
+    parsed = botocore_parse("DescribeInstances", 200, xml.encode())
+    expected = {k: v for k, v in inst.items() if v is not None and not k.startswith("_")}
+    assert parsed["Reservations"][0]["Instances"][0] == expected
+
+
+def test_every_kind_of_member_escapes_and_drops_bad_characters():
+    tricky = 'a\x00b\x1bc <d> & "e" \ufffe \ud800'
+    xml = render_one(
+        {
+            "InstanceId": "i-1",
+            "ImageId": tricky,
+            "KeyName": "&",
+            "Tags": [{"Key": "<k>", "Value": tricky}],
+            "LaunchTime": "<not a time>",
+            "AmiLaunchIndex": "1 < 2",
+            "EbsOptimized": "TRUE&",
+        }
+    )
+    assert "<imageId>abc &lt;d&gt; &amp; &quot;e&quot;  </imageId>" in xml
+    assert "<keyName>&amp;</keyName>" in xml
+    assert "<launchTime>&lt;not a time&gt;</launchTime>" in xml
+    assert "<amiLaunchIndex>1 &lt; 2</amiLaunchIndex>" in xml
+    assert "<ebsOptimized>true&amp;</ebsOptimized>" in xml
+    assert "<key>&lt;k&gt;</key>" in xml
+    for bad in ("\x00", "\x1b", "\ufffe", "\ud800"):
+        assert bad not in xml
+
+
+def test_wrong_shapes_are_refused():
+    ser = Serializer(load_spec())
+    for inst in ({"InstanceId": "i-1", "State": "running"}, {"Tags": {"Key": "k"}}):
+        with pytest.raises(TypeError):
+            ser.render("DescribeInstances", "v", "r", one_instance(inst))
+    with pytest.raises(TypeError):
+        ser.render("DescribeInstances", "v", "r", one_instance(["InstanceId"]))
+
+
+def test_timestamps_fast_and_slow_paths_agree():
+    naive = dt.datetime(2024, 5, 1, 10, 0, 0, 999999)
+    for value in (
+        naive,
+        naive.replace(tzinfo=dt.UTC),
+        dt.datetime(999, 1, 2, 3, 4, 5, 6000, tzinfo=dt.UTC),
+        dt.datetime(2024, 5, 1, 12, 0, 0, 999999, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+    ):
+        offset = value.utcoffset()
+        slow = (value - offset).replace(tzinfo=None) if offset is not None else value
+        assert format_timestamp(value) == slow.isoformat(timespec="milliseconds") + "Z"
+    assert format_timestamp(naive) == "2024-05-01T10:00:00.999Z"
+    assert format_timestamp(dt.datetime(999, 1, 2, 3, 4, 5, tzinfo=dt.UTC)) == (
+        "0999-01-02T03:04:05.000Z"
+    )
+    assert format_timestamp(1.5) == "1970-01-01T00:00:01.500Z"
+
+
+def test_defaults_and_nested_lists():
+    props = {f"P{i}": {"type": "string", "xml": {"name": f"p{i}"}} for i in range(20)}
+    props["Flag"] = {"type": "boolean", "default": True, "xml": {"name": "flag"}}
+    props["Grid"] = {
+        "type": "array",
+        "xml": {"name": "gridSet"},
+        "items": {"type": "array", "items": {"type": "integer", "xml": {"name": "n"}}},
+    }
+    schema = {"type": "object", "properties": props}
+
+    def write(value: dict) -> str:
+        out: list[str] = []
+        serialize._Compiler().writer(schema)(value, out)
+        return "".join(out)
+
+    value = {"Grid": [[1, None, 2], None, []], "P3": "x", "_h": 1, "P1": None}
+    expected = (
+        "<p3>x</p3><flag>true</flag><gridSet><item><n>1</n><n>2</n></item><item></item></gridSet>"
+    )
+    assert write(value) == expected
+    assert write({"Flag": False}) == "<flag>false</flag>"
+    assert write({}) == "<flag>true</flag>"
