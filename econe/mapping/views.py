@@ -18,6 +18,14 @@ this one gives nothing; `if: PATH` + `then: SPEC` use SPEC instead when the plai
 value (e.g. a VM marked for termination shows `shutting-down`). An `expr` that does not read `item` is evaluated once per request. A path that is not a plain `A/B/C` is an
 XPath expression, precompiled. Tables are views/<table>.yaml with `entries` (keys joined with
 `.` for composite paths, tried longest first), optional `values` (entry → value) and `default`.
+
+Each view compiles into one generated Python function (`View.code` holds its source), as
+econe/serialize.py does for output writers. Per element it walks the children once, in nested
+loops built from the trie of the plain paths, keeping the text of the first match of each path
+(in document order) in a local variable, or every match for list/tags paths; then it computes
+the fields inline, in field order. Only XPath getters, expressions and the tags helper are
+called. YAML values reach the code only as repr() literals of str/int/bool/None or as constants
+of the function's namespace, never as code (tags are plain names: `_SIMPLE`).
 """
 
 from __future__ import annotations
@@ -32,11 +40,12 @@ import yaml
 from lxml import etree
 
 from econe.mapping.expr import Expressions
-from econe.mapping.ids import format_id
 
 _SIMPLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
 _FIELD_KEYS = {"path", "type", "default", "id", "table", "value", "expr", "or", "if", "then"}
 _TYPES = {"str", "int", "float", "bool", "epoch", "iso", "list", "tags"}
+# Each level of a plain path is a loop of the generated code; Python nests at most 20 blocks.
+_MAX_LEVELS = 16
 
 
 class Table:
@@ -81,11 +90,6 @@ def _xpath_getter(path: str, where: str) -> Callable[[etree._Element], str | Non
     return run
 
 
-def _epoch(text: str) -> datetime | None:
-    seconds = int(text)
-    return datetime.fromtimestamp(seconds, UTC) if seconds > 0 else None
-
-
 def _tags(elements: list[etree._Element]) -> list[dict[str, str]]:
     """`EC2_TAGS=[KEY=k, VALUE=v]` (one vector per tag) or the Ruby form `EC2_TAGS=[K=v,…]`."""
     tags = []
@@ -98,81 +102,35 @@ def _tags(elements: list[etree._Element]) -> list[dict[str, str]]:
     return tags
 
 
-_CONVERT: dict[str, Callable[[str], Any]] = {
-    "str": lambda t: t,
-    "int": int,
-    "float": float,
-    "bool": lambda t: t.strip().upper() in ("YES", "TRUE", "1"),
-    "epoch": _epoch,
-    "iso": lambda t: _epoch(t).strftime("%Y-%m-%dT%H:%M:%S.000Z") if int(t) > 0 else None,
+# Conversion of a non-empty text `t` (raising TypeError/ValueError means: the default).
+_CONVERT = {
+    "int": "int({t})",
+    "float": "float({t})",
+    "bool": "{t}.strip().upper() in ('YES', 'TRUE', '1')",
+    "epoch": "_fromts(n, _UTC) if (n := int({t})) > 0 else None",  # 0 → absent
+    "iso": "_fromts(n, _UTC).strftime('%Y-%m-%dT%H:%M:%S.000Z') if (n := int({t})) > 0 else None",
 }
 
-# A compiled field: (found elements by plain path, element, item so far, scope) → value
-Field = Callable[[dict, etree._Element, dict, dict], Any]
+# A field compiles first into a small tree of tuples, then into code:
+#   ("value", constant)              ("const", fn, default)  an expression without `item`
+#   ("expr", fn, default)            ("text", source, type, id prefix, default)
+#   ("list", path, default)          ("tags", path, default)
+#   ("table", table, [source…])      ("or", spec, fallback)   ("if", path, then, otherwise)
+# A source is ("plain", [path, …]) (alternatives) or ("xpath", getter).
+Spec = tuple
+
+_MISS = object()  # a table key that is not an entry
 
 
-class View:
-    """Compiled view: `apply_all(elements, scope)` → dicts.
+class _Fields:
+    """Validates field specs (the load-time errors) and records the plain paths they read."""
 
-    The plain paths of all fields form a trie walked once per element (one pass over the
-    children that matter), which is several times faster than one find() per field."""
+    def __init__(self, tables: dict[str, Table], exprs: Expressions):
+        self.tables, self.exprs = tables, exprs
+        self.texts: dict[str, None] = {}  # paths whose first match's text is read (ordered set)
+        self.lists: dict[str, None] = {}  # paths whose every match is read
 
-    def __init__(
-        self, name: str, spec: dict, tables: dict[str, Table], exprs: Expressions, where: str
-    ):
-        self.name = name
-        fields = spec.get("fields")
-        if not isinstance(fields, dict) or not fields:
-            raise ValueError(f"{where}: a view needs `fields:` (member: path or spec)")
-        self.trie: dict[str, list] = {}
-        self.names = set(fields)
-        self.fields: list[tuple[str, Field]] = []
-        self.constants: list[tuple[str, Callable[[dict], Any]]] = []
-        for member, fspec in fields.items():
-            fn = self._compile(fspec, tables, exprs, f"{where}: fields.{member}")
-            if isinstance(fn, tuple):  # an expression that does not read `item`
-                self.constants.append((member, fn[1]))
-                fn = lambda found, el, item, scope, m=member: scope["_constants"][m]  # noqa: E731
-            self.fields.append((member, fn))
-
-    def _need(self, path: str) -> None:
-        node = self.trie
-        parts = path.split("/")
-        for i, part in enumerate(parts):
-            entry = node.setdefault(part, [None, None])
-            if i == len(parts) - 1:
-                entry[1] = path
-            else:
-                if entry[0] is None:
-                    entry[0] = {}
-                node = entry[0]
-
-    def _getter(self, path: str, where: str) -> Callable[[dict, etree._Element], str | None]:
-        plain = _simple_paths(path)
-        if plain is None:
-            run = _xpath_getter(path, where)
-            return lambda found, el: run(el)
-        for p in plain:
-            self._need(p)
-        if len(plain) == 1:
-            only = plain[0]
-
-            def one(found: dict, el: etree._Element) -> str | None:
-                hit = found.get(only)
-                return hit[0].text if hit else None
-
-            return one
-
-        def first(found: dict, el: etree._Element) -> str | None:
-            for p in plain:
-                hit = found.get(p)
-                if hit and hit[0].text:
-                    return hit[0].text
-            return None
-
-        return first
-
-    def _compile(self, fspec: Any, tables: dict[str, Table], exprs: Expressions, where: str):
+    def field(self, fspec: Any, where: str) -> Spec:
         if isinstance(fspec, str):
             fspec = {"path": fspec}
         if not isinstance(fspec, dict):
@@ -183,55 +141,36 @@ class View:
                 f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(_FIELD_KEYS)}"
             )
         if "if" in fspec or "then" in fspec:
-            return self._conditional(fspec, tables, exprs, where)
-        default = fspec.get("default")
-        fallback = (
-            self._compile(fspec["or"], tables, exprs, f"{where}.or") if "or" in fspec else None
-        )
-        if isinstance(fallback, tuple):
+            return self._conditional(fspec, where)
+        fallback = self.field(fspec["or"], f"{where}.or") if "or" in fspec else None
+        if fallback is not None and fallback[0] == "const":
             raise ValueError(f"{where}.or: must read the element (a path)")
-        base = self._base(fspec, default, tables, exprs, where)
-        if fallback is None or isinstance(base, tuple):
-            return base
+        base = self._base(fspec, fspec.get("default"), where)
+        if fallback is None or base[0] == "const":
+            return base  # an `or:` beside a constant expression is never consulted
+        return ("or", base, fallback)
 
-        def either(found: dict, el: etree._Element, item: dict, scope: dict) -> Any:
-            value = base(found, el, item, scope)
-            return fallback(found, el, item, scope) if value is None else value
-
-        return either
-
-    def _conditional(self, fspec: dict, tables: dict[str, Table], exprs: Expressions, where: str):
+    def _conditional(self, fspec: dict, where: str) -> Spec:
         """`if: PATH, then: SPEC`: when the plain path PATH has a value, the field is SPEC;
         otherwise it is the rest of the spec (a cheap per-element switch, no expression)."""
         cond, then = fspec.get("if"), fspec.get("then")
         if not isinstance(cond, str) or not _SIMPLE.fullmatch(cond) or then is None:
             raise ValueError(f"{where}: `if:` takes a plain A/B/C path and needs `then:`")
-        self._need(cond)
-        chosen = self._compile(then, tables, exprs, f"{where}.then")
-        rest = {k: v for k, v in fspec.items() if k not in ("if", "then")}
-        other = self._compile(rest, tables, exprs, where)
-        if isinstance(chosen, tuple) or isinstance(other, tuple):
+        self._plain(cond, self.texts, where)
+        chosen = self.field(then, f"{where}.then")
+        other = self.field({k: v for k, v in fspec.items() if k not in ("if", "then")}, where)
+        if chosen[0] == "const" or other[0] == "const":
             raise ValueError(f"{where}: with `if:`, both branches must read the element")
+        return ("if", cond, chosen, other)
 
-        def switch(found: dict, el: etree._Element, item: dict, scope: dict) -> Any:
-            hit = found.get(cond)
-            if hit and hit[0].text:
-                return chosen(found, el, item, scope)
-            return other(found, el, item, scope)
-
-        return switch
-
-    def _base(
-        self, fspec: dict, default: Any, tables: dict[str, Table], exprs: Expressions, where: str
-    ):
+    def _base(self, fspec: dict, default: Any, where: str) -> Spec:
         if "value" in fspec:
-            constant = fspec["value"]
-            return lambda found, el, item, scope: constant
+            return ("value", fspec["value"])
         if "expr" in fspec:
-            fn = exprs.expression(fspec["expr"], where)
-            if "item" not in exprs.variables(fspec["expr"]):
-                return ("const", lambda scope: _or(fn(scope), default))
-            return lambda found, el, item, scope: _or(fn({**scope, "item": item}), default)
+            fn = self.exprs.expression(fspec["expr"], where)
+            if "item" not in self.exprs.variables(fspec["expr"]):
+                return ("const", fn, default)
+            return ("expr", fn, default)
         path = fspec.get("path")
         if path is None:
             raise ValueError(f"{where}: needs one of path, value, expr")
@@ -239,70 +178,290 @@ class View:
         if kind not in _TYPES:
             raise ValueError(f"{where}: unknown type {kind!r}; one of {sorted(_TYPES)}")
         if "table" in fspec:
-            table = tables.get(fspec["table"])
+            table = self.tables.get(fspec["table"])
             if table is None:
                 raise ValueError(f"{where}: no table views/{fspec['table']}.yaml")
             paths = path if isinstance(path, list) else [path]
-            getters = [self._getter(str(p), where) for p in paths]
-            return lambda found, el, item, scope: table.lookup(tuple(g(found, el) for g in getters))
+            return ("table", table, [self._source(str(p), where) for p in paths])
         if not isinstance(path, str):
             raise ValueError(f"{where}: path must be a string (a list only with table:)")
         if kind in ("list", "tags"):
             if not _SIMPLE.fullmatch(path):
                 raise ValueError(f"{where}: list/tags need a plain A/B/C path")
-            self._need(path)
-            if kind == "tags":
-                return lambda found, el, item, scope: _tags(found.get(path, ()))
-            return lambda found, el, item, scope: (
-                [e.text for e in found.get(path, ()) if e.text] or default
-            )
-        get = self._getter(path, where)
-        prefix = fspec.get("id")
-        convert = _CONVERT[kind]
+            self._plain(path, self.lists, where)
+            return (kind, path, default)
+        return ("text", self._source(path, where), kind, fspec.get("id"), default)
 
-        def field(found: dict, el: etree._Element, item: dict, scope: dict) -> Any:
-            text = get(found, el)
-            if text is None or text == "":
-                return default
-            try:
-                return format_id(prefix, text) if prefix else convert(text)
-            except (TypeError, ValueError):
-                return default
+    def _source(self, path: str, where: str) -> Spec:
+        plain = _simple_paths(path)
+        if plain is None:
+            return ("xpath", _xpath_getter(path, where))
+        for p in plain:
+            self._plain(p, self.texts, where)
+        return ("plain", plain)
 
-        return field
+    def _plain(self, path: str, into: dict[str, None], where: str) -> None:
+        if path.count("/") >= _MAX_LEVELS:
+            raise ValueError(f"{where}: path {path!r} has more than {_MAX_LEVELS} levels")
+        into[path] = None
 
-    def _walk(self, el: etree._Element, node: dict, found: dict) -> None:
-        # iterchildren(*tags) filters in C: no Python proxy for the children nobody reads
-        for child in el.iterchildren(*node):
-            sub, path = node[child.tag]
-            if path is not None:
-                hits = found.get(path)
-                if hits is None:
-                    found[path] = [child]
-                else:
-                    hits.append(child)
-            if sub is not None:
-                self._walk(child, sub, found)
+
+class _Node:
+    """A trie node: one child tag of the node above, with the paths ending there."""
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.slot: int | None = None  # t<slot>: the first match's text
+        self.list: int | None = None  # l<list>: every match
+
+    def pure(self) -> bool:
+        """Only the first match's text is read here (and nothing below)."""
+        return not self.children and self.list is None
+
+
+def _trie(texts: dict[str, None], lists: dict[str, None]) -> tuple[dict[str, _Node], dict, dict]:
+    """The trie of the plain paths → (root children, path → text slot, path → list number)."""
+    root: dict[str, _Node] = {}
+    ends: dict[str, _Node] = {}
+    for path in [*texts, *lists]:
+        level, node = root, None
+        for part in path.split("/"):
+            node = level.setdefault(part, _Node())
+            level = node.children
+        ends[path] = node
+    for n, path in enumerate(texts):
+        ends[path].slot = n
+    for n, path in enumerate(lists):
+        ends[path].list = n
+    return root, {p: ends[p].slot for p in texts}, {p: ends[p].list for p in lists}
+
+
+class _Code:
+    """Writes the function of one view: `apply_all(elements, scope)` → list of dicts.
+
+    Per element, local `t<n>` holds the text of the first match of plain path n (False while
+    none was seen; None or "" for an empty one), `l<n>` every match of list path n."""
+
+    def __init__(self, fields: list[tuple[Any, Spec]], paths: _Fields):
+        self.ns: dict[str, Any] = {
+            "_fromts": datetime.fromtimestamp,
+            "_UTC": UTC,
+            "_MISS": _MISS,
+            "_tags": _tags,
+        }
+        self.temps = 0
+        self.trie, self.slot, self.list = _trie(paths.texts, paths.lists)
+        consts = [(i, spec) for i, (_, spec) in enumerate(fields) if spec[0] == "const"]
+        item_at = next((i for i, (_, s) in enumerate(fields) if _reads_item(s)), None)
+        lines = ["def apply_all(elements, scope):"]
+        for i, (_, fn, default) in consts:  # item-independent expressions: once per call
+            lines.append(f"    f{i} = {self.const(fn)}(scope)")
+            if default is not None:
+                lines.append(f"    if f{i} is None: f{i} = {self.const(default)}")
+        if item_at is not None:
+            members = ", ".join(f"{self.const(fields[i][0])}: f{i}" for i, _ in consts)
+            lines.append(f"    scope = {{**scope, '_constants': {{{members}}}}}")
+        lines += ["    out = []", "    append = out.append", "    for el in elements:"]
+        if self.slot:
+            lines.append("        " + " = ".join(f"t{n}" for n in self.slot.values()) + " = False")
+        lines += [f"        l{n} = []" for n in self.list.values()]
+        self.walk("el", self.trie, 0, lines, " " * 8)
+        for i, (member, spec) in enumerate(fields):
+            if i == item_at:  # expressions read the fields so far as `item`
+                done = ", ".join(f"{self.const(fields[j][0])}: f{j}" for j in range(i))
+                lines.append(f"        item = {{{done}}}")
+            if spec[0] != "const":
+                self.value(spec, f"f{i}", lines, " " * 8)
+            if item_at is not None and i >= item_at:
+                lines.append(f"        item[{self.const(member)}] = f{i}")
+        if item_at is None:
+            done = ", ".join(f"{self.const(m)}: f{i}" for i, (m, _) in enumerate(fields))
+            lines.append(f"        append({{{done}}})")
+        else:
+            lines.append("        append(item)")
+        lines.append("    return out")
+        self.source = "\n".join(lines) + "\n"
+
+    def const(self, value: Any) -> str:
+        """Code for a constant: a literal for str/int/bool/None, else a namespace name."""
+        if value is None or type(value) in (str, int, bool):
+            return repr(value)
+        name = f"_k{len(self.ns)}"
+        self.ns[name] = value
+        return name
+
+    def temp(self) -> str:
+        self.temps += 1
+        return f"v{self.temps}"
+
+    # -- the walk ----------------------------------------------------------------------------
+
+    def walk(self, parent: str, level: dict[str, _Node], depth: int, out: list, ind: str) -> None:
+        """Loops over the children of `parent` whose tags are in this trie level.
+
+        lxml filters children by tag in C, but each call sets up a matcher costing about as
+        much as a dozen children visited in Python. So the children are filtered in C for the
+        element itself (a fixed, wide schema: VM, IMAGE) and where at most 3 tags are wanted
+        (one attribute of a NIC, a DISK); templates are iterated whole (often small)."""
+        if not level:
+            return
+        child = f"c{depth}"
+        tags = list(level)
+        if len(tags) == 1 and level[tags[0]].pure():
+            # one path wanted here: its first match decides; a repeated parent (the next NIC)
+            # is not searched again once it was found
+            slot = level[tags[0]].slot
+            out.append(f"{ind}if t{slot} is False:")
+            out.append(f"{ind}    for {child} in {parent}.iterchildren({tags[0]!r}):")
+            out.append(f"{ind}        t{slot} = {child}.text")
+            out.append(f"{ind}        break")
+            return
+        filtered = depth == 0 or len(tags) <= 3
+        if filtered:
+            out.append(f"{ind}for {child} in {parent}.iterchildren({', '.join(map(repr, tags))}):")
+        else:
+            out.append(f"{ind}for {child} in {parent}:")
+        if len(tags) == 1:
+            self.visit(level[tags[0]], child, depth, out, ind + "    ")
+            return
+        out.append(f"{ind}    tag = {child}.tag")
+        for i, tag in enumerate(tags):
+            if i == 0:
+                out.append(f"{ind}    if tag == {tag!r}:")
+            elif filtered and i == len(tags) - 1:
+                out.append(f"{ind}    else:  # {tag!r}")
+            else:
+                out.append(f"{ind}    elif tag == {tag!r}:")
+            self.visit(level[tag], child, depth, out, ind + "        ")
+
+    def visit(self, node: _Node, el: str, depth: int, out: list, ind: str) -> None:
+        """The code for one matching child `el` of `node`'s tag."""
+        if node.list is not None:
+            out.append(f"{ind}l{node.list}.append({el})")
+        if node.slot is not None:
+            out.append(f"{ind}if t{node.slot} is False:")
+            out.append(f"{ind}    t{node.slot} = {el}.text")
+        self.walk(el, node.children, depth + 1, out, ind)
+
+    # -- the fields --------------------------------------------------------------------------
+
+    def text(self, source: Spec, out: list, ind: str) -> str:
+        """An expression for a source's text: a str, or something false when absent/empty."""
+        if source[0] == "xpath":
+            v = self.temp()
+            out.append(f"{ind}{v} = {self.const(source[1])}(el)")
+            return v
+        return " or ".join(f"t{self.slot[p]}" for p in source[1])
+
+    def value(self, spec: Spec, v: str, out: list, ind: str) -> None:
+        """Statements that set the variable `v` to the field's value."""
+        kind = spec[0]
+        if kind == "value":
+            out.append(f"{ind}{v} = {self.const(spec[1])}")
+        elif kind == "expr":
+            out.append(f"{ind}{v} = {self.const(spec[1])}({{**scope, 'item': item}})")
+            if spec[2] is not None:
+                out.append(f"{ind}if {v} is None: {v} = {self.const(spec[2])}")
+        elif kind == "text":
+            self.convert(spec, v, out, ind)
+        elif kind == "list":
+            items = f"l{self.list[spec[1]]}"
+            out.append(f"{ind}{v} = [e.text for e in {items} if e.text] or {self.const(spec[2])}")
+        elif kind == "tags":
+            items = f"l{self.list[spec[1]]}"
+            out.append(f"{ind}{v} = _tags({items}) if {items} else []")
+        elif kind == "table":
+            self.lookup(spec[1], spec[2], v, out, ind)
+        elif kind == "or":
+            self.value(spec[1], v, out, ind)
+            out.append(f"{ind}if {v} is None:")
+            self.value(spec[2], v, out, ind + "    ")
+        else:  # "if"
+            out.append(f"{ind}if t{self.slot[spec[1]]}:")
+            self.value(spec[2], v, out, ind + "    ")
+            out.append(f"{ind}else:")
+            self.value(spec[3], v, out, ind + "    ")
+
+    def convert(self, spec: Spec, v: str, out: list, ind: str) -> None:
+        _, source, kind, prefix, default = spec
+        text, otherwise = self.text(source, out, ind), self.const(default)
+        if not prefix and kind == "str":
+            out.append(f"{ind}{v} = {text} or {otherwise}")
+            return
+        if not text.isidentifier():  # alternatives: the first non-empty one
+            t = self.temp()
+            out.append(f"{ind}{t} = {text}")
+            text = t
+        if prefix:  # as format_id(prefix, text): f"{prefix}-{int(text):08d}"
+            code = f"{self.const(f'{prefix}-'.replace('%', '%%') + '%08d')} % int({text})"
+        else:
+            code = _CONVERT[kind].format(t=text)
+        out.append(f"{ind}if {text}:")
+        if kind == "bool" and not prefix:  # cannot fail
+            out.append(f"{ind}    {v} = {code}")
+        else:
+            out.append(f"{ind}    try:")
+            out.append(f"{ind}        {v} = {code}")
+            out.append(f"{ind}    except (TypeError, ValueError):")
+            out.append(f"{ind}        {v} = {otherwise}")
+        out.append(f"{ind}else:")
+        out.append(f"{ind}    {v} = {otherwise}")
+
+    def lookup(self, table: Table, sources: list[Spec], v: str, out: list, ind: str) -> None:
+        """Table.lookup inline: the keys joined with `.`, tried longest first."""
+        get, default = self.const(table.entries.get), self.const(table.default)
+        if not sources:
+            out.append(f"{ind}{v} = {default}")
+            return
+        keys = []
+        for source in sources:
+            key = self.temp()
+            out.append(f"{ind}{key} = {self.text(source, out, ind)} or ''")
+            if keys:
+                out.append(f"{ind}{key} = {keys[-1]} + '.' + {key}")
+            keys.append(key)
+        for n, key in enumerate(reversed(keys)):
+            if n == len(keys) - 1:
+                out.append(f"{ind}{v} = {get}({key}, {default})")
+            else:
+                out.append(f"{ind}{v} = {get}({key}, _MISS)")
+                out.append(f"{ind}if {v} is _MISS:")
+                ind += "    "
+
+
+def _reads_item(spec: Spec) -> bool:
+    """Whether a field evaluates an expression over `item` (then `item` must exist before)."""
+    kind = spec[0]
+    if kind == "or":
+        return _reads_item(spec[1]) or _reads_item(spec[2])
+    if kind == "if":
+        return _reads_item(spec[2]) or _reads_item(spec[3])
+    return kind == "expr"
+
+
+class View:
+    """Compiled view: `apply_all(elements, scope)` → dicts."""
+
+    def __init__(
+        self, name: str, spec: dict, tables: dict[str, Table], exprs: Expressions, where: str
+    ):
+        self.name = name
+        fields = spec.get("fields")
+        if not isinstance(fields, dict) or not fields:
+            raise ValueError(f"{where}: a view needs `fields:` (member: path or spec)")
+        self.names = set(fields)
+        paths = _Fields(tables, exprs)
+        specs = [(m, paths.field(f, f"{where}: fields.{m}")) for m, f in fields.items()]
+        code = _Code(specs, paths)
+        self.code = code.source
+        exec(compile(self.code, f"<econe view {name}>", "exec"), code.ns)
+        self._apply_all: Callable[[list, dict], list[dict[str, Any]]] = code.ns["apply_all"]
 
     def apply_all(self, elements: list[etree._Element], scope: dict) -> list[dict[str, Any]]:
-        scope = {**scope, "_constants": {m: fn(scope) for m, fn in self.constants}}
-        out = []
-        walk, trie, fields = self._walk, self.trie, self.fields
-        for element in elements:
-            found: dict[str, list] = {}
-            walk(element, trie, found)
-            item: dict[str, Any] = {}
-            for member, fn in fields:
-                item[member] = fn(found, element, item, scope)
-            out.append(item)
-        return out
+        return self._apply_all(elements, scope)
 
     def apply(self, element: etree._Element, scope: dict) -> dict[str, Any]:
-        return self.apply_all([element], scope)[0]
-
-
-def _or(value: Any, default: Any) -> Any:
-    return default if value is None else value
+        return self._apply_all([element], scope)[0]
 
 
 def load_views(directory: Path, exprs: Expressions) -> dict[str, View]:
