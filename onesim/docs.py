@@ -48,7 +48,18 @@ def owned(sim: Sim) -> dict[int, tuple[list, list]]:
 
 
 def quotas(sim: Sim, uid: int, index: dict | None = None) -> str:
-    """Usage counters as oned keeps them (limits are -1, i.e. default/unlimited)."""
+    """Usage counters as oned keeps them (limits are -1, i.e. default/unlimited).
+
+    oned updates its counters as objects change; here they are summed over the user's VMs and
+    images, once per change of the store (a 10,000-VM user's one.user.info took ~150 ms)."""
+    key = ("quotas", uid)
+    hit = sim.store.derived.get(key)
+    if hit is None:
+        hit = sim.store.derived[key] = _usage(sim, uid, index)
+    return hit
+
+
+def _usage(sim: Sim, uid: int, index: dict | None) -> str:
     if index is None:
         index = {
             uid: (

@@ -32,6 +32,8 @@ class Store:
         self.objs: dict[str, dict[int, dict]] = {k: {} for k in KINDS}
         self.meta: dict[str, Any] = {}
         self.cache: dict[tuple[str, int], dict[str, str]] = {}
+        # documents derived from many objects (a user's quota usage); any change empties it
+        self.derived: dict[Any, str] = {}
         self._dirty: dict[tuple[str, int], dict | None] = {}
         self._meta_dirty: set[str] = set()
         for kind, oid, body in self.db.execute("SELECT kind, id, body FROM objects"):
@@ -55,15 +57,18 @@ class Store:
     def put(self, kind: str, obj: dict) -> None:
         self.objs[kind][obj["id"]] = obj
         self.cache.pop((kind, obj["id"]), None)
+        self.derived.clear()
         self._dirty[(kind, obj["id"])] = obj
 
     def delete(self, kind: str, oid: int) -> None:
         self.objs[kind].pop(oid, None)
         self.cache.pop((kind, oid), None)
+        self.derived.clear()
         self._dirty[(kind, oid)] = None
 
     def invalidate(self, kind: str, oid: int) -> None:
         self.cache.pop((kind, oid), None)
+        self.derived.clear()
 
     def cached(self, kind: str, oid: int, variant: str) -> str | None:
         c = self.cache.get((kind, oid))

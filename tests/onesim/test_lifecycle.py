@@ -493,3 +493,20 @@ def test_terminate_from_a_failure_state_cleans_up_to_done(one: One, sim, lcm: in
     assert st(one, vid) == (3, lcm)
     assert one("one.vm.action", D, "terminate-hard", vid)[0] is True
     assert st(one, vid) == (6, 0)
+
+
+def test_user_quota_usage_follows_every_change(one: One, sim) -> None:
+    """one.user.info's VM quota usage counts the user's live VMs after each change (onesim
+    keeps the summed usage until the next change)."""
+
+    def vms_used() -> int:
+        xml = one("one.user.info", D, -1)[1]
+        hit = re.search(r"<VM_QUOTA><VM>.*?<VMS_USED><!\[CDATA\[(\d+)\]\]>", xml)
+        return int(hit[1]) if hit else 0
+
+    before = vms_used()
+    assert vms_used() == before  # asked again, nothing changed
+    vid = one("one.vm.allocate", D, 'MEMORY="8"\nCPU="1"')[1]
+    assert vms_used() == before + 1
+    one("one.vm.action", D, "terminate-hard", vid)
+    assert vms_used() == before
