@@ -338,22 +338,35 @@ class _Streamer:
             self.leaf.setdefault(len(self.tags) - 1, []).append(chunk)
 
     def _hand_over(self) -> None:
-        """Send the held bytes up to their last item boundary to a worker."""
-        data = b"".join(self.held)
-        if not self.pieces and not data.startswith(self.head):
+        """Send the held bytes up to their last item boundary to a worker (one copy: the
+        boundary is looked for in the last chunk and across its start)."""
+        if not self.pieces and not self._starts_as_pool():
             self.pool = None  # not the expected shape: one piece, fed as usual
-            self.inner.feed(data)
+            self.inner.feed(b"".join(self.held))
             self.held, self.held_size = [], 0
             return
-        at = data.rfind(self.cut)
+        last = self.held[-1]
+        if len(self.held) > 1:  # a boundary may straddle the last two chunks
+            last = self.held[-2][-len(self.cut) :] + last
+            self.held[-2] = self.held[-2][: -len(self.cut)]
+            self.held[-1] = last
+        at = last.rfind(self.cut)
         if at < 0:
-            self.held, self.held_size = [data], len(data)
-            return
+            return  # no boundary yet: hold on
         at += self.cut_at
-        piece = (self.reopen if self.pieces else b"") + data[:at] + self.close
+        head = [self.reopen] if self.pieces else []
+        piece = b"".join([*head, *self.held[:-1], last[:at], self.close])
         self.pieces.append(_piece_workers().submit(_parse_piece, piece))
-        rest = data[at:]
-        self.held, self.held_size = [rest], len(rest)
+        self.held = [last[at:]]
+        self.held_size = len(self.held[0])
+
+    def _starts_as_pool(self) -> bool:
+        start = b""
+        for chunk in self.held:
+            start += chunk[: len(self.head)]
+            if len(start) >= len(self.head):
+                break
+        return start.startswith(self.head)
 
     def result(self) -> etree._Element | list[etree._Element]:
         """The parsed document, or with `pool` its pieces' roots in order; raises
