@@ -468,37 +468,7 @@ def terminate_instances(rt: Any) -> dict:
     items = rt.engine.fetch_by_ids(rt, rt.mapping, requested, scope)
     changes = []
     for item in items:
-        vm_id, state, lcm = item["_id"], item.get("_state"), item.get("_lcm")
-        after = item
-        if state != 6:
-            action = "terminate" if state == 3 and lcm == 3 else "terminate-hard"
-            try:
-                rt.call(
-                    "one.vm.action",
-                    action,
-                    vm_id,
-                    errors={"ACTION": "IncorrectInstanceState"},
-                    not_found="InvalidInstanceID.NotFound",
-                )
-            except Ec2Error as exc:
-                if exc.code != "IncorrectInstanceState":
-                    raise
-                if item["State"]["Name"] in ("shutting-down", "terminated") and not (
-                    item.get("_terminate")
-                ):
-                    pass  # already on its way out: success, as on EC2
-                elif state == 3:
-                    _defer_terminate(rt, item)
-                    after = {**item, "State": SHUTTING_DOWN}
-                else:
-                    raise Ec2Error(
-                        "IncorrectInstanceState",
-                        f"The instance '{item['InstanceId']}' is not in a state from which it "
-                        f"can be terminated ({item['State']['Name']}).",
-                    ) from None
-            else:
-                after = rt.engine.fetch_one(rt, rt.mapping, vm_id, scope) or item
-        changes.append({"item": item, "before": item, "after": after})
+        changes.append({"item": item, "before": item, "after": _terminate(rt, item, scope)})
     # A terminated instance loses its elastic IP (running :disassociate_script:), as on EC2.
     disassociate_instances(rt, [c["item"]["_id"] for c in changes if c["item"].get("_state") != 6])
     return {
@@ -511,6 +481,43 @@ def terminate_instances(rt: Any) -> dict:
             for c in changes
         ]
     }
+
+
+def _terminate(rt: Any, item: dict, scope: dict) -> dict:
+    """Terminate one instance view; its view afterwards. oned refusing the action is retried
+    once on a fresh read: the VM may have moved on (PENDING to PROLOG) since it was read."""
+    vm_id, current = item["_id"], item
+    for attempt in (1, 2):
+        state, lcm = current.get("_state"), current.get("_lcm")
+        if state == 6:
+            return current
+        action = "terminate" if state == 3 and lcm == 3 else "terminate-hard"
+        try:
+            rt.call(
+                "one.vm.action",
+                action,
+                vm_id,
+                errors={"ACTION": "IncorrectInstanceState"},
+                not_found="InvalidInstanceID.NotFound",
+            )
+            return rt.engine.fetch_one(rt, rt.mapping, vm_id, scope) or current
+        except Ec2Error as exc:
+            if exc.code != "IncorrectInstanceState":
+                raise
+        if attempt == 1:
+            current = rt.engine.fetch_one(rt, rt.mapping, vm_id, scope) or current
+    if current["State"]["Name"] in ("shutting-down", "terminated") and not current.get(
+        "_terminate"
+    ):
+        return current  # already on its way out: success, as on EC2
+    if current.get("_state") == 3:
+        _defer_terminate(rt, current)
+        return {**current, "State": SHUTTING_DOWN}
+    raise Ec2Error(
+        "IncorrectInstanceState",
+        f"The instance '{item['InstanceId']}' is not in a state from which it "
+        f"can be terminated ({current['State']['Name']}).",
+    )
 
 
 def finish_terminations(rt: Any, items: list[dict], changes: list) -> None:

@@ -117,3 +117,26 @@ def test_no_vm_left_running(slow: Sim) -> None:
             wait_done(slow, iid)
     finally:
         engine.close()
+
+
+def test_terminate_when_the_vm_moved_on_since_it_was_read(slow: Sim) -> None:
+    """oned refuses the action because the VM changed state between econe's read and its
+    call (PENDING → PROLOG under load): econe reads it again and acts on what it finds,
+    never answering IncorrectInstanceState for an instance EC2 would terminate."""
+    engine = slow.engine()
+    try:
+        run(engine, "RegisterImage", {"ImageLocation": AMI}, user="demo")
+        iid = run(engine, "RunInstances", {"ImageId": AMI}, user="demo")["Instances"][0][
+            "InstanceId"
+        ]
+        # the next one.vm.action is refused as oned refuses an action in the wrong state
+        slow.as_admin("onesim.fault.set", "one.vm.action", 0x800, "Wrong state", 0, 1)
+        try:
+            out = run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
+        finally:
+            slow.as_admin("onesim.fault.clear")
+        (change,) = out["TerminatingInstances"]
+        assert change["CurrentState"]["Name"] in ("shutting-down", "terminated")
+        wait_done(slow, iid)
+    finally:
+        engine.close()
