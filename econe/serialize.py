@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from collections.abc import Callable
 from time import gmtime as _gmtime
 from time import strftime as _strftime
@@ -248,6 +249,9 @@ class Serializer:
         self.spec = spec
         self._writers: dict[str, Writer] = {}
         self._compiler = _Compiler()
+        # Renders run in the engine's worker threads: one compiles at a time (the compiler
+        # names and records functions before it defines them).
+        self._compiling = threading.Lock()
 
     def writer(self, action: str) -> Writer:
         w = self._writers.get(action)
@@ -255,7 +259,10 @@ class Serializer:
             act = self.spec.action(action)
             if act is None:
                 raise KeyError(f"unknown action {action}")
-            w = self._writers[action] = self._compiler.writer(act.output_schema)
+            with self._compiling:
+                w = self._writers.get(action)
+                if w is None:
+                    w = self._writers[action] = self._compiler.writer(act.output_schema)
         return w
 
     def render(self, action: str, version: str, request_id: str, result: dict[str, Any]) -> str:

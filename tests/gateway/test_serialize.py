@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -247,13 +249,14 @@ def test_ten_thousand_instances_render_and_parse():
     assert xml.count("<instanceId>") == 10_000
 
 
-def render_one(inst: dict) -> str:
-    result = {"Reservations": [{"ReservationId": "r-1", "Instances": [inst]}]}
-    return Serializer(load_spec()).render("DescribeInstances", "2016-11-15", "r", result)
-
-
 def one_instance(inst: dict) -> dict:
     return {"Reservations": [{"ReservationId": "r-1", "Instances": [inst]}]}
+
+
+def render_one(inst: dict) -> str:
+    return Serializer(load_spec()).render(
+        "DescribeInstances", "2016-11-15", "r", one_instance(inst)
+    )
 
 
 def test_schema_order_kept_and_helpers_and_none_skipped():
@@ -341,3 +344,22 @@ def test_defaults_and_nested_lists():
     assert write(value) == expected
     assert write({"Flag": False}) == "<flag>false</flag>"
     assert write({}) == "<flag>true</flag>"
+
+
+def test_first_renders_in_parallel_threads_all_succeed():
+    """Renders run in the engine's worker threads: several first uses of an action at once
+    (right after a start) must each get the complete writer."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        result = one_instance(instance(1))
+        expected = Serializer(load_spec()).render("DescribeInstances", "v", "r", result)
+        for _ in range(5):
+            ser = Serializer(load_spec())
+            with ThreadPoolExecutor(8) as pool:
+                jobs = [
+                    pool.submit(ser.render, "DescribeInstances", "v", "r", result) for _ in range(8)
+                ]
+                assert [job.result() for job in jobs] == [expected] * 8
+    finally:
+        sys.setswitchinterval(interval)
