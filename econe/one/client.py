@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import http.client
 import logging
 import pyexpat
@@ -287,8 +288,8 @@ class _Streamer:
     cut between items into pieces of about PIECE bytes, each parsed as a document of its own
     by a worker thread while expat unescapes the next one (lxml parses without the GIL, so
     the two overlap on two cores). A cut at a wrong place (an `</ITEM><ITEM>` inside CDATA or
-    deeper in the tree) leaves a piece that is not well-formed: the caller then parses the
-    answer again in one piece."""
+    deeper in the tree) leaves a piece that is not well-formed; every piece before it was cut
+    right, so the rest of the document, from that piece on, is parsed in one."""
 
     def __init__(self, pool: tuple[str, str] | None = None) -> None:
         self.tags: list[tuple[int, str]] = []  # every start tag with its depth
@@ -309,7 +310,7 @@ class _Streamer:
             self.cut_at = len(item) + 3  # after the `</ITEM>`
         self.held: list[bytes] = []  # document bytes not yet handed to a piece
         self.held_size = 0
-        self.pieces: list[Future] = []
+        self.pieces: list[tuple[bytes, Future]] = []  # (piece, its parse)
 
     def start(self, tag: str, attrs: Any) -> None:
         self.tags.append((self.depth, tag))
@@ -356,7 +357,7 @@ class _Streamer:
         at += self.cut_at
         head = [self.reopen] if self.pieces else []
         piece = b"".join([*head, *self.held[:-1], last[:at], self.close])
-        self.pieces.append(_piece_workers().submit(_parse_piece, piece))
+        self.pieces.append((piece, _piece_workers().submit(_parse_piece, piece)))
         self.held = [last[at:]]
         self.held_size = len(self.held[0])
 
@@ -376,11 +377,26 @@ class _Streamer:
                 self.inner.feed(b"".join(self.held))
             root = self.inner.close()
             return [root] if self.asked_pool else root
-        last = (self.reopen if self.pieces else b"") + b"".join(self.held)
-        roots = [f.result() for f in self.pieces] + [_parse_piece(last)]
-        if any(r.tag != self.pool[0] for r in roots):
-            raise ValueError("a piece is not a pool document")
-        return roots
+        roots = []
+        for k, (_, parse) in enumerate(self.pieces):
+            try:
+                roots.append(parse.result())
+            except etree.XMLSyntaxError:
+                # cut at a wrong place: the pieces before were right, so the document from
+                # this piece's first item to its end parses as one
+                bodies = [
+                    piece[len(self.reopen) if i else 0 : -len(self.close)]
+                    for i, (piece, _) in enumerate(self.pieces[k:], k)
+                ]
+                self.cancel()
+                rest = b"".join([self.reopen if k else b"", *bodies, *self.held])
+                return [*roots, _parse_piece(rest)]
+        return [*roots, _parse_piece((self.reopen if roots else b"") + b"".join(self.held))]
+
+    def cancel(self) -> None:
+        """Drop the parses not started yet (running ones end on their own)."""
+        for _, parse in self.pieces:
+            parse.cancel()
 
     def flag(self, *_: Any) -> None:
         self.odd = True
@@ -390,15 +406,11 @@ class _Streamer:
 # in TEXT_BUFFER pieces.
 PIECE = 4 << 20
 TEXT_BUFFER = 1 << 20
-_WORKERS: list[ThreadPoolExecutor] = []
-_WORKERS_LOCK = threading.Lock()
 
 
+@functools.cache
 def _piece_workers() -> ThreadPoolExecutor:
-    with _WORKERS_LOCK:
-        if not _WORKERS:
-            _WORKERS.append(ThreadPoolExecutor(max_workers=2, thread_name_prefix="econe-xml"))
-        return _WORKERS[0]
+    return ThreadPoolExecutor(max_workers=2, thread_name_prefix="econe-xml")
 
 
 def _new_parser() -> etree.XMLParser:
@@ -419,16 +431,6 @@ def parse_document_response(
     so the caller takes the usual path (and its errors) for those. With `pool=(ROOT, ITEM)`:
     the list of the roots of the pieces the document was parsed in (see _Streamer); their
     ITEM children, in order, are the document's."""
-    root = _parse_answer(data, pool)
-    if root is None and pool is not None:
-        root = _parse_answer(data, None)  # cut at a wrong place: the whole document at once
-        return None if root is None else [root]
-    return root
-
-
-def _parse_answer(
-    data: bytes, pool: tuple[str, str] | None
-) -> etree._Element | list[etree._Element] | None:
     s = _Streamer(pool)
     p = pyexpat.ParserCreate()
     p.buffer_text = True
@@ -451,5 +453,4 @@ def _parse_answer(
     except (ExpatError, etree.LxmlError, ValueError):
         return None
     finally:
-        for f in s.pieces:  # an early failure: let no piece outlive the answer
-            f.cancel()
+        s.cancel()  # after a failure, no piece is parsed for nothing
