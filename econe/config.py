@@ -137,6 +137,9 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
         raise ConfigError(
             f":core_auth: must be one of {', '.join(CORE_AUTH_MODES)}, not {cfg.core_auth!r}"
         )
+    for key in ("user_cache_ttl", "user_confirm_ttl"):
+        if not 0 <= getattr(cfg, key) < float("inf"):
+            raise ConfigError(f":{key}: must be a number of seconds, 0 or more")
     if not 0 <= cfg.debug_level <= 3:
         raise ConfigError(":debug_level: must be 0 (ERROR) to 3 (DEBUG)")
     for name, spec in cfg.instance_types.items():

@@ -25,7 +25,13 @@ from econe.auth.common import (
     split_host,
 )
 from econe.auth.hosts import server_names
-from econe.auth.users import UserDirectory, UserPoolUnavailable, UserRecord
+from econe.auth.users import (
+    NeedsOned,
+    UserDirectory,
+    UserPoolUnavailable,
+    UserRecord,
+    cached_only,
+)
 from econe.config import Config
 from econe.context import Principal, RawRequest
 from econe.errors import Ec2Error
@@ -172,6 +178,8 @@ class Authenticator:
         else:
             raise missing_authentication()
         user, secret = self._lookup(access_key)
+        if cached_only.get() and not self.users.confirmed_recently(user):
+            raise NeedsOned  # before the signature check, which the worker does anyway
         check(secret)
         # Only once the signature holds (so a stranger cannot probe which users exist or are
         # disabled): re-read the user, which may have been disabled or re-keyed since cached.

@@ -159,14 +159,6 @@ class UserDirectory:
         fetch_user: Callable[[int], bytes | str] | None = None,
         confirm_ttl: float = 0.0,
     ):
-        if not callable(fetch_pool) and hasattr(ttl, "call"):
-            # Compatibility: econe/app.py calls UserDirectory(config, one_client, sessions);
-            # `UserDirectory.from_one(...)` is the spelled-out form of the same thing.
-            config, client, sessions = fetch_pool, ttl, min_refresh_interval
-            fetch_pool = _pool_reader(client, sessions)
-            fetch_user = _user_reader(client, sessions)
-            ttl = float(getattr(config, "user_cache_ttl", 60.0))
-            min_refresh_interval = 2.0
         self._fetch_pool = fetch_pool
         self._fetch_user = fetch_user
         self.confirm_ttl = confirm_ttl
@@ -264,6 +256,13 @@ class UserDirectory:
     def find_by_access_key(self, access_key_id: str) -> tuple[UserRecord, dict[str, Any]] | None:
         """(user, EC2_ACCESS_KEYS entry) for a per-user EC2 access key id."""
         return self._lookup(lambda s: s.by_key.get(access_key_id))
+
+    def confirmed_recently(self, user: UserRecord) -> bool:
+        """Whether `confirm(user)` would answer without calling oned."""
+        hit = self._confirmed.get(user.id)
+        return self._fetch_user is None or (
+            hit is not None and self._clock() - hit[0] < self.confirm_ttl
+        )
 
     def confirm(self, user: UserRecord) -> UserRecord | None:
         """The user as oned knows it right now (None: deleted), fetched with `fetch_user`.

@@ -379,12 +379,6 @@ def test_cached_only_answers_from_the_cache_or_asks_for_oned(config):
     assert (live.calls, live.user_calls) == calls
 
 
-def test_server_directory_takes_confirm_ttl_from_config():
-    users = UserDirectory.from_one(Config(user_confirm_ttl=2.5), object(), object())
-    assert users.confirm_ttl == 2.5
-    assert Config().user_confirm_ttl == 1.0  # the default etc/econe.conf documents
-
-
 def test_x509_proxy_header_wins_over_client_spelling(x509_auth):
     ca = _name((NameOID.COMMON_NAME, "Test CA"))
     carol = _cert(CAROL, ca)

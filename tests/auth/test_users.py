@@ -144,8 +144,8 @@ def test_concurrent_misses_share_one_fetch():
     assert all(r is not None and r.name == "alice" for r in results)
 
 
-def test_app_style_constructor():
-    """econe/app.py builds UserDirectory(config, one_client, sessions)."""
+def test_server_directory_reads_the_pool_as_serveradmin():
+    """econe/app.py builds UserDirectory.from_one(config, one_client, sessions)."""
     from econe.config import Config
 
     class FakeClient:
@@ -161,8 +161,10 @@ def test_app_style_constructor():
             return "serveradmin:serveradmin:tok"
 
     client = FakeClient()
-    users = UserDirectory(Config(user_cache_ttl=5.0), client, FakeSessions())
-    assert users.ttl == 5.0
+    users = UserDirectory.from_one(
+        Config(user_cache_ttl=5.0, user_confirm_ttl=2.5), client, FakeSessions()
+    )
+    assert (users.ttl, users.confirm_ttl) == (5.0, 2.5)
     assert users.get("alice").id == 2
     assert client.calls == [("serveradmin:serveradmin:tok", "one.userpool.info", ())]
 
@@ -186,3 +188,13 @@ def test_user_created_after_the_last_read_is_found_at_once():
     clock.now += 2
     assert users.get("ghost") is None
     assert pool.calls == 3
+
+
+@pytest.mark.parametrize(("key", "value"), [("user_confirm_ttl", "-1"), ("user_cache_ttl", ".inf")])
+def test_cache_times_must_be_seconds(tmp_path, key, value):
+    from econe.config import ConfigError, load_config
+
+    conf = tmp_path / "econe.conf"
+    conf.write_text(f":{key}: {value}\n")
+    with pytest.raises(ConfigError, match=f":{key}:"):
+        load_config(conf)
