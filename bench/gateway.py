@@ -12,9 +12,9 @@ For each pool size it seeds onesim with that many VMs owned by `demo`, starts
 It prints both, their ratio, and the gateway's own time (gateway − baseline). Then it sends
 `--small` sequential small requests (DescribeInstances on the 10-VM pool, signed beforehand)
 and prints the mean gateway overhead per request, and for scale the mean time of a
-DescribeRegions, which calls no oned at all (HTTP, authentication, Connexion, rendering). Targets (issue 3): 10,000 instances under 1 s of gateway time;
-under 2 ms of gateway overhead per small request. Figures vary with the machine's load: read the
-ratios, not the seconds.
+DescribeRegions, which calls no oned at all (HTTP, authentication, Connexion, rendering).
+Targets (issue 3): 10,000 instances under 1 s of gateway time; under 2 ms of gateway overhead
+per small request. Figures vary with the machine's load: read the ratios, not the seconds.
 """
 
 from __future__ import annotations

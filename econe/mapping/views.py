@@ -15,8 +15,9 @@ Types: str (default), int, float, bool (YES/TRUE/1), epoch (datetime UTC; 0 → 
 iso (ISO-8601 string), list (every match's text), tags (EC2_TAGS vectors → [{Key, Value}]).
 `default:` applies when the path is absent or empty; `or:` is another field spec tried when
 this one gives nothing; `if: PATH` + `then: SPEC` use SPEC instead when the plain path PATH has a
-value (e.g. a VM marked for termination shows `shutting-down`). An `expr` that does not read `item` is evaluated once per request. A path that is not a plain `A/B/C` is an
-XPath expression, precompiled. Tables are views/<table>.yaml with `entries` (keys joined with
+value (e.g. a VM marked for termination shows `shutting-down`). An `expr` that does not read
+`item` is evaluated once per request. A path that is not a plain `A/B/C` is an XPath
+expression, precompiled. Tables are views/<table>.yaml with `entries` (keys joined with
 `.` for composite paths, tried longest first), optional `values` (entry → value) and `default`.
 
 Each view compiles into one generated Python function (`View.code` holds its source), as
