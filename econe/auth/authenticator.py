@@ -115,12 +115,11 @@ class Authenticator:
     def _lookup(self, access_key: str) -> tuple[UserRecord, str]:
         """The user and EC2 secret for an access key, or AuthFailure (unknown key, or a user
         whose driver has no usable secret)."""
-        user = self.users.get(access_key)
+        user, found = self.users.find_signer(access_key)
         if user is not None:
             secret = self._secret_for(user, access_key)
             if secret:
                 return user, secret
-        found = self.users.find_by_access_key(access_key)
         if found is not None:
             secret = self._secret_for(found[0], access_key)
             if secret:

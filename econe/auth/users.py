@@ -253,9 +253,17 @@ class UserDirectory:
         """The x509-driver user listing `dn` (escaped as OpenNebula stores it) in PASSWORD."""
         return self._lookup(lambda s: s.by_dn.get(dn))
 
-    def find_by_access_key(self, access_key_id: str) -> tuple[UserRecord, dict[str, Any]] | None:
-        """(user, EC2_ACCESS_KEYS entry) for a per-user EC2 access key id."""
-        return self._lookup(lambda s: s.by_key.get(access_key_id))
+    def find_signer(
+        self, access_key: str
+    ) -> tuple[UserRecord | None, tuple[UserRecord, dict[str, Any]] | None]:
+        """(the user named `access_key`, (user, EC2_ACCESS_KEYS entry) holding it as an access
+        key id), both from one snapshot; only when neither exists does a miss refresh."""
+
+        def pick(s: _Snapshot) -> Any:
+            named, keyed = s.by_name.get(access_key), s.by_key.get(access_key)
+            return (named, keyed) if named is not None or keyed is not None else None
+
+        return self._lookup(pick) or (None, None)
 
     def confirmed_recently(self, user: UserRecord) -> bool:
         """Whether `confirm(user)` would answer without calling oned."""

@@ -121,6 +121,20 @@ def test_unknown_keys_do_not_flood_the_pool(config):
     assert pool.calls == 2
 
 
+def test_access_keys_do_not_refresh_the_pool(config):
+    """An access key id is no user name: its requests must not count as misses (each one
+    re-reading the whole user pool every min_refresh_interval)."""
+    pool = Pool()
+    now = [1000.0]
+    users = UserDirectory(pool, ttl=60, min_refresh_interval=2, clock=lambda: now[0])
+    auth = Authenticator(config, users, seal_key=SEAL_KEY)
+    for _ in range(5):
+        now[0] += 3
+        raw = sign_v4(DESCRIBE, key="AKIAKIM1", secret="kim-secret-1")
+        assert auth.authenticate(raw).name == "kim"
+    assert pool.calls == 1
+
+
 def test_new_user_found_after_refresh(config):
     from .conftest import ALICE_SECRET, USERS, user_xml
 

@@ -61,8 +61,10 @@ def test_lookups():
     assert users.find_by_dn(X509_DN).name == "carol"
     assert users.find_by_dn("/CN=other").name == "carol"
     assert users.find_by_dn("/CN=alice") is None
-    user, entry = users.find_by_access_key("AKIAKIM1")
-    assert (user.name, entry["SECRET"]) == ("kim", "kim-secret-1")
+    named, (user, entry) = users.find_signer("AKIAKIM1")
+    assert named is None and (user.name, entry["SECRET"]) == ("kim", "kim-secret-1")
+    assert users.find_signer("alice")[0].id == 2
+    assert users.find_signer("nobody") == (None, None)
 
 
 def test_ttl_refresh():
@@ -83,7 +85,7 @@ def test_miss_refresh_is_rate_limited():
     for _ in range(100):
         assert users.get("ghost") is None
         assert users.find_by_dn("/CN=ghost") is None
-        assert users.find_by_access_key("AKIAGHOST") is None
+        assert users.find_signer("AKIAGHOST") == (None, None)
     assert pool.calls == 1
     clock.now += 2.1
     users.get("ghost")
