@@ -288,8 +288,10 @@ class _Streamer:
     cut between items into pieces of about PIECE bytes, each parsed as a document of its own
     by a worker thread while expat unescapes the next one (lxml parses without the GIL, so
     the two overlap on two cores). A cut at a wrong place (an `</ITEM><ITEM>` inside CDATA or
-    deeper in the tree) leaves a piece that is not well-formed; every piece before it was cut
-    right, so the rest of the document, from that piece on, is parsed in one."""
+    deeper in the tree) leaves the pieces on both sides of it not well-formed (one ends inside
+    an item, the other closes elements it never opened); a piece that parses was cut right at
+    both ends. So the failed pieces between two good ones hold whole items and are parsed
+    again together."""
 
     def __init__(self, pool: tuple[str, str] | None = None) -> None:
         self.tags: list[tuple[int, str]] = []  # every start tag with its depth
@@ -310,7 +312,8 @@ class _Streamer:
             self.cut_at = len(item) + 3  # after the `</ITEM>`
         self.held: list[bytes] = []  # document bytes not yet handed to a piece
         self.held_size = 0
-        self.pieces: list[tuple[bytes, Future]] = []  # (piece, its parse)
+        # [piece, its parse]: a piece's bytes are dropped once it parsed (kept if it failed)
+        self.pieces: list[list[Any]] = []
 
     def start(self, tag: str, attrs: Any) -> None:
         self.tags.append((self.depth, tag))
@@ -357,7 +360,10 @@ class _Streamer:
         at += self.cut_at
         head = [self.reopen] if self.pieces else []
         piece = b"".join([*head, *self.held[:-1], last[:at], self.close])
-        self.pieces.append((piece, _piece_workers().submit(_parse_piece, piece)))
+        entry: list[Any] = [piece, None]
+        entry[1] = parse = _piece_workers().submit(_parse_piece, piece)
+        parse.add_done_callback(lambda done: _drop_if_parsed(done, entry))
+        self.pieces.append(entry)
         self.held = [last[at:]]
         self.held_size = len(self.held[0])
 
@@ -377,21 +383,25 @@ class _Streamer:
                 self.inner.feed(b"".join(self.held))
             root = self.inner.close()
             return [root] if self.asked_pool else root
-        roots = []
-        for k, (_, parse) in enumerate(self.pieces):
+        roots: list[etree._Element] = []
+        failed: list[bytes] = []  # the items of consecutive pieces that did not parse
+        for k, (piece, parse) in enumerate(self.pieces):
             try:
-                roots.append(parse.result())
+                root = parse.result()
             except etree.XMLSyntaxError:
-                # cut at a wrong place: the pieces before were right, so the document from
-                # this piece's first item to its end parses as one
-                bodies = [
-                    piece[len(self.reopen) if i else 0 : -len(self.close)]
-                    for i, (piece, _) in enumerate(self.pieces[k:], k)
-                ]
-                self.cancel()
-                rest = b"".join([self.reopen if k else b"", *bodies, *self.held])
-                return [*roots, _parse_piece(rest)]
-        return [*roots, _parse_piece((self.reopen if roots else b"") + b"".join(self.held))]
+                # cut at a wrong place; a piece that parsed was cut right at both ends, so
+                # the failed ones between two of them hold whole items: parsed together
+                if not failed and k:
+                    failed.append(self.reopen)
+                failed.append(piece[len(self.reopen) if k else 0 : -len(self.close)])
+                continue
+            if failed:
+                roots.append(_parse_piece(b"".join([*failed, self.close])))
+                failed = []
+            roots.append(root)
+        if not failed and self.pieces:
+            failed.append(self.reopen)
+        return [*roots, _parse_piece(b"".join([*failed, *self.held]))]
 
     def cancel(self) -> None:
         """Drop the parses not started yet (running ones end on their own)."""
@@ -400,6 +410,11 @@ class _Streamer:
 
     def flag(self, *_: Any) -> None:
         self.odd = True
+
+
+def _drop_if_parsed(parse: Future, entry: list[Any]) -> None:
+    if not parse.cancelled() and parse.exception() is None:
+        entry[0] = None  # parsed: its bytes are not needed again
 
 
 # Pieces of a large pool answer parsed in parallel (see _Streamer); expat hands the text over

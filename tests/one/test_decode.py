@@ -167,13 +167,14 @@ def test_a_broken_document_gives_none(monkeypatch):
     assert parse_document_response(_answer(document), ("VM_POOL", "VM")) is None
 
 
-def test_a_wrong_cut_keeps_the_pieces_before_it(monkeypatch):
+@pytest.mark.parametrize("traps", [{200}, {0}, {299}, {50, 51, 250}], ids=str)
+def test_a_wrong_cut_costs_only_the_pieces_around_it(monkeypatch, traps):
     """One user's CDATA holding `</VM><VM>` must not make the whole pool parse twice."""
     monkeypatch.setattr(client, "PIECE", 512)
     monkeypatch.setattr(client, "TEXT_BUFFER", 256)
     trap = "<USER_TEMPLATE><X><![CDATA[</VM><VM>]]></X></USER_TEMPLATE>"
     document = (
-        "<VM_POOL>" + "".join(_vm(i, trap if i == 200 else "") for i in range(300)) + "</VM_POOL>"
+        "<VM_POOL>" + "".join(_vm(i, trap if i in traps else "") for i in range(300)) + "</VM_POOL>"
     )
     parsed: list[bytes] = []
     parse_piece = client._parse_piece
@@ -183,5 +184,5 @@ def test_a_wrong_cut_keeps_the_pieces_before_it(monkeypatch):
     roots = parse_document_response(_answer(document), ("VM_POOL", "VM"))
     ids = [vm.findtext("ID") for root in roots for vm in root.iterchildren("VM")]
     assert ids == [str(i) for i in range(300)]
-    assert len(roots) > 5  # the pieces before the trap were kept
-    assert sum(len(p) for p in parsed) < 2 * len(document)  # nothing parsed twice over
+    assert len(roots) > 10  # the pieces before and after the trap were kept
+    assert sum(len(p) for p in parsed) < 1.2 * len(document)  # only the trap's parsed twice
