@@ -223,11 +223,15 @@ class OneClient:
 _PARSERS = threading.local()
 
 
+def _new_parser() -> etree.XMLParser:
+    return etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
+
+
 def _parser() -> etree.XMLParser:
+    """This thread's parser (for whole documents; a feed parser is always a new one)."""
     parser = getattr(_PARSERS, "parser", None)
     if parser is None:
-        parser = etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
-        _PARSERS.parser = parser
+        parser = _PARSERS.parser = _new_parser()
     return parser
 
 
@@ -428,12 +432,8 @@ def _piece_workers() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=2, thread_name_prefix="econe-xml")
 
 
-def _new_parser() -> etree.XMLParser:
-    return etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
-
-
 def _parse_piece(data: bytes) -> etree._Element:
-    return etree.fromstring(data, _new_parser())
+    return etree.fromstring(data, _parser())
 
 
 def parse_document_response(
