@@ -1,15 +1,21 @@
 """The mapping engine: runs an EC2 action from its mapping (mappings/<Action>.yaml).
 
 `Engine(config, one, sessions, mappings_dir).run(action, body, ctx)` → result dict keyed by the
-botocore member names of the action's output shape. Every OpenNebula call is blocking and runs
-in the engine's thread pool, as the requesting user (server_cipher session); `admin: true`
-calls (elastic-IP leases) use the server admin session. Every failure is an Ec2Error.
+botocore member names of the action's output shape. OpenNebula calls run as the requesting
+user (server_cipher session); `admin: true` calls (elastic-IP leases) use the server admin
+session. Every failure is an Ec2Error.
+
+Where the threads are: a mapping whose first oned call is its `source:` (the Describe*
+actions) makes that call on the event loop without blocking (OneClient.exchange_async); a
+small answer (up to INLINE_MAX bytes) is then read, viewed and rendered right there, unless
+something on the way needs another oned call (a hook): then, as for every other action, the
+whole job runs in the engine's thread pool, where oned calls block (the answer received is
+reused, not asked for again).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import threading
 import time
@@ -29,6 +35,7 @@ from econe.mapping.ids import MAX_ONE_ID, parse_id
 from econe.mapping.loader import Call, Mapping, load_mappings
 from econe.mapping.onecall import OneError, OneUnavailable, call_one, error_name, map_error
 from econe.mapping.views import View
+from econe.one.client import NeedsOned, no_blocking
 from econe.paths import data_dir
 
 log = logging.getLogger("econe.engine")
@@ -37,6 +44,11 @@ _PARSER = etree.XMLParser(
     huge_tree=True, resolve_entities=False, no_network=True, remove_blank_text=False
 )
 
+
+# The largest oned answer read on the event loop thread (~35 extended VM bodies): reading one
+# takes about a millisecond, less than handing it over to a worker thread; larger ones go to
+# a worker, so no request holds up the others for long.
+INLINE_MAX = 256 << 10
 
 _CONTAINERS = (dict, list)  # a tuple: isinstance() on it is much faster than on `dict | list`
 
@@ -67,7 +79,14 @@ def as_list(value: Any) -> list:
 class Runtime:
     """One request's view of the engine; handlers receive it (`handler(rt) -> dict`)."""
 
-    def __init__(self, engine: Engine, mapping: Mapping, body: dict, ctx: RequestContext):
+    def __init__(
+        self,
+        engine: Engine,
+        mapping: Mapping,
+        body: dict,
+        ctx: RequestContext,
+        answered: Any = None,
+    ):
         self.engine = engine
         self.mapping = mapping
         self.body = body
@@ -75,6 +94,7 @@ class Runtime:
         self.config: Config = engine.config
         self.principal = ctx.principal
         self._session: str | None = None
+        self._answered = answered  # a call's answer received beforehand (OneClient.answered)
 
     # -- OpenNebula --------------------------------------------------------------------------
     @property
@@ -113,11 +133,15 @@ class Runtime:
         """`xml=True`: the answer is an XML document, given parsed when the client can (with
         `pool`, as a list of roots: see OneClient.call_xml)."""
         session = self.admin_session() if call.admin else self.session
+        args = call.args(scope)
+        client = self.engine.one
+        if self._answered is not None and self._answered.answers(call.method, args):
+            client, self._answered = self._answered, None  # used once
         return call_one(
-            self.engine.one,
+            client,
             session,
             call.method,
-            call.args(scope),
+            args,
             call.errors,
             scope,
             not_found,
@@ -201,16 +225,9 @@ class Engine:
             raise Ec2Error(
                 "InvalidAction", f"The action {action} is not valid for this web service."
             )
-        loop = asyncio.get_running_loop()
-        if render is None:
-            job = functools.partial(self.run_sync, mapping, body or {}, ctx)
-        else:
-
-            def job() -> Any:
-                return render(self.run_sync(mapping, body or {}, ctx, strip=False))
-
+        body = body or {}
         try:
-            return await loop.run_in_executor(self._pool, job)
+            answered = await self._source_answer(mapping, body, ctx)
         except Ec2Error:
             raise
         except Exception as exc:
@@ -219,10 +236,61 @@ class Engine:
                 "InternalError", f"{action} failed on the server; see the server log"
             ) from exc
 
-    # -- the generic pipeline ------------------------------------------------------------------
-    def run_sync(self, m: Mapping, body: dict, ctx: RequestContext, strip: bool = True) -> dict:
-        """The result dict; `strip`: without hidden (`_`) and None members."""
+        def job() -> Any:
+            result = self.run_sync(mapping, body, ctx, strip=render is None, answered=answered)
+            return result if render is None else render(result)
+
+        static = mapping.handler is None and mapping.source is not None and mapping.source.call is None
+        if static or answered is not None and len(answered.data) <= INLINE_MAX:
+            token = no_blocking.set(True)
+            try:
+                return self._guarded(action, job)
+            except NeedsOned:
+                pass  # something needs another oned call: all of it again, in a worker
+            finally:
+                no_blocking.reset(token)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pool, self._guarded, action, job)
+
+    @staticmethod
+    def _guarded(action: str, job: Callable[[], Any]) -> Any:
+        try:
+            return job()
+        except Ec2Error:
+            raise
+        except Exception as exc:
+            log.exception("%s failed", action)
+            raise Ec2Error(
+                "InternalError", f"{action} failed on the server; see the server log"
+            ) from exc
+
+    async def _source_answer(self, m: Mapping, body: dict, ctx: RequestContext) -> Any:
+        """The answer to the mapping's `source:` call, made on the event loop, when that is
+        the first oned call its pipeline makes (and the client can); else None."""
+        exchange = getattr(self.one, "exchange_async", None)
+        src = m.source
+        if exchange is None or m.handler is not None or src is None or src.call is None:
+            return None
+        if m.by_id is not None and m.by_id.call is not None and body.get(m.by_id.param):
+            return None  # the ids are fetched one by one
         rt = Runtime(self, m, body, ctx)
+        args = tuple(src.call.args(rt.scope()))
+        session = rt.admin_session() if src.call.admin else rt.session
+        try:
+            data = await exchange(src.call.method, (session, *args))
+        except OneUnavailable as exc:
+            raise Ec2Error("Unavailable", "OpenNebula is not reachable; try again later") from exc
+        except OneError:
+            return None  # refused before sending (an argument): the usual path says so
+        return self.one.answered(src.call.method, args, data)
+
+    # -- the generic pipeline ------------------------------------------------------------------
+    def run_sync(
+        self, m: Mapping, body: dict, ctx: RequestContext, strip: bool = True, answered: Any = None
+    ) -> dict:
+        """The result dict; `strip`: without hidden (`_`) and None members; `answered`: the
+        answer to the source call, received already (see _source_answer)."""
+        rt = Runtime(self, m, body, ctx, answered)
         finish = strip_hidden if strip else _unchanged
         if m.handler is not None:
             return finish(m.handler(rt) or {})

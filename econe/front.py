@@ -22,10 +22,10 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
-from econe.auth.users import NeedsOned, cached_only
 from econe.config import Config
 from econe.context import Principal, RawRequest
 from econe.errors import Ec2Error, error_xml
+from econe.one.client import NeedsOned, no_blocking
 from econe.spec import ApiSpec
 from econe.upload import UploadJanitor, handle_upload, is_upload_request
 
@@ -274,14 +274,14 @@ class Ec2QueryFront:
         if self._auth_is_async:
             return await auth.authenticate(raw)
         # From the cached user pool when it can be (no thread hop); user look-ups that call
-        # oned never run on the event loop thread (see econe.auth.users.cached_only).
-        token = cached_only.set(True)
+        # oned never run on the event loop thread (see econe.one.client.no_blocking).
+        token = no_blocking.set(True)
         try:
             return auth.authenticate(raw)
         except NeedsOned:
             pass
         finally:
-            cached_only.reset(token)
+            no_blocking.reset(token)
         return await asyncio.get_running_loop().run_in_executor(None, auth.authenticate, raw)
 
     def _rewrite(

@@ -25,17 +25,12 @@ from econe.auth.common import (
     split_host,
 )
 from econe.auth.hosts import server_names
-from econe.auth.users import (
-    NeedsOned,
-    UserDirectory,
-    UserPoolUnavailable,
-    UserRecord,
-    cached_only,
-)
+from econe.auth.users import UserDirectory, UserPoolUnavailable, UserRecord
 from econe.config import Config
 from econe.context import Principal, RawRequest
 from econe.errors import Ec2Error
 from econe.keyseal import is_sealed
+from econe.one.client import NeedsOned, no_blocking
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +172,7 @@ class Authenticator:
         else:
             raise missing_authentication()
         user, secret = self._lookup(access_key)
-        if cached_only.get() and not self.users.confirmed_recently(user):
+        if no_blocking.get() and not self.users.confirmed_recently(user):
             raise NeedsOned  # before the signature check, which the worker does anyway
         check(secret)
         # Only once the signature holds (so a stranger cannot probe which users exist or are

@@ -12,11 +12,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 from lxml import etree
+
+from econe.one.client import NeedsOned, no_blocking
 
 log = logging.getLogger(__name__)
 
@@ -31,19 +32,12 @@ class UserPoolUnavailable(Exception):
     """The user pool could not be fetched or read (oned down, bad answer)."""
 
 
-class NeedsOned(Exception):
-    """Raised instead of calling oned while `cached_only` is set."""
-
-
-# Set while the front authenticates on the event loop thread: a look-up that would call oned
-# (a pool refresh, a miss, a user re-read) raises NeedsOned instead of blocking the loop, and
-# the front runs the whole authentication again in a worker thread. Most requests need no
-# oned call and are spared the thread hop.
-cached_only: ContextVar[bool] = ContextVar("econe_users_cached_only", default=False)
-
-
 def _may_call_oned() -> None:
-    if cached_only.get():
+    """While the front authenticates on the event loop thread (`no_blocking` set), a look-up
+    that would call oned (a pool refresh, a miss, a user re-read) raises NeedsOned instead of
+    blocking the loop, and the front runs the whole authentication again in a worker thread.
+    Most requests need no oned call and are spared the thread hop."""
+    if no_blocking.get():
         raise NeedsOned
 
 

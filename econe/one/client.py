@@ -2,19 +2,28 @@
 
 Returns the success value of oned's result array as is (XML strings stay strings; parsing them
 with lxml is the caller's job). Thread-safe: each call borrows one pooled connection.
+
+On the event loop, `await exchange_async(method, params)` sends a call without blocking and
+returns the raw answer; `answered(method, args, data)` then reads it like `call()` would.
+While `no_blocking` is set (code running on the event loop thread), a blocking call raises
+NeedsOned instead of stalling every other request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import contextlib
 import functools
 import http.client
 import logging
 import pyexpat
+import ssl
 import threading
 import xmlrpc.client
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import urlsplit
 from xml.parsers.expat import ExpatError
@@ -56,6 +65,18 @@ class OneUnavailable(Exception):
         self.message = message
 
 
+class NeedsOned(BaseException):
+    """Raised instead of a blocking oned call while `no_blocking` is set. A BaseException, so
+    that no `except Exception` on the way swallows it: the code that set `no_blocking` catches
+    it and runs the whole job again in a worker thread."""
+
+
+# Set while code runs on the event loop thread on the chance that it needs no blocking oned
+# call (authentication from the cached user pool, a mapping whose only call was made
+# asynchronously beforehand).
+no_blocking: ContextVar[bool] = ContextVar("econe_no_blocking", default=False)
+
+
 # A reused keep-alive connection that the server closed while idle fails like this before any
 # answer: the request never reached oned, so it is safe to send it once more on a new socket.
 _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
@@ -76,9 +97,13 @@ class OneClient:
         self._path = parts.path or "/RPC2"
         if parts.query:
             self._path += "?" + parts.query
+        self._host_header = parts.netloc.rpartition("@")[2]
         self._max_idle = max_idle
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
+        # (event loop, (reader, writer)): used only on an event loop thread, so no lock
+        self._aidle: list[tuple[asyncio.AbstractEventLoop, Any]] = []
+        self._ssl_context: ssl.SSLContext | None = None
 
     # -- connection pool
 
@@ -105,6 +130,10 @@ class OneClient:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+        aidle, self._aidle = self._aidle, []
+        for _, conn in aidle:
+            with contextlib.suppress(RuntimeError):  # its event loop is closed already
+                _close(conn)
 
     # -- calls
 
@@ -121,15 +150,21 @@ class OneClient:
             conn.close()
         return resp.status, resp.reason, data
 
-    def _exchange(self, method: str, params: tuple[Any, ...]) -> bytes:
-        """Send one call; the raw XML-RPC answer (HTTP 200) or OneError/OneUnavailable."""
+    @staticmethod
+    def _payload(method: str, params: tuple[Any, ...]) -> bytes:
         try:
-            payload = xmlrpc.client.dumps(params, methodname=method, encoding="utf-8").encode()
+            return xmlrpc.client.dumps(params, methodname=method, encoding="utf-8").encode()
         except OverflowError:
             # oned's ints are 32-bit; it answers a wider value with this same fault.
             raise OneError(
                 FAULT_TYPE, "Parameter that is supposed to be int is not (out of range)", method
             ) from None
+
+    def _exchange(self, method: str, params: tuple[Any, ...]) -> bytes:
+        """Send one call; the raw XML-RPC answer (HTTP 200) or OneError/OneUnavailable."""
+        if no_blocking.get():
+            raise NeedsOned
+        payload = self._payload(method, params)
         for attempt in (1, 2):
             conn, reused = self._borrow()
             try:
@@ -209,11 +244,170 @@ class OneClient:
         large pool is parsed in pieces, in parallel). Any other answer goes through `call()`'s
         path, so errors and odd shapes behave exactly as there.
         """
-        data = self._exchange(method, (session, *args))
+        return self._read_xml(method, self._exchange(method, (session, *args)), pool)
+
+    def _read_xml(self, method: str, data: bytes, pool: tuple[str, str] | None) -> Any:
         root = parse_document_response(data, pool)
         if root is not None:
             return root
         return self._result(method, self._decode(method, data))
+
+    # -- calls from the event loop
+
+    async def exchange_async(self, method: str, params: tuple[Any, ...]) -> bytes:
+        """`_exchange()` on the event loop: the raw answer, or OneError/OneUnavailable, with
+        the same timeout, retry of a stale keep-alive connection and messages."""
+        request = self._request_head(len(payload := self._payload(method, params))) + payload
+        loop = asyncio.get_running_loop()
+        for attempt in (1, 2):
+            conn, reused = self._aborrow(loop)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    if conn is None:
+                        conn = await asyncio.open_connection(
+                            self._host, self._port, ssl=self._ssl(), limit=_STREAM_LIMIT
+                        )
+                    status, reason, data, keep = await _http_exchange(*conn, request)
+            except _ASYNC_STALE as exc:
+                _close(conn)
+                if reused and attempt == 1:
+                    continue
+                raise OneUnavailable(f"oned at {self.endpoint} closed the connection") from exc
+            except TimeoutError as exc:
+                _close(conn)
+                raise OneUnavailable(
+                    f"oned at {self.endpoint} did not answer within {self.timeout:g} s"
+                ) from exc
+            except (OSError, ValueError, EOFError, asyncio.LimitOverrunError) as exc:
+                _close(conn)
+                raise OneUnavailable(f"cannot reach oned at {self.endpoint}: {exc}") from exc
+            except BaseException:  # cancelled: the answer may be half read
+                _close(conn)
+                raise
+            if status != 200:
+                _close(conn)
+                raise OneUnavailable(f"oned at {self.endpoint} answered HTTP {status} {reason}")
+            if keep:
+                self._agive_back(loop, conn)
+            else:
+                _close(conn)
+            return data
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def answered(self, method: str, args: tuple[Any, ...], data: bytes) -> Answered:
+        """A client look-alike that answers `method(session, *args)` from `data`, an answer
+        `exchange_async` received."""
+        return Answered(self, method, tuple(args), data)
+
+    def _request_head(self, length: int) -> bytes:
+        return (
+            f"POST {self._path} HTTP/1.1\r\nHost: {self._host_header}\r\n"
+            f"Content-Type: text/xml\r\nContent-Length: {length}\r\n"
+            "Connection: keep-alive\r\n\r\n"
+        ).encode("latin-1")
+
+    def _ssl(self) -> ssl.SSLContext | None:
+        if not self._https:
+            return None
+        if self._ssl_context is None:  # what http.client uses: the system CAs, verified
+            self._ssl_context = ssl.create_default_context()
+        return self._ssl_context
+
+    def _aborrow(self, loop: asyncio.AbstractEventLoop) -> tuple[Any, bool]:
+        """An idle connection of this event loop (others' are dropped), or (None, False)."""
+        while self._aidle:
+            owner, conn = self._aidle.pop()
+            if owner is loop:
+                return conn, True
+        return None, False
+
+    def _agive_back(self, loop: asyncio.AbstractEventLoop, conn: Any) -> None:
+        if len(self._aidle) < self._max_idle:
+            self._aidle.append((loop, conn))
+        else:
+            _close(conn)
+
+
+class Answered:
+    """Answers one call, `method(session, *args)`, like OneClient would, from the bytes
+    `OneClient.exchange_async` received (see OneClient.answered)."""
+
+    def __init__(self, client: OneClient, method: str, args: tuple[Any, ...], data: bytes):
+        self.client = client
+        self.method = method
+        self.args = args
+        self.data = data
+
+    def answers(self, method: str, args: Any) -> bool:
+        return method == self.method and tuple(args) == self.args
+
+    def call(self, session: str, method: str, *args: Any) -> Any:
+        return self.client._result(method, self.client._decode(method, self.data))
+
+    def call_xml(
+        self, session: str, method: str, *args: Any, pool: tuple[str, str] | None = None
+    ) -> Any:
+        return self.client._read_xml(method, self.data, pool)
+
+
+class _Stale(Exception):
+    """The stream ended before any byte of an answer."""
+
+
+# An idle keep-alive connection the server closed shows as an end of stream before any
+# answer (or a reset): the request never reached oned, so it may be sent once more.
+_ASYNC_STALE = (_Stale, ConnectionResetError, BrokenPipeError)
+_STREAM_LIMIT = 1 << 20  # the longest header line read at once; the body is read by size
+
+
+def _close(conn: Any) -> None:
+    if conn is not None:
+        conn[1].close()
+
+
+async def _http_exchange(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+) -> tuple[int, str, bytes, bool]:
+    """One HTTP/1.1 request → (status, reason, body, keep the connection)."""
+    writer.write(request)
+    try:
+        head = await reader.readuntil(b"\r\n\r\n")
+    except asyncio.IncompleteReadError as exc:
+        if exc.partial:
+            raise ValueError("the answer's headers were cut short") from None
+        raise _Stale from None
+    status_line, *lines = head[:-4].decode("latin-1").split("\r\n")
+    version, _, rest = status_line.partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/1.") or not code.isdigit():
+        raise ValueError(f"not an HTTP answer: {status_line[:60]!r}")
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    connection = headers.get("connection", "").lower()
+    keep = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        body = await _read_chunked(reader)
+    elif "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    else:  # the body ends with the connection
+        body, keep = await reader.read(), False
+    return int(code), reason, body, keep
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    parts = []
+    while True:
+        size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0].strip(), 16)
+        if size == 0:
+            while await reader.readuntil(b"\r\n") != b"\r\n":
+                pass  # trailers
+            return b"".join(parts)
+        parts.append(await reader.readexactly(size + 2))
+        if parts[-1][-2:] != b"\r\n":
+            raise ValueError("malformed chunked body")
+        parts[-1] = parts[-1][:-2]
 
 
 # A pool document travels as one escaped XML-RPC string; the stdlib unmarshaller gets it from

@@ -364,17 +364,17 @@ def test_confirm_ttl_bounds_how_long_a_disabled_user_is_served(config):
     assert live.user_calls == 2
 
 
-def test_cached_only_answers_from_the_cache_or_asks_for_oned(config):
+def test_on_the_loop_answers_from_the_cache_or_asks_for_oned(config):
     """What the front does on the event loop: authenticate without calling oned when the
     caches suffice, else NeedsOned (and then the same call in a worker thread)."""
-    from econe.auth.users import NeedsOned, cached_only
+    from econe.one.client import NeedsOned, no_blocking
 
     def on_the_loop(raw):
-        token = cached_only.set(True)
+        token = no_blocking.set(True)
         try:
             return auth.authenticate(raw)
         finally:
-            cached_only.reset(token)
+            no_blocking.reset(token)
 
     now = [100.0]
     live, auth = _live(config, confirm_ttl=1.0, clock=lambda: now[0])
