@@ -21,14 +21,15 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import http.client
 import os
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import xmlrpc.client
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -53,10 +54,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_CONNECTIONS: dict[str, http.client.HTTPConnection] = {}
+
+
 def post(url: str, body: bytes, headers: dict[str, str]) -> bytes:
-    req = urllib.request.Request(url, body, headers)
-    with urllib.request.urlopen(req, timeout=300) as r:
-        return r.read()
+    """POST on a kept-alive connection per server, as boto3 (urllib3's pool) does; a server
+    that closes after each answer (oned, onesim: `Connection: close`) costs a new one."""
+    parts = urlsplit(url)
+    conn = _CONNECTIONS.get(parts.netloc)
+    if conn is None:
+        conn = _CONNECTIONS[parts.netloc] = http.client.HTTPConnection(parts.netloc, timeout=300)
+    try:
+        conn.request("POST", parts.path or "/", body, headers)
+        resp = conn.getresponse()
+        data = resp.read()
+    except (http.client.HTTPException, OSError):
+        del _CONNECTIONS[parts.netloc]
+        conn.close()
+        raise
+    if resp.will_close:
+        del _CONNECTIONS[parts.netloc]
+        conn.close()
+    if resp.status != 200:
+        raise OSError(f"{url} answered HTTP {resp.status}")
+    return data
 
 
 def timed(fn, runs: int) -> float:
