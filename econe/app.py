@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import connexion
+from connexion.apps.abstract import AbstractApp
 from connexion.exceptions import ProblemException
 from connexion.lifecycle import ConnexionRequest, ConnexionResponse
 from connexion.middleware import ConnexionMiddleware, MiddlewarePosition
@@ -30,7 +30,7 @@ from econe.config import Config
 from econe.context import Principal
 from econe.errors import Ec2Error, error_xml
 from econe.front import Ec2QueryFront, GatewayState, ec2_info
-from econe.resolver import Ec2Resolver
+from econe.resolver import Ec2Operations, Ec2Resolver
 from econe.serialize import Serializer
 from econe.spec import load_spec
 from econe.validation import Ec2BodyValidator
@@ -138,6 +138,21 @@ def build_runtime(config: Config, state: GatewayState, mappings_dir: Path | None
     return closers
 
 
+class Ec2App(AbstractApp):
+    """A Connexion app whose innermost layer is econe's operations (see econe.resolver):
+    Connexion's middlewares route, validate and map errors; no web framework under them."""
+
+    def __init__(self, import_name: str, **kwargs: Any) -> None:
+        self._middleware_app = Ec2Operations()
+        super().__init__(import_name, **kwargs)
+
+    def add_url_rule(self, *args: Any, **kwargs: Any) -> None:
+        raise NotImplementedError("econe serves the actions of its spec only")
+
+    def add_error_handler(self, code_or_exception: Any, function: Any) -> None:
+        self.middleware.add_error_handler(code_or_exception, function)
+
+
 def _middlewares(dev_routes: bool) -> list[Any]:
     """Connexion's default stack without the layers econe never uses: OpenAPI security (the
     front authenticates), response validation (off) and, unless development routes are on,
@@ -167,7 +182,7 @@ def create_app(
     mappings_dir: str | os.PathLike | None = None,
     json_principal: Principal | None = None,
     swagger_ui: bool | None = None,
-) -> connexion.AsyncApp:
+) -> Ec2App:
     """The ASGI app. Missing `engine`/`authenticator` are built at startup (lifespan).
 
     `json_principal` (tests, development only) lets `POST /<Action>` with a JSON body reach
@@ -201,7 +216,7 @@ def create_app(
                     with contextlib.suppress(Exception):
                         obj.close()
 
-    app = connexion.AsyncApp(
+    app = Ec2App(
         __name__,
         lifespan=lifespan,
         middlewares=_middlewares(dev_routes),
@@ -225,7 +240,7 @@ def create_app(
     return app
 
 
-def app_from_env() -> connexion.AsyncApp:
+def app_from_env() -> Ec2App:
     """uvicorn factory: `uvicorn --factory econe.app:app_from_env`."""
     from econe.config import default_config_path, load_config
 

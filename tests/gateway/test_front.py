@@ -269,27 +269,24 @@ def test_handler_refuses_requests_the_front_did_not_rewrite(engine):
     import asyncio
 
     from econe.front import GatewayState
-    from econe.resolver import make_handler
+    from econe.resolver import Ec2Operation
     from econe.spec import load_spec
 
     state = GatewayState(config=Config(), spec=load_spec(), engine=engine)
-    handler = make_handler(state, "DescribeInstances")
+    operation = Ec2Operation(state, "DescribeInstances")
+    forged = {  # the record a front writes, but not with the front's private marker
+        "type": "http",
+        "extensions": {"ec2": {"action": "DescribeInstances", "front": object()}},
+    }
 
-    class FakeRequest:
-        scope = {
-            "type": "http",
-            "extensions": {"ec2": {"action": "DescribeInstances", "front": object()}},
-        }
+    async def receive():
+        return {"type": "http.request", "body": b"{}", "more_body": False}
 
-    import econe.resolver as resolver
+    async def send(message):
+        raise AssertionError(f"answered {message}")
 
-    orig = resolver._current_scope
-    resolver._current_scope = lambda: FakeRequest.scope
-    try:
-        with pytest.raises(Ec2Error) as info:
-            asyncio.run(handler({}))
-    finally:
-        resolver._current_scope = orig
+    with pytest.raises(Ec2Error) as info:
+        asyncio.run(operation(forged, receive, send))
     assert info.value.code == "InvalidAction"
     assert not engine.calls
 
