@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -57,9 +58,16 @@ def parse_iso8601(text: str) -> float:
     return value.timestamp()
 
 
+_AMZ_DATE = re.compile(r"(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z")
+
+
 def parse_amz_date(text: str) -> float:
-    """SigV4's basic ISO 8601 form `20261123T184254Z`."""
-    return datetime.strptime(text.strip(), "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC).timestamp()
+    """SigV4's basic ISO 8601 form `20261123T184254Z` (strptime took a tenth of the signature
+    check); ValueError for anything else, or an impossible date."""
+    hit = _AMZ_DATE.fullmatch(text.strip())
+    if hit is None:
+        raise ValueError(f"not a basic ISO 8601 date: {text[:40]!r}")
+    return datetime(*map(int, hit.groups()), tzinfo=UTC).timestamp()
 
 
 @lru_cache(maxsize=64)

@@ -158,6 +158,18 @@ def test_missing_x_amz_date(auth):
     assert _code(auth, raw) == ("IncompleteSignature", 400)
 
 
+@pytest.mark.parametrize(
+    "date", ["2026-01-01T00:00:00Z", "20260101T000000", "20261301T000000Z", "20250229T000000Z"]
+)
+def test_malformed_or_impossible_x_amz_date(auth, date):
+    raw = sign_v4(DESCRIBE)
+    raw.headers["x-amz-date"] = date
+    with pytest.raises(Ec2Error) as exc:
+        auth.authenticate(raw)
+    assert (exc.value.code, exc.value.status) == ("IncompleteSignature", 400)
+    assert "YYYYMMDDTHHMMSSZ" in exc.value.message
+
+
 @pytest.mark.parametrize("skew", [-901, 901, -86400])
 def test_timestamp_outside_window(config, pool, skew):
     from econe.auth.authenticator import Authenticator
