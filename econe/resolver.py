@@ -19,13 +19,10 @@ from typing import Any
 
 from connexion.middleware.abstract import RoutedAPI, RoutedMiddleware
 from connexion.resolver import Resolution, Resolver
-from starlette.responses import Response
 
 from econe.context import RequestContext
 from econe.errors import Ec2Error
-from econe.front import GatewayState, ec2_info
-
-XML_MEDIA_TYPE = "text/xml;charset=UTF-8"
+from econe.front import XML_CONTENT_TYPE, GatewayState, ec2_info
 
 
 class Ec2Operation:
@@ -51,7 +48,9 @@ class Ec2Operation:
         )
         body = await _json_body(receive)
         xml = await run_action(self.state, action, body, ctx)
-        await Response(xml, media_type=XML_MEDIA_TYPE)(scope, receive, send)
+        headers = [(b"content-type", XML_CONTENT_TYPE), (b"content-length", b"%d" % len(xml))]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": xml})
 
 
 async def _json_body(receive: Any) -> dict:
