@@ -240,7 +240,9 @@ class Engine:
             result = self.run_sync(mapping, body, ctx, strip=render is None, answered=answered)
             return result if render is None else render(result)
 
-        static = mapping.handler is None and mapping.source is not None and mapping.source.call is None
+        static = (
+            mapping.handler is None and mapping.source is not None and mapping.source.call is None
+        )
         if static or answered is not None and len(answered.data) <= INLINE_MAX:
             token = no_blocking.set(True)
             try:
