@@ -9,10 +9,14 @@ For each pool size it seeds onesim with that many VMs owned by `demo`, starts
   (bytes on the wire, not parsed), what any OpenNebula client pays;
 - gateway: a SigV4-signed ``DescribeInstances`` POST, until the last byte of the EC2 XML.
 
+Both through one HTTP client that keeps connections alive, as boto3 does (oned and onesim
+close theirs after every answer, so each oned call, the gateway's too, opens a new one).
+
 It prints both, their ratio, and the gateway's own time (gateway − baseline). Then it sends
 `--small` sequential small requests (DescribeInstances on the 10-VM pool, signed beforehand)
-and prints the mean gateway overhead per request, and for scale the mean time of a
-DescribeRegions, which calls no oned at all (HTTP, authentication, Connexion, rendering).
+and prints the gateway overhead per request (median over interleaved rounds of oned calls and
+gateway requests), and for scale the time of a DescribeRegions, which calls no oned at all
+(HTTP, authentication, Connexion, rendering).
 Targets (issue 3): 10,000 instances under 1 s of gateway time; under 2 ms of gateway overhead
 per small request. Figures vary with the machine's load: read the ratios, not the seconds.
 """
@@ -23,6 +27,7 @@ import argparse
 import hashlib
 import http.client
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -136,6 +141,37 @@ def start_gateway(sim: SimServer, state: Path) -> tuple[subprocess.Popen, str]:
             time.sleep(0.2)
 
 
+ROUNDS = 10
+
+
+def small_requests(sim: SimServer, endpoint: str, rpc: bytes, small: int) -> None:
+    """`small` requests of each kind, in ROUNDS interleaved rounds so that the oned calls, the
+    gateway's and the DescribeRegions see the same moments of the machine's load; the
+    overhead is taken per round and the median printed (with the range over rounds)."""
+    rounds = min(ROUNDS, small)
+    per_round = max(1, small // rounds)
+    # Signed beforehand, so the client's signing is not counted as the gateway's.
+    describe = [signed(endpoint) for _ in range(per_round * rounds)]
+    regions = [signed(endpoint, "DescribeRegions") for _ in range(per_round * rounds)]
+    base, gate, floor = [], [], []
+    for r in range(rounds):
+        part = slice(r * per_round, (r + 1) * per_round)
+        base.append(
+            mean_time(lambda _: post(sim.url, rpc, {"Content-Type": "text/xml"}), describe[part])
+        )
+        gate.append(mean_time(lambda q: ec2_call(endpoint, q), describe[part]))
+        floor.append(mean_time(lambda q: ec2_call(endpoint, q), regions[part]))
+    over = sorted(g - b for g, b in zip(gate, base, strict=True))
+    t_base, t_gate = statistics.median(base), statistics.median(gate)
+    print(
+        f"{'':>6}      {per_round * rounds} small requests: oned {t_base * 1000:.2f} ms, gateway "
+        f"{t_gate * 1000:.2f} ms each → overhead {statistics.median(over) * 1000:.2f} ms "
+        f"per request (median of {rounds} rounds, {over[0] * 1000:.2f}–{over[-1] * 1000:.2f}; "
+        f"ratio {t_gate / t_base:.2f}x); DescribeRegions (no oned call) "
+        f"{statistics.median(floor) * 1000:.2f} ms"
+    )
+
+
 def measure(n: int, small: int) -> None:
     with tempfile.TemporaryDirectory() as d:
         sim = SimServer(d, port=0, seed="demo", speed=0).start()
@@ -156,20 +192,7 @@ def measure(n: int, small: int) -> None:
                 f"({size / 1e6:.1f} MB of EC2 XML)"
             )
             if small and n <= 100:
-                # Signed beforehand, so the client's signing is not counted as the gateway's.
-                describe = [signed(endpoint) for _ in range(small)]
-                regions = [signed(endpoint, "DescribeRegions") for _ in range(small)]
-                t_base = mean_time(
-                    lambda _: post(sim.url, rpc, {"Content-Type": "text/xml"}), describe
-                )
-                t_gate = mean_time(lambda r: ec2_call(endpoint, r), describe)
-                t_floor = mean_time(lambda r: ec2_call(endpoint, r), regions)
-                print(
-                    f"{'':>6}      {small} small requests: oned {t_base * 1000:.2f} ms, gateway "
-                    f"{t_gate * 1000:.2f} ms each → overhead {(t_gate - t_base) * 1000:.2f} ms "
-                    f"per request (ratio {t_gate / t_base:.2f}x); DescribeRegions (no oned call) "
-                    f"{t_floor * 1000:.2f} ms"
-                )
+                small_requests(sim, endpoint, rpc, small)
         finally:
             if proc is not None:
                 proc.terminate()
