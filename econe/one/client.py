@@ -166,7 +166,8 @@ class OneClient:
             raise NeedsOned
         payload = self._payload(method, params)
         for attempt in (1, 2):
-            conn, reused = self._borrow()
+            # the retry takes a new connection: oned drops all its idle ones at once
+            conn, reused = self._borrow() if attempt == 1 else (self._new_connection(), False)
             try:
                 status, reason, data = self._post(conn, payload)
             except _STALE as exc:
@@ -256,18 +257,22 @@ class OneClient:
 
     async def exchange_async(self, method: str, params: tuple[Any, ...]) -> bytes:
         """`_exchange()` on the event loop: the raw answer, or OneError/OneUnavailable, with
-        the same timeout, retry of a stale keep-alive connection and messages."""
+        the same timeout (for the connection and for each read), retry of a stale keep-alive
+        connection and messages."""
         request = self._request_head(len(payload := self._payload(method, params))) + payload
         loop = asyncio.get_running_loop()
+        step = self.timeout
         for attempt in (1, 2):
-            conn, reused = self._aborrow(loop)
+            conn, reused = self._aborrow(loop) if attempt == 1 else (None, False)
             try:
-                async with asyncio.timeout(self.timeout):
-                    if conn is None:
-                        conn = await asyncio.open_connection(
+                if conn is None:
+                    conn = await _within(
+                        step,
+                        asyncio.open_connection(
                             self._host, self._port, ssl=self._ssl(), limit=_STREAM_LIMIT
-                        )
-                    status, reason, data, keep = await _http_exchange(*conn, request)
+                        ),
+                    )
+                status, reason, data, keep = await _http_exchange(*conn, request, step)
             except _ASYNC_STALE as exc:
                 _close(conn)
                 if reused and attempt == 1:
@@ -314,10 +319,16 @@ class OneClient:
         return self._ssl_context
 
     def _aborrow(self, loop: asyncio.AbstractEventLoop) -> tuple[Any, bool]:
-        """An idle connection of this event loop (others' are dropped), or (None, False)."""
-        while self._aidle:
-            owner, conn = self._aidle.pop()
+        """An idle connection of this event loop that the server has not closed meanwhile,
+        or (None, False). Those of a closed event loop are dropped (it cannot close them)."""
+        idle = self._aidle = [entry for entry in self._aidle if not entry[0].is_closed()]
+        for k in range(len(idle) - 1, -1, -1):
+            owner, conn = idle[k]
             if owner is loop:
+                del idle[k]
+                if conn[0].at_eof() or conn[1].is_closing():
+                    _close(conn)
+                    continue
                 return conn, True
         return None, False
 
@@ -365,13 +376,20 @@ def _close(conn: Any) -> None:
         conn[1].close()
 
 
+async def _within(seconds: float, step: Any) -> Any:
+    """`await step`, or TimeoutError after `seconds` (a socket timeout's meaning: each
+    connect or read may take that long, not the whole answer)."""
+    async with asyncio.timeout(seconds):
+        return await step
+
+
 async def _http_exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, step: float
 ) -> tuple[int, str, bytes, bool]:
     """One HTTP/1.1 request → (status, reason, body, keep the connection)."""
     writer.write(request)
     try:
-        head = await reader.readuntil(b"\r\n\r\n")
+        head = await _within(step, reader.readuntil(b"\r\n\r\n"))
     except asyncio.IncompleteReadError as exc:
         if exc.partial:
             raise ValueError("the answer's headers were cut short") from None
@@ -388,23 +406,48 @@ async def _http_exchange(
     connection = headers.get("connection", "").lower()
     keep = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
     if "chunked" in headers.get("transfer-encoding", "").lower():
-        body = await _read_chunked(reader)
+        body = await _read_chunked(reader, step)
     elif "content-length" in headers:
-        body = await reader.readexactly(int(headers["content-length"]))
+        body = await _read_exactly(reader, int(headers["content-length"]), step)
     else:  # the body ends with the connection
-        body, keep = await reader.read(), False
+        body, keep = await _read_to_end(reader, step), False
     return int(code), reason, body, keep
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+_READ_PIECE = 1 << 20  # the most one read asks for
+
+
+async def _read_exactly(reader: asyncio.StreamReader, size: int, step: float) -> bytes:
+    """`size` bytes, each read waiting at most `step` seconds for more."""
+    if size < 0:
+        raise ValueError("negative Content-Length")
+    parts = []
+    while size > 0:
+        piece = await _within(step, reader.read(min(size, _READ_PIECE)))
+        if not piece:
+            raise asyncio.IncompleteReadError(b"".join(parts), size)
+        parts.append(piece)
+        size -= len(piece)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
+async def _read_to_end(reader: asyncio.StreamReader, step: float) -> bytes:
+    parts = []
+    while piece := await _within(step, reader.read(_READ_PIECE)):
+        parts.append(piece)
+    return b"".join(parts)
+
+
+async def _read_chunked(reader: asyncio.StreamReader, step: float) -> bytes:
     parts = []
     while True:
-        size = int((await reader.readuntil(b"\r\n")).split(b";", 1)[0].strip(), 16)
+        line = await _within(step, reader.readuntil(b"\r\n"))
+        size = int(line.split(b";", 1)[0].strip(), 16)
         if size == 0:
-            while await reader.readuntil(b"\r\n") != b"\r\n":
+            while await _within(step, reader.readuntil(b"\r\n")) != b"\r\n":
                 pass  # trailers
             return b"".join(parts)
-        parts.append(await reader.readexactly(size + 2))
+        parts.append(await _read_exactly(reader, size + 2, step))
         if parts[-1][-2:] != b"\r\n":
             raise ValueError("malformed chunked body")
         parts[-1] = parts[-1][:-2]

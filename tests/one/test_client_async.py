@@ -190,39 +190,121 @@ def test_answer_cut_short_is_not_sent_again():
     """On a reused connection, an end of stream after part of the answer means the request
     reached oned: it is not sent again (unlike a connection found closed before any answer)."""
     ok = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(OK), OK)
-    server = _Canned(
-        (ok, False), (ok, True), (b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\nshort", True)
-    )
+    server = _Canned((ok, False), b"HTTP/1.1 200 OK\r\nContent-Length: 500\r\n\r\nshort", ok)
     client = OneClient(server.url, timeout=2)
 
     async def go():
         first = await client.exchange_async("one.vm.info", ("s", 5))
-        second = await client.exchange_async("one.vm.info", ("s", 5))  # reused, then closed
         with pytest.raises(OneUnavailable) as exc:
-            await client.exchange_async("one.vm.info", ("s", 5))  # stale: sent again, cut
-        return first, second, exc.value.message
+            await client.exchange_async("one.vm.info", ("s", 5))  # reused, then cut
+        return first, exc.value.message
 
     try:
-        first, second, message = asyncio.run(go())
-        assert first == second == OK
+        first, message = asyncio.run(go())
+        assert first == OK
         assert "cannot reach" in message
-        assert len(server.requests) == 3
+        assert len(server.requests) == 2
     finally:
         server.close()
 
 
-def test_cancelled_call_does_not_leave_its_connection_in_the_pool(oned):
+def test_retry_after_oned_dropped_its_idle_connections_takes_a_new_one(oned):
+    """oned closes every idle keep-alive connection after its timeout: the retry must not
+    borrow the next dead one (both the blocking and the event-loop client)."""
     client = OneClient(oned[0], timeout=5)
 
     async def go():
-        task = asyncio.create_task(client.exchange_async("one.sleepy", ("s", 1)))
+        await asyncio.gather(
+            *(client.exchange_async("one.vm.info", ("alice:pw", 5)) for _ in range(3))
+        )
+        assert len(client._aidle) >= 2
+        for _, (_, writer) in client._aidle:
+            writer.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
+        return await client.exchange_async("one.vm.info", ("alice:pw", 5))
+
+    data = asyncio.run(go())
+    assert client.answered("one.vm.info", (5,), data).call("", "one.vm.info", 5)
+
+    threads = [
+        threading.Thread(target=client.call, args=("alice:pw", "one.vm.info", 5)) for _ in range(3)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(client._idle) >= 2
+    for conn in client._idle:
+        conn.sock.shutdown(socket.SHUT_RDWR)
+    assert client.call("alice:pw", "one.vm.info", 5) == "<VM><ID>5</ID></VM>"
+
+
+def _one_client_server(serve) -> tuple[str, socket.socket]:
+    """A listening socket whose first connection is handed to `serve(conn)` in a thread."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+
+    def accept():
+        conn, _ = sock.accept()
+        with conn:
+            conn.recv(65536)
+            serve(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    return f"http://127.0.0.1:{sock.getsockname()[1]}/RPC2", sock
+
+
+def test_the_timeout_applies_to_each_read_not_the_whole_answer():
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(OK), OK)
+
+    def trickle(conn):  # five pieces, 0.3 s apart: 1.2 s in all
+        size = len(answer) // 5 + 1
+        for k in range(0, len(answer), size):
+            time.sleep(0.3 if k else 0)
+            conn.sendall(answer[k : k + size])
+
+    url, sock = _one_client_server(trickle)
+    try:
+        start = time.monotonic()
+        data = asyncio.run(OneClient(url, timeout=1).exchange_async("one.vm.info", ("s", 5)))
+        assert data == OK
+        assert time.monotonic() - start > 1  # longer than the timeout, in steps under it
+    finally:
+        sock.close()
+
+
+def test_cancelled_call_closes_its_connection(monkeypatch):
+    import econe.one.client as one_client
+
+    closed = threading.Event()
+    closing = []  # what the client closes itself (not left to the garbage collector)
+    monkeypatch.setattr(
+        one_client,
+        "_close",
+        lambda conn, close=one_client._close: closing.append(conn) or close(conn),
+    )
+
+    def wait_for_close(conn):
+        conn.settimeout(5)
+        if conn.recv(1) == b"":  # the client hung up
+            closed.set()
+
+    url, sock = _one_client_server(wait_for_close)
+    client = OneClient(url, timeout=5)
+
+    async def go():
+        task = asyncio.create_task(client.exchange_async("one.vm.info", ("s", 5)))
         await asyncio.sleep(0.2)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        return len(client._aidle)
 
-    assert asyncio.run(go()) == 0
+    try:
+        asyncio.run(go())
+        assert closed.wait(2)
+        assert len(closing) == 1 and client._aidle == []
+    finally:
+        sock.close()
 
 
 def test_blocking_calls_refused_while_no_blocking_is_set(oned):
