@@ -19,6 +19,7 @@ import asyncio
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -199,6 +200,11 @@ class Engine:
         # compiled things handlers keep for the life of the engine (e.g. instance-type templates)
         self.cache: dict[Any, Any] = {}
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="econe-one")
+        # oned calls made on an event loop: no more at once than the pool's threads make
+        self._max_calls = max_workers
+        self._call_slots: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
         # set by close(): background work started by handlers (deferred terminations) stops
         self.closing = threading.Event()
 
@@ -275,11 +281,18 @@ class Engine:
             return None
         if m.by_id is not None and m.by_id.call is not None and body.get(m.by_id.param):
             return None  # the ids are fetched one by one
+        if m.paginate and m.paginate.not_with and body.get(m.paginate.not_with):
+            return None  # the pipeline may refuse the combination before any call
         rt = Runtime(self, m, body, ctx)
         args = tuple(src.call.args(rt.scope()))
         session = rt.admin_session() if src.call.admin else rt.session
+        loop = asyncio.get_running_loop()
+        slots = self._call_slots.get(loop)
+        if slots is None:
+            slots = self._call_slots[loop] = asyncio.Semaphore(self._max_calls)
         try:
-            data = await exchange(src.call.method, (session, *args))
+            async with slots:
+                data = await exchange(src.call.method, (session, *args))
         except OneUnavailable as exc:
             raise Ec2Error("Unavailable", "OpenNebula is not reachable; try again later") from exc
         except OneError:

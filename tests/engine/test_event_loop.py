@@ -109,8 +109,8 @@ def test_large_answers_are_read_in_a_worker(
 
 
 def test_waiting_for_oned_holds_no_worker(sim: Sim) -> None:
-    """With a single worker thread, a DescribeImages and a StopInstances (which needs the
-    worker) both finish while a DescribeInstances is still waiting for a slow oned."""
+    """With a single worker thread, a RebootInstances (which needs the worker) finishes while
+    a DescribeInstances is still waiting for a slow oned."""
     engine = Engine(
         sim.config(), OneClient(sim.url, timeout=10), ServerCipherSessions(sim.ec2_auth), None, 1
     )
@@ -123,15 +123,45 @@ def test_waiting_for_oned_holds_no_worker(sim: Sim) -> None:
             await engine.run(action, body, context("demo", action))
             finished.append(action)
 
-        async def all_three() -> None:
+        async def both() -> None:
             slow = asyncio.create_task(act("DescribeInstances", {}))
             await asyncio.sleep(0.2)  # the slow call is in flight
-            await act("DescribeImages", {})
             await act("RebootInstances", {"InstanceId": [iid]})
             await slow
 
-        asyncio.run(all_three())
-        assert finished == ["DescribeImages", "RebootInstances", "DescribeInstances"]
+        asyncio.run(both())
+        assert finished == ["RebootInstances", "DescribeInstances"]
+    finally:
+        sim.as_admin("onesim.fault.clear")
+        engine.close()
+
+
+def test_no_more_oned_calls_at_once_than_worker_threads(sim: Sim) -> None:
+    class Gauge(OneClient):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            self.now = self.most = 0
+
+        async def exchange_async(self, method, params):
+            self.now += 1
+            self.most = max(self.most, self.now)
+            try:
+                return await super().exchange_async(method, params)
+            finally:
+                self.now -= 1
+
+    client = Gauge(sim.url, timeout=10)
+    engine = Engine(sim.config(), client, ServerCipherSessions(sim.ec2_auth), None, 2)
+    sim.as_admin("onesim.fault.set", "one.vmpool.infoextended", 0, "", 0.2, 0)
+
+    async def six() -> list:
+        return await asyncio.gather(
+            *(engine.run("DescribeInstances", {}, context("demo", "x")) for _ in range(6))
+        )
+
+    try:
+        assert len(asyncio.run(six())) == 6
+        assert client.most == 2
     finally:
         sim.as_admin("onesim.fault.clear")
         engine.close()
