@@ -58,7 +58,7 @@ def parse_iso8601(text: str) -> float:
     return value.timestamp()
 
 
-_AMZ_DATE = re.compile(r"(\d{4})(\d\d)(\d\d)T(\d\d)(\d\d)(\d\d)Z")
+_AMZ_DATE = re.compile(r"([0-9]{4})([0-9]{2})([0-9]{2})T([0-9]{2})([0-9]{2})([0-9]{2})Z")
 
 
 def parse_amz_date(text: str) -> float:

@@ -159,7 +159,14 @@ def test_missing_x_amz_date(auth):
 
 
 @pytest.mark.parametrize(
-    "date", ["2026-01-01T00:00:00Z", "20260101T000000", "20261301T000000Z", "20250229T000000Z"]
+    "date",
+    [
+        "2026-01-01T00:00:00Z",
+        "20260101T000000",
+        "20261301T000000Z",
+        "20250229T000000Z",
+        "\u0662\u0660\u0662\u0666\u0661\u0661\u0662\u0663T184254Z",  # Arabic-Indic digits
+    ],
 )
 def test_malformed_or_impossible_x_amz_date(auth, date):
     raw = sign_v4(DESCRIBE)
