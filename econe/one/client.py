@@ -30,6 +30,8 @@ from xml.parsers.expat import ExpatError
 
 from lxml import etree
 
+from econe.one import aio
+
 log = logging.getLogger(__name__)
 
 # oned error codes (include/Request.h, 7.x)
@@ -101,8 +103,8 @@ class OneClient:
         self._max_idle = max_idle
         self._idle: list[http.client.HTTPConnection] = []
         self._lock = threading.Lock()
-        # (event loop, (reader, writer)): used only on an event loop thread, so no lock
-        self._aidle: list[tuple[asyncio.AbstractEventLoop, Any]] = []
+        # (event loop, connection): used only on an event loop thread, so no lock
+        self._aidle: list[tuple[asyncio.AbstractEventLoop, aio.Connection]] = []
         self._ssl_context: ssl.SSLContext | None = None
 
     # -- connection pool
@@ -133,7 +135,7 @@ class OneClient:
         aidle, self._aidle = self._aidle, []
         for _, conn in aidle:
             with contextlib.suppress(RuntimeError):  # its event loop is closed already
-                _close(conn)
+                conn.close()
 
     # -- calls
 
@@ -255,47 +257,46 @@ class OneClient:
 
     # -- calls from the event loop
 
-    async def exchange_async(self, method: str, params: tuple[Any, ...]) -> bytes:
-        """`_exchange()` on the event loop: the raw answer, or OneError/OneUnavailable, with
-        the same timeout (for the connection and for each read), retry of a stale keep-alive
-        connection and messages."""
+    async def exchange_async(self, method: str, params: tuple[Any, ...]) -> Any:
+        """`_exchange()` on the event loop: the raw answer (bytes-like), or OneError /
+        OneUnavailable, with the same timeout (for the connection and for each read), retry
+        of a stale keep-alive connection and messages (see econe.one.aio)."""
         request = self._request_head(len(payload := self._payload(method, params))) + payload
         loop = asyncio.get_running_loop()
         step = self.timeout
         for attempt in (1, 2):
-            conn, reused = self._aborrow(loop) if attempt == 1 else (None, False)
+            conn = self._aborrow(loop) if attempt == 1 else None
+            reused = conn is not None
             try:
                 if conn is None:
-                    conn = await _within(
-                        step,
-                        asyncio.open_connection(
-                            self._host, self._port, ssl=self._ssl(), limit=_STREAM_LIMIT
-                        ),
-                    )
-                status, reason, data, keep = await _http_exchange(*conn, request, step)
-            except _ASYNC_STALE as exc:
-                _close(conn)
-                if reused and attempt == 1:
+                    conn = await aio.connect(self._host, self._port, self._ssl(), step)
+                status, reason, data, keep = await conn.exchange(request, step)
+            except aio.Stale as exc:
+                conn.close()
+                if reused:
                     continue
                 raise OneUnavailable(f"oned at {self.endpoint} closed the connection") from exc
             except TimeoutError as exc:
-                _close(conn)
+                if conn is not None:
+                    conn.close()
                 raise OneUnavailable(
                     f"oned at {self.endpoint} did not answer within {self.timeout:g} s"
                 ) from exc
-            except (OSError, ValueError, EOFError, asyncio.LimitOverrunError) as exc:
-                _close(conn)
+            except (OSError, ValueError, EOFError) as exc:
+                if conn is not None:
+                    conn.close()
                 raise OneUnavailable(f"cannot reach oned at {self.endpoint}: {exc}") from exc
             except BaseException:  # cancelled: the answer may be half read
-                _close(conn)
+                if conn is not None:
+                    conn.close()
                 raise
             if status != 200:
-                _close(conn)
+                conn.close()
                 raise OneUnavailable(f"oned at {self.endpoint} answered HTTP {status} {reason}")
             if keep:
                 self._agive_back(loop, conn)
             else:
-                _close(conn)
+                conn.close()
             return data
         raise AssertionError("unreachable")  # pragma: no cover
 
@@ -318,25 +319,24 @@ class OneClient:
             self._ssl_context = ssl.create_default_context()
         return self._ssl_context
 
-    def _aborrow(self, loop: asyncio.AbstractEventLoop) -> tuple[Any, bool]:
-        """An idle connection of this event loop that the server has not closed meanwhile,
-        or (None, False). Those of a closed event loop are dropped (it cannot close them)."""
+    def _aborrow(self, loop: asyncio.AbstractEventLoop) -> aio.Connection | None:
+        """An idle connection of this event loop that the server has not closed meanwhile.
+        Those of a closed event loop are dropped (it cannot close them any more)."""
         idle = self._aidle = [entry for entry in self._aidle if not entry[0].is_closed()]
         for k in range(len(idle) - 1, -1, -1):
             owner, conn = idle[k]
             if owner is loop:
                 del idle[k]
-                if conn[0].at_eof() or conn[1].is_closing():
-                    _close(conn)
-                    continue
-                return conn, True
-        return None, False
+                if conn.usable:
+                    return conn
+                conn.close()
+        return None
 
-    def _agive_back(self, loop: asyncio.AbstractEventLoop, conn: Any) -> None:
+    def _agive_back(self, loop: asyncio.AbstractEventLoop, conn: aio.Connection) -> None:
         if len(self._aidle) < self._max_idle:
             self._aidle.append((loop, conn))
         else:
-            _close(conn)
+            conn.close()
 
 
 class Answered:
@@ -359,98 +359,6 @@ class Answered:
         self, session: str, method: str, *args: Any, pool: tuple[str, str] | None = None
     ) -> Any:
         return self.client._read_xml(method, self.data, pool)
-
-
-class _Stale(Exception):
-    """The stream ended before any byte of an answer."""
-
-
-# An idle keep-alive connection the server closed shows as an end of stream before any
-# answer (or a reset): the request never reached oned, so it may be sent once more.
-_ASYNC_STALE = (_Stale, ConnectionResetError, BrokenPipeError)
-_STREAM_LIMIT = 1 << 20  # the longest header line read at once; the body is read by size
-
-
-def _close(conn: Any) -> None:
-    if conn is not None:
-        conn[1].close()
-
-
-async def _within(seconds: float, step: Any) -> Any:
-    """`await step`, or TimeoutError after `seconds` (a socket timeout's meaning: each
-    connect or read may take that long, not the whole answer)."""
-    async with asyncio.timeout(seconds):
-        return await step
-
-
-async def _http_exchange(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, step: float
-) -> tuple[int, str, bytes, bool]:
-    """One HTTP/1.1 request → (status, reason, body, keep the connection)."""
-    writer.write(request)
-    try:
-        head = await _within(step, reader.readuntil(b"\r\n\r\n"))
-    except asyncio.IncompleteReadError as exc:
-        if exc.partial:
-            raise ValueError("the answer's headers were cut short") from None
-        raise _Stale from None
-    status_line, *lines = head[:-4].decode("latin-1").split("\r\n")
-    version, _, rest = status_line.partition(" ")
-    code, _, reason = rest.partition(" ")
-    if not version.startswith("HTTP/1.") or not code.isdigit():
-        raise ValueError(f"not an HTTP answer: {status_line[:60]!r}")
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    connection = headers.get("connection", "").lower()
-    keep = connection != "close" and (version == "HTTP/1.1" or connection == "keep-alive")
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        body = await _read_chunked(reader, step)
-    elif "content-length" in headers:
-        body = await _read_exactly(reader, int(headers["content-length"]), step)
-    else:  # the body ends with the connection
-        body, keep = await _read_to_end(reader, step), False
-    return int(code), reason, body, keep
-
-
-_READ_PIECE = 1 << 20  # the most one read asks for
-
-
-async def _read_exactly(reader: asyncio.StreamReader, size: int, step: float) -> bytes:
-    """`size` bytes, each read waiting at most `step` seconds for more."""
-    if size < 0:
-        raise ValueError("negative Content-Length")
-    parts = []
-    while size > 0:
-        piece = await _within(step, reader.read(min(size, _READ_PIECE)))
-        if not piece:
-            raise asyncio.IncompleteReadError(b"".join(parts), size)
-        parts.append(piece)
-        size -= len(piece)
-    return parts[0] if len(parts) == 1 else b"".join(parts)
-
-
-async def _read_to_end(reader: asyncio.StreamReader, step: float) -> bytes:
-    parts = []
-    while piece := await _within(step, reader.read(_READ_PIECE)):
-        parts.append(piece)
-    return b"".join(parts)
-
-
-async def _read_chunked(reader: asyncio.StreamReader, step: float) -> bytes:
-    parts = []
-    while True:
-        line = await _within(step, reader.readuntil(b"\r\n"))
-        size = int(line.split(b";", 1)[0].strip(), 16)
-        if size == 0:
-            while await _within(step, reader.readuntil(b"\r\n")) != b"\r\n":
-                pass  # trailers
-            return b"".join(parts)
-        parts.append(await _read_exactly(reader, size + 2, step))
-        if parts[-1][-2:] != b"\r\n":
-            raise ValueError("malformed chunked body")
-        parts[-1] = parts[-1][:-2]
 
 
 # A pool document travels as one escaped XML-RPC string; the stdlib unmarshaller gets it from

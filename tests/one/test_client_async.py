@@ -58,7 +58,7 @@ def test_keep_alive_connections_are_reused_on_their_loop(oned):
         return datas, len(client._aidle)
 
     datas, idle = asyncio.run(many())
-    assert len(set(datas)) == 1 and b"&lt;ID&gt;5&lt;/ID&gt;" in datas[0]
+    assert len({bytes(d) for d in datas}) == 1 and b"&lt;ID&gt;5&lt;/ID&gt;" in datas[0]
     assert 1 <= idle <= 8
     # another event loop does not borrow the first loop's connections
     assert _call(client, "alice:pw", "one.vm.info", 5).call("", "one.vm.info", 5)
@@ -71,8 +71,8 @@ def test_stale_keep_alive_connection_is_retried(oned):
 
     async def go():
         await client.exchange_async("one.vm.info", ("alice:pw", 5))
-        _, (_, writer) = client._aidle[0]
-        writer.get_extra_info("socket").shutdown(socket.SHUT_RDWR)  # the server side is gone
+        _, conn = client._aidle[0]
+        conn.transport.get_extra_info("socket").shutdown(socket.SHUT_RDWR)  # the server is gone
         return await client.exchange_async("one.vm.info", ("alice:pw", 5))
 
     data = asyncio.run(go())
@@ -218,8 +218,8 @@ def test_retry_after_oned_dropped_its_idle_connections_takes_a_new_one(oned):
             *(client.exchange_async("one.vm.info", ("alice:pw", 5)) for _ in range(3))
         )
         assert len(client._aidle) >= 2
-        for _, (_, writer) in client._aidle:
-            writer.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
+        for _, conn in client._aidle:
+            conn.transport.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
         return await client.exchange_async("one.vm.info", ("alice:pw", 5))
 
     data = asyncio.run(go())
@@ -274,15 +274,12 @@ def test_the_timeout_applies_to_each_read_not_the_whole_answer():
 
 
 def test_cancelled_call_closes_its_connection(monkeypatch):
-    import econe.one.client as one_client
+    from econe.one import aio
 
     closed = threading.Event()
     closing = []  # what the client closes itself (not left to the garbage collector)
-    monkeypatch.setattr(
-        one_client,
-        "_close",
-        lambda conn, close=one_client._close: closing.append(conn) or close(conn),
-    )
+    close = aio.Connection.close
+    monkeypatch.setattr(aio.Connection, "close", lambda conn: closing.append(conn) or close(conn))
 
     def wait_for_close(conn):
         conn.settimeout(5)
