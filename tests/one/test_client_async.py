@@ -172,6 +172,23 @@ def test_chunked_close_and_length_less_answers_are_read():
         server.close()
 
 
+def test_a_connection_with_bytes_after_the_answer_is_not_reused():
+    ok = b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(OK), OK)
+    server = _Canned((ok + b"HTTP/1.1 200 OK\r\n", False), ok)
+    client = OneClient(server.url, timeout=2)
+
+    async def two():
+        first = await client.exchange_async("one.vm.info", ("s", 5))
+        pooled = len(client._aidle)
+        return first, pooled, await client.exchange_async("one.vm.info", ("s", 5))
+
+    try:
+        first, pooled, second = asyncio.run(two())
+        assert first == second == OK and pooled == 0
+    finally:
+        server.close()
+
+
 def test_http_error_and_garbage_are_unavailable():
     server = _Canned(b"HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\ngone", b"garbage\r\n\r\n")
     client = OneClient(server.url, timeout=2)
