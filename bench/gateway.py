@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from onesim_pool import populate  # noqa: E402
 
-from econe.one.client import parse_document_response  # noqa: E402
+from econe.one.decode import parse_document_response  # noqa: E402
 from onesim.server import SimServer  # noqa: E402
 
 CREDS = Credentials("demo", hashlib.sha256(b"demo").hexdigest())

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from econe.one import client
+from econe.one import decode
 from tests.engine.conftest import Sim, run
 
 AMI = "ami-00000000"
@@ -35,10 +35,10 @@ def launched(sim: Sim, engine) -> Sim:
 def test_pieces_change_nothing(launched, engine, monkeypatch, body):
     whole = describe_all(engine, body)
     assert len(whole) >= 5
-    monkeypatch.setattr(client, "PIECE", 2048)  # a VM body is ~4 KB: a piece per VM or so
-    monkeypatch.setattr(client, "TEXT_BUFFER", 1024)
+    monkeypatch.setattr(decode, "PIECE", 2048)  # a VM body is ~4 KB: a piece per VM or so
+    monkeypatch.setattr(decode, "TEXT_BUFFER", 1024)
     pieces: list[int] = []
-    parse_piece = client._parse_piece
-    monkeypatch.setattr(client, "_parse_piece", lambda d: pieces.append(1) or parse_piece(d))
+    parse_piece = decode._parse_piece
+    monkeypatch.setattr(decode, "_parse_piece", lambda d: pieces.append(1) or parse_piece(d))
     assert describe_all(engine, body) == whole
     assert len(pieces) > 5  # it really went through pieces

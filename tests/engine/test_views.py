@@ -12,7 +12,7 @@ from lxml import etree
 from econe.config import Config
 from econe.mapping.expr import Expressions
 from econe.mapping.views import Table, View, load_views
-from econe.one.client import decode_response
+from econe.one.decode import decode_response
 from econe.paths import data_dir
 from tests.engine.conftest import GOLDEN
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from econe.one import client
-from econe.one.client import decode_response, parse_document_response
+from econe.one import decode
+from econe.one.decode import decode_response, parse_document_response
 
 GOLDEN = sorted(
     (Path(__file__).resolve().parents[3] / "shared" / "opennebula-golden").glob("*.xml")
@@ -126,8 +126,8 @@ def _vm(i: int, extra: str = "") -> str:
     ids=["plain", "nested-items", "cdata"],
 )
 def test_a_large_pool_parses_in_pieces_with_every_item_in_order(monkeypatch, extra):
-    monkeypatch.setattr(client, "PIECE", 512)  # pieces of ~512 bytes, so many of them
-    monkeypatch.setattr(client, "TEXT_BUFFER", 256)
+    monkeypatch.setattr(decode, "PIECE", 512)  # pieces of ~512 bytes, so many of them
+    monkeypatch.setattr(decode, "TEXT_BUFFER", 256)
     document = "<VM_POOL>" + "".join(_vm(i, extra) for i in range(300)) + "</VM_POOL>"
     roots = parse_document_response(_answer(document), ("VM_POOL", "VM"))
     assert isinstance(roots, list)
@@ -144,7 +144,7 @@ def test_a_large_pool_parses_in_pieces_with_every_item_in_order(monkeypatch, ext
 
 
 def test_a_pool_of_another_shape_is_parsed_whole(monkeypatch):
-    monkeypatch.setattr(client, "PIECE", 64)
+    monkeypatch.setattr(decode, "PIECE", 64)
     document = "<IMAGE_POOL>" + "<IMAGE><ID>1</ID></IMAGE>" * 50 + "</IMAGE_POOL>"
     roots = parse_document_response(_answer(document), ("VM_POOL", "VM"))
     assert len(roots) == 1 and roots[0].tag == "IMAGE_POOL" and len(roots[0]) == 50
@@ -161,7 +161,7 @@ def test_answers_without_a_document_give_none(value):
 
 
 def test_a_broken_document_gives_none(monkeypatch):
-    monkeypatch.setattr(client, "PIECE", 64)
+    monkeypatch.setattr(decode, "PIECE", 64)
     document = "<VM_POOL>" + _vm(1) * 20 + "<VM><ID>2</ID></VM_POOL>"
     assert parse_document_response(_answer(document)) is None
     assert parse_document_response(_answer(document), ("VM_POOL", "VM")) is None
@@ -170,16 +170,16 @@ def test_a_broken_document_gives_none(monkeypatch):
 @pytest.mark.parametrize("traps", [{200}, {0}, {299}, {50, 51, 250}], ids=str)
 def test_a_wrong_cut_costs_only_the_pieces_around_it(monkeypatch, traps):
     """One user's CDATA holding `</VM><VM>` must not make the whole pool parse twice."""
-    monkeypatch.setattr(client, "PIECE", 512)
-    monkeypatch.setattr(client, "TEXT_BUFFER", 256)
+    monkeypatch.setattr(decode, "PIECE", 512)
+    monkeypatch.setattr(decode, "TEXT_BUFFER", 256)
     trap = "<USER_TEMPLATE><X><![CDATA[</VM><VM>]]></X></USER_TEMPLATE>"
     document = (
         "<VM_POOL>" + "".join(_vm(i, trap if i in traps else "") for i in range(300)) + "</VM_POOL>"
     )
     parsed: list[bytes] = []
-    parse_piece = client._parse_piece
+    parse_piece = decode._parse_piece
     monkeypatch.setattr(
-        client, "_parse_piece", lambda data: parsed.append(data) or parse_piece(data)
+        decode, "_parse_piece", lambda data: parsed.append(data) or parse_piece(data)
     )
     roots = parse_document_response(_answer(document), ("VM_POOL", "VM"))
     ids = [vm.findtext("ID") for root in roots for vm in root.iterchildren("VM")]
