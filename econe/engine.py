@@ -16,11 +16,12 @@ reused, not asked for again).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -75,6 +76,20 @@ def as_list(value: Any) -> list:
     if value is None or value == "":
         return []
     return value if isinstance(value, list) else [value]
+
+
+@contextlib.contextmanager
+def _internal_errors(action: str) -> Iterator[None]:
+    """Any failure that is not an Ec2Error: logged, and an InternalError for the client."""
+    try:
+        yield
+    except Ec2Error:
+        raise
+    except Exception as exc:
+        log.exception("%s failed", action)
+        raise Ec2Error(
+            "InternalError", f"{action} failed on the server; see the server log"
+        ) from exc
 
 
 class Runtime:
@@ -232,15 +247,8 @@ class Engine:
                 "InvalidAction", f"The action {action} is not valid for this web service."
             )
         body = body or {}
-        try:
+        with _internal_errors(action):
             answered = await self._source_answer(mapping, body, ctx)
-        except Ec2Error:
-            raise
-        except Exception as exc:
-            log.exception("%s failed", action)
-            raise Ec2Error(
-                "InternalError", f"{action} failed on the server; see the server log"
-            ) from exc
 
         def job() -> Any:
             result = self.run_sync(mapping, body, ctx, strip=render is None, answered=answered)
@@ -262,15 +270,8 @@ class Engine:
 
     @staticmethod
     def _guarded(action: str, job: Callable[[], Any]) -> Any:
-        try:
+        with _internal_errors(action):
             return job()
-        except Ec2Error:
-            raise
-        except Exception as exc:
-            log.exception("%s failed", action)
-            raise Ec2Error(
-                "InternalError", f"{action} failed on the server; see the server log"
-            ) from exc
 
     async def _source_answer(self, m: Mapping, body: dict, ctx: RequestContext) -> Any:
         """The answer to the mapping's `source:` call, made on the event loop, when that is

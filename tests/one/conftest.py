@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import socketserver
 import threading
 import time
@@ -84,3 +85,13 @@ def oned():
     yield f"http://{host}:{port}/RPC2", calls
     server.shutdown()
     server.server_close()
+
+
+@pytest.fixture
+def closed_url() -> str:
+    """An XML-RPC URL on a loopback port nothing listens on."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return f"http://127.0.0.1:{port}/RPC2"

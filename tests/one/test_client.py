@@ -122,13 +122,9 @@ def test_slow_call_times_out(oned):
         client.call("s", "one.sleepy", 2)
 
 
-def test_closed_port_is_unavailable():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+def test_closed_port_is_unavailable(closed_url):
     with pytest.raises(OneUnavailable) as exc:
-        OneClient(f"http://127.0.0.1:{port}/RPC2", timeout=1).call("s", "one.vm.info", 1)
+        OneClient(closed_url, timeout=1).call("s", "one.vm.info", 1)
     assert "cannot reach" in exc.value.message
 
 

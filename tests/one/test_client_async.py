@@ -94,13 +94,9 @@ def test_silent_server_times_out():
         listener.close()
 
 
-def test_closed_port_is_unavailable():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
+def test_closed_port_is_unavailable(closed_url):
     with pytest.raises(OneUnavailable) as exc:
-        _call(OneClient(f"http://127.0.0.1:{port}/RPC2", timeout=1), "s", "one.vm.info", 1)
+        _call(OneClient(closed_url, timeout=1), "s", "one.vm.info", 1)
     assert "cannot reach" in exc.value.message
 
 
