@@ -237,10 +237,10 @@ class Engine:
         ctx: RequestContext,
         render: Callable[[dict], Any] | None = None,
     ) -> Any:
-        """The action's result dict; with `render`, what `render(result)` makes of it, in the
-        same worker thread (the wire path: the serializer writes only the members the spec
-        names, so the result is not stripped of hidden fields first, and a 10,000-instance
-        document is never built on the event loop)."""
+        """The action's result dict; with `render`, what `render(result)` makes of it, where
+        the job ran (the wire path: the serializer writes only the members the spec names, so
+        the result is not stripped of hidden fields first; a large answer's document is built
+        in a worker, never on the event loop)."""
         mapping = self.mappings.get(action)
         if mapping is None:
             raise Ec2Error(
