@@ -220,7 +220,7 @@ class OneClient:
         Pass Python `bool` for oned's boolean flags and `int` for ids and the `append` argument
         of `*.update` (a bool there makes oned answer fault -501).
         """
-        return self._result(method, self.raw_call(method, (session, *args)))
+        return self._read(method, self._exchange(method, (session, *args)))
 
     @staticmethod
     def _result(method: str, result: Any) -> Any:
@@ -250,6 +250,10 @@ class OneClient:
         root = parse_document_response(data, pool)
         if root is not None:
             return root
+        return self._read(method, data)
+
+    def _read(self, method: str, data: Any) -> Any:
+        """The success value of a received answer, or OneError/OneUnavailable."""
         return self._result(method, self._decode(method, data))
 
     # -- calls from the event loop
@@ -350,7 +354,7 @@ class Answered:
         return method == self.method and tuple(args) == self.args
 
     def call(self, session: str, method: str, *args: Any) -> Any:
-        return self.client._result(method, self.client._decode(method, self.data))
+        return self.client._read(method, self.data)
 
     def call_xml(
         self, session: str, method: str, *args: Any, pool: tuple[str, str] | None = None

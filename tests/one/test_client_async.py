@@ -60,8 +60,10 @@ def test_keep_alive_connections_are_reused_on_their_loop(oned):
     datas, idle = asyncio.run(many())
     assert len({bytes(d) for d in datas}) == 1 and b"&lt;ID&gt;5&lt;/ID&gt;" in datas[0]
     assert 1 <= idle <= 8
-    # another event loop does not borrow the first loop's connections
+    # another event loop does not borrow the first loop's connections: they are dropped (that
+    # loop is closed) and the new loop's own connection is the only one pooled
     assert _call(client, "alice:pw", "one.vm.info", 5).call("", "one.vm.info", 5)
+    assert len(client._aidle) == 1
     client.close()
     assert client._aidle == []
 
