@@ -210,10 +210,6 @@ class OneClient:
                 f"oned at {self.endpoint} sent an answer that is not XML-RPC"
             ) from exc
 
-    def raw_call(self, method: str, params: tuple[Any, ...]) -> Any:
-        """Send one call and return the decoded XML-RPC value (the result array)."""
-        return self._decode(method, self._exchange(method, params))
-
     def call(self, session: str, method: str, *args: Any) -> Any:
         """Call `method(session, *args)`; return the success value or raise OneError.
 
