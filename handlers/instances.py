@@ -31,6 +31,7 @@ from handlers.escaping import (
     storable,
     template_xml,
 )
+from handlers.tokens import DIGEST, TOKEN, check_same_request, request_digest
 
 log = logging.getLogger("econe.handlers.instances")
 
@@ -40,6 +41,8 @@ EC2_USER_ATTRS = (
     "EC2_INSTANCE_TYPE",
     "IMAGE_ID",
     "EC2_CLIENT_TOKEN",
+    "EC2_REQUEST_DIGEST",
+    "EC2_ROLLED_BACK",
     "EC2_RESERVATION_ID",
     "EC2_LAUNCH_INDEX",
     "EC2_KEYNAME",
@@ -56,8 +59,11 @@ EC2_CONTEXT_ATTRS = (
 _TEMPLATES = jinja2.Environment(
     finalize=quote, autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
 )
+# A VM made by a launch that did not reach MinCount is marked so, and never found by its token.
+ROLLED_BACK = "EC2_ROLLED_BACK"
 _BY_TOKEN = etree.XPath(
-    "/VM_POOL/VM[USER_TEMPLATE/EC2_CLIENT_TOKEN = $t or TEMPLATE/EC2_CLIENT_TOKEN = $t]"
+    "/VM_POOL/VM[(USER_TEMPLATE/EC2_CLIENT_TOKEN = $t or TEMPLATE/EC2_CLIENT_TOKEN = $t)"
+    " and not(USER_TEMPLATE/EC2_ROLLED_BACK)]"
 )
 
 
@@ -256,7 +262,8 @@ class Launch:
             ("EC2_LAUNCH_INDEX", str(index)),
         ]
         if self.token:
-            user.append(("EC2_CLIENT_TOKEN", str(self.token)))
+            user.append((TOKEN, str(self.token)))
+            user.append((DIGEST, request_digest(self.rt.body)))
         if self.key_name:
             user.append(("EC2_KEYNAME", str(self.key_name)))
         user += [("EC2_TAGS", [("KEY", k), ("VALUE", v)]) for k, v in self.tags]
@@ -336,6 +343,7 @@ def run_instances(rt: Any) -> dict:
         pool = rt.xml(rt.call("one.vmpool.infoextended", -3, -1, -1, -2))
         previous = _BY_TOKEN(pool, t=str(launch.token))
         if previous:
+            check_same_request([vm.findtext(f"USER_TEMPLATE/{DIGEST}") for vm in previous], rt.body)
             return _reservation(rt, previous)
     launch.resolve()
     created: list[int] = []
@@ -347,11 +355,7 @@ def run_instances(rt: Any) -> dict:
             failure = exc
             break
     if len(created) < launch.min_count:
-        for vm_id in created:
-            try:
-                rt.call("one.vm.action", "terminate-hard", vm_id)
-            except Ec2Error as exc:  # keep rolling back the others
-                log.error("rollback of VM %s failed: %s", vm_id, exc.message)
+        _roll_back(rt, created)
         raise failure or Ec2Error(
             "InsufficientInstanceCapacity", "Not enough instances could be started"
         )
@@ -361,6 +365,31 @@ def run_instances(rt: Any) -> dict:
         )
     vms = [rt.xml(rt.call("one.vm.info", vm_id)) for vm_id in created]
     return _reservation(rt, vms)
+
+
+def _roll_back(rt: Any, vm_ids: list[int]) -> None:
+    """Terminate the VMs of a launch that did not reach MinCount. Each is first marked rolled
+    back (its token no longer finds it) and to be terminated: a VM oned cannot terminate yet
+    (PROLOG, BOOT) is terminated as soon as it can, as TerminateInstances does."""
+    for vm_id in vm_ids:
+        since = int(time.time())
+        marks = template_xml([(ROLLED_BACK, str(since)), (TERMINATE_MARK, str(since))])
+        try:
+            rt.call("one.vm.update", vm_id, marks, 1)
+        except Ec2Error as exc:  # keep rolling back: terminating matters most
+            log.error("rollback of VM %s: cannot mark it: %s", vm_id, exc.message)
+        try:
+            rt.call(
+                "one.vm.action",
+                "terminate-hard",
+                vm_id,
+                errors={"ACTION": "IncorrectInstanceState"},
+            )
+        except Ec2Error as exc:
+            if exc.code == "IncorrectInstanceState":
+                _start_watch(rt, vm_id, since)  # not yet: finished once oned accepts it
+            else:
+                log.error("rollback of VM %s failed: %s", vm_id, exc.message)
 
 
 # -- TerminateInstances: terminating pending instances -----------------------------------------

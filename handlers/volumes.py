@@ -26,6 +26,7 @@ from econe.mapping.filters import paginate
 from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id
 from handlers.escaping import Attr, TemplateError, element_attrs, storable, template_xml
 from handlers.tags import tag_attrs, tag_specs
+from handlers.tokens import DIGEST, TOKEN, check_same_request, request_digest
 
 _DEVICE = re.compile(r"(?:/dev/)?([a-z]{2,4}[a-z])")
 _TOKEN = etree.XPath("/IMAGE_POOL/IMAGE[TEMPLATE/EC2_CLIENT_TOKEN = $t]")
@@ -37,6 +38,7 @@ _EC2_MARKS = (
     "EC2_TAGS",
     "EC2_AMI",
     "EC2_CLIENT_TOKEN",
+    "EC2_REQUEST_DIGEST",
     "DESCRIPTION",
 )
 MAX_SIZE_GIB = 16384
@@ -190,6 +192,7 @@ def _by_token(rt: Any, token: str) -> dict | None:
     for element in _TOKEN(pool, t=token):
         item = rt.view("volume", element)
         if item.get("_volume") and item.get("State"):
+            check_same_request([element.findtext(f"TEMPLATE/{DIGEST}")], rt.body)
             return item
     return None
 
@@ -239,7 +242,7 @@ def create_volume(rt: Any) -> dict:
             return previous
     marks: list[Attr] = [("EBS_VOLUME", "YES"), *tag_attrs(tags)]
     if token:
-        marks.append(("EC2_CLIENT_TOKEN", token))
+        marks += [(TOKEN, token), (DIGEST, request_digest(body))]
     name = f"ec2-vol-{uuid.uuid4().hex}"
     errors = {"QUOTA": "VolumeLimitExceeded", "AUTHORIZATION": "UnauthorizedOperation"}
     if body.get("SnapshotId"):

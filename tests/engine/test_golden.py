@@ -188,8 +188,11 @@ def test_instance_actions(golden_engine, one) -> None:
         )
 
     one.overrides["one.vm.action"] = wrong_state
+    assert run(golden_engine, "StartInstances", {"InstanceId": ["i-1"]})["StartingInstances"][0][
+        "CurrentState"
+    ] == {"Code": 16, "Name": "running"}  # already running: no call, no error (EC2)
     with pytest.raises(Ec2Error) as err:
-        run(golden_engine, "StartInstances", {"InstanceId": ["i-1"]})
+        run(golden_engine, "StopInstances", {"InstanceId": ["i-1"]})
     assert err.value.code == "IncorrectInstanceState" and "i-00000001" in err.value.message
     one.overrides.pop("one.vm.action")
     assert run(golden_engine, "RebootInstances", {"InstanceId": ["i-1"]}) == {}

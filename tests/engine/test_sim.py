@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -122,6 +123,7 @@ def test_run_file_type_writes_exactly_the_intended_template(sim: Sim, engine) ->
     assert ctx.findtext("USERDATA") == data and ctx.findtext("EC2_USER_DATA") == data
     assert ctx.findtext("USERDATA_ENCODING") == "base64"
     ut = {c.tag: c.text for c in vm.find("USER_TEMPLATE")}
+    assert len(ut.pop("EC2_REQUEST_DIGEST")) == 32  # the token's request, for its retries
     assert ut == {
         "EC2_INSTANCE_TYPE": "m1.small",
         "IMAGE_ID": AMI,
@@ -181,7 +183,8 @@ def test_request_values_cannot_break_out(sim: Sim, engine, evil: str) -> None:
     assert vm.findtext("TEMPLATE/MEMORY") == "256" and vm.findtext("TEMPLATE/CPU") == "0.2"
     ut = vm.find("USER_TEMPLATE")
     assert sorted(c.tag for c in ut) == sorted(
-        [*EC2_USER_ATTRS, "EC2_CLIENT_TOKEN", "EC2_KEYNAME", "EC2_TAGS", "EC2_TAGS"]
+        [*EC2_USER_ATTRS, "EC2_CLIENT_TOKEN", "EC2_REQUEST_DIGEST"]
+        + ["EC2_KEYNAME", "EC2_TAGS", "EC2_TAGS"]
     )
     assert ut.findtext("EC2_CLIENT_TOKEN") == evil[:64] and ut.findtext("EC2_KEYNAME") == key_name
     assert inst["Tags"] == [{"Key": "Name", "Value": evil}, {"Key": evil, "Value": "v"}]
@@ -258,6 +261,80 @@ def test_min_count_is_all_or_nothing(sim: Sim, engine) -> None:
     finally:
         engine.one = sim.client
         sim.as_admin("onesim.fault.clear")
+
+
+def test_rolled_back_launch_leaves_its_token_free(sim: Sim, engine) -> None:
+    """The VMs of a launch below MinCount are marked, terminated and hidden: a retry with the
+    same ClientToken launches anew instead of answering with the terminated leftovers."""
+    before_all = my_vms(sim, -2)
+    engine.one = FailThirdAllocation(sim)
+    try:
+        with pytest.raises(Ec2Error, match="InstanceLimitExceeded"):
+            launch(engine, MinCount=3, MaxCount=3, ClientToken="rolled-back")
+    finally:
+        engine.one = sim.client
+        sim.as_admin("onesim.fault.clear")
+    leftover = my_vms(sim, -2) - before_all
+    assert len(leftover) == 2
+    for vm_id in leftover:
+        vm = sim.vm(vm_id)
+        assert vm.findtext("STATE") == "6" and vm.findtext("USER_TEMPLATE/EC2_ROLLED_BACK")
+    listed = ids(run(engine, "DescribeInstances", {}, user="demo"))
+    assert not {f"i-{v:08d}" for v in leftover} & set(listed)
+    with pytest.raises(Ec2Error, match="InvalidInstanceID.NotFound"):
+        run(engine, "DescribeInstances", {"InstanceId": [f"i-{min(leftover):08d}"]}, user="demo")
+    again = launch(engine, MinCount=3, MaxCount=3, ClientToken="rolled-back")
+    assert len(ids(again)) == 3 and not {vm_number(i) for i in ids(again)} & leftover
+    assert {i["State"]["Name"] for i in again["Instances"]} <= {"pending", "running"}
+
+
+class FailSecondAllocationInProlog:
+    """Fails the 2nd one.vm.allocate once the 1st VM is in PROLOG (oned refuses to terminate
+    it there), with onesim slowed so that the VM stays in PROLOG a while."""
+
+    def __init__(self, sim: Sim):
+        self.sim, self.client, self.allocations = sim, sim.client, 0
+
+    def call(self, session: str, method: str, *args: Any) -> Any:
+        if method == "one.vm.allocate":
+            self.allocations += 1
+            if self.allocations == 2:
+                first = max(my_vms(sim=self.sim))
+                deadline = time.monotonic() + 10
+                while self.sim.vm(first).findtext("LCM_STATE") != "1":
+                    assert time.monotonic() < deadline, "the first VM never reached PROLOG"
+                    time.sleep(0.05)
+                self.sim.as_admin("onesim.fault.set", method, 0x800, "quota reached", 0, 1)
+        return self.client.call(session, method, *args)
+
+
+def test_rollback_terminates_a_vm_in_prolog_once_oned_lets_it(sim: Sim, engine) -> None:
+    before = my_vms(sim)
+    engine.one = FailSecondAllocationInProlog(sim)
+    sim.server.sim.speed = 0.5  # seconds per life-cycle step
+    try:
+        with pytest.raises(Ec2Error, match="InstanceLimitExceeded"):
+            launch(engine, MinCount=2, MaxCount=2)
+        (vm_id,) = my_vms(sim) - before
+        assert sim.vm(vm_id).findtext("USER_TEMPLATE/EC2_TERMINATE_REQUESTED")
+        deadline = time.monotonic() + 20
+        while sim.vm(vm_id).findtext("STATE") != "6":  # terminated once it left PROLOG/BOOT
+            assert time.monotonic() < deadline, sim.vm(vm_id).findtext("LCM_STATE")
+            time.sleep(0.1)
+    finally:
+        sim.server.sim.speed = 0
+        engine.one = sim.client
+        sim.as_admin("onesim.fault.clear")
+
+
+def test_client_token_with_other_parameters_is_refused(sim: Sim, engine) -> None:
+    first = launch(engine, ClientToken="one-use-only")
+    before = my_vms(sim)
+    with pytest.raises(Ec2Error) as err:
+        launch(engine, ClientToken="one-use-only", InstanceType="m1.large")
+    assert err.value.code == "IdempotentParameterMismatch" and err.value.status == 400
+    assert my_vms(sim) == before
+    assert ids(launch(engine, ClientToken="one-use-only")) == ids(first)
 
 
 def test_client_token_retry_from_another_gateway(sim: Sim, engine) -> None:
@@ -343,6 +420,10 @@ def test_lifecycle_and_states(sim: Sim, engine) -> None:
     stop = run(engine, "StopInstances", {"InstanceId": [iid]}, user="demo")["StoppingInstances"][0]
     assert stop["PreviousState"]["Name"] == "running"
     assert stop["CurrentState"]["Name"] in ("stopping", "stopped")
+    again = run(engine, "StopInstances", {"InstanceId": [iid]}, user="demo")["StoppingInstances"]
+    assert [(c["PreviousState"]["Name"], c["CurrentState"]["Name"]) for c in again] == [
+        ("stopped", "stopped")
+    ]
     with pytest.raises(Ec2Error) as err:
         run(engine, "RebootInstances", {"InstanceId": [iid]}, user="demo")
     assert err.value.code == "IncorrectInstanceState" and iid in err.value.message
@@ -350,8 +431,10 @@ def test_lifecycle_and_states(sim: Sim, engine) -> None:
         0
     ]
     assert start["PreviousState"]["Name"] == "stopped"
-    with pytest.raises(Ec2Error, match="IncorrectInstanceState"):
-        run(engine, "StartInstances", {"InstanceId": [iid]}, user="demo")
+    # starting a running instance, or stopping a stopped one, changes nothing: no error (EC2)
+    again = run(engine, "StartInstances", {"InstanceId": [iid]}, user="demo")
+    assert again["StartingInstances"][0]["PreviousState"]["Name"] == "running"
+    assert again["StartingInstances"][0]["CurrentState"]["Name"] == "running"
     assert run(engine, "RebootInstances", {"InstanceId": [iid]}, user="demo") == {}
     term = run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")[
         "TerminatingInstances"

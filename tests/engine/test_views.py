@@ -539,6 +539,7 @@ RUNNING_VM = {
     "InstanceId": "i-00000001",
     "ImageId": "ami-00000000",
     "_terminate": None,
+    "_rolled_back": None,
     "State": {"Code": 16, "Name": "running"},
     "PrivateIpAddress": "192.0.2.11",
     "PrivateDnsName": "192.0.2.11",

@@ -94,6 +94,8 @@ def test_client_token_is_idempotent(sim: Sim, engine) -> None:
     first = run(engine, "CreateVolume", {"Size": 1, "ClientToken": "vol-tok-1"}, user="demo")
     again = run(engine, "CreateVolume", {"Size": 1, "ClientToken": "vol-tok-1"}, user="demo")
     assert again["VolumeId"] == first["VolumeId"]
+    other = {"Size": 2, "ClientToken": "vol-tok-1"}  # the token again, for another volume
+    assert code_of(run, engine, "CreateVolume", other, user="demo") == "IdempotentParameterMismatch"
     run(engine, "DeleteVolume", {"VolumeId": first["VolumeId"]}, user="demo")
 
 

@@ -1,0 +1,41 @@
+"""ClientToken idempotency shared by RunInstances and CreateVolume.
+
+What a token created is found again in OpenNebula itself (the token is stored on the VMs or the
+image), so a retry reaches another gateway process too. Beside the token, the resource keeps a
+digest of the request's other parameters: a retry with the same token but other parameters is
+refused with `IdempotentParameterMismatch`, as on EC2, instead of answering with what the first
+request made.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from econe.errors import Ec2Error
+
+TOKEN = "EC2_CLIENT_TOKEN"
+DIGEST = "EC2_REQUEST_DIGEST"
+
+# Parameters that do not change what a request makes.
+_NOT_COMPARED = ("ClientToken", "DryRun")
+
+
+def request_digest(body: dict[str, Any]) -> str:
+    """A digest of the request's parameters, the token left out."""
+    compared = {k: v for k, v in body.items() if k not in _NOT_COMPARED}
+    text = json.dumps(compared, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def check_same_request(digests: list[str | None], body: dict[str, Any]) -> None:
+    """Refuse a retry whose parameters differ from those of the request that used the token
+    first (resources made before econe kept a digest are not compared)."""
+    mine = request_digest(body)
+    if any(d and d != mine for d in digests):
+        raise Ec2Error(
+            "IdempotentParameterMismatch",
+            "Arguments on this idempotent request are inconsistent with arguments used in "
+            "previous request(s).",
+        )
