@@ -14,7 +14,9 @@ econe.conf (`--config`) as econe-server does.
 Verification (HMAC, SigV2 and SigV4) needs the secret itself, so SECRET is stored as issued:
 the user template is readable by the user and by oneadmin, as the core password hash that
 serves as the EC2 secret of core users is. A revoked key keeps its ACCESS_KEY_ID for the
-record, with STATUS = "Inactive", REVOKED = "<unix time>" and no SECRET.
+record, with STATUS = "Inactive", REVOKED = "<unix time>" and no SECRET; its id is also
+listed in the server user's template (EC2_REVOKED_ACCESS_KEYS), because the user could write
+the old sealed entry back into their own template.
 
 This talks to oned directly with oneadmin's credentials (`--one-auth user:password`, else the
 file in $ONE_AUTH, else ~/.one/one_auth) at `--one-xmlrpc` (else $ONE_XMLRPC, else
@@ -36,10 +38,11 @@ import xmlrpc.client
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from lxml import etree
 
+from econe.auth.users import REVOKED_KEYS_ATTR
 from econe.keyseal import seal
 
 ATTR = "EC2_ACCESS_KEYS"
@@ -217,13 +220,27 @@ def list_keys(one: OneAdmin, user_name: str | None = None) -> list[AccessKey]:
     return keys
 
 
-def revoke_key(one: OneAdmin, user_name: str, access_key_id: str, now: float | None = None) -> None:
-    user = _find_user(one.user_pool(), user_name)
+def revoke_key(
+    one: OneAdmin,
+    user_name: str,
+    access_key_id: str,
+    server_user: str,
+    now: float | None = None,
+) -> None:
+    """Revoke a key: listed first in the server user's template (EC2_REVOKED_ACCESS_KEYS,
+    which the user cannot edit: putting the old entry back into their own template does not
+    bring the key back), then marked Inactive, without its secret, in the user's."""
+    pool = one.user_pool()
+    user = _find_user(pool, user_name)
     uid = int(user.findtext("ID") or -1)
     entries = _entries(one.user(uid))
     found = [e for e in entries if e.get("ACCESS_KEY_ID") == access_key_id]
     if not found:
         raise AdminKeysError(f"user {user_name!r} has no access key {access_key_id!r}")
+    server = int(_find_user(pool, server_user).findtext("ID") or -1)
+    listed = (one.user(server).findtext(f"TEMPLATE/{REVOKED_KEYS_ATTR}") or "").split()
+    if access_key_id not in listed:
+        one.merge_template(server, f'{REVOKED_KEYS_ATTR}="{" ".join([*listed, access_key_id])}"')
     for entry in found:
         entry.pop("SECRET", None)
         entry["STATUS"] = "Inactive"
@@ -276,14 +293,15 @@ def add_admin_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     return parser
 
 
-def _seal_key(config_path: str | None) -> bytes:
-    """The key econe-server checks seals with: derived from its own server credentials."""
+def _server(config_path: str | None) -> Any:
+    """econe-server's sessions: the key it checks seals with (derived from its own server
+    credentials) and its server user (where revocations are listed)."""
     from econe.config import ConfigError, default_config_path, load_config
     from econe.one.session import SessionConfigError, sessions_from_config
 
     try:
         config = load_config(config_path or default_config_path())
-        return sessions_from_config(config).seal_key
+        return sessions_from_config(config)
     except (ConfigError, SessionConfigError) as exc:
         raise AdminKeysError(f"cannot read the server credentials that seal keys: {exc}") from exc
 
@@ -302,7 +320,7 @@ def run_admin_keys(
         url = args.one_xmlrpc or env.get("ONE_XMLRPC") or DEFAULT_XMLRPC
         one = OneAdmin(url, read_one_auth(args.one_auth, env))
         if args.admin_keys_command == "create":
-            key = create_key(one, args.user, _seal_key(args.config))
+            key = create_key(one, args.user, _server(args.config).seal_key)
             out.write(
                 f"user:              {key.user}\n"
                 f"access key id:     {key.access_key_id}\n"
@@ -322,7 +340,7 @@ def run_admin_keys(
         else:
             if not _KEY_ID.match(args.access_key_id):
                 raise AdminKeysError(f"{args.access_key_id!r} is not an access key id")
-            revoke_key(one, args.user, args.access_key_id)
+            revoke_key(one, args.user, args.access_key_id, _server(args.config).srv_user)
             out.write(f"revoked {args.access_key_id} of {args.user}\n")
         out.flush()
         return 0

@@ -17,6 +17,7 @@ from typing import Any
 
 from lxml import etree
 
+from econe.keyseal import is_sealed
 from econe.one.client import NeedsOned, no_blocking
 
 log = logging.getLogger(__name__)
@@ -25,6 +26,9 @@ log = logging.getLogger(__name__)
 # (ldap, ssh, x509, server_* drivers), one vector per key:
 #   EC2_ACCESS_KEYS = [ ACCESS_KEY_ID = "AKIA…", SECRET = "…", STATUS = "Active" ]
 ACCESS_KEYS_ATTR = "EC2_ACCESS_KEYS"
+# Key ids `econe admin-keys revoke` revoked, in the server user's own template: users may edit
+# their own template (and put a revoked entry back), never another user's.
+REVOKED_KEYS_ATTR = "EC2_REVOKED_ACCESS_KEYS"
 NO_EXISTS = 0x400  # oned's code when a user id does not exist (econe.one.client.NO_EXISTS)
 
 
@@ -114,21 +118,40 @@ class _Snapshot:
     fetched_at: float
 
 
-def _index(users: list[UserRecord], now: float) -> _Snapshot:
-    by_name, by_dn, by_key = {}, {}, {}
+def _index(
+    users: list[UserRecord],
+    now: float,
+    seal_key: bytes | None = None,
+    server_user: str | None = None,
+) -> _Snapshot:
+    """With `seal_key`, only sealed key entries count (an unsealed copy of someone's key id
+    cannot make it ambiguous), and none that the server user's template lists as revoked."""
+    by_name: dict[str, UserRecord] = {}
+    by_dn: dict[str, list[UserRecord]] = {}
+    by_key: dict[str, list[tuple[UserRecord, dict[str, Any]]]] = {}
+    server = next((u for u in users if u.name == server_user), None) if server_user else None
+    revoked = set(str(server.template.get(REVOKED_KEYS_ATTR, "")).split()) if server else set()
     for user in users:
         by_name[user.name] = user
         if user.auth_driver == "x509":
             for dn in user.password.split("|"):
                 if dn:
-                    by_dn.setdefault(dn, user)
+                    by_dn.setdefault(dn, []).append(user)
         for entry in user.access_keys():
             akid = str(entry.get("ACCESS_KEY_ID", "")).strip()
-            if akid:
-                by_key.setdefault(akid, []).append((user, entry))
-    # A key id on two users is nobody's: refusing it beats letting pool order decide.
-    unique = {k: found[0] for k, found in by_key.items() if len({u.id for u, _ in found}) == 1}
-    return _Snapshot(by_name, by_dn, unique, now)
+            if not akid or akid in revoked:
+                continue
+            if seal_key is not None and not is_sealed(seal_key, user.id, entry):
+                continue
+            by_key.setdefault(akid, []).append((user, entry))
+    # A key id or a certificate DN on two users is nobody's: refusing it beats letting pool
+    # order decide whose account a request reaches.
+    keys = {k: found[0] for k, found in by_key.items() if len({u.id for u, _ in found}) == 1}
+    dns = {dn: found[0] for dn, found in by_dn.items() if len({u.id for u in found}) == 1}
+    for what, index, kept in (("access key id", by_key, keys), ("certificate DN", by_dn, dns)):
+        for name in index.keys() - kept.keys():
+            log.warning("%s %r is on several users: refused for all", what, name)
+    return _Snapshot(by_name, dns, keys, now)
 
 
 def _pool_reader(client: Any, sessions: Any) -> Callable[[], bytes | str]:
@@ -152,10 +175,13 @@ class UserDirectory:
         *,
         fetch_user: Callable[[int], bytes | str] | None = None,
         confirm_ttl: float = 0.0,
+        seal_key: bytes | None = None,
+        server_user: str | None = None,
     ):
         self._fetch_pool = fetch_pool
         self._fetch_user = fetch_user
         self.confirm_ttl = confirm_ttl
+        self._seal_key, self._server_user = seal_key, server_user  # see _index
         self._confirmed: dict[int, tuple[float, UserRecord]] = {}
         self.ttl = ttl
         self.min_refresh_interval = min_refresh_interval
@@ -174,6 +200,8 @@ class UserDirectory:
             ttl=config.user_cache_ttl,
             fetch_user=_user_reader(client, sessions),
             confirm_ttl=config.user_confirm_ttl,
+            seal_key=sessions.seal_key,
+            server_user=sessions.srv_user,
         )
 
     def _load(self) -> _Snapshot:
@@ -184,7 +212,7 @@ class UserDirectory:
         except Exception as exc:  # noqa: BLE001 - any fetch/parse failure means "no pool now"
             self._last_failure = self._clock()
             raise UserPoolUnavailable(f"cannot read the OpenNebula user pool: {exc}") from exc
-        snap = _index(users, self._clock())
+        snap = _index(users, self._clock(), self._seal_key, self._server_user)
         self._snap = snap
         return snap
 

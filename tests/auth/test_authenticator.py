@@ -17,6 +17,7 @@ from econe.auth.x509 import escaped_dn
 from econe.config import Config
 from econe.context import RawRequest
 from econe.errors import Ec2Error
+from econe.keyseal import seal
 
 from .conftest import (
     DESCRIBE,
@@ -190,6 +191,21 @@ def _cert(subject, issuer, days=(-1, 30)):
 def x509_auth(pool):
     config = Config(auth="x509", trusted_proxies=["127.0.0.1"])
     return Authenticator(config, UserDirectory(pool))
+
+
+def test_a_dn_on_two_x509_users_belongs_to_nobody(pool):
+    """An x509 user listing carol's DN in her own PASSWORD must not capture carol's logins."""
+    from urllib.parse import quote
+
+    pem = _cert(CAROL, _name((NameOID.COMMON_NAME, "Test CA")))
+    header = quote(pem)
+    config = Config(auth="x509", trusted_proxies=["127.0.0.1"])
+    mallory = user_xml(12, "mallory", driver="x509", password=f"/CN=Mallory|{X509_DN}")
+    for users in ([mallory, *USERS], [*USERS, mallory]):  # pool order must not matter
+        auth = Authenticator(config, UserDirectory(Pool(users)))
+        with pytest.raises(Ec2Error) as err:
+            auth.authenticate(_raw({"ssl_client_cert": header}, params={}))
+        assert err.value.code == "AuthFailure"
 
 
 def test_dn_escaping():
@@ -479,12 +495,57 @@ def test_access_keys_need_the_servers_seal(config, pool):
     assert _code(other_server, raw) == ("AuthFailure", 401)
 
 
-def test_a_key_id_on_two_users_belongs_to_nobody(config):
-    copied = (
-        "<EC2_ACCESS_KEYS><ACCESS_KEY_ID>AKIAKIM1</ACCESS_KEY_ID><SECRET>x</SECRET>"
-        "</EC2_ACCESS_KEYS>"
+def _keys(*entries: dict) -> str:
+    return "".join(
+        "<EC2_ACCESS_KEYS>"
+        + "".join(f"<{k}>{v}</{k}>" for k, v in e.items())
+        + "</EC2_ACCESS_KEYS>"
+        for e in entries
     )
+
+
+def test_an_unsealed_copy_of_a_key_id_does_not_take_the_key_from_its_owner(config):
+    """Key ids are not secret (they travel in every request): a user pasting kim's id into
+    their own template, without a seal, must not make it ambiguous and lock kim out."""
+    copied = _keys({"ACCESS_KEY_ID": "AKIAKIM1", "SECRET": "x"})
     users = [*USERS, user_xml(9, "copycat", driver="ldap", password="-", template=copied)]
-    auth = Authenticator(config, UserDirectory(Pool(users)), seal_key=SEAL_KEY)
+    directory = UserDirectory(Pool(users), seal_key=SEAL_KEY)
+    auth = Authenticator(config, directory, seal_key=SEAL_KEY)
     raw = sign_v4(DESCRIBE, key="AKIAKIM1", secret="kim-secret-1")
+    assert auth.authenticate(raw).name == "kim"
+
+
+def test_a_key_id_sealed_on_two_users_belongs_to_nobody(config):
+    entry = {"ACCESS_KEY_ID": "AKIADUP1", "SECRET": "dup-secret", "STATUS": "Active"}
+    users = [
+        user_xml(
+            uid,
+            name,
+            driver="ldap",
+            password="-",
+            template=_keys({**entry, "SEAL": seal(SEAL_KEY, uid, entry)}),
+        )
+        for uid, name in ((9, "one"), (10, "two"))
+    ]
+    auth = Authenticator(config, UserDirectory(Pool(users), seal_key=SEAL_KEY), seal_key=SEAL_KEY)
+    raw = sign_v4(DESCRIBE, key="AKIADUP1", secret="dup-secret")
     assert _code(auth, raw) == ("AuthFailure", 401)
+
+
+def test_a_revoked_key_put_back_by_its_owner_stays_revoked(config):
+    """`econe admin-keys revoke` lists the id in the server user's template, which kim cannot
+    edit: her old sealed Active entry, written back into her own template, is refused."""
+    raw = sign_v4(DESCRIBE, key="AKIAKIM1", secret="kim-secret-1")
+    server = user_xml(
+        1,
+        "serveradmin",
+        driver="server_cipher",
+        password="x",
+        template="<EC2_REVOKED_ACCESS_KEYS>AKIAOTHER AKIAKIM1</EC2_REVOKED_ACCESS_KEYS>",
+    )
+    users = [server if "<NAME>serveradmin<" in u else u for u in USERS]
+    directory = UserDirectory(Pool(users), seal_key=SEAL_KEY, server_user="serveradmin")
+    assert _code(Authenticator(config, directory, seal_key=SEAL_KEY), raw) == ("AuthFailure", 401)
+    # the same list in a template the user can write (her own) revokes nothing
+    directory = UserDirectory(Pool(users), seal_key=SEAL_KEY, server_user="kim")
+    assert Authenticator(config, directory, seal_key=SEAL_KEY).authenticate(raw).name == "kim"

@@ -159,6 +159,8 @@ def test_server_directory_reads_the_pool_as_serveradmin():
             return Pool()()
 
     class FakeSessions:
+        seal_key, srv_user = b"k" * 32, "serveradmin"
+
         def admin_session(self):
             return "serveradmin:serveradmin:tok"
 

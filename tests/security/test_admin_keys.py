@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -214,7 +215,7 @@ def test_format_is_what_the_authenticator_reads():
     from econe.auth.authenticator import plain_secret
     from econe.auth.users import parse_user_pool
 
-    one = FakeOne({7: "jane", 8: "joe"})
+    one = FakeOne({1: "serveradmin", 7: "jane", 8: "joe"})
     k1 = ak.create_key(one, "jane", SEAL_KEY, now=1_700_000_000)
     k2 = ak.create_key(one, "jane", SEAL_KEY)
     k3 = ak.create_key(one, "joe", SEAL_KEY)
@@ -224,19 +225,26 @@ def test_format_is_what_the_authenticator_reads():
     assert found == {k1.access_key_id: k1.secret, k2.access_key_id: k2.secret}
     assert [e["CREATED"] for e in users["jane"].access_keys()][0] == "1700000000"
 
-    ak.revoke_key(one, "jane", k1.access_key_id)
+    ak.revoke_key(one, "jane", k1.access_key_id, "serveradmin")
     users = {u.name: u for u in parse_user_pool(ak.etree.tostring(one.user_pool()))}
+    # listed where jane cannot write: her putting the old entry back revives nothing
+    assert users["serveradmin"].template["EC2_REVOKED_ACCESS_KEYS"] == k1.access_key_id
     found = {e["ACCESS_KEY_ID"]: plain_secret(e) for e in users["jane"].access_keys()}
     assert found == {k1.access_key_id: None, k2.access_key_id: k2.secret}
-    listed = {(k.user, k.access_key_id, k.status) for k in ak.list_keys(one)}
+    listed = {
+        (k.user, k.access_key_id, k.status) for k in ak.list_keys(one) if k.user != "serveradmin"
+    }
     assert listed == {
         ("jane", k1.access_key_id, "Inactive"),
         ("jane", k2.access_key_id, "Active"),
         ("joe", k3.access_key_id, "Active"),
     }
     # revoking the last active key of a user still writes (merge cannot delete a vector)
-    ak.revoke_key(one, "joe", k3.access_key_id)
+    ak.revoke_key(one, "joe", k3.access_key_id, "serveradmin")
     assert [k.status for k in ak.list_keys(one, "joe")] == ["Inactive"]
+    ak.revoke_key(one, "joe", k3.access_key_id, "serveradmin")  # again: listed once
+    server = one.user(1).findtext("TEMPLATE/EC2_REVOKED_ACCESS_KEYS")
+    assert server.split() == [k1.access_key_id, k3.access_key_id]
 
 
 def test_new_key_ids_avoid_user_names_and_existing_ids(monkeypatch):
@@ -290,3 +298,30 @@ def test_a_key_a_user_writes_into_their_own_template_is_refused(keyed):
     assert ok
     forged = demo.client(user="AKONFORGEDFORGED0000", secret="forged")
     assert code_of(forged.describe_instances) == "AuthFailure"
+
+
+def test_a_revoked_key_put_back_by_its_owner_stays_revoked(keyed, secrets_used):
+    """demo keeps her key's sealed entry and, once it is revoked, writes it back into her own
+    template: the revocation is listed in the server user's template, out of her reach."""
+    import xmlrpc.client
+
+    demo, admin = keyed
+    key_id, secret = created(admin_keys(demo, "create", "demo"))
+    secrets_used.add(secret, "admin-keys secret")
+    ec2 = demo.client(key_id, secret)
+    eventually(works(ec2))
+    (old,) = [
+        v
+        for v in admin.user_xml(2).findall("TEMPLATE/EC2_ACCESS_KEYS")
+        if v.findtext("ACCESS_KEY_ID") == key_id
+    ]
+    assert admin_keys(demo, "revoke", "demo", key_id).returncode == 0
+    entry = ", ".join(f'{c.tag}="{c.text}"' for c in old)
+    ok, *_ = xmlrpc.client.ServerProxy(demo.sim_url).one.user.update(
+        "demo:demo", 2, f"EC2_ACCESS_KEYS=[{entry}]", 1
+    )
+    assert ok
+    restored = admin.user_xml(2).find("TEMPLATE/EC2_ACCESS_KEYS")
+    assert (restored.findtext("STATUS"), restored.findtext("SECRET")) == ("Active", secret)
+    time.sleep(3)  # past the fixture's 2 s user cache: the directory has read the pool again
+    assert code_of(ec2.describe_instances) == "AuthFailure"
