@@ -415,3 +415,40 @@ def test_a_huge_integer_stays_a_string_for_validation_to_name():
     schema = {"type": "object", "properties": {"MaxResults": {"type": "integer"}}}
     assert coerce({"MaxResults": "1" * 5000}, schema) == {"MaxResults": "1" * 5000}
     assert coerce({"MaxResults": "25"}, schema) == {"MaxResults": 25}
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "Filter." + "9" * 5000 + ".Name",  # int() refuses more than 4300 digits
+        "Filter.1234567890.Name",  # an index no EC2 list reaches
+        "Filter" + ".a" * 3000,  # deeper than any EC2 structure (was a RecursionError)
+        "A.B.C.D.E.F.G.H.I.J.K",
+    ],
+)
+def test_absurd_parameter_names_are_refused_by_name(name):
+    with pytest.raises(Ec2Error) as err:
+        unflatten({name: "x"})
+    assert err.value.code == "InvalidParameterValue" and name[:20] in err.value.message
+    assert len(err.value.message) < 200
+
+
+def test_the_deepest_ec2_names_still_decode():
+    deep = "TagSpecification.1.Tag.2.Key"
+    assert unflatten({deep: "k"}) == {"TagSpecification": [{"Tag": [{"Key": "k"}]}]}
+    assert unflatten({"InstanceId.999999999": "i-1"}) == {"InstanceId": ["i-1"]}
+
+
+def test_too_many_parameters_are_refused_before_decoding():
+    body = "&".join(f"Filter.{n}.Name=x" for n in range(1, 2002)).encode()
+    for call in (
+        lambda: parse_params("POST", b"", body, FORM),
+        lambda: parse_params("GET", body, b"", None),
+        # each part under the limit, both together over it
+        lambda: parse_params("POST", body[: len(body) // 2], body[len(body) // 2 :], FORM),
+    ):
+        with pytest.raises(Ec2Error) as err:
+            call()
+        assert err.value.code == "InvalidParameterValue" and "2000" in err.value.message
+    fine = "&".join(f"InstanceId.{n}=i-{n:08d}" for n in range(1, 1001)).encode()
+    assert len(parse_params("POST", b"", fine, FORM)) == 1000

@@ -107,4 +107,6 @@ def split_host(value: str) -> tuple[str, int | None]:
         host, port = value.split(":")
     else:
         host, port = value, ""
-    return host.lower(), int(port) if port.isascii() and port.isdigit() else None
+    if not (port.isascii() and port.isdigit() and len(port) <= 5 and int(port) <= 65535):
+        return host.lower(), None  # none, or not a port at all
+    return host.lower(), int(port)

@@ -82,8 +82,22 @@ class _Upload:
     # -- the body
 
     async def chunks(self):
+        """The body's chunks. Each must come within :body_timeout: of the one before, and until
+        the request is authenticated (the fields before the file) the whole of it within
+        :body_timeout: too: a client cannot hold a connection by sending nothing, or by
+        dripping the unauthenticated part."""
+        wait = self.config.body_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
         while not self.body_done:
-            message = await self.receive()
+            limit = wait if self.principal is not None else max(0.0, deadline - loop.time())
+            try:
+                async with asyncio.timeout(limit):
+                    message = await self.receive()
+            except TimeoutError:
+                raise Ec2Error(
+                    "RequestTimeout", f"The request body stalled for more than {wait:g} s."
+                ) from None
             if message["type"] == "http.disconnect":
                 raise ClientGone()
             chunk = message.get("body", b"")
@@ -217,7 +231,7 @@ class _Upload:
         if not action:
             raise Ec2Error("MissingAction", "The request must contain the parameter Action.")
         if action != ACTION:
-            self.outcome.action = action[:64]
+            self.outcome.action = ascii(action[:64])  # quoted: no forged access-log lines
             raise Ec2Error(
                 "InvalidAction",
                 f"multipart/form-data bodies are only accepted for {ACTION}; send {action[:64]} "

@@ -314,3 +314,13 @@ def test_non_hex_signature(auth):
     header = raw.headers["authorization"]
     raw.headers["authorization"] = header[:-64] + "é" * 64
     assert _code(auth, raw)[0] in ("SignatureDoesNotMatch", "IncompleteSignature")
+
+
+@pytest.mark.parametrize(
+    "host", ["h:" + "9" * 4301, "h:99999999", "h:65536", "[::1]:" + "1" * 5000]
+)
+def test_an_impossible_host_port_is_no_port(host):
+    from econe.auth.common import split_host
+
+    assert split_host(host)[1] is None
+    assert split_host("h:65535") == ("h", 65535) and split_host("[::1]:80") == ("[::1]", 80)

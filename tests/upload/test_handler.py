@@ -76,9 +76,16 @@ class Gateway:
         }
 
     async def call(
-        self, chunks, headers=None, *, disconnect_after: int | None = None, hang: bool = False
+        self,
+        chunks,
+        headers=None,
+        *,
+        disconnect_after: int | None = None,
+        hang: bool = False,
+        gap: float = 0.0,
     ):
-        """(status, body bytes, outcome); status None if nothing was sent."""
+        """(status, body bytes, outcome); status None if nothing was sent. `hang`: receive()
+        waits for ever after the last chunk; `gap`: seconds before each chunk arrives."""
         chunks = list(chunks)
         sent: list[dict] = []
         index = 0
@@ -89,6 +96,7 @@ class Gateway:
                 return {"type": "http.disconnect"}
             if index >= len(chunks):
                 await asyncio.sleep(3600)
+            await asyncio.sleep(gap)
             chunk = chunks[index]
             index += 1
             return {"type": "http.request", "body": chunk, "more_body": hang or index < len(chunks)}
@@ -322,6 +330,40 @@ def test_cancelled_mid_file_leaves_nothing(gw):
 
     run(go())
     assert gw.files() == []
+
+
+def test_a_stalled_upload_times_out_and_leaves_nothing(sim, tmp_path):
+    """No chunk for :body_timeout: seconds: RequestTimeout, before the file (nobody
+    authenticated yet) as in the middle of it (the partial file removed)."""
+    gw = Gateway(sim, tmp_path / "upload", body_timeout=0.5)
+    before = set(gw.images())
+    raw = body(fields("stalled"), os.urandom(1 << 18), piece=1 << 14)
+    for chunks in (raw[:1], raw[:8]):  # inside the fields; inside the file
+        started = time.monotonic()
+        status, data, _ = gw.sync(chunks, hang=True)
+        assert time.monotonic() - started < 5
+        assert (status, code_of(data)) == (400, "RequestTimeout")
+        assert gw.files() == [] and set(gw.images()) == before
+
+
+def test_the_fields_before_the_file_have_one_deadline(sim, tmp_path):
+    """Chunks that each come in time but drip the unauthenticated fields past :body_timeout:
+    in all are refused: only an authenticated upload may take long."""
+    gw = Gateway(sim, tmp_path / "upload", body_timeout=1)
+    head = field_parts(fields("drip"))
+    drips = [head[i : i + 40] for i in range(0, len(head), 40)]
+    assert len(drips) * 0.3 > 2
+    status, data, outcome = gw.sync(drips, hang=True, gap=0.3)
+    assert (status, code_of(data)) == (400, "RequestTimeout") and outcome.user is None
+
+
+def test_another_action_is_logged_quoted(gw):
+    """An authenticated multipart request naming another action, with a newline in it, must
+    not forge an access-log line."""
+    forged = "X\n127.0.0.1 forged-id admin POST TerminateInstances 200 1.0ms"
+    status, data, outcome = gw.sync(body(fields(Action=forged), b"x"))
+    assert (status, code_of(data)) == (400, "InvalidAction")
+    assert "\n" not in outcome.action and outcome.action == ascii(forged[:64])
 
 
 def test_oversize_while_streaming(sim, tmp_path):
