@@ -37,7 +37,7 @@ from econe.mapping.ids import MAX_ONE_ID, parse_id
 from econe.mapping.loader import Call, Mapping, load_mappings
 from econe.mapping.onecall import OneError, OneUnavailable, call_one, error_name, map_error
 from econe.mapping.views import View
-from econe.one.client import NeedsOned, no_blocking
+from econe.one.client import ACTION, NeedsOned, no_blocking
 from econe.paths import data_dir
 
 log = logging.getLogger("econe.engine")
@@ -436,12 +436,19 @@ class Engine:
         return Ec2Error(b.not_found, f"The {noun} '{', '.join(missing)}' {verb}")
 
     def _act(self, rt: Runtime, m: Mapping, items: list[dict], scope: dict) -> list[dict]:
+        not_found = m.by_id.not_found if m.by_id else None
+        if m.each.refuse is not None:  # states oned would refuse: nothing done to any item
+            for item in items:
+                s = {**scope, "item": item, "id": item.get("_id")}
+                if m.each.refuse(s):
+                    refusal = OneError(ACTION, "not in this state", m.each.call.method)
+                    raise map_error(refusal, m.each.call.errors, s, not_found, "")
         changes = []
         for item in items:
             number = item.get("_id")
             s = {**scope, "item": item, "id": number}
             if m.each.skip is None or not m.each.skip(s):
-                rt.run_call(m.each.call, s, m.by_id.not_found if m.by_id else None)
+                rt.run_call(m.each.call, s, not_found)
                 after = self.fetch_one(rt, m, number, scope) if m.each.refresh else item
             else:
                 after = item

@@ -46,7 +46,7 @@ BY_ID_KEYS = {
     "field",
     "admin",
 }
-EACH_KEYS = {"call", "args", "admin", "errors", "skip", "refresh"}
+EACH_KEYS = {"call", "args", "admin", "errors", "skip", "refuse", "refresh"}
 PAGE_KEYS = {"max_results", "token", "key", "min", "max", "not_with"}
 
 
@@ -96,6 +96,7 @@ class Each:
     call: Call
     skip: Compiled | None
     refresh: bool
+    refuse: Compiled | None = None  # true for an item: its ACTION error, before any call
 
 
 @dataclass
@@ -272,6 +273,11 @@ def compile_mapping(path: Path, data: Any, views: dict[str, View], exprs: Expres
                 call=_call(e, exprs, f"{w}: each"),
                 skip=exprs.expression(str(e["skip"]), f"{w}: each.skip") if "skip" in e else None,
                 refresh=bool(e.get("refresh", False)),
+                refuse=(
+                    exprs.expression(str(e["refuse"]), f"{w}: each.refuse")
+                    if "refuse" in e
+                    else None
+                ),
             )
             if m.each.refresh and (m.by_id is None or m.by_id.call is None):
                 raise MappingError(f"{w}: each.refresh needs by_id.call to read the item again")
