@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import http.client
 import os
 import re
 import secrets
@@ -81,7 +82,10 @@ class OneAdmin:
     def __init__(self, url: str, session: str, timeout: float = 30):
         self.url = url
         self._session = session
-        self._proxy = xmlrpc.client.ServerProxy(url, allow_none=True)
+        try:
+            self._proxy = xmlrpc.client.ServerProxy(url, allow_none=True)
+        except OSError as exc:  # not an http(s) URL
+            raise AdminKeysError(f"--one-xmlrpc {url!r}: {exc}") from None
         self._timeout = timeout
 
     def __repr__(self) -> str:  # never the session
@@ -90,7 +94,7 @@ class OneAdmin:
     def _call(self, method: str, *args: object) -> object:
         try:
             result = getattr(self._proxy, method)(self._session, *args)
-        except (OSError, xmlrpc.client.Error) as exc:
+        except (OSError, xmlrpc.client.Error, http.client.HTTPException) as exc:
             raise AdminKeysError(f"cannot reach oned at {self.url}: {exc}") from None
         if not result[0]:
             raise AdminKeysError(str(result[1]))

@@ -6,6 +6,7 @@ The file is YAML with the seed's Ruby-symbol keys (`:host: localhost`); plain ke
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -103,9 +104,17 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
             return bool(value)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f":{name}: must be a number, not {value!r}") from exc
-    if "list" in text and isinstance(value, str):
-        return [part.strip() for part in value.split(",") if part.strip()]
-    return value
+    if "list" in text:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f":{name}: must be a list, not {value!r}")
+        return value
+    if text.startswith("dict") and not isinstance(value, dict):
+        raise ConfigError(f":{name}: must be a mapping (name: value lines), not {value!r}")
+    if text.startswith("str") and isinstance(value, dict | list):
+        raise ConfigError(f":{name}: must be a single value, not {value!r}")
+    return str(value) if text.startswith("str") else value
 
 
 def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Config:
@@ -122,6 +131,9 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
     if "server" in raw and "host" not in raw:  # 3.4 name of :host:
         raw["host"] = raw.pop("server")
     raw.pop("server", None)
+    if "elastic_ips_vnet" in raw and "elasticips_vnet_id" not in raw:  # the name the guide uses
+        raw["elasticips_vnet_id"] = raw.pop("elastic_ips_vnet")
+    raw.pop("elastic_ips_vnet", None)
     raw.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name: f for f in fields(Config)}
     unknown = sorted(set(raw) - set(known))
@@ -129,7 +141,8 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
         raise ConfigError(
             f"unknown configuration key(s): {', '.join(':' + k + ':' for k in unknown)}"
         )
-    values = {k: _coerce(k, known[k].type, v) for k, v in raw.items()}
+    # a key left without a value (`:datastore_id:` uncommented alone) keeps its default
+    values = {k: _coerce(k, known[k].type, v) for k, v in raw.items() if v is not None}
     cfg = Config(**values, source=str(path) if path else None)
     if cfg.auth not in AUTH_MODES:
         raise ConfigError(f":auth: must be one of {', '.join(AUTH_MODES)}, not {cfg.auth!r}")
@@ -140,6 +153,15 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
     for key in ("user_cache_ttl", "user_confirm_ttl"):
         if not 0 <= getattr(cfg, key) < float("inf"):
             raise ConfigError(f":{key}: must be a number of seconds, 0 or more")
+    if not 1 <= cfg.port <= 65535:
+        raise ConfigError(f":port: must be 1 to 65535, not {cfg.port}")
+    for proxy in cfg.trusted_proxies:
+        try:
+            ipaddress.ip_network(str(proxy).strip(), strict=False)
+        except ValueError:
+            raise ConfigError(
+                f":trusted_proxies: {proxy!r} is not an IP address or a CIDR network"
+            ) from None
     if not 0 <= cfg.debug_level <= 3:
         raise ConfigError(":debug_level: must be 0 (ERROR) to 3 (DEBUG)")
     for name, spec in cfg.instance_types.items():

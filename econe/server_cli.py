@@ -8,6 +8,8 @@ demo cloud in the same process, so econe can be tried without an OpenNebula clou
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import hashlib
 import os
 import shlex
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from econe.config import Config, ConfigError, default_config_path, load_config
 from econe.logs import setup_logging
@@ -119,10 +122,16 @@ def cmd_run(args: argparse.Namespace) -> int:
                 args.host = "127.0.0.1"
             sim, overrides = _start_simulator(args)
         cfg = _load(args, **overrides)
+        setup_logging(cfg.debug_level, args.log_file or cfg.log_file)
     except ConfigError as exc:
         print(f"econe-server: {exc}", file=sys.stderr)
         return 2
-    setup_logging(cfg.debug_level, args.log_file or cfg.log_file)
+    except OSError as exc:  # the simulator's port taken, the log file not writable
+        if sim is not None:
+            sim.stop()
+        where = exc.filename or f"port {args.sim_port or 2633} of the simulator"
+        print(f"econe-server: cannot use {where}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
     if _port_busy(cfg.host, cfg.port):
         print(f"econe-server: port {cfg.host}:{cfg.port} is busy", file=sys.stderr)
         return 1
@@ -160,7 +169,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _is_econe(pid: int) -> bool:
+    """Whether process `pid` is an econe server (its command line says so, where /proc tells):
+    a stale pid file may name a process that has nothing to do with econe."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # no /proc here: the pid is all there is
+    except OSError:
+        return False
+    return b"econe.server_cli" in cmdline or b"econe-server" in cmdline
+
+
 def _read_pid(pid_file: Path) -> int | None:
+    """The pid in `pid_file` when that process runs and is an econe server, else None."""
     try:
         pid = int(pid_file.read_text().strip())
     except (OSError, ValueError):
@@ -171,31 +193,57 @@ def _read_pid(pid_file: Path) -> int | None:
         return None
     except PermissionError:
         pass
-    return pid
+    return pid if pid > 0 and _is_econe(pid) else None
 
 
 def cmd_start(args: argparse.Namespace) -> int:
     pid_file = Path(args.pid_file or _default_pid_file())
     log_file = Path(args.log_file or _default_log_file())
-    if _read_pid(pid_file):
-        print(f"econe-server is already running (pid file {pid_file})", file=sys.stderr)
-        return 1
     try:
         cfg = _load(args)
     except ConfigError as exc:
         print(f"econe-server: {exc}", file=sys.stderr)
         return 2
+    try:
+        for path in (pid_file, log_file):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(pid_file.with_name(pid_file.name + ".lock"), "w")  # noqa: SIM115
+        log = open(log_file, "ab")  # noqa: SIM115
+    except OSError as exc:
+        print(f"econe-server: cannot write {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    with lock, log:
+        try:  # one start at a time: two at once would both write the pid file
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            print("econe-server: another start is under way", file=sys.stderr)
+            return 1
+        return _start_locked(args, cfg, pid_file, log_file, log)
+
+
+def _start_locked(
+    args: argparse.Namespace, cfg: Config, pid_file: Path, log_file: Path, log: Any
+) -> int:
+    if _read_pid(pid_file):
+        print(f"econe-server is already running (pid file {pid_file})", file=sys.stderr)
+        return 1
     host = "127.0.0.1" if args.simulator and args.host is None else cfg.host
-    for path in (pid_file, log_file):
-        path.parent.mkdir(parents=True, exist_ok=True)
+    if _port_busy(host, cfg.port):
+        print(f"econe-server: port {host}:{cfg.port} is busy", file=sys.stderr)
+        return 1
     cmd = [sys.executable, "-m", "econe.server_cli", "run", "--log-file", str(log_file)]
     cmd += _passthrough(args)
-    with open(log_file, "ab") as log:
-        proc = subprocess.Popen(
-            cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
-        )
-    pid_file.write_text(f"{proc.pid}\n")
-    if not _wait_for_port(host, cfg.port, proc, timeout=30):
+    proc = subprocess.Popen(
+        cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        pid_file.write_text(f"{proc.pid}\n")
+    except OSError as exc:
+        proc.terminate()
+        print(f"econe-server: cannot write {pid_file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    # the port open and the child still alive: the port is the child's, not another process's
+    if not _wait_for_port(host, cfg.port, proc, timeout=30) or proc.poll() is not None:
         pid_file.unlink(missing_ok=True)
         proc.terminate()
         print(f"econe-server failed to start; see {log_file}", file=sys.stderr)
@@ -211,12 +259,19 @@ def cmd_stop(args: argparse.Namespace) -> int:
         print("econe-server is not running", file=sys.stderr)
         pid_file.unlink(missing_ok=True)
         return 1
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass  # ended meanwhile
+    except PermissionError:
+        print(f"econe-server: not allowed to stop pid {pid}", file=sys.stderr)
+        return 1
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and _read_pid(pid_file):
         time.sleep(0.1)
     if _read_pid(pid_file):
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
     print(f"econe-server stopped (pid {pid})")
     return 0

@@ -282,6 +282,13 @@ class Launch:
             ]
         return [], user, context
 
+    def placement(self, attrs: list[Attr]) -> list[Attr]:
+        """`:cluster_id:`: the VM goes to that cluster, unless its template says where."""
+        cluster = self.rt.config.cluster_id
+        if cluster is None or any(name == "SCHED_REQUIREMENTS" for name, _ in attrs):
+            return []
+        return [("SCHED_REQUIREMENTS", f"CLUSTER_ID = {int(cluster)}")]
+
     def create(self, index: int) -> int:
         rt = self.rt
         _, user, context = self.attributes(index)
@@ -302,7 +309,8 @@ class Launch:
                     user=rt.principal.name,
                     config=rt.config,
                 )
-                xml = template_xml(_merge(parse_template(text), user, context))
+                attrs = parse_template(text)
+                xml = template_xml(_merge(attrs + self.placement(attrs), user, context))
                 return int(rt.call("one.vm.allocate", xml, False, errors=errors))
             tmpl = self.vm_template.find("TEMPLATE")
             disks = [("DISK", [("IMAGE_ID", str(self.image))])]
@@ -310,7 +318,8 @@ class Launch:
             ctx = [a for a in element_attrs(tmpl) if a[0] == "CONTEXT" and isinstance(a[1], list)][
                 -1:
             ]
-            xml = template_xml(_merge(disks + ctx, user, context))
+            placement = self.placement(element_attrs(tmpl))
+            xml = template_xml(_merge(disks + ctx + placement, user, context))
             tid = int(self.vm_template.findtext("ID"))
             return int(
                 rt.call("one.template.instantiate", tid, "", False, xml, False, errors=errors)

@@ -184,9 +184,6 @@ def _run_create_keypair(ctx: Context, args: argparse.Namespace) -> None:
     material = response.get("KeyMaterial", "").replace("\r\n", "\n").replace("\r", "\n")
     if not material.endswith("\n"):
         material += "\n"
-    if ctx.options.json:
-        ctx.emit(response, "")
-        return
     if output:
         try:
             fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -194,6 +191,11 @@ def _run_create_keypair(ctx: Context, args: argparse.Namespace) -> None:
             raise UsageError(f"cannot create {output}: {exc.strerror}") from None
         with os.fdopen(fd, "w") as handle:
             handle.write(material)
+    if ctx.options.json:  # with -o, the key went to the file only
+        shown = {k: v for k, v in response.items() if k != "KeyMaterial"} if output else response
+        ctx.emit(shown, "")
+        return
+    if output:
         ctx.out.write(records_table(KEYPAIR_COLUMNS, [response], show_headers(ctx)))
     else:
         ctx.out.write(material)

@@ -337,6 +337,7 @@ def test_keypairs(stub, tmp_path):
     answer = {"KeyName": "kp", "KeyFingerprint": "aa:bb", "KeyMaterial": pem}
     stub.add_response("create_key_pair", answer, {"KeyName": "kp"})
     stub.add_response("create_key_pair", answer, {"KeyName": "kp"})
+    stub.add_response("create_key_pair", answer, {"KeyName": "kp"})
     stub.add_response(
         "describe_key_pairs", {"KeyPairs": [{"KeyName": "kp", "KeyFingerprint": "aa:bb"}]}, {}
     )
@@ -351,6 +352,11 @@ def test_keypairs(stub, tmp_path):
     assert (
         key_file.read_text().startswith("-----BEGIN") and (key_file.stat().st_mode & 0o777) == 0o600
     )
+    # --json with -o: the key goes to the file only, never to stdout (a CI log, say)
+    json_file = tmp_path / "kp-json.pem"
+    result = run_cli(["--json", *CREDS, "create-keypair", "kp", "-o", str(json_file)])
+    assert result.code == 0 and "PRIVATE KEY" not in result.out and "aa:bb" in result.out
+    assert json_file.read_text().startswith("-----BEGIN")
     assert run_cli([*CREDS, "describe-keypairs"]).out.splitlines()[1].split() == ["kp", "aa:bb"]
     assert run_cli([*CREDS, "delete-keypair", "kp"]).code == 0
     refused = run_cli([*CREDS, "delete-keypair", "kp"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +102,58 @@ def test_state_survives_restart(tmp_path):
         assert got["Reservations"][0]["Instances"][0]["InstanceId"] == iid
     finally:
         stop_demo(proc)
+
+
+def test_a_stale_pid_file_naming_another_process_is_not_econe(tmp_path):
+    """A pid file left behind, whose pid now belongs to another program: status, stop and
+    start must not take that program for econe-server (nor kill it)."""
+    other = subprocess.Popen(["sleep", "60"])
+    pid_file = tmp_path / "econe.pid"
+    pid_file.write_text(f"{other.pid}\n")
+    common = ["--pid-file", str(pid_file), "--log-file", str(tmp_path / "econe.log")]
+    try:
+        status = subprocess.run([str(BIN / "econe-server"), "status", *common], capture_output=True)
+        assert status.returncode == 3
+        stop = subprocess.run([str(BIN / "econe-server"), "stop", *common], capture_output=True)
+        assert stop.returncode == 1 and other.poll() is None  # still alive
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_start_on_a_busy_port_fails_and_says_so(demo, tmp_path):
+    """The port is taken (here by the demo server): no `started`, no pid file."""
+    pid_file = tmp_path / "econe.pid"
+    out = subprocess.run(
+        [str(BIN / "econe-server"), "start", "--simulator", "--port", str(demo.port),
+         "--sim-port", str(free_port()), "--state-dir", str(tmp_path / "state"),
+         "--pid-file", str(pid_file), "--log-file", str(tmp_path / "econe.log")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 1 and "busy" in out.stderr and "started" not in out.stdout
+    assert not pid_file.exists()
+
+
+def test_unusable_paths_and_ports_are_one_line_errors(tmp_path):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    taken = busy.getsockname()[1]
+    runs = {
+        "log file": ["run", "--simulator", "--sim-port", str(free_port()), "--port",
+                     str(free_port()), "--state-dir", str(tmp_path / "s1"),
+                     "--log-file", str(tmp_path / "no" / "such" / "dir" / "econe.log")],
+        "simulator port": ["run", "--simulator", "--sim-port", str(taken), "--port",
+                           str(free_port()), "--state-dir", str(tmp_path / "s2")],
+        "pid file": ["start", "--pid-file", "/proc/econe.pid", "--log-file",
+                     str(tmp_path / "econe.log")],
+    }  # fmt: skip
+    try:
+        for what, args in runs.items():
+            out = subprocess.run(
+                [str(BIN / "econe-server"), *args], capture_output=True, text=True, timeout=60
+            )
+            assert out.returncode == 2, (what, out.stderr)
+            assert "Traceback" not in out.stderr and out.stderr.startswith("econe-server: ")
+    finally:
+        busy.close()

@@ -327,6 +327,17 @@ def test_rollback_terminates_a_vm_in_prolog_once_oned_lets_it(sim: Sim, engine) 
         sim.as_admin("onesim.fault.clear")
 
 
+def test_cluster_id_places_every_instance(sim: Sim) -> None:
+    """`:cluster_id:` (seed): instances go to that cluster, unless their template says where."""
+    clustered = sim.engine(cluster_id=100)
+    try:
+        (iid,) = ids(launch(clustered))
+        vm = sim.vm(vm_number(iid))  # oned keeps SCHED_* in the user template
+        assert vm.findtext("USER_TEMPLATE/SCHED_REQUIREMENTS") == "CLUSTER_ID = 100"
+    finally:
+        clustered.close()
+
+
 def test_client_token_with_other_parameters_is_refused(sim: Sim, engine) -> None:
     first = launch(engine, ClientToken="one-use-only")
     before = my_vms(sim)

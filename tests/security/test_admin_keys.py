@@ -174,6 +174,14 @@ def test_cli_errors(keyed):
         timeout=60,
     )
     assert out.returncode == 1 and "cannot read oneadmin credentials" in out.stderr
+    for url in ("localhost:2633", "http://127.0.0.1:99x/RPC2"):  # no scheme; a bad port
+        out = subprocess.run(
+            [str(Path(sys.executable).parent / "econe"), "admin-keys", "--one-xmlrpc", url,
+             "--one-auth", "a:b", "list"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert out.returncode == 1 and out.stderr.startswith("econe admin-keys:"), out.stderr
+        assert "Traceback" not in out.stderr
     wrong = admin_keys(demo, "--one-auth", "oneadmin:wrong", "list")
     assert wrong.returncode == 1 and wrong.stderr.startswith("econe admin-keys:")
 

@@ -1,0 +1,48 @@
+"""econe.conf as operators write it: the seed's keys and forms, and clear refusals."""
+
+from __future__ import annotations
+
+import pytest
+
+from econe.config import ConfigError, load_config
+
+
+def load(tmp_path, text: str):
+    path = tmp_path / "econe.conf"
+    path.write_text(text)
+    return load_config(path)
+
+
+def test_a_key_left_without_a_value_keeps_its_default(tmp_path):
+    """Uncommenting `#:datastore_id:` alone (as the seed's file shows it) is not an error."""
+    cfg = load(tmp_path, ":debug_level:\n:datastore_id:\n:cluster_id:\n:port: 4568\n")
+    assert (cfg.debug_level, cfg.datastore_id, cfg.cluster_id, cfg.port) == (3, 1, None, 4568)
+
+
+def test_the_guides_elastic_ip_key_name_is_read(tmp_path):
+    assert load(tmp_path, ":elastic_ips_vnet: 8\n").elasticips_vnet_id == 8
+    assert load(tmp_path, ":elasticips_vnet_id: 9\n").elasticips_vnet_id == 9
+
+
+@pytest.mark.parametrize(
+    "text, said",
+    [
+        (":instance_types: [m1.small]\n", ":instance_types: must be a mapping"),
+        (":port: 99999\n", ":port: must be 1 to 65535"),
+        (":port: 0\n", ":port: must be 1 to 65535"),
+        (":trusted_proxies: [nginx.example.org]\n", "'nginx.example.org' is not an IP address"),
+        (":host: [a, b]\n", ":host: must be a single value"),
+        (":debug_level: 7\n", ":debug_level: must be 0"),
+        (":datastore_id: one\n", ":datastore_id: must be a number"),
+        (":no_such_key: 1\n", "unknown configuration key(s): :no_such_key:"),
+    ],
+)
+def test_bad_values_are_refused_with_a_message(tmp_path, text, said):
+    with pytest.raises(ConfigError) as err:
+        load(tmp_path, text)
+    assert said in str(err.value)
+
+
+def test_trusted_proxies_as_a_list_or_a_comma_string(tmp_path):
+    cfg = load(tmp_path, ":trusted_proxies: 127.0.0.1, 10.0.0.0/8, ::1\n")
+    assert cfg.trusted_proxies == ["127.0.0.1", "10.0.0.0/8", "::1"]
