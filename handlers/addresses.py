@@ -329,22 +329,45 @@ def _require_configured(configured: str, key: str) -> None:
         )
 
 
-_SCRIPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "ECONE_EIP_LOG")
+_SCRIPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "IPTABLES")
+_SCRIPT_ENV_PREFIXES = ("EIP_", "ECONE_EIP_")  # settings of the shipped scripts
 
 
 def _script_env(rt: Any) -> dict[str, str]:
-    """A minimal environment (the gateway's own may hold credentials such as ONE_CIPHER_AUTH),
-    with TMPDIR = :tmpdir: as the Ruby econe-server exported."""
-    env = {k: v for k, v in os.environ.items() if k in _SCRIPT_ENV}
+    """A minimal environment (the gateway's own may hold credentials such as ONE_CIPHER_AUTH):
+    the basics, the scripts' own settings (EIP_*, ECONE_EIP_*, IPTABLES), and TMPDIR =
+    :tmpdir: as the Ruby econe-server exported."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k in _SCRIPT_ENV or k.startswith(_SCRIPT_ENV_PREFIXES)
+    }
     if rt.config.tmpdir:
         env["TMPDIR"] = str(rt.config.tmpdir)
     return env
 
 
+def _network_for(vnet_xml: str, ip: str) -> bytes:
+    """The network's XML with only the address range holding `ip`: with one range per address,
+    a pool of a few hundred made the script's argument longer than the system allows."""
+    root = etree.fromstring(vnet_xml.encode("utf-8"))
+    wanted = ipaddress.ip_address(ip)
+    for ar in root.findall("AR_POOL/AR"):
+        try:
+            first = ipaddress.ip_address((ar.findtext("IP") or "").strip())
+            size = int(ar.findtext("SIZE") or 0)
+            holds = first.version == wanted.version and 0 <= int(wanted) - int(first) < size
+        except ValueError:
+            holds = False
+        if not holds:
+            ar.getparent().remove(ar)
+    return etree.tostring(root)
+
+
 def _associate(rt: Any, ip: str, private_ip: str, vnet_xml: str) -> None:
     configured = rt.config.associate_script
     _require_configured(configured, ":associate_script")
-    blob = base64.b64encode(vnet_xml.encode("utf-8")).decode("ascii")
+    blob = base64.b64encode(_network_for(vnet_xml, ip)).decode("ascii")
     try:
         run_script(
             configured,
@@ -622,8 +645,17 @@ def associate_address(rt: Any) -> dict:
         }
         try:
             _write(rt, pool, addr, record)
-        except OneError as exc:
-            _undo(rt, [_Step(addr, ("disassociate", addr.ip))], pool.xml)
+        except (OneError, Ec2Error) as exc:
+            # not recorded: take every script of this request back (the new association, and
+            # the old ones it replaced), and record the truth for what cannot be put back
+            lost = _undo(rt, [*steps, _Step(addr, ("disassociate", addr.ip))], pool.xml)
+            for other in others:  # recorded as cleared above: their association is back
+                if other not in lost:
+                    _try_write(rt, pool, other, other.record())
+            if addr in lost:  # its old association could not be put back (or the new one
+                _try_write(rt, pool, addr, _cleared(addr.record()))  # taken back): say so
+            if isinstance(exc, Ec2Error):
+                raise
             raise _server_error("Cannot record the association", exc) from exc
         # A ReleaseAddress of the same address by another gateway may have run meanwhile:
         # then the record just written sits on a free address. Take the association back.
@@ -655,7 +687,13 @@ def disassociate_address(rt: Any) -> dict:
         _disassociate(rt, addr.ip)
         try:
             _write(rt, pool, addr, _cleared(addr.record()))
-        except OneError as exc:
+        except (OneError, Ec2Error) as exc:
+            # not recorded: associate it again, so the network says what OpenNebula says
+            back = _Step(addr, ("associate", addr.ip, addr.view.get("PrivateIpAddress") or ""))
+            if _undo(rt, [back], pool.xml):
+                _try_write(rt, pool, addr, _cleared(addr.record()))
+            if isinstance(exc, Ec2Error):
+                raise
             raise _server_error("Cannot record the disassociation", exc) from exc
     log.info("disassociated %s from VM %s", addr.ip, addr.vm)
     return {"Return": True}

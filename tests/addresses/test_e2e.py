@@ -75,6 +75,9 @@ def test_allocate_associate_move_disassociate_release(demo, ec2, ami) -> None:
     assert call[:3] == ["associate", ip, vm1["PrivateIpAddress"]]
     vnet = etree.fromstring(base64.b64decode(call[3], validate=True))
     assert vnet.tag == "VNET" and vnet.findtext("NAME") == "elastic-ips"
+    # only the range holding the address: a whole pool of hundreds of ranges would not fit in
+    # one argument (the system's limit is 128 KiB)
+    assert [ar.findtext("IP") for ar in vnet.iterfind("AR_POOL/AR")] == [ip]
     address = ec2.describe_addresses(PublicIps=[ip])["Addresses"][0]
     assert address["InstanceId"] == vm1["InstanceId"]
     assert address["AssociationId"] == assoc
@@ -221,6 +224,49 @@ def test_failing_script_changes_nothing(demo, ec2, ami, tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+def test_a_failed_record_puts_the_network_back(demo, ec2, ami) -> None:
+    """The scripts ran, then OpenNebula refused to record the move: the old association is
+    put back on the network too, so that both say the same."""
+    import xmlrpc.client
+
+    import boto3
+    from botocore.config import Config as BotoConfig
+
+    once = boto3.client(  # no retry: botocore retries a 500, and the retry would succeed
+        "ec2",
+        endpoint_url=demo.url,
+        region_name="opennebula",
+        aws_access_key_id="demo",
+        aws_secret_access_key=hashlib.sha256(b"demo").hexdigest(),
+        config=BotoConfig(retries={"total_max_attempts": 1}),
+    )
+    ip = ec2.allocate_address()["PublicIp"]
+    vm1, vm2 = launch(ec2, ami, 2)
+    ec2.associate_address(PublicIp=ip, InstanceId=vm1["InstanceId"])
+    sim = xmlrpc.client.ServerProxy(demo.sim_url)
+    n = len(recorded(demo))
+    armed = sim.onesim.fault.set(
+        demo.one_auth(), "one.vn.update_ar", 0x800, "simulated failure", 0, 1
+    )
+    assert armed[0], armed
+    try:
+        with pytest.raises(ClientError) as err:
+            once.associate_address(PublicIp=ip, InstanceId=vm2["InstanceId"])
+        assert client_error(err)[:2] == ("InternalError", 500)
+    finally:
+        sim.onesim.fault.clear(demo.one_auth())
+    moves = [c[:3] for c in recorded(demo)[n:]]
+    assert moves == [
+        ["disassociate", ip],
+        ["associate", ip, vm2["PrivateIpAddress"]],
+        ["disassociate", ip],  # taken back
+        ["associate", ip, vm1["PrivateIpAddress"]],  # and the old one put back
+    ]
+    assert ec2.describe_addresses(PublicIps=[ip])["Addresses"][0]["InstanceId"] == vm1["InstanceId"]
+    ec2.release_address(PublicIp=ip)
+    ec2.terminate_instances(InstanceIds=[vm1["InstanceId"], vm2["InstanceId"]])
 
 
 def test_instances_show_and_lose_their_address(demo, ec2, ami) -> None:
