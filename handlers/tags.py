@@ -14,6 +14,7 @@ merge cannot remove an attribute.
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -23,6 +24,8 @@ from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.filters import paginate
 from econe.mapping.ids import MAX_ONE_ID, format_id
 from handlers.escaping import Attr, TemplateError, storable, template_xml
+
+log = logging.getLogger("econe.handlers.tags")
 
 MAX_TAGS = 50
 _RESOURCE = re.compile(r"(i|ami|vol|snap)-([0-9]{1,10})")
@@ -107,8 +110,6 @@ class Resource:
         return format_id(self.prefix, self.number)
 
     def write(self, rt: Any, tags: list[tuple[str, str]]) -> None:
-        if len(tags) > MAX_TAGS:
-            raise Ec2Error("TagLimitExceeded", f"{self.raw} would have more than {MAX_TAGS} tags")
         method = "one.vm.update" if self.obj == "vm" else "one.image.update"
         rt.call(
             method,
@@ -169,15 +170,37 @@ def _resources(rt: Any) -> list[Resource]:
     return out
 
 
+def _write_all(rt: Any, changes: list[tuple[Resource, list[tuple[str, str]]]]) -> None:
+    """Write every resource's new tags, all or nothing: the limit is checked for all first,
+    and when OpenNebula refuses one (another user's public AMI: no MANAGE right), those
+    already written get their old tags back."""
+    for res, tags in changes:
+        if len(tags) > MAX_TAGS:
+            raise Ec2Error("TagLimitExceeded", f"{res.raw} would have more than {MAX_TAGS} tags")
+    done: list[Resource] = []
+    try:
+        for res, tags in changes:
+            res.write(rt, tags)
+            done.append(res)
+    except Ec2Error:
+        for res in reversed(done):
+            try:
+                res.write(rt, res.tags)
+            except Ec2Error as exc:
+                log.error("tags of %s could not be put back: %s", res.raw, exc.message)
+        raise
+
+
 def create_tags(rt: Any) -> dict:
     wanted = [check_tag(t.get("Key"), t.get("Value")) for t in rt.body.get("Tag") or []]
     if not wanted:
         raise missing_parameter("Tag")
-    resources = _resources(rt)  # every id checked before anything is written
-    for res in resources:
+    changes = []
+    for res in _resources(rt):  # every id checked before anything is written
         tags = dict(res.tags)
         tags.update(wanted)
-        res.write(rt, list(tags.items()))
+        changes.append((res, list(tags.items())))
+    _write_all(rt, changes)
     return {"Return": True}
 
 
@@ -185,8 +208,8 @@ def delete_tags(rt: Any) -> dict:
     """Tag.N.Key alone deletes the key; with Tag.N.Value only when the value matches; no Tag
     at all deletes every tag of the resources."""
     specs = rt.body.get("Tag")
-    resources = _resources(rt)
-    for res in resources:
+    changes = []
+    for res in _resources(rt):
         if specs is None or specs == []:
             kept: list[tuple[str, str]] = []
         else:
@@ -199,7 +222,8 @@ def delete_tags(rt: Any) -> dict:
                 )
             ]
         if kept != res.tags:
-            res.write(rt, kept)
+            changes.append((res, kept))
+    _write_all(rt, changes)
     return {"Return": True}
 
 

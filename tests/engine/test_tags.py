@@ -194,3 +194,36 @@ def test_tag_specification_on_run_instances(sim: Sim, engine) -> None:
     ][0]["InstanceId"]
     assert (iid, "instance", "Name", "spec") in described(engine)
     run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
+
+
+def set_other_use(sim: Sim, image_id: int, bit: int) -> None:
+    """The image's OTHER_U permission, set in onesim's store (onesim has no one.image.chmod)."""
+    store = sim.server.sim.store
+    image = store.get("image", image_id)
+    image["perms"][6] = bit
+    store.put("image", image)
+    store.invalidate("image", image_id)
+
+
+def test_a_refused_resource_leaves_the_others_untagged(sim: Sim, engine, oscar: str) -> None:
+    """oscar may see demo's public AMI but not change it: tagging it with his own volume
+    answers UnauthorizedOperation and leaves his volume as it was (all or nothing)."""
+    image_id = int(AMI.split("-")[1])
+    set_other_use(sim, image_id, 1)
+    vol = run(engine, "CreateVolume", {"Size": 1}, user=oscar)["VolumeId"]
+    try:
+        run(engine, "CreateTags", tag([vol], kept="yes"), user=oscar)
+        body = tag([vol, AMI], kept="no", extra="x")
+        assert code_of(run, engine, "CreateTags", body, user=oscar) == "UnauthorizedOperation"
+        assert {(t[2], t[3]) for t in described(engine, user=oscar)} == {("kept", "yes")}
+        run(engine, "CreateTags", tag([AMI], team="demo"), user="demo")
+        body = {"ResourceId": [vol, AMI]}
+        assert code_of(run, engine, "DeleteTags", body, user=oscar) == "UnauthorizedOperation"
+        assert {(t[2], t[3]) for t in described(engine, user=oscar)} == {
+            ("kept", "yes"),
+            ("team", "demo"),  # demo's AMI, visible to oscar: its tag too
+        }
+    finally:
+        run(engine, "DeleteTags", {"ResourceId": [AMI]}, user="demo")
+        set_other_use(sim, image_id, 0)
+        run(engine, "DeleteVolume", {"VolumeId": vol}, user=oscar)
