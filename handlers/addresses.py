@@ -44,6 +44,7 @@ from typing import Any
 
 from lxml import etree
 
+from econe.context import Principal, RequestContext
 from econe.errors import Ec2Error, missing_parameter
 from econe.mapping.filters import compile_filters
 from econe.mapping.ids import MAX_ONE_ID, parse_id
@@ -187,6 +188,7 @@ def _server_error(what: str, exc: OneError) -> Ec2Error:
 
 def read_pool(rt: Any, vnet: int | None = None) -> Pool:
     vnet = vnet_id(rt) if vnet is None else vnet
+    _start_sweeper(rt)
     try:
         xml = _admin(rt, "one.vn.info", vnet)
     except OneError as exc:
@@ -796,6 +798,61 @@ def disassociate_instances(rt: Any, vm_ids: Iterable[int]) -> list[str]:
                 done.append(addr.ip)
                 log.info("disassociated %s from terminated VM %s", addr.ip, addr.vm)
     return done
+
+
+# -- associations of instances that ended outside econe -------------------------------------
+#
+# A VM terminated in Sunstone or with onevm keeps its elastic IP associated: its private IP is
+# free again, and once oned leases it to another VM (another user's, maybe) the address's
+# traffic would go there. A thread per gateway process (started by the first elastic-IP read)
+# looks every SWEEP_SECONDS for associations whose VM is DONE or gone, and disassociates them
+# as TerminateInstances would (the disassociate script, then the record).
+
+SWEEP_SECONDS = 30.0
+
+
+def _start_sweeper(rt: Any) -> None:
+    engine = rt.engine
+    key = ("eip-sweeper",)
+    if key in engine.cache or engine.closing.is_set():
+        return
+    with _LOCKS_GUARD:
+        if key in engine.cache:
+            return
+        # its own runtime, acting for no user (every call it makes is the server admin's)
+        server = str(getattr(engine.sessions, "srv_user", "serveradmin"))
+        ctx = RequestContext(
+            "eip-sweeper", "DescribeAddresses", "", Principal(server, -1, -1, "server", "sweeper")
+        )
+        own = type(rt)(engine, engine.mappings["DescribeAddresses"], {}, ctx)
+        thread = threading.Thread(target=_sweep, args=(own,), name="econe-eip-sweeper", daemon=True)
+        engine.cache[key] = thread
+    thread.start()
+
+
+def _ended(rt: Any, vm_id: int) -> bool:
+    """Whether VM `vm_id` is DONE or no longer exists (read as the server admin); any doubt
+    (oned unreachable) is no."""
+    try:
+        vm = etree.fromstring(_admin(rt, "one.vm.info", vm_id).encode())
+    except OneError as exc:
+        return exc.code == NO_EXISTS
+    except (Ec2Error, etree.XMLSyntaxError, AttributeError):
+        return False
+    return vm.findtext("STATE") == "6"
+
+
+def _sweep(rt: Any) -> None:
+    while not rt.engine.closing.wait(SWEEP_SECONDS):
+        try:
+            pool = read_pool(rt)
+            ended = [a.vm for a in pool.addresses if a.vm is not None and _ended(rt, a.vm)]
+            if ended:
+                disassociate_instances(rt, ended)
+        except Ec2Error as exc:
+            log.warning("elastic IP sweep: %s", exc.message)
+        except Exception:  # noqa: BLE001 - the sweeper must keep going
+            log.exception("elastic IP sweep failed")
 
 
 def after_terminate(rt: Any, changes: Iterable[dict]) -> list[str]:

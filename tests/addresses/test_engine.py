@@ -472,3 +472,36 @@ def test_terminate_never_writes_back_a_record_that_changed_meanwhile(
     monkeypatch.setattr(addresses, "_lock", lock_after_a_concurrent_release)
     assert disassociate_instances(runtime(sim, eng), [vm]) == []
     assert ip not in [a["PublicIp"] for a in run(sim, eng, "DescribeAddresses")["Addresses"]]
+
+
+def test_an_instance_terminated_outside_econe_loses_its_address(
+    sim: Sim, eip_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Terminated in Sunstone or with onevm (not TerminateInstances): the sweeper disassociates
+    the address, so it cannot follow the private IP to the VM oned leases it to next."""
+    import time
+
+    import handlers.addresses as addresses
+
+    monkeypatch.setattr(addresses, "SWEEP_SECONDS", 0.2)
+    eng = recording(sim)
+    try:
+        ip = run(sim, eng, "AllocateAddress")["PublicIp"]
+        vm, kept = sim.vm(), sim.vm()
+        run(sim, eng, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm}"})
+        other = run(sim, eng, "AllocateAddress")["PublicIp"]
+        run(sim, eng, "AssociateAddress", {"PublicIp": other, "InstanceId": f"i-{kept}"})
+        sim.client.call(sim.session("demo"), "one.vm.action", "terminate-hard", vm)
+        deadline = time.monotonic() + 10
+        while ["disassociate", ip] not in calls(eip_log):
+            assert time.monotonic() < deadline, "the sweeper did not disassociate the address"
+            time.sleep(0.1)
+        shown = run(sim, eng, "DescribeAddresses", {"PublicIp": [ip, other]})["Addresses"]
+        assert {a["PublicIp"]: a.get("InstanceId") for a in shown} == {
+            ip: None,
+            other: f"i-{kept:08d}",  # a live instance keeps its address
+        }
+        for address in (ip, other):
+            run(sim, eng, "ReleaseAddress", {"PublicIp": address})
+    finally:
+        eng.close()
