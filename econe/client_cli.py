@@ -39,6 +39,17 @@ exit codes:
 """
 
 
+def _seconds(text: str) -> float:
+    """A timeout: a positive number of seconds (argparse turns the error into usage, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
+    return value
+
+
 def _global_options() -> argparse.ArgumentParser:
     """Options accepted both before and after the subcommand (defaults applied later)."""
     g = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
@@ -61,7 +72,7 @@ def _global_options() -> argparse.ArgumentParser:
     )
     g.add_argument("-v", "--verbose", action="store_true", help="show endpoint and request ids")
     g.add_argument(
-        "--timeout", type=float, metavar="SECONDS", help="per-request timeout (default 60)"
+        "--timeout", type=_seconds, metavar="SECONDS", help="per-request timeout (default 60)"
     )
     g.add_argument(
         "--retries",

@@ -69,6 +69,8 @@ def read_one_auth(path: Path) -> tuple[str, str]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CredentialsError(f"cannot read ONE_AUTH file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise CredentialsError(f"ONE_AUTH file {path} is not UTF-8 text") from None
     line = text.strip().splitlines()[0].strip() if text.strip() else ""
     user, sep, password = line.partition(":")
     if not sep or not user or not password:

@@ -92,6 +92,9 @@ def test_run_instances_defaults_and_options():
         ["no-such-command"],
         [],
         ["upload", "x", "--progress", "--no-progress"],
+        ["--timeout", "-1", "describe-regions"],
+        ["--timeout", "0", "describe-regions"],
+        ["--timeout", "soon", "describe-regions"],
     ],
 )
 def test_usage_errors_exit_2(argv, capsys):

@@ -146,6 +146,13 @@ def test_malformed_one_auth(tmp_path, content):
         read_one_auth(path)
 
 
+def test_one_auth_that_is_not_text(tmp_path):
+    path = tmp_path / "one_auth"
+    path.write_bytes(b"user:\xff\xfe")
+    with pytest.raises(CredentialsError, match="not UTF-8"):
+        read_one_auth(path)
+
+
 @pytest.mark.parametrize("url", ["localhost:4567", "ftp://x/", "http://", "http://h:notaport/"])
 def test_bad_urls(url):
     with pytest.raises(CredentialsError):
