@@ -32,6 +32,7 @@ import secrets
 import time
 from typing import Any
 
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from lxml import etree
@@ -206,31 +207,78 @@ def _bad_key() -> Ec2Error:
     return Ec2Error("InvalidKey.Format", "Key is not in valid OpenSSH public key format")
 
 
+def _rfc4716(text: str) -> tuple[str, str]:
+    """An SSH2 public key file (RFC 4716: `---- BEGIN SSH2 PUBLIC KEY ----`, headers, base64
+    body) → (OpenSSH key line without comment, its Comment header)."""
+    lines = [ln.strip() for ln in text.splitlines()]
+    if lines[-1] != "---- END SSH2 PUBLIC KEY ----":
+        raise _bad_key()
+    body, comment, header = [], "", ""
+    for line in lines[1:-1]:
+        if header or (":" in line and not body):  # headers come first, `\` continues one
+            header += line
+            if header.endswith("\\"):
+                header = header[:-1]
+                continue
+            name, _, value = header.partition(":")
+            if name.strip().lower() == "comment":
+                comment = value.strip().strip('"')
+            header = ""
+        elif line:
+            body.append(line)
+    try:
+        blob = base64.b64decode("".join(body), validate=True)
+        kind = blob[4 : 4 + int.from_bytes(blob[:4], "big")].decode("ascii")
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise _bad_key() from None
+    return f"{kind} {base64.b64encode(blob).decode()}", comment
+
+
+def _load_public_key(raw: bytes) -> tuple[Any, str]:
+    """(public key, comment) from what AWS's ImportKeyPair takes: an OpenSSH public key line,
+    an RFC 4716 SSH2 public key file, or DER (or PEM) SubjectPublicKeyInfo."""
+    try:
+        text = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        text = None
+    try:
+        if text is None:
+            return serialization.load_der_public_key(raw), ""
+        if text.startswith("---- BEGIN SSH2 PUBLIC KEY ----"):
+            line, comment = _rfc4716(text)
+            return serialization.load_ssh_public_key(line.encode()), comment
+        if text.startswith("-----BEGIN "):
+            return serialization.load_pem_public_key(raw), ""
+        if not text or "\n" in text or "\r" in text:
+            raise _bad_key()
+        parts = text.split()
+        if len(parts) < 2 or parts[0] not in ("ssh-rsa", "ssh-ed25519"):
+            raise _bad_key()
+        key = serialization.load_ssh_public_key(f"{parts[0]} {parts[1]}".encode())
+        return key, " ".join(parts[2:])
+    except (ValueError, TypeError, binascii.Error, UnsupportedAlgorithm):
+        raise _bad_key() from None
+
+
 def parse_public_key(material: Any) -> tuple[str, str, str]:
-    """PublicKeyMaterial (base64 of an OpenSSH public key line) → (normalized key line,
+    """PublicKeyMaterial (base64 of a public key, see _load_public_key) → (OpenSSH key line,
     fingerprint, key type). Only RSA (1024–16384 bits) and ED25519, as EC2."""
     if material is None or material == "":
         raise missing_parameter("PublicKeyMaterial")
     try:
-        text = base64.b64decode(str(material), validate=True).decode("ascii").strip()
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raw = base64.b64decode(str(material), validate=True)
+    except (binascii.Error, ValueError):
         raise _bad_key() from None
-    if not text or "\n" in text or "\r" in text:
+    key, comment = _load_public_key(raw)
+    if not isinstance(key, ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
         raise _bad_key()
-    parts = text.split()
-    if len(parts) < 2 or parts[0] not in ("ssh-rsa", "ssh-ed25519"):
-        raise _bad_key()
-    try:
-        key = serialization.load_ssh_public_key(f"{parts[0]} {parts[1]}".encode())
-    except (ValueError, TypeError, binascii.Error):
-        raise _bad_key() from None
-    line = f"{parts[0]} {parts[1]}"
-    comment = " ".join(parts[2:])
+    line = key.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    line = line.decode()
     if comment and _COMMENT.fullmatch(comment):
         line += " " + comment
     if isinstance(key, ed25519.Ed25519PublicKey):
         return line, _ed25519_fingerprint(line), "ed25519"
-    if isinstance(key, rsa.RSAPublicKey) and 1024 <= key.key_size <= 16384:
+    if 1024 <= key.key_size <= 16384:
         der = key.public_bytes(
             serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         )

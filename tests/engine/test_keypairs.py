@@ -136,6 +136,62 @@ def test_import_validates_and_fingerprints(sim: Sim, engine) -> None:
     assert "bad" not in names(engine)
 
 
+def test_import_takes_every_format_aws_takes(sim: Sim, engine) -> None:
+    """RFC 4716 (`ssh-keygen -e`), PEM and DER SubjectPublicKeyInfo: the same key, the same
+    fingerprint and OpenSSH line as the OpenSSH form; an ECDSA key stays refused (EC2 too)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()
+    line = _openssh_public(key)
+    der = key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    pem = key.public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    body = "\n".join(line.split()[1][i : i + 70] for i in range(0, len(line.split()[1]), 70))
+    rfc4716 = (
+        "---- BEGIN SSH2 PUBLIC KEY ----\n"
+        'Comment: "laptop \\\n key"\n'
+        f"{body}\n---- END SSH2 PUBLIC KEY ----\n"
+    ).encode()
+    seen = []
+    for n, raw in enumerate((line.encode(), rfc4716, pem, der)):
+        material = base64.b64encode(raw).decode()
+        out = run(
+            engine,
+            "ImportKeyPair",
+            {"KeyName": f"fmt-{n}", "PublicKeyMaterial": material},
+            user="demo",
+        )
+        seen.append(out["KeyFingerprint"])
+        shown = run(
+            engine,
+            "DescribeKeyPairs",
+            {"KeyName": [f"fmt-{n}"], "IncludePublicKey": True},
+            user="demo",
+        )["KeyPairs"][0]["PublicKey"]
+        assert shown.split()[:2] == line.split()
+        run(engine, "DeleteKeyPair", {"KeyName": f"fmt-{n}"}, user="demo")
+    assert len(set(seen)) == 1
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    ecdsa = ec.generate_private_key(ec.SECP256R1()).public_key()
+    for raw in (
+        ecdsa.public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH),
+        ecdsa.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+        b"---- BEGIN SSH2 PUBLIC KEY ----\nAAAA%%%\n---- END SSH2 PUBLIC KEY ----",
+    ):
+        body = {"KeyName": "bad", "PublicKeyMaterial": base64.b64encode(raw).decode()}
+        assert code_of(run, engine, "ImportKeyPair", body, user="demo") == "InvalidKey.Format"
+
+
+def _openssh_public(key) -> str:
+    return key.public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    ).decode()
+
+
 def test_delete_is_idempotent_and_keeps_the_others(sim: Sim, engine) -> None:
     for n in ("d1", "d2", "d3"):
         run(engine, "CreateKeyPair", {"KeyName": n, "KeyType": "ed25519"}, user="demo")
