@@ -186,6 +186,20 @@ def test_volume_life_cycle(ec2, demo, ami):
     ec2.terminate_instances(InstanceIds=[iid])
 
 
+def test_aws_cli_lists_volumes_and_snapshots_with_its_default_page_size(ec2, demo):
+    """The AWS CLI asks describe-volumes and describe-snapshots for pages of 1000, more than a
+    DescribeVolumes page holds (500): EC2 answers a full page; so does econe."""
+    from tests.security.helpers import aws_cli
+
+    vol = ec2.create_volume(Size=1, AvailabilityZone="opennebula")["VolumeId"]
+    try:
+        listed = aws_cli(demo.url, "opennebula", "describe-volumes")["Volumes"]
+        assert vol in {v["VolumeId"] for v in listed}
+        aws_cli(demo.url, "opennebula", "describe-snapshots", "--owner-ids", "self")
+    finally:
+        ec2.delete_volume(VolumeId=vol)
+
+
 def test_terminate_right_after_run(tmp_path):
     proc, demo = start_demo(tmp_path, speed="0.5")
     try:

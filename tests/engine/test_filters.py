@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from econe.mapping.filters import wildcard
+from econe.errors import Ec2Error
+from econe.mapping.filters import paginate, wildcard
 
 ALPHABET = st.text(alphabet="ab*?\\", max_size=8)
 
@@ -40,3 +42,11 @@ def test_a_backtracking_bomb_answers_at_once():
     # With the regex this value took seconds at 8 repetitions and never finished at 10; the
     # suite's timeout would catch a regression.
     assert not wildcard("*a" * 40 + "b").fullmatch("a" * 4000)
+
+
+def test_max_results_above_a_page_gives_a_full_page():
+    items = [{"_id": n} for n in range(12)]
+    page, token = paginate(items, 1000, None, "_id", 5, 5)
+    assert [i["_id"] for i in page] == [0, 1, 2, 3, 4] and token
+    with pytest.raises(Ec2Error, match="at least 5"):
+        paginate(items, 4, None, "_id", 5, 500)

@@ -362,8 +362,8 @@ def eventually(check: Callable[[], object], timeout: float = 8.0, every: float =
             time.sleep(every)
 
 
-def aws_cli_image_ids(endpoint: str, region: str, *extra: str) -> set[str]:
-    """`aws ec2 describe-images` as the demo user (the AWS CLI of this venv, SigV4)."""
+def aws_cli(endpoint: str, region: str, command: str, *extra: str) -> dict:
+    """`aws ec2 <command>` as the demo user (the AWS CLI of this venv, SigV4), parsed JSON."""
     import json
     import os
     import subprocess
@@ -378,8 +378,13 @@ def aws_cli_image_ids(endpoint: str, region: str, *extra: str) -> set[str]:
         AWS_CONFIG_FILE=os.devnull,
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
     )
-    cmd = [str(Path(sys.executable).parent / "aws"), "ec2", "describe-images"]
+    cmd = [str(Path(sys.executable).parent / "aws"), "ec2", command]
     cmd += ["--endpoint-url", endpoint, *extra, "--output", "json"]
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
     assert out.returncode == 0, out.stderr
-    return {i["ImageId"] for i in json.loads(out.stdout)["Images"]}
+    return json.loads(out.stdout)
+
+
+def aws_cli_image_ids(endpoint: str, region: str, *extra: str) -> set[str]:
+    """`aws ec2 describe-images` as the demo user."""
+    return {i["ImageId"] for i in aws_cli(endpoint, region, "describe-images", *extra)["Images"]}
