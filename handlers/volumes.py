@@ -15,6 +15,7 @@ before anyone else knows their id; existing images are only ever merged.
 
 from __future__ import annotations
 
+import logging
 import re
 import uuid
 from typing import Any
@@ -28,6 +29,7 @@ from handlers.escaping import Attr, TemplateError, element_attrs, storable, temp
 from handlers.tags import tag_attrs, tag_specs
 from handlers.tokens import DIGEST, TOKEN, check_same_request, request_digest
 
+log = logging.getLogger("econe.handlers.volumes")
 _DEVICE = re.compile(r"(?:/dev/)?([a-z]{2,4}[a-z])")
 _TOKEN = etree.XPath("/IMAGE_POOL/IMAGE[TEMPLATE/EC2_CLIENT_TOKEN = $t]")
 _EC2_MARKS = (
@@ -223,10 +225,17 @@ def _persistent(rt: Any, image_id: int, element: etree._Element, flag: bool) -> 
 
 
 def _discard(rt: Any, image_id: int) -> None:
+    """Remove an image this request made and could not finish. One still being copied (LOCKED)
+    goes only with force, which oned grants with ADMIN rights only: the server admin does it."""
     try:
         rt.call("one.image.delete", image_id)
+        return
     except Ec2Error:
         pass
+    try:
+        rt.call("one.image.delete", image_id, True, admin=True)
+    except Ec2Error as exc:
+        log.error("image %s of a failed request is left behind: %s", image_id, exc.message)
 
 
 def create_volume(rt: Any) -> dict:

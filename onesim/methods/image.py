@@ -137,7 +137,16 @@ def info(sim: Sim, caller: Caller, iid: int, decrypt: bool = False) -> str:
 
 @method("one.image.delete", "ib", 1)
 def delete(sim: Sim, caller: Caller, iid: int, force: bool = False) -> int:
-    img = sim.get_auth(caller, "image", iid, "MANAGE")
+    # ImageAPI::del_image: a forced delete needs ADMIN; a locked image (being copied) goes only
+    # with force
+    img = sim.get_auth(caller, "image", iid, "ADMIN" if force else "MANAGE")
+    if img["state"] in (4, 9, 10) and not force:
+        raise errors.OneError(
+            errors.INTERNAL,
+            "Image locked, use --force flag to remove the image. Force delete may leave some "
+            "files on Datastore",
+            iid,
+        )
     # ImageManager::delete_image refusals, by state
     if img["state"] == 6:
         raise errors.action(

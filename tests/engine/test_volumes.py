@@ -302,3 +302,39 @@ def test_states_while_oned_is_busy(slow: Sim) -> None:
         )
     finally:
         engine.close()
+
+
+def test_a_failed_volume_from_a_snapshot_leaves_no_image(slow: Sim) -> None:
+    """The clone made for the volume is still being copied (LOCKED) when the next step fails:
+    oned deletes it only with force, which the server admin gives; nothing is left behind."""
+    import time
+
+    engine = slow.engine()
+    try:
+        vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+        deadline = time.monotonic() + 5
+        while volumes(engine, VolumeId=[vid])[vid]["State"] != "available":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        sid = run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")["SnapshotId"]
+        while (
+            run(engine, "DescribeSnapshots", {"SnapshotId": [sid]}, user="demo")["Snapshots"][0][
+                "State"
+            ]
+            != "completed"
+        ):
+            assert time.monotonic() < deadline + 5
+            time.sleep(0.05)
+        pool = etree.fromstring(slow.as_admin("one.imagepool.info", -2, -1, -1).encode())
+        before = {i.findtext("ID") for i in pool.iterfind("IMAGE")}
+        slow.as_admin("onesim.fault.set", "one.image.update", 0x2000, "disk full", 0, 1)
+        try:
+            code = code_of(run, engine, "CreateVolume", {"SnapshotId": sid}, user="demo")
+        finally:
+            slow.as_admin("onesim.fault.clear")
+        assert code == "InternalError"
+        pool = etree.fromstring(slow.as_admin("one.imagepool.info", -2, -1, -1).encode())
+        left = {i.findtext("ID"): i.findtext("STATE") for i in pool.iterfind("IMAGE")}
+        assert all(state == "7" for iid, state in left.items() if iid not in before)  # DELETE
+    finally:
+        engine.close()

@@ -510,3 +510,21 @@ def test_user_quota_usage_follows_every_change(one: One, sim) -> None:
     assert vms_used() == before + 1
     one("one.vm.action", D, "terminate-hard", vid)
     assert vms_used() == before
+
+
+def test_a_locked_image_is_deleted_only_by_force_with_admin_rights(one: One, sim) -> None:
+    """ImageAPI::del_image: a LOCKED image (being copied) answers INTERNAL without force;
+    force needs ADMIN on the image (oneadmin has it, its owner by default does not)."""
+    sim.sim.speed = 3600  # the clone stays LOCKED
+    c1 = one("one.image.clone", D, 0, "locked")[1]
+    assert image_state(one, c1) == 4
+    assert one("one.image.delete", D, c1) == [
+        False,
+        "[one.image.delete] Image locked, use --force flag to remove the image. Force delete "
+        "may leave some files on Datastore",
+        8192,
+        c1,
+        -1,
+    ]
+    assert one("one.image.delete", D, c1, True)[2] == 512  # no ADMIN right for its owner
+    assert one("one.image.delete", sim.one_auth, c1, True) == [True, c1, 0]
