@@ -423,7 +423,8 @@ def terminable(state: int | None, lcm: int | None) -> bool:
     """Whether oned accepts terminate-hard in this state (DispatchManager::terminate)."""
     if state in (0, 1, 2, 4, 5, 8, 9, 10, 11):
         return True
-    return state == 3 and (lcm in (3, 16) or lcm in _FAILURE_LCM)
+    # SHUTDOWN, SHUTDOWN_POWEROFF, SHUTDOWN_UNDEPLOY: terminate-hard cuts the soft one short
+    return state == 3 and (lcm in (3, 12, 16, 18, 29) or lcm in _FAILURE_LCM)
 
 
 def _watch(engine: Any, user: str, vm_id: int, until: float) -> None:

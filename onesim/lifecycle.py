@@ -244,10 +244,15 @@ def action(sim: Sim, caller: Caller, vm: dict, name: str) -> None:
             + state_name(vm)
         )
 
+    # a hard action cuts short the soft one in progress (DispatchManager: SHUTDOWN,
+    # SHUTDOWN_POWEROFF, SHUTDOWN_UNDEPLOY accept the -hard variants)
+    cutting_short = name.endswith("-hard") and st == 3 and lcm in (12, 18, 29)
+    if cutting_short:
+        vm["steps"] = []
     if name.startswith("terminate"):
         if st == 6:
             return
-        if running or unknown:
+        if running or unknown or cutting_short:
             _set(vm, 3, 12)
             _close_history(sim, vm, code, caller, epilog=True)
             sim.schedule("vm", vm, "epilog")
@@ -271,7 +276,7 @@ def action(sim: Sim, caller: Caller, vm: dict, name: str) -> None:
                 f"state {state_name(vm)}."
             )
     elif name.startswith("poweroff"):
-        if not (running or unknown):
+        if not (running or unknown or (cutting_short and lcm == 18)):
             raise wrong()
         _set(vm, 3, 18)
         _close_history(sim, vm, code, caller)

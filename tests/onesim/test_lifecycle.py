@@ -528,3 +528,19 @@ def test_a_locked_image_is_deleted_only_by_force_with_admin_rights(one: One, sim
     ]
     assert one("one.image.delete", D, c1, True)[2] == 512  # no ADMIN right for its owner
     assert one("one.image.delete", sim.one_auth, c1, True) == [True, c1, 0]
+
+
+def test_hard_actions_cut_a_soft_shutdown_short(one: One, sim) -> None:
+    """DispatchManager accepts terminate-hard during SHUTDOWN and SHUTDOWN_POWEROFF and
+    poweroff-hard during SHUTDOWN_POWEROFF (a guest that ignores ACPI)."""
+    template = 'MEMORY="8"\nCPU="1"'
+    first, second = (one("one.vm.allocate", D, template, False)[1] for _ in range(2))
+    sim.sim.speed = 3600  # the soft shutdowns never finish by themselves
+    assert one("one.vm.action", D, "terminate", first)[0]
+    assert one("one.vm.action", D, "poweroff", second)[0]
+    lcm = {vid: re.search(r"<LCM_STATE>(\d+)<", one("one.vm.info", D, vid)[1]).group(1)
+           for vid in (first, second)}  # fmt: skip
+    assert lcm == {first: "12", second: "18"}
+    assert one("one.vm.action", D, "terminate-hard", first) == [True, first, 0]
+    assert one("one.vm.action", D, "poweroff-hard", second) == [True, second, 0]
+    assert one("one.vm.action", D, "poweroff-hard", first)[0] is False  # not in SHUTDOWN
