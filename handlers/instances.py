@@ -36,7 +36,7 @@ from handlers.tokens import DIGEST, TOKEN, check_same_request, request_digest
 log = logging.getLogger("econe.handlers.instances")
 
 USER_DATA_LIMIT = 16 * 1024
-MAX_COUNT_LIMIT = 1000
+MAX_COUNT_LIMIT = 100  # instances one RunInstances makes at most
 EC2_USER_ATTRS = (
     "EC2_INSTANCE_TYPE",
     "IMAGE_ID",
@@ -73,9 +73,16 @@ def _count(body: dict, name: str, default: int) -> int:
         number = int(value)
     except (TypeError, ValueError):
         raise invalid_value(name, value) from None
-    if number < 1 or number > MAX_COUNT_LIMIT:
-        raise invalid_value(name, value, f"Expecting a value between 1 and {MAX_COUNT_LIMIT}.")
-    return number
+    if number < 1:
+        raise invalid_value(name, value, "Expecting a value of at least 1.")
+    if number <= MAX_COUNT_LIMIT:
+        return number
+    if name == "MaxCount":  # as many as can be launched, as EC2 does past its capacity
+        return MAX_COUNT_LIMIT
+    raise Ec2Error(
+        "InstanceLimitExceeded",
+        f"MinCount {number}: one request launches at most {MAX_COUNT_LIMIT} instances.",
+    )
 
 
 def _user_data(body: dict) -> str | None:
@@ -210,6 +217,10 @@ class Launch:
         if self.max_count < self.min_count:
             raise invalid_value(
                 "MaxCount", self.max_count, "MaxCount must not be less than MinCount."
+            )
+        if body.get("DisableApiTermination") is True:  # would be a protection that is not there
+            raise invalid_value(
+                "DisableApiTermination", True, "Termination protection is not supported here."
             )
         zone = (body.get("Placement") or {}).get("AvailabilityZone")
         if zone and zone != rt.config.region:
@@ -423,8 +434,9 @@ def terminable(state: int | None, lcm: int | None) -> bool:
     """Whether oned accepts terminate-hard in this state (DispatchManager::terminate)."""
     if state in (0, 1, 2, 4, 5, 8, 9, 10, 11):
         return True
-    # SHUTDOWN, SHUTDOWN_POWEROFF, SHUTDOWN_UNDEPLOY: terminate-hard cuts the soft one short
-    return state == 3 and (lcm in (3, 12, 16, 18, 29) or lcm in _FAILURE_LCM)
+    # SHUTDOWN_POWEROFF, SHUTDOWN_UNDEPLOY: terminate-hard cuts a power-off short (SHUTDOWN too,
+    # but that is a terminate on its way already: asking again would only restart it)
+    return state == 3 and (lcm in (3, 16, 18, 29) or lcm in _FAILURE_LCM)
 
 
 def _watch(engine: Any, user: str, vm_id: int, until: float) -> None:

@@ -327,6 +327,28 @@ def test_rollback_terminates_a_vm_in_prolog_once_oned_lets_it(sim: Sim, engine) 
         sim.as_admin("onesim.fault.clear")
 
 
+def test_what_cannot_be_honoured_is_refused_not_dropped(sim: Sim, engine) -> None:
+    """A protection or a count the cloud cannot give is an error naming the parameter, never
+    a silent success (the user would rely on it); nothing is created."""
+    before = my_vms(sim)
+    for body, code, said in (
+        ({"DisableApiTermination": True}, "InvalidParameterValue", "DisableApiTermination"),
+        ({"MinCount": 101, "MaxCount": 200}, "InstanceLimitExceeded", "MinCount 101"),
+    ):
+        with pytest.raises(Ec2Error) as err:
+            launch(engine, **body)
+        assert err.value.code == code and said in err.value.message
+    with pytest.raises(Ec2Error) as err:
+        run(engine, "CreateVolume", {"Size": 1, "Encrypted": True}, user="demo")
+    assert err.value.code == "InvalidParameterValue" and "Encrypted" in err.value.message
+    assert my_vms(sim) == before
+    (iid,) = ids(launch(engine, DisableApiTermination=False))  # the default is fine
+    for name, value in (("tenancy", "default"), ("root-device-type", "ebs"), ("dns-name", "")):
+        body = {"InstanceId": [iid], "Filter": [{"Name": name, "Value": [value]}]}
+        assert ids(run(engine, "DescribeInstances", body, user="demo")) == [iid], name
+    run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
+
+
 def test_cluster_id_places_every_instance(sim: Sim) -> None:
     """`:cluster_id:` (seed): instances go to that cluster, unless their template says where."""
     clustered = sim.engine(cluster_id=100)

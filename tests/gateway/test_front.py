@@ -109,7 +109,7 @@ def test_request_ids_are_fresh_uuids_also_on_errors(client):
         ),
         ({"Action": "RunInstances", "MinCount": "1", "MaxCount": "1"}, 400, "MissingParameter"),
         (
-            {"Action": "RunInstances", "ImageId": "ami-1", "MinCount": "1", "MaxCount": "101"},
+            {"Action": "RunInstances", "ImageId": "ami-1", "MinCount": "0", "MaxCount": "1"},
             400,
             "InvalidParameterValue",
         ),
