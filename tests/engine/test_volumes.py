@@ -287,6 +287,9 @@ def test_states_while_oned_is_busy(slow: Sim) -> None:
     try:
         vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
         assert volumes(engine, VolumeId=[vid])[vid]["State"] == "creating"
+        assert code_of(run, engine, "DeleteVolume", {"VolumeId": vid}, user="demo") == (
+            "IncorrectState"
+        )
         assert code_of(run, engine, "CreateSnapshot", {"VolumeId": vid}, user="demo") == (
             "IncorrectState"
         )
@@ -297,6 +300,9 @@ def test_states_while_oned_is_busy(slow: Sim) -> None:
         sid = run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")["SnapshotId"]
         snap = run(engine, "DescribeSnapshots", {"SnapshotId": [sid]}, user="demo")["Snapshots"]
         assert snap[0]["State"] == "pending" and snap[0]["Progress"] == "0%"
+        # oned deletes an image it is still copying only with force: not yet, and said so
+        body = {"SnapshotId": sid}
+        assert code_of(run, engine, "DeleteSnapshot", body, user="demo") == "IncorrectState"
         assert code_of(run, engine, "CreateVolume", {"SnapshotId": sid}, user="demo") == (
             "IncorrectState"
         )

@@ -456,7 +456,9 @@ def test_janitor_removes_the_file_when_the_image_is_deleted(tmp_path):
             await asyncio.sleep(0.3)
             assert len(gw.files()) == 1  # LOCKED: oned is still copying
             assert gw.images()[ami].findtext("STATE") == "4"
-            ok, *_ = proxy.one.image.delete(slow_sim.one_auth, ami, False)
+            # a LOCKED image goes only with force (oned, and onesim): `oneimage delete --force`
+            assert not proxy.one.image.delete(slow_sim.one_auth, ami, False)[0]
+            ok, *_ = proxy.one.image.delete(slow_sim.one_auth, ami, True)
             assert ok
             await asyncio.wait_for(gw.janitor.wait(), 5)
 
