@@ -177,7 +177,9 @@ def clone(sim: Sim, caller: Caller, iid: int, name: str, ds_id: int = -1) -> int
         ["SOURCE", src["source"] or "dummy_path"],
         ["TYPE", [k for k, v in TYPES.items() if v == src["type"]][0]],
     ]
-    tmpl += [list(p) for p in src["template"]]
+    tmpl += [list(p) for p in src["template"] if p[0] != "PERSISTENT"]
+    if src["persistent"]:  # Image::clone_template: a persistent image's clone is persistent
+        tmpl.append(["PERSISTENT", "YES"])
     new = new_image(sim, caller, tmpl, src["ds_id"] if ds_id < 0 else ds_id, from_vm=True)
     if src["state"] == 1:
         src["state"] = src["prev_state"] = 6 if src["persistent"] else 2

@@ -172,6 +172,8 @@ def test_attach_detach_snapshot_and_restore(sim: Sim, engine) -> None:
     # snapshot of a detached volume: a clone
     snap2 = run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")["SnapshotId"]
     assert image(sim, snap2).findtext("TEMPLATE/EBS_SNAPSHOT") == "YES"
+    # the volume is persistent, so is oned's clone of it: a snapshot is made non-persistent
+    assert image(sim, snap2).findtext("PERSISTENT") == "0"
 
     for s in (sid, snap2):
         assert run(engine, "DeleteSnapshot", {"SnapshotId": s}, user="demo") == {"Return": True}

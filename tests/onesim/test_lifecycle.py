@@ -544,3 +544,13 @@ def test_hard_actions_cut_a_soft_shutdown_short(one: One, sim) -> None:
     assert one("one.vm.action", D, "terminate-hard", first) == [True, first, 0]
     assert one("one.vm.action", D, "poweroff-hard", second) == [True, second, 0]
     assert one("one.vm.action", D, "poweroff-hard", first)[0] is False  # not in SHUTDOWN
+
+
+def test_a_persistent_images_clone_is_persistent(one: One) -> None:
+    """Image::clone_template writes PERSISTENT=YES for a persistent source."""
+    assert one("one.image.persistent", D, 0, True)[0]
+    clone = one("one.image.clone", D, 0, "persistent-copy")[1]
+    assert "<PERSISTENT>1</PERSISTENT>" in one("one.image.info", D, clone)[1]
+    assert one("one.image.persistent", D, 0, False)[0]
+    plain = one("one.image.clone", D, 0, "plain-copy")[1]
+    assert "<PERSISTENT>0</PERSISTENT>" in one("one.image.info", D, plain)[1]
