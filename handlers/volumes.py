@@ -301,7 +301,8 @@ def create_volume(rt: Any) -> dict:
                 "one.image.allocate",
                 template_xml(template),
                 int(rt.config.datastore_id),
-                errors=errors,
+                # ACTION: "Not enough space in datastore"
+                errors={**errors, "ACTION": "InsufficientVolumeCapacity"},
             )
         )
     item = rt.view("volume", rt.xml(rt.call("one.image.info", new_id)))

@@ -64,6 +64,10 @@ def new_image(sim: Sim, caller: Caller, tmpl: list, ds_id: int, from_vm: bool = 
                 "Cannot parse image SIZE: Wrong number or missing SIZE attribute."
             )
         size = max(size, 0)
+    # ImageAPI: the datastore's capacity (DATASTORE_CAPACITY_CHECK = yes, oned's default)
+    used = sum(i["size"] for i in sim.store.all("image") if i["ds_id"] == ds["id"])
+    if size > max(ds["total_mb"] - used, 0):
+        raise errors.action("Not enough space in datastore")
     name = T.get(tmpl, "NAME") or ""
     bad = name_error(name)
     if bad:

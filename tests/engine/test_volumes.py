@@ -90,6 +90,13 @@ def test_delete_volume_deletes_only_volumes(sim: Sim, engine) -> None:
     assert image(sim, AMI).findtext("STATE") != "7"
 
 
+def test_a_volume_larger_than_the_datastore_is_refused(sim: Sim, engine) -> None:
+    before = volumes(engine)
+    big = {"Size": 100}  # GiB: the demo datastore holds 20 in all
+    assert code_of(run, engine, "CreateVolume", big, user="demo") == "InsufficientVolumeCapacity"
+    assert volumes(engine) == before
+
+
 def test_client_token_is_idempotent(sim: Sim, engine) -> None:
     first = run(engine, "CreateVolume", {"Size": 1, "ClientToken": "vol-tok-1"}, user="demo")
     again = run(engine, "CreateVolume", {"Size": 1, "ClientToken": "vol-tok-1"}, user="demo")

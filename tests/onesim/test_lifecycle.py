@@ -554,3 +554,18 @@ def test_a_persistent_images_clone_is_persistent(one: One) -> None:
     assert one("one.image.persistent", D, 0, False)[0]
     plain = one("one.image.clone", D, 0, "plain-copy")[1]
     assert "<PERSISTENT>0</PERSISTENT>" in one("one.image.info", D, plain)[1]
+
+
+def test_an_image_larger_than_the_free_space_is_refused(one: One, sim) -> None:
+    """ImageAPI's capacity check (the golden one.image.allocate.nospace.xml answer)."""
+    free = int(re.search(r"<FREE_MB>(\d+)<", one("one.datastore.info", D, 1)[1]).group(1))
+    big = f'NAME="too-big"\nTYPE="DATABLOCK"\nSIZE="{free + 1}"'
+    assert one("one.image.allocate", D, big, 1) == [
+        False,
+        "[one.image.allocate] Not enough space in datastore",
+        2048,
+        -1,
+        -1,
+    ]
+    fits = one("one.image.allocate", D, f'NAME="fits"\nTYPE="DATABLOCK"\nSIZE="{free}"', 1)
+    assert fits[0] is True
