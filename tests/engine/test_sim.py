@@ -223,16 +223,20 @@ def test_run_refuses_bad_input_and_creates_nothing(sim: Sim, engine, body: dict,
     assert my_vms(sim) == before
 
 
-class FailThirdAllocation:
-    """Passes calls through; arms onesim's fault hook so the 3rd one.vm.allocate fails."""
+class FailAllocation:
+    """Passes calls through; arms onesim's fault hook so that the `nth` one.vm.allocate fails
+    with an oned quota refusal (after `before()`, when given)."""
 
-    def __init__(self, sim: Sim):
-        self.sim, self.client, self.allocations = sim, sim.client, 0
+    def __init__(self, sim: Sim, nth: int, before: Any = None):
+        self.sim, self.client, self.nth, self.before = sim, sim.client, nth, before
+        self.allocations = 0
 
     def call(self, session: str, method: str, *args: Any) -> Any:
         if method == "one.vm.allocate":
             self.allocations += 1
-            if self.allocations == 3:
+            if self.allocations == self.nth:
+                if self.before is not None:
+                    self.before()
                 self.sim.as_admin(
                     "onesim.fault.set",
                     method,
@@ -246,7 +250,7 @@ class FailThirdAllocation:
 
 def test_min_count_is_all_or_nothing(sim: Sim, engine) -> None:
     before, before_all = my_vms(sim), my_vms(sim, -2)
-    engine.one = FailThirdAllocation(sim)
+    engine.one = FailAllocation(sim, 3)
     try:
         with pytest.raises(Ec2Error) as err:
             launch(engine, MinCount=3, MaxCount=4)
@@ -255,7 +259,7 @@ def test_min_count_is_all_or_nothing(sim: Sim, engine) -> None:
         leftover = my_vms(sim, -2) - before_all
         assert all(sim.vm(v).findtext("STATE") == "6" for v in leftover)  # terminated
         assert len(leftover) == 2
-        engine.one = FailThirdAllocation(sim)
+        engine.one = FailAllocation(sim, 3)
         result = launch(engine, MinCount=2, MaxCount=4)  # partial success is fine above MinCount
         assert [i["AmiLaunchIndex"] for i in result["Instances"]] == [0, 1]
     finally:
@@ -267,7 +271,7 @@ def test_rolled_back_launch_leaves_its_token_free(sim: Sim, engine) -> None:
     """The VMs of a launch below MinCount are marked, terminated and hidden: a retry with the
     same ClientToken launches anew instead of answering with the terminated leftovers."""
     before_all = my_vms(sim, -2)
-    engine.one = FailThirdAllocation(sim)
+    engine.one = FailAllocation(sim, 3)
     try:
         with pytest.raises(Ec2Error, match="InstanceLimitExceeded"):
             launch(engine, MinCount=3, MaxCount=3, ClientToken="rolled-back")
@@ -288,29 +292,19 @@ def test_rolled_back_launch_leaves_its_token_free(sim: Sim, engine) -> None:
     assert {i["State"]["Name"] for i in again["Instances"]} <= {"pending", "running"}
 
 
-class FailSecondAllocationInProlog:
-    """Fails the 2nd one.vm.allocate once the 1st VM is in PROLOG (oned refuses to terminate
-    it there), with onesim slowed so that the VM stays in PROLOG a while."""
-
-    def __init__(self, sim: Sim):
-        self.sim, self.client, self.allocations = sim, sim.client, 0
-
-    def call(self, session: str, method: str, *args: Any) -> Any:
-        if method == "one.vm.allocate":
-            self.allocations += 1
-            if self.allocations == 2:
-                first = max(my_vms(sim=self.sim))
-                deadline = time.monotonic() + 10
-                while self.sim.vm(first).findtext("LCM_STATE") != "1":
-                    assert time.monotonic() < deadline, "the first VM never reached PROLOG"
-                    time.sleep(0.05)
-                self.sim.as_admin("onesim.fault.set", method, 0x800, "quota reached", 0, 1)
-        return self.client.call(session, method, *args)
+def until_the_last_vm_is_in_prolog(sim: Sim) -> None:
+    """Wait until the newest VM is in PROLOG (oned refuses to terminate it there); onesim is
+    slowed by the test so that it stays there a while."""
+    first = max(my_vms(sim))
+    deadline = time.monotonic() + 10
+    while sim.vm(first).findtext("LCM_STATE") != "1":
+        assert time.monotonic() < deadline, "the first VM never reached PROLOG"
+        time.sleep(0.05)
 
 
 def test_rollback_terminates_a_vm_in_prolog_once_oned_lets_it(sim: Sim, engine) -> None:
     before = my_vms(sim)
-    engine.one = FailSecondAllocationInProlog(sim)
+    engine.one = FailAllocation(sim, 2, lambda: until_the_last_vm_is_in_prolog(sim))
     sim.server.sim.speed = 0.5  # seconds per life-cycle step
     try:
         with pytest.raises(Ec2Error, match="InstanceLimitExceeded"):
