@@ -148,7 +148,7 @@ def unflatten(params: Mapping[str, str]) -> dict[str, Any]:
                 f"The parameter name {key[:100]} has a list index too large.",
             )
         if _is_index(parts[0]):
-            raise Ec2Error("InvalidParameterValue", f"The parameter name {key} is malformed.")
+            raise Ec2Error("InvalidParameterValue", f"The parameter name {key[:100]} is malformed.")
         segs: list[str | int] = [int(p) if _is_index(p) else p for p in parts]
         node = root
         for depth, seg in enumerate(segs[:-1]):

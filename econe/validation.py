@@ -51,7 +51,7 @@ def _why(error: ValidationError) -> str:
             wanted, f"Expected a value of type {wanted}."
         )
     if kind == "enum":
-        shown = ", ".join(str(v) for v in list(limit)[:20])
+        shown = ", ".join(_shown(v) for v in list(limit)[:20])
         more = ", ..." if len(limit) > 20 else ""
         return f"Valid values are: {shown}{more}."
     if kind == "maximum":

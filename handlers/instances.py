@@ -218,10 +218,6 @@ class Launch:
             raise invalid_value(
                 "MaxCount", self.max_count, "MaxCount must not be less than MinCount."
             )
-        if body.get("DisableApiTermination") is True:  # would be a protection that is not there
-            raise invalid_value(
-                "DisableApiTermination", True, "Termination protection is not supported here."
-            )
         zone = (body.get("Placement") or {}).get("AvailabilityZone")
         if zone and zone != rt.config.region:
             raise Ec2Error("InvalidParameterValue", f"Invalid availability zone: [{zone}]")

@@ -241,8 +241,6 @@ def _discard(rt: Any, image_id: int) -> None:
 def create_volume(rt: Any) -> dict:
     body = rt.body
     _zone(rt)
-    if body.get("Encrypted") is True:  # the user would believe the data encrypted
-        raise invalid_value("Encrypted", True, "Encrypted volumes are not supported here.")
     size = _size(body)
     tags = tag_specs(body, "volume")
     token = body.get("ClientToken") or None

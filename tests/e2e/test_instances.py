@@ -164,6 +164,31 @@ def test_error_codes(ec2, call, code, status):
     assert error_of(exc) == (code, status)
 
 
+def test_what_cannot_be_given_is_refused_by_name(ec2, demo):
+    """Termination protection and encryption do not exist here: asking for them is an error
+    naming the parameter (the spec says so), never a silent success; nothing is created."""
+    vms = oneadmin_vm_count(demo)
+    with pytest.raises(ClientError) as exc:
+        ec2.run_instances(
+            ImageId="ami-00000000", MinCount=1, MaxCount=1, DisableApiTermination=True
+        )
+    assert error_of(exc) == ("InvalidParameterValue", 400)
+    assert "DisableApiTermination" in exc.value.response["Error"]["Message"]
+    assert "false" in exc.value.response["Error"]["Message"]  # what may be asked
+    assert oneadmin_vm_count(demo) == vms
+    with pytest.raises(ClientError) as exc:
+        ec2.create_volume(Size=1, AvailabilityZone="opennebula", Encrypted=True)
+    assert error_of(exc) == ("InvalidParameterValue", 400)
+    assert "Encrypted" in exc.value.response["Error"]["Message"]
+
+
+def oneadmin_vm_count(demo) -> int:
+    proxy, session = oneadmin(demo)
+    ok, pool, *_ = proxy.one.vmpool.info(session, -2, -1, -1, -2)
+    assert ok
+    return len(etree.fromstring(pool.encode()).findall("VM"))
+
+
 def test_wrong_secret_and_unknown_user(demo):
     with pytest.raises(ClientError) as exc:
         demo.client(secret="0" * 64).describe_instances()
