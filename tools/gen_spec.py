@@ -2,7 +2,7 @@
 
     python tools/gen_spec.py                       # rewrite spec/ec2-query.yaml
     python tools/gen_spec.py --check               # exit 1 if the committed spec is stale
-    python tools/gen_spec.py --add DescribeInstanceStatus --out DIR/ec2-query.yaml
+    python tools/gen_spec.py --add DescribeSubnets --out DIR/ec2-query.yaml
 
 Request schemas (`components/schemas/<Shape>`) use the EC2 *wire* names, as botocore's EC2
 serializer writes them: `queryName`, else `locationName` with its first letter capitalised,

@@ -85,12 +85,17 @@ class Demo:
                 time.sleep(0.3)
 
 
-def start_demo(tmp: Path, speed: str = "0.05", extra: list[str] | None = None):
+def start_demo(
+    tmp: Path, speed: str = "0.05", extra: list[str] | None = None, checkout: Path | None = None
+):
+    """`econe-server run --simulator`; with `checkout`, the econe of that copy of the project
+    (its spec, mappings and code), run from it as `python -m econe.server_cli`."""
     port, sim_port = free_port(), free_port()
     state = tmp / "state"
     log = tmp / "server.log"
+    exe = [sys.executable, "-m", "econe.server_cli"] if checkout else [str(BIN / "econe-server")]
     cmd = [
-        str(BIN / "econe-server"),
+        *exe,
         "run",
         "--simulator",
         "--port",
@@ -104,8 +109,10 @@ def start_demo(tmp: Path, speed: str = "0.05", extra: list[str] | None = None):
     ]
     cmd += extra or []
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if checkout:
+        env["PYTHONPATH"] = str(checkout)
     out = open(log, "wb")
-    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp)
+    proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=checkout or tmp)
     try:
         wait_for_port(port, proc)
     except RuntimeError as exc:

@@ -83,6 +83,30 @@ def test_filters(ec2):
     assert "bogus-filter" in exc.value.response["Error"]["Message"]
 
 
+def test_status_checks_and_their_waiter(ec2, demo):
+    """What scripts do after run-instances: boto3's instance_status_ok waiter, the AWS CLI."""
+    from tests.security.helpers import aws_cli
+
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    ec2.get_waiter("instance_status_ok").wait(
+        InstanceIds=[iid], WaiterConfig={"Delay": 1, "MaxAttempts": 30}
+    )
+    (status,) = aws_cli(demo.url, "opennebula", "describe-instance-status", "--instance-ids", iid)[
+        "InstanceStatuses"
+    ]
+    assert status["InstanceState"]["Name"] == "running"
+    assert status["InstanceStatus"]["Status"] == status["SystemStatus"]["Status"] == "ok"
+    ec2.stop_instances(InstanceIds=[iid])
+    wait_state(ec2, [iid], "stopped")
+    assert ec2.describe_instance_status(InstanceIds=[iid])["InstanceStatuses"] == []
+    (stopped,) = ec2.describe_instance_status(InstanceIds=[iid], IncludeAllInstances=True)[
+        "InstanceStatuses"
+    ]
+    assert stopped["InstanceStatus"] == {"Status": "not-applicable"}
+    ec2.terminate_instances(InstanceIds=[iid])
+
+
 def test_client_token_is_idempotent(ec2):
     ami = ec2.describe_images()["Images"][0]["ImageId"]
     token = str(uuid.uuid4())

@@ -21,38 +21,35 @@ def test_an_action_added_by_spec_entry_alone(make_client, engine, tmp_path):
             sys.executable,
             str(ROOT / "tools" / "gen_spec.py"),
             "--add",
-            "DescribeInstanceStatus",
+            "DescribeSubnets",
             "--out",
             str(spec),
         ],
         check=True,
     )
     result = {
-        "InstanceStatuses": [
+        "Subnets": [
             {
-                "InstanceId": "i-00000001",
+                "SubnetId": "subnet-00000001",
+                "CidrBlock": "10.0.0.0/24",
                 "AvailabilityZone": "opennebula",
-                "InstanceState": {"Code": 16, "Name": "running"},
-                "SystemStatus": {
-                    "Status": "ok",
-                    "Details": [{"Name": "reachability", "Status": "passed"}],
-                },
+                "State": "available",
+                "AvailableIpAddressCount": 250,
             }
         ]
     }
-    engine.results["DescribeInstanceStatus"] = result
+    engine.results["DescribeSubnets"] = result
     with make_client(spec_path=spec) as c:
         resp = c.post(
             "/",
             data={
-                "Action": "DescribeInstanceStatus",
-                "InstanceId.1": "i-00000001",
-                "IncludeAllInstances": "true",
+                "Action": "DescribeSubnets",
+                "SubnetId.1": "subnet-00000001",
             },
         )
     assert resp.status_code == 200, resp.text
-    assert botocore_parse("DescribeInstanceStatus", 200, resp.content) == result
-    assert engine.calls[0][1] == {"InstanceId": ["i-00000001"], "IncludeAllInstances": True}
+    assert botocore_parse("DescribeSubnets", 200, resp.content) == result
+    assert engine.calls[0][1] == {"SubnetId": ["subnet-00000001"]}
 
 
 def test_app_from_env(monkeypatch, tmp_path):

@@ -93,7 +93,7 @@ def test_request_ids_are_fresh_uuids_also_on_errors(client):
         ({"Version": "2016-11-15"}, 400, "MissingAction"),
         ({"Action": "RebootEverything"}, 400, "InvalidAction"),
         ({"Action": "describeinstances"}, 400, "InvalidAction"),
-        ({"Action": "DescribeInstanceStatus"}, 400, "InvalidAction"),  # not in the spec
+        ({"Action": "DescribeSubnets"}, 400, "InvalidAction"),  # not in the spec
         ({"Action": "DescribeInstances", "AWSAccessKeyId": "bad"}, 401, "AuthFailure"),
         ({"Action": "DescribeInstances", "AWSAccessKeyId": "forged"}, 403, "SignatureDoesNotMatch"),
         ({"Action": "DescribeInstances", "Foo": "1"}, 400, "UnknownParameter"),

@@ -14,6 +14,7 @@ from econe.spec import default_spec_path, load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 SUPPORTED = """DescribeImages RegisterImage DeregisterImage RunInstances DescribeInstances
+DescribeInstanceStatus
 TerminateInstances StartInstances StopInstances RebootInstances DescribeRegions
 DescribeAvailabilityZones DescribeAccountAttributes AllocateAddress DescribeAddresses
 AssociateAddress DisassociateAddress ReleaseAddress CreateKeyPair DescribeKeyPairs DeleteKeyPair
@@ -119,21 +120,21 @@ def test_add_flag_generates_an_extra_action(tmp_path):
             sys.executable,
             str(ROOT / "tools" / "gen_spec.py"),
             "--add",
-            "DescribeInstanceStatus",
+            "DescribeSubnets",
             "--out",
             str(out),
         ],
         check=True,
     )
     spec = load_spec(out)
-    assert "DescribeInstanceStatus" in spec.actions
-    assert set(spec.actions) - {"DescribeInstanceStatus"} == set(SUPPORTED)
+    assert "DescribeSubnets" in spec.actions
+    assert set(spec.actions) - {"DescribeSubnets"} == set(SUPPORTED)
     check = subprocess.run(
         [
             sys.executable,
             str(ROOT / "tools" / "gen_spec.py"),
             "--add",
-            "DescribeInstanceStatus",
+            "DescribeSubnets",
             "--out",
             str(out),
             "--check",
