@@ -359,6 +359,10 @@ HOTPLUG_LCM = {
     "snapshot": (57, 51, 54),
     "saveas": (26, 27, 28),
 }
+# operation -> {STATE: LCM state} entered from other states; operations whose wrong-state
+# refusal is INTERNAL, not ACTION (VirtualMachine::set_saveas_state)
+HOTPLUG_MORE = {"saveas": {9: 67, 4: 68}}  # UNDEPLOYED, STOPPED
+HOTPLUG_INTERNAL = frozenset({"saveas"})
 
 
 def hotplug(sim: Sim, vm: dict, op: str, check: bool = False) -> None:
@@ -372,8 +376,11 @@ def hotplug(sim: Sim, vm: dict, op: str, check: bool = False) -> None:
         nxt, back = poweroff, [8, 0]
     elif st == 5 and suspended is not None:
         nxt, back = suspended, [5, 0]
+    elif st in HOTPLUG_MORE.get(op, {}):
+        nxt, back = HOTPLUG_MORE[op][st], [st, 0]
     else:
-        raise errors.action(HOTPLUG_ERRORS[op].format(vid=vm["id"], state=state_name(vm)))
+        refuse = errors.internal if op in HOTPLUG_INTERNAL else errors.action
+        raise refuse(HOTPLUG_ERRORS[op].format(vid=vm["id"], state=state_name(vm)))
     if check:
         return
     vm["back"] = back

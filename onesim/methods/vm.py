@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from .. import docs_vm, errors, leases, lifecycle, refs, vmbuild
 from .. import template as T
 from ..core import method
-from ..perms import DEFAULT_PERMS, pool_filter
+from ..perms import DEFAULT_PERMS, authorize, pool_filter
 from .common import parse, pool, update_template
 
 if TYPE_CHECKING:
@@ -215,24 +215,48 @@ def disksnapshotcreate(sim: Sim, caller: Caller, vid: int, disk_id: int, name: s
     return sid
 
 
+# Image types whose disk cannot be saved (VirtualMachineAPI::disk_save_as)
+_UNSAVABLE = frozenset({3, 4, 5, 6, 7})  # KERNEL, RAMDISK, CONTEXT, BACKUP, FILESYSTEM
+
+
 @method("one.vm.disksaveas", "iissi")
 def disksaveas(
     sim: Sim, caller: Caller, vid: int, disk_id: int, name: str, itype: str, snap: int
 ) -> int:
+    """VirtualMachineAPI::disk_save_as (7.4): the VM's state and disk are checked before the
+    caller's rights (oned enters the saveas state first and clears it on any failure), so a
+    wrong state or disk is INTERNAL even for a VM the caller may not manage."""
     from .image import new_image
 
-    vm = sim.get_auth(caller, "vm", vid, "MANAGE")
+    vm = sim.get("vm", vid)
     lifecycle.hotplug(sim, vm, "saveas", check=True)
     disks = [v for v in T.get_vec(vm["template"], "DISK") if T.vget(v, "DISK_ID") == str(disk_id)]
     if not disks:
-        raise errors.action("VM disk does not exist")
-    src = sim.store.get("image", int(T.vget(disks[0], "IMAGE_ID", "-1")))
-    ds_id = src["ds_id"] if src else 1
+        raise errors.internal("Cannot use DISK. DISK does not exist.")
+    source_id = T.vget(disks[0], "IMAGE_ID", "")
+    if not source_id.lstrip("-").isdigit():
+        raise errors.internal("Cannot use DISK. DISK does not have a valid IMAGE_ID.")
+    snaps = vm.get("disk_snaps", {}).get(str(disk_id), {"list": []})["list"]
+    if snap != -1 and not any(s["id"] == snap for s in snaps):
+        raise errors.internal("Cannot use DISK. Snapshot does not exist.")
+    src = sim.store.get("image", int(source_id))
+    if src is None:
+        raise errors.no_exists("image", int(source_id))
+    if src["type"] in _UNSAVABLE:
+        raise errors.internal(f"Cannot save an image of type {refs.TYPE_NAMES[src['type']]}")
     size = int(T.vget(disks[0], "SIZE", "0") or 0)
-    if not itype:  # the type of the disk's image, as oned does
-        itype = refs.TYPE_NAMES.get(src["type"], "DATABLOCK") if src else "DATABLOCK"
-    tmpl = [["NAME", name], ["SIZE", str(size)], ["TYPE", itype]]
-    iid = new_image(sim, caller, tmpl, ds_id, from_vm=True)
+    tmpl = [
+        ["NAME", name],
+        ["SIZE", str(size)],
+        ["SAVED_IMAGE_ID", str(src["id"])],
+        ["SAVED_DISK_ID", str(disk_id)],
+        ["SAVED_VM_ID", str(vid)],
+        ["SAVE_AS_HOT", "YES"],
+        ["TYPE", itype or refs.TYPE_NAMES[src["type"]]],  # empty: the disk image's type
+    ]
+    tmpl += [[k, v] for k, v in src["template"] if k in ("TARGET", "DEV_PREFIX")]
+    authorize(caller, vm, "vm", "MANAGE", sim.acls)
+    iid = new_image(sim, caller, tmpl, src["ds_id"], from_vm=True)
     lifecycle.hotplug(sim, vm, "saveas")
     sim.store.put("vm", vm)
     return iid

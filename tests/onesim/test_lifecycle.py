@@ -86,9 +86,10 @@ def test_refusals(one: One) -> None:
     assert one("one.vm.detachnic", D, vid, 0)[1] == (
         f"[one.vm.detachnic] Could not detach NIC from VM {vid}, wrong state HOLD."
     )
-    assert one("one.vm.disksaveas", D, vid, 0, "x", "", -1)[1] == (
-        "[one.vm.disksaveas] VM has to be RUNNING, POWEROFF or SUSPENDED to save disks."
-    )
+    assert one("one.vm.disksaveas", D, vid, 0, "x", "", -1)[1:3] == [
+        "[one.vm.disksaveas] VM has to be RUNNING, POWEROFF or SUSPENDED to save disks.",
+        8192,  # INTERNAL, as VirtualMachineAPI::disk_save_as answers
+    ]
     assert one("one.vm.action", D, "release", vid)[0]
     assert st(one, vid) == (3, 3)
     assert one("one.vm.disksnapshotcreate", D, vid, 5, "s")[1] == (
@@ -118,6 +119,45 @@ def test_hotplug_and_disks(one: One, sim) -> None:
     assert image_state(one, 0) == 1
     assert one("one.vm.detach", D, vid, 7)[2] == 2048
     assert one("one.vm.attach", D, vid, 'DISK=[IMAGE_ID="99"]')[1].endswith("does not exist")
+
+
+def test_disksaveas_as_oned_7_4(one: One, sim) -> None:
+    """VirtualMachineAPI::disk_save_as: state and disk before rights, INTERNAL refusals, the
+    new image's SAVED_* attributes, and every state oned saves from."""
+    A = sim.one_auth
+    vid = one("one.template.instantiate", D, 0, "", False, 'DISK=[IMAGE_ID="0"]', False)[1]
+    for disk, snap, msg in ((7, -1, "DISK does not exist."), (0, 3, "Snapshot does not exist.")):
+        assert one("one.vm.disksaveas", D, vid, disk, "x", "", snap)[1:3] == [
+            f"[one.vm.disksaveas] Cannot use DISK. {msg}",
+            8192,
+        ]
+    uid = one("one.user.allocate", A, "saver", "pw", "core", [1])[1]
+    assert one("one.vm.disksaveas", "saver:pw", vid, 0, "x", "", -1)[1:3] == [
+        f"[one.vm.disksaveas] User [{uid}] : Not authorized to perform MANAGE VM [{vid}].",
+        512,
+    ]
+    iid = one("one.vm.disksaveas", D, vid, 0, "saved-os", "", -1)[1]
+    assert st(one, vid) == (3, 3) and image_state(one, iid) == 1  # speed 0: done at once
+    xml = one("one.image.info", D, iid)[1]
+    for attr, value in (
+        ("SAVED_IMAGE_ID", "0"),
+        ("SAVED_DISK_ID", "0"),
+        ("SAVED_VM_ID", str(vid)),
+        ("SAVE_AS_HOT", "YES"),
+    ):
+        assert f"<{attr}><![CDATA[{value}]]></{attr}>" in xml, attr
+    assert "<TYPE>0</TYPE>" in xml  # the disk image's type (OS) when none is given
+    assert one("one.vm.disksaveas", D, vid, 0, "saved-os", "", -1)[1:3] == [
+        f"[one.vm.disksaveas] Error allocating a new image. NAME is already taken by IMAGE {iid}.",
+        16384,
+    ]
+    assert st(one, vid) == (3, 3)  # a refused save leaves the VM as it was
+    for action, state in (("undeploy", 9), ("stop", 4), ("suspend", 5), ("poweroff", 8)):
+        assert one("one.vm.action", D, action, vid)[0], action
+        assert one("one.vm.disksaveas", D, vid, 0, f"from-{action}", "DATABLOCK", -1)[0], action
+        assert st(one, vid) == (state, 0), action
+        assert one("one.vm.action", D, "resume", vid)[0], action
+    one("one.vm.action", D, "terminate-hard", vid)
 
 
 def test_image_rules(one: One, sim, tmp_path: Path) -> None:
