@@ -1,13 +1,18 @@
-"""RegisterImage: mark an existing OpenNebula image as an AMI (EC2_AMI="YES", merged)."""
+"""AMIs: RegisterImage marks an existing OpenNebula image as an AMI (EC2_AMI="YES", merged);
+CreateImage saves an instance's root disk (`one.vm.disksaveas`) as a new image and marks it."""
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
-from econe.errors import Ec2Error, invalid_value
+from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id
-from handlers.escaping import TemplateError, template_xml
+from handlers.escaping import TemplateError, storable, template_xml
+from handlers.tags import tag_attrs, tag_specs
+
+log = logging.getLogger("econe.handlers.images")
 
 _PLAIN = re.compile(r"[0-9]{1,10}")
 
@@ -71,3 +76,115 @@ def register_image(rt: Any) -> dict:
         errors={"NO_EXISTS": "InvalidAMIID.NotFound", "AUTHORIZATION": "UnauthorizedOperation"},
     )
     return {"ImageId": ami}
+
+
+def discard_image(rt: Any, image_id: int) -> None:
+    """Remove an image this request made and could not finish. One still being copied (LOCKED)
+    goes only with force, which oned grants with ADMIN rights only: the server admin does it."""
+    try:
+        rt.call("one.image.delete", image_id)
+        return
+    except Ec2Error:
+        pass
+    try:
+        rt.call("one.image.delete", image_id, True, admin=True)
+    except Ec2Error as exc:
+        log.error("image %s of a failed request is left behind: %s", image_id, exc.message)
+
+
+# EC2's AMI name rule; OpenNebula refuses some of these characters too (/ and '), and says so.
+_AMI_NAME = re.compile(r"[A-Za-z0-9()\[\] ./\-'@_]{3,128}")
+# OpenNebula states an instance's disk can be saved from: RUNNING, or STOPPED, SUSPENDED,
+# POWEROFF, UNDEPLOYED (VirtualMachine::set_saveas_state)
+_SAVABLE = {"4", "5", "8", "9"}
+
+
+def _instance_disk(rt: Any, raw: Any) -> tuple[int, int]:
+    """The VM number of InstanceId and the DISK_ID of its root disk (its first image disk)."""
+    if raw is None or raw == "":
+        raise missing_parameter("InstanceId")
+    number = parse_id("i", raw)
+    if number is None:
+        raise Ec2Error("InvalidInstanceID.Malformed", f"Invalid id: '{raw}' (expecting 'i-…')")
+    missing = Ec2Error("InvalidInstanceID.NotFound", f"The instance ID '{raw}' does not exist")
+    if number > MAX_ONE_ID:
+        raise missing
+    hidden = {"NO_EXISTS": missing.code, "AUTHORIZATION": missing.code}
+    try:
+        vm = rt.xml(rt.call("one.vm.info", number, errors=hidden))
+    except Ec2Error as exc:
+        if exc.code == missing.code:
+            raise missing from None
+        raise
+    state, lcm = vm.findtext("STATE"), vm.findtext("LCM_STATE")
+    if state == "6":
+        raise missing
+    if not (state == "3" and lcm == "3") and state not in _SAVABLE:
+        name = rt.view("instance", vm)["State"]["Name"]
+        raise Ec2Error(
+            "IncorrectInstanceState",
+            f"The instance '{raw}' is not in a state from which an image can be created ({name}).",
+        )
+    for disk in vm.iterfind("TEMPLATE/DISK"):
+        if disk.findtext("IMAGE_ID"):
+            return number, int(disk.findtext("DISK_ID"))
+    raise Ec2Error("IncorrectInstanceState", f"The instance '{raw}' has no disk to save.")
+
+
+def create_image(rt: Any) -> dict:
+    """A new AMI from the instance's root disk, pending while OpenNebula copies it, then
+    available. OpenNebula copies a running instance's disk as it is, and econe never reboots
+    the instance, whatever NoReboot says (Terraform sends false): stop it first for a
+    consistent image."""
+    body = rt.body
+    name = body.get("Name")
+    if not name:
+        raise missing_parameter("Name")
+    if not _AMI_NAME.fullmatch(str(name)):
+        raise Ec2Error(
+            "InvalidAMIName.Malformed",
+            "AMI names are 3 to 128 letters, digits, spaces and ( ) [ ] . / - ' @ _",
+        )
+    try:
+        description = storable(body.get("Description") or "", "Description")
+    except TemplateError as exc:
+        raise Ec2Error("InvalidParameterValue", str(exc)) from None
+    if len(description) > 255:
+        raise invalid_value("Description", description, "At most 255 characters.")
+    tags = tag_specs(body, "image")
+    vm_number, disk_id = _instance_disk(rt, body.get("InstanceId"))
+    try:
+        image_id = int(
+            rt.call(
+                "one.vm.disksaveas",
+                vm_number,
+                disk_id,
+                str(name),
+                "",
+                -1,
+                errors={
+                    "INTERNAL": "IncorrectInstanceState",  # its state changed meanwhile
+                    "ACTION": "ResourceLimitExceeded",  # "Not enough space in datastore"
+                    "QUOTA": "ResourceLimitExceeded",
+                    "NO_EXISTS": "InvalidInstanceID.NotFound",
+                    "AUTHORIZATION": "UnauthorizedOperation",
+                    "ALLOCATE": "InvalidAMIName.Malformed",
+                },
+            )
+        )
+    except Ec2Error as exc:
+        if "already taken" in exc.message:
+            raise Ec2Error(
+                "InvalidAMIName.Duplicate", f"AMI name {name} is already in use"
+            ) from None
+        raise
+    marks: list = [("EC2_AMI", "YES")]
+    if description:
+        marks.append(("DESCRIPTION", description))
+    marks += tag_attrs(tags)
+    try:
+        rt.call("one.image.update", image_id, template_xml(marks), 1)
+    except Ec2Error:
+        discard_image(rt, image_id)
+        raise
+    return {"ImageId": format_id("ami", image_id)}

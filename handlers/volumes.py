@@ -26,6 +26,7 @@ from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.filters import paginate
 from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id
 from handlers.escaping import Attr, TemplateError, element_attrs, storable, template_xml
+from handlers.images import discard_image
 from handlers.tags import tag_attrs, tag_specs
 from handlers.tokens import DIGEST, TOKEN, check_same_request, request_digest
 
@@ -224,20 +225,6 @@ def _persistent(rt: Any, image_id: int, element: etree._Element, flag: bool) -> 
         rt.call("one.image.persistent", image_id, flag)
 
 
-def _discard(rt: Any, image_id: int) -> None:
-    """Remove an image this request made and could not finish. One still being copied (LOCKED)
-    goes only with force, which oned grants with ADMIN rights only: the server admin does it."""
-    try:
-        rt.call("one.image.delete", image_id)
-        return
-    except Ec2Error:
-        pass
-    try:
-        rt.call("one.image.delete", image_id, True, admin=True)
-    except Ec2Error as exc:
-        log.error("image %s of a failed request is left behind: %s", image_id, exc.message)
-
-
 def create_volume(rt: Any) -> dict:
     body = rt.body
     _zone(rt)
@@ -281,7 +268,7 @@ def create_volume(rt: Any) -> dict:
             _replace_template(rt, new_id, element, marks)
             _persistent(rt, new_id, element, True)
         except Ec2Error:
-            _discard(rt, new_id)
+            discard_image(rt, new_id)
             raise
     else:
         if size is None:
@@ -450,6 +437,6 @@ def create_snapshot(rt: Any) -> dict:
         _replace_template(rt, new_id, element, marks)
         _persistent(rt, new_id, element, False)
     except Ec2Error:
-        _discard(rt, new_id)
+        discard_image(rt, new_id)
         raise
     return rt.view("snapshot", rt.xml(rt.call("one.image.info", new_id)))

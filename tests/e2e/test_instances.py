@@ -107,6 +107,30 @@ def test_status_checks_and_their_waiter(ec2, demo):
     ec2.terminate_instances(InstanceIds=[iid])
 
 
+def test_an_instance_saved_as_an_ami_and_launched_again(ec2):
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    wait_state(ec2, [iid], "running")
+    name = f"golden-{uuid.uuid4().hex[:8]}"
+    new = ec2.create_image(
+        InstanceId=iid,
+        Name=name,
+        Description="saved by the e2e test",
+        TagSpecifications=[{"ResourceType": "image", "Tags": [{"Key": "k", "Value": "v"}]}],
+    )["ImageId"]
+    ec2.get_waiter("image_available").wait(ImageIds=[new], WaiterConfig={"Delay": 1})
+    (image,) = ec2.describe_images(Owners=["self"], Filters=[{"Name": "name", "Values": [name]}])[
+        "Images"
+    ]
+    assert image["ImageId"] == new and image["Tags"] == [{"Key": "k", "Value": "v"}]
+    child = ec2.run_instances(ImageId=new, MinCount=1, MaxCount=1)["Instances"][0]
+    assert child["ImageId"] == new
+    with pytest.raises(ClientError) as exc:
+        ec2.create_image(InstanceId=iid, Name=name)
+    assert error_of(exc) == ("InvalidAMIName.Duplicate", 400)
+    ec2.terminate_instances(InstanceIds=[iid, child["InstanceId"]])
+
+
 def test_client_token_is_idempotent(ec2):
     ami = ec2.describe_images()["Images"][0]["ImageId"]
     token = str(uuid.uuid4())

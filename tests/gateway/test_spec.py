@@ -13,7 +13,7 @@ from openapi_spec_validator import validate
 from econe.spec import default_spec_path, load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
-SUPPORTED = """DescribeImages RegisterImage DeregisterImage RunInstances DescribeInstances
+SUPPORTED = """DescribeImages RegisterImage DeregisterImage CreateImage RunInstances DescribeInstances
 DescribeInstanceStatus
 TerminateInstances StartInstances StopInstances RebootInstances DescribeRegions
 DescribeAvailabilityZones DescribeAccountAttributes AllocateAddress DescribeAddresses

@@ -1,0 +1,114 @@
+"""CreateImage on a live onesim: the instance's root disk saved as a new AMI, the states it can
+be saved from, name rules, user isolation, and nothing left behind by a failure."""
+
+from __future__ import annotations
+
+import pytest
+from lxml import etree
+
+from econe.errors import Ec2Error
+from tests.engine.conftest import Sim, run
+from tests.engine.test_sim import launch, vm_number
+
+
+def image_names(sim: Sim) -> list[str]:
+    pool = etree.fromstring(sim.as_admin("one.imagepool.info", -2, -1, -1).encode())
+    return [i.findtext("NAME") for i in pool.iterfind("IMAGE")]
+
+
+def code_of(engine, body: dict, user: str = "demo") -> str:
+    with pytest.raises(Ec2Error) as err:
+        run(engine, "CreateImage", body, user=user)
+    return err.value.code
+
+
+@pytest.fixture
+def instance(engine) -> str:
+    (inst,) = launch(engine)["Instances"]
+    yield inst["InstanceId"]
+    run(engine, "TerminateInstances", {"InstanceId": [inst["InstanceId"]]}, user="demo")
+
+
+def test_an_instance_becomes_an_ami_its_owner_can_launch(sim: Sim, engine, instance) -> None:
+    body = {
+        "InstanceId": instance,
+        "Name": "web [v1] (built)",
+        "Description": "our web tier",
+        "NoReboot": False,
+        "TagSpecification": [{"ResourceType": "image", "Tag": [{"Key": "tier", "Value": "web"}]}],
+    }
+    ami = run(engine, "CreateImage", body, user="demo")["ImageId"]
+    image = etree.fromstring(sim.as_admin("one.image.info", int(ami[4:])).encode())
+    assert image.findtext("NAME") == "web [v1] (built)" and image.findtext("UNAME") == "demo"
+    assert image.findtext("TEMPLATE/EC2_AMI") == "YES"
+    assert image.findtext("TEMPLATE/SAVED_VM_ID") == str(vm_number(instance))
+    (described,) = run(engine, "DescribeImages", {"ImageId": [ami]}, user="demo")["Images"]
+    assert described["Name"] == "web [v1] (built)" and described["State"] == "available"
+    assert described["Description"] == "our web tier"
+    assert described["Tags"] == [{"Key": "tier", "Value": "web"}]
+    assert sim.vm(vm_number(instance)).findtext("STATE") == "3"  # never rebooted or stopped
+    (child,) = launch(engine, ImageId=ami)["Instances"]
+    assert child["ImageId"] == ami
+    run(engine, "TerminateInstances", {"InstanceId": [child["InstanceId"]]}, user="demo")
+    assert code_of(engine, {"InstanceId": instance, "Name": "web [v1] (built)"}) == (
+        "InvalidAMIName.Duplicate"
+    )
+
+
+def test_a_stopped_instance_can_be_saved_a_pending_one_cannot(sim: Sim, engine) -> None:
+    (inst,) = launch(engine)["Instances"]
+    iid = inst["InstanceId"]
+    run(engine, "StopInstances", {"InstanceId": [iid]}, user="demo")
+    assert run(engine, "CreateImage", {"InstanceId": iid, "Name": "from-stopped"}, user="demo")
+    run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
+    assert code_of(engine, {"InstanceId": iid, "Name": "from-terminated"}) == (
+        "InvalidInstanceID.NotFound"
+    )
+    sim.server.sim.speed = 0.5  # seconds per life-cycle step: the next one stays pending
+    try:
+        (slow,) = launch(engine)["Instances"]
+        assert code_of(engine, {"InstanceId": slow["InstanceId"], "Name": "too-early"}) == (
+            "IncorrectInstanceState"
+        )
+    finally:
+        sim.server.sim.speed = 0
+    assert "too-early" not in image_names(sim)
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"Name": "x" * 2}, "InvalidAMIName.Malformed"),
+        ({"Name": "semi;colon"}, "InvalidAMIName.Malformed"),
+        ({"Name": "a/b"}, "InvalidAMIName.Malformed"),  # EC2 allows it, OpenNebula does not
+        ({"Name": "fine", "InstanceId": "i-99999999"}, "InvalidInstanceID.NotFound"),
+        ({"Name": "fine", "InstanceId": "ami-00000000"}, "InvalidInstanceID.Malformed"),
+        (
+            {"Name": "fine", "TagSpecification": [{"ResourceType": "instance", "Tag": []}]},
+            "InvalidParameterValue",
+        ),
+    ],
+)
+def test_bad_requests_make_nothing(sim: Sim, engine, instance, body, code) -> None:
+    before = image_names(sim)
+    assert code_of(engine, {"InstanceId": instance, **body}) == code
+    assert image_names(sim) == before
+
+
+def test_other_users_instances_do_not_exist(sim: Sim, engine, instance) -> None:
+    sim.as_admin("one.user.allocate", "imagethief", "pw", "core", [1])
+    assert code_of(engine, {"InstanceId": instance, "Name": "stolen"}, user="imagethief") == (
+        "InvalidInstanceID.NotFound"
+    )
+    assert "stolen" not in image_names(sim)
+
+
+def test_failures_leave_no_image_behind(sim: Sim, engine, instance) -> None:
+    sim.as_admin("onesim.fault.set", "one.image.update", 0x2000, "disk full", 0, 1)
+    assert code_of(engine, {"InstanceId": instance, "Name": "half-made"}) == "InternalError"
+    assert "half-made" not in image_names(sim)
+    sim.as_admin(
+        "onesim.fault.set", "one.vm.disksaveas", 0x800, "Not enough space in datastore", 0, 1
+    )
+    assert code_of(engine, {"InstanceId": instance, "Name": "no-room"}) == ("ResourceLimitExceeded")
+    assert sim.vm(vm_number(instance)).findtext("LCM_STATE") == "3"
