@@ -127,6 +127,23 @@ def _run_register(ctx: Context, args: argparse.Namespace) -> None:
     ctx.emit(response, f"{response.get('ImageId', params.get('ImageLocation'))}\n")
 
 
+def _configure_create_image(p: argparse.ArgumentParser) -> None:
+    p.add_argument("instance", metavar="INSTANCE-ID", help="i-N: the instance whose disk to save")
+    p.add_argument("--name", required=True, help="name of the new AMI (unique among yours)")
+    p.add_argument("--description", help="description to store with the AMI")
+
+
+def _run_create_image(ctx: Context, args: argparse.Namespace) -> None:
+    params: dict[str, Any] = {
+        "InstanceId": normalize_id("i", args.instance),
+        "Name": args.name,
+    }
+    if args.description:
+        params["Description"] = args.description
+    response = ctx.call("create_image", **params)
+    ctx.emit(response, f"{response.get('ImageId')}\n")
+
+
 IMAGE_COLUMNS: list[Column] = [
     ("Owner", lambda i: i.get("ImageOwnerAlias") or i.get("OwnerId")),
     ("ImageId", field("ImageId")),
@@ -256,6 +273,13 @@ COMMANDS: list[Command] = [
         "make an uploaded image an AMI (RegisterImage)",
         _configure_register,
         _run_register,
+    ),
+    Command(
+        "create-image",
+        "save an instance's disk as a new AMI (CreateImage); prints its ami id",
+        _configure_create_image,
+        _run_create_image,
+        legacy=False,
     ),
     Command("describe-images", "list AMIs", ids("image", False), _run_describe_images),
     Command("run-instances", "start instances of an AMI", _configure_run, _run_run_instances),

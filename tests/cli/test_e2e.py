@@ -173,6 +173,20 @@ def test_instance_life_cycle(server):
     _wait(server, [instance], {"shutting-down", "terminated"})
 
 
+def test_create_image_from_an_instance(server):
+    ami = _first_ami(server)
+    instance = server.json("run-instances", ami)["Instances"][0]["InstanceId"]
+    _wait(server, [instance], {"running"})
+    out = server.ok("create-image", instance, "--name", "cli-saved", "--description", "d")
+    new = out.strip()
+    assert new.startswith("ami-") and new != ami
+    assert "cli-saved" in server.ok("describe-images", new)
+    proc = server.econe("create-image", instance, "--name", "cli-saved")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("econe: InvalidAMIName.Duplicate: ")
+    server.ok("terminate-instances", instance)
+
+
 def test_run_several_and_terminate_comma_separated(server):
     ami = _first_ami(server)
     data = server.json("run-instances", ami, "-n", "2")
