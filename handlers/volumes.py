@@ -147,12 +147,14 @@ def _attachments(rt: Any, volumes: list[dict]) -> None:
             vm = vms[vm_id]
             disk = _disk(vm, vol["_id"]) if vm is not None else None
             hotplug = vm is not None and vm.findtext("LCM_STATE") in ("17", "33", "34")
+            since = disk.findtext("EC2_ATTACH_TIME") if disk is not None else None
             out.append(
                 {
                     "VolumeId": vol["VolumeId"],
                     "InstanceId": format_id("i", vm_id),
                     "Device": "/dev/" + disk.findtext("TARGET") if disk is not None else None,
                     "State": "attaching" if hotplug else "attached",
+                    "AttachTime": int(since) if since and since.isdigit() else None,
                     "DeleteOnTermination": False,
                 }
             )
@@ -318,7 +320,10 @@ def attach_volume(rt: Any) -> dict:
         raise invalid_value(
             "Device", body["Device"], f"Attachment point {body['Device']} is already in use."
         )
-    disk = template_xml([("DISK", [("IMAGE_ID", str(vol["_id"])), ("TARGET", target)])])
+    now = rt.scope()["now"]
+    # The EC2_* marks stay on the VM's DISK: the instance's BlockDeviceMappings read them.
+    marks = [("EC2_VOLUME_ID", vol["VolumeId"]), ("EC2_ATTACH_TIME", str(now))]
+    disk = template_xml([("DISK", [("IMAGE_ID", str(vol["_id"])), ("TARGET", target), *marks])])
     rt.call(
         "one.vm.attach",
         vm_number,
@@ -335,7 +340,7 @@ def attach_volume(rt: Any) -> dict:
         "InstanceId": format_id("i", vm_number),
         "Device": f"/dev/{target}",
         "State": "attaching",
-        "AttachTime": rt.scope()["now"],
+        "AttachTime": now,
         "DeleteOnTermination": False,
     }
 

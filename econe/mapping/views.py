@@ -10,15 +10,23 @@ mappings/views/<name>.yaml:
       KeyName: USER_TEMPLATE/EC2_KEYNAME|TEMPLATE/CONTEXT/EC2_KEYNAME   # short form; `|` = first found
       Monitoring: {value: {State: disabled}}                           # a constant
       Public: {expr: "item._group_u == '1' or item._other_u == '1'"}   # Jinja over earlier fields
+      Volumes:                       # a list: one dict per matching element (here each DISK
+        path: TEMPLATE/DISK          # that has an EC2_VOLUME_ID), with fields read from it
+        having: EC2_VOLUME_ID
+        each: {VolumeId: EC2_VOLUME_ID, Device: TARGET}
 
 Types: str (default), int, float, bool (YES/TRUE/1), epoch (datetime UTC; 0 → absent),
 iso (ISO-8601 string), list (every match's text), tags (EC2_TAGS vectors → [{Key, Value}]).
+`prefix:` is text put before a non-empty str value (`/dev/` + TARGET);
 `default:` applies when the path is absent or empty; `or:` is another field spec tried when
 this one gives nothing; `if: PATH` + `then: SPEC` use SPEC instead when the plain path PATH has a
 value (e.g. a VM marked for termination shows `shutting-down`). An `expr` that does not read
 `item` is evaluated once per request. A path that is not a plain `A/B/C` is an XPath
 expression, precompiled. Tables are views/<table>.yaml with `entries` (keys joined with
 `.` for composite paths, tried longest first), optional `values` (entry → value) and `default`.
+`each:` (with a plain `path:`) makes a list of structures: the `each` fields form a view of their
+own, applied to every match of the path (relative paths; `having: PATH` keeps only the matches
+where that plain path has a value); it is `[]` when nothing matches.
 
 Each view compiles into one generated Python function (`View.code` holds its source), as
 econe/serialize.py does for output writers. Per element it walks the children once, in nested
@@ -43,7 +51,21 @@ from lxml import etree
 from econe.mapping.expr import Expressions
 
 _SIMPLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
-_FIELD_KEYS = {"path", "type", "default", "id", "table", "value", "expr", "or", "if", "then"}
+_FIELD_KEYS = {
+    "path",
+    "type",
+    "default",
+    "id",
+    "table",
+    "value",
+    "expr",
+    "or",
+    "if",
+    "then",
+    "each",
+    "having",
+    "prefix",
+}
 _TYPES = {"str", "int", "float", "bool", "epoch", "iso", "list", "tags"}
 # Each level of a plain path is a loop of the generated code; Python nests at most 20 blocks.
 _MAX_LEVELS = 16
@@ -114,9 +136,10 @@ _CONVERT = {
 
 # A field compiles first into a small tree of tuples, then into code:
 #   ("value", constant)              ("const", fn, default)  an expression without `item`
-#   ("expr", fn, default)            ("text", source, type, id prefix, default)
+#   ("expr", fn, default)            ("text", source, type, id prefix, default, text prefix)
 #   ("list", path, default)          ("tags", path, default)
 #   ("table", table, [source…])      ("or", spec, fallback)   ("if", path, then, otherwise)
+#   ("each", path, view, having)     a sub-view over every match (those with `having`)
 # A source is ("plain", [path, …]) (alternatives) or ("xpath", getter).
 Spec = tuple
 
@@ -175,6 +198,8 @@ class _Fields:
         path = fspec.get("path")
         if path is None:
             raise ValueError(f"{where}: needs one of path, value, expr")
+        if "each" in fspec or "having" in fspec:
+            return self._each(fspec, path, where)
         kind = fspec.get("type", "str")
         if kind not in _TYPES:
             raise ValueError(f"{where}: unknown type {kind!r}; one of {sorted(_TYPES)}")
@@ -191,7 +216,24 @@ class _Fields:
                 raise ValueError(f"{where}: list/tags need a plain A/B/C path")
             self._plain(path, self.lists, where)
             return (kind, path, default)
-        return ("text", self._source(path, where), kind, fspec.get("id"), default)
+        before = fspec.get("prefix")
+        if before is not None and (not isinstance(before, str) or kind != "str" or "id" in fspec):
+            raise ValueError(f"{where}: prefix is text put before a str value (not with id:)")
+        return ("text", self._source(path, where), kind, fspec.get("id"), default, before)
+
+    def _each(self, fspec: dict, path: Any, where: str) -> Spec:
+        having = fspec.get("having")
+        if not isinstance(path, str) or not _SIMPLE.fullmatch(path):
+            raise ValueError(f"{where}: each needs a plain A/B/C path")
+        if not isinstance(fspec.get("each"), dict):
+            raise ValueError(f"{where}: each needs fields (member: path or spec)")
+        if having is not None and not (isinstance(having, str) and _SIMPLE.fullmatch(having)):
+            raise ValueError(f"{where}: having takes a plain A/B/C path")
+        # With `having`, the walk collects the H children of the matches (none on most
+        # elements, so nearly free), and the view is applied to their parents.
+        self._plain(f"{path}/{having}" if having else path, self.lists, where)
+        sub = View(where, {"fields": fspec["each"]}, self.tables, self.exprs, f"{where}.each")
+        return ("each", path, sub, having)
 
     def _source(self, path: str, where: str) -> Spec:
         plain = _simple_paths(path)
@@ -371,6 +413,16 @@ class _Code:
         elif kind == "tags":
             items = f"l{self.list[spec[1]]}"
             out.append(f"{ind}{v} = _tags({items}) if {items} else []")
+        elif kind == "each":
+            path, sub, having = spec[1], self.const(spec[2].apply_all), spec[3]
+            if having is None:
+                items = f"l{self.list[path]}"
+            else:
+                found, items = f"l{self.list[f'{path}/{having}']}", self.temp()
+                out.append(
+                    f"{ind}{items} = [e.getparent() for e in {found} if e.text] if {found} else {found}"
+                )
+            out.append(f"{ind}{v} = {sub}({items}, scope) if {items} else []")
         elif kind == "table":
             self.lookup(spec[1], spec[2], v, out, ind)
         elif kind == "or":
@@ -384,9 +436,12 @@ class _Code:
             self.value(spec[3], v, out, ind + "    ")
 
     def convert(self, spec: Spec, v: str, out: list, ind: str) -> None:
-        _, source, kind, prefix, default = spec
+        _, source, kind, prefix, default, before = spec
         text, otherwise = self.text(source, out, ind), self.const(default)
         if not prefix and kind == "str":
+            if before:
+                out.append(f"{ind}{v} = {self.const(before)} + ({text}) if {text} else {otherwise}")
+                return
             out.append(f"{ind}{v} = {text} or {otherwise}")
             return
         if not text.isidentifier():  # alternatives: the first non-empty one

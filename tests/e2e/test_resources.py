@@ -150,6 +150,20 @@ def test_volume_life_cycle(ec2, demo, ami):
     wait_for(lambda: volume()["State"] == "in-use", what="volume in use")
     (attachment,) = volume()["Attachments"]
     assert attachment["InstanceId"] == iid and attachment["Device"] == "/dev/sdf"
+    assert attachment["AttachTime"] == att["AttachTime"]
+    (inst,) = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"]
+    assert inst["RootDeviceName"] == "/dev/sda"
+    assert inst["BlockDeviceMappings"] == [
+        {
+            "DeviceName": "/dev/sdf",
+            "Ebs": {
+                "VolumeId": vid,
+                "Status": "attached",
+                "AttachTime": att["AttachTime"],
+                "DeleteOnTermination": False,
+            },
+        }
+    ]
     with pytest.raises(ClientError) as err:
         ec2.delete_volume(VolumeId=vid)
     assert error_code(err) == "VolumeInUse"
@@ -170,6 +184,8 @@ def test_volume_life_cycle(ec2, demo, ami):
     assert det["State"] == "detaching" and det["InstanceId"] == iid
     wait_for(lambda: volume()["State"] == "available", what="volume detached")
     assert volume()["Attachments"] == []
+    (inst,) = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"]
+    assert inst["BlockDeviceMappings"] == []
 
     restored = ec2.create_volume(SnapshotId=sid, AvailabilityZone="opennebula")["VolumeId"]
     wait_for(

@@ -556,6 +556,8 @@ RUNNING_VM = {
     "Monitoring": {"State": "disabled"},
     "Architecture": "x86_64",
     "RootDeviceType": "ebs",
+    "RootDeviceName": "/dev/sda",
+    "BlockDeviceMappings": [],
     "VirtualizationType": "hvm",
     "ProductCodes": [],
     "Tags": [],
@@ -578,6 +580,7 @@ def test_shipped_instance_view(shipped) -> None:
         "_etime": 1795462195,
         "InstanceId": "i-00000000",
         "ImageId": None,  # no disk
+        "RootDeviceName": None,
         "State": {"Code": 48, "Name": "terminated"},
         "PrivateIpAddress": "192.0.2.10",
         "PrivateDnsName": "192.0.2.10",
@@ -625,6 +628,50 @@ def test_shipped_instance_view_with_ec2_attributes(shipped) -> None:
     }
 
 
+def test_attached_volumes_are_block_device_mappings(shipped) -> None:
+    """`each:` + `having:`: the DISKs AttachVolume marked, as EC2 BlockDeviceMappings."""
+    vm = golden_xml("one.vm.info.running.ok.xml")
+    tmpl = vm.find("TEMPLATE")
+    for target, marks in (
+        ("vdb", {}),
+        ("sdf", {"EC2_VOLUME_ID": "vol-00000007", "EC2_ATTACH_TIME": "1795462200"}),
+    ):
+        disk = etree.SubElement(tmpl, "DISK")
+        etree.SubElement(disk, "TARGET").text = target
+        for tag, text in marks.items():
+            etree.SubElement(disk, tag).text = text
+    view = shipped["instance"].apply(vm, scope())
+    assert view["RootDeviceName"] == "/dev/sda"  # still the first DISK
+    assert view["BlockDeviceMappings"] == [
+        {
+            "_volume": "vol-00000007",
+            "_attached": datetime(2026, 11, 23, 19, 30, tzinfo=UTC),
+            "DeviceName": "/dev/sdf",
+            "Ebs": {
+                "VolumeId": "vol-00000007",
+                "Status": "attached",
+                "AttachTime": datetime(2026, 11, 23, 19, 30, tzinfo=UTC),
+                "DeleteOnTermination": False,
+            },
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("field", "message"),
+    [
+        ({"path": "A/B[1]", "each": {"X": "Y"}}, "each needs a plain A/B/C path"),
+        ({"path": "A/B", "each": "Y"}, "each needs fields"),
+        ({"path": "A/B", "each": {"X": "Y"}, "having": "Z[1]"}, "having takes a plain"),
+        ({"path": "A/B", "each": {"X": {"bogus": 1}}}, "unknown key(s) ['bogus']"),
+        ({"path": "A", "prefix": "/dev/", "type": "int"}, "prefix is text put before"),
+    ],
+)
+def test_each_and_prefix_mistakes_are_load_errors(field, message) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        View("v", {"fields": {"F": field}}, {}, Expressions(), "views/v.yaml")
+
+
 def test_shipped_image_views(shipped) -> None:
     image = golden_xml("one.image.info.ok.xml")
     assert shipped["image"].apply(image, scope()) == {
@@ -646,7 +693,8 @@ def test_shipped_image_views(shipped) -> None:
         "Platform": None,
         "PlatformDetails": "Linux/UNIX",
         "RootDeviceType": "ebs",
-        "RootDeviceName": "/dev/sda1",
+        "_dev_prefix": "sd",
+        "RootDeviceName": "/dev/sda",
         "VirtualizationType": "hvm",
         "CreationDate": "2026-11-23T19:29:09.000Z",
         "Tags": [],
