@@ -11,6 +11,11 @@ small answer (up to INLINE_MAX bytes) is then read, viewed and rendered right th
 something on the way needs another oned call (a hook): then, as for every other action, the
 whole job runs in the engine's thread pool, where oned calls block (the answer received is
 reused, not asked for again).
+
+`DryRun=true`: the action runs as usual, every check included (ids, visibility, states), but
+with a client that answers DryRunOperation instead of sending the first oned call that would
+change something (handlers' scripts likewise); an action that changes nothing answers
+DryRunOperation at its end. So a dry run fails exactly where the real request would.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ from lxml import etree
 
 from econe.config import Config
 from econe.context import RequestContext
-from econe.errors import Ec2Error, missing_parameter
+from econe.errors import Ec2Error, dry_run_succeeded, missing_parameter
 from econe.mapping.expr import Expressions
 from econe.mapping.filters import compile_filters, paginate
 from econe.mapping.ids import MAX_ONE_ID, parse_id
@@ -92,8 +97,39 @@ def _internal_errors(action: str) -> Iterator[None]:
         ) from exc
 
 
+def reads_only(method: str) -> bool:
+    """Whether an oned method only reads (`*.info*`, the system's version and config)."""
+    return method.rpartition(".")[2].startswith("info") or method in (
+        "one.system.version",
+        "one.system.config",
+    )
+
+
+class DryRunClient:
+    """The oned client of a DryRun request: reads go through; a call that would change
+    something answers DryRunOperation instead of reaching oned."""
+
+    def __init__(self, client: Any):
+        self._client = client
+
+    def call(self, session: str, method: str, *args: Any) -> Any:
+        if not reads_only(method):
+            raise dry_run_succeeded()
+        return self._client.call(session, method, *args)
+
+    def call_xml(self, session: str, method: str, *args: Any, **kw: Any) -> Any:
+        if not reads_only(method):
+            raise dry_run_succeeded()
+        call_xml = getattr(self._client, "call_xml", None)
+        if call_xml is None:
+            return self._client.call(session, method, *args)
+        return call_xml(session, method, *args, **kw)
+
+
 class Runtime:
-    """One request's view of the engine; handlers receive it (`handler(rt) -> dict`)."""
+    """One request's view of the engine; handlers receive it (`handler(rt) -> dict`).
+    Handlers call oned through `rt.call` or `rt.one` (never `rt.engine.one`), and check
+    `rt.dry_run` before anything else that changes the world (a script)."""
 
     def __init__(
         self,
@@ -111,6 +147,8 @@ class Runtime:
         self.principal = ctx.principal
         self._session: str | None = None
         self._answered = answered  # a call's answer received beforehand (OneClient.answered)
+        self.dry_run = body.get("DryRun") is True
+        self.one: Any = DryRunClient(engine.one) if self.dry_run else engine.one
 
     # -- OpenNebula --------------------------------------------------------------------------
     @property
@@ -134,9 +172,7 @@ class Runtime:
         """One blocking oned call (handlers run in the engine's thread pool already)."""
         table = {k: (v, None) for k, v in (errors or {}).items()}
         session = self.admin_session() if admin else self.session
-        return call_one(
-            self.engine.one, session, method, list(args), table, {}, not_found, resource
-        )
+        return call_one(self.one, session, method, list(args), table, {}, not_found, resource)
 
     def run_call(
         self,
@@ -150,7 +186,7 @@ class Runtime:
         `pool`, as a list of roots: see OneClient.call_xml)."""
         session = self.admin_session() if call.admin else self.session
         args = call.args(scope)
-        client = self.engine.one
+        client = self.one
         if self._answered is not None and self._answered.answers(call.method, args):
             client, self._answered = self._answered, None  # used once
         return call_one(
@@ -309,7 +345,10 @@ class Engine:
         rt = Runtime(self, m, body, ctx, answered)
         finish = strip_hidden if strip else _unchanged
         if m.handler is not None:
-            return finish(m.handler(rt) or {})
+            result = m.handler(rt) or {}
+            if rt.dry_run:  # it changed nothing (or the client would have said so)
+                raise dry_run_succeeded()
+            return finish(result)
         scope = rt.scope()
         requested = as_list(body.get(m.by_id.param)) if m.by_id else []
         page = m.paginate
@@ -343,6 +382,8 @@ class Engine:
             items, next_token = paginate(
                 items, body.get(page.max_results), body.get(page.token), page.key, page.lo, page.hi
             )
+        if rt.dry_run and not m.each:
+            raise dry_run_succeeded()  # read only: every check passed
         changes = self._act(rt, m, items, scope) if m.each else []
         for hook in m.after:  # code for what the items need afterwards (edits them in place)
             hook(rt, items, changes)
@@ -411,7 +452,7 @@ class Engine:
         id_scope = {**scope, "id": number}
         session = rt.admin_session() if b.call.admin else rt.session
         try:
-            result = rt.engine.one.call(session, b.call.method, *b.call.args(id_scope))
+            result = rt.one.call(session, b.call.method, *b.call.args(id_scope))
         except OneUnavailable as exc:
             raise Ec2Error("Unavailable", "OpenNebula is not reachable; try again later") from exc
         except OneError as exc:
@@ -443,6 +484,8 @@ class Engine:
                 if m.each.refuse(s):
                     refusal = OneError(ACTION, "not in this state", m.each.call.method)
                     raise map_error(refusal, m.each.call.errors, s, not_found, "")
+        if rt.dry_run:
+            raise dry_run_succeeded()  # every id and state checked; nothing is changed
         changes = []
         for item in items:
             number = item.get("_id")

@@ -56,3 +56,8 @@ def missing_parameter(name: str) -> Ec2Error:
 def invalid_value(name: str, value: object, why: str = "") -> Ec2Error:
     text = f"Value ({value}) for parameter {name} is invalid."
     return Ec2Error("InvalidParameterValue", f"{text} {why}".strip())
+
+
+def dry_run_succeeded() -> Ec2Error:
+    """What EC2 answers to a `DryRun=true` request that would have succeeded."""
+    return Ec2Error("DryRunOperation", "Request would have succeeded, but DryRun flag is set.")

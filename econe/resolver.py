@@ -2,9 +2,8 @@
 
 Every operation (operationId = EC2 action) resolves to an `Ec2Operation`: an ASGI endpoint that
 Connexion's routing and request-validation middlewares hand each request to. It checks that
-the front rewrote the request (private marker), answers `DryRunOperation` (412) for
-`DryRun=true` once authentication and validation have passed, then calls
-`engine.run(action, body, ctx, render=…)` — the engine runs the action's mapping or a named
+the front rewrote the request (private marker), then calls
+`engine.run(action, body, ctx, render=…)` (which answers `DryRun=true` after its checks) — the engine runs the action's mapping or a named
 handler from `handlers/` and renders the result dict as EC2 XML with the serializer.
 
 `Ec2Operations` takes the place of Connexion's AsyncApp framework layer (a second router and a
@@ -69,11 +68,8 @@ async def _json_body(receive: Any) -> dict:
 async def run_action(
     state: GatewayState, action: str, body: dict[str, Any], ctx: RequestContext
 ) -> bytes:
-    """DryRun check, then the engine, which renders the result as EC2 XML in its worker
-    thread; the engine raises Ec2Error for every failure."""
-    act = state.spec.action(action)
-    if act is not None and act.has_dry_run and body.get("DryRun") is True:
-        raise Ec2Error("DryRunOperation", "Request would have succeeded, but DryRun flag is set.")
+    """The engine, which renders the result as EC2 XML in its worker thread (and answers
+    DryRun requests after their checks); it raises Ec2Error for every failure."""
     engine = state.engine
     if engine is None:
         raise Ec2Error("Unavailable", "The service is starting; try again.")

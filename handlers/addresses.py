@@ -45,7 +45,7 @@ from typing import Any
 from lxml import etree
 
 from econe.context import Principal, RequestContext
-from econe.errors import Ec2Error, missing_parameter
+from econe.errors import Ec2Error, dry_run_succeeded, missing_parameter
 from econe.mapping.filters import compile_filters
 from econe.mapping.ids import MAX_ONE_ID, parse_id
 from econe.one.client import AUTHORIZATION, INTERNAL, NO_EXISTS, OneError, OneUnavailable
@@ -176,7 +176,7 @@ def vnet_id(rt: Any) -> int:
 def _admin(rt: Any, method: str, *args: Any) -> Any:
     """One oned call as the server admin; OneError propagates for the caller to judge."""
     try:
-        return rt.engine.one.call(rt.admin_session(), method, *args)
+        return rt.one.call(rt.admin_session(), method, *args)
     except OneUnavailable as exc:
         raise Ec2Error("Unavailable", "OpenNebula is not reachable; try again later") from exc
 
@@ -369,6 +369,8 @@ def _network_for(vnet_xml: str, ip: str) -> bytes:
 def _associate(rt: Any, ip: str, private_ip: str, vnet_xml: str) -> None:
     configured = rt.config.associate_script
     _require_configured(configured, ":associate_script")
+    if rt.dry_run:
+        raise dry_run_succeeded()
     blob = base64.b64encode(_network_for(vnet_xml, ip)).decode("ascii")
     try:
         run_script(
@@ -385,6 +387,8 @@ def _associate(rt: Any, ip: str, private_ip: str, vnet_xml: str) -> None:
 def _disassociate(rt: Any, ip: str) -> None:
     configured = rt.config.disassociate_script
     _require_configured(configured, ":disassociate_script")
+    if rt.dry_run:
+        raise dry_run_succeeded()
     try:
         run_script(
             configured,
@@ -520,7 +524,7 @@ def _instance(rt: Any, instance_id: Any) -> tuple[int, etree._Element]:
     if number > MAX_ONE_ID:
         raise not_found
     try:
-        xml = rt.engine.one.call(rt.session, "one.vm.info", number)
+        xml = rt.one.call(rt.session, "one.vm.info", number)
     except OneUnavailable as exc:
         raise Ec2Error("Unavailable", "OpenNebula is not reachable; try again later") from exc
     except OneError as exc:

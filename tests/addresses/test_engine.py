@@ -197,6 +197,33 @@ def test_concurrent_allocations_in_one_gateway(sim: Sim) -> None:
     assert sorted(a["PublicIp"] for a in listed) == sorted(won)
 
 
+def test_dry_runs_hold_nothing_and_run_no_script(sim: Sim, eng: Engine, eip_log: Path) -> None:
+    def dry(action: str, body: dict) -> str:
+        with pytest.raises(Ec2Error) as err:
+            run(sim, eng, action, {**body, "DryRun": True})
+        return err.value.code
+
+    before = etree.tostring(sim.vnet())
+    assert dry("AllocateAddress", {}) == "DryRunOperation"
+    assert etree.tostring(sim.vnet()) == before  # no lease held
+    a = run(sim, eng, "AllocateAddress")
+    vm = sim.vm()
+    body = {"PublicIp": a["PublicIp"], "InstanceId": f"i-{vm}"}
+    assert dry("AssociateAddress", body) == "DryRunOperation"
+    assert dry("AssociateAddress", {**body, "InstanceId": "i-99999999"}) == (
+        "InvalidInstanceID.NotFound"
+    )
+    assert calls(eip_log) == []  # the associate script did not run
+    run(sim, eng, "AssociateAddress", body)
+    assert dry("DisassociateAddress", {"PublicIp": a["PublicIp"]}) == "DryRunOperation"
+    assert dry("ReleaseAddress", {"AllocationId": a["AllocationId"]}) == "DryRunOperation"
+    assert len(calls(eip_log)) == 1  # only the real association's script
+    (listed,) = run(sim, eng, "DescribeAddresses", {"PublicIp": [a["PublicIp"]]})["Addresses"]
+    assert listed["InstanceId"] == f"i-{vm:08d}"
+    run(sim, eng, "DisassociateAddress", {"PublicIp": a["PublicIp"]})
+    run(sim, eng, "ReleaseAddress", {"AllocationId": a["AllocationId"]})
+
+
 def test_associate_move_disassociate_with_recorded_scripts(
     sim: Sim, eng: Engine, eip_log: Path
 ) -> None:

@@ -131,6 +131,31 @@ def test_an_instance_saved_as_an_ami_and_launched_again(ec2):
     ec2.terminate_instances(InstanceIds=[iid, child["InstanceId"]])
 
 
+def test_dry_runs_check_like_the_real_request(ec2):
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    wait_state(ec2, [iid], "running")
+    for call, code, status in (
+        (lambda: ec2.stop_instances(InstanceIds=[iid], DryRun=True), "DryRunOperation", 412),
+        (
+            lambda: ec2.stop_instances(InstanceIds=["i-09999999"], DryRun=True),
+            "InvalidInstanceID.NotFound",
+            400,
+        ),
+        (
+            lambda: ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, DryRun=True),
+            "DryRunOperation",
+            412,
+        ),
+    ):
+        with pytest.raises(ClientError) as exc:
+            call()
+        assert error_of(exc) == (code, status)
+    (inst,) = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"]
+    assert inst["State"]["Name"] == "running"
+    ec2.terminate_instances(InstanceIds=[iid])
+
+
 def test_client_token_is_idempotent(ec2):
     ami = ec2.describe_images()["Images"][0]["ImageId"]
     token = str(uuid.uuid4())

@@ -124,17 +124,6 @@ def test_request_ids_are_fresh_uuids_also_on_errors(client):
             400,
             "InvalidParameterValue",
         ),
-        (
-            {
-                "Action": "RunInstances",
-                "ImageId": "ami-1",
-                "MinCount": "1",
-                "MaxCount": "1",
-                "DryRun": "true",
-            },
-            412,
-            "DryRunOperation",
-        ),
     ],
 )
 def test_error_paths_are_ec2_xml_botocore_parses(client, engine, data, status, code):
