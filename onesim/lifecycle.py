@@ -212,6 +212,7 @@ def finish(sim: Sim, vm: dict) -> None:
 def _image_step(sim: Sim, img: dict, step: str) -> None:
     if step == "ready" and img["state"] in (4, 9, 10):
         refs.image_ready(img)
+        T.remove(img["template"], "SAVE_AS_HOT")  # Image::clear_saving once saved
         img["source"] = img["source"] or "dummy_path"
         img["format"] = img["format"] or ("raw" if img["type"] == 2 else "dummy_format")
         if img.get("cloning_id", -1) >= 0:  # release_cloning_image on the source
@@ -363,6 +364,17 @@ HOTPLUG_LCM = {
 # refusal is INTERNAL, not ACTION (VirtualMachine::set_saveas_state)
 HOTPLUG_MORE = {"saveas": {9: 67, 4: 68}}  # UNDEPLOYED, STOPPED
 HOTPLUG_INTERNAL = frozenset({"saveas"})
+
+
+SAVEAS_LCM = frozenset({26, 27, 28, 67, 68})  # HOTPLUG_SAVEAS*
+
+
+def clear_saveas(vm: dict) -> None:
+    """VirtualMachine::clear_saveas_state: back to the state the save started from, now."""
+    if vm["state"] == 3 and vm["lcm_state"] in SAVEAS_LCM:
+        back = vm.pop("back", [3, 3])
+        _set(vm, back[0], back[1])
+        vm["steps"] = [s for s in vm.get("steps", []) if s[1] != "back"]
 
 
 def hotplug(sim: Sim, vm: dict, op: str, check: bool = False) -> None:

@@ -6,7 +6,7 @@ import math
 import os
 from typing import TYPE_CHECKING
 
-from .. import docs, errors, refs
+from .. import docs, errors, lifecycle, refs
 from .. import template as T
 from ..core import method
 from ..perms import DEFAULT_PERMS, authorize
@@ -41,6 +41,13 @@ def _size_of(path: str) -> int:
     return max(1, math.ceil(os.path.getsize(path) / (1024 * 1024)))
 
 
+def check_space(sim: Sim, ds: dict, size: int) -> None:
+    """The datastore's capacity (DATASTORE_CAPACITY_CHECK = yes, oned's default)."""
+    used = sum(i["size"] for i in sim.store.all("image") if i["ds_id"] == ds["id"])
+    if size > max(ds["total_mb"] - used, 0):
+        raise errors.action("Not enough space in datastore")
+
+
 def new_image(sim: Sim, caller: Caller, tmpl: list, ds_id: int, from_vm: bool = False) -> int:
     ds = sim.get("datastore", ds_id)
     authorize(caller, ds, "datastore", "USE", sim.acls)
@@ -64,10 +71,7 @@ def new_image(sim: Sim, caller: Caller, tmpl: list, ds_id: int, from_vm: bool = 
                 "Cannot parse image SIZE: Wrong number or missing SIZE attribute."
             )
         size = max(size, 0)
-    # ImageAPI: the datastore's capacity (DATASTORE_CAPACITY_CHECK = yes, oned's default)
-    used = sum(i["size"] for i in sim.store.all("image") if i["ds_id"] == ds["id"])
-    if size > max(ds["total_mb"] - used, 0):
-        raise errors.action("Not enough space in datastore")
+    check_space(sim, ds, size)
     name = T.get(tmpl, "NAME") or ""
     bad = name_error(name)
     if bad:
@@ -160,6 +164,12 @@ def delete(sim: Sim, caller: Caller, iid: int, force: bool = False) -> int:
         raise errors.action(f"Cannot delete image. There are {len(img['vms'])} VMs using it.")
     if img.get("cloning_id", -1) >= 0:
         refs.release_clone(sim, img["cloning_id"], img["id"])
+    if img["state"] == 4 and T.get(img["template"], "SAVE_AS_HOT") == "YES":
+        # ImageManager::delete_image: the VM whose disk was being saved is released at once
+        saving = sim.store.get("vm", int(T.get(img["template"], "SAVED_VM_ID") or -1))
+        if saving is not None:
+            lifecycle.clear_saveas(saving)
+            sim.store.put("vm", saving)
     img["state"] = img["prev_state"] = 7
     sim.schedule("image", img, "delete")
     sim.store.put("image", img)

@@ -226,7 +226,7 @@ def disksaveas(
     """VirtualMachineAPI::disk_save_as (7.4): the VM's state and disk are checked before the
     caller's rights (oned enters the saveas state first and clears it on any failure), so a
     wrong state or disk is INTERNAL even for a VM the caller may not manage."""
-    from .image import new_image
+    from .image import check_space, new_image
 
     vm = sim.get("vm", vid)
     lifecycle.hotplug(sim, vm, "saveas", check=True)
@@ -245,6 +245,7 @@ def disksaveas(
     if src["type"] in _UNSAVABLE:
         raise errors.internal(f"Cannot save an image of type {refs.TYPE_NAMES[src['type']]}")
     size = int(T.vget(disks[0], "SIZE", "0") or 0)
+    check_space(sim, sim.get("datastore", src["ds_id"]), size)  # before the caller's rights
     tmpl = [
         ["NAME", name],
         ["SIZE", str(size)],

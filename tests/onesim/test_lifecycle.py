@@ -139,23 +139,33 @@ def test_disksaveas_as_oned_7_4(one: One, sim) -> None:
     iid = one("one.vm.disksaveas", D, vid, 0, "saved-os", "", -1)[1]
     assert st(one, vid) == (3, 3) and image_state(one, iid) == 1  # speed 0: done at once
     xml = one("one.image.info", D, iid)[1]
-    for attr, value in (
-        ("SAVED_IMAGE_ID", "0"),
-        ("SAVED_DISK_ID", "0"),
-        ("SAVED_VM_ID", str(vid)),
-        ("SAVE_AS_HOT", "YES"),
-    ):
+    for attr, value in (("SAVED_IMAGE_ID", "0"), ("SAVED_DISK_ID", "0"), ("SAVED_VM_ID", str(vid))):
         assert f"<{attr}><![CDATA[{value}]]></{attr}>" in xml, attr
+    assert "SAVE_AS_HOT" not in xml  # Image::clear_saving once the copy is done
     assert "<TYPE>0</TYPE>" in xml  # the disk image's type (OS) when none is given
     assert one("one.vm.disksaveas", D, vid, 0, "saved-os", "", -1)[1:3] == [
         f"[one.vm.disksaveas] Error allocating a new image. NAME is already taken by IMAGE {iid}.",
         16384,
     ]
     assert st(one, vid) == (3, 3)  # a refused save leaves the VM as it was
-    for action, state in (("undeploy", 9), ("stop", 4), ("suspend", 5), ("poweroff", 8)):
+    for action, state, saving in (
+        ("undeploy", 9, 67),
+        ("stop", 4, 68),
+        ("suspend", 5, 28),
+        ("poweroff", 8, 27),
+    ):
         assert one("one.vm.action", D, action, vid)[0], action
-        assert one("one.vm.disksaveas", D, vid, 0, f"from-{action}", "DATABLOCK", -1)[0], action
-        assert st(one, vid) == (state, 0), action
+        sim.sim.speed = 60  # seconds per step: the save stays in progress
+        try:
+            iid = one("one.vm.disksaveas", D, vid, 0, f"from-{action}", "DATABLOCK", -1)[1]
+            assert st(one, vid) == (3, saving), action
+            assert image_state(one, iid) == 4  # LOCKED while copied
+            assert "<SAVE_AS_HOT><![CDATA[YES]]>" in one("one.image.info", D, iid)[1]
+            # ImageManager::delete_image releases the VM being saved at once
+            assert one("one.image.delete", A, iid, True)[0], action
+            assert st(one, vid) == (state, 0), action
+        finally:
+            sim.sim.speed = 0
         assert one("one.vm.action", D, "resume", vid)[0], action
     one("one.vm.action", D, "terminate-hard", vid)
 
