@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from typing import Any
 
 from econe.errors import Ec2Error, invalid_value, missing_parameter
@@ -131,6 +132,46 @@ def _instance_disk(rt: Any, raw: Any) -> tuple[int, int]:
     raise Ec2Error("IncorrectInstanceState", f"The instance '{raw}' has no disk to save.")
 
 
+_SAVEAS_ERRORS = {
+    "INTERNAL": "IncorrectInstanceState",  # its state changed meanwhile
+    "ACTION": "ResourceLimitExceeded",  # "Not enough space in datastore"
+    "QUOTA": "ResourceLimitExceeded",
+    "NO_EXISTS": "InvalidInstanceID.NotFound",
+    "AUTHORIZATION": "UnauthorizedOperation",
+    "ALLOCATE": "InvalidAMIName.Malformed",  # a name OpenNebula refuses (/ and ')
+}
+
+
+def _my_images(rt: Any) -> list[dict]:
+    pool = rt.xml(rt.call("one.imagepool.info", -3, -1, -1))
+    return [{**rt.view("image", i), "_element": i} for i in pool.iterfind("IMAGE")]
+
+
+def _save_disk(rt: Any, vm_number: int, disk_id: int, name: str) -> int:
+    """one.vm.disksaveas into a new image named `name`, or, when an image of the user that is
+    no AMI holds that name (a deregistered AMI: EC2 lets its name be used again), named
+    `name-<random>`: the AMI name is kept in EC2_AMI_NAME either way."""
+    duplicate = Ec2Error("InvalidAMIName.Duplicate", f"AMI name {name} is already in use")
+    # an image in a hidden state (being deleted, disabled) is no AMI DescribeImages shows
+    if any(i.get("_ami") and i.get("State") and i.get("Name") == name for i in _my_images(rt)):
+        raise duplicate
+    try:
+        return int(
+            rt.call("one.vm.disksaveas", vm_number, disk_id, name, "", -1, errors=_SAVEAS_ERRORS)
+        )
+    except Ec2Error as exc:
+        if "already taken" not in exc.message:
+            raise
+    holder = next((i for i in _my_images(rt) if i["_element"].findtext("NAME") == name), None)
+    saving = holder is not None and holder["_element"].findtext("TEMPLATE/SAVE_AS_HOT") == "YES"
+    if holder is not None and holder.get("State") and (holder.get("_ami") or saving):
+        raise duplicate  # an AMI, or one being made by a request like this one
+    unique = f"{name[:119]}-{uuid.uuid4().hex[:8]}"
+    return int(
+        rt.call("one.vm.disksaveas", vm_number, disk_id, unique, "", -1, errors=_SAVEAS_ERRORS)
+    )
+
+
 def create_image(rt: Any) -> dict:
     """A new AMI from the instance's root disk, pending while OpenNebula copies it, then
     available. OpenNebula copies a running instance's disk as it is, and econe never reboots
@@ -140,7 +181,8 @@ def create_image(rt: Any) -> dict:
     name = body.get("Name")
     if not name:
         raise missing_parameter("Name")
-    if not _AMI_NAME.fullmatch(str(name)):
+    name = str(name)
+    if not _AMI_NAME.fullmatch(name):
         raise Ec2Error(
             "InvalidAMIName.Malformed",
             "AMI names are 3 to 128 letters, digits, spaces and ( ) [ ] . / - ' @ _",
@@ -151,34 +193,11 @@ def create_image(rt: Any) -> dict:
         raise Ec2Error("InvalidParameterValue", str(exc)) from None
     if len(description) > 255:
         raise invalid_value("Description", description, "At most 255 characters.")
-    tags = tag_specs(body, "image")
+    # snapshot tags are EC2's for the snapshots behind an AMI; econe makes none to tag
+    tags = tag_specs(body, "image", ignored=("snapshot",))
     vm_number, disk_id = _instance_disk(rt, body.get("InstanceId"))
-    try:
-        image_id = int(
-            rt.call(
-                "one.vm.disksaveas",
-                vm_number,
-                disk_id,
-                str(name),
-                "",
-                -1,
-                errors={
-                    "INTERNAL": "IncorrectInstanceState",  # its state changed meanwhile
-                    "ACTION": "ResourceLimitExceeded",  # "Not enough space in datastore"
-                    "QUOTA": "ResourceLimitExceeded",
-                    "NO_EXISTS": "InvalidInstanceID.NotFound",
-                    "AUTHORIZATION": "UnauthorizedOperation",
-                    "ALLOCATE": "InvalidAMIName.Malformed",
-                },
-            )
-        )
-    except Ec2Error as exc:
-        if "already taken" in exc.message:
-            raise Ec2Error(
-                "InvalidAMIName.Duplicate", f"AMI name {name} is already in use"
-            ) from None
-        raise
-    marks: list = [("EC2_AMI", "YES")]
+    image_id = _save_disk(rt, vm_number, disk_id, name)
+    marks: list = [("EC2_AMI", "YES"), ("EC2_AMI_NAME", name)]
     if description:
         marks.append(("DESCRIPTION", description))
     marks += tag_attrs(tags)

@@ -71,11 +71,16 @@ def check_tag(key: Any, value: Any) -> tuple[str, str]:
     return key, value
 
 
-def tag_specs(body: dict, resource_type: str) -> list[tuple[str, str]]:
-    """TagSpecification.N entries for `resource_type`, validated (for Create* actions)."""
+def tag_specs(
+    body: dict, resource_type: str, ignored: tuple[str, ...] = ()
+) -> list[tuple[str, str]]:
+    """TagSpecification.N entries for `resource_type`, validated (for Create* actions). Those
+    for an `ignored` type are validated too, then left out (what EC2 would tag that econe
+    does not make)."""
     tags: dict[str, str] = {}
     for spec in body.get("TagSpecification") or []:
-        if (spec.get("ResourceType") or resource_type) != resource_type:
+        kind = spec.get("ResourceType") or resource_type
+        if kind != resource_type and kind not in ignored:
             raise invalid_value(
                 "TagSpecification.ResourceType",
                 spec.get("ResourceType"),
@@ -83,7 +88,8 @@ def tag_specs(body: dict, resource_type: str) -> list[tuple[str, str]]:
             )
         for tag in spec.get("Tag") or spec.get("Tags") or []:
             key, value = check_tag(tag.get("Key"), tag.get("Value"))
-            tags[key] = value
+            if kind == resource_type:
+                tags[key] = value
     if len(tags) > MAX_TAGS:
         raise Ec2Error("TagLimitExceeded", f"A resource can have at most {MAX_TAGS} tags")
     return list(tags.items())

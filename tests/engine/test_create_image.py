@@ -12,8 +12,9 @@ from tests.engine.test_sim import launch, vm_number
 
 
 def image_names(sim: Sim) -> list[str]:
+    """The images in OpenNebula, but those deleted and on their way out (DELETE)."""
     pool = etree.fromstring(sim.as_admin("one.imagepool.info", -2, -1, -1).encode())
-    return [i.findtext("NAME") for i in pool.iterfind("IMAGE")]
+    return [i.findtext("NAME") for i in pool.iterfind("IMAGE") if i.findtext("STATE") != "7"]
 
 
 def code_of(engine, body: dict, user: str = "demo") -> str:
@@ -35,7 +36,10 @@ def test_an_instance_becomes_an_ami_its_owner_can_launch(sim: Sim, engine, insta
         "Name": "web [v1] (built)",
         "Description": "our web tier",
         "NoReboot": False,
-        "TagSpecification": [{"ResourceType": "image", "Tag": [{"Key": "tier", "Value": "web"}]}],
+        "TagSpecification": [
+            {"ResourceType": "image", "Tag": [{"Key": "tier", "Value": "web"}]},
+            {"ResourceType": "snapshot", "Tag": [{"Key": "of", "Value": "snapshots"}]},
+        ],
     }
     ami = run(engine, "CreateImage", body, user="demo")["ImageId"]
     image = etree.fromstring(sim.as_admin("one.image.info", int(ami[4:])).encode())
@@ -46,7 +50,8 @@ def test_an_instance_becomes_an_ami_its_owner_can_launch(sim: Sim, engine, insta
     assert described["Name"] == "web [v1] (built)" and described["State"] == "available"
     assert described["Description"] == "our web tier"
     assert described["Tags"] == [{"Key": "tier", "Value": "web"}]
-    assert sim.vm(vm_number(instance)).findtext("STATE") == "3"  # never rebooted or stopped
+    vm = sim.vm(vm_number(instance))
+    assert (vm.findtext("STATE"), vm.findtext("LCM_STATE")) == ("3", "3")  # still running
     (child,) = launch(engine, ImageId=ami)["Instances"]
     assert child["ImageId"] == ami
     run(engine, "TerminateInstances", {"InstanceId": [child["InstanceId"]]}, user="demo")
@@ -103,12 +108,46 @@ def test_other_users_instances_do_not_exist(sim: Sim, engine, instance) -> None:
     assert "stolen" not in image_names(sim)
 
 
+def test_a_deregistered_amis_name_can_be_used_again(sim: Sim, engine, instance) -> None:
+    body = {"InstanceId": instance, "Name": "nightly"}
+    first = run(engine, "CreateImage", body, user="demo")["ImageId"]
+    run(engine, "DeregisterImage", {"ImageId": first}, user="demo")
+    second = run(engine, "CreateImage", body, user="demo")["ImageId"]
+    assert second != first
+    (image,) = run(engine, "DescribeImages", {"ImageId": [second]}, user="demo")["Images"]
+    assert image["Name"] == "nightly"  # the OpenNebula image is nightly-<random>
+    assert code_of(engine, body) == "InvalidAMIName.Duplicate"
+    # a plain OpenNebula image of the user's with that name is no AMI either
+    sim.client.call(
+        "demo:demo", "one.image.allocate", 'NAME="plain"\nTYPE="DATABLOCK"\nSIZE="1"', 1
+    )
+    ami = run(engine, "CreateImage", {**body, "Name": "plain"}, user="demo")["ImageId"]
+    assert run(engine, "DescribeImages", {"ImageId": [ami]}, user="demo")["Images"][0]["Name"] == (
+        "plain"
+    )
+
+
 def test_failures_leave_no_image_behind(sim: Sim, engine, instance) -> None:
-    sim.as_admin("onesim.fault.set", "one.image.update", 0x2000, "disk full", 0, 1)
-    assert code_of(engine, {"InstanceId": instance, "Name": "half-made"}) == "InternalError"
-    assert "half-made" not in image_names(sim)
+    vm_id = vm_number(instance)
     sim.as_admin(
         "onesim.fault.set", "one.vm.disksaveas", 0x800, "Not enough space in datastore", 0, 1
     )
-    assert code_of(engine, {"InstanceId": instance, "Name": "no-room"}) == ("ResourceLimitExceeded")
-    assert sim.vm(vm_number(instance)).findtext("LCM_STATE") == "3"
+    assert code_of(engine, {"InstanceId": instance, "Name": "no-room"}) == "ResourceLimitExceeded"
+    (other,) = launch(engine)["Instances"]
+    sim.server.sim.speed = 60  # the copy stays in progress: the image is LOCKED
+    try:
+        sim.as_admin("onesim.fault.set", "one.image.update", 0x2000, "disk full", 0, 1)
+        assert code_of(engine, {"InstanceId": instance, "Name": "half-made"}) == "InternalError"
+        assert "half-made" not in image_names(sim)  # deleted with force, as the server admin
+        vm = sim.vm(vm_id)  # and the VM is not left saving
+        assert (vm.findtext("STATE"), vm.findtext("LCM_STATE")) == ("3", "3")
+        # the same request again works
+        assert run(
+            engine, "CreateImage", {"InstanceId": instance, "Name": "half-made"}, user="demo"
+        )
+        # an AMI still being copied holds its name
+        body = {"InstanceId": other["InstanceId"], "Name": "half-made"}
+        assert code_of(engine, body) == "InvalidAMIName.Duplicate"
+    finally:
+        sim.server.sim.speed = 0
+        run(engine, "TerminateInstances", {"InstanceId": [other["InstanceId"]]}, user="demo")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import yaml
 from lxml import etree
 
 from econe.config import Config
@@ -796,3 +797,17 @@ def test_shipped_keypair_view(shipped) -> None:
         "CreateTime": None,
         "Tags": [],
     }
+
+
+def test_status_checks_agree_with_instance_states() -> None:
+    """A running or pending instance has a check (ok, initializing, impaired); any other has
+    none (not-applicable), for every OpenNebula state the instance table names."""
+    views = data_dir("mappings") / "views"
+    states = yaml.safe_load((views / "instance_states.yaml").read_text())["entries"]
+    health = yaml.safe_load((views / "instance_health.yaml").read_text())
+    for key, state in states.items():
+        if key == "3":
+            continue  # an ACTIVE LCM state this table does not know yet
+        check = health["entries"].get(key, health["default"])
+        expected = {"running": {"ok", "impaired"}, "pending": {"initializing"}}
+        assert check in expected.get(state, {"not-applicable"}), (key, state, check)
