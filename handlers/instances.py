@@ -17,7 +17,7 @@ from typing import Any
 import jinja2
 from lxml import etree
 
-from econe.errors import Ec2Error, invalid_value
+from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id
 from econe.mapping.onecall import OneError, OneUnavailable, error_name
 from econe.paths import data_dir
@@ -116,7 +116,7 @@ def _tags(body: dict) -> list[tuple[str, str]]:
     return tags
 
 
-def _image(rt: Any, image_id: Any) -> int:
+def _image(rt: Any, image_id: Any) -> dict:
     number = parse_id("ami", image_id)
     if number is None:
         raise Ec2Error(
@@ -138,7 +138,62 @@ def _image(rt: Any, image_id: Any) -> int:
     image = rt.view("image", rt.xml(xml))
     if not image.get("_ami") or not image.get("State"):
         raise not_found
-    return number
+    return image
+
+
+def _bad_mapping(message: str) -> Ec2Error:
+    return Ec2Error("InvalidBlockDeviceMapping", message)
+
+
+def _root_size(mappings: list[dict], image: dict) -> int | None:
+    """The root disk's SIZE (MB) a BlockDeviceMapping asks for, or None. Only the root device
+    (the AMI's RootDeviceName, or that name + "1" as EC2 habits write it) can be given, with a
+    VolumeSize no smaller than the image; a NoDevice for any other device is accepted (there
+    is nothing to suppress). Volumes are made with CreateVolume and AttachVolume instead."""
+    root, size = image["RootDeviceName"], None
+    for mapping in mappings:
+        device = mapping.get("DeviceName")
+        if not device:
+            raise missing_parameter("BlockDeviceMapping.N.DeviceName")
+        if device not in (root, f"{root}1"):
+            if "NoDevice" in mapping and not mapping.get("Ebs") and not mapping.get("VirtualName"):
+                continue
+            raise _bad_mapping(
+                f"Only the root device ({root}) can be given; make volumes with CreateVolume "
+                "and AttachVolume"
+            )
+        ebs = mapping.get("Ebs") or {}
+        if "NoDevice" in mapping or mapping.get("VirtualName"):
+            raise _bad_mapping(f"The root device {device} cannot be removed or replaced")
+        if ebs.get("SnapshotId"):
+            raise _bad_mapping(f"The root device {device} is made from the AMI, not a snapshot")
+        if ebs.get("Encrypted") is True:
+            raise _bad_mapping("Encrypted volumes are not available on this cloud")
+        if ebs.get("DeleteOnTermination") is False:
+            raise _bad_mapping(
+                f"The root device {device} is deleted with the instance; keep data on a volume"
+            )
+        if ebs.get("VolumeSize") is not None:
+            size = int(ebs["VolumeSize"]) * 1024
+            if size < image["_size_mb"]:
+                raise _bad_mapping(
+                    f"Volume of size {ebs['VolumeSize']}GB is smaller than the image "
+                    f"{image['ImageId']} ({image['_size_mb']} MB)"
+                )
+    return size
+
+
+def _sized(attrs: list[Attr], size_mb: int | None) -> list[Attr]:
+    """`attrs` with SIZE set on the first DISK (the AMI's), when a size was asked for."""
+    if size_mb is None:
+        return attrs
+    out, done = [], False
+    for name, value in attrs:
+        if name == "DISK" and isinstance(value, list) and not done:
+            value = [(k, v) for k, v in value if k != "SIZE"] + [("SIZE", str(size_mb))]
+            done = True
+        out.append((name, value))
+    return out
 
 
 def _key_pair(rt: Any, name: str | None) -> str | None:
@@ -245,7 +300,9 @@ class Launch:
 
     def resolve(self) -> None:
         rt = self.rt
-        self.image = _image(rt, self.image_id)
+        image = _image(rt, self.image_id)
+        self.image = image["_id"]
+        self.root_size = _root_size(rt.body.get("BlockDeviceMapping") or [], image)
         spec = rt.config.instance_types.get(self.type_name)
         self.file = _file_template(rt, self.type_name, spec) if spec is not None else None
         self.vm_template = None if spec is not None else _vm_template(rt, self.type_name)
@@ -316,7 +373,7 @@ class Launch:
                     user=rt.principal.name,
                     config=rt.config,
                 )
-                attrs = parse_template(text)
+                attrs = _sized(parse_template(text), self.root_size)
                 xml = template_xml(_merge(attrs + self.placement(attrs), user, context))
                 return int(rt.call("one.vm.allocate", xml, False, errors=errors))
             tmpl = self.vm_template.find("TEMPLATE")
@@ -326,7 +383,9 @@ class Launch:
                 -1:
             ]
             placement = self.placement(element_attrs(tmpl))
-            xml = template_xml(_merge(disks + ctx + placement, user, context))
+            xml = template_xml(
+                _merge(_sized(disks, self.root_size) + ctx + placement, user, context)
+            )
             tid = int(self.vm_template.findtext("ID"))
             return int(
                 rt.call("one.template.instantiate", tid, "", False, xml, False, errors=errors)

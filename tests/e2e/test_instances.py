@@ -156,6 +156,24 @@ def test_dry_runs_check_like_the_real_request(ec2):
     ec2.terminate_instances(InstanceIds=[iid])
 
 
+def test_root_volume_size_as_terraform_asks_for_it(ec2, demo):
+    (image,) = ec2.describe_images()["Images"][:1]
+    mapping = {"DeviceName": image["RootDeviceName"], "Ebs": {"VolumeSize": 8, "VolumeType": "gp3"}}
+    iid = ec2.run_instances(
+        ImageId=image["ImageId"], MinCount=1, MaxCount=1, BlockDeviceMappings=[mapping]
+    )["Instances"][0]["InstanceId"]
+    assert vm_xml(demo, iid).findtext("TEMPLATE/DISK/SIZE") == str(8 * 1024)
+    with pytest.raises(ClientError) as exc:
+        ec2.run_instances(
+            ImageId=image["ImageId"],
+            MinCount=1,
+            MaxCount=1,
+            BlockDeviceMappings=[{"DeviceName": "/dev/sdf", "Ebs": {"VolumeSize": 8}}],
+        )
+    assert error_of(exc) == ("InvalidBlockDeviceMapping", 400)
+    ec2.terminate_instances(InstanceIds=[iid])
+
+
 def test_client_token_is_idempotent(ec2):
     ami = ec2.describe_images()["Images"][0]["ImageId"]
     token = str(uuid.uuid4())

@@ -682,6 +682,7 @@ def test_shipped_image_views(shipped) -> None:
         "_snapshot": False,
         "_group_u": "0",
         "_other_u": "0",
+        "_size_mb": 1024,
         "ImageId": "ami-00000000",
         "Name": "alice-os",
         "OwnerId": "alice",
