@@ -42,6 +42,7 @@ _EC2_MARKS = (
     "EC2_AMI",
     "EC2_CLIENT_TOKEN",
     "EC2_REQUEST_DIGEST",
+    "EC2_VOLUME_TYPE",
     "DESCRIPTION",
 )
 MAX_SIZE_GIB = 16384
@@ -239,6 +240,8 @@ def create_volume(rt: Any) -> dict:
         if previous is not None:
             return previous
     marks: list[Attr] = [("EBS_VOLUME", "YES"), *tag_attrs(tags)]
+    if body.get("VolumeType"):  # OpenNebula has none: kept, so tools see what they asked for
+        marks.append(("EC2_VOLUME_TYPE", str(body["VolumeType"])))
     if token:
         marks += [(TOKEN, token), (DIGEST, request_digest(body))]
     name = f"ec2-vol-{uuid.uuid4().hex}"

@@ -45,6 +45,16 @@ def test_create_describe_delete(sim: Sim, engine) -> None:
     vid = vol["VolumeId"]
     assert vid.startswith("vol-") and len(vid) == 12 and vol["Size"] == 2
     assert vol["Tags"] == [{"Key": "Name", "Value": "data"}]
+    assert vol["VolumeType"] == "standard"  # none asked for
+    typed = run(
+        engine,
+        "CreateVolume",
+        {"Size": 1, "AvailabilityZone": "opennebula", "VolumeType": "gp3"},
+        user="demo",
+    )
+    assert typed["VolumeType"] == "gp3"  # what was asked for: no drift for Terraform
+    assert volumes(engine, VolumeId=[typed["VolumeId"]])[typed["VolumeId"]]["VolumeType"] == "gp3"
+    run(engine, "DeleteVolume", {"VolumeId": typed["VolumeId"]}, user="demo")
     img = image(sim, vid)
     assert img.findtext("TYPE") == "2" and img.findtext("PERSISTENT") == "1"
     assert img.findtext("SIZE") == "2048" and img.findtext("DATASTORE_ID") == "1"
