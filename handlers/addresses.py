@@ -460,6 +460,8 @@ def allocate_address(rt: Any) -> dict:
                 "PublicIp": addr.ip,
                 "AllocationId": record["EC2_ALLOCATION_ID"],
                 "Domain": domain,
+                "PublicIpv4Pool": f"ipv4pool-vnet-{vnet}",
+                "NetworkBorderGroup": rt.config.region,
             }
         if wanted is not None:
             raise Ec2Error("InvalidIPAddress.InUse", f"Address '{wanted}' is in use.")

@@ -91,7 +91,17 @@ def test_allocate_describe_release(sim: Sim, eng: Engine) -> None:
     listed = run(sim, eng, "DescribeAddresses")["Addresses"]
     assert {a["PublicIp"] for a in listed} == {ip, other["PublicIp"]}
     mine = next(a for a in listed if a["PublicIp"] == ip)
-    assert mine == {"PublicIp": ip, "AllocationId": alloc, "Domain": "vpc"}
+    assert mine == {
+        "PublicIp": ip,
+        "AllocationId": alloc,
+        "Domain": "vpc",
+        "PublicIpv4Pool": "ipv4pool-vnet-1",  # the network the address is from
+        "NetworkBorderGroup": "opennebula",
+    }
+    assert {k: out[k] for k in ("PublicIpv4Pool", "NetworkBorderGroup")} == {
+        "PublicIpv4Pool": "ipv4pool-vnet-1",
+        "NetworkBorderGroup": "opennebula",
+    }
     by_ip = run(sim, eng, "DescribeAddresses", {"PublicIp": [ip]})["Addresses"]
     assert [a["PublicIp"] for a in by_ip] == [ip]
     by_alloc = run(sim, eng, "DescribeAddresses", {"AllocationId": [alloc]})["Addresses"]
