@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 OVERLAY = ROOT / "spec" / "overlay.yaml"
 OUT = ROOT / "spec" / "ec2-query.yaml"
 OUT_SUFFIX = ".xml"
+UNSUPPORTED = "Not supported by econe: a request that gives it is refused (UnsupportedOperation)."
 ERROR_STATUSES = {
     "400": "Client error (EC2 error document)",
     "401": "AuthFailure",
@@ -212,6 +213,11 @@ class Generator:
             if wire not in schema["properties"]:
                 raise ValueError(f"overlay: {action} has no request parameter {wire}")
             _patch(schema["properties"][wire], prop_patch)
+        for wire in patch.get("unsupported", []):
+            if wire not in schema["properties"]:
+                raise ValueError(f"overlay: {action} has no request parameter {wire}")
+            # any value fails `not: {}`; the validator answers UnsupportedOperation for it
+            schema["properties"][wire] = {"not": {}, "description": UNSUPPORTED}
         required = list(schema.get("required", []))
         required += [r for r in patch.get("required_add", []) if r not in required]
         required = [r for r in required if r not in patch.get("required_remove", [])]

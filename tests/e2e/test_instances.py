@@ -271,6 +271,26 @@ def test_what_cannot_be_given_is_refused_by_name(ec2, demo):
         ec2.create_volume(Size=1, AvailabilityZone="opennebula", Encrypted=True)
     assert error_of(exc) == ("InvalidParameterValue", 400)
     assert "Encrypted" in exc.value.response["Error"]["Message"]
+    # what the overlay marks unsupported: UnsupportedOperation naming the parameter
+    for extra, wire in (
+        ({"LaunchTemplate": {"LaunchTemplateName": "web"}}, "LaunchTemplate"),
+        ({"SubnetId": "subnet-0123"}, "SubnetId"),
+        ({"SecurityGroupIds": ["sg-1"]}, "SecurityGroupId"),
+        ({"InstanceMarketOptions": {"MarketType": "spot"}}, "InstanceMarketOptions"),
+    ):
+        with pytest.raises(ClientError) as exc:
+            ec2.run_instances(ImageId="ami-00000000", MinCount=1, MaxCount=1, **extra)
+        assert error_of(exc) == ("UnsupportedOperation", 400), wire
+        assert wire in exc.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as exc:
+        ec2.run_instances(
+            ImageId="ami-00000000",
+            MinCount=1,
+            MaxCount=1,
+            InstanceInitiatedShutdownBehavior="terminate",
+        )
+    assert error_of(exc) == ("InvalidParameterValue", 400)
+    assert oneadmin_vm_count(demo) == vms
 
 
 def oneadmin_vm_count(demo) -> int:
