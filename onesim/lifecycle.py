@@ -284,7 +284,8 @@ def action(sim: Sim, caller: Caller, vm: dict, name: str) -> None:
         sim.schedule("vm", vm, "poweroff")
     elif name == "resume":
         if st == 8 or unknown:
-            _set(vm, 3, 20)
+            # LifeCycleManager::trigger_restart: BOOT_UNKNOWN from UNKNOWN, else BOOT_POWEROFF
+            _set(vm, 3, 19 if unknown else 20)
             _new_history(sim, vm, False)
             sim.schedule("vm", vm, "running")
         elif st == 5:

@@ -25,8 +25,8 @@ value (e.g. a VM marked for termination shows `shutting-down`). An `expr` that d
 expression, precompiled. Tables are views/<table>.yaml with `entries` (keys joined with
 `.` for composite paths, tried longest first), optional `values` (entry → value) and `default`.
 `each:` (with a plain `path:`) makes a list of structures: the `each` fields form a view of their
-own, applied to every match of the path (relative paths; `having: PATH` keeps only the matches
-where that plain path has a value); it is `[]` when nothing matches.
+own, applied to every match of the path (relative paths; `having: NAME` keeps only the matches
+with a child NAME that has a non-blank value); it is `[]` when nothing matches.
 
 Each view compiles into one generated Python function (`View.code` holds its source), as
 econe/serialize.py does for output writers. Per element it walks the children once, in nested
@@ -51,6 +51,7 @@ from lxml import etree
 from econe.mapping.expr import Expressions
 
 _SIMPLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _FIELD_KEYS = {
     "path",
     "type",
@@ -111,6 +112,11 @@ def _xpath_getter(path: str, where: str) -> Callable[[etree._Element], str | Non
         return str(res) if res is not None else None
 
     return run
+
+
+def _parents(children: list[etree._Element]) -> list[etree._Element]:
+    """The parents of the children with a non-blank text, each once, in document order."""
+    return list(dict.fromkeys(c.getparent() for c in children if c.text and c.text.strip()))
 
 
 def _tags(elements: list[etree._Element]) -> list[dict[str, str]]:
@@ -227,8 +233,8 @@ class _Fields:
             raise ValueError(f"{where}: each needs a plain A/B/C path")
         if not isinstance(fspec.get("each"), dict):
             raise ValueError(f"{where}: each needs fields (member: path or spec)")
-        if having is not None and not (isinstance(having, str) and _SIMPLE.fullmatch(having)):
-            raise ValueError(f"{where}: having takes a plain A/B/C path")
+        if having is not None and not (isinstance(having, str) and _NAME.fullmatch(having)):
+            raise ValueError(f"{where}: having takes the name of a child element")
         # With `having`, the walk collects the H children of the matches (none on most
         # elements, so nearly free), and the view is applied to their parents.
         self._plain(f"{path}/{having}" if having else path, self.lists, where)
@@ -291,6 +297,7 @@ class _Code:
             "_UTC": UTC,
             "_MISS": _MISS,
             "_tags": _tags,
+            "_parents": _parents,
         }
         self.temps = 0
         self.trie, self.slot, self.list = _trie(paths.texts, paths.lists)
@@ -419,9 +426,8 @@ class _Code:
                 items = f"l{self.list[path]}"
             else:
                 found, items = f"l{self.list[f'{path}/{having}']}", self.temp()
-                out.append(
-                    f"{ind}{items} = [e.getparent() for e in {found} if e.text] if {found} else {found}"
-                )
+                # each match once (a child may repeat), and only for a value that is not blank
+                out.append(f"{ind}{items} = _parents({found}) if {found} else {found}")
             out.append(f"{ind}{v} = {sub}({items}, scope) if {items} else []")
         elif kind == "table":
             self.lookup(spec[1], spec[2], v, out, ind)
@@ -458,7 +464,7 @@ class _Code:
         else:
             out.append(f"{ind}    try:")
             out.append(f"{ind}        {v} = {code}")
-            out.append(f"{ind}    except (TypeError, ValueError):")
+            out.append(f"{ind}    except (TypeError, ValueError, OverflowError, OSError):")
             out.append(f"{ind}        {v} = {otherwise}")
         out.append(f"{ind}else:")
         out.append(f"{ind}    {v} = {otherwise}")

@@ -633,13 +633,17 @@ def test_attached_volumes_are_block_device_mappings(shipped) -> None:
     """`each:` + `having:`: the DISKs AttachVolume marked, as EC2 BlockDeviceMappings."""
     vm = golden_xml("one.vm.info.running.ok.xml")
     tmpl = vm.find("TEMPLATE")
-    for target, marks in (
-        ("vdb", {}),
-        ("sdf", {"EC2_VOLUME_ID": "vol-00000007", "EC2_ATTACH_TIME": "1795462200"}),
+    for target, image_id, marks in (
+        ("vdb", "3", [("EC2_VOLUME_ID", "  ")]),  # a blank mark is no mark
+        ("sdf", "7", [("EC2_VOLUME_ID", "vol-00000007"), ("EC2_ATTACH_TIME", "1795462200")]),
+        # what a user can write into a DISK of their own through oned: a forged volume id (the
+        # image decides), a repeated mark (one mapping), an out-of-range time (no time)
+        ("sdg", "9", [("EC2_VOLUME_ID", "vol-00000001")] * 2 + [("EC2_ATTACH_TIME", "9" * 20)]),
     ):
         disk = etree.SubElement(tmpl, "DISK")
         etree.SubElement(disk, "TARGET").text = target
-        for tag, text in marks.items():
+        etree.SubElement(disk, "IMAGE_ID").text = image_id
+        for tag, text in marks:
             etree.SubElement(disk, tag).text = text
     view = shipped["instance"].apply(vm, scope())
     assert view["RootDeviceName"] == "/dev/sda"  # still the first DISK
@@ -654,7 +658,18 @@ def test_attached_volumes_are_block_device_mappings(shipped) -> None:
                 "AttachTime": datetime(2026, 11, 23, 19, 30, tzinfo=UTC),
                 "DeleteOnTermination": False,
             },
-        }
+        },
+        {
+            "_volume": "vol-00000009",
+            "_attached": None,
+            "DeviceName": "/dev/sdg",
+            "Ebs": {
+                "VolumeId": "vol-00000009",
+                "Status": "attached",
+                "AttachTime": None,
+                "DeleteOnTermination": False,
+            },
+        },
     ]
 
 
@@ -663,7 +678,7 @@ def test_attached_volumes_are_block_device_mappings(shipped) -> None:
     [
         ({"path": "A/B[1]", "each": {"X": "Y"}}, "each needs a plain A/B/C path"),
         ({"path": "A/B", "each": "Y"}, "each needs fields"),
-        ({"path": "A/B", "each": {"X": "Y"}, "having": "Z[1]"}, "having takes a plain"),
+        ({"path": "A/B", "each": {"X": "Y"}, "having": "Z/W"}, "having takes the name"),
         ({"path": "A/B", "each": {"X": {"bogus": 1}}}, "unknown key(s) ['bogus']"),
         ({"path": "A", "prefix": "/dev/", "type": "int"}, "prefix is text put before"),
     ],
@@ -753,8 +768,11 @@ def test_shipped_address_view(shipped) -> None:
         "InstanceId": None,
         "AssociationId": None,
         "PrivateIpAddress": None,
+        "PublicIpv4Pool": "ipv4pool-vnet-1",
+        "NetworkBorderGroup": "opennebula",
     }
-    assert shipped["address"].apply_all(ars, scope()) == [
+    eips = {"config": Config(elasticips_vnet_id=1), "now": 0, "principal": _Principal(), "body": {}}
+    assert shipped["address"].apply_all(ars, eips) == [
         {"_ar_id": 0, "_size": 1, "_used": 0, "_held": None, "PublicIp": "198.51.100.1", **base},
         {
             "_ar_id": 1,

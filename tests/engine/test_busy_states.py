@@ -1,0 +1,59 @@
+"""Instance actions on VMs oned is busy with (a migration, a hotplug, a disk save) or has lost
+(UNKNOWN): refused before any instance is touched, as oned would refuse them one by one; an
+UNKNOWN VM is stopped or rebooted (started again) as oned allows."""
+
+from __future__ import annotations
+
+import pytest
+
+from econe.errors import Ec2Error
+from tests.engine.conftest import Sim, run
+from tests.engine.test_instance_status import put_state
+from tests.engine.test_sim import launch, vm_number
+
+
+def state(sim: Sim, instance_id: str) -> tuple[str, str]:
+    vm = sim.vm(vm_number(instance_id))
+    return vm.findtext("STATE"), vm.findtext("LCM_STATE")
+
+
+@pytest.fixture
+def pair(engine) -> list[str]:
+    made = [i["InstanceId"] for i in launch(engine, MinCount=2, MaxCount=2)["Instances"]]
+    yield made
+    run(engine, "TerminateInstances", {"InstanceId": made}, user="demo")
+
+
+@pytest.mark.parametrize(
+    ("action", "busy", "other"),
+    [
+        ("RebootInstances", (3, 4), None),  # MIGRATE: "running" for EC2
+        ("StopInstances", (3, 17), None),  # HOTPLUG
+        ("StartInstances", (3, 27), (8, 0)),  # HOTPLUG_SAVEAS_POWEROFF: "stopped"
+    ],
+)
+def test_a_busy_instance_fails_the_request_before_any_is_touched(
+    sim: Sim, engine, pair, action, busy, other
+) -> None:
+    idle, working = pair
+    if other is not None:
+        put_state(sim, idle, *other)
+    before = state(sim, idle)
+    put_state(sim, working, *busy)
+    with pytest.raises(Ec2Error) as err:
+        run(engine, action, {"InstanceId": pair}, user="demo")
+    assert err.value.code == "IncorrectInstanceState" and working in err.value.message
+    assert "busy" in err.value.message
+    assert state(sim, idle) == before  # untouched
+    put_state(sim, working, 3, 3)
+
+
+def test_a_lost_instance_can_be_rebooted_and_stopped(sim: Sim, engine, pair) -> None:
+    lost, other = pair
+    put_state(sim, lost, 3, 16)  # UNKNOWN
+    run(engine, "RebootInstances", {"InstanceId": [lost]}, user="demo")
+    assert state(sim, lost) == ("3", "3")  # oned booted it again (resume), speed 0
+    put_state(sim, lost, 3, 16)
+    stopped = run(engine, "StopInstances", {"InstanceId": [lost]}, user="demo")
+    assert stopped["StoppingInstances"][0]["PreviousState"]["Name"] == "running"
+    assert state(sim, lost) == ("8", "0")
