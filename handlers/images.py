@@ -27,12 +27,27 @@ def _by_location(location: str) -> int:
     return number
 
 
-def _by_name(rt: Any, name: str) -> int:
+def _my_images(rt: Any) -> list[dict]:
     pool = rt.xml(rt.call("one.imagepool.info", -3, -1, -1))
-    for image in pool.iterfind("IMAGE"):
-        if image.findtext("NAME") == name:
-            return int(image.findtext("ID"))
+    return [{**rt.view("image", i), "_element": i} for i in pool.iterfind("IMAGE")]
+
+
+def _by_name(rt: Any, name: str) -> int:
+    """The user's image named `name`: an AMI of that name first, else the OpenNebula NAME."""
+    images = _my_images(rt)
+    for image in sorted(images, key=lambda i: not i.get("_ami")):
+        if image.get("Name") == name or image["_element"].findtext("NAME") == name:
+            return image["_id"]
     raise Ec2Error("InvalidAMIID.NotFound", f"You own no image named '{name}'")
+
+
+def _name_in_use(rt: Any, name: str, but: int | None = None) -> bool:
+    """Whether an AMI of the user's (other than image `but`) shows as `name` (DescribeImages
+    hides those in DELETE/DISABLED states: they hold no name)."""
+    return any(
+        i.get("_ami") and i.get("State") and i.get("Name") == name and i["_id"] != but
+        for i in _my_images(rt)
+    )
 
 
 def register_image(rt: Any) -> dict:
@@ -60,6 +75,8 @@ def register_image(rt: Any) -> dict:
         raise Ec2Error("InvalidParameterValue", f"{ami} is an EBS volume, not an image")
     if image.get("_snapshot"):
         raise Ec2Error("InvalidParameterValue", f"{ami} is an EBS snapshot, not an image")
+    if image.get("Name") and _name_in_use(rt, image["Name"], but=number):
+        raise Ec2Error("InvalidAMIName.Duplicate", f"AMI name {image['Name']} is already in use")
     attrs = [("EC2_AMI", "YES")]
     if body.get("Description"):
         attrs.append(("DESCRIPTION", str(body["Description"])))
@@ -122,6 +139,8 @@ def _instance_disk(rt: Any, raw: Any) -> tuple[int, int]:
         raise missing
     if not (state == "3" and lcm == "3") and state not in _SAVABLE:
         name = rt.view("instance", vm)["State"]["Name"]
+        if name == "running":  # a migration, a hotplug, or a host oned lost (UNKNOWN)
+            name += ", OpenNebula is busy with it or has lost its host"
         raise Ec2Error(
             "IncorrectInstanceState",
             f"The instance '{raw}' is not in a state from which an image can be created ({name}).",
@@ -142,18 +161,12 @@ _SAVEAS_ERRORS = {
 }
 
 
-def _my_images(rt: Any) -> list[dict]:
-    pool = rt.xml(rt.call("one.imagepool.info", -3, -1, -1))
-    return [{**rt.view("image", i), "_element": i} for i in pool.iterfind("IMAGE")]
-
-
 def _save_disk(rt: Any, vm_number: int, disk_id: int, name: str) -> int:
     """one.vm.disksaveas into a new image named `name`, or, when an image of the user that is
     no AMI holds that name (a deregistered AMI: EC2 lets its name be used again), named
     `name-<random>`: the AMI name is kept in EC2_AMI_NAME either way."""
     duplicate = Ec2Error("InvalidAMIName.Duplicate", f"AMI name {name} is already in use")
-    # an image in a hidden state (being deleted, disabled) is no AMI DescribeImages shows
-    if any(i.get("_ami") and i.get("State") and i.get("Name") == name for i in _my_images(rt)):
+    if _name_in_use(rt, name):
         raise duplicate
     try:
         return int(

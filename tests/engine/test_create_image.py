@@ -117,6 +117,13 @@ def test_a_deregistered_amis_name_can_be_used_again(sim: Sim, engine, instance) 
     (image,) = run(engine, "DescribeImages", {"ImageId": [second]}, user="demo")["Images"]
     assert image["Name"] == "nightly"  # the OpenNebula image is nightly-<random>
     assert code_of(engine, body) == "InvalidAMIName.Duplicate"
+    # registering the old one again would make two AMIs of one name: refused, as EC2 does
+    with pytest.raises(Ec2Error) as err:
+        run(engine, "RegisterImage", {"ImageLocation": first}, user="demo")
+    assert err.value.code == "InvalidAMIName.Duplicate"
+    # by name, RegisterImage finds the AMI of that name, not the deregistered image
+    again = run(engine, "RegisterImage", {"Name": "nightly"}, user="demo")
+    assert again["ImageId"] == second
     # a plain OpenNebula image of the user's with that name is no AMI either
     sim.client.call(
         "demo:demo", "one.image.allocate", 'NAME="plain"\nTYPE="DATABLOCK"\nSIZE="1"', 1
