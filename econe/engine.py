@@ -15,7 +15,8 @@ reused, not asked for again).
 `DryRun=true`: the action runs as usual, every check included (ids, visibility, states), but
 with a client that answers DryRunOperation instead of sending the first oned call that would
 change something (handlers' scripts likewise); an action that changes nothing answers
-DryRunOperation at its end. So a dry run fails exactly where the real request would.
+DryRunOperation at its end. So a dry run fails where the real request would, except on a
+right oned alone decides at the change (MANAGE through sharing or ACLs), which is not tried.
 """
 
 from __future__ import annotations

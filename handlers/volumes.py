@@ -114,6 +114,18 @@ def _vm(rt: Any, number: int, raw: str) -> etree._Element:
     return vm
 
 
+def _hotplug_ready(vm: etree._Element, instance: str, what: str) -> None:
+    """oned attaches and detaches disks of RUNNING and POWEROFF VMs only: checked first, so a
+    dry run fails where the real request would."""
+    state, lcm = vm.findtext("STATE"), vm.findtext("LCM_STATE")
+    if not (state == "3" and lcm == "3") and state != "8":
+        raise Ec2Error(
+            "IncorrectState",
+            f"The instance '{instance}' is not in a state to {what} a volume now; it must be "
+            "running or stopped, with no other operation in progress",
+        )
+
+
 def _disk(vm: etree._Element, image_id: int) -> etree._Element | None:
     for disk in vm.findall("TEMPLATE/DISK"):
         if disk.findtext("IMAGE_ID") == str(image_id):
@@ -311,6 +323,7 @@ def attach_volume(rt: Any) -> dict:
     vol = volume(rt, body["VolumeId"])
     vm_number = _number(body["InstanceId"], "i", "InvalidInstanceID.Malformed", "InstanceId")
     vm = _vm(rt, vm_number, str(body["InstanceId"]))
+    _hotplug_ready(vm, str(body["InstanceId"]), "attach")
     if vol["State"] == "in-use" or vol.get("_vms"):
         raise Ec2Error("VolumeInUse", f"{vol['VolumeId']} is already attached to an instance")
     if vol["State"] != "available":
@@ -365,6 +378,7 @@ def detach_volume(rt: Any) -> dict:
         vm_number = attached[0]
     instance = format_id("i", vm_number)
     vm = _vm(rt, vm_number, instance)
+    _hotplug_ready(vm, instance, "detach")
     disk = _disk(vm, vol["_id"])
     device = f"/dev/{disk.findtext('TARGET')}" if disk is not None else None
     asked = body.get("Device")

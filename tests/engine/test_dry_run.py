@@ -79,3 +79,23 @@ def test_reads_answer_dry_run_operation(engine):
     assert dry(engine, "DescribeInstances", {"InstanceId": ["i-99999999"]}) == (
         "InvalidInstanceID.NotFound"
     )
+
+
+def test_volume_refusals_come_before_the_change(sim: Sim, engine, instance):
+    """What oned would refuse at the change itself is checked first, dry run or not."""
+    from tests.engine.test_instance_status import put_state
+
+    vol = run(engine, "CreateVolume", {"Size": 1, "AvailabilityZone": "opennebula"}, user="demo")
+    vid = vol["VolumeId"]
+    attach = {"VolumeId": vid, "InstanceId": instance, "Device": "/dev/sdf"}
+    put_state(sim, instance, 3, 16)  # UNKNOWN: oned attaches nothing to it
+    assert dry(engine, "AttachVolume", attach) == "IncorrectState"
+    put_state(sim, instance, 3, 3)
+    assert dry(engine, "AttachVolume", attach) == "DryRunOperation"
+    run(engine, "AttachVolume", attach, user="demo")
+    assert dry(engine, "DeleteVolume", {"VolumeId": vid}) == "VolumeInUse"
+    with pytest.raises(Ec2Error) as err:
+        run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo")
+    assert err.value.code == "VolumeInUse" and "attached" in err.value.message
+    run(engine, "DetachVolume", {"VolumeId": vid}, user="demo")
+    run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo")
