@@ -235,7 +235,8 @@ def coerce(value: Any, schema: Mapping[str, Any]) -> Any:
     Values that do not parse stay strings so that validation names them. A scalar where the
     schema wants an array is *not* wrapped: the EC2 wire format always numbers list members
     (`InstanceId.1`), botocore and every SDK send it that way, and validation then answers
-    InvalidParameterValue naming the parameter instead of guessing.
+    InvalidParameterValue naming the parameter instead of guessing. The one exception is an
+    empty `Name=`, the empty list of SDKs that send one.
     """
     if not isinstance(schema, Mapping):
         return value
@@ -257,6 +258,8 @@ def coerce(value: Any, schema: Mapping[str, Any]) -> Any:
             return value
         return [coerce(v, items) for v in value]
     if isinstance(value, str):
+        if value == "" and kind == "array":
+            return []  # `Name=` with no index: how some SDKs (Go v1) send an empty list
         return _coerce_scalar(value, kind)
     return value
 

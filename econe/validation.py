@@ -1,8 +1,8 @@
 """Request body validation with EC2 error codes, naming the *wire* parameter.
 
 Registered with Connexion as the `*/*json` body validator. jsonschema errors become:
-`additionalProperties` → UnknownParameter, `required` → MissingParameter, `not: {}` (a parameter
-the overlay marks unsupported) → UnsupportedOperation, anything else → InvalidParameterValue; the parameter is named as the client sent it (`InstanceId.1`,
+`additionalProperties` → UnknownParameter, `required` → MissingParameter, `not` in a parameter the
+overlay marks unsupported → UnsupportedOperation, anything else → InvalidParameterValue; the parameter is named as the client sent it (`InstanceId.1`,
 `Filter.1.Name`). Compiled Draft-4 validators (with the `byte`/`date-time` format checker)
 are cached per schema object.
 """
@@ -89,7 +89,7 @@ def to_ec2_error(error: ValidationError) -> Ec2Error:
         extra = sorted(k for k in instance if k not in known)
         name = _join(where, extra[0]) if extra else where
         return Ec2Error("UnknownParameter", f"The parameter {name} is not recognized")
-    if error.validator == "not" and error.validator_value == {}:
+    if error.validator == "not" and error.schema.get("x-econe-unsupported"):
         # a parameter the overlay marks `unsupported`: what EC2 says of what a region lacks
         return Ec2Error(
             "UnsupportedOperation", f"The parameter {where} is not supported by this cloud"

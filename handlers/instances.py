@@ -175,6 +175,12 @@ def _root_size(mappings: list[dict], image: dict) -> int | None:
             )
         if ebs.get("VolumeSize") is not None:
             size = int(ebs["VolumeSize"]) * 1024
+            fixed = image["_persistent"] or image["_type"] == 1  # persistent or CDROM
+            if fixed and size != image["_size_mb"]:
+                raise _bad_mapping(
+                    f"The image {image['ImageId']} is {'persistent' if image['_persistent'] else 'a CD-ROM'}: "
+                    f"OpenNebula cannot give it another size than {image['_size_mb']} MB"
+                )
             if size < image["_size_mb"]:
                 raise _bad_mapping(
                     f"Volume of size {ebs['VolumeSize']}GB is smaller than the image "

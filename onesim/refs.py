@@ -119,6 +119,20 @@ def check_image(img: dict, attach: bool) -> None:
         raise errors.internal(f"Cannot acquire image {oid}, it is in state: {STATE_NAMES[st]}")
 
 
+def check_disk_size(img: dict, disk: dict) -> None:
+    """ImagePool::acquire_disk: a DISK SIZE other than the image's, for a persistent or a
+    CDROM image (which cannot be resized)."""
+    size = (disk.get("SIZE") or "").strip()
+    if not size or not size.lstrip("-").isdigit() or int(size) == img["size"]:
+        return
+    if img["persistent"]:
+        raise errors.internal(
+            f"SIZE attribute is not supported for persistent image [{img['id']}]."
+        )
+    if img["type"] == 1:
+        raise errors.internal(f"SIZE attribute is not supported for CDROM image [{img['id']}].")
+
+
 def acquire_image(sim: Sim, img: dict, vid: int, attach: bool = False) -> None:
     check_image(img, attach)
     img["vms"].append(vid)

@@ -193,6 +193,7 @@ def build(
                 raise errors.internal(err)
             if img is not None:
                 refs.check_image(img, attach=False)
+                refs.check_disk_size(img, d)
             images.append(img)
     except errors.OneError:
         for vn in taken:

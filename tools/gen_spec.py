@@ -26,7 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 OVERLAY = ROOT / "spec" / "overlay.yaml"
 OUT = ROOT / "spec" / "ec2-query.yaml"
 OUT_SUFFIX = ".xml"
-UNSUPPORTED = "Not supported by econe: a request that gives it is refused (UnsupportedOperation)."
+UNSUPPORTED = (
+    "Not supported by econe: a request that gives it (other than empty) is refused "
+    "(UnsupportedOperation)."
+)
 ERROR_STATUSES = {
     "400": "Client error (EC2 error document)",
     "401": "AuthFailure",
@@ -57,6 +60,31 @@ def wire_name(member_name: str, member: dict[str, Any]) -> str:
         loc = member["locationName"]
         return loc[:1].upper() + loc[1:]
     return member_name
+
+
+# What an unsupported parameter may still be: the empty value of its kind, which asks for
+# nothing (some SDKs send empty lists and structures); anything else fails the `not`.
+_NOTHING = {"array": "minItems", "object": "minProperties", "string": "minLength"}
+
+
+def _unsupported(
+    schema: dict[str, Any], names: list[str], components: dict[str, Any], where: str
+) -> None:
+    """Replace each named property by a schema refusing any value but an empty one; the
+    validator answers UnsupportedOperation for it (x-econe-unsupported)."""
+    for wire in names:
+        prop = schema["properties"].get(wire)
+        if prop is None:
+            raise ValueError(f"overlay: {where} has no request parameter {wire}")
+        kind = prop.get("type") or ("object" if "$ref" in prop else None)
+        refused = {"not": {_NOTHING[kind]: 1}} if kind in _NOTHING else {"not": {}}
+        schema["properties"][wire] = {
+            **({"type": kind} if kind in _NOTHING else {}),
+            **({"maxItems": 1000} if kind == "array" else {}),  # every list is bounded
+            **refused,
+            "x-econe-unsupported": True,
+            "description": UNSUPPORTED,
+        }
 
 
 def _patch(schema: dict[str, Any], patch: dict[str, Any]) -> None:
@@ -141,6 +169,9 @@ class Generator:
                 _patch(prop, shape_patch.get("properties", {}).get(wire, {}))
             props[wire] = prop
         schema: dict[str, Any] = {"type": "object", "additionalProperties": False}
+        _unsupported(
+            {"properties": props}, shape_patch.get("unsupported", []), self.components, shape_name
+        )
         required = [names[m] for m in s.get("required", [])]
         required += [r for r in shape_patch.get("required_add", []) if r not in required]
         if required:
@@ -213,11 +244,7 @@ class Generator:
             if wire not in schema["properties"]:
                 raise ValueError(f"overlay: {action} has no request parameter {wire}")
             _patch(schema["properties"][wire], prop_patch)
-        for wire in patch.get("unsupported", []):
-            if wire not in schema["properties"]:
-                raise ValueError(f"overlay: {action} has no request parameter {wire}")
-            # any value fails `not: {}`; the validator answers UnsupportedOperation for it
-            schema["properties"][wire] = {"not": {}, "description": UNSUPPORTED}
+        _unsupported(schema, patch.get("unsupported", []), self.components, action)
         required = list(schema.get("required", []))
         required += [r for r in patch.get("required_add", []) if r not in required]
         required = [r for r in required if r not in patch.get("required_remove", [])]

@@ -104,6 +104,7 @@ def attach(sim: Sim, caller: Caller, vid: int, tmpl: str) -> int:
     if img is not None:
         try:
             refs.check_image(img, attach=True)
+            refs.check_disk_size(img, d)
         except errors.OneError as e:
             raise errors.action(e.message) from None
     lifecycle.hotplug(sim, vm, "disk_attach")

@@ -282,15 +282,46 @@ def test_what_cannot_be_given_is_refused_by_name(ec2, demo):
             ec2.run_instances(ImageId="ami-00000000", MinCount=1, MaxCount=1, **extra)
         assert error_of(exc) == ("UnsupportedOperation", 400), wire
         assert wire in exc.value.response["Error"]["Message"]
+    for extra, code in (
+        ({"InstanceInitiatedShutdownBehavior": "terminate"}, "InvalidParameterValue"),
+        ({"SecurityGroups": ["web"]}, "InvalidParameterValue"),
+        ({"HibernationOptions": {"Configured": True}}, "InvalidParameterValue"),
+        ({"Monitoring": {"Enabled": True}}, "InvalidParameterValue"),
+        (
+            {
+                "CapacityReservationSpecification": {
+                    "CapacityReservationTarget": {"CapacityReservationId": "cr-1"}
+                }
+            },
+            "UnsupportedOperation",
+        ),
+    ):
+        with pytest.raises(ClientError) as exc:
+            ec2.run_instances(ImageId="ami-00000000", MinCount=1, MaxCount=1, **extra)
+        assert error_of(exc) == (code, 400), extra
+    assert oneadmin_vm_count(demo) == vms
+
+
+def test_what_tools_send_by_default_is_accepted(ec2, demo):
+    """Terraform's aws_instance always sends HibernationOptions.Configured=false, Monitoring,
+    EbsOptimized and DisableApiTermination false; fog (vagrant-aws) SecurityGroup default:
+    values that ask for nothing pass (checked with a dry run: nothing is made)."""
     with pytest.raises(ClientError) as exc:
         ec2.run_instances(
             ImageId="ami-00000000",
             MinCount=1,
             MaxCount=1,
-            InstanceInitiatedShutdownBehavior="terminate",
+            DryRun=True,
+            HibernationOptions={"Configured": False},
+            EnclaveOptions={"Enabled": False},
+            CapacityReservationSpecification={"CapacityReservationPreference": "open"},
+            Monitoring={"Enabled": False},
+            EbsOptimized=False,
+            DisableApiTermination=False,
+            SecurityGroups=["default"],
+            SecurityGroupIds=[],
         )
-    assert error_of(exc) == ("InvalidParameterValue", 400)
-    assert oneadmin_vm_count(demo) == vms
+    assert error_of(exc) == ("DryRunOperation", 412)
 
 
 def oneadmin_vm_count(demo) -> int:

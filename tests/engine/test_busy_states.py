@@ -57,3 +57,17 @@ def test_a_lost_instance_can_be_rebooted_and_stopped(sim: Sim, engine, pair) -> 
     stopped = run(engine, "StopInstances", {"InstanceId": [lost]}, user="demo")
     assert stopped["StoppingInstances"][0]["PreviousState"]["Name"] == "running"
     assert state(sim, lost) == ("8", "0")
+
+
+def test_force_makes_a_stuck_stop_hard_and_a_terminated_reboot_is_ignored(
+    sim: Sim, engine, pair
+) -> None:
+    stuck, gone = pair
+    put_state(sim, stuck, 3, 18)  # SHUTDOWN_POWEROFF: the guest ignores the ACPI signal
+    soft = run(engine, "StopInstances", {"InstanceId": [stuck]}, user="demo")
+    assert soft["StoppingInstances"][0]["CurrentState"]["Name"] == "stopping"
+    assert state(sim, stuck) == ("3", "18")  # asked again: nothing changes
+    run(engine, "StopInstances", {"InstanceId": [stuck], "Force": True}, user="demo")
+    assert state(sim, stuck) == ("8", "0")  # poweroff-hard cut it short
+    run(engine, "TerminateInstances", {"InstanceId": [gone]}, user="demo")
+    assert run(engine, "RebootInstances", {"InstanceId": [gone]}, user="demo") == {}

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from econe.errors import Ec2Error
+from econe.one.client import OneError
 from tests.engine.conftest import AMI, Sim, run
 from tests.engine.test_sim import launch, vm_number
 
@@ -74,3 +75,25 @@ def test_a_root_volume_smaller_than_the_image_is_refused(sim: Sim, engine) -> No
         launch(engine, ImageId=ami, BlockDeviceMapping=mapping(VolumeSize=2))
     assert err.value.code == "InvalidBlockDeviceMapping"
     assert "smaller than the image" in err.value.message and "3000 MB" in err.value.message
+
+
+def test_a_persistent_ami_keeps_its_size(sim: Sim, engine) -> None:
+    """oned resizes no persistent (nor CD-ROM) image: refused by econe first, and by onesim
+    as oned does ("SIZE attribute is not supported for persistent image")."""
+    pers = sim.client.call(
+        "demo:demo",
+        "one.image.allocate",
+        'NAME="pers-os"\nTYPE="OS"\nSIZE="40"\nPERSISTENT="YES"',
+        1,
+    )
+    ami = f"ami-{int(pers):08d}"
+    run(engine, "RegisterImage", {"ImageLocation": ami}, user="demo")
+    with pytest.raises(Ec2Error) as err:
+        launch(engine, ImageId=ami, BlockDeviceMapping=mapping(VolumeSize=1))
+    assert err.value.code == "InvalidBlockDeviceMapping" and "persistent" in err.value.message
+    tmpl = f'NAME="x"\nMEMORY="64"\nCPU="1"\nDISK=[IMAGE_ID="{int(pers)}", SIZE="1024"]'
+    with pytest.raises(OneError) as refused:
+        sim.client.call("demo:demo", "one.vm.allocate", tmpl, False)
+    assert f"SIZE attribute is not supported for persistent image [{int(pers)}]" in str(
+        refused.value
+    )

@@ -698,6 +698,8 @@ def test_shipped_image_views(shipped) -> None:
         "_group_u": "0",
         "_other_u": "0",
         "_size_mb": 1024,
+        "_persistent": False,
+        "_type": 0,
         "ImageId": "ami-00000000",
         "Name": "alice-os",
         "OwnerId": "alice",

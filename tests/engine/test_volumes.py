@@ -7,6 +7,7 @@ import importlib
 import pytest
 from lxml import etree
 
+from econe.errors import Ec2Error
 from tests.engine.conftest import AMI, Sim, code_of, run
 
 
@@ -319,6 +320,10 @@ def test_states_while_oned_is_busy(slow: Sim) -> None:
         sid = run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")["SnapshotId"]
         snap = run(engine, "DescribeSnapshots", {"SnapshotId": [sid]}, user="demo")["Snapshots"]
         assert snap[0]["State"] == "pending" and snap[0]["Progress"] == "0%"
+        # the volume being copied into the snapshot is in use, and oned says why
+        with pytest.raises(Ec2Error) as err:
+            run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo")
+        assert err.value.code == "VolumeInUse" and "clone" in err.value.message
         # oned deletes an image it is still copying only with force: not yet, and said so
         body = {"SnapshotId": sid}
         assert code_of(run, engine, "DeleteSnapshot", body, user="demo") == "IncorrectState"

@@ -170,6 +170,29 @@ def test_dry_run_false_runs_the_action(client, engine):
     assert engine.calls[0][1] == {"InstanceId": ["i-1"], "DryRun": False}
 
 
+def test_unsupported_parameters_are_refused_by_name_unless_empty(client, engine):
+    run = {"Action": "RunInstances", "ImageId": "ami-1", "MinCount": "1", "MaxCount": "1"}
+    # `SecurityGroupId=` with no index: an empty list, as some SDKs send it, asks for nothing
+    resp = client.post("/", data={**run, "SecurityGroupId": ""})
+    assert resp.status_code == 200, resp.text
+    assert engine.calls[-1][1]["SecurityGroupId"] == []
+    for extra, name in (
+        ({"SecurityGroupId.1": "sg-1"}, "SecurityGroupId"),
+        ({"SubnetId": "subnet-1"}, "SubnetId"),
+        ({"LaunchTemplate.LaunchTemplateName": "web"}, "LaunchTemplate"),
+        (
+            {
+                "CapacityReservationSpecification.CapacityReservationTarget.CapacityReservationId": "cr-1"
+            },
+            "CapacityReservationSpecification.CapacityReservationTarget",
+        ),
+    ):
+        resp = client.post("/", data={**run, **extra})
+        assert resp.status_code == 400
+        error = error_of(resp)
+        assert error["Code"] == "UnsupportedOperation" and name in error["Message"], extra
+
+
 def test_engine_errors_keep_code_and_status(client, engine):
     engine.results["DescribeInstances"] = Ec2Error(
         "InvalidInstanceID.NotFound", "The instance ID 'i-9' does not exist"
