@@ -414,7 +414,15 @@ def allocate_address(rt: Any) -> dict:
         raise Ec2Error(
             "InvalidParameterValue", "Tags on Elastic IP addresses are not supported here"
         )
-    for name in ("PublicIpv4Pool", "CustomerOwnedIpv4Pool", "IpamPoolId"):
+    # the one pool and the region, which DescribeAddresses shows, may be named; nothing else
+    pool_id = f"ipv4pool-vnet-{vnet}"
+    if body.get("PublicIpv4Pool") not in (None, "", pool_id):
+        raise Ec2Error("InvalidParameterValue", f"PublicIpv4Pool: the only pool here is {pool_id}")
+    if body.get("NetworkBorderGroup") not in (None, "", rt.config.region):
+        raise Ec2Error(
+            "InvalidParameterValue", f"NetworkBorderGroup: the only one is {rt.config.region}"
+        )
+    for name in ("CustomerOwnedIpv4Pool", "IpamPoolId"):
         if body.get(name):
             raise Ec2Error("InvalidParameterValue", f"{name} is not supported: there is one pool")
     wanted = _check_ip(str(body["Address"]), "Address") if body.get("Address") else None
@@ -460,7 +468,7 @@ def allocate_address(rt: Any) -> dict:
                 "PublicIp": addr.ip,
                 "AllocationId": record["EC2_ALLOCATION_ID"],
                 "Domain": domain,
-                "PublicIpv4Pool": f"ipv4pool-vnet-{vnet}",
+                "PublicIpv4Pool": pool_id,
                 "NetworkBorderGroup": rt.config.region,
             }
         if wanted is not None:

@@ -102,6 +102,13 @@ def test_allocate_describe_release(sim: Sim, eng: Engine) -> None:
         "PublicIpv4Pool": "ipv4pool-vnet-1",
         "NetworkBorderGroup": "opennebula",
     }
+    # what it says it is from may be asked for again; another pool or group is refused
+    named = {"PublicIpv4Pool": "ipv4pool-vnet-1", "NetworkBorderGroup": "opennebula"}
+    again = run(sim, eng, "AllocateAddress", named)
+    run(sim, eng, "ReleaseAddress", {"AllocationId": again["AllocationId"]})
+    for body in ({"PublicIpv4Pool": "amazon"}, {"NetworkBorderGroup": "us-east-1"}):
+        err = error(sim, eng, "AllocateAddress", body)
+        assert err.code == "InvalidParameterValue" and list(body)[0] in err.message
     by_ip = run(sim, eng, "DescribeAddresses", {"PublicIp": [ip]})["Addresses"]
     assert [a["PublicIp"] for a in by_ip] == [ip]
     by_alloc = run(sim, eng, "DescribeAddresses", {"AllocationId": [alloc]})["Addresses"]
