@@ -174,6 +174,26 @@ def test_root_volume_size_as_terraform_asks_for_it(ec2, demo):
     ec2.terminate_instances(InstanceIds=[iid])
 
 
+def test_instance_attributes_as_terraform_reads_them(ec2):
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, UserData="#cloud-config\n")[
+        "Instances"
+    ][0]["InstanceId"]
+    got = ec2.describe_instance_attribute(InstanceId=iid, Attribute="disableApiTermination")
+    assert got["DisableApiTermination"] == {"Value": False}
+    got = ec2.describe_instance_attribute(
+        InstanceId=iid, Attribute="instanceInitiatedShutdownBehavior"
+    )
+    assert got["InstanceInitiatedShutdownBehavior"] == {"Value": "stop"}
+    got = ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")
+    assert base64.b64decode(got["UserData"]["Value"]) == b"#cloud-config\n"
+    with pytest.raises(ClientError) as exc:
+        ec2.describe_instance_attribute(InstanceId=iid, Attribute="bogus")
+    assert error_of(exc) == ("InvalidParameterValue", 400)
+    assert "Attribute" in exc.value.response["Error"]["Message"]
+    ec2.terminate_instances(InstanceIds=[iid])
+
+
 def test_client_token_is_idempotent(ec2):
     ami = ec2.describe_images()["Images"][0]["ImageId"]
     token = str(uuid.uuid4())
