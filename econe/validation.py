@@ -1,9 +1,9 @@
 """Request body validation with EC2 error codes, naming the *wire* parameter.
 
 Registered with Connexion as the `*/*json` body validator. jsonschema errors become:
-`additionalProperties` → UnknownParameter, `required` → MissingParameter, `not` in a parameter the
-overlay marks unsupported → UnsupportedOperation, anything else → InvalidParameterValue; the parameter is named as the client sent it (`InstanceId.1`,
-`Filter.1.Name`). Compiled Draft-4 validators (with the `byte`/`date-time` format checker)
+`additionalProperties` → UnknownParameter, `required` → MissingParameter, `not` in a parameter
+the overlay marks unsupported → UnsupportedOperation, anything else → InvalidParameterValue;
+the parameter is named as the client sent it (`InstanceId.1`, `Filter.1.Name`). Compiled Draft-4 validators (with the `byte`/`date-time` format checker)
 are cached per schema object.
 """
 
