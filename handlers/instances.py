@@ -175,11 +175,13 @@ def _root_size(mappings: list[dict], image: dict) -> int | None:
             )
         if ebs.get("VolumeSize") is not None:
             size = int(ebs["VolumeSize"]) * 1024
-            fixed = image["_persistent"] or image["_type"] == 1  # persistent or CDROM
-            if fixed and size != image["_size_mb"]:
+            fixed = (
+                "persistent" if image["_persistent"] else "a CD-ROM" if image["_type"] == 1 else ""
+            )
+            if fixed and size != image["_size_mb"]:  # OpenNebula resizes neither
                 raise _bad_mapping(
-                    f"The image {image['ImageId']} is {'persistent' if image['_persistent'] else 'a CD-ROM'}: "
-                    f"OpenNebula cannot give it another size than {image['_size_mb']} MB"
+                    f"The image {image['ImageId']} is {fixed}: OpenNebula cannot give it "
+                    f"another size than {image['_size_mb']} MB"
                 )
             if size < image["_size_mb"]:
                 raise _bad_mapping(
