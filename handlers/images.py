@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from typing import Any
 
 from econe.errors import Ec2Error, invalid_value, missing_parameter
@@ -161,28 +160,42 @@ _SAVEAS_ERRORS = {
 }
 
 
+_NAME_TRIES = 20
+
+
 def _save_disk(rt: Any, vm_number: int, disk_id: int, name: str) -> int:
-    """one.vm.disksaveas into a new image named `name`, or, when an image of the user that is
-    no AMI holds that name (a deregistered AMI: EC2 lets its name be used again), named
-    `name-<random>`: the AMI name is kept in EC2_AMI_NAME either way."""
+    """one.vm.disksaveas into a new image named `name`; when a user's image that is no AMI
+    holds that name (a deregistered AMI: EC2 lets its name be used again), `name (2)`,
+    `name (3)`…, so that oned's per-user name uniqueness still decides between two requests
+    for one name at once. The AMI name is kept in EC2_AMI_NAME either way."""
     duplicate = Ec2Error("InvalidAMIName.Duplicate", f"AMI name {name} is already in use")
     if _name_in_use(rt, name):
         raise duplicate
-    try:
-        return int(
-            rt.call("one.vm.disksaveas", vm_number, disk_id, name, "", -1, errors=_SAVEAS_ERRORS)
+    for n in range(1, _NAME_TRIES + 1):
+        candidate = name if n == 1 else f"{name[:120]} ({n})"
+        try:
+            return int(
+                rt.call(
+                    "one.vm.disksaveas",
+                    vm_number,
+                    disk_id,
+                    candidate,
+                    "",
+                    -1,
+                    errors=_SAVEAS_ERRORS,
+                )
+            )
+        except Ec2Error as exc:
+            if "already taken" not in exc.message:
+                raise
+        holder = next(
+            (i for i in _my_images(rt) if i["_element"].findtext("NAME") == candidate), None
         )
-    except Ec2Error as exc:
-        if "already taken" not in exc.message:
-            raise
-    holder = next((i for i in _my_images(rt) if i["_element"].findtext("NAME") == name), None)
-    saving = holder is not None and holder["_element"].findtext("TEMPLATE/SAVE_AS_HOT") == "YES"
-    if holder is not None and holder.get("State") and (holder.get("_ami") or saving):
-        raise duplicate  # an AMI, or one being made by a request like this one
-    unique = f"{name[:119]}-{uuid.uuid4().hex[:8]}"
-    return int(
-        rt.call("one.vm.disksaveas", vm_number, disk_id, unique, "", -1, errors=_SAVEAS_ERRORS)
-    )
+        if holder is not None and holder.get("State"):
+            saving = holder["_element"].findtext("TEMPLATE/SAVE_AS_HOT") == "YES"
+            if saving or (n == 1 and holder.get("_ami")):
+                raise duplicate  # an AMI, or one a request for this name is making right now
+    raise duplicate
 
 
 def create_image(rt: Any) -> dict:

@@ -115,7 +115,8 @@ def test_a_deregistered_amis_name_can_be_used_again(sim: Sim, engine, instance) 
     second = run(engine, "CreateImage", body, user="demo")["ImageId"]
     assert second != first
     (image,) = run(engine, "DescribeImages", {"ImageId": [second]}, user="demo")["Images"]
-    assert image["Name"] == "nightly"  # the OpenNebula image is nightly-<random>
+    assert image["Name"] == "nightly"
+    assert sim.as_admin("one.image.info", int(second[4:])).count("<NAME>nightly (2)</NAME>") == 1
     assert code_of(engine, body) == "InvalidAMIName.Duplicate"
     # registering the old one again would make two AMIs of one name: refused, as EC2 does
     with pytest.raises(Ec2Error) as err:
@@ -155,6 +156,24 @@ def test_failures_leave_no_image_behind(sim: Sim, engine, instance) -> None:
         # an AMI still being copied holds its name
         body = {"InstanceId": other["InstanceId"], "Name": "half-made"}
         assert code_of(engine, body) == "InvalidAMIName.Duplicate"
+    finally:
+        sim.server.sim.speed = 0
+        run(engine, "TerminateInstances", {"InstanceId": [other["InstanceId"]]}, user="demo")
+
+
+def test_two_requests_for_a_reused_name_cannot_both_win(sim: Sim, engine, instance) -> None:
+    """The second name (`race (2)`) is what oned's per-user uniqueness decides on: while one
+    request is saving into it, another request for `race` is a duplicate."""
+    first = run(engine, "CreateImage", {"InstanceId": instance, "Name": "race"}, user="demo")
+    run(engine, "DeregisterImage", {"ImageId": first["ImageId"]}, user="demo")
+    (other,) = launch(engine)["Instances"]
+    sim.server.sim.speed = 60  # the other request's copy stays in progress
+    try:
+        vm = vm_number(other["InstanceId"])
+        sim.client.call("demo:demo", "one.vm.disksaveas", vm, 0, "race (2)", "", -1)
+        assert code_of(engine, {"InstanceId": instance, "Name": "race"}) == (
+            "InvalidAMIName.Duplicate"
+        )
     finally:
         sim.server.sim.speed = 0
         run(engine, "TerminateInstances", {"InstanceId": [other["InstanceId"]]}, user="demo")
