@@ -416,7 +416,7 @@ def allocate_address(rt: Any) -> dict:
         )
     # the one pool and the region, which DescribeAddresses shows, may be named; nothing else
     pool_id = f"ipv4pool-vnet-{vnet}"
-    if body.get("PublicIpv4Pool") not in (None, "", pool_id):
+    if body.get("PublicIpv4Pool") not in (None, "", pool_id, "amazon"):  # amazon: the default
         raise Ec2Error("InvalidParameterValue", f"PublicIpv4Pool: the only pool here is {pool_id}")
     if body.get("NetworkBorderGroup") not in (None, "", rt.config.region):
         raise Ec2Error(

@@ -121,7 +121,8 @@ def check_image(img: dict, attach: bool) -> None:
 
 def check_disk_size(img: dict, disk: dict) -> None:
     """ImagePool::acquire_disk: a DISK SIZE other than the image's, for a persistent or a
-    CDROM image (which cannot be resized)."""
+    CDROM image (which cannot be resized), or smaller than the image. (Volatile disks, which
+    econe never makes, are not checked.)"""
     size = (disk.get("SIZE") or "").strip()
     if not size or not size.lstrip("-").isdigit() or int(size) == img["size"]:
         return
@@ -131,6 +132,10 @@ def check_disk_size(img: dict, disk: dict) -> None:
         )
     if img["type"] == 1:
         raise errors.internal(f"SIZE attribute is not supported for CDROM image [{img['id']}].")
+    if int(size) < img["size"]:
+        raise errors.internal(
+            f"SIZE of {int(size)}MB is less than the image [{img['id']}] size of {img['size']}MB."
+        )
 
 
 def acquire_image(sim: Sim, img: dict, vid: int, attach: bool = False) -> None:

@@ -106,7 +106,9 @@ def test_allocate_describe_release(sim: Sim, eng: Engine) -> None:
     named = {"PublicIpv4Pool": "ipv4pool-vnet-1", "NetworkBorderGroup": "opennebula"}
     again = run(sim, eng, "AllocateAddress", named)
     run(sim, eng, "ReleaseAddress", {"AllocationId": again["AllocationId"]})
-    for body in ({"PublicIpv4Pool": "amazon"}, {"NetworkBorderGroup": "us-east-1"}):
+    amazon = run(sim, eng, "AllocateAddress", {"PublicIpv4Pool": "amazon"})  # the default pool
+    run(sim, eng, "ReleaseAddress", {"AllocationId": amazon["AllocationId"]})
+    for body in ({"PublicIpv4Pool": "ipv4pool-ec2-1"}, {"NetworkBorderGroup": "us-east-1"}):
         err = error(sim, eng, "AllocateAddress", body)
         assert err.code == "InvalidParameterValue" and list(body)[0] in err.message
     by_ip = run(sim, eng, "DescribeAddresses", {"PublicIp": [ip]})["Addresses"]

@@ -69,5 +69,8 @@ def test_force_makes_a_stuck_stop_hard_and_a_terminated_reboot_is_ignored(
     assert state(sim, stuck) == ("3", "18")  # asked again: nothing changes
     run(engine, "StopInstances", {"InstanceId": [stuck], "Force": True}, user="demo")
     assert state(sim, stuck) == ("8", "0")  # poweroff-hard cut it short
+    put_state(sim, gone, 3, 36)  # BOOT_FAILURE: shown as terminated, so ignored too
+    assert run(engine, "RebootInstances", {"InstanceId": [gone]}, user="demo") == {}
+    assert state(sim, gone) == ("3", "36")
     run(engine, "TerminateInstances", {"InstanceId": [gone]}, user="demo")
     assert run(engine, "RebootInstances", {"InstanceId": [gone]}, user="demo") == {}

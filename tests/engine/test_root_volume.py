@@ -97,3 +97,10 @@ def test_a_persistent_ami_keeps_its_size(sim: Sim, engine) -> None:
     assert f"SIZE attribute is not supported for persistent image [{int(pers)}]" in str(
         refused.value
     )
+    # and no image is made smaller than it is (onesim as oned)
+    small = (
+        f'NAME="y"\nMEMORY="64"\nCPU="1"\nDISK=[IMAGE_ID="{AMI[4:].lstrip("0") or 0}", SIZE="1"]'
+    )
+    with pytest.raises(OneError) as refused:
+        sim.client.call("demo:demo", "one.vm.allocate", small, False)
+    assert "MB is less than the image [0] size of" in str(refused.value)

@@ -443,7 +443,12 @@ def test_a_state_oned_would_refuse_stops_the_request_before_any_instance(sim: Si
     assert err.value.code == "IncorrectInstanceState" and doomed in err.value.message
     assert sim.vm(vm_number(running)).findtext("LCM_STATE") == "3"  # untouched: RUNNING
     # "Requests to reboot terminated instances are ignored" (EC2): the others are rebooted
+    reboots = sim.vm(vm_number(running)).xpath("count(HISTORY_RECORDS/HISTORY[ACTION='15'])")
     assert run(engine, "RebootInstances", {"InstanceId": [running, doomed]}, user="demo") == {}
+    assert (
+        sim.vm(vm_number(running)).xpath("count(HISTORY_RECORDS/HISTORY[ACTION='15'])")
+        == reboots + 1
+    )  # oned recorded the reboot (action 15)
     run(engine, "TerminateInstances", {"InstanceId": [running]}, user="demo")
 
 
