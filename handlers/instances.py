@@ -18,6 +18,7 @@ import jinja2
 from lxml import etree
 
 from econe.errors import Ec2Error, invalid_value, missing_parameter
+from econe.mapping.filters import paginate
 from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id
 from econe.mapping.onecall import OneError, OneUnavailable, error_name
 from econe.paths import data_dir
@@ -240,11 +241,15 @@ def _template(rt: Any, path: Path) -> jinja2.Template:
     return template
 
 
-def _vm_template(rt: Any, type_name: str) -> etree._Element | None:
+def _vm_template(
+    rt: Any, type_name: str, pool: etree._Element | None = None
+) -> etree._Element | None:
     """The VM template defining instance type `type_name`: one of the cloud administrators'
-    (owned by oneadmin, or in group oneadmin), else one of the caller's own. Templates other users share are never
-    used: anyone could otherwise publish `m1.large` with their own CONTEXT and key."""
-    pool = rt.xml(rt.call("one.templatepool.info", -2, -1, -1))
+    (owned by oneadmin, or in group oneadmin), else one of the caller's own. Templates other
+    users share are never used: anyone could otherwise publish `m1.large` with their own
+    CONTEXT and key. `pool`: one.templatepool.info's answer, when read already."""
+    if pool is None:
+        pool = rt.xml(rt.call("one.templatepool.info", -2, -1, -1))
     mine = None
     for tmpl in pool.iterfind("VMTEMPLATE"):
         if tmpl.findtext("TEMPLATE/EC2_INSTANCE_TYPE") != type_name:
@@ -254,6 +259,79 @@ def _vm_template(rt: Any, type_name: str) -> etree._Element | None:
         if mine is None and tmpl.findtext("UID") == str(rt.principal.uid):
             mine = tmpl
     return mine
+
+
+_ARCHES = {"aarch64": "arm64", "i686": "i386"}  # OpenNebula's OS/ARCH → EC2's names
+
+
+def _type_info(name: str, attrs: list[Attr]) -> dict:
+    """An EC2 InstanceTypeInfo from an instance type's OpenNebula template attributes: its
+    VCPU (else CPU, rounded up) and MEMORY (MB); the rest as EC2 says of a plain KVM type."""
+    top = {k: v for k, v in attrs if isinstance(v, str)}
+    os_arch = next(
+        (dict(v).get("ARCH") for k, v in attrs if k == "OS" and isinstance(v, list)), None
+    )
+    try:
+        vcpus = int(top.get("VCPU") or 0) or max(1, -int(-float(top.get("CPU") or 1) // 1))
+        memory = int(float(top.get("MEMORY") or 0))
+    except ValueError:
+        vcpus, memory = 1, 0
+    return {
+        "InstanceType": name,
+        "CurrentGeneration": True,
+        "FreeTierEligible": False,
+        "SupportedUsageClasses": ["on-demand"],
+        "SupportedRootDeviceTypes": ["ebs"],
+        "SupportedVirtualizationTypes": ["hvm"],
+        "BareMetal": False,
+        "ProcessorInfo": {"SupportedArchitectures": [_ARCHES.get(os_arch, os_arch or "x86_64")]},
+        "VCpuInfo": {"DefaultVCpus": vcpus, "DefaultCores": vcpus, "DefaultThreadsPerCore": 1},
+        "MemoryInfo": {"SizeInMiB": memory},
+        "InstanceStorageSupported": False,
+        "EbsInfo": {"EbsOptimizedSupport": "unsupported", "EncryptionSupport": "unsupported"},
+        "NetworkInfo": {"MaximumNetworkInterfaces": 1, "Ipv6Supported": False},
+        "HibernationSupported": False,
+        "BurstablePerformanceSupported": False,
+        "DedicatedHostsSupported": False,
+        "AutoRecoverySupported": False,
+    }
+
+
+def describe_instance_types(rt: Any) -> dict:
+    """The instance types RunInstances takes from this user: econe.conf's (their template
+    rendered as for a launch, to read CPU and MEMORY) and the OpenNebula VM templates tagged
+    EC2_INSTANCE_TYPE that `_vm_template` would use. Terraform's aws_instance reads its type."""
+    types: dict[str, dict] = {}
+    for name, spec in rt.config.instance_types.items():
+        try:
+            text = _template(rt, _file_template(rt, name, spec)).render(
+                image_id=0, ec2_image_id="ami-00000000", instance_type=name,
+                network_id=int(spec.get("network_id", 0)), user_data=None, key_name=None,
+                public_key=None, client_token=None, reservation_id="r-0", launch_index=0,
+                user=rt.principal.name, config=rt.config,
+            )  # fmt: skip
+            types[name] = _type_info(name, parse_template(text))
+        except (Ec2Error, TemplateError, jinja2.TemplateError) as exc:
+            log.error("instance type %s: %s", name, exc)  # RunInstances says so too
+    pool = rt.xml(rt.call("one.templatepool.info", -2, -1, -1))
+    for tmpl in pool.iterfind("VMTEMPLATE"):
+        name = tmpl.findtext("TEMPLATE/EC2_INSTANCE_TYPE")
+        if name and name not in types and _vm_template(rt, name, pool) is tmpl:
+            types[name] = _type_info(name, element_attrs(tmpl.find("TEMPLATE")))
+    wanted = [str(t) for t in rt.body.get("InstanceType") or []]
+    missing = [t for t in wanted if t not in types]
+    if missing:
+        raise Ec2Error(
+            "InvalidInstanceType",
+            f"The following supplied instance types do not exist: [{', '.join(missing)}]",
+        )
+    items = [types[t] for t in sorted(types) if not wanted or t in wanted]
+    for n, item in enumerate(items):
+        item["_key"] = n + 1  # pages by name
+    items, token = paginate(
+        rt.filter(items), rt.body.get("MaxResults"), rt.body.get("NextToken"), "_key", 5, 100
+    )
+    return {"InstanceTypes": items, "NextToken": token}
 
 
 def _merge(attrs: list[Attr], user: list[Attr], context: list[tuple[str, str]]) -> list[Attr]:

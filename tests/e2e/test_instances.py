@@ -187,6 +187,8 @@ def test_instance_attributes_as_terraform_reads_them(ec2):
     assert got["InstanceInitiatedShutdownBehavior"] == {"Value": "stop"}
     got = ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")
     assert base64.b64decode(got["UserData"]["Value"]) == b"#cloud-config\n"
+    (info,) = ec2.describe_instance_types(InstanceTypes=["m1.small"])["InstanceTypes"]
+    assert info["MemoryInfo"]["SizeInMiB"] == 256 and info["BurstablePerformanceSupported"] is False
     with pytest.raises(ClientError) as exc:
         ec2.describe_instance_attribute(InstanceId=iid, Attribute="bogus")
     assert error_of(exc) == ("InvalidParameterValue", 400)

@@ -1,0 +1,72 @@
+"""DescribeInstanceTypes on a live onesim: econe.conf's types (read from their rendered
+template) and the OpenNebula templates RunInstances would use for the user, no others."""
+
+from __future__ import annotations
+
+import pytest
+
+from econe.errors import Ec2Error
+from tests.engine.conftest import Sim, run
+
+
+def types(engine, user: str = "demo", **body) -> dict[str, dict]:
+    found = run(engine, "DescribeInstanceTypes", body, user=user)["InstanceTypes"]
+    return {t["InstanceType"]: t for t in found}
+
+
+@pytest.fixture(scope="module")
+def templates(sim: Sim) -> None:
+    """c1.arm (the user's own), m9.shared (another user's, shared: never used for others)."""
+    sim.client.call(
+        "demo:demo",
+        "one.template.allocate",
+        'NAME="arm"\nEC2_INSTANCE_TYPE="c1.arm"\nVCPU="2"\nCPU="0.5"\nMEMORY="512"\n'
+        'OS=[ARCH="aarch64"]',
+    )
+    uid = sim.as_admin("one.user.allocate", "sharer", "pw", "core", [1])
+    tid = sim.client.call(
+        "sharer:pw", "one.template.allocate", 'NAME="s"\nEC2_INSTANCE_TYPE="m9.shared"\nMEMORY="64"'
+    )
+    core = sim.server.sim  # onesim has no one.template.chmod: share it the way chmod 644 would
+    with core.lock:
+        tmpl = core.store.get("template", tid)
+        tmpl["perms"] = [1, 1, 0, 1, 0, 0, 1, 0, 0]
+        core.store.put("template", tmpl)
+    assert uid and "m9.shared" in sim.client.call("demo:demo", "one.templatepool.info", -2, -1, -1)
+
+
+def test_the_types_runinstances_takes(sim: Sim, engine, templates) -> None:
+    listed = types(engine)
+    assert set(listed) == {"m1.small", "c1.arm"}  # econe.conf's, and the user's own template
+    small = listed["m1.small"]  # templates/m1.small.j2: CPU 0.2, MEMORY 256
+    assert small["VCpuInfo"]["DefaultVCpus"] == 1 and small["MemoryInfo"]["SizeInMiB"] == 256
+    assert small["ProcessorInfo"]["SupportedArchitectures"] == ["x86_64"]
+    arm = listed["c1.arm"]
+    assert arm["VCpuInfo"]["DefaultVCpus"] == 2 and arm["MemoryInfo"]["SizeInMiB"] == 512
+    assert arm["ProcessorInfo"]["SupportedArchitectures"] == ["arm64"]
+    assert arm["BurstablePerformanceSupported"] is False  # what Terraform reads
+    assert set(types(engine, InstanceType=["c1.arm"])) == {"c1.arm"}
+    by_cpus = {"Filter": [{"Name": "vcpu-info.default-vcpus", "Value": ["2"]}]}
+    assert set(types(engine, **by_cpus)) == {"c1.arm"}
+    assert "m9.shared" not in types(engine)
+    with pytest.raises(Ec2Error) as err:
+        run(engine, "DescribeInstanceTypes", {"InstanceType": ["c5.large"]}, user="demo")
+    assert err.value.code == "InvalidInstanceType" and "c5.large" in err.value.message
+
+
+def test_pages(sim: Sim, engine, templates) -> None:
+    for n in range(5):
+        sim.client.call(
+            "demo:demo",
+            "one.template.allocate",
+            f'NAME="p{n}"\nEC2_INSTANCE_TYPE="p{n}.page"\nCPU="1"\nMEMORY="128"',
+        )
+    first = run(engine, "DescribeInstanceTypes", {"MaxResults": 5}, user="demo")
+    rest = run(
+        engine,
+        "DescribeInstanceTypes",
+        {"MaxResults": 5, "NextToken": first["NextToken"]},
+        user="demo",
+    )
+    names = [t["InstanceType"] for t in first["InstanceTypes"] + rest["InstanceTypes"]]
+    assert names == sorted(set(names)) and len(names) == 7 and rest.get("NextToken") is None
