@@ -8,6 +8,7 @@ import binascii
 import hashlib
 import json
 import logging
+import math
 import secrets
 import threading
 import time
@@ -261,21 +262,27 @@ def _vm_template(
     return mine
 
 
-_ARCHES = {"aarch64": "arm64", "i686": "i386"}  # OpenNebula's OS/ARCH → EC2's names
+# OpenNebula's OS/ARCH → EC2's names (others, such as ppc64le, are shown as they are)
+_ARCHES = {"aarch64": "arm64", "i686": "i386", "amd64": "x86_64"}
 
 
-def _type_info(name: str, attrs: list[Attr]) -> dict:
+def _type_info(name: str, attrs: list[Attr]) -> dict | None:
     """An EC2 InstanceTypeInfo from an instance type's OpenNebula template attributes: its
-    VCPU (else CPU, rounded up) and MEMORY (MB); the rest as EC2 says of a plain KVM type."""
+    VCPU (else CPU, rounded up) and MEMORY (MB); the rest as EC2 says of a plain KVM type.
+    None when oned would refuse them (VCPU not a positive integer, CPU or MEMORY not a
+    positive number)."""
     top = {k: v for k, v in attrs if isinstance(v, str)}
     os_arch = next(
         (dict(v).get("ARCH") for k, v in attrs if k == "OS" and isinstance(v, list)), None
     )
     try:
-        vcpus = int(top.get("VCPU") or 0) or max(1, -int(-float(top.get("CPU") or 1) // 1))
-        memory = int(float(top.get("MEMORY") or 0))
-    except ValueError:
-        vcpus, memory = 1, 0
+        cpu, memory = float(top.get("CPU") or 1), float(top.get("MEMORY") or 0)
+        vcpus = int(top["VCPU"]) if top.get("VCPU") else math.ceil(cpu)
+        memory_mib = int(memory)
+    except (ValueError, OverflowError):
+        return None
+    if vcpus <= 0 or cpu <= 0 or memory_mib <= 0:
+        return None
     return {
         "InstanceType": name,
         "CurrentGeneration": True,
@@ -286,7 +293,7 @@ def _type_info(name: str, attrs: list[Attr]) -> dict:
         "BareMetal": False,
         "ProcessorInfo": {"SupportedArchitectures": [_ARCHES.get(os_arch, os_arch or "x86_64")]},
         "VCpuInfo": {"DefaultVCpus": vcpus, "DefaultCores": vcpus, "DefaultThreadsPerCore": 1},
-        "MemoryInfo": {"SizeInMiB": memory},
+        "MemoryInfo": {"SizeInMiB": memory_mib},
         "InstanceStorageSupported": False,
         "EbsInfo": {"EbsOptimizedSupport": "unsupported", "EncryptionSupport": "unsupported"},
         "NetworkInfo": {"MaximumNetworkInterfaces": 1, "Ipv6Supported": False},
@@ -301,8 +308,9 @@ def describe_instance_types(rt: Any) -> dict:
     """The instance types RunInstances takes from this user: econe.conf's (their template
     rendered as for a launch, to read CPU and MEMORY) and the OpenNebula VM templates tagged
     EC2_INSTANCE_TYPE that `_vm_template` would use. Terraform's aws_instance reads its type."""
-    types: dict[str, dict] = {}
+    types: dict[str, dict | None] = {}  # None: a type RunInstances would not launch
     for name, spec in rt.config.instance_types.items():
+        types[name] = None  # econe.conf's name, even when broken (RunInstances uses it)
         try:
             text = _template(rt, _file_template(rt, name, spec)).render(
                 image_id=0, ec2_image_id="ami-00000000", instance_type=name,
@@ -311,25 +319,25 @@ def describe_instance_types(rt: Any) -> dict:
                 user=rt.principal.name, config=rt.config,
             )  # fmt: skip
             types[name] = _type_info(name, parse_template(text))
-        except (Ec2Error, TemplateError, jinja2.TemplateError) as exc:
+        except (Ec2Error, TemplateError, jinja2.TemplateError, ValueError, TypeError) as exc:
             log.error("instance type %s: %s", name, exc)  # RunInstances says so too
     pool = rt.xml(rt.call("one.templatepool.info", -2, -1, -1))
     for tmpl in pool.iterfind("VMTEMPLATE"):
         name = tmpl.findtext("TEMPLATE/EC2_INSTANCE_TYPE")
         if name and name not in types and _vm_template(rt, name, pool) is tmpl:
             types[name] = _type_info(name, element_attrs(tmpl.find("TEMPLATE")))
+    usable = {name: info for name, info in types.items() if info is not None}
     wanted = [str(t) for t in rt.body.get("InstanceType") or []]
-    missing = [t for t in wanted if t not in types]
+    missing = [t for t in wanted if t not in usable]
     if missing:
         raise Ec2Error(
             "InvalidInstanceType",
             f"The following supplied instance types do not exist: [{', '.join(missing)}]",
         )
-    items = [types[t] for t in sorted(types) if not wanted or t in wanted]
-    for n, item in enumerate(items):
-        item["_key"] = n + 1  # pages by name
-    items, token = paginate(
-        rt.filter(items), rt.body.get("MaxResults"), rt.body.get("NextToken"), "_key", 5, 100
+    items = [usable[t] for t in sorted(usable) if not wanted or t in wanted]
+    body = rt.body
+    items, token = paginate(  # by name: a page stays in place as types come and go
+        rt.filter(items), body.get("MaxResults"), body.get("NextToken"), "InstanceType", 5, 100, str
     )
     return {"InstanceTypes": items, "NextToken": token}
 

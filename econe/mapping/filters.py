@@ -126,25 +126,26 @@ def encode_token(key: Any) -> str:
     return base64.urlsafe_b64encode(f"{_TOKEN_PREFIX}{key}".encode()).decode()
 
 
-def decode_token(token: str) -> int:
+def decode_token(token: str, kind: type = int) -> Any:
     try:
         text = base64.urlsafe_b64decode(token.encode()).decode()
         if text.startswith(_TOKEN_PREFIX):
-            return int(text[len(_TOKEN_PREFIX) :])
+            return kind(text[len(_TOKEN_PREFIX) :])
     except (binascii.Error, ValueError, UnicodeDecodeError):
         pass
     raise Ec2Error("InvalidParameterValue", f"Invalid value '{token}' for NextToken")
 
 
 def paginate(
-    items: list[dict], max_results: Any, token: Any, key: str, lo: int, hi: int
+    items: list[dict], max_results: Any, token: Any, key: str, lo: int, hi: int, kind: type = int
 ) -> tuple[list[dict], str | None]:
-    """Stable pages by increasing `key` (an int field); the token names the last key served.
-    MaxResults below `lo` is refused; above `hi` gives pages of `hi`."""
-    items = sorted(items, key=lambda i: i.get(key) or 0)
+    """Stable pages by increasing `key` (an int field, or of type `kind`: str for names); the
+    token names the last key served. MaxResults below `lo` is refused; above `hi` gives pages
+    of `hi`."""
+    items = sorted(items, key=lambda i: i.get(key) or kind())
     if token:
-        last = decode_token(str(token))
-        items = [i for i in items if (i.get(key) or 0) > last]
+        last = decode_token(str(token), kind)
+        items = [i for i in items if (i.get(key) or kind()) > last]
     if max_results is None:
         return items, None
     try:
@@ -162,5 +163,5 @@ def paginate(
     limit = min(limit, hi)
     if len(items) > limit:
         page = items[:limit]
-        return page, encode_token(page[-1].get(key) or 0)
+        return page, encode_token(page[-1].get(key) or kind())
     return items, None

@@ -70,3 +70,49 @@ def test_pages(sim: Sim, engine, templates) -> None:
     )
     names = [t["InstanceType"] for t in first["InstanceTypes"] + rest["InstanceTypes"]]
     assert names == sorted(set(names)) and len(names) == 7 and rest.get("NextToken") is None
+
+
+def test_only_what_runinstances_would_launch(sim: Sim, tmp_path) -> None:
+    """A broken econe.conf type keeps its name (RunInstances uses the file, not a template of
+    the same name) and is left out; so are types whose numbers oned would refuse."""
+    (tmp_path / "broken.j2").write_text("NAME = x\nCPU = {{ nonexistent.attr }}\n")
+    (tmp_path / "huge.j2").write_text("NAME = x\nCPU = 1\nMEMORY = 1e400\n")
+    (tmp_path / "fine.j2").write_text("NAME = x\nVCPU = 4\nCPU = 1\nMEMORY = 2048\n")
+    sim.client.call(
+        "demo:demo", "one.template.allocate", 'NAME="b"\nEC2_INSTANCE_TYPE="b1.broken"\nCPU="8"'
+    )
+    sim.client.call(
+        "demo:demo", "one.template.allocate", 'NAME="v"\nEC2_INSTANCE_TYPE="v1.half"\nVCPU="2.5"'
+    )
+    conf = {n: {"template": f"{n.split('.')[0]}.j2"} for n in ("broken.x", "huge.x", "fine.x")}
+    conf["b1.broken"] = {"template": "broken.j2"}
+    engine = sim.engine(instance_types=conf, template_location=str(tmp_path))
+    try:
+        listed = types(engine)
+        assert "fine.x" in listed and listed["fine.x"]["VCpuInfo"]["DefaultVCpus"] == 4
+        assert not {"broken.x", "huge.x", "b1.broken", "v1.half"} & set(listed)
+    finally:
+        engine.close()
+
+
+def test_pages_stay_in_place_as_types_go(sim: Sim, engine, templates) -> None:
+    ids = [
+        sim.client.call(
+            "demo:demo",
+            "one.template.allocate",
+            f'NAME="q{n}"\nEC2_INSTANCE_TYPE="q{n}.move"\nCPU="1"\nMEMORY="128"',
+        )
+        for n in range(6)
+    ]
+    first = run(engine, "DescribeInstanceTypes", {"MaxResults": 5}, user="demo")
+    served = [t["InstanceType"] for t in first["InstanceTypes"]]
+    sim.client.call("demo:demo", "one.template.delete", ids[0], False)  # one served already
+    rest = run(
+        engine,
+        "DescribeInstanceTypes",
+        {"MaxResults": 100, "NextToken": first["NextToken"]},
+        user="demo",
+    )
+    after = [t["InstanceType"] for t in rest["InstanceTypes"]]
+    assert after and min(after) > served[-1]  # nothing skipped, nothing again
+    assert set(served) | set(after) >= {f"q{n}.move" for n in range(1, 6)}
