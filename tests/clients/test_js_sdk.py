@@ -77,6 +77,15 @@ def test_waiters_see_the_life_cycle(flow):
     assert seen["terminated"] == ["terminated"] * 6
 
 
+def test_status_checks_attributes_types_and_a_saved_image(flow):
+    seen, _ = flow
+    assert seen["status"] == [["running", "ok", "ok"]] * 2  # the SDK's instance-status-ok waiter
+    assert seen["attributes"] == {"type": "m1.small", "protection": False}
+    assert seen["types"] == [["m1.small", 1, 256]]
+    ((image_id, name, state),) = seen["image"]  # the SDK's image-available waiter
+    assert image_id.startswith("ami-") and name.startswith("js-sdk-") and state == "available"
+
+
 def test_tags_key_pairs_and_elastic_ips(flow):
     seen, _ = flow
     assert seen["tags"] == [{"Key": "role", "Value": "web & <db>"}]

@@ -1,6 +1,7 @@
 // One user's session with the AWS SDK for JavaScript v3 (@aws-sdk/client-ec2) against econe:
 // images, a two-instance launch with a client token, the SDK's own waiters through
-// stop/start/reboot, tags, a key pair, an elastic IP, paginated listing, errors, termination.
+// stop/start/reboot, status checks, an instance saved as an AMI, instance attributes and types,
+// tags, a key pair, an elastic IP, paginated listing, errors, termination.
 // Prints one JSON object of what the SDK returned; tests/clients/test_js_sdk.py checks it.
 //
 //   ECONE_ENDPOINT=http://127.0.0.1:4567 ECONE_KEY=demo ECONE_SECRET=… node ec2_flow.mjs
@@ -24,7 +25,13 @@ import {
   DescribeAddressesCommand,
   DisassociateAddressCommand,
   ReleaseAddressCommand,
+  DescribeInstanceStatusCommand,
+  DescribeInstanceAttributeCommand,
+  DescribeInstanceTypesCommand,
+  CreateImageCommand,
   paginateDescribeInstances,
+  waitUntilInstanceStatusOk,
+  waitUntilImageAvailable,
   waitUntilInstanceRunning,
   waitUntilInstanceStopped,
   waitUntilInstanceTerminated,
@@ -101,6 +108,33 @@ out.running = running.map((i) => ({
   launch: i.LaunchTime instanceof Date ? i.LaunchTime.toISOString() : null,
   zone: i.Placement?.AvailabilityZone ?? null,
 }));
+
+await waitUntilInstanceStatusOk(waits, { InstanceIds: ids });
+const statuses = await ec2.send(new DescribeInstanceStatusCommand({ InstanceIds: ids }));
+out.status = statuses.InstanceStatuses.map((s) => [
+  s.InstanceState.Name,
+  s.InstanceStatus.Status,
+  s.SystemStatus.Status,
+]);
+const attribute = (name) =>
+  ec2.send(new DescribeInstanceAttributeCommand({ InstanceId: ids[0], Attribute: name }));
+out.attributes = {
+  type: (await attribute("instanceType")).InstanceType?.Value ?? null,
+  protection: (await attribute("disableApiTermination")).DisableApiTermination?.Value ?? null,
+};
+const types = await ec2.send(new DescribeInstanceTypesCommand({ InstanceTypes: ["m1.small"] }));
+out.types = types.InstanceTypes.map((t) => [
+  t.InstanceType,
+  t.VCpuInfo.DefaultVCpus,
+  t.MemoryInfo.SizeInMiB,
+]);
+const saved = await ec2.send(
+  new CreateImageCommand({ InstanceId: ids[1], Name: `js-sdk-${process.pid}` }),
+);
+await waitUntilImageAvailable(waits, { ImageIds: [saved.ImageId] });
+out.image = (await ec2.send(new DescribeImagesCommand({ ImageIds: [saved.ImageId] }))).Images.map(
+  (i) => [i.ImageId, i.Name, i.State],
+);
 
 const filtered = await ec2.send(
   new DescribeInstancesCommand({
