@@ -304,13 +304,14 @@ def _type_info(name: str, attrs: list[Attr]) -> dict | None:
     }
 
 
-def describe_instance_types(rt: Any) -> dict:
-    """The instance types RunInstances takes from this user: econe.conf's (their template
-    rendered as for a launch, to read CPU and MEMORY) and the OpenNebula VM templates tagged
-    EC2_INSTANCE_TYPE that `_vm_template` would use. Terraform's aws_instance reads its type."""
-    types: dict[str, dict | None] = {}  # None: a type RunInstances would not launch
+def _instance_types(rt: Any) -> dict[str, list[Attr] | None]:
+    """The instance types RunInstances takes from this user, with their OpenNebula template
+    attributes: econe.conf's (their template rendered as for a launch; None when it is broken:
+    the name is still econe.conf's) and the VM templates tagged EC2_INSTANCE_TYPE that
+    `_vm_template` would use."""
+    types: dict[str, list[Attr] | None] = {}
     for name, spec in rt.config.instance_types.items():
-        types[name] = None  # econe.conf's name, even when broken (RunInstances uses it)
+        types[name] = None
         try:
             text = _template(rt, _file_template(rt, name, spec)).render(
                 image_id=0, ec2_image_id="ami-00000000", instance_type=name,
@@ -318,15 +319,22 @@ def describe_instance_types(rt: Any) -> dict:
                 public_key=None, client_token=None, reservation_id="r-0", launch_index=0,
                 user=rt.principal.name, config=rt.config,
             )  # fmt: skip
-            types[name] = _type_info(name, parse_template(text))
+            types[name] = parse_template(text)
         except (Ec2Error, TemplateError, jinja2.TemplateError, ValueError, TypeError) as exc:
             log.error("instance type %s: %s", name, exc)  # RunInstances says so too
     pool = rt.xml(rt.call("one.templatepool.info", -2, -1, -1))
     for tmpl in pool.iterfind("VMTEMPLATE"):
         name = tmpl.findtext("TEMPLATE/EC2_INSTANCE_TYPE")
         if name and name not in types and _vm_template(rt, name, pool) is tmpl:
-            types[name] = _type_info(name, element_attrs(tmpl.find("TEMPLATE")))
-    usable = {name: info for name, info in types.items() if info is not None}
+            types[name] = element_attrs(tmpl.find("TEMPLATE"))
+    return types
+
+
+def describe_instance_types(rt: Any) -> dict:
+    """The instance types RunInstances takes from this user, as EC2 InstanceTypeInfo (those
+    whose numbers oned would refuse are left out). Terraform's aws_instance reads its type."""
+    infos = {n: _type_info(n, a) for n, a in _instance_types(rt).items() if a is not None}
+    usable = {name: info for name, info in infos.items() if info is not None}
     wanted = [str(t) for t in rt.body.get("InstanceType") or []]
     missing = [t for t in wanted if t not in usable]
     if missing:
@@ -734,3 +742,90 @@ def finish_terminations(rt: Any, items: list[dict], changes: list) -> None:
             except Ec2Error as exc:
                 log.info("deferred terminate of %s: %s", item["InstanceId"], exc.message)
         _start_watch(rt, item["_id"], int(since))
+
+
+# ModifyInstanceAttribute: what may be asked of each attribute. A value that asks for nothing
+# (what every instance here already is) is accepted; any other is UnsupportedOperation.
+_ATTRIBUTE_MEMBERS = {
+    "instanceType": "InstanceType",
+    "kernel": "Kernel",
+    "ramdisk": "Ramdisk",
+    "userData": "UserData",
+    "disableApiTermination": "DisableApiTermination",
+    "instanceInitiatedShutdownBehavior": "InstanceInitiatedShutdownBehavior",
+    "sourceDestCheck": "SourceDestCheck",
+    "groupSet": "Groups",
+    "ebsOptimized": "EbsOptimized",
+    "sriovNetSupport": "SriovNetSupport",
+    "enaSupport": "EnaSupport",
+    "disableApiStop": "DisableApiStop",
+    "blockDeviceMapping": "BlockDeviceMappings",
+}
+_AS_IS = {
+    "DisableApiTermination": "false",
+    "InstanceInitiatedShutdownBehavior": "stop",
+    "SourceDestCheck": "true",
+    "EbsOptimized": "false",
+    "EnaSupport": "false",
+    "DisableApiStop": "false",
+}
+
+
+def _asked(body: dict) -> tuple[str, Any]:
+    """The one attribute a ModifyInstanceAttribute sets and its value (EC2 takes one)."""
+    given = [m for m in _ATTRIBUTE_MEMBERS.values() if body.get(m) not in (None, [], {})]
+    if body.get("Attribute"):
+        if "Value" not in body:
+            raise missing_parameter("Value")
+        given.append(_ATTRIBUTE_MEMBERS.get(str(body["Attribute"]), str(body["Attribute"])))
+    if len(given) != 1:
+        raise Ec2Error(
+            "InvalidParameterCombination", "ModifyInstanceAttribute sets exactly one attribute"
+        )
+    member = given[0]
+    if body.get("Attribute"):
+        return member, body.get("Value")
+    value = body[member]
+    return member, value.get("Value") if isinstance(value, dict) else value
+
+
+def modify_instance_attribute(rt: Any) -> dict:
+    """Change an instance's type (stopped: EC2_INSTANCE_TYPE in its user template, then
+    one.vm.resize to the new type's CPU, VCPU and MEMORY; the name is put back if oned refuses
+    the resize); accept what asks for nothing; refuse the rest (UnsupportedOperation)."""
+    member, value = _asked(rt.body)
+    (instance,) = rt.engine.fetch_by_ids(rt, rt.mapping, [rt.body.get("InstanceId")], rt.scope())
+    if member != "InstanceType":
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        if member in _AS_IS and str(value) == _AS_IS[member]:
+            return {}
+        raise Ec2Error("UnsupportedOperation", f"Changing {member} is not supported by this cloud")
+    if instance["State"]["Name"] != "stopped" or instance["_state"] not in (8, 9):
+        raise Ec2Error(
+            "IncorrectInstanceState",
+            f"The instance '{instance['InstanceId']}' is not in the 'stopped' state.",
+        )
+    wanted = str(value or "")
+    attrs = _instance_types(rt).get(wanted)
+    info = _type_info(wanted, attrs) if attrs is not None else None
+    if info is None:
+        raise Ec2Error(
+            "InvalidInstanceAttributeValue",
+            f"Value ({wanted}) for parameter instanceType is invalid.",
+        )
+    vcpus = str(info["VCpuInfo"]["DefaultVCpus"])  # all three, as a launch of that type gets
+    cpu = next((v for k, v in attrs if k == "CPU" and isinstance(v, str)), vcpus)
+    sizes = {"CPU": cpu, "VCPU": vcpus, "MEMORY": str(info["MemoryInfo"]["SizeInMiB"])}
+    # The type's name first: it can always be written back, where a resize cannot take an
+    # attribute away (a template without VCPU); the resize is what oned may refuse (quota).
+    vm_id = instance["_id"]
+    rt.call("one.vm.update", vm_id, template_xml([("EC2_INSTANCE_TYPE", wanted)]), 1)
+    refused = {"ACTION": "IncorrectInstanceState", "QUOTA": "InstanceLimitExceeded"}
+    try:
+        rt.call("one.vm.resize", vm_id, template_xml(list(sizes.items())), False, errors=refused)
+    except Ec2Error:
+        old = instance.get("InstanceType") or ""
+        rt.call("one.vm.update", vm_id, template_xml([("EC2_INSTANCE_TYPE", old)]), 1)
+        raise
+    return {}

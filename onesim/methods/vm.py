@@ -216,6 +216,41 @@ def disksnapshotcreate(sim: Sim, caller: Caller, vid: int, disk_id: int, name: s
     return sid
 
 
+def _resize_value(tmpl: list, name: str, kind: type, what: str) -> float:
+    """VirtualMachineAPI::resize: a missing or unparsable value counts as 0 (keep)."""
+    try:
+        value = kind(T.get(tmpl, name) or 0)
+    except ValueError:
+        value = 0
+    if value < 0:
+        raise errors.internal(f"{name} must be a positive {what} value.")
+    return value
+
+
+@method("one.vm.resize", "isb")
+def resize(sim: Sim, caller: Caller, vid: int, tmpl: str, enforce: bool) -> int:
+    """VirtualMachineAPI::resize + DispatchManager::resize (7.4): CPU, VCPU, MEMORY (0 or
+    absent: unchanged) of a VM not yet deployed, powered off or undeployed; a RUNNING VM goes
+    through HOTPLUG_RESIZE (the dummy driver resizes live); STOPPED, SUSPENDED, DONE and other
+    ACTIVE states are refused (ACTION)."""
+    parsed = parse(tmpl)
+    vm = sim.get_auth(caller, "vm", vid, "MANAGE")
+    cpu = _resize_value(parsed, "CPU", float, "float or integer")
+    memory = _resize_value(parsed, "MEMORY", int, "integer")
+    vcpu = _resize_value(parsed, "VCPU", int, "integer")
+    st, lcm = vm["state"], vm["lcm_state"]
+    running = st == 3 and lcm == 3
+    if st in (4, 5, 6) or (st == 3 and not running):
+        raise errors.action(f"Cannot resize a VM in state {lifecycle.STATES[st]}")
+    for name, value in (("CPU", cpu), ("VCPU", vcpu), ("MEMORY", memory)):
+        if value:
+            T.tset(vm["template"], name, f"{value:g}" if name == "CPU" else str(value))
+    if running:
+        lifecycle.hotplug_resize(sim, vm)
+    sim.store.put("vm", vm)
+    return vid
+
+
 # Image types whose disk cannot be saved (VirtualMachineAPI::disk_save_as)
 _UNSAVABLE = frozenset({3, 4, 5, 6, 7})  # KERNEL, RAMDISK, CONTEXT, BACKUP, FILESYSTEM
 

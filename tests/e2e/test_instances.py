@@ -196,6 +196,29 @@ def test_instance_attributes_as_terraform_reads_them(ec2):
     ec2.terminate_instances(InstanceIds=[iid])
 
 
+def test_a_stopped_instance_changes_type_as_terraform_does_it(ec2, demo):
+    """Terraform's instance_type change: stop, ModifyInstanceAttribute, start."""
+    proxy, _ = oneadmin(demo)
+    ok, *_ = proxy.one.template.allocate(
+        "demo:demo", 'NAME="e2e-big"\nEC2_INSTANCE_TYPE="e2e.big"\nCPU="2"\nVCPU="2"\nMEMORY="1024"'
+    )
+    assert ok
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    wait_state(ec2, [iid], "running")
+    ec2.stop_instances(InstanceIds=[iid])
+    wait_state(ec2, [iid], "stopped")
+    ec2.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": "e2e.big"})
+    ec2.start_instances(InstanceIds=[iid])
+    (inst,) = wait_state(ec2, [iid], "running")["Reservations"][0]["Instances"]
+    assert inst["InstanceType"] == "e2e.big"
+    assert vm_xml(demo, iid).findtext("TEMPLATE/MEMORY") == "1024"
+    with pytest.raises(ClientError) as exc:
+        ec2.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": "m1.small"})
+    assert error_of(exc) == ("IncorrectInstanceState", 400)  # running: stop it first
+    ec2.terminate_instances(InstanceIds=[iid])
+
+
 def test_client_token_is_idempotent(ec2):
     ami = ec2.describe_images()["Images"][0]["ImageId"]
     token = str(uuid.uuid4())

@@ -15,6 +15,7 @@ from econe.spec import default_spec_path, load_spec
 ROOT = Path(__file__).resolve().parents[2]
 SUPPORTED = """DescribeImages RegisterImage DeregisterImage CreateImage RunInstances DescribeInstances
 DescribeInstanceStatus DescribeInstanceAttribute DescribeInstanceTypes
+ModifyInstanceAttribute
 TerminateInstances StartInstances StopInstances RebootInstances DescribeRegions
 DescribeAvailabilityZones DescribeAccountAttributes AllocateAddress DescribeAddresses
 AssociateAddress DisassociateAddress ReleaseAddress CreateKeyPair DescribeKeyPairs DeleteKeyPair

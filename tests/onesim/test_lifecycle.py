@@ -619,3 +619,35 @@ def test_an_image_larger_than_the_free_space_is_refused(one: One, sim) -> None:
     ]
     fits = one("one.image.allocate", D, f'NAME="fits"\nTYPE="DATABLOCK"\nSIZE="{free}"', 1)
     assert fits[0] is True
+
+
+def test_resize_as_oned_7_4(one: One, sim) -> None:
+    """VirtualMachineAPI::resize + DispatchManager::resize: sizes of a powered-off VM; a
+    RUNNING one through HOTPLUG_RESIZE; STOPPED refused; values checked first."""
+    vid = one("one.template.instantiate", D, 0, "", False, 'DISK=[IMAGE_ID="0"]', False)[1]
+    assert one("one.vm.action", D, "poweroff", vid)[0]
+    assert one("one.vm.resize", D, vid, 'CPU="2"\nVCPU="2"\nMEMORY="1024"', False) == [
+        True,
+        vid,
+        0,
+    ]
+    xml = one("one.vm.info", D, vid)[1]
+    template = xml[xml.index("<TEMPLATE>") :]
+    for attr, value in (("CPU", "2"), ("VCPU", "2"), ("MEMORY", "1024")):
+        assert f"<{attr}><![CDATA[{value}]]></{attr}>" in template, attr
+    assert one("one.vm.resize", D, vid, 'MEMORY="-1"', False)[1:3] == [
+        "[one.vm.resize] MEMORY must be a positive integer value.",
+        8192,
+    ]
+    assert one("one.vm.action", D, "resume", vid)[0]
+    sim.sim.speed = 60
+    try:
+        assert one("one.vm.resize", D, vid, 'MEMORY="512"', False)[0]
+        assert st(one, vid) == (3, 66)  # HOTPLUG_RESIZE
+        assert one("one.vm.resize", D, vid, 'MEMORY="256"', False)[1:3] == [
+            "[one.vm.resize] Cannot resize a VM in state ACTIVE",
+            2048,
+        ]
+    finally:
+        sim.sim.speed = 0
+    one("one.vm.action", D, "terminate-hard", vid)
