@@ -754,12 +754,13 @@ _ATTRIBUTE_MEMBERS = {
     "disableApiTermination": "DisableApiTermination",
     "instanceInitiatedShutdownBehavior": "InstanceInitiatedShutdownBehavior",
     "sourceDestCheck": "SourceDestCheck",
-    "groupSet": "Groups",
+    "groupSet": "GroupId",  # the wire names of the request's members
     "ebsOptimized": "EbsOptimized",
     "sriovNetSupport": "SriovNetSupport",
     "enaSupport": "EnaSupport",
     "disableApiStop": "DisableApiStop",
-    "blockDeviceMapping": "BlockDeviceMappings",
+    "blockDeviceMapping": "BlockDeviceMapping",
+    "enclaveOptions": "EnclaveOptions",
 }
 _AS_IS = {
     "DisableApiTermination": "false",
@@ -768,6 +769,7 @@ _AS_IS = {
     "EbsOptimized": "false",
     "EnaSupport": "false",
     "DisableApiStop": "false",
+    "EnclaveOptions": "false",
 }
 
 
@@ -786,7 +788,9 @@ def _asked(body: dict) -> tuple[str, Any]:
     if body.get("Attribute"):
         return member, body.get("Value")
     value = body[member]
-    return member, value.get("Value") if isinstance(value, dict) else value
+    if isinstance(value, dict):  # {Value: …}, or EnclaveOptions' {Enabled: …}
+        value = value.get("Value", value.get("Enabled"))
+    return member, value
 
 
 def modify_instance_attribute(rt: Any) -> dict:
@@ -818,14 +822,21 @@ def modify_instance_attribute(rt: Any) -> dict:
     cpu = next((v for k, v in attrs if k == "CPU" and isinstance(v, str)), vcpus)
     sizes = {"CPU": cpu, "VCPU": vcpus, "MEMORY": str(info["MemoryInfo"]["SizeInMiB"])}
     # The type's name first: it can always be written back, where a resize cannot take an
-    # attribute away (a template without VCPU); the resize is what oned may refuse (quota).
+    # attribute away (a template without VCPU); the resize is what oned may refuse (quota,
+    # host capacity). The name goes back only when oned surely did not resize (it answered).
     vm_id = instance["_id"]
     rt.call("one.vm.update", vm_id, template_xml([("EC2_INSTANCE_TYPE", wanted)]), 1)
     refused = {"ACTION": "IncorrectInstanceState", "QUOTA": "InstanceLimitExceeded"}
     try:
         rt.call("one.vm.resize", vm_id, template_xml(list(sizes.items())), False, errors=refused)
-    except Ec2Error:
-        old = instance.get("InstanceType") or ""
-        rt.call("one.vm.update", vm_id, template_xml([("EC2_INSTANCE_TYPE", old)]), 1)
+    except Ec2Error as exc:
+        if exc.code != "Unavailable":
+            old = template_xml([("EC2_INSTANCE_TYPE", instance.get("InstanceType") or "")])
+            try:
+                rt.call("one.vm.update", vm_id, old, 1)
+            except Ec2Error as back:
+                log.error("instance %s keeps type %s: %s", vm_id, wanted, back.message)
+        if "Not enough" in exc.message:  # the host's CPU or memory (oned's capacity check)
+            raise Ec2Error("InsufficientInstanceCapacity", exc.message) from exc
         raise
     return {}

@@ -367,13 +367,6 @@ HOTPLUG_MORE = {"saveas": {9: 67, 4: 68}}  # UNDEPLOYED, STOPPED
 HOTPLUG_INTERNAL = frozenset({"saveas"})
 
 
-def hotplug_resize(sim: Sim, vm: dict) -> None:
-    """A RUNNING VM's live resize: HOTPLUG_RESIZE for one step, then RUNNING again."""
-    vm["back"] = [3, 3]
-    _set(vm, 3, 66)
-    sim.schedule("vm", vm, "back")
-
-
 SAVEAS_LCM = frozenset({26, 27, 28, 67, 68})  # HOTPLUG_SAVEAS*
 
 

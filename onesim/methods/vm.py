@@ -227,12 +227,12 @@ def _resize_value(tmpl: list, name: str, kind: type, what: str) -> float:
     return value
 
 
-@method("one.vm.resize", "isb")
-def resize(sim: Sim, caller: Caller, vid: int, tmpl: str, enforce: bool) -> int:
+@method("one.vm.resize", "isb", 2)
+def resize(sim: Sim, caller: Caller, vid: int, tmpl: str, enforce: bool = True) -> int:
     """VirtualMachineAPI::resize + DispatchManager::resize (7.4): CPU, VCPU, MEMORY (0 or
-    absent: unchanged) of a VM not yet deployed, powered off or undeployed; a RUNNING VM goes
-    through HOTPLUG_RESIZE (the dummy driver resizes live); STOPPED, SUSPENDED, DONE and other
-    ACTIVE states are refused (ACTION)."""
+    absent: unchanged) of a VM not yet deployed, powered off or undeployed; a RUNNING VM only
+    when nothing changes (the dummy VM_MAD has no LIVE_RESIZE); STOPPED, SUSPENDED, DONE and
+    other ACTIVE states are refused (ACTION)."""
     parsed = parse(tmpl)
     vm = sim.get_auth(caller, "vm", vid, "MANAGE")
     cpu = _resize_value(parsed, "CPU", float, "float or integer")
@@ -242,11 +242,15 @@ def resize(sim: Sim, caller: Caller, vid: int, tmpl: str, enforce: bool) -> int:
     running = st == 3 and lcm == 3
     if st in (4, 5, 6) or (st == 3 and not running):
         raise errors.action(f"Cannot resize a VM in state {lifecycle.STATES[st]}")
-    for name, value in (("CPU", cpu), ("VCPU", vcpu), ("MEMORY", memory)):
-        if value:
-            T.tset(vm["template"], name, f"{value:g}" if name == "CPU" else str(value))
+    new = {"CPU": f"{cpu:g}" if cpu else None, "VCPU": vcpu or None, "MEMORY": memory or None}
+    changes = {k: str(v) for k, v in new.items() if v is not None}
     if running:
-        lifecycle.hotplug_resize(sim, vm)
+        current = {k: T.get(vm["template"], k) for k in changes}
+        if any(float(current[k] or 0) != float(v) for k, v in changes.items()):
+            raise errors.action("Hotplug resize not supported by driver dummy")
+        return vid  # "Nothing to resize"
+    for name, value in changes.items():
+        T.tset(vm["template"], name, value)
     sim.store.put("vm", vm)
     return vid
 

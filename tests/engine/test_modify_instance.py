@@ -71,6 +71,8 @@ def test_refusals_change_nothing(sim: Sim, engine, stopped) -> None:
         ({"UserData": {"Value": "eA=="}}, "UnsupportedOperation"),
         ({"DisableApiTermination": {"Value": True}}, "UnsupportedOperation"),
         ({"Attribute": "kernel", "Value": "aki-1"}, "UnsupportedOperation"),
+        ({"GroupId": ["sg-1"]}, "UnsupportedOperation"),  # boto3's Groups, on the wire
+        ({"BlockDeviceMapping": [{"DeviceName": "/dev/sda"}]}, "UnsupportedOperation"),
         ({"Attribute": "instanceType"}, "MissingParameter"),
         (
             {"InstanceType": {"Value": "m1.big"}, "EbsOptimized": {"Value": False}},
@@ -85,6 +87,7 @@ def test_refusals_change_nothing(sim: Sim, engine, stopped) -> None:
         {"DisableApiTermination": {"Value": False}},
         {"InstanceInitiatedShutdownBehavior": {"Value": "stop"}},
         {"Attribute": "ebsOptimized", "Value": "false"},
+        {"EnclaveOptions": {"Enabled": False}},
     ):
         assert modify(engine, stopped, **body) == {}
     assert sizes(sim, stopped) == before
@@ -102,5 +105,11 @@ def test_a_refused_resize_leaves_the_instance_as_it_was(sim: Sim, engine, stoppe
     assert sizes(sim, stopped) == before  # the type's name written back
     assert code_of(engine, stopped, InstanceType={"Value": "m1.big"}, DryRun=True) == (
         "DryRunOperation"
+    )
+    assert sizes(sim, stopped) == before
+    # the host lacks CPU or memory (oned's capacity check): EC2's capacity error
+    sim.as_admin("onesim.fault.set", "one.vm.resize", 0x800, "Not enough CPU: 2/1", 0, 1)
+    assert code_of(engine, stopped, InstanceType={"Value": "m1.big"}) == (
+        "InsufficientInstanceCapacity"
     )
     assert sizes(sim, stopped) == before
