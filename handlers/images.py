@@ -10,6 +10,7 @@ from typing import Any
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id
 from handlers.escaping import TemplateError, storable, template_xml
+from handlers.instances import user_vm
 from handlers.tags import tag_attrs, tag_specs
 
 log = logging.getLogger("econe.handlers.images")
@@ -123,19 +124,8 @@ def _instance_disk(rt: Any, raw: Any) -> tuple[int, int]:
     number = parse_id("i", raw)
     if number is None:
         raise Ec2Error("InvalidInstanceID.Malformed", f"Invalid id: '{raw}' (expecting 'i-…')")
-    missing = Ec2Error("InvalidInstanceID.NotFound", f"The instance ID '{raw}' does not exist")
-    if number > MAX_ONE_ID:
-        raise missing
-    hidden = {"NO_EXISTS": missing.code, "AUTHORIZATION": missing.code}
-    try:
-        vm = rt.xml(rt.call("one.vm.info", number, errors=hidden))
-    except Ec2Error as exc:
-        if exc.code == missing.code:
-            raise missing from None
-        raise
+    vm = user_vm(rt, number, str(raw))
     state, lcm = vm.findtext("STATE"), vm.findtext("LCM_STATE")
-    if state == "6":
-        raise missing
     if not (state == "3" and lcm == "3") and state not in _SAVABLE:
         name = rt.view("instance", vm)["State"]["Name"]
         if name == "running":  # a migration, a hotplug, or a host oned lost (UNKNOWN)

@@ -143,6 +143,31 @@ def _image(rt: Any, image_id: Any) -> dict:
     return image
 
 
+def user_vm(rt: Any, number: int, raw: str) -> etree._Element:
+    """The VM of instance `raw` (number `number`) as the user sees it (one.vm.info with their
+    session): another user's, a missing or a terminated one is InvalidInstanceID.NotFound."""
+    missing = Ec2Error("InvalidInstanceID.NotFound", f"The instance ID '{raw}' does not exist")
+    if number > MAX_ONE_ID:
+        raise missing
+    try:
+        xml = rt.call(
+            "one.vm.info",
+            number,
+            errors={
+                "NO_EXISTS": "InvalidInstanceID.NotFound",
+                "AUTHORIZATION": "InvalidInstanceID.NotFound",
+            },
+        )
+    except Ec2Error as exc:
+        if exc.code == "InvalidInstanceID.NotFound":
+            raise missing from None
+        raise
+    vm = rt.xml(xml)
+    if vm.findtext("STATE") == "6":
+        raise missing
+    return vm
+
+
 def _bad_mapping(message: str) -> Ec2Error:
     return Ec2Error("InvalidBlockDeviceMapping", message)
 

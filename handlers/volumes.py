@@ -27,6 +27,7 @@ from econe.mapping.filters import paginate
 from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id
 from handlers.escaping import Attr, TemplateError, element_attrs, storable, template_xml
 from handlers.images import discard_image
+from handlers.instances import user_vm
 from handlers.tags import tag_attrs, tag_specs
 from handlers.tokens import DIGEST, TOKEN, check_same_request, request_digest
 
@@ -89,29 +90,6 @@ def volume(rt: Any, raw: Any) -> dict:
 def snapshot(rt: Any, raw: Any) -> dict:
     number = _number(raw, "snap", "InvalidSnapshotID.Malformed", "SnapshotId")
     return _image(rt, number, str(raw), "snapshot", "InvalidSnapshot.NotFound")
-
-
-def _vm(rt: Any, number: int, raw: str) -> etree._Element:
-    missing = Ec2Error("InvalidInstanceID.NotFound", f"The instance ID '{raw}' does not exist")
-    if number > MAX_ONE_ID:
-        raise missing
-    try:
-        xml = rt.call(
-            "one.vm.info",
-            number,
-            errors={
-                "NO_EXISTS": "InvalidInstanceID.NotFound",
-                "AUTHORIZATION": "InvalidInstanceID.NotFound",
-            },
-        )
-    except Ec2Error as exc:
-        if exc.code == "InvalidInstanceID.NotFound":
-            raise missing from None
-        raise
-    vm = rt.xml(xml)
-    if vm.findtext("STATE") == "6":
-        raise missing
-    return vm
 
 
 def _hotplug_ready(vm: etree._Element, instance: str, what: str) -> None:
@@ -322,7 +300,7 @@ def attach_volume(rt: Any) -> dict:
     target = match.group(1)
     vol = volume(rt, body["VolumeId"])
     vm_number = _number(body["InstanceId"], "i", "InvalidInstanceID.Malformed", "InstanceId")
-    vm = _vm(rt, vm_number, str(body["InstanceId"]))
+    vm = user_vm(rt, vm_number, str(body["InstanceId"]))
     _hotplug_ready(vm, str(body["InstanceId"]), "attach")
     if vol["State"] == "in-use" or vol.get("_vms"):
         raise Ec2Error("VolumeInUse", f"{vol['VolumeId']} is already attached to an instance")
@@ -377,7 +355,7 @@ def detach_volume(rt: Any) -> dict:
     else:
         vm_number = attached[0]
     instance = format_id("i", vm_number)
-    vm = _vm(rt, vm_number, instance)
+    vm = user_vm(rt, vm_number, instance)
     _hotplug_ready(vm, instance, "detach")
     disk = _disk(vm, vol["_id"])
     device = f"/dev/{disk.findtext('TARGET')}" if disk is not None else None
@@ -433,7 +411,7 @@ def create_snapshot(rt: Any) -> dict:
     }
     attached = [int(v) for v in vol.get("_vms") or []]
     if attached:  # a persistent image in use cannot be cloned: save the VM's disk instead
-        vm = _vm(rt, attached[0], format_id("i", attached[0]))
+        vm = user_vm(rt, attached[0], format_id("i", attached[0]))
         disk = _disk(vm, vol["_id"])
         if disk is None:
             raise Ec2Error("IncorrectState", f"The volume {vol['VolumeId']} is being attached")
