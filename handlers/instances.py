@@ -87,8 +87,8 @@ def _count(body: dict, name: str, default: int) -> int:
     )
 
 
-def _user_data(body: dict) -> str | None:
-    raw = body.get("UserData")
+def _user_data(raw: Any) -> str | None:
+    """User data as the request gave it (base64, at most USER_DATA_LIMIT bytes decoded)."""
     if raw is None or raw == "":
         return None
     text = "".join(str(raw).split())  # MIME line breaks are fine
@@ -403,7 +403,7 @@ class Launch:
         zone = (body.get("Placement") or {}).get("AvailabilityZone")
         if zone and zone != rt.config.region:
             raise Ec2Error("InvalidParameterValue", f"Invalid availability zone: [{zone}]")
-        self.user_data = _user_data(body)
+        self.user_data = _user_data(body.get("UserData"))
         self.tags = _tags(body)
         self.image_id = body.get("ImageId")
         if not self.image_id:
@@ -819,23 +819,51 @@ def _asked(body: dict) -> tuple[str, Any]:
 
 
 def modify_instance_attribute(rt: Any) -> dict:
-    """Change an instance's type (stopped: EC2_INSTANCE_TYPE in its user template, then
-    one.vm.resize to the new type's CPU, VCPU and MEMORY; the name is put back if oned refuses
-    the resize); accept what asks for nothing; refuse the rest (UnsupportedOperation)."""
+    """Change a stopped instance's type or user data; accept what asks for nothing; refuse the
+    rest (UnsupportedOperation)."""
     member, value = _asked(rt.body)
     (instance,) = rt.engine.fetch_by_ids(rt, rt.mapping, [rt.body.get("InstanceId")], rt.scope())
-    if member != "InstanceType":
+    if member not in ("InstanceType", "UserData"):
         if isinstance(value, bool):
             value = "true" if value else "false"
         if member in _AS_IS and str(value) == _AS_IS[member]:
             return {}
         raise Ec2Error("UnsupportedOperation", f"Changing {member} is not supported by this cloud")
+    user_data = _user_data(value) if member == "UserData" else None
     if instance["State"]["Name"] != "stopped" or instance["_state"] not in (8, 9):
         raise Ec2Error(
             "IncorrectInstanceState",
             f"The instance '{instance['InstanceId']}' is not in the 'stopped' state.",
         )
-    wanted = str(value or "")
+    if member == "UserData":
+        _set_user_data(rt, instance["_id"], user_data or "")
+    else:
+        _set_type(rt, instance, str(value or ""))
+    return {}
+
+
+def _set_user_data(rt: Any, vm_id: int, user_data: str) -> None:
+    """The user data in CONTEXT, where RunInstances puts it (one.vm.updateconf, merged: the
+    rest of the context stays); empty values take it away."""
+    encoding = "base64" if user_data else ""
+    context = [("USERDATA", user_data), ("USERDATA_ENCODING", encoding)]
+    context.append(("EC2_USER_DATA", user_data))
+    try:
+        rt.call("one.vm.updateconf", vm_id, template_xml([("CONTEXT", context)]), 1)
+    except Ec2Error as exc:
+        if "does not have context" in exc.message:  # launched from a template without one
+            raise Ec2Error(
+                "UnsupportedOperation",
+                "This instance has no contextualization (CONTEXT) to carry user data",
+            ) from exc
+        if "cannot be updated in state" in exc.message:  # started since it was read
+            raise Ec2Error("IncorrectInstanceState", exc.message) from exc
+        raise
+
+
+def _set_type(rt: Any, instance: dict, wanted: str) -> None:
+    """EC2_INSTANCE_TYPE in the user template, then one.vm.resize to the new type's CPU, VCPU
+    and MEMORY; the name is put back if oned refuses the resize."""
     attrs = _instance_types(rt).get(wanted)
     info = _type_info(wanted, attrs) if attrs is not None else None
     if info is None:
@@ -864,4 +892,3 @@ def modify_instance_attribute(rt: Any) -> dict:
         if "Not enough" in exc.message:  # the host's CPU or memory (oned's capacity check)
             raise Ec2Error("InsufficientInstanceCapacity", exc.message) from exc
         raise
-    return {}

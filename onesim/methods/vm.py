@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import re
 from typing import TYPE_CHECKING
 
 from .. import docs_vm, errors, leases, lifecycle, refs, vmbuild
@@ -251,6 +253,101 @@ def resize(sim: Sim, caller: Caller, vid: int, tmpl: str, enforce: bool = True) 
         return vid  # "Nothing to resize"
     for name, value in changes.items():
         T.tset(vm["template"], name, value)
+    sim.store.put("vm", vm)
+    return vid
+
+
+# VirtualMachineTemplate::UPDATECONF_ATTRS (7.4): what one.vm.updateconf takes of each vector
+_UPDATECONF = {
+    "OS": (
+        "ARCH", "MACHINE", "KERNEL", "INITRD", "BOOTLOADER", "BOOT", "KERNEL_CMD", "ROOT",
+        "SD_DISK_BUS", "UUID", "FIRMWARE", "FIRMWARE_FORMAT",
+    ),
+    "FEATURES": (
+        "PAE", "ACPI", "APIC", "LOCALTIME", "HYPERV", "GUEST_AGENT", "VIRTIO_SCSI_QUEUES",
+        "VIRTIO_BLK_QUEUES", "IOTHREADS", "GIC", "RAS", "MIGRATE_AUTO_CONVERGE",
+        "MIGRATE_COMPRESSED",
+    ),
+    "INPUT": ("TYPE", "BUS"),
+    "GRAPHICS": ("TYPE", "LISTEN", "PASSWD", "KEYMAP", "COMMAND"),
+    "VIDEO": ("IOMMU", "ATS", "TYPE", "VRAM", "RESOLUTION"),
+    "RAW": ("TYPE", "DATA", "VALIDATE", "DATA_VMX"),
+    "CPU_MODEL": ("MODEL", "FEATURES"),
+}  # fmt: skip
+# VirtualMachine::updateconf: the ACTIVE LCM states a configuration may change in
+_UPDATECONF_LCM = frozenset({0, 1, 3, 11, 12, 15, 18, 23, 27, 29, 30, 31, 33, 34, 36, 39, 40,
+                             42, 43, 44, 47, 50, 51, 52, 53})  # fmt: skip
+_ETH = re.compile(r"ETH\d+_\w+")
+
+
+def _context_update(old: list, new: list, append: bool) -> list:
+    """VirtualMachine::updateconf's CONTEXT: values equal to the current ones dropped, no ETHx_
+    value added or changed (CONTEXT_ALLOW_ETH_UPDATES = NO), TARGET and DISK_ID kept; merged
+    into the current context (append), or the new one with the equal values (replace)."""
+    cur = {k: v for k, v in old}
+    given = {k: v for k, v in new}
+    for key in sorted(given):  # oned walks both in name order
+        if _ETH.fullmatch(key) and cur.get(key) != given[key]:
+            verb = "add" if key not in cur else "update"
+            raise errors.internal(f"Unable to {verb} {key}, update NIC to update network context")
+    if append:
+        out = [list(p) for p in old]
+        for key, value in given.items():
+            if key not in ("TARGET", "DISK_ID"):
+                T.vset(out, key, value)
+        return out
+    out = [[k, v] for k, v in given.items() if k not in ("TARGET", "DISK_ID")]
+    if (given.get("NETWORK") or "").upper() == "YES":  # parse_context regenerates ETHx_
+        out += [[k, v] for k, v in old if _ETH.fullmatch(k) and k not in given]
+    for key in ("TARGET", "DISK_ID"):
+        T.vset(out, key, cur.get(key, ""))
+    return out
+
+
+@method("one.vm.updateconf", "isi", 2)
+def updateconf(sim: Sim, caller: Caller, vid: int, tmpl: str, update_type: int = 0) -> int:
+    """VirtualMachineAPI::update_conf + VirtualMachine::updateconf (7.4): OS, FEATURES, INPUT,
+    GRAPHICS, VIDEO, RAW, CPU_MODEL (their UPDATECONF_ATTRS only) and CONTEXT of a VM not
+    running on a host or RUNNING; update_type 1 merges, 0 replaces (a vector left out is
+    removed)."""
+    if update_type not in (0, 1):
+        raise errors.api("Wrong update type")
+    parsed = parse(tmpl)
+    vm = sim.get_auth(caller, "vm", vid, "MANAGE")
+    contexts = T.get_vec(parsed, "CONTEXT")
+    current = T.get_vec(vm["template"], "CONTEXT")
+    if contexts and not caller.admin:  # VM_RESTRICTED_ATTR = "CONTEXT/FILES"
+        old_files = T.vget(current[0], "FILES") if current else None
+        if T.vget(contexts[0], "FILES") not in (None, old_files):
+            raise errors.OneError(
+                errors.AUTHORIZATION, "Template includes a restricted attribute CONTEXT/FILES"
+            )
+    st, lcm = vm["state"], vm["lcm_state"]
+    if st in (0, 4, 5, 6) or (st == 3 and lcm not in _UPDATECONF_LCM):
+        raise errors.internal(f"configuration cannot be updated in state {lifecycle.STATES[st]}")
+    append = update_type == 1
+    template = copy.deepcopy(vm["template"])  # a failure changes nothing
+    for name, keys in _UPDATECONF.items():
+        given = T.get_vec(parsed, name)
+        values = [[k, v] for k, v in (given[0] if given else []) if k in keys and v]
+        old = T.get_vec(template, name)
+        if not values:
+            if not append:
+                T.remove(template, name)
+        elif not old:
+            template.append([name, values])
+        else:
+            for key in keys:
+                value = T.vget(values, key)
+                if value is not None:
+                    T.vset(old[0], key, value)
+                elif not append:
+                    old[0][:] = [p for p in old[0] if p[0] != key]
+    if contexts and not current:
+        raise errors.internal("Virtual machine does not have context, cannot add a new one.")
+    if contexts:
+        T.get_vec(template, "CONTEXT")[0][:] = _context_update(current[0], contexts[0], append)
+    vm["template"] = template
     sim.store.put("vm", vm)
     return vid
 

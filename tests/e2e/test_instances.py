@@ -219,6 +219,31 @@ def test_a_stopped_instance_changes_type_as_terraform_does_it(ec2, demo):
     ec2.terminate_instances(InstanceIds=[iid])
 
 
+def test_a_stopped_instance_changes_user_data_as_terraform_does_it(ec2, demo):
+    """Terraform's user_data change in place: stop, ModifyInstanceAttribute UserData (boto3
+    base64-encodes the blob), start; cloud-init's USERDATA carries the new script."""
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, UserData="#!/bin/sh\necho 1\n")[
+        "Instances"
+    ][0]["InstanceId"]
+    wait_state(ec2, [iid], "running")
+    with pytest.raises(ClientError) as exc:
+        ec2.modify_instance_attribute(InstanceId=iid, UserData={"Value": b"#!/bin/sh\n"})
+    assert error_of(exc) == ("IncorrectInstanceState", 400)  # running: stop it first
+    ec2.stop_instances(InstanceIds=[iid])
+    wait_state(ec2, [iid], "stopped")
+    script = b"#cloud-config\nruncmd:\n - echo 'two' ]\n"
+    ec2.modify_instance_attribute(InstanceId=iid, UserData={"Value": script})
+    ec2.start_instances(InstanceIds=[iid])
+    wait_state(ec2, [iid], "running")
+    context = vm_xml(demo, iid).find("TEMPLATE/CONTEXT")
+    assert base64.b64decode(context.findtext("USERDATA")) == script
+    assert context.findtext("USERDATA_ENCODING") == "base64"
+    answer = ec2.describe_instance_attribute(InstanceId=iid, Attribute="userData")
+    assert base64.b64decode(answer["UserData"]["Value"]) == script
+    ec2.terminate_instances(InstanceIds=[iid])
+
+
 def test_client_token_is_idempotent(ec2):
     ami = ec2.describe_images()["Images"][0]["ImageId"]
     token = str(uuid.uuid4())

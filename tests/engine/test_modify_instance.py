@@ -1,5 +1,6 @@
-"""ModifyInstanceAttribute on a live onesim: a stopped instance changes type (one.vm.resize),
-what asks for nothing is accepted, the rest refused, and a failure leaves the instance as it was."""
+"""ModifyInstanceAttribute on a live onesim: a stopped instance changes type (one.vm.resize) or
+user data (one.vm.updateconf), what asks for nothing is accepted, the rest refused, and a failure
+leaves the instance as it was."""
 
 from __future__ import annotations
 
@@ -64,11 +65,56 @@ def test_a_stopped_instance_changes_type(sim: Sim, engine, stopped) -> None:
     assert code_of(engine, stopped, InstanceType={"Value": "m1.big"}) == "IncorrectInstanceState"
 
 
+def context(sim: Sim, instance: str) -> dict[str, str]:
+    return {c.tag: c.text or "" for c in sim.vm(vm_number(instance)).find("TEMPLATE/CONTEXT")}
+
+
+def user_data(engine, instance: str) -> dict:
+    answer = run(
+        engine,
+        "DescribeInstanceAttribute",
+        {"InstanceId": instance, "Attribute": "userData"},
+        user="demo",
+    )
+    return answer["UserData"]
+
+
+def test_a_stopped_instance_changes_user_data(sim: Sim, engine, stopped) -> None:
+    """Terraform's user_data change: stop, ModifyInstanceAttribute UserData, start. The new
+    data is where RunInstances puts it (cloud-init's USERDATA and EC2_USER_DATA); the rest of
+    the context stays."""
+    before = context(sim, stopped)
+    assert "USERDATA" not in before and user_data(engine, stopped) == {}
+    script = "I2Nsb3VkLWNvbmZpZwpydW5jbWQ6IFtlY2hvLCAiaGkiXQo="  # #cloud-config, runcmd
+    assert modify(engine, stopped, UserData={"Value": script}) == {}
+    after = context(sim, stopped)
+    assert after == {
+        **before,
+        "USERDATA": script,
+        "USERDATA_ENCODING": "base64",
+        "EC2_USER_DATA": script,
+    }
+    assert user_data(engine, stopped) == {"Value": script}
+    # the Attribute/Value form; an empty value takes the user data away
+    modify(engine, stopped, Attribute="userData", Value="eA==")
+    assert user_data(engine, stopped) == {"Value": "eA=="}
+    modify(engine, stopped, UserData={"Value": ""})
+    assert user_data(engine, stopped) == {} and context(sim, stopped)["USERDATA"] == ""
+    assert context(sim, stopped)["ETH0_IP"] == before["ETH0_IP"]
+    big = "QUFB" * 5462  # 16,386 bytes decoded: over EC2's 16 KB
+    assert code_of(engine, stopped, UserData={"Value": big}) == "InvalidParameterValue"
+    assert code_of(engine, stopped, UserData={"Value": "eA=="}, DryRun=True) == "DryRunOperation"
+    assert user_data(engine, stopped) == {}
+    run(engine, "StartInstances", {"InstanceId": [stopped]}, user="demo")
+    assert code_of(engine, stopped, UserData={"Value": "eA=="}) == "IncorrectInstanceState"
+    assert user_data(engine, stopped) == {}
+
+
 def test_refusals_change_nothing(sim: Sim, engine, stopped) -> None:
     before = sizes(sim, stopped)
     for body, code in (
         ({"InstanceType": {"Value": "c9.none"}}, "InvalidInstanceAttributeValue"),
-        ({"UserData": {"Value": "eA=="}}, "UnsupportedOperation"),
+        ({"UserData": {"Value": "not base64!"}}, "InvalidParameterValue"),
         ({"DisableApiTermination": {"Value": True}}, "UnsupportedOperation"),
         ({"Attribute": "kernel", "Value": "aki-1"}, "UnsupportedOperation"),
         ({"GroupId": ["sg-1"]}, "UnsupportedOperation"),  # boto3's Groups, on the wire
@@ -113,3 +159,16 @@ def test_a_refused_resize_leaves_the_instance_as_it_was(sim: Sim, engine, stoppe
         "InsufficientInstanceCapacity"
     )
     assert sizes(sim, stopped) == before
+
+
+def test_user_data_needs_a_context(sim: Sim, engine, big_type) -> None:
+    """An instance of a VM template without CONTEXT has nowhere to carry user data: oned
+    cannot add a context afterwards, and the answer says so."""
+    (inst,) = launch(engine, InstanceType="m1.big")["Instances"]
+    instance = inst["InstanceId"]
+    try:
+        run(engine, "StopInstances", {"InstanceId": [instance]}, user="demo")
+        assert sim.vm(vm_number(instance)).find("TEMPLATE/CONTEXT") is None
+        assert code_of(engine, instance, UserData={"Value": "eA=="}) == "UnsupportedOperation"
+    finally:
+        run(engine, "TerminateInstances", {"InstanceId": [instance]}, user="demo")

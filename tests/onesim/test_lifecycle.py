@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from onesim.server import SimServer
 
@@ -654,3 +655,75 @@ def test_resize_as_oned_7_4(one: One, sim) -> None:
         2048,
     ]
     one("one.vm.action", D, "terminate-hard", vid)
+
+
+def _context(one: One, vid: int) -> dict[str, str]:
+    xml = one("one.vm.info", D, vid)[1]
+    ctx = etree.fromstring(xml.encode()).find("TEMPLATE/CONTEXT")
+    return {c.tag: c.text or "" for c in ctx}
+
+
+def test_updateconf_as_oned_7_4(one: One, sim) -> None:
+    """VirtualMachineAPI::update_conf + VirtualMachine::updateconf: CONTEXT merged (1) or
+    replaced (0), ETHx_ values refused, states checked, the update type and rights first,
+    and a refused update changes nothing."""
+    A = sim.one_auth
+    vid = one("one.template.instantiate", D, 0, "", False, 'DISK=[IMAGE_ID="0"]', False)[1]
+    before = _context(one, vid)
+    assert before["NETWORK"] == "YES" and before["ETH0_IP"] == "10.0.0.2"
+    assert one("one.vm.updateconf", D, vid, 'CONTEXT=[A="1"]', 2)[1:3] == [
+        "[one.vm.updateconf] Wrong update type",
+        4096,
+    ]
+    uid = one("one.user.allocate", A, "conf", "pw", "core", [1])[1]
+    assert one("one.vm.updateconf", "conf:pw", vid, 'CONTEXT=[A="1"]', 1)[1:3] == [
+        f"[one.vm.updateconf] User [{uid}] : Not authorized to perform MANAGE VM [{vid}].",
+        512,
+    ]
+    assert one("one.vm.updateconf", D, vid, 'CONTEXT=[FILES="/etc/passwd"]', 1)[1:3] == [
+        "[one.vm.updateconf] Template includes a restricted attribute CONTEXT/FILES",
+        512,
+    ]
+    assert one("one.vm.updateconf", D, vid, 'CONTEXT=[ETH0_IP="10.9.9.9"]', 1)[1:3] == [
+        "[one.vm.updateconf] Unable to update ETH0_IP, update NIC to update network context",
+        8192,
+    ]
+    assert one("one.vm.updateconf", D, vid, 'CONTEXT=[ETH7_IP="1.2.3.4"]', 1)[1:3] == [
+        "[one.vm.updateconf] Unable to add ETH7_IP, update NIC to update network context",
+        8192,
+    ]
+    assert _context(one, vid) == before
+    # merge: a RUNNING VM takes the new values, the others stay
+    assert one("one.vm.updateconf", D, vid, 'CONTEXT=[USERDATA="eA==",A="1"]', 1) == [
+        True,
+        vid,
+        0,
+    ]
+    after = _context(one, vid)
+    assert after == {**before, "USERDATA": "eA==", "A": "1"}
+    # replace: only what was sent, the network context regenerated, TARGET and DISK_ID kept
+    assert one("one.vm.updateconf", D, vid, 'CONTEXT=[NETWORK="YES",B="2"]', 0)[0]
+    replaced = _context(one, vid)
+    assert "USERDATA" not in replaced and "A" not in replaced and replaced["B"] == "2"
+    assert replaced["ETH0_IP"] == "10.0.0.2"
+    assert (replaced["TARGET"], replaced["DISK_ID"]) == (before["TARGET"], before["DISK_ID"])
+    assert "<OS>" not in one("one.vm.info", D, vid)[1]  # a vector left out goes
+    # OS takes only the attributes updateconf knows
+    assert one("one.vm.updateconf", D, vid, 'OS=[ARCH="x86_64",NOPE="x"]', 1)[0]
+    os_xml = one("one.vm.info", D, vid)[1]
+    assert "<ARCH><![CDATA[x86_64]]></ARCH>" in os_xml and "NOPE" not in os_xml
+    assert one("one.vm.action", D, "stop", vid)[0]
+    assert one("one.vm.updateconf", D, vid, 'CONTEXT=[A="1"]', 1)[1:3] == [
+        "[one.vm.updateconf] configuration cannot be updated in state STOPPED",
+        8192,
+    ]
+    assert one("one.vm.action", D, "resume", vid)[0]
+    assert one("one.vm.action", D, "poweroff", vid)[0]
+    assert one("one.vm.updateconf", D, vid, 'CONTEXT=[C="3"]', 1)[0]
+    assert _context(one, vid)["C"] == "3"
+    # a VM without CONTEXT cannot be given one
+    bare = one("one.vm.allocate", D, 'CPU="1"\nMEMORY="64"', True)[1]
+    assert one("one.vm.updateconf", D, bare, 'CONTEXT=[A="1"]', 1)[1:3] == [
+        "[one.vm.updateconf] Virtual machine does not have context, cannot add a new one.",
+        8192,
+    ]
