@@ -47,8 +47,8 @@ from lxml import etree
 from econe.context import Principal, RequestContext
 from econe.errors import Ec2Error, dry_run_succeeded, missing_parameter
 from econe.mapping.filters import compile_filters
-from econe.mapping.ids import MAX_ONE_ID, parse_id
-from econe.one.client import AUTHORIZATION, INTERNAL, NO_EXISTS, OneError, OneUnavailable
+from econe.mapping.ids import required_id
+from econe.one.client import INTERNAL, NO_EXISTS, OneError, OneUnavailable
 from handlers.escaping import template_xml
 from handlers.scripts import ScriptError, is_configured, run_script
 
@@ -519,36 +519,15 @@ def describe_addresses(rt: Any) -> dict:
 
 
 def _instance(rt: Any, instance_id: Any) -> tuple[int, etree._Element]:
-    """The VM as the user sees it (one.vm.info with the user's session)."""
-    if not instance_id:
-        raise missing_parameter("InstanceId")
-    number = parse_id("i", instance_id)
-    if number is None:
-        raise Ec2Error(
-            "InvalidInstanceID.Malformed",
-            f"Invalid id: '{instance_id}' (expecting 'i-' and a number)",
-        )
-    not_found = Ec2Error(
-        "InvalidInstanceID.NotFound", f"The instance ID '{instance_id}' does not exist"
+    """The VM as the user sees it; a terminated one cannot get an address."""
+    from handlers.instances import user_vm  # handlers.instances imports this module
+
+    number = required_id(instance_id, "i", "InvalidInstanceID.Malformed", "InstanceId")
+    done = Ec2Error(
+        "IncorrectInstanceState",
+        f"The instance '{instance_id}' is terminated; it cannot get an Elastic IP address",
     )
-    if number > MAX_ONE_ID:
-        raise not_found
-    try:
-        xml = rt.one.call(rt.session, "one.vm.info", number)
-    except OneUnavailable as exc:
-        raise Ec2Error("Unavailable", "OpenNebula is not reachable; try again later") from exc
-    except OneError as exc:
-        if exc.code in (NO_EXISTS, AUTHORIZATION):  # not yours = not there
-            raise not_found from exc
-        raise _server_error(f"Cannot read instance {instance_id}", exc) from exc
-    vm = rt.xml(xml)
-    state = vm.findtext("STATE")
-    if state == str(VM_DONE):
-        raise Ec2Error(
-            "IncorrectInstanceState",
-            f"The instance '{instance_id}' is terminated; it cannot get an Elastic IP address",
-        )
-    return number, vm
+    return number, user_vm(rt, number, str(instance_id), terminated=done)
 
 
 def _private_ip(vm: etree._Element, instance_id: str, requested: Any) -> str:

@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from econe.errors import Ec2Error, invalid_value, missing_parameter
-from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id
+from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id, required_id
 from handlers.escaping import TemplateError, storable, template_xml
 from handlers.instances import user_vm
 from handlers.tags import tag_attrs, tag_specs
@@ -119,11 +119,7 @@ _SAVABLE = {"4", "5", "8", "9"}
 
 def _instance_disk(rt: Any, raw: Any) -> tuple[int, int]:
     """The VM number of InstanceId and the DISK_ID of its root disk (its first image disk)."""
-    if raw is None or raw == "":
-        raise missing_parameter("InstanceId")
-    number = parse_id("i", raw)
-    if number is None:
-        raise Ec2Error("InvalidInstanceID.Malformed", f"Invalid id: '{raw}' (expecting 'i-…')")
+    number = required_id(raw, "i", "InvalidInstanceID.Malformed", "InstanceId")
     vm = user_vm(rt, number, str(raw))
     state, lcm = vm.findtext("STATE"), vm.findtext("LCM_STATE")
     if not (state == "3" and lcm == "3") and state not in _SAVABLE:

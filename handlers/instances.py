@@ -143,9 +143,10 @@ def _image(rt: Any, image_id: Any) -> dict:
     return image
 
 
-def user_vm(rt: Any, number: int, raw: str) -> etree._Element:
+def user_vm(rt: Any, number: int, raw: str, terminated: Ec2Error | None = None) -> etree._Element:
     """The VM of instance `raw` (number `number`) as the user sees it (one.vm.info with their
-    session): another user's, a missing or a terminated one is InvalidInstanceID.NotFound."""
+    session): another user's or a missing one is InvalidInstanceID.NotFound, a terminated one
+    too unless the caller says what else (`terminated`)."""
     missing = Ec2Error("InvalidInstanceID.NotFound", f"The instance ID '{raw}' does not exist")
     if number > MAX_ONE_ID:
         raise missing
@@ -164,7 +165,7 @@ def user_vm(rt: Any, number: int, raw: str) -> etree._Element:
         raise
     vm = rt.xml(xml)
     if vm.findtext("STATE") == "6":
-        raise missing
+        raise terminated or missing
     return vm
 
 

@@ -24,7 +24,7 @@ from lxml import etree
 
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.filters import paginate
-from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id
+from econe.mapping.ids import MAX_ONE_ID, format_id, required_id
 from handlers.escaping import Attr, TemplateError, element_attrs, storable, template_xml
 from handlers.images import discard_image
 from handlers.instances import user_vm
@@ -47,15 +47,6 @@ _EC2_MARKS = (
     "DESCRIPTION",
 )
 MAX_SIZE_GIB = 16384
-
-
-def _number(raw: Any, prefix: str, malformed: str, param: str) -> int:
-    if raw is None or raw == "":
-        raise missing_parameter(param)
-    number = parse_id(prefix, raw)
-    if number is None:
-        raise Ec2Error(malformed, f"Invalid id: '{raw}' (expecting '{prefix}-' and a number)")
-    return number
 
 
 def _image(rt: Any, number: int, raw: str, view: str, not_found: str) -> dict:
@@ -83,12 +74,12 @@ def _image(rt: Any, number: int, raw: str, view: str, not_found: str) -> dict:
 
 
 def volume(rt: Any, raw: Any) -> dict:
-    number = _number(raw, "vol", "InvalidVolumeID.Malformed", "VolumeId")
+    number = required_id(raw, "vol", "InvalidVolumeID.Malformed", "VolumeId")
     return _image(rt, number, str(raw), "volume", "InvalidVolume.NotFound")
 
 
 def snapshot(rt: Any, raw: Any) -> dict:
-    number = _number(raw, "snap", "InvalidSnapshotID.Malformed", "SnapshotId")
+    number = required_id(raw, "snap", "InvalidSnapshotID.Malformed", "SnapshotId")
     return _image(rt, number, str(raw), "snapshot", "InvalidSnapshot.NotFound")
 
 
@@ -299,7 +290,7 @@ def attach_volume(rt: Any) -> dict:
         raise invalid_value("Device", body["Device"], "Expecting a device name such as /dev/sdf.")
     target = match.group(1)
     vol = volume(rt, body["VolumeId"])
-    vm_number = _number(body["InstanceId"], "i", "InvalidInstanceID.Malformed", "InstanceId")
+    vm_number = required_id(body["InstanceId"], "i", "InvalidInstanceID.Malformed", "InstanceId")
     vm = user_vm(rt, vm_number, str(body["InstanceId"]))
     _hotplug_ready(vm, str(body["InstanceId"]), "attach")
     if vol["State"] == "in-use" or vol.get("_vms"):
@@ -346,7 +337,9 @@ def detach_volume(rt: Any) -> dict:
     if not attached:
         raise Ec2Error("IncorrectState", f"Volume '{vol['VolumeId']}' is in the 'available' state.")
     if body.get("InstanceId"):
-        vm_number = _number(body["InstanceId"], "i", "InvalidInstanceID.Malformed", "InstanceId")
+        vm_number = required_id(
+            body["InstanceId"], "i", "InvalidInstanceID.Malformed", "InstanceId"
+        )
         if vm_number not in attached:
             raise Ec2Error(
                 "InvalidAttachment.NotFound",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from econe.errors import Ec2Error, missing_parameter
+
 # oned ids are XML-RPC i4: anything larger cannot exist.
 MAX_ONE_ID = 2**31 - 1
 
@@ -23,3 +25,14 @@ def parse_id(prefix: str, value: object) -> int | None:
         return None
     match = pattern.fullmatch(value)
     return int(match.group(1)) if match else None
+
+
+def required_id(raw: object, prefix: str, malformed: str, param: str) -> int:
+    """The number of the id a handler was given in `param`: MissingParameter when absent,
+    `malformed` (InvalidInstanceID.Malformed…) when not `prefix-` and a number."""
+    if raw is None or raw == "":
+        raise missing_parameter(param)
+    number = parse_id(prefix, raw)
+    if number is None:
+        raise Ec2Error(malformed, f"Invalid id: '{raw}' (expecting '{prefix}-' and a number)")
+    return number
