@@ -69,6 +69,7 @@ class Config:
     ebs_fstype: str = "ext3"
     # elastic IPs
     elasticips_vnet_id: int | None = None
+    elastic_ips_per_user: int | None = None
     associate_script: str = "false"
     disassociate_script: str = "false"
     script_timeout: float = 30.0
@@ -162,6 +163,8 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
             raise ConfigError(
                 f":trusted_proxies: {proxy!r} is not an IP address or a CIDR network"
             ) from None
+    if cfg.elastic_ips_per_user is not None and cfg.elastic_ips_per_user < 0:
+        raise ConfigError(":elastic_ips_per_user: must be 0 or more")
     if not 0 <= cfg.debug_level <= 3:
         raise ConfigError(":debug_level: must be 0 (ERROR) to 3 (DEBUG)")
     for name, spec in cfg.instance_types.items():

@@ -429,6 +429,7 @@ def allocate_address(rt: Any) -> dict:
     uid = rt.principal.uid
     for _ in range(ALLOCATE_ROUNDS):
         pool = read_pool(rt, vnet)
+        _within_limit(rt, pool, uid, 0)
         if wanted is not None:
             named = [a for a in pool.addresses if a.eligible and a.ip == wanted]
             if not named:
@@ -463,6 +464,11 @@ def allocate_address(rt: Any) -> dict:
                 if isinstance(exc, Ec2Error):
                     raise
                 raise _server_error("Cannot record the elastic IP's owner", exc) from exc
+            try:  # two allocations at once may both have passed the check above
+                _within_limit(rt, read_pool(rt, vnet), uid, 1)
+            except Ec2Error:
+                _release_hold(rt, pool, addr)
+                raise
             log.info("allocated %s (%s) to uid %s", addr.ip, record["EC2_ALLOCATION_ID"], uid)
             return {
                 "PublicIp": addr.ip,
@@ -477,6 +483,20 @@ def allocate_address(rt: Any) -> dict:
         "AddressLimitExceeded",
         "The maximum number of addresses has been reached: no free elastic IP is left",
     )
+
+
+def _within_limit(rt: Any, pool: Pool, uid: int, new: int) -> None:
+    """AddressLimitExceeded when the user holds more than :elastic_ips_per_user: addresses
+    (`new` of them just allocated) or could not take one more (`new` = 0)."""
+    limit = rt.config.elastic_ips_per_user
+    if limit is None:
+        return
+    held = sum(1 for a in pool.addresses if a.owner == uid)
+    if held - new >= limit:
+        raise Ec2Error(
+            "AddressLimitExceeded",
+            f"The maximum number of addresses has been reached: {limit} per user",
+        )
 
 
 def _release_hold(rt: Any, pool: Pool, addr: Address) -> None:

@@ -551,3 +551,52 @@ def test_an_instance_terminated_outside_econe_loses_its_address(
             run(sim, eng, "ReleaseAddress", {"PublicIp": address})
     finally:
         eng.close()
+
+
+def test_elastic_ips_per_user(sim: Sim) -> None:
+    """:elastic_ips_per_user: caps what one user holds (EC2's AddressLimitExceeded); the
+    refused allocation holds nothing, and a released address makes room again. Other users
+    have their own count."""
+    capped = sim.engine(elastic_ips_per_user=2)
+    first = run(sim, capped, "AllocateAddress", user="capped")
+    run(sim, capped, "AllocateAddress", user="capped")
+    free = sum(1 for ar in sim.vnet().iterfind("AR_POOL/AR") if not held(ar))
+    err = error(sim, capped, "AllocateAddress", user="capped")
+    assert (err.code, err.status) == ("AddressLimitExceeded", 400)
+    assert "2 per user" in err.message
+    assert sum(1 for ar in sim.vnet().iterfind("AR_POOL/AR") if not held(ar)) == free
+    other = run(sim, capped, "AllocateAddress", user="capped2")
+    run(sim, capped, "ReleaseAddress", {"AllocationId": first["AllocationId"]}, user="capped")
+    again = run(sim, capped, "AllocateAddress", user="capped")
+    mine = run(sim, capped, "DescribeAddresses", user="capped")["Addresses"]
+    assert len(mine) == 2 and again["PublicIp"] in {a["PublicIp"] for a in mine}
+    for user, out in (("capped", again), ("capped2", other)):
+        run(sim, capped, "ReleaseAddress", {"AllocationId": out["AllocationId"]}, user=user)
+    rest = run(sim, capped, "DescribeAddresses", user="capped")["Addresses"][0]
+    run(sim, capped, "ReleaseAddress", {"AllocationId": rest["AllocationId"]}, user="capped")
+
+
+def test_elastic_ips_per_user_holds_under_concurrent_allocations(sim: Sim) -> None:
+    capped = sim.engine(elastic_ips_per_user=2)
+    sim.user("racer")
+    start = threading.Barrier(4)
+    won: list[str] = []
+    refused: list[str] = []
+
+    def allocate() -> None:
+        start.wait()
+        try:
+            won.append(run(sim, capped, "AllocateAddress", user="racer")["AllocationId"])
+        except Ec2Error as exc:
+            refused.append(exc.code)
+
+    threads = [threading.Thread(target=allocate) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    mine = run(sim, capped, "DescribeAddresses", user="racer")["Addresses"]
+    assert len(mine) <= 2 and sorted(a["AllocationId"] for a in mine) == sorted(won)
+    assert refused == ["AddressLimitExceeded"] * (4 - len(won))
+    for a in mine:
+        run(sim, capped, "ReleaseAddress", {"AllocationId": a["AllocationId"]}, user="racer")
