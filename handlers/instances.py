@@ -33,6 +33,7 @@ from handlers.escaping import (
     storable,
     template_xml,
 )
+from handlers.tags import tag_attrs, tag_specs
 from handlers.tokens import DIGEST, TOKEN, check_same_request, request_digest
 
 log = logging.getLogger("econe.handlers.instances")
@@ -101,21 +102,14 @@ def _user_data(raw: Any) -> str | None:
     return text
 
 
-def _tags(body: dict) -> list[tuple[str, str]]:
-    tags: list[tuple[str, str]] = []
-    for spec in body.get("TagSpecification") or []:
-        if (spec.get("ResourceType") or "instance") != "instance":
-            continue
-        for tag in spec.get("Tag") or spec.get("Tags") or []:
-            key, value = str(tag.get("Key") or ""), str(tag.get("Value") or "")
-            if not key or len(key) > 128 or key.lower().startswith("aws:"):
-                raise invalid_value(
-                    "Tag.Key", key, "Tag keys have 1 to 128 characters and cannot start with aws:."
-                )
-            if len(value) > 256:
-                raise invalid_value("Tag.Value", value, "Tag values have at most 256 characters.")
-            tags.append((key, value))
-    return tags
+# what else RunInstances' TagSpecification may name (EC2's list): validated, then left out
+_UNTAGGED_WITH_INSTANCE = (
+    "volume",
+    "network-interface",
+    "spot-instances-request",
+    "elastic-gpu",
+    "elastic-inference",
+)
 
 
 def _image(rt: Any, image_id: Any) -> dict:
@@ -405,7 +399,8 @@ class Launch:
         if zone and zone != rt.config.region:
             raise Ec2Error("InvalidParameterValue", f"Invalid availability zone: [{zone}]")
         self.user_data = _user_data(body.get("UserData"))
-        self.tags = _tags(body)
+        # tags for the root volume or the network interface: econe makes neither
+        self.tags = tag_specs(body, "instance", ignored=_UNTAGGED_WITH_INSTANCE)
         self.image_id = body.get("ImageId")
         if not self.image_id:
             raise Ec2Error("MissingParameter", "The request must contain the parameter ImageId")
@@ -419,7 +414,6 @@ class Launch:
             ("KeyName", self.key_name),
             ("ImageId", self.image_id),
             ("InstanceType", self.type_name),
-            *(("Tag", t) for tag in self.tags for t in tag),
         ):
             try:
                 storable(value, name)
@@ -458,7 +452,7 @@ class Launch:
             user.append((DIGEST, request_digest(self.rt.body)))
         if self.key_name:
             user.append(("EC2_KEYNAME", str(self.key_name)))
-        user += [("EC2_TAGS", [("KEY", k), ("VALUE", v)]) for k, v in self.tags]
+        user += tag_attrs(self.tags)
         context: list[tuple[str, str]] = []
         if self.user_data:
             context += [

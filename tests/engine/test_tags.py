@@ -194,6 +194,28 @@ def test_tag_specification_on_run_instances(sim: Sim, engine) -> None:
     ][0]["InstanceId"]
     assert (iid, "instance", "Name", "spec") in described(engine)
     run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
+    # the same rules as every Create*: the limit, reserved keys in any spec, known types;
+    # a key given twice keeps its last value; a refused launch makes nothing
+    before = len(run(engine, "DescribeInstances", {}, user="demo")["Reservations"])
+    many = [{"Key": f"k{i}", "Value": ""} for i in range(51)]
+    for specs, code in (
+        ([{"ResourceType": "instance", "Tag": many}], "TagLimitExceeded"),
+        (
+            [{"ResourceType": "volume", "Tag": [{"Key": "aws:x", "Value": ""}]}],
+            "InvalidParameterValue",
+        ),
+        ([{"ResourceType": "image", "Tag": [{"Key": "a", "Value": ""}]}], "InvalidParameterValue"),
+    ):
+        body = {"ImageId": AMI, "TagSpecification": specs}
+        assert code_of(run, engine, "RunInstances", body, user="demo") == code, specs
+    assert len(run(engine, "DescribeInstances", {}, user="demo")["Reservations"]) == before
+    twice = [{"Key": "a", "Value": "1"}, {"Key": "a", "Value": "2"}]
+    spec = [{"ResourceType": "instance", "Tag": twice}, {"ResourceType": "volume", "Tag": twice}]
+    (inst,) = run(engine, "RunInstances", {"ImageId": AMI, "TagSpecification": spec}, user="demo")[
+        "Instances"
+    ]
+    assert inst["Tags"] == [{"Key": "a", "Value": "2"}]
+    run(engine, "TerminateInstances", {"InstanceId": [inst["InstanceId"]]}, user="demo")
 
 
 def set_other_use(sim: Sim, image_id: int, bit: int) -> None:
