@@ -29,15 +29,20 @@ log = logging.getLogger("econe.handlers.tags")
 
 MAX_TAGS = 50
 _RESOURCE = re.compile(r"(i|ami|vol|snap)-([0-9]{1,10})")
-# prefix → (EC2 resource type, OpenNebula object, view flag that must be true, NotFound code)
+# prefix → (EC2 resource type, OpenNebula object, NotFound code)
 KINDS = {
-    "i": ("instance", "vm", None, "InvalidInstanceID.NotFound"),
-    "ami": ("image", "image", "EC2_AMI", "InvalidAMIID.NotFound"),
-    "vol": ("volume", "image", "EBS_VOLUME", "InvalidVolume.NotFound"),
-    "snap": ("snapshot", "image", "EBS_SNAPSHOT", "InvalidSnapshot.NotFound"),
+    "i": ("instance", "vm", "InvalidInstanceID.NotFound"),
+    "ami": ("image", "image", "InvalidAMIID.NotFound"),
+    "vol": ("volume", "image", "InvalidVolume.NotFound"),
+    "snap": ("snapshot", "image", "InvalidSnapshot.NotFound"),
 }
-_HIDDEN_IMAGE_STATES = {"3", "7", "9", "10"}  # DISABLED, DELETE, LOCKED_USED(_PERS)
-_TRUE = {"YES", "TRUE", "1"}
+# prefix → (view, flag): an image is what Describe{Volumes,Snapshots,Images} show, so what can
+# be tagged: its view has the flag and a State. DescribeTags names it by the first that fits.
+_IMAGE_VIEWS = {
+    "vol": ("volume", "_volume"),
+    "snap": ("snapshot", "_snapshot"),
+    "ami": ("image", "_ami"),
+}
 
 
 def read_tags(parent: etree._Element | None, path: str) -> list[dict[str, str]]:
@@ -107,7 +112,7 @@ def tags_update(tags: list[tuple[str, str]]) -> str:
 class Resource:
     def __init__(self, raw: str, prefix: str, number: int, element: etree._Element):
         self.raw, self.prefix, self.number, self.element = raw, prefix, number, element
-        self.kind, self.obj, _, self.not_found = KINDS[prefix]
+        self.kind, self.obj, self.not_found = KINDS[prefix]
         parent = element.find("USER_TEMPLATE" if self.obj == "vm" else "TEMPLATE")
         self.tags = [(t["Key"], t["Value"]) for t in read_tags(parent, "EC2_TAGS")]
 
@@ -137,7 +142,7 @@ def resource(rt: Any, raw: Any) -> Resource:
     if not match:
         raise Ec2Error("InvalidID", f"The ID '{text}' is not valid")
     prefix, number = match.group(1), int(match.group(2))
-    _, obj, flag, not_found = KINDS[prefix]
+    _, obj, not_found = KINDS[prefix]
     if number > MAX_ONE_ID:
         raise _not_found(not_found, text)
     method = "one.vm.info" if obj == "vm" else "one.image.info"
@@ -149,17 +154,26 @@ def resource(rt: Any, raw: Any) -> Resource:
         raise
     element = rt.xml(xml)
     if obj == "vm":
-        if element.findtext("STATE") == "6":
-            expired = int(element.findtext("ETIME") or 0) + int(
-                rt.config.terminated_instances_expiration_time
-            )
-            if not rt.config.describe_with_terminated_instances or expired < rt.scope()["now"]:
-                raise _not_found(not_found, text)
+        shown = _instance_visible(rt, element)
     else:
-        marked = (element.findtext(f"TEMPLATE/{flag}") or "").strip().upper() in _TRUE
-        if not marked or element.findtext("STATE") in _HIDDEN_IMAGE_STATES:
-            raise _not_found(not_found, text)
+        shown = _shown_as(rt, prefix, element) is True
+    if not shown:
+        raise _not_found(not_found, text)
     return Resource(text, prefix, number, element)
+
+
+def _instance_visible(rt: Any, vm: etree._Element) -> bool:
+    """As DescribeInstances' `where:`: a terminated instance for a while, unless its launch
+    was rolled back."""
+    if vm.findtext("STATE") != "6":
+        return True
+    if vm.find("USER_TEMPLATE/EC2_ROLLED_BACK") is not None:
+        return False
+    config = rt.config
+    age = rt.scope()["now"] - int(vm.findtext("ETIME") or 0)
+    return config.describe_with_terminated_instances and (
+        age <= config.terminated_instances_expiration_time
+    )
 
 
 def _resources(rt: Any) -> list[Resource]:
@@ -233,18 +247,20 @@ def delete_tags(rt: Any) -> dict:
     return {"Return": True}
 
 
-def _image_kind(image: etree._Element) -> tuple[str, str] | None:
-    def flag(name: str) -> bool:
-        return (image.findtext(f"TEMPLATE/{name}") or "").strip().upper() in _TRUE
+def _shown_as(rt: Any, prefix: str, image: etree._Element) -> bool | None:
+    """True: the image is shown as a `prefix` resource; False: it is one, hidden (its state);
+    None: it is not one."""
+    view, flag = _IMAGE_VIEWS[prefix]
+    item = rt.view(view, image)
+    return item.get("State") is not None if item.get(flag) else None
 
-    if image.findtext("STATE") in _HIDDEN_IMAGE_STATES:
-        return None
-    if flag("EBS_VOLUME"):
-        return "volume", "vol"
-    if flag("EBS_SNAPSHOT"):
-        return "snapshot", "snap"
-    if flag("EC2_AMI"):
-        return "image", "ami"
+
+def _image_kind(rt: Any, image: etree._Element) -> tuple[str, str] | None:
+    """(EC2 resource type, id prefix) of an image a Describe* action shows, else None."""
+    for prefix in _IMAGE_VIEWS:
+        shown = _shown_as(rt, prefix, image)
+        if shown is not None:
+            return (KINDS[prefix][0], prefix) if shown else None
     return None
 
 
@@ -267,20 +283,15 @@ def describe_tags(rt: Any) -> dict:
     config = rt.config
     state = -2 if config.describe_with_terminated_instances else -1
     vms = rt.xml(rt.call("one.vmpool.infoextended", -2, -1, -1, state))
-    now = rt.scope()["now"]
     for vm in vms.iterfind("VM"):
-        if vm.find("USER_TEMPLATE/EC2_TAGS") is None:
-            continue
-        if vm.findtext("STATE") == "6" and (
-            now - int(vm.findtext("ETIME") or 0) > config.terminated_instances_expiration_time
-        ):
+        if vm.find("USER_TEMPLATE/EC2_TAGS") is None or not _instance_visible(rt, vm):
             continue
         add(0, int(vm.findtext("ID")), "instance", "i", read_tags(vm, "USER_TEMPLATE/EC2_TAGS"))
     images = rt.xml(rt.call("one.imagepool.info", -2, -1, -1))
     for image in images.iterfind("IMAGE"):
         if image.find("TEMPLATE/EC2_TAGS") is None:
             continue
-        kind = _image_kind(image)
+        kind = _image_kind(rt, image)
         if kind is not None:
             add(
                 1,

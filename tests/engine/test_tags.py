@@ -249,3 +249,22 @@ def test_a_refused_resource_leaves_the_others_untagged(sim: Sim, engine, oscar: 
         run(engine, "DeleteTags", {"ResourceId": [AMI]}, user="demo")
         set_other_use(sim, image_id, 0)
         run(engine, "DeleteVolume", {"VolumeId": vol}, user=oscar)
+
+
+def test_what_describe_shows_is_what_can_be_tagged(sim: Sim, engine) -> None:
+    """A disabled volume is listed (state error) by DescribeVolumes: it can be tagged and its
+    tags are described. A deleting one is listed by nothing: NotFound."""
+    vol = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+    number = int(vol.split("-")[1])
+    sim.as_admin("one.image.enable", number, False)
+    try:
+        (shown,) = run(engine, "DescribeVolumes", {"VolumeId": [vol]}, user="demo")["Volumes"]
+        assert shown["State"] == "error"
+        run(engine, "CreateTags", tag([vol], kept="yes"), user="demo")
+        assert (vol, "volume", "kept", "yes") in described(engine)
+    finally:
+        sim.as_admin("one.image.enable", number, True)
+    run(engine, "DeleteVolume", {"VolumeId": vol}, user="demo")
+    assert code_of(run, engine, "CreateTags", tag([vol], late="no"), user="demo") == (
+        "InvalidVolume.NotFound"
+    )
