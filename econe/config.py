@@ -136,7 +136,7 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
         raw["elasticips_vnet_id"] = raw.pop("elastic_ips_vnet")
     raw.pop("elastic_ips_vnet", None)
     raw.update({k: v for k, v in overrides.items() if v is not None})
-    known = {f.name: f for f in fields(Config)}
+    known = {f.name: f for f in fields(Config) if f.name != "source"}  # set by econe itself
     unknown = sorted(set(raw) - set(known))
     if unknown:
         raise ConfigError(

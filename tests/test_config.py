@@ -34,6 +34,7 @@ def test_the_guides_elastic_ip_key_name_is_read(tmp_path):
         (":host: [a, b]\n", ":host: must be a single value"),
         (":debug_level: 7\n", ":debug_level: must be 0"),
         (":elastic_ips_per_user: -1\n", ":elastic_ips_per_user: must be 0 or more"),
+        (":source: x\n", "unknown configuration key(s): :source:"),
         (":datastore_id: one\n", ":datastore_id: must be a number"),
         (":no_such_key: 1\n", "unknown configuration key(s): :no_such_key:"),
     ],
