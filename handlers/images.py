@@ -75,9 +75,13 @@ def register_image(rt: Any) -> dict:
         raise Ec2Error("InvalidParameterValue", f"{ami} is an EBS volume, not an image")
     if image.get("_snapshot"):
         raise Ec2Error("InvalidParameterValue", f"{ami} is an EBS snapshot, not an image")
-    if image.get("Name") and _name_in_use(rt, image["Name"], but=number):
-        raise Ec2Error("InvalidAMIName.Duplicate", f"AMI name {image['Name']} is already in use")
     attrs = [("EC2_AMI", "YES")]
+    name = image.get("Name")
+    if location and body.get("Name"):  # the AMI's name, as EC2 takes it (CreateImage's place)
+        name = _ami_name(body["Name"])
+        attrs.append(("EC2_AMI_NAME", name))
+    if name and _name_in_use(rt, name, but=number):
+        raise Ec2Error("InvalidAMIName.Duplicate", f"AMI name {name} is already in use")
     if body.get("Description"):
         attrs.append(("DESCRIPTION", str(body["Description"])))
     if body.get("Architecture"):
@@ -184,21 +188,24 @@ def _save_disk(rt: Any, vm_number: int, disk_id: int, name: str) -> int:
     raise duplicate
 
 
+def _ami_name(name: Any) -> str:
+    if not name:
+        raise missing_parameter("Name")
+    if not _AMI_NAME.fullmatch(str(name)):
+        raise Ec2Error(
+            "InvalidAMIName.Malformed",
+            "AMI names are 3 to 128 letters, digits, spaces and ( ) [ ] . / - ' @ _",
+        )
+    return str(name)
+
+
 def create_image(rt: Any) -> dict:
     """A new AMI from the instance's root disk, pending while OpenNebula copies it, then
     available. OpenNebula copies a running instance's disk as it is, and econe never reboots
     the instance, whatever NoReboot says (Terraform sends false): stop it first for a
     consistent image."""
     body = rt.body
-    name = body.get("Name")
-    if not name:
-        raise missing_parameter("Name")
-    name = str(name)
-    if not _AMI_NAME.fullmatch(name):
-        raise Ec2Error(
-            "InvalidAMIName.Malformed",
-            "AMI names are 3 to 128 letters, digits, spaces and ( ) [ ] . / - ' @ _",
-        )
+    name = _ami_name(body.get("Name"))
     try:
         description = storable(body.get("Description") or "", "Description")
     except TemplateError as exc:

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from lxml import etree
 
 from econe.errors import Ec2Error
-from tests.engine.conftest import AMI, Sim, run
+from tests.engine.conftest import AMI, Sim, code_of, run
 from tests.engine.test_mappings import extended_mappings
 
 EC2_USER_ATTRS = {"EC2_INSTANCE_TYPE", "IMAGE_ID", "EC2_RESERVATION_ID", "EC2_LAUNCH_INDEX"}
@@ -80,6 +80,16 @@ def test_register_describe_deregister(sim: Sim, engine) -> None:
         launch(engine)
     assert run(engine, "RegisterImage", {"Name": "ttylinux"}, user="demo") == {"ImageId": AMI}
     assert run(engine, "RegisterImage", {"ImageLocation": "0"}, user="demo") == {"ImageId": AMI}
+    # with ImageLocation, Name names the AMI (as `aws ec2 register-image` always sends one)
+    named = {"ImageLocation": AMI, "Name": "tty (renamed)"}
+    assert run(engine, "RegisterImage", named, user="demo") == {"ImageId": AMI}
+    assert run(engine, "DescribeImages", {"ImageId": [AMI]}, user="demo")["Images"][0]["Name"] == (
+        "tty (renamed)"
+    )
+    for name in ("x", "a" * 129, "bad|name"):
+        bad = {"ImageLocation": AMI, "Name": name}
+        assert code_of(run, engine, "RegisterImage", bad, user="demo") == "InvalidAMIName.Malformed"
+    run(engine, "RegisterImage", {"ImageLocation": AMI, "Name": "ttylinux"}, user="demo")
     with pytest.raises(Ec2Error, match="InvalidParameterValue"):
         run(engine, "RegisterImage", {"ImageLocation": "s3://bucket/x.manifest"}, user="demo")
     with pytest.raises(Ec2Error, match="InvalidAMIID.NotFound"):
