@@ -45,6 +45,7 @@ from econe.mapping.onecall import OneError, OneUnavailable, call_one, error_name
 from econe.mapping.views import View
 from econe.one.client import ACTION, NeedsOned, no_blocking
 from econe.paths import data_dir
+from econe.query import as_list
 
 log = logging.getLogger("econe.engine")
 
@@ -76,12 +77,6 @@ def strip_hidden(value: Any) -> Any:
 
 def _unchanged(value: Any) -> Any:
     return value
-
-
-def as_list(value: Any) -> list:
-    if value is None or value == "":
-        return []
-    return value if isinstance(value, list) else [value]
 
 
 @contextlib.contextmanager
@@ -364,7 +359,7 @@ class Engine:
                 f"The parameter {page.not_with} cannot be used with the parameter {page.max_results}",
             )
         if m.by_id and requested:
-            items = self._by_ids(rt, m, requested, scope)
+            items = self.fetch_by_ids(rt, m, requested, scope)
         elif m.source is not None:
             items = self._from_source(rt, m, scope)
         elif m.by_id:
@@ -409,7 +404,9 @@ class Engine:
             items = m.where_all(scope, items)
         return items
 
-    def _by_ids(self, rt: Runtime, m: Mapping, requested: list, scope: dict) -> list[dict]:
+    def fetch_by_ids(self, rt: Runtime, m: Mapping, requested: list, scope: dict) -> list[dict]:
+        """The mapping's by_id (also for handlers): every id parsed (…Malformed) and fetched
+        (…NotFound), as views."""
         b = m.by_id
         if b.call is None:  # select from the source by a field
             wanted = [str(r) for r in requested]
@@ -442,10 +439,6 @@ class Engine:
         if missing:
             raise self._not_found(b, missing)
         return items
-
-    def fetch_by_ids(self, rt: Runtime, m: Mapping, requested: list, scope: dict) -> list[dict]:
-        """by_id for handlers: every id parsed (…Malformed) and fetched (…NotFound), as views."""
-        return self._by_ids(rt, m, requested, scope)
 
     def fetch_one(self, rt: Runtime, m: Mapping, number: int, scope: dict) -> dict | None:
         """by_id.call for one id → view, or None when absent, not visible or not matching `where`."""

@@ -74,6 +74,13 @@ def _decode_pairs(text: str | bytes, where: str) -> list[tuple[str, str]]:
     return [(k, v) for k, v in pairs if k]
 
 
+def as_list(value: Any) -> list:
+    """A request member that may be given once or as a list (`X` or `X.N`), as a list."""
+    if value is None or value == "":
+        return []
+    return value if isinstance(value, list) else [value]
+
+
 def media_type(content_type: str | None) -> str:
     """`application/x-www-form-urlencoded; charset=utf-8` -> `application/x-www-form-urlencoded`."""
     return (content_type or "").split(";", 1)[0].strip().lower()

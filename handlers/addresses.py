@@ -1,5 +1,6 @@
 """Elastic IPs: AllocateAddress, DescribeAddresses, AssociateAddress, DisassociateAddress,
-ReleaseAddress, plus the hooks DescribeInstances and TerminateInstances call.
+ReleaseAddress, plus what DescribeInstances (`add_public_ips`) and TerminateInstances
+(`disassociate_instances`) use.
 
 State lives in OpenNebula only, in the `:elasticips_vnet_id:` network (read and written with
 the server admin session), so any number of gateway processes agree:
@@ -49,6 +50,7 @@ from econe.errors import Ec2Error, dry_run_succeeded, missing_parameter
 from econe.mapping.filters import compile_filters
 from econe.mapping.ids import required_id
 from econe.one.client import INTERNAL, NO_EXISTS, OneError, OneUnavailable
+from econe.query import as_list
 from handlers.escaping import template_xml
 from handlers.scripts import ScriptError, is_configured, run_script
 
@@ -237,12 +239,6 @@ def _new_id(prefix: str) -> str:
 
 
 # -- request parameters -------------------------------------------------------------------------
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None or value == "":
-        return []
-    return [str(v) for v in (value if isinstance(value, list) else [value])]
 
 
 def _check_ip(value: str, name: str = "PublicIp") -> str:
@@ -516,8 +512,8 @@ def _sort_key(item: dict) -> tuple:
 def describe_addresses(rt: Any) -> dict:
     vnet = vnet_id(rt)
     body = rt.body
-    ips = [_check_ip(v) for v in _as_list(body.get("PublicIp"))]
-    allocs = [_check_allocation_id(v) for v in _as_list(body.get("AllocationId"))]
+    ips = [_check_ip(str(v)) for v in as_list(body.get("PublicIp"))]
+    allocs = [_check_allocation_id(str(v)) for v in as_list(body.get("AllocationId"))]
     predicates = compile_filters(body.get("Filter"), rt.mapping.filters or {})
     pool = read_pool(rt, vnet)
     items = [a.view for a in pool.mine(rt.principal.uid)]
@@ -866,14 +862,3 @@ def _sweep(rt: Any) -> None:
             log.warning("elastic IP sweep: %s", exc.message)
         except Exception:  # noqa: BLE001 - the sweeper must keep going
             log.exception("elastic IP sweep failed")
-
-
-def after_terminate(rt: Any, changes: Iterable[dict]) -> list[str]:
-    """`disassociate_instances` for the engine's TerminateInstances `changes` list
-    ([{item, before, after}], item = instance view with `_id`)."""
-    return disassociate_instances(rt, [c["item"]["_id"] for c in changes if c.get("item")])
-
-
-def show_public_ips(rt: Any, items: list[dict], changes: Any = None) -> None:
-    """DescribeInstances `after:` hook (f(rt, items, changes)): `add_public_ips` on the items."""
-    add_public_ips(rt, items)

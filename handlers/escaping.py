@@ -8,13 +8,11 @@
 * `template_xml(attrs)` — that list → `<TEMPLATE>…</TEMPLATE>` built with lxml, which is what
   econe sends to oned (oned parses a template starting with `<` as XML), so no request value can
   ever act as template syntax, whatever it holds.
-* `shell_args(*args)` — a command line for the elastic-IP scripts, each argument quoted.
 """
 
 from __future__ import annotations
 
 import re
-import shlex
 from typing import Any
 
 from lxml import etree
@@ -174,8 +172,3 @@ def element_attrs(element: etree._Element) -> list[Attr]:
         else:
             out.append((child.tag, child.text or ""))
     return out
-
-
-def shell_args(*args: Any) -> str:
-    """Prefer running scripts with an argv list (no shell); this is for `sh -c` and logs."""
-    return " ".join(shlex.quote(storable(a, "argument")) for a in args)

@@ -1,5 +1,8 @@
-"""RunInstances: instance types (Jinja2 files or OpenNebula VM templates), user data, key pairs,
-ClientToken idempotency and all-or-nothing MinCount. Runs in the engine's thread pool."""
+"""The instance handlers. RunInstances: instance types (Jinja2 files or OpenNebula VM
+templates), user data, key pairs, ClientToken idempotency and all-or-nothing MinCount.
+DescribeInstanceTypes, TerminateInstances (deferred while oned is busy with a VM) and
+ModifyInstanceAttribute (type, user data); `user_vm`, the user's VM by instance id, for the
+other handler modules. Runs in the engine's thread pool."""
 
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from econe.mapping.filters import paginate
 from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id
 from econe.mapping.onecall import OneError, OneUnavailable, error_name
 from econe.paths import data_dir
+from econe.query import as_list
 from handlers.addresses import disassociate_instances
 from handlers.escaping import (
     Attr,
@@ -324,6 +328,26 @@ def _type_info(name: str, attrs: list[Attr]) -> dict | None:
     }
 
 
+# the template variables of a launch, as a type's template is rendered to read it
+_NO_LAUNCH = {
+    "image_id": 0,
+    "ec2_image_id": "ami-00000000",
+    "network_id": 0,
+    "user_data": None,
+    "key_name": None,
+    "public_key": None,
+    "client_token": None,
+    "reservation_id": "r-0",
+    "launch_index": 0,
+}
+
+
+def _render(rt: Any, path: Path, **launch: Any) -> list[Attr]:
+    """An econe.conf instance type's template rendered with a launch's values and parsed."""
+    values = {**_NO_LAUNCH, "user": rt.principal.name, "config": rt.config, **launch}
+    return parse_template(_template(rt, path).render(**values))
+
+
 def _instance_types(rt: Any) -> dict[str, list[Attr] | None]:
     """The instance types RunInstances takes from this user, with their OpenNebula template
     attributes: econe.conf's (their template rendered as for a launch; None when it is broken:
@@ -333,13 +357,9 @@ def _instance_types(rt: Any) -> dict[str, list[Attr] | None]:
     for name, spec in rt.config.instance_types.items():
         types[name] = None
         try:
-            text = _template(rt, _file_template(rt, name, spec)).render(
-                image_id=0, ec2_image_id="ami-00000000", instance_type=name,
-                network_id=int(spec.get("network_id", 0)), user_data=None, key_name=None,
-                public_key=None, client_token=None, reservation_id="r-0", launch_index=0,
-                user=rt.principal.name, config=rt.config,
-            )  # fmt: skip
-            types[name] = parse_template(text)
+            path = _file_template(rt, name, spec)
+            network = int(spec.get("network_id", 0))
+            types[name] = _render(rt, path, instance_type=name, network_id=network)
         except (Ec2Error, TemplateError, jinja2.TemplateError, ValueError, TypeError) as exc:
             log.error("instance type %s: %s", name, exc)  # RunInstances says so too
     pool = rt.xml(rt.call("one.templatepool.info", -2, -1, -1))
@@ -440,7 +460,8 @@ class Launch:
         else:
             self.reservation = "r-" + secrets.token_hex(9)[:17]
 
-    def attributes(self, index: int) -> tuple[list[Attr], list[Attr], list[tuple[str, str]]]:
+    def attributes(self, index: int) -> tuple[list[Attr], list[tuple[str, str]]]:
+        """(USER_TEMPLATE attributes, CONTEXT values) of launch number `index`."""
         user: list[Attr] = [
             ("EC2_INSTANCE_TYPE", self.type_name),
             ("IMAGE_ID", format_id("ami", self.image)),
@@ -466,7 +487,7 @@ class Launch:
                 ("EC2_PUBLIC_KEY", self.public_key),
                 ("EC2_KEYNAME", str(self.key_name)),
             ]
-        return [], user, context
+        return user, context
 
     def placement(self, attrs: list[Attr]) -> list[Attr]:
         """`:cluster_id:`: the VM goes to that cluster, unless its template says where."""
@@ -477,11 +498,13 @@ class Launch:
 
     def create(self, index: int) -> int:
         rt = self.rt
-        _, user, context = self.attributes(index)
+        user, context = self.attributes(index)
         errors = {"QUOTA": "InstanceLimitExceeded"}
         try:
             if self.file is not None:
-                text = _template(rt, self.file).render(
+                rendered = _render(
+                    rt,
+                    self.file,
                     image_id=self.image,
                     ec2_image_id=format_id("ami", self.image),
                     instance_type=self.type_name,
@@ -492,19 +515,15 @@ class Launch:
                     client_token=self.token,
                     reservation_id=self.reservation,
                     launch_index=index,
-                    user=rt.principal.name,
-                    config=rt.config,
                 )
-                attrs = _sized(parse_template(text), self.root_size)
+                attrs = _sized(rendered, self.root_size)
                 xml = template_xml(_merge(attrs + self.placement(attrs), user, context))
                 return int(rt.call("one.vm.allocate", xml, False, errors=errors))
-            tmpl = self.vm_template.find("TEMPLATE")
+            tmpl = element_attrs(self.vm_template.find("TEMPLATE"))
             disks = [("DISK", [("IMAGE_ID", str(self.image))])]
-            disks += [a for a in element_attrs(tmpl) if a[0] == "DISK" and isinstance(a[1], list)]
-            ctx = [a for a in element_attrs(tmpl) if a[0] == "CONTEXT" and isinstance(a[1], list)][
-                -1:
-            ]
-            placement = self.placement(element_attrs(tmpl))
+            disks += [a for a in tmpl if a[0] == "DISK" and isinstance(a[1], list)]
+            ctx = [a for a in tmpl if a[0] == "CONTEXT" and isinstance(a[1], list)][-1:]
+            placement = self.placement(tmpl)
             xml = template_xml(
                 _merge(_sized(disks, self.root_size) + ctx + placement, user, context)
             )
@@ -689,7 +708,7 @@ def terminate_instances(rt: Any) -> dict:
     """TerminateInstances: every id validated first (the mapping's by_id), then terminate
     (RUNNING) or terminate-hard; a VM oned cannot terminate yet is marked and finished later."""
     requested = rt.body.get("InstanceId")
-    requested = [requested] if isinstance(requested, str) else list(requested or [])
+    requested = as_list(requested)
     if not requested:
         raise Ec2Error("MissingParameter", "The request must contain the parameter InstanceId")
     scope = rt.scope()

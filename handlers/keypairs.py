@@ -38,6 +38,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from lxml import etree
 
 from econe.errors import Ec2Error, invalid_value, missing_parameter
+from econe.query import as_list
 from handlers.escaping import TemplateError, storable, template_xml
 
 VECTOR = "EC2_KEYPAIR"
@@ -293,16 +294,13 @@ def import_key_pair(rt: Any) -> dict:
     return {"KeyName": name, "KeyFingerprint": fingerprint, "KeyPairId": key_id}
 
 
-def _as_list(value: Any) -> list[str]:
-    if value is None or value == "":
-        return []
-    return [str(v) for v in (value if isinstance(value, list) else [value])]
-
-
 def describe_key_pairs(rt: Any) -> dict:
     body = rt.body
     pairs = key_pairs(rt, _user(rt))
-    names, ids = _as_list(body.get("KeyName")), _as_list(body.get("KeyPairId"))
+    names, ids = (
+        [str(v) for v in as_list(body.get("KeyName"))],
+        [str(v) for v in as_list(body.get("KeyPairId"))],
+    )
     for wanted, field, what in ((names, "KeyName", "key pair"), (ids, "KeyPairId", "key pair ID")):
         if not wanted:
             continue

@@ -23,6 +23,7 @@ from lxml import etree
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.filters import paginate
 from econe.mapping.ids import MAX_ONE_ID, format_id
+from econe.query import as_list
 from handlers.escaping import Attr, TemplateError, storable, template_xml
 
 log = logging.getLogger("econe.handlers.tags")
@@ -178,7 +179,7 @@ def _instance_visible(rt: Any, vm: etree._Element) -> bool:
 
 def _resources(rt: Any) -> list[Resource]:
     ids = rt.body.get("ResourceId")
-    ids = [ids] if isinstance(ids, str) else list(ids or [])
+    ids = as_list(ids)
     if not ids:
         raise missing_parameter("ResourceId")
     seen, out = set(), []

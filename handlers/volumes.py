@@ -25,6 +25,7 @@ from lxml import etree
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.filters import paginate
 from econe.mapping.ids import MAX_ONE_ID, format_id, required_id
+from econe.query import as_list
 from handlers.escaping import Attr, TemplateError, element_attrs, storable, template_xml
 from handlers.images import discard_image
 from handlers.instances import user_vm
@@ -149,7 +150,7 @@ def _attachments(rt: Any, volumes: list[dict]) -> None:
 def describe_volumes(rt: Any) -> dict:
     body = rt.body
     requested = body.get("VolumeId")
-    requested = [requested] if isinstance(requested, str) else list(requested or [])
+    requested = as_list(requested)
     if requested and body.get("MaxResults") is not None:
         raise Ec2Error(
             "InvalidParameterCombination",

@@ -35,15 +35,6 @@ class OneError(Exception):
         self.resp_id = resp_id
 
 
-class RpcFault(Exception):
-    """An XML-RPC ``<fault>`` raised by the transport layer (xmlrpc-c)."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 def auth_failed() -> OneError:
     return OneError(AUTHENTICATION, "User couldn't be authenticated, aborting call.")
 

@@ -9,74 +9,36 @@ fall back to econe.one.errors.ec2_error_from_one.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 
 from econe.errors import Ec2Error
+from econe.one import client as one
+from econe.one.client import OneError, OneUnavailable
+from econe.one.errors import ec2_error_from_one, is_quota, one_message
 
 log = logging.getLogger("econe.engine")
 
 ONE_CODES = {
-    0x100: "AUTHENTICATION",
-    0x200: "AUTHORIZATION",
-    0x400: "NO_EXISTS",
-    0x800: "ACTION",
-    0x1000: "RPC_API",
-    0x2000: "INTERNAL",
-    0x4000: "ALLOCATE",
-    0x8000: "LOCKED",
-    0x10000: "REPLICATION",
+    getattr(one, name): name
+    for name in (
+        "AUTHENTICATION",
+        "AUTHORIZATION",
+        "NO_EXISTS",
+        "ACTION",
+        "RPC_API",
+        "INTERNAL",
+        "ALLOCATE",
+        "LOCKED",
+        "REPLICATION",
+    )
 }
 ERROR_NAMES = set(ONE_CODES.values()) | {"QUOTA"}
-_PREFIX = re.compile(r"^\[[^\]]*\]\s*")
-_QUOTA = re.compile(r"quota", re.I)
-
-try:  # shared modules written in parallel; imported lazily so the engine loads without them
-    from econe.one.client import OneError, OneUnavailable
-except ImportError:  # pragma: no cover - until econe/one lands
-
-    class OneError(Exception):  # type: ignore[no-redef]
-        code = 0
-        message = ""
-
-    class OneUnavailable(Exception):  # type: ignore[no-redef]
-        pass
 
 
-def one_message(err: Exception) -> str:
-    return _PREFIX.sub("", str(getattr(err, "message", "") or err))
-
-
-def error_name(err: Exception) -> str:
-    code = getattr(err, "code", 0)
-    name = ONE_CODES.get(code, "INTERNAL")
-    if name in ("AUTHORIZATION", "ACTION", "ALLOCATE", "INTERNAL") and _QUOTA.search(
-        one_message(err)
-    ):
-        return "QUOTA"
-    return name
-
-
-def default_error(err: Exception, not_found: str | None, resource: str) -> Ec2Error:
-    try:
-        from econe.one.errors import ec2_error_from_one
-    except ImportError:  # pragma: no cover
-        ec2_error_from_one = None
-    if ec2_error_from_one is not None:
-        mapped = ec2_error_from_one(err, not_found, resource or None)
-        if isinstance(mapped, Ec2Error):
-            return mapped
-    name = error_name(err)
-    code = {
-        "AUTHENTICATION": "AuthFailure",
-        "AUTHORIZATION": "UnauthorizedOperation",
-        "NO_EXISTS": not_found or "InvalidParameterValue",
-        "ACTION": "IncorrectState",
-        "LOCKED": "IncorrectState",
-        "QUOTA": "InstanceLimitExceeded",
-    }.get(name, "InternalError")
-    return Ec2Error(code, one_message(err))
+def error_name(err: OneError) -> str:
+    """The error table's name for a failure: oned's code name, or QUOTA for a quota refusal."""
+    return "QUOTA" if is_quota(err) else ONE_CODES.get(err.code, "INTERNAL")
 
 
 ErrorTable = dict[str, tuple[str, Callable[[dict], Any] | None]]
@@ -88,7 +50,7 @@ def map_error(
     name = error_name(err)
     hit = table.get(name)
     if hit is None:
-        return default_error(err, not_found, resource)
+        return ec2_error_from_one(err, not_found, resource or None)
     code, message = hit
     text = message({**scope, "error": one_message(err)}) if message else one_message(err)
     return Ec2Error(code, str(text))

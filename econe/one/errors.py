@@ -1,4 +1,4 @@
-"""OpenNebula failures -> EC2 errors (DESIGN §6).
+"""OpenNebula failures -> EC2 errors (docs/architecture.md §6).
 
 The client sees oned's own message (minus the `[one.x.y] ` method prefix), never a traceback
 or any other internals.
@@ -15,6 +15,7 @@ from econe.one.client import (
     ALLOCATE,
     AUTHENTICATION,
     AUTHORIZATION,
+    INTERNAL,
     LOCKED,
     NO_EXISTS,
     OneError,
@@ -37,6 +38,14 @@ _NOUN = {
     "InvalidAllocationID.NotFound": "allocation ID",
     "InvalidGroup.NotFound": "security group",
 }
+
+
+def is_quota(err: OneError) -> bool:
+    """oned reports a quota refusal as AUTHORIZATION, ACTION, ALLOCATE or INTERNAL (by path),
+    always with the word in the message."""
+    return err.code in (AUTHORIZATION, ACTION, ALLOCATE, INTERNAL) and bool(
+        _QUOTA.search(err.message or "")
+    )
 
 
 def one_message(err: OneError) -> str:
@@ -78,7 +87,7 @@ def ec2_error_from_one(
         return Ec2Error(not_found_code, f"The {noun} '{what}' does not exist")
     if _NO_LEASE.search(message):  # the cloud is out of addresses: AWS's capacity error
         return Ec2Error("InsufficientInstanceCapacity", f"Insufficient capacity. {message}", 500)
-    if err.code in (AUTHORIZATION, ACTION, ALLOCATE) and _QUOTA.search(message):
+    if is_quota(err):
         return Ec2Error(quota_code, message)
     if err.code == AUTHORIZATION:
         return Ec2Error(

@@ -174,10 +174,6 @@ class UploadJanitor:
         self._clock = clock
         self._tasks: set[asyncio.Task] = set()
 
-    @property
-    def watching(self) -> int:
-        return len(self._tasks)
-
     def watch(self, path: str, image_id: int, probe: StateProbe) -> asyncio.Task:
         """Remove `path` once image `image_id` is copied (polled with `probe` on a thread)."""
         task = asyncio.get_running_loop().create_task(self._watch(path, image_id, probe))

@@ -58,11 +58,6 @@ def new_user(
     return oid
 
 
-def _admin_only(caller: Caller, what: str, oid: int) -> None:
-    if not caller.admin:
-        raise errors.not_authorized(caller.uid, what, "user", oid)
-
-
 @method("one.user.allocate", "sssA", 3)
 def allocate(
     sim: Sim, caller: Caller, name: str, password: str, driver: str, gids: list = ()

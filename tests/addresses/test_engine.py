@@ -14,9 +14,7 @@ from econe.errors import Ec2Error
 from handlers.addresses import (
     add_public_ips,
     addresses_of_instances,
-    after_terminate,
     disassociate_instances,
-    show_public_ips,
 )
 from tests.addresses.conftest import RECORDER, Sim, b64xml, calls, context, run, script
 
@@ -484,11 +482,8 @@ def test_hooks_for_describe_and_terminate_instances(sim: Sim, eng: Engine, eip_l
     instances = [{"_id": vm, "InstanceId": f"i-{vm:08d}"}, {"_id": other}]
     add_public_ips(rt, instances)
     assert instances[0]["PublicIpAddress"] == ip and "PublicIpAddress" not in instances[1]
-    again = [{"_id": vm}]
-    show_public_ips(rt, again, [])
-    assert again[0]["PublicIpAddress"] == ip
     n = len(calls(eip_log))
-    assert after_terminate(rt, [{"item": {"_id": other}}]) == []
+    assert disassociate_instances(rt, [other]) == []
     assert disassociate_instances(rt, [vm, other]) == [ip]
     assert calls(eip_log)[n:] == [["disassociate", ip]]
     assert addresses_of_instances(rt) == {}

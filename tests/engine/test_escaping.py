@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -14,7 +12,6 @@ from handlers.escaping import (
     element_attrs,
     parse_template,
     quote,
-    shell_args,
     storable,
     template_xml,
 )
@@ -83,8 +80,3 @@ DISK = [ IMAGE_ID = "5" ]  # trailing comment
 def test_parser_rejects_broken_templates(bad: str) -> None:
     with pytest.raises(TemplateError):
         parse_template(bad)
-
-
-@given(st.lists(xml_text.filter(lambda s: "\x00" not in s), max_size=4))
-def test_shell_args_round_trip(args: list[str]) -> None:
-    assert shlex.split(shell_args(*args)) == args
