@@ -8,8 +8,8 @@ optional ``Name`` and ``Checksum``, and ``Signature``; then the image as the ``f
     POST\\n<Host header: host[:port] as in the URL>\\n<URL path or />\\n<canonical query>
 
 where the canonical query is every text field except ``Signature`` (``file`` is not a text
-field), sorted byte-wise by name, names and values percent-encoded with only
-``A-Za-z0-9-_.~`` left alone, joined with ``&``.
+field), sorted by name, names and values percent-encoded with only ``A-Za-z0-9-_.~`` left
+alone, joined with ``&``: botocore's SigV2 signer makes it.
 
 The file is streamed from disk in fixed-size chunks with a precomputed Content-Length, so memory
 use does not depend on the image size. The answer is ``RegisterImageResponse/imageId``.
@@ -17,10 +17,8 @@ use does not depend on the image size. The answer is ``RegisterImageResponse/ima
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
-import hmac
 import http.client
 import os
 import secrets
@@ -29,34 +27,18 @@ import ssl
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 from xml.etree import ElementTree
+
+from botocore.auth import SigV2Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials as BotoCredentials
 
 from econe.client.credentials import Credentials
 from econe.client.errors import EndpointUnreachable, ServerError, UsageError
 
 API_VERSION = "2016-11-15"
 CHUNK_SIZE = 1024 * 1024
-
-
-def _encode(text: str) -> str:
-    return quote(text, safe="-_.~")
-
-
-def canonical_query(params: Mapping[str, str]) -> str:
-    """SigV2 canonical query: byte-wise sorted names, RFC 3986 percent-encoding."""
-    items = sorted(params.items(), key=lambda kv: kv[0].encode("utf-8"))
-    return "&".join(f"{_encode(k)}={_encode(v)}" for k, v in items)
-
-
-def string_to_sign(method: str, host: str, path: str, params: Mapping[str, str]) -> str:
-    return f"{method}\n{host}\n{path}\n{canonical_query(params)}"
-
-
-def sign_v2(secret: str, method: str, host: str, path: str, params: Mapping[str, str]) -> str:
-    text = string_to_sign(method, host, path, params)
-    digest = hmac.new(secret.encode("utf-8"), text.encode("utf-8"), hashlib.sha256).digest()
-    return base64.b64encode(digest).decode("ascii")
 
 
 def endpoint_parts(url: str) -> tuple[str, str, str]:
@@ -86,8 +68,8 @@ def upload_fields(
         fields["Name"] = name
     if checksum:
         fields["Checksum"] = checksum
-    _, host, path = endpoint_parts(creds.url)
-    fields["Signature"] = sign_v2(creds.secret_key, "POST", host, path, fields)
+    signer = SigV2Auth(BotoCredentials(creds.access_key, creds.secret_key))
+    _, fields["Signature"] = signer.calc_signature(AWSRequest("POST", creds.url), fields)
     return fields
 
 

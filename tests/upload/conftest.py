@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from botocore.auth import SigV2Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials as BotoCredentials
 from lxml import etree
 
 import econe.front
 from econe.client.credentials import Credentials
-from econe.client.upload import sign_v2
 from tests.e2e.conftest import DEMO_SECRET, Demo, free_port, start_demo, stop_demo, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -107,6 +109,12 @@ def signed_fields(
     host = url.split("//", 1)[1]
     fields["Signature"] = sign_v2(secret, "POST", host, "/", fields)
     return fields
+
+
+def sign_v2(secret: str, method: str, host: str, path: str, params: dict[str, str]) -> str:
+    """A SigV2 (HmacSHA256) signature made by botocore's signer."""
+    signer = SigV2Auth(BotoCredentials("unused", secret))
+    return signer.calc_signature(AWSRequest(method, f"http://{host}{path}"), params)[1]
 
 
 BOUNDARY = "econe-test-7d1f0c2a"

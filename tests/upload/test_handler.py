@@ -18,7 +18,6 @@ from lxml import etree
 
 from econe.auth.authenticator import Authenticator
 from econe.auth.users import UserDirectory
-from econe.client.upload import sign_v2
 from econe.config import Config
 from econe.one.client import OneClient
 from econe.one.session import ServerCipherSessions
@@ -29,7 +28,7 @@ from onesim.server import SimServer
 from tests.e2e.conftest import DEMO_SECRET
 from tests.gateway.conftest import botocore_parse
 
-from .conftest import BOUNDARY, FILE_HEAD, TAIL, field_parts
+from .conftest import BOUNDARY, FILE_HEAD, TAIL, field_parts, sign_v2
 
 HOST = "127.0.0.1:4567"
 
