@@ -15,21 +15,19 @@ merge cannot remove an attribute.
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 from lxml import etree
 
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.filters import paginate
-from econe.mapping.ids import MAX_ONE_ID, format_id
+from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id
 from econe.query import as_list
 from handlers.escaping import Attr, TemplateError, storable, template_xml
 
 log = logging.getLogger("econe.handlers.tags")
 
 MAX_TAGS = 50
-_RESOURCE = re.compile(r"(i|ami|vol|snap)-([0-9]{1,10})")
 # prefix → (EC2 resource type, OpenNebula object, NotFound code)
 KINDS = {
     "i": ("instance", "vm", "InvalidInstanceID.NotFound"),
@@ -139,10 +137,10 @@ def _not_found(code: str, raw: str) -> Ec2Error:
 def resource(rt: Any, raw: Any) -> Resource:
     """A tag-able resource by EC2 id, checked visible and of the right kind."""
     text = str(raw)
-    match = _RESOURCE.fullmatch(text)
-    if not match:
+    prefix = text.partition("-")[0]
+    number = parse_id(prefix, text) if prefix in KINDS else None
+    if number is None:
         raise Ec2Error("InvalidID", f"The ID '{text}' is not valid")
-    prefix, number = match.group(1), int(match.group(2))
     _, obj, not_found = KINDS[prefix]
     if number > MAX_ONE_ID:
         raise _not_found(not_found, text)

@@ -16,15 +16,26 @@ def format_id(prefix: str, number: int | str) -> str:
     return f"{prefix}-{int(number):08d}"
 
 
+# EC2's own id forms (8 or 17 hex digits, `i-0123456789abcdef0`) are well formed but name
+# nothing here: they parse to a number no OpenNebula object has, so callers answer …NotFound
+# (boto3's instance_exists waiter retries on NotFound, and gives up at once on Malformed).
+NO_SUCH_ID = MAX_ONE_ID + 1
+
+
 def parse_id(prefix: str, value: object) -> int | None:
-    """`i-00000005` / `i-5` → 5; anything else → None (the caller answers …Malformed)."""
+    """`i-00000005` / `i-5` → 5; an EC2-form id → NO_SUCH_ID; anything else → None (the caller
+    answers …Malformed)."""
     pattern = _PATTERNS.get(prefix)
     if pattern is None:
-        pattern = _PATTERNS[prefix] = re.compile(rf"{re.escape(prefix)}-([0-9]{{1,10}})")
+        pattern = _PATTERNS[prefix] = re.compile(
+            rf"{re.escape(prefix)}-(?:([0-9]{{1,10}})|[0-9a-f]{{8}}|[0-9a-f]{{17}})"
+        )
     if not isinstance(value, str):
         return None
     match = pattern.fullmatch(value)
-    return int(match.group(1)) if match else None
+    if match is None:
+        return None
+    return int(match.group(1)) if match.group(1) is not None else NO_SUCH_ID
 
 
 def required_id(raw: object, prefix: str, malformed: str, param: str) -> int:

@@ -106,7 +106,10 @@ def test_images_only_amis(golden_engine, one) -> None:
         run(golden_engine, "DescribeImages", {"ImageId": ["ami-00000000"]})
     assert err.value.code == "InvalidAMIID.NotFound"
     with pytest.raises(Ec2Error) as err:
-        run(golden_engine, "DescribeImages", {"ImageId": ["ami-0a1b2c3d"]})
+        run(golden_engine, "DescribeImages", {"ImageId": ["ami-0a1b2c3d"]})  # EC2's form
+    assert err.value.code == "InvalidAMIID.NotFound"
+    with pytest.raises(Ec2Error) as err:
+        run(golden_engine, "DescribeImages", {"ImageId": ["ami-0a1b2c3g"]})
     assert err.value.code == "InvalidAMIID.Malformed"
     ami = golden("one.image.info.ok.xml").replace(
         "<DESCRIPTION>", "<EC2_AMI>YES</EC2_AMI><DESCRIPTION>"

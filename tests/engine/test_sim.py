@@ -507,6 +507,8 @@ def test_validate_all_ids_before_acting(sim: Sim, engine) -> None:
     for bad, code in (
         ("i-zz", "InvalidInstanceID.Malformed"),
         ("i-77777", "InvalidInstanceID.NotFound"),
+        ("i-0123456789abcdef0", "InvalidInstanceID.NotFound"),  # EC2's own form: well formed
+        ("i-0000000a", "InvalidInstanceID.NotFound"),
     ):
         with pytest.raises(Ec2Error) as err:
             run(engine, "TerminateInstances", {"InstanceId": [iid, bad]}, user="demo")

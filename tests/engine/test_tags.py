@@ -268,3 +268,12 @@ def test_what_describe_shows_is_what_can_be_tagged(sim: Sim, engine) -> None:
     assert code_of(run, engine, "CreateTags", tag([vol], late="no"), user="demo") == (
         "InvalidVolume.NotFound"
     )
+
+
+def test_ec2_form_ids_are_not_found(sim: Sim, engine) -> None:
+    for raw, code in (
+        ("vol-0123456789abcdef0", "InvalidVolume.NotFound"),
+        ("ami-0a1b2c3d", "InvalidAMIID.NotFound"),
+        ("vol-xyz", "InvalidID"),
+    ):
+        assert code_of(run, engine, "CreateTags", tag([raw], k="v"), user="demo") == code, raw
