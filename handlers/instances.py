@@ -116,6 +116,16 @@ _UNTAGGED_WITH_INSTANCE = (
 )
 
 
+def check_zone(rt: Any, given: dict, where: str = "") -> None:
+    """`AvailabilityZone` / `AvailabilityZoneId` in `given` name the one zone (as
+    DescribeAvailabilityZones shows it: the region's name, id `<region>-az1`)."""
+    region = rt.config.region
+    for member, only in (("AvailabilityZone", region), ("AvailabilityZoneId", f"{region}-az1")):
+        value = given.get(member)
+        if value and value != only:
+            raise invalid_value(where + member, value, f"The only zone is {only}.")
+
+
 def _image(rt: Any, image_id: Any) -> dict:
     number = parse_id("ami", image_id)
     if number is None:
@@ -415,9 +425,7 @@ class Launch:
             raise invalid_value(
                 "MaxCount", self.max_count, "MaxCount must not be less than MinCount."
             )
-        zone = (body.get("Placement") or {}).get("AvailabilityZone")
-        if zone and zone != rt.config.region:
-            raise Ec2Error("InvalidParameterValue", f"Invalid availability zone: [{zone}]")
+        check_zone(rt, body.get("Placement") or {}, "Placement.")
         self.user_data = _user_data(body.get("UserData"))
         # tags for the root volume or the network interface: econe makes neither
         self.tags = tag_specs(body, "instance", ignored=_UNTAGGED_WITH_INSTANCE)

@@ -28,7 +28,7 @@ from econe.mapping.ids import MAX_ONE_ID, format_id, required_id
 from econe.query import as_list
 from handlers.escaping import Attr, TemplateError, element_attrs, storable, template_xml
 from handlers.images import discard_image
-from handlers.instances import user_vm
+from handlers.instances import check_zone, user_vm
 from handlers.tags import tag_attrs, tag_specs
 from handlers.tokens import DIGEST, TOKEN, check_same_request, request_digest
 
@@ -108,12 +108,6 @@ def _text(value: Any, name: str) -> str:
         return storable(value, name)
     except TemplateError as exc:
         raise Ec2Error("InvalidParameterValue", str(exc)) from None
-
-
-def _zone(rt: Any) -> None:
-    zone = rt.body.get("AvailabilityZone")
-    if zone and zone != rt.config.region:
-        raise invalid_value("AvailabilityZone", zone, f"The only zone is {rt.config.region}.")
 
 
 def _attachments(rt: Any, volumes: list[dict]) -> None:
@@ -212,7 +206,7 @@ def _persistent(rt: Any, image_id: int, element: etree._Element, flag: bool) -> 
 
 def create_volume(rt: Any) -> dict:
     body = rt.body
-    _zone(rt)
+    check_zone(rt, rt.body)
     size = _size(body)
     tags = tag_specs(body, "volume")
     token = body.get("ClientToken") or None

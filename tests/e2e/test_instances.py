@@ -337,16 +337,27 @@ def test_what_cannot_be_given_is_refused_by_name(ec2, demo):
     assert "DisableApiTermination" in exc.value.response["Error"]["Message"]
     assert "false" in exc.value.response["Error"]["Message"]  # what may be asked
     assert oneadmin_vm_count(demo) == vms
-    with pytest.raises(ClientError) as exc:
-        ec2.create_volume(Size=1, AvailabilityZone="opennebula", Encrypted=True)
-    assert error_of(exc) == ("InvalidParameterValue", 400)
-    assert "Encrypted" in exc.value.response["Error"]["Message"]
+    for extra, code in (
+        ({"Encrypted": True}, "InvalidParameterValue"),
+        ({"MultiAttachEnabled": True}, "InvalidParameterValue"),
+        ({"Iops": 3000}, "UnsupportedOperation"),
+        ({"KmsKeyId": "alias/x"}, "UnsupportedOperation"),
+    ):
+        with pytest.raises(ClientError) as exc:
+            ec2.create_volume(Size=1, AvailabilityZone="opennebula", **extra)
+        assert error_of(exc) == (code, 400), extra
+        assert next(iter(extra)) in exc.value.response["Error"]["Message"]
     # what the overlay marks unsupported: UnsupportedOperation naming the parameter
     for extra, wire in (
         ({"LaunchTemplate": {"LaunchTemplateName": "web"}}, "LaunchTemplate"),
         ({"SubnetId": "subnet-0123"}, "SubnetId"),
         ({"SecurityGroupIds": ["sg-1"]}, "SecurityGroupId"),
         ({"InstanceMarketOptions": {"MarketType": "spot"}}, "InstanceMarketOptions"),
+        ({"PrivateIpAddress": "10.0.0.200"}, "PrivateIpAddress"),
+        ({"IamInstanceProfile": {"Name": "web"}}, "IamInstanceProfile"),
+        ({"MetadataOptions": {"HttpTokens": "required"}}, "MetadataOptions"),
+        ({"CpuOptions": {"CoreCount": 2}}, "CpuOptions"),
+        ({"Placement": {"GroupName": "spread"}}, "GroupName"),
     ):
         with pytest.raises(ClientError) as exc:
             ec2.run_instances(ImageId="ami-00000000", MinCount=1, MaxCount=1, **extra)
@@ -357,6 +368,9 @@ def test_what_cannot_be_given_is_refused_by_name(ec2, demo):
         ({"SecurityGroups": ["web"]}, "InvalidParameterValue"),
         ({"HibernationOptions": {"Configured": True}}, "InvalidParameterValue"),
         ({"Monitoring": {"Enabled": True}}, "InvalidParameterValue"),
+        ({"EbsOptimized": True}, "InvalidParameterValue"),
+        ({"Placement": {"Tenancy": "dedicated"}}, "InvalidParameterValue"),
+        ({"Placement": {"AvailabilityZoneId": "use1-az1"}}, "InvalidParameterValue"),
         (
             {
                 "CapacityReservationSpecification": {
@@ -390,6 +404,7 @@ def test_what_tools_send_by_default_is_accepted(ec2, demo):
             DisableApiTermination=False,
             SecurityGroups=["default"],
             SecurityGroupIds=[],
+            Placement={"AvailabilityZone": "opennebula", "Tenancy": "default"},
         )
     assert error_of(exc) == ("DryRunOperation", 412)
 
