@@ -67,6 +67,10 @@ def check_tag(key: Any, value: Any) -> tuple[str, str]:
         raise invalid_value("Tag.Key", key, "Tag keys starting with 'aws:' are reserved.")
     if len(value) > 256:
         raise invalid_value("Tag.Value", value, "Tag values have at most 256 characters.")
+    # OpenNebula trims template values: "Name " would be stored as a second "Name"
+    for member, text in (("Tag.Key", key), ("Tag.Value", value)):
+        if text != text.strip():
+            raise invalid_value(member, text, "Leading or trailing blanks cannot be stored here.")
     try:
         storable(key, "Tag.Key")
         storable(value, "Tag.Value")

@@ -78,6 +78,18 @@ def test_key_pairs(ec2, demo, ami):
     with pytest.raises(ClientError) as err:
         ec2.import_key_pair(KeyName="e2e-bad", PublicKeyMaterial=b"ssh-rsa nope")
     assert error_code(err) == "InvalidKey.Format"
+    # key pairs carry no tags here: asking for them is refused, nothing is made
+    spec = [{"ResourceType": "key-pair", "Tags": [{"Key": "Name", "Value": "kk"}]}]
+    with pytest.raises(ClientError) as err:
+        ec2.create_key_pair(KeyName="e2e-tagged", TagSpecifications=spec)
+    assert error_code(err) == "UnsupportedOperation"
+    assert "TagSpecification" in err.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as err:
+        ec2.import_key_pair(
+            KeyName="e2e-tagged", PublicKeyMaterial=line.encode(), TagSpecifications=spec
+        )
+    assert error_code(err) == "UnsupportedOperation"
+    assert "e2e-tagged" not in {p["KeyName"] for p in ec2.describe_key_pairs()["KeyPairs"]}
 
     # a launch with the imported key: cloud-init gets it in CONTEXT
     iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, KeyName="e2e-imported")[

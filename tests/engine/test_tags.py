@@ -277,3 +277,13 @@ def test_ec2_form_ids_are_not_found(sim: Sim, engine) -> None:
         ("vol-xyz", "InvalidID"),
     ):
         assert code_of(run, engine, "CreateTags", tag([raw], k="v"), user="demo") == code, raw
+
+
+def test_blanks_around_a_key_or_value_are_refused(sim: Sim, engine) -> None:
+    """OpenNebula trims template values: "Name " would land as a second "Name" tag."""
+    vol = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+    run(engine, "CreateTags", tag([vol], Name="a"), user="demo")
+    for body in (tag([vol], **{"Name ": "b"}), tag([vol], Name=" b ")):
+        assert code_of(run, engine, "CreateTags", body, user="demo") == "InvalidParameterValue"
+    assert {t[2:] for t in described(engine) if t[0] == vol} == {("Name", "a")}
+    run(engine, "DeleteVolume", {"VolumeId": vol}, user="demo")
