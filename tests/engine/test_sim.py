@@ -683,3 +683,39 @@ def test_instance_types_shared_by_other_users_are_not_used(sim: Sim, eve: str) -
         assert err.value.code == "InvalidParameterValue"
     finally:
         eng.close()
+
+
+def test_executable_by_and_restorable_by(sim: Sim, engine, eve: str) -> None:
+    """ExecutableBy.N / RestorableBy.N: `all` = shared with everyone, `self` = what others
+    share with you, a user name = yours that others may use; a ZoneId names the one zone."""
+    from tests.engine.test_tags import set_other_use
+
+    def images(user: str, *who: str) -> list[str]:
+        body = {"ExecutableBy": list(who)}
+        return [i["ImageId"] for i in run(engine, "DescribeImages", body, user=user)["Images"]]
+
+    assert images("demo", "all") == [] and images("demo", "self") == []
+    assert images("demo", "eve") == []
+    number = int(AMI.split("-")[1])
+    set_other_use(sim, number, 1)
+    try:
+        assert images("demo", "all") == [AMI] and images("demo", "eve") == [AMI]
+        assert images("demo", "self") == []  # your own are not shared with you
+        assert images(eve, "self") == [AMI] and images(eve, "all") == [AMI]
+        assert images(eve, "eve") == []  # none of eve's own
+    finally:
+        set_other_use(sim, number, 0)
+    vol = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+    snap = run(engine, "CreateSnapshot", {"VolumeId": vol}, user="demo")["SnapshotId"]
+    try:
+        for who, seen in ((["all"], []), (["self"], []), ([], [snap])):
+            body = {"RestorableBy": who, "Owner": ["self"]}
+            shown = run(engine, "DescribeSnapshots", body, user="demo")["Snapshots"]
+            assert [s["SnapshotId"] for s in shown if s["SnapshotId"] == snap] == seen, who
+    finally:
+        run(engine, "DeleteSnapshot", {"SnapshotId": snap}, user="demo")
+        run(engine, "DeleteVolume", {"VolumeId": vol}, user="demo")
+    zones = run(engine, "DescribeAvailabilityZones", {"ZoneId": ["opennebula-az1"]}, user="demo")
+    assert [z["ZoneName"] for z in zones["AvailabilityZones"]] == ["opennebula"]
+    other = run(engine, "DescribeAvailabilityZones", {"ZoneId": ["use1-az1"]}, user="demo")
+    assert other["AvailabilityZones"] == []
