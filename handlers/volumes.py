@@ -6,8 +6,9 @@
 * snapshot = an image with `EBS_SNAPSHOT="YES"`, `EBS_VOLUME_ID="vol-…"` (`snap-%08d`): a clone of
   a detached volume, or `one.vm.disksaveas` of the disk while it is attached (oned cannot clone a
   persistent image in use).
-* attachment = the VM DISK with the volume's IMAGE_ID (the image's `VMS` lists the VMs); nothing
-  else is recorded. Device `/dev/sdf` ↔ DISK TARGET `sdf`.
+* attachment = the VM DISK with the volume's IMAGE_ID (the image's `VMS` lists the VMs). Device
+  `/dev/sdf` or `sdf` ↔ DISK TARGET `sdf`; the DISK keeps the name as given (`EC2_DEVICE`) with
+  `EC2_VOLUME_ID` and `EC2_ATTACH_TIME`, for the answers and the instance's mappings.
 
 Templates of new images are written whole (update type 0) only right after econe created them,
 before anyone else knows their id; existing images are only ever merged.
@@ -110,6 +111,11 @@ def _text(value: Any, name: str) -> str:
         raise Ec2Error("InvalidParameterValue", str(exc)) from None
 
 
+def _device(disk: etree._Element) -> str:
+    """The device name AttachVolume was given (`xvdh`, `/dev/sdf`), else /dev/ and the TARGET."""
+    return disk.findtext("EC2_DEVICE") or "/dev/" + (disk.findtext("TARGET") or "")
+
+
 def _attachments(rt: Any, volumes: list[dict]) -> None:
     """Attachments from each volume's VMS and the DISK of those VMs (one vm.info per VM)."""
     vms: dict[str, etree._Element | None] = {}
@@ -129,7 +135,7 @@ def _attachments(rt: Any, volumes: list[dict]) -> None:
                 {
                     "VolumeId": vol["VolumeId"],
                     "InstanceId": format_id("i", vm_id),
-                    "Device": "/dev/" + disk.findtext("TARGET") if disk is not None else None,
+                    "Device": _device(disk) if disk is not None else None,
                     "State": "attaching" if hotplug else "attached",
                     "AttachTime": int(since) if since and since.isdigit() else None,
                     "DeleteOnTermination": False,
@@ -302,7 +308,9 @@ def attach_volume(rt: Any) -> dict:
         )
     now = rt.scope()["now"]
     # The EC2_* marks stay on the VM's DISK: the instance's BlockDeviceMappings read them.
+    device = str(body["Device"])  # shown as given (Terraform finds the attachment by it)
     marks = [("EC2_VOLUME_ID", vol["VolumeId"]), ("EC2_ATTACH_TIME", str(now))]
+    marks.append(("EC2_DEVICE", device))
     disk = template_xml([("DISK", [("IMAGE_ID", str(vol["_id"])), ("TARGET", target), *marks])])
     rt.call(
         "one.vm.attach",
@@ -318,7 +326,7 @@ def attach_volume(rt: Any) -> dict:
     return {
         "VolumeId": vol["VolumeId"],
         "InstanceId": format_id("i", vm_number),
-        "Device": f"/dev/{target}",
+        "Device": device,
         "State": "attaching",
         "AttachTime": now,
         "DeleteOnTermination": False,
@@ -346,14 +354,12 @@ def detach_volume(rt: Any) -> dict:
     vm = user_vm(rt, vm_number, instance)
     _hotplug_ready(vm, instance, "detach")
     disk = _disk(vm, vol["_id"])
-    device = f"/dev/{disk.findtext('TARGET')}" if disk is not None else None
     asked = body.get("Device")
     if asked:
         match = _DEVICE.fullmatch(str(asked))
         if match is None:
             raise invalid_value("Device", asked, "Expecting a device name such as /dev/sdf.")
-        asked = f"/dev/{match.group(1)}"
-    if disk is None or (asked and asked != device):
+    if disk is None or (asked and match.group(1) != disk.findtext("TARGET")):
         raise Ec2Error(
             "InvalidAttachment.NotFound",
             f"The volume {vol['VolumeId']} is not attached to {instance} as {asked or 'a disk'}",
@@ -371,7 +377,7 @@ def detach_volume(rt: Any) -> dict:
     return {
         "VolumeId": vol["VolumeId"],
         "InstanceId": instance,
-        "Device": device,
+        "Device": _device(disk),
         "State": "detaching",
         "DeleteOnTermination": False,
     }

@@ -651,6 +651,8 @@ def test_attached_volumes_are_block_device_mappings(shipped) -> None:
         {
             "_volume": "vol-00000007",
             "_attached": datetime(2026, 11, 23, 19, 30, tzinfo=UTC),
+            "_target": "/dev/sdf",
+            "_device": None,  # attached before econe kept the name as given
             "DeviceName": "/dev/sdf",
             "Ebs": {
                 "VolumeId": "vol-00000007",
@@ -662,6 +664,8 @@ def test_attached_volumes_are_block_device_mappings(shipped) -> None:
         {
             "_volume": "vol-00000009",
             "_attached": None,
+            "_target": "/dev/sdg",
+            "_device": None,
             "DeviceName": "/dev/sdg",
             "Ebs": {
                 "VolumeId": "vol-00000009",
@@ -750,6 +754,9 @@ def test_shipped_image_views(shipped) -> None:
         "StartTime": datetime(2026, 11, 23, 19, 29, 9, tzinfo=UTC),
         "Progress": "100%",
         "OwnerId": "alice",
+        "_group_u": "0",
+        "_other_u": "0",
+        "_shared": False,
         "Description": "updated description",
         "VolumeSize": 1,
         "Encrypted": False,

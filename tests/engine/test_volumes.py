@@ -368,3 +368,22 @@ def test_a_failed_volume_from_a_snapshot_leaves_no_image(slow: Sim) -> None:
         assert all(state == "7" for iid, state in left.items() if iid not in before)  # DELETE
     finally:
         engine.close()
+
+
+def test_the_device_name_is_kept_as_given(sim: Sim, engine) -> None:
+    """EC2 answers the device as AttachVolume got it; Terraform's aws_volume_attachment finds
+    the attachment again with `attachment.device` = that very name."""
+    vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+    iid = new_instance(engine)
+    body = {"VolumeId": vid, "InstanceId": iid, "Device": "xvdh"}
+    assert run(engine, "AttachVolume", body, user="demo")["Device"] == "xvdh"
+    by_device = {"Filter": [{"Name": "attachment.device", "Value": ["xvdh"]}]}
+    assert set(volumes(engine, **by_device)) == {vid}
+    (inst,) = run(engine, "DescribeInstances", {"InstanceId": [iid]}, user="demo")[
+        "Reservations"
+    ][0]["Instances"]
+    assert [m["DeviceName"] for m in inst["BlockDeviceMappings"]] == ["xvdh"]
+    target = {"VolumeId": vid, "InstanceId": iid, "Device": "/dev/xvdh"}  # the same disk
+    assert run(engine, "DetachVolume", target, user="demo")["Device"] == "xvdh"
+    run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo")
+    run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
