@@ -134,6 +134,7 @@ def build_runtime(config: Config, state: GatewayState, mappings_dir: Path | None
         from econe.engine import Engine
 
         state.engine = Engine(config, one, sessions, mappings_dir)
+        state.engine.known_filters = state.spec.known_filters()
         closers.append(state.engine)
     return closers
 
@@ -201,6 +202,8 @@ def create_app(
         dev_routes=dev_routes,
     )
     mdir = Path(mappings_dir) if mappings_dir is not None else None
+    if engine is not None:
+        engine.known_filters = spec.known_filters()
 
     lifespan = _no_runtime
     if engine is None or authenticator is None:

@@ -213,9 +213,14 @@ class Runtime:
 
     def filter(self, items: list[dict]) -> list[dict]:
         """The request's `Filter.N` applied with this mapping's `filters:` (for handlers)."""
-        for predicate in compile_filters(self.body.get("Filter"), self.mapping.filters or {}):
+        for predicate in self.filters():
             items = [i for i in items if predicate(i)]
         return items
+
+    def filters(self) -> list[Callable[[dict], bool]]:
+        """The request's `Filter.N` as predicates (unknown names: InvalidParameterValue)."""
+        known = self.engine.known_filters.get(self.mapping.action, frozenset())
+        return compile_filters(self.body.get("Filter"), self.mapping.filters or {}, known)
 
     def scope(self, **extra: Any) -> dict[str, Any]:
         return {
@@ -254,6 +259,9 @@ class Engine:
         )
         # set by close(): background work started by handlers (deferred terminations) stops
         self.closing = threading.Event()
+        # action → the filter names EC2 documents (the spec's x-econe-filters; set by the app):
+        # those the mapping does not map match nothing instead of being an error
+        self.known_filters: dict[str, frozenset[str]] = {}
 
     def actions(self) -> list[str]:
         return sorted(self.mappings)
@@ -371,7 +379,8 @@ class Engine:
         for keep in m.match:
             items = keep(scope, items)
         if m.filters is not None:
-            for predicate in compile_filters(body.get("Filter"), m.filters):
+            known = self.known_filters.get(m.action, frozenset())
+            for predicate in compile_filters(body.get("Filter"), m.filters, known):
                 items = [i for i in items if predicate(i)]
         next_token = None
         if page:

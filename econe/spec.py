@@ -98,6 +98,7 @@ class ActionSpec:
     response_root: str
     has_dry_run: bool
     validator: Draft4Validator = field(repr=False)
+    filters: frozenset[str] = frozenset()  # the filter names EC2 documents for the action
 
 
 @dataclass
@@ -109,6 +110,9 @@ class ApiSpec:
 
     def action(self, name: str) -> ActionSpec | None:
         return self.actions.get(name)
+
+    def known_filters(self) -> dict[str, frozenset[str]]:
+        return {name: a.filters for name, a in self.actions.items() if a.filters}
 
     def connexion_spec(self) -> dict[str, Any]:
         """A private copy for Connexion, which resolves and mutates what it is given."""
@@ -134,6 +138,7 @@ def build_spec(raw: dict[str, Any], path: Path) -> ApiSpec:
             response_root=op.get("x-econe-response-root", f"{name}Response"),
             has_dry_run="DryRun" in request_schema.get("properties", {}),
             validator=Draft4Validator(request_schema, format_checker=checker),
+            filters=frozenset(op.get("x-econe-filters") or ()),
         )
     version = str(raw.get("x-econe-api-version") or raw.get("info", {}).get("version") or "")
     return ApiSpec(path=path, raw=raw, api_version=version or DEFAULT_API_VERSION, actions=actions)

@@ -47,7 +47,6 @@ from lxml import etree
 
 from econe.context import Principal, RequestContext
 from econe.errors import Ec2Error, dry_run_succeeded, missing_parameter
-from econe.mapping.filters import compile_filters
 from econe.mapping.ids import required_id
 from econe.one.client import INTERNAL, NO_EXISTS, OneError, OneUnavailable
 from econe.query import as_list
@@ -514,7 +513,7 @@ def describe_addresses(rt: Any) -> dict:
     body = rt.body
     ips = [_check_ip(str(v)) for v in as_list(body.get("PublicIp"))]
     allocs = [_check_allocation_id(str(v)) for v in as_list(body.get("AllocationId"))]
-    predicates = compile_filters(body.get("Filter"), rt.mapping.filters or {})
+    predicates = rt.filters()
     pool = read_pool(rt, vnet)
     items = [a.view for a in pool.mine(rt.principal.uid)]
     if ips or allocs:

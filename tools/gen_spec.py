@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -292,12 +293,23 @@ class Generator:
         if note:
             op["description"] = note
         op["x-econe-response-root"] = f"{action}Response"
+        filters = self.documented_filters(action)
+        if filters:
+            op["x-econe-filters"] = filters
         op["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{req}"}}},
         }
         op["responses"] = self.responses(out, has_dry_run)
         return op
+
+    def documented_filters(self, action: str) -> list[str]:
+        """The filter names EC2 documents for the action (botocore's Filters documentation): a
+        name the mapping does not map matches nothing, where another name is an error."""
+        members = self.shapes[self.ops[action]["input"]["shape"]]["members"]
+        doc = members.get("Filters", members.get("Filter", {})).get("documentation", "")
+        names = re.findall(r"<p>\s*<code>([a-z0-9.\-]+)</code>\s*[-–]", doc)
+        return sorted(set(names))
 
     def responses(self, out: str, has_dry_run: bool) -> dict[str, Any]:
         responses: dict[str, Any] = {

@@ -86,7 +86,16 @@ def wildcard(pattern: str) -> Wildcard:
     return Wildcard(pattern)
 
 
-def compile_filters(requested: list[dict] | None, spec: dict[str, str]) -> list[Predicate]:
+def _nothing(item: Any) -> bool:
+    return False
+
+
+def compile_filters(
+    requested: list[dict] | None, spec: dict[str, str], known: frozenset[str] = frozenset()
+) -> list[Predicate]:
+    """Predicates for the request's Filter.N: `spec` maps filter names to item paths; a name
+    in `known` (EC2 documents it) but not in `spec` is of something this cloud does not have,
+    and matches nothing; any other name is InvalidParameterValue."""
     predicates: list[Predicate] = []
     for entry in requested or []:
         name = str(entry.get("Name") or "")
@@ -110,6 +119,8 @@ def compile_filters(requested: list[dict] | None, spec: dict[str, str]) -> list[
                     if isinstance(t, dict)
                 )
             )
+        elif name in known:
+            predicates.append(_nothing)
         else:
             raise Ec2Error("InvalidParameterValue", f"The filter '{name}' is invalid")
         if not patterns:

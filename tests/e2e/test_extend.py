@@ -80,8 +80,10 @@ def test_an_action_added_with_a_spec_line_and_yaml_answers_boto3(extended):
         ec2.describe_subnets(SubnetIds=["subnet-99999"])
     assert exc.value.response["Error"]["Code"] == "InvalidSubnetID.NotFound"
     with pytest.raises(ClientError) as exc:
-        ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": ["x"]}])
+        ec2.describe_subnets(Filters=[{"Name": "colour", "Values": ["x"]}])
     assert exc.value.response["Error"]["Code"] == "InvalidParameterValue"
+    # a filter EC2 documents for DescribeSubnets that the mapping leaves out matches nothing
+    assert ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": ["*"]}])["Subnets"] == []
     # The copy still serves what it shipped with; the project itself does not know the action.
     assert ec2.describe_regions()["Regions"]
     assert "DescribeSubnets" not in (ROOT / "spec" / "ec2-query.yaml").read_text()

@@ -81,6 +81,19 @@ def test_filters(ec2):
         ec2.describe_instances(Filters=[{"Name": "bogus-filter", "Values": ["x"]}])
     assert error_of(exc) == ("InvalidParameterValue", 400)
     assert "bogus-filter" in exc.value.response["Error"]["Message"]
+    # what EC2 documents of things this cloud has not (VPCs, IAM…) matches nothing, as it
+    # would on EC2 for instances outside them; a Terraform data source gets an empty answer
+    for name in ("vpc-id", "subnet-id", "iam-instance-profile.arn", "placement-group-name"):
+        none = ec2.describe_instances(Filters=[{"Name": name, "Values": ["*"]}])
+        assert none["Reservations"] == [], name
+    (mine,) = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"]
+    day = mine["LaunchTime"].strftime("%Y-%m-%d") + "*"
+    for name, value in (("launch-time", day), ("root-device-name", mine["RootDeviceName"])):
+        found = ec2.describe_instances(Filters=[{"Name": name, "Values": [value]}])
+        assert iid in [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]]
+    none = ec2.describe_addresses(Filters=[{"Name": "network-interface-id", "Values": ["*"]}])
+    assert none["Addresses"] == []
+    ec2.terminate_instances(InstanceIds=[iid])
 
 
 def test_status_checks_and_their_waiter(ec2, demo):

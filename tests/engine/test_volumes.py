@@ -379,9 +379,8 @@ def test_the_device_name_is_kept_as_given(sim: Sim, engine) -> None:
     assert run(engine, "AttachVolume", body, user="demo")["Device"] == "xvdh"
     by_device = {"Filter": [{"Name": "attachment.device", "Value": ["xvdh"]}]}
     assert set(volumes(engine, **by_device)) == {vid}
-    (inst,) = run(engine, "DescribeInstances", {"InstanceId": [iid]}, user="demo")[
-        "Reservations"
-    ][0]["Instances"]
+    described = run(engine, "DescribeInstances", {"InstanceId": [iid]}, user="demo")
+    (inst,) = described["Reservations"][0]["Instances"]
     assert [m["DeviceName"] for m in inst["BlockDeviceMappings"]] == ["xvdh"]
     target = {"VolumeId": vid, "InstanceId": iid, "Device": "/dev/xvdh"}  # the same disk
     assert run(engine, "DetachVolume", target, user="demo")["Device"] == "xvdh"
