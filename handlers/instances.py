@@ -276,24 +276,26 @@ def _template(rt: Any, path: Path) -> jinja2.Template:
     return template
 
 
-def _vm_template(
-    rt: Any, type_name: str, pool: etree._Element | None = None
-) -> etree._Element | None:
-    """The VM template defining instance type `type_name`: one of the cloud administrators'
-    (owned by oneadmin, or in group oneadmin), else one of the caller's own. Templates other
-    users share are never used: anyone could otherwise publish `m1.large` with their own
-    CONTEXT and key. `pool`: one.templatepool.info's answer, when read already."""
+def _type_templates(rt: Any, pool: etree._Element | None = None) -> dict[str, etree._Element]:
+    """Instance type name → the VM template (tagged EC2_INSTANCE_TYPE) defining it: one of the
+    cloud administrators' (owned by oneadmin, or in group oneadmin), else one of the caller's
+    own. Templates other users share are never used: anyone could otherwise publish
+    `m1.large` with their own CONTEXT and key. One pass over the pool (one.templatepool.info's
+    answer, `pool` when read already), whatever its size."""
     if pool is None:
         pool = rt.xml(rt.call("one.templatepool.info", -2, -1, -1))
-    mine = None
+    admins: dict[str, etree._Element] = {}
+    mine: dict[str, etree._Element] = {}
+    uid = str(rt.principal.uid)
     for tmpl in pool.iterfind("VMTEMPLATE"):
-        if tmpl.findtext("TEMPLATE/EC2_INSTANCE_TYPE") != type_name:
+        name = tmpl.findtext("TEMPLATE/EC2_INSTANCE_TYPE")
+        if not name:
             continue
         if tmpl.findtext("UID") == "0" or tmpl.findtext("GID") == "0":
-            return tmpl
-        if mine is None and tmpl.findtext("UID") == str(rt.principal.uid):
-            mine = tmpl
-    return mine
+            admins.setdefault(name, tmpl)
+        elif tmpl.findtext("UID") == uid:
+            mine.setdefault(name, tmpl)
+    return {**mine, **admins}
 
 
 # OpenNebula's OS/ARCH → EC2's names (others, such as ppc64le, are shown as they are)
@@ -314,6 +316,8 @@ def _type_info(name: str, attrs: list[Attr]) -> dict | None:
         vcpus = int(top["VCPU"]) if top.get("VCPU") else math.ceil(cpu)
         memory_mib = int(memory)
     except (ValueError, OverflowError):
+        return None
+    if not (math.isfinite(cpu) and math.isfinite(memory)):  # "nan", "inf"
         return None
     if vcpus <= 0 or cpu <= 0 or memory_mib <= 0:
         return None
@@ -362,7 +366,7 @@ def _instance_types(rt: Any) -> dict[str, list[Attr] | None]:
     """The instance types RunInstances takes from this user, with their OpenNebula template
     attributes: econe.conf's (their template rendered as for a launch; None when it is broken:
     the name is still econe.conf's) and the VM templates tagged EC2_INSTANCE_TYPE that
-    `_vm_template` would use."""
+    `_type_templates` picks."""
     types: dict[str, list[Attr] | None] = {}
     for name, spec in rt.config.instance_types.items():
         types[name] = None
@@ -372,10 +376,8 @@ def _instance_types(rt: Any) -> dict[str, list[Attr] | None]:
             types[name] = _render(rt, path, instance_type=name, network_id=network)
         except (Ec2Error, TemplateError, jinja2.TemplateError, ValueError, TypeError) as exc:
             log.error("instance type %s: %s", name, exc)  # RunInstances says so too
-    pool = rt.xml(rt.call("one.templatepool.info", -2, -1, -1))
-    for tmpl in pool.iterfind("VMTEMPLATE"):
-        name = tmpl.findtext("TEMPLATE/EC2_INSTANCE_TYPE")
-        if name and name not in types and _vm_template(rt, name, pool) is tmpl:
+    for name, tmpl in _type_templates(rt).items():
+        if name not in types:
             types[name] = element_attrs(tmpl.find("TEMPLATE"))
     return types
 
@@ -455,7 +457,7 @@ class Launch:
         self.root_size = _root_size(rt.body.get("BlockDeviceMapping") or [], image)
         spec = rt.config.instance_types.get(self.type_name)
         self.file = _file_template(rt, self.type_name, spec) if spec is not None else None
-        self.vm_template = None if spec is not None else _vm_template(rt, self.type_name)
+        self.vm_template = None if spec is not None else _type_templates(rt).get(self.type_name)
         if self.file is None and self.vm_template is None:
             raise Ec2Error(
                 "InvalidParameterValue", f"Invalid value '{self.type_name}' for InstanceType."

@@ -84,13 +84,19 @@ def test_only_what_runinstances_would_launch(sim: Sim, tmp_path) -> None:
     sim.client.call(
         "demo:demo", "one.template.allocate", 'NAME="v"\nEC2_INSTANCE_TYPE="v1.half"\nVCPU="2.5"'
     )
+    for name, cpu in (("n1.nan", "nan"), ("n1.inf", "inf")):  # float() reads them
+        sim.client.call(
+            "demo:demo",
+            "one.template.allocate",
+            f'NAME="{name}"\nEC2_INSTANCE_TYPE="{name}"\nCPU="{cpu}"\nVCPU="2"\nMEMORY="512"',
+        )
     conf = {n: {"template": f"{n.split('.')[0]}.j2"} for n in ("broken.x", "huge.x", "fine.x")}
     conf["b1.broken"] = {"template": "broken.j2"}
     engine = sim.engine(instance_types=conf, template_location=str(tmp_path))
     try:
         listed = types(engine)
         assert "fine.x" in listed and listed["fine.x"]["VCpuInfo"]["DefaultVCpus"] == 4
-        assert not {"broken.x", "huge.x", "b1.broken", "v1.half"} & set(listed)
+        assert not {"broken.x", "huge.x", "b1.broken", "v1.half", "n1.nan", "n1.inf"} & set(listed)
     finally:
         engine.close()
 
@@ -116,3 +122,18 @@ def test_pages_stay_in_place_as_types_go(sim: Sim, engine, templates) -> None:
     after = [t["InstanceType"] for t in rest["InstanceTypes"]]
     assert after and min(after) > served[-1]  # nothing skipped, nothing again
     assert set(served) | set(after) >= {f"q{n}.move" for n in range(1, 6)}
+
+
+def test_a_thousand_templates(sim: Sim, engine, templates) -> None:
+    """A user with a thousand tagged templates gets every one of them listed, and none of
+    another user's. (Each type's template is chosen in one pass over the pool: choosing it
+    per type was quadratic, minutes that held the engine's threads for every user.)"""
+    for n in range(1000):
+        sim.client.call(
+            "demo:demo",
+            "one.template.allocate",
+            f'NAME="many{n}"\nEC2_INSTANCE_TYPE="many.t{n}"\nCPU="1"\nMEMORY="64"',
+        )
+    body = {"Filter": [{"Name": "instance-type", "Value": ["many.*"]}]}
+    listed = types(engine, **body)
+    assert len(listed) == 1000 and "m9.shared" not in types(engine)
