@@ -170,6 +170,19 @@ class Runtime:
         session = self.admin_session() if admin else self.session
         return call_one(self.one, session, method, list(args), table, {}, not_found, resource)
 
+    def fetch(self, method: str, number: int, missing: Ec2Error) -> etree._Element:
+        """One object by number as the user sees it (`method`: one.vm.info, one.image.info…):
+        `missing` when oned has none, it is another user's, or the number is beyond oned's."""
+        if number > MAX_ONE_ID:
+            raise missing
+        nope = {"NO_EXISTS": missing.code, "AUTHORIZATION": missing.code}
+        try:
+            return self.xml(self.call(method, number, errors=nope))
+        except Ec2Error as exc:
+            if exc.code == missing.code:
+                raise missing from None
+            raise
+
     def run_call(
         self,
         call: Call,

@@ -23,7 +23,7 @@ from lxml import etree
 
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.filters import paginate
-from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id
+from econe.mapping.ids import format_id, parse_id
 from econe.mapping.onecall import OneError, OneUnavailable, error_name
 from econe.paths import data_dir
 from econe.query import as_list
@@ -133,19 +133,7 @@ def _image(rt: Any, image_id: Any) -> dict:
             "InvalidAMIID.Malformed", f"Invalid id: '{image_id}' (expecting 'ami-' and a number)"
         )
     not_found = Ec2Error("InvalidAMIID.NotFound", f"The image id '[{image_id}]' does not exist")
-    if number > MAX_ONE_ID:
-        raise not_found
-    try:
-        xml = rt.call(
-            "one.image.info",
-            number,
-            errors={"NO_EXISTS": "InvalidAMIID.NotFound", "AUTHORIZATION": "InvalidAMIID.NotFound"},
-        )
-    except Ec2Error as exc:
-        if exc.code == "InvalidAMIID.NotFound":
-            raise not_found from None
-        raise
-    image = rt.view("image", rt.xml(xml))
+    image = rt.view("image", rt.fetch("one.image.info", number, not_found))
     if not image.get("_ami") or not image.get("State"):
         raise not_found
     return image
@@ -156,22 +144,7 @@ def user_vm(rt: Any, number: int, raw: str, terminated: Ec2Error | None = None) 
     session): another user's or a missing one is InvalidInstanceID.NotFound, a terminated one
     too unless the caller says what else (`terminated`)."""
     missing = Ec2Error("InvalidInstanceID.NotFound", f"The instance ID '{raw}' does not exist")
-    if number > MAX_ONE_ID:
-        raise missing
-    try:
-        xml = rt.call(
-            "one.vm.info",
-            number,
-            errors={
-                "NO_EXISTS": "InvalidInstanceID.NotFound",
-                "AUTHORIZATION": "InvalidInstanceID.NotFound",
-            },
-        )
-    except Ec2Error as exc:
-        if exc.code == "InvalidInstanceID.NotFound":
-            raise missing from None
-        raise
-    vm = rt.xml(xml)
+    vm = rt.fetch("one.vm.info", number, missing)
     if vm.findtext("STATE") == "6":
         raise terminated or missing
     return vm

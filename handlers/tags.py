@@ -21,7 +21,7 @@ from lxml import etree
 
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.filters import paginate
-from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id
+from econe.mapping.ids import format_id, parse_id
 from econe.query import as_list
 from handlers.escaping import Attr, TemplateError, storable, template_xml
 
@@ -146,16 +146,8 @@ def resource(rt: Any, raw: Any) -> Resource:
     if number is None:
         raise Ec2Error("InvalidID", f"The ID '{text}' is not valid")
     _, obj, not_found = KINDS[prefix]
-    if number > MAX_ONE_ID:
-        raise _not_found(not_found, text)
     method = "one.vm.info" if obj == "vm" else "one.image.info"
-    try:
-        xml = rt.call(method, number, errors={"NO_EXISTS": not_found, "AUTHORIZATION": not_found})
-    except Ec2Error as exc:
-        if exc.code == not_found:
-            raise _not_found(not_found, text) from None
-        raise
-    element = rt.xml(xml)
+    element = rt.fetch(method, number, _not_found(not_found, text))
     if obj == "vm":
         shown = _instance_visible(rt, element)
     else:

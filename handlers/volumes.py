@@ -25,7 +25,7 @@ from lxml import etree
 
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.filters import paginate
-from econe.mapping.ids import MAX_ONE_ID, format_id, required_id
+from econe.mapping.ids import format_id, required_id
 from econe.query import as_list
 from handlers.escaping import Attr, TemplateError, element_attrs, storable, template_xml
 from handlers.images import discard_image
@@ -54,17 +54,7 @@ MAX_SIZE_GIB = 16384
 def _image(rt: Any, number: int, raw: str, view: str, not_found: str) -> dict:
     """The image as `view`, or `not_found` when absent, invisible, hidden or not of that kind."""
     missing = Ec2Error(not_found, f"The {view} '{raw}' does not exist.")
-    if number > MAX_ONE_ID:
-        raise missing
-    try:
-        xml = rt.call(
-            "one.image.info", number, errors={"NO_EXISTS": not_found, "AUTHORIZATION": not_found}
-        )
-    except Ec2Error as exc:
-        if exc.code == not_found:
-            raise missing from None
-        raise
-    element = rt.xml(xml)
+    element = rt.fetch("one.image.info", number, missing)
     item = rt.view(view, element)
     flag = "_volume" if view == "volume" else "_snapshot"
     if not item.get(flag) or not item.get("State"):
