@@ -462,7 +462,10 @@ def allocate_address(rt: Any) -> dict:
             try:  # two allocations at once may both have passed the check above
                 _within_limit(rt, read_pool(rt, vnet), uid, 1)
             except Ec2Error:
-                _release_hold(rt, pool, addr)
+                # as ReleaseAddress: the record goes first, or it would stay on a free address
+                # and name this user as the owner of whoever takes it next
+                if _try_write(rt, pool, addr, dict.fromkeys(EC2_KEYS, "")):
+                    _release_hold(rt, pool, addr)
                 raise
             log.info("allocated %s (%s) to uid %s", addr.ip, record["EC2_ALLOCATION_ID"], uid)
             return {

@@ -595,3 +595,35 @@ def test_elastic_ips_per_user_holds_under_concurrent_allocations(sim: Sim) -> No
     assert refused == ["AddressLimitExceeded"] * (4 - len(won))
     for a in mine:
         run(sim, capped, "ReleaseAddress", {"AllocationId": a["AllocationId"]}, user="racer")
+
+
+def test_a_refused_allocation_leaves_no_owner_behind(sim: Sim, monkeypatch) -> None:
+    """Another allocation of the same user lands between the hold and the second limit check:
+    the refused address goes back with its record cleared (a record left on a free address
+    would name this user as the owner of whoever holds it next)."""
+    import handlers.addresses as addresses
+
+    capped, free = sim.engine(elastic_ips_per_user=1), sim.engine()
+    sim.user("squeezed")
+    real = addresses._within_limit
+    once = []
+
+    def meanwhile(rt, pool, uid, new):
+        if new == 1 and not once:  # after the hold: the user's other request got there first
+            once.append(True)
+            run(sim, free, "AllocateAddress", user="squeezed")
+            pool = addresses.read_pool(rt)
+        return real(rt, pool, uid, new)
+
+    monkeypatch.setattr(addresses, "_within_limit", meanwhile)
+    err = error(sim, capped, "AllocateAddress", user="squeezed")
+    assert err.code == "AddressLimitExceeded"
+    uid = str(sim.uids["squeezed"])
+    stale = [
+        ar.findtext("IP")
+        for ar in sim.vnet().iterfind("AR_POOL/AR")
+        if not held(ar) and ec2_attrs(ar).get("EC2_OWNER") == uid
+    ]
+    assert stale == []
+    (kept,) = run(sim, free, "DescribeAddresses", user="squeezed")["Addresses"]
+    run(sim, free, "ReleaseAddress", {"AllocationId": kept["AllocationId"]}, user="squeezed")
