@@ -308,8 +308,10 @@ class Generator:
         name the mapping does not map matches nothing, where another name is an error."""
         members = self.shapes[self.ops[action]["input"]["shape"]]["members"]
         doc = members.get("Filters", members.get("Filter", {})).get("documentation", "")
-        names = re.findall(r"<p>\s*<code>([a-z0-9.\-]+)</code>\s*[-–]", doc)
-        return sorted(set(names))
+        names = set(re.findall(r"<p>\s*<code>([a-z0-9.\-]+)</code>\s*[-–]", doc))
+        if re.search(r"<code>tag</code>:&lt;key&gt;", doc):
+            names.add("tag:*")  # tag:<key>
+        return sorted(names)
 
     def responses(self, out: str, has_dry_run: bool) -> dict[str, Any]:
         responses: dict[str, Any] = {

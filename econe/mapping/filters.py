@@ -119,7 +119,7 @@ def compile_filters(
                     if isinstance(t, dict)
                 )
             )
-        elif name in known:
+        elif name in known or (name.startswith("tag:") and "tag:*" in known):
             predicates.append(_nothing)
         else:
             raise Ec2Error("InvalidParameterValue", f"The filter '{name}' is invalid")

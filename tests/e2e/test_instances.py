@@ -91,8 +91,17 @@ def test_filters(ec2):
     for name, value in (("launch-time", day), ("root-device-name", mine["RootDeviceName"])):
         found = ec2.describe_instances(Filters=[{"Name": name, "Values": [value]}])
         assert iid in [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]]
-    none = ec2.describe_addresses(Filters=[{"Name": "network-interface-id", "Values": ["*"]}])
-    assert none["Addresses"] == []
+    for name in ("network-interface-id", "tag:Name"):  # addresses have neither here
+        none = ec2.describe_addresses(Filters=[{"Name": name, "Values": ["*"]}])
+        assert none["Addresses"] == [], name
+    # what this cloud does have is mapped: the zone id, what instance types state
+    by_zone = [{"Name": "availability-zone-id", "Values": ["opennebula-az1"]}]
+    found = ec2.describe_instances(Filters=by_zone)
+    assert iid in [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]]
+    one_thread = [{"Name": "vcpu-info.default-threads-per-core", "Values": ["1"]}]
+    assert ec2.describe_instance_types(Filters=one_thread)["InstanceTypes"]
+    no_efa = [{"Name": "network-info.efa-supported", "Values": ["false"]}]
+    assert ec2.describe_instance_types(Filters=no_efa)["InstanceTypes"]
     ec2.terminate_instances(InstanceIds=[iid])
 
 
