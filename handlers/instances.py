@@ -845,20 +845,25 @@ def modify_instance_attribute(rt: Any) -> dict:
             f"The instance '{instance['InstanceId']}' is not in the 'stopped' state.",
         )
     if member == "UserData":
-        _set_user_data(rt, instance["_id"], user_data or "")
+        _set_user_data(rt, instance, user_data or "")
     else:
         _set_type(rt, instance, str(value or ""))
     return {}
 
 
-def _set_user_data(rt: Any, vm_id: int, user_data: str) -> None:
+def _set_user_data(rt: Any, instance: dict, user_data: str) -> None:
     """The user data in CONTEXT, where RunInstances puts it (one.vm.updateconf, merged: the
-    rest of the context stays); empty values take it away."""
+    rest of the context stays); empty values take it away. A context's FILES goes along as it
+    is: oned refuses a user's CONTEXT whose restricted FILES differs from the VM's."""
     encoding = "base64" if user_data else ""
     context = [("USERDATA", user_data), ("USERDATA_ENCODING", encoding)]
     context.append(("EC2_USER_DATA", user_data))
+    vm = user_vm(rt, instance["_id"], instance["InstanceId"])
+    files = vm.findtext("TEMPLATE/CONTEXT/FILES")
+    if files is not None:
+        context.append(("FILES", files))
     try:
-        rt.call("one.vm.updateconf", vm_id, template_xml([("CONTEXT", context)]), 1)
+        rt.call("one.vm.updateconf", instance["_id"], template_xml([("CONTEXT", context)]), 1)
     except Ec2Error as exc:
         if "does not have context" in exc.message:  # launched from a template without one
             raise Ec2Error(

@@ -280,6 +280,28 @@ _UPDATECONF_LCM = frozenset({0, 1, 3, 11, 12, 15, 18, 23, 27, 29, 30, 31, 33, 34
 _ETH = re.compile(r"ETH\d+_\w+")
 
 
+# oned.conf's VM_RESTRICTED_ATTR that an updateconf template can carry, in oned's (name) order
+_RESTRICTED = (("CONTEXT", "FILES"), ("RAW", "DATA"))
+
+
+def _check_restricted(new: list, current: list) -> None:
+    """Template::check_restricted(append=true) on the updateconf template: a non-admin's
+    CONTEXT (or RAW with DATA, the part updateconf takes) must carry the same restricted values
+    as the VM's, absent ones included."""
+    for name, sub in _RESTRICTED:
+        given = T.get_vec(new, name)[:1]  # oned takes the first of each
+        if name == "RAW":  # only UPDATECONF_ATTRS with a value reach the check
+            given = [v for v in given if any(k in _UPDATECONF["RAW"] and x for k, x in v)]
+        if not given:
+            continue
+        values = sorted(f"{sub}={x}" for v in given for k, x in v if k == sub)
+        base = sorted(f"{sub}={x}" for v in T.get_vec(current, name) for k, x in v if k == sub)
+        if values != base:
+            raise errors.OneError(
+                errors.AUTHORIZATION, f"Template includes a restricted attribute {name}"
+            )
+
+
 def _context_update(old: list, new: list, append: bool) -> list:
     """VirtualMachine::updateconf's CONTEXT: values equal to the current ones dropped, no ETHx_
     value added or changed (CONTEXT_ALLOW_ETH_UPDATES = NO), TARGET and DISK_ID kept; merged
@@ -316,15 +338,13 @@ def updateconf(sim: Sim, caller: Caller, vid: int, tmpl: str, update_type: int =
     vm = sim.get_auth(caller, "vm", vid, "MANAGE")
     contexts = T.get_vec(parsed, "CONTEXT")
     current = T.get_vec(vm["template"], "CONTEXT")
-    if contexts and not caller.admin:  # VM_RESTRICTED_ATTR = "CONTEXT/FILES"
-        old_files = T.vget(current[0], "FILES") if current else None
-        if T.vget(contexts[0], "FILES") not in (None, old_files):
-            raise errors.OneError(
-                errors.AUTHORIZATION, "Template includes a restricted attribute CONTEXT/FILES"
-            )
+    if not caller.admin:
+        _check_restricted(parsed, vm["template"])
     st, lcm = vm["state"], vm["lcm_state"]
     if st in (0, 4, 5, 6) or (st == 3 and lcm not in _UPDATECONF_LCM):
-        raise errors.internal(f"configuration cannot be updated in state {lifecycle.STATES[st]}")
+        raise errors.internal(
+            f"configuration cannot be updated in state {lifecycle.state_name(vm)}"
+        )
     append = update_type == 1
     template = copy.deepcopy(vm["template"])  # a failure changes nothing
     for name, keys in _UPDATECONF.items():

@@ -172,3 +172,15 @@ def test_user_data_needs_a_context(sim: Sim, engine, big_type) -> None:
         assert code_of(engine, instance, UserData={"Value": "eA=="}) == "UnsupportedOperation"
     finally:
         run(engine, "TerminateInstances", {"InstanceId": [instance]}, user="demo")
+
+
+def test_user_data_keeps_a_context_with_files(sim: Sim, engine, stopped) -> None:
+    """oned refuses a user's CONTEXT whose restricted FILES differs from the VM's: the change
+    carries the VM's FILES along, and the files stay."""
+    store = sim.server.sim.store
+    vm = store.get("vm", vm_number(stopped))
+    next(v for k, v in vm["template"] if k == "CONTEXT").append(["FILES", "/var/tmp/init.sh"])
+    store.put("vm", vm)
+    assert modify(engine, stopped, UserData={"Value": "eA=="}) == {}
+    after = context(sim, stopped)
+    assert after["FILES"] == "/var/tmp/init.sh" and after["USERDATA"] == "eA=="

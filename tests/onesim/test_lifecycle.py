@@ -681,7 +681,11 @@ def test_updateconf_as_oned_7_4(one: One, sim) -> None:
         512,
     ]
     assert one("one.vm.updateconf", D, vid, 'CONTEXT=[FILES="/etc/passwd"]', 1)[1:3] == [
-        "[one.vm.updateconf] Template includes a restricted attribute CONTEXT/FILES",
+        "[one.vm.updateconf] Template includes a restricted attribute CONTEXT",
+        512,
+    ]
+    assert one("one.vm.updateconf", D, vid, 'RAW=[TYPE="kvm",DATA="<x/>"]', 1)[1:3] == [
+        "[one.vm.updateconf] Template includes a restricted attribute RAW",
         512,
     ]
     assert one("one.vm.updateconf", D, vid, 'CONTEXT=[ETH0_IP="10.9.9.9"]', 1)[1:3] == [
@@ -721,6 +725,18 @@ def test_updateconf_as_oned_7_4(one: One, sim) -> None:
     assert one("one.vm.action", D, "poweroff", vid)[0]
     assert one("one.vm.updateconf", D, vid, 'CONTEXT=[C="3"]', 1)[0]
     assert _context(one, vid)["C"] == "3"
+    # a context with FILES: a user's CONTEXT must carry the same FILES (Template::
+    # check_restricted with append), whatever else it changes
+    store = sim.sim.store
+    vm = store.get("vm", vid)
+    next(v for k, v in vm["template"] if k == "CONTEXT").append(["FILES", "/var/tmp/a.sh"])
+    store.put("vm", vm)
+    assert one("one.vm.updateconf", D, vid, 'CONTEXT=[C="4"]', 1)[1:3] == [
+        "[one.vm.updateconf] Template includes a restricted attribute CONTEXT",
+        512,
+    ]
+    assert one("one.vm.updateconf", D, vid, 'CONTEXT=[C="4",FILES="/var/tmp/a.sh"]', 1)[0]
+    assert one("one.vm.updateconf", A, vid, 'CONTEXT=[C="5"]', 1)[0]  # oneadmin: no check
     # a VM without CONTEXT cannot be given one
     bare = one("one.vm.allocate", D, 'CPU="1"\nMEMORY="64"', True)[1]
     assert one("one.vm.updateconf", D, bare, 'CONTEXT=[A="1"]', 1)[1:3] == [
