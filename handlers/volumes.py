@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 from lxml import etree
@@ -101,6 +102,15 @@ def _text(value: Any, name: str) -> str:
         raise Ec2Error("InvalidParameterValue", str(exc)) from None
 
 
+def _epoch(text: str | None) -> datetime | None:
+    """A DISK's EC2_ATTACH_TIME as a time (filters compare it as EC2 shows it, ISO 8601); a
+    value a user wrote there that is no time is none."""
+    try:
+        return datetime.fromtimestamp(int(text or 0), UTC) if int(text or 0) > 0 else None
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
 def _device(disk: etree._Element) -> str:
     """The device name AttachVolume was given (`xvdh`, `/dev/sdf`), else /dev/ and the TARGET."""
     return disk.findtext("EC2_DEVICE") or "/dev/" + (disk.findtext("TARGET") or "")
@@ -127,7 +137,7 @@ def _attachments(rt: Any, volumes: list[dict]) -> None:
                     "InstanceId": format_id("i", vm_id),
                     "Device": _device(disk) if disk is not None else None,
                     "State": "attaching" if hotplug else "attached",
-                    "AttachTime": int(since) if since and since.isdigit() else None,
+                    "AttachTime": _epoch(since),
                     "DeleteOnTermination": False,
                 }
             )

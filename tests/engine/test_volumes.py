@@ -379,6 +379,10 @@ def test_the_device_name_is_kept_as_given(sim: Sim, engine) -> None:
     assert run(engine, "AttachVolume", body, user="demo")["Device"] == "xvdh"
     by_device = {"Filter": [{"Name": "attachment.device", "Value": ["xvdh"]}]}
     assert set(volumes(engine, **by_device)) == {vid}
+    (shown,) = volumes(engine, VolumeId=[vid])[vid]["Attachments"]
+    day = shown["AttachTime"].strftime("%Y-%m-%dT*")  # as EC2 shows it, ISO 8601
+    by_time = {"Filter": [{"Name": "attachment.attach-time", "Value": [day]}]}
+    assert set(volumes(engine, **by_time)) == {vid}
     described = run(engine, "DescribeInstances", {"InstanceId": [iid]}, user="demo")
     (inst,) = described["Reservations"][0]["Instances"]
     assert [m["DeviceName"] for m in inst["BlockDeviceMappings"]] == ["xvdh"]
