@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from econe.errors import Ec2Error, invalid_value, missing_parameter
-from econe.mapping.ids import MAX_ONE_ID, format_id, parse_id, required_id
+from econe.mapping.ids import format_id, parse_id, required_id
 from handlers.escaping import TemplateError, storable, template_xml
 from handlers.instances import user_vm
 from handlers.tags import tag_attrs, tag_specs
@@ -62,15 +62,8 @@ def register_image(rt: Any) -> dict:
             "MissingParameter", "The request must contain the parameter ImageLocation or Name"
         )
     ami = format_id("ami", number)
-    if number > MAX_ONE_ID:
-        raise Ec2Error("InvalidAMIID.NotFound", f"The image id '[{ami}]' does not exist")
-    not_found = {"NO_EXISTS": "InvalidAMIID.NotFound", "AUTHORIZATION": "InvalidAMIID.NotFound"}
-    try:
-        image = rt.view("image", rt.xml(rt.call("one.image.info", number, errors=not_found)))
-    except Ec2Error as exc:
-        if exc.code == "InvalidAMIID.NotFound":
-            raise Ec2Error(exc.code, f"The image id '[{ami}]' does not exist") from None
-        raise
+    missing = Ec2Error("InvalidAMIID.NotFound", f"The image id '[{ami}]' does not exist")
+    image = rt.view("image", rt.fetch("one.image.info", number, missing))
     if image.get("_volume"):
         raise Ec2Error("InvalidParameterValue", f"{ami} is an EBS volume, not an image")
     if image.get("_snapshot"):

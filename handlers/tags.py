@@ -158,17 +158,10 @@ def resource(rt: Any, raw: Any) -> Resource:
 
 
 def _instance_visible(rt: Any, vm: etree._Element) -> bool:
-    """As DescribeInstances' `where:`: a terminated instance for a while, unless its launch
-    was rolled back."""
-    if vm.findtext("STATE") != "6":
-        return True
-    if vm.find("USER_TEMPLATE/EC2_ROLLED_BACK") is not None:
-        return False
-    config = rt.config
-    age = rt.scope()["now"] - int(vm.findtext("ETIME") or 0)
-    return config.describe_with_terminated_instances and (
-        age <= config.terminated_instances_expiration_time
-    )
+    """Whether DescribeInstances shows the VM (its mapping's view and `where:`)."""
+    m = rt.engine.mappings["DescribeInstances"]
+    scope = rt.scope()
+    return m.where is None or bool(m.where({**scope, "item": m.view.apply(vm, scope)}))
 
 
 def _resources(rt: Any) -> list[Resource]:

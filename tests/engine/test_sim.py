@@ -695,23 +695,30 @@ def test_executable_by_and_restorable_by(sim: Sim, engine, eve: str) -> None:
         return [i["ImageId"] for i in run(engine, "DescribeImages", body, user=user)["Images"]]
 
     assert images("demo", "all") == [] and images("demo", "self") == []
-    assert images("demo", "eve") == []
+    assert images("demo", "eve") == [] and images("demo", "demo") == []
     number = int(AMI.split("-")[1])
     set_other_use(sim, number, 1)
     try:
         assert images("demo", "all") == [AMI] and images("demo", "eve") == [AMI]
-        assert images("demo", "self") == []  # your own are not shared with you
-        assert images(eve, "self") == [AMI] and images(eve, "all") == [AMI]
-        assert images(eve, "eve") == []  # none of eve's own
+        assert images("demo", "self") == images("demo", "demo") == []  # not shared *with* you
+        assert images(eve, "self") == images(eve, "eve") == images(eve, "all") == [AMI]
+        assert images(eve, "demo") == []  # none of eve's own is shared
     finally:
         set_other_use(sim, number, 0)
     vol = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
     snap = run(engine, "CreateSnapshot", {"VolumeId": vol}, user="demo")["SnapshotId"]
+
+    def snapshots(user: str, *who: str) -> list[str]:
+        shown = run(engine, "DescribeSnapshots", {"RestorableBy": list(who)}, user=user)
+        return [s["SnapshotId"] for s in shown["Snapshots"] if s["SnapshotId"] == snap]
+
     try:
-        for who, seen in ((["all"], []), (["self"], []), ([], [snap])):
-            body = {"RestorableBy": who, "Owner": ["self"]}
-            shown = run(engine, "DescribeSnapshots", body, user="demo")["Snapshots"]
-            assert [s["SnapshotId"] for s in shown if s["SnapshotId"] == snap] == seen, who
+        assert snapshots("demo") == [snap]
+        assert snapshots("demo", "all") == snapshots("demo", "eve") == []
+        set_other_use(sim, int(snap.split("-")[1]), 1)
+        assert snapshots("demo", "all") == snapshots("demo", "eve") == [snap]
+        assert snapshots("demo", "self") == []
+        assert snapshots(eve, "self") == snapshots(eve, "all") == [snap]
     finally:
         run(engine, "DeleteSnapshot", {"SnapshotId": snap}, user="demo")
         run(engine, "DeleteVolume", {"VolumeId": vol}, user="demo")
