@@ -106,7 +106,8 @@ def _user_data(raw: Any) -> str | None:
     return text
 
 
-# what else RunInstances' TagSpecification may name (EC2's list): validated, then left out
+# what else RunInstances' TagSpecification may name (EC2's list): econe makes none of them, so
+# tags for them are refused (never dropped); an empty list asks for nothing
 _UNTAGGED_WITH_INSTANCE = (
     "volume",
     "network-interface",
@@ -414,8 +415,15 @@ class Launch:
             )
         check_zone(rt, body.get("Placement") or {}, "Placement.")
         self.user_data = _user_data(body.get("UserData"))
-        # tags for the root volume or the network interface: econe makes neither
         self.tags = tag_specs(body, "instance", ignored=_UNTAGGED_WITH_INSTANCE)
+        for spec in body.get("TagSpecification") or []:
+            kind = spec.get("ResourceType")
+            if kind in _UNTAGGED_WITH_INSTANCE and (spec.get("Tag") or spec.get("Tags")):
+                raise Ec2Error(
+                    "UnsupportedOperation",
+                    f"TagSpecification ResourceType {kind}: an instance here has no {kind} "
+                    "of its own to tag (its disks are the AMI's copy; volumes are CreateVolume's)",
+                )
         self.image_id = body.get("ImageId")
         if not self.image_id:
             raise Ec2Error("MissingParameter", "The request must contain the parameter ImageId")

@@ -123,8 +123,8 @@ def compile_filters(
             predicates.append(_nothing)
         else:
             raise Ec2Error("InvalidParameterValue", f"The filter '{name}' is invalid")
-        if not patterns:
-            raise Ec2Error("InvalidParameterValue", f"The filter '{name}' needs at least one value")
+        if not patterns:  # Terraform sends `resource-id` with no values for no resources
+            predicates[-1] = _nothing
     return predicates
 
 

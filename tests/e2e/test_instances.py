@@ -91,6 +91,8 @@ def test_filters(ec2):
     for name, value in (("launch-time", day), ("root-device-name", mine["RootDeviceName"])):
         found = ec2.describe_instances(Filters=[{"Name": name, "Values": [value]}])
         assert iid in [i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]]
+    # Terraform reads the tags of an instance's volumes with `resource-id` and no value
+    assert ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": []}])["Tags"] == []
     for name in ("network-interface-id", "tag:Name"):  # addresses have neither here
         none = ec2.describe_addresses(Filters=[{"Name": name, "Values": ["*"]}])
         assert none["Addresses"] == [], name

@@ -50,3 +50,24 @@ def test_max_results_above_a_page_gives_a_full_page():
     assert [i["_id"] for i in page] == [0, 1, 2, 3, 4] and token
     with pytest.raises(Ec2Error, match="at least 5"):
         paginate(items, 4, None, "_id", 5, 500)
+
+
+def test_a_filter_without_values_matches_nothing():
+    """Terraform asks for the tags of no volumes with `resource-id` and no value: EC2 answers
+    nothing, not an error. A documented name without a mapping matches nothing too; an
+    unknown one is an error."""
+    from econe.mapping.filters import compile_filters
+
+    items = [{"InstanceId": "i-1"}, {"InstanceId": "i-2"}]
+    spec = {"instance-id": "InstanceId"}
+    for requested in (
+        [{"Name": "instance-id", "Value": []}],
+        [{"Name": "instance-id"}],
+        [{"Name": "vpc-id", "Value": ["*"]}],
+    ):
+        (keep,) = compile_filters(requested, spec, frozenset({"vpc-id"}))
+        assert [i for i in items if keep(i)] == [], requested
+    (keep,) = compile_filters([{"Name": "instance-id", "Value": ["i-2"]}], spec)
+    assert [i["InstanceId"] for i in items if keep(i)] == ["i-2"]
+    with pytest.raises(Ec2Error, match="colour"):
+        compile_filters([{"Name": "colour", "Value": ["x"]}], spec, frozenset({"vpc-id"}))

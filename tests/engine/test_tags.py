@@ -205,12 +205,14 @@ def test_tag_specification_on_run_instances(sim: Sim, engine) -> None:
             "InvalidParameterValue",
         ),
         ([{"ResourceType": "image", "Tag": [{"Key": "a", "Value": ""}]}], "InvalidParameterValue"),
+        # Terraform's volume_tags: there is no root volume to carry them, refused not dropped
+        ([{"ResourceType": "volume", "Tag": [{"Key": "a", "Value": ""}]}], "UnsupportedOperation"),
     ):
         body = {"ImageId": AMI, "TagSpecification": specs}
         assert code_of(run, engine, "RunInstances", body, user="demo") == code, specs
     assert len(run(engine, "DescribeInstances", {}, user="demo")["Reservations"]) == before
     twice = [{"Key": "a", "Value": "1"}, {"Key": "a", "Value": "2"}]
-    spec = [{"ResourceType": "instance", "Tag": twice}, {"ResourceType": "volume", "Tag": twice}]
+    spec = [{"ResourceType": "instance", "Tag": twice}, {"ResourceType": "volume", "Tag": []}]
     (inst,) = run(engine, "RunInstances", {"ImageId": AMI, "TagSpecification": spec}, user="demo")[
         "Instances"
     ]
