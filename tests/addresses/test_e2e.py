@@ -171,6 +171,16 @@ def test_users_are_isolated(demo, ec2, ami) -> None:
         with pytest.raises(ClientError) as err:
             call(**kwargs)
         assert client_error(err)[:2] == (code, 400), (call, kwargs)
+    # the attribute Terraform's aws_eip reads (provider 5.46-5.92): no reverse DNS here
+    (attr,) = ec2.describe_addresses_attribute(
+        AllocationIds=[mine["AllocationId"]], Attribute="domain-name"
+    )["Addresses"]
+    assert attr == {"PublicIp": mine["PublicIp"], "AllocationId": mine["AllocationId"]}
+    with pytest.raises(ClientError) as err:
+        eve.describe_addresses_attribute(
+            AllocationIds=[mine["AllocationId"]], Attribute="domain-name"
+        )
+    assert client_error(err)[:2] == ("InvalidAllocationID.NotFound", 400)
     eve.release_address(PublicIp=theirs["PublicIp"])
     ec2.release_address(PublicIp=mine["PublicIp"])
     ec2.terminate_instances(InstanceIds=[vm["InstanceId"]])
