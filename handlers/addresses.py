@@ -405,10 +405,6 @@ def allocate_address(rt: Any) -> dict:
     domain = str(body.get("Domain") or "standard")
     if domain not in DOMAINS:
         raise Ec2Error("InvalidParameterValue", f"Invalid value '{domain}' for Domain")
-    if body.get("TagSpecification"):
-        raise Ec2Error(
-            "InvalidParameterValue", "Tags on Elastic IP addresses are not supported here"
-        )
     # the one pool and the region, which DescribeAddresses shows, may be named; nothing else
     pool_id = f"ipv4pool-vnet-{vnet}"
     if body.get("PublicIpv4Pool") not in (None, "", pool_id, "amazon"):  # amazon: the default

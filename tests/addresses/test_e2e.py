@@ -317,3 +317,17 @@ def test_recorder_rejects_bad_calls(tmp_path: Path) -> None:
     )
     assert fail.returncode == 1 and fail.stderr.strip() == b"simulated NAT failure"
     assert len(calls(tmp_path / "log")) == 2
+
+
+def test_tags_are_refused_where_they_cannot_be_kept(ec2) -> None:
+    """Addresses carry no tags here (key pairs neither): a TagSpecification is
+    UnsupportedOperation naming it, never dropped, and nothing is allocated."""
+    before = ec2.describe_addresses()["Addresses"]
+    spec = [{"ResourceType": "elastic-ip", "Tags": [{"Key": "Name", "Value": "web"}]}]
+    with pytest.raises(ClientError) as err:
+        ec2.allocate_address(Domain="vpc", TagSpecifications=spec)
+    assert client_error(err)[:2] == ("UnsupportedOperation", 400)
+    assert "TagSpecification" in err.value.response["Error"]["Message"]
+    assert ec2.describe_addresses()["Addresses"] == before
+    empty = ec2.allocate_address(Domain="vpc", TagSpecifications=[])  # asks for nothing
+    ec2.release_address(AllocationId=empty["AllocationId"])
