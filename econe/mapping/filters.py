@@ -95,7 +95,8 @@ def compile_filters(
 ) -> list[Predicate]:
     """Predicates for the request's Filter.N: `spec` maps filter names to item paths; a name
     in `known` (EC2 documents it) but not in `spec` is of something this cloud does not have,
-    and matches nothing; any other name is InvalidParameterValue."""
+    and matches nothing, as does a filter given no values; any other name is
+    InvalidParameterValue."""
     predicates: list[Predicate] = []
     for entry in requested or []:
         name = str(entry.get("Name") or "")
