@@ -17,7 +17,7 @@ the server admin session), so any number of gateway processes agree:
 
 oned's update_ar *replaces* the AR's attribute set (`AddressRange::update_attributes` ends
 with `attr->replace(vup->value())`, keeping only TYPE, SHARED, MAC, IP, IP6, AR_ID, ALLOCATED,
-SIZE, NEXT_INDEX, IPAM_MAD …), whereas onesim merges. Every write therefore sends the complete
+SIZE, NEXT_INDEX, IPAM_MAD …), and onesim does the same. Every write therefore sends the complete
 record — all EC2_* attributes (empty when cleared) plus the AR's other attributes
 (DESCRIPTION, GATEWAY, SECURITY_GROUPS, GLOBAL_PREFIX, …) as read just before — so the result
 is the same under either semantics and the administrator's attributes survive.
@@ -47,6 +47,7 @@ from lxml import etree
 
 from econe.context import Principal, RequestContext
 from econe.errors import Ec2Error, dry_run_succeeded, missing_parameter
+from econe.mapping.filters import paginate
 from econe.mapping.ids import required_id
 from econe.one.client import INTERNAL, NO_EXISTS, OneError, OneUnavailable
 from econe.query import as_list
@@ -529,7 +530,13 @@ def describe_addresses(rt: Any) -> dict:
         items = [i for i in items if i.get("PublicIp") in ips or i.get("AllocationId") in allocs]
     for predicate in predicates:
         items = [i for i in items if predicate(i)]
-    return {"Addresses": sorted(items, key=_sort_key)}
+    page = rt.mapping.paginate  # DescribeAddressesAttribute pages; DescribeAddresses does not
+    if page is None:
+        return {"Addresses": sorted(items, key=_sort_key)}
+    items, token = paginate(
+        items, body.get(page.max_results), body.get(page.token), page.key, page.lo, page.hi
+    )
+    return {"Addresses": items, "NextToken": token}
 
 
 def _instance(rt: Any, instance_id: Any) -> tuple[int, etree._Element]:

@@ -870,8 +870,12 @@ def _set_user_data(rt: Any, instance: dict, user_data: str) -> None:
     files = vm.findtext("TEMPLATE/CONTEXT/FILES")
     if files is not None:
         context.append(("FILES", files))
+    if user_data:
+        update = template_xml([("CONTEXT", context)])
+    else:  # oned takes an XML element without text for no attribute: empty values need text
+        update = "CONTEXT = [ " + ", ".join(f"{k} = {quote(v)}" for k, v in context) + " ]"
     try:
-        rt.call("one.vm.updateconf", instance["_id"], template_xml([("CONTEXT", context)]), 1)
+        rt.call("one.vm.updateconf", instance["_id"], update, 1)
     except Ec2Error as exc:
         if "does not have context" in exc.message:  # launched from a template without one
             raise Ec2Error(

@@ -34,12 +34,15 @@ def parse_xml(s: str) -> Template:
         root = ET.fromstring(s)
     except ET.ParseError:
         raise TemplateError("Parse error: XML Template malformed.") from None
+    # Template::single_xml_att / vector_xml_att: an element without text is no attribute at
+    # all, and neither is a vector's sub-element without text (`<A></A>` clears nothing)
     out: Template = []
     for child in root:
         if len(child):
-            out.append([child.tag.upper(), [[g.tag.upper(), g.text or ""] for g in child]])
-        else:
-            out.append([child.tag.upper(), child.text or ""])
+            subs = [[g.tag.upper(), g.text] for g in child if g.text and not len(g)]
+            out.append([child.tag.upper(), subs])
+        elif child.text:
+            out.append([child.tag.upper(), child.text])
     return out
 
 

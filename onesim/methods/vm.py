@@ -290,8 +290,9 @@ def _check_restricted(new: list, current: list) -> None:
     as the VM's, absent ones included."""
     for name, sub in _RESTRICTED:
         given = T.get_vec(new, name)[:1]  # oned takes the first of each
-        if name == "RAW":  # only UPDATECONF_ATTRS with a value reach the check
-            given = [v for v in given if any(k in _UPDATECONF["RAW"] and x for k, x in v)]
+        if name == "RAW":  # copy_vector_values: only UPDATECONF_ATTRS with a value remain
+            given = [[[k, x] for k, x in v if k in _UPDATECONF["RAW"] and x] for v in given]
+            given = [v for v in given if v]
         if not given:
             continue
         values = sorted(f"{sub}={x}" for v in given for k, x in v if k == sub)

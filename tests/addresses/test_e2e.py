@@ -331,3 +331,17 @@ def test_tags_are_refused_where_they_cannot_be_kept(ec2) -> None:
     assert ec2.describe_addresses()["Addresses"] == before
     empty = ec2.allocate_address(Domain="vpc", TagSpecifications=[])  # asks for nothing
     ec2.release_address(AllocationId=empty["AllocationId"])
+
+
+def test_address_attributes_page(ec2) -> None:
+    """DescribeAddressesAttribute pages as EC2 does (MaxResults 1 to 1000, NextToken)."""
+    made = [ec2.allocate_address(Domain="vpc")["AllocationId"] for _ in range(2)]
+    first = ec2.describe_addresses_attribute(Attribute="domain-name", MaxResults=1)
+    assert len(first["Addresses"]) == 1 and first["NextToken"]
+    rest = ec2.describe_addresses_attribute(
+        Attribute="domain-name", MaxResults=1000, NextToken=first["NextToken"]
+    )
+    seen = [a["AllocationId"] for a in first["Addresses"] + rest["Addresses"]]
+    assert set(made) <= set(seen) and len(seen) == len(set(seen)) and "NextToken" not in rest
+    for alloc in made:
+        ec2.release_address(AllocationId=alloc)

@@ -688,6 +688,8 @@ def test_updateconf_as_oned_7_4(one: One, sim) -> None:
         "[one.vm.updateconf] Template includes a restricted attribute RAW",
         512,
     ]
+    # an empty DATA is no DATA (oned copies only the values it takes): nothing restricted
+    assert one("one.vm.updateconf", D, vid, 'RAW=[TYPE="kvm",DATA=""]', 1)[0]
     assert one("one.vm.updateconf", D, vid, 'CONTEXT=[ETH0_IP="10.9.9.9"]', 1)[1:3] == [
         "[one.vm.updateconf] Unable to update ETH0_IP, update NIC to update network context",
         8192,

@@ -77,6 +77,15 @@ def test_xml_syntax_with_cdata() -> None:
         T.parse(" <TEMPLATE><A>1</A></TEMPLATE>")
 
 
+
+def test_xml_elements_without_text_are_no_attributes() -> None:
+    """Template::single_xml_att / vector_xml_att: `<A></A>` and a vector's empty sub-element
+    are skipped (clearing a value takes the text syntax, `A = ""`)."""
+    t = T.parse("<TEMPLATE><A></A><B/><C>1</C><V><X></X><Y>2</Y></V></TEMPLATE>")
+    assert t == [["C", "1"], ["V", [["Y", "2"]]]]
+    assert T.parse('A = ""\nV = [ X = "" ]') == [["A", ""], ["V", [["X", ""]]]]
+
+
 def test_render_sorted_and_merge() -> None:
     t = T.parse('Z="1"\nNIC_ALIAS=[B="2",A="1"]\nNIC=[X="1"]\nA="2"')
     assert T.render(t) == (
