@@ -77,7 +77,6 @@ def test_xml_syntax_with_cdata() -> None:
         T.parse(" <TEMPLATE><A>1</A></TEMPLATE>")
 
 
-
 def test_xml_elements_without_text_are_no_attributes() -> None:
     """Template::single_xml_att / vector_xml_att: `<A></A>` and a vector's empty sub-element
     are skipped (clearing a value takes the text syntax, `A = ""`)."""
