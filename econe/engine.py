@@ -480,9 +480,10 @@ class Engine:
         found = b.item(root)
         if not found:
             return None
-        item = m.view.apply(found[0], scope) if m.view else {"_element": found[0], "_id": number}
+        item = m.view.apply(found[0], scope) if m.view else {"_id": number}
         if m.where is not None and not m.where({**scope, "item": item}):
             return None
+        item["_element"] = found[0]  # for handlers that read more than the view holds
         return item
 
     @staticmethod

@@ -866,8 +866,7 @@ def _set_user_data(rt: Any, instance: dict, user_data: str) -> None:
     encoding = "base64" if user_data else ""
     context = [("USERDATA", user_data), ("USERDATA_ENCODING", encoding)]
     context.append(("EC2_USER_DATA", user_data))
-    vm = user_vm(rt, instance["_id"], instance["InstanceId"])
-    files = vm.findtext("TEMPLATE/CONTEXT/FILES")
+    files = instance["_element"].findtext("TEMPLATE/CONTEXT/FILES")
     if files is not None:
         context.append(("FILES", files))
     if user_data:

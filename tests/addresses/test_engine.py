@@ -191,22 +191,30 @@ def test_pool_limit_and_specific_address(sim: Sim) -> None:
     assert sorted(a["PublicIp"] for a in listed) == ["203.0.113.1", "203.0.113.2"]
 
 
-def test_concurrent_allocations_in_one_gateway(sim: Sim) -> None:
-    vnet = sim.new_pool("race", 10, prefix="203.0.114")
-    race = recording(sim, elasticips_vnet_id=vnet)
+def allocations_at_once(sim: Sim, engine: Engine, n: int, user: str = "demo") -> list[object]:
+    """`n` AllocateAddress at the same moment: each answer, or the error code."""
+    start = threading.Barrier(n)
     results: list[object] = []
 
     def one() -> None:
+        start.wait()
         try:
-            results.append(run(sim, race, "AllocateAddress"))
+            results.append(run(sim, engine, "AllocateAddress", user=user))
         except Ec2Error as exc:
             results.append(exc.code)
 
-    threads = [threading.Thread(target=one) for _ in range(25)]
+    threads = [threading.Thread(target=one) for _ in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return results
+
+
+def test_concurrent_allocations_in_one_gateway(sim: Sim) -> None:
+    vnet = sim.new_pool("race", 10, prefix="203.0.114")
+    race = recording(sim, elasticips_vnet_id=vnet)
+    results = allocations_at_once(sim, race, 25)
     won = [r["PublicIp"] for r in results if isinstance(r, dict)]
     assert len(won) == 10 and len(set(won)) == 10
     assert sorted(r for r in results if not isinstance(r, dict)) == ["AddressLimitExceeded"] * 15
@@ -574,22 +582,9 @@ def test_elastic_ips_per_user(sim: Sim) -> None:
 def test_elastic_ips_per_user_holds_under_concurrent_allocations(sim: Sim) -> None:
     capped = sim.engine(elastic_ips_per_user=2)
     sim.user("racer")
-    start = threading.Barrier(4)
-    won: list[str] = []
-    refused: list[str] = []
-
-    def allocate() -> None:
-        start.wait()
-        try:
-            won.append(run(sim, capped, "AllocateAddress", user="racer")["AllocationId"])
-        except Ec2Error as exc:
-            refused.append(exc.code)
-
-    threads = [threading.Thread(target=allocate) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = allocations_at_once(sim, capped, 4, user="racer")
+    won = [r["AllocationId"] for r in results if isinstance(r, dict)]
+    refused = [r for r in results if not isinstance(r, dict)]
     mine = run(sim, capped, "DescribeAddresses", user="racer")["Addresses"]
     assert len(mine) <= 2 and sorted(a["AllocationId"] for a in mine) == sorted(won)
     assert refused == ["AddressLimitExceeded"] * (4 - len(won))

@@ -680,24 +680,26 @@ def test_updateconf_as_oned_7_4(one: One, sim) -> None:
         f"[one.vm.updateconf] User [{uid}] : Not authorized to perform MANAGE VM [{vid}].",
         512,
     ]
-    assert one("one.vm.updateconf", D, vid, 'CONTEXT=[FILES="/etc/passwd"]', 1)[1:3] == [
-        "[one.vm.updateconf] Template includes a restricted attribute CONTEXT",
-        512,
-    ]
-    assert one("one.vm.updateconf", D, vid, 'RAW=[TYPE="kvm",DATA="<x/>"]', 1)[1:3] == [
-        "[one.vm.updateconf] Template includes a restricted attribute RAW",
-        512,
-    ]
+    for tmpl, message, code in (
+        ('CONTEXT=[FILES="/etc/passwd"]', "Template includes a restricted attribute CONTEXT", 512),
+        ('RAW=[TYPE="kvm",DATA="<x/>"]', "Template includes a restricted attribute RAW", 512),
+        (
+            'CONTEXT=[ETH0_IP="10.9.9.9"]',
+            "Unable to update ETH0_IP, update NIC to update network context",
+            8192,
+        ),
+        (
+            'CONTEXT=[ETH7_IP="1.2.3.4"]',
+            "Unable to add ETH7_IP, update NIC to update network context",
+            8192,
+        ),
+    ):
+        assert one("one.vm.updateconf", D, vid, tmpl, 1)[1:3] == [
+            f"[one.vm.updateconf] {message}",
+            code,
+        ], tmpl
     # an empty DATA is no DATA (oned copies only the values it takes): nothing restricted
     assert one("one.vm.updateconf", D, vid, 'RAW=[TYPE="kvm",DATA=""]', 1)[0]
-    assert one("one.vm.updateconf", D, vid, 'CONTEXT=[ETH0_IP="10.9.9.9"]', 1)[1:3] == [
-        "[one.vm.updateconf] Unable to update ETH0_IP, update NIC to update network context",
-        8192,
-    ]
-    assert one("one.vm.updateconf", D, vid, 'CONTEXT=[ETH7_IP="1.2.3.4"]', 1)[1:3] == [
-        "[one.vm.updateconf] Unable to add ETH7_IP, update NIC to update network context",
-        8192,
-    ]
     assert _context(one, vid) == before
     # merge: a RUNNING VM takes the new values, the others stay
     assert one("one.vm.updateconf", D, vid, 'CONTEXT=[USERDATA="eA==",A="1"]', 1) == [
