@@ -281,6 +281,17 @@ def vnet(sim: Sim, vn: dict, pool: bool = False, vms: set | None = None) -> str:
     )
 
 
+def secgroup(sim: Sim, sg: dict) -> str:
+    return (
+        "<SECURITY_GROUP>"
+        + _head(sim, sg)
+        + _ids("UPDATED_VMS", sorted(sg["vms"]))
+        + "<OUTDATED_VMS></OUTDATED_VMS><UPDATING_VMS></UPDATING_VMS><ERROR_VMS></ERROR_VMS>"
+        + T.render(sg["template"])
+        + "</SECURITY_GROUP>"
+    )
+
+
 # ---------------------------------------------------------------------------- templates etc.
 
 

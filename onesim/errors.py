@@ -22,6 +22,7 @@ NAMES = {
     "datastore": ("datastore", "DATASTORE"),
     "group": ("group", "GROUP"),
     "host": ("host", "HOST"),
+    "secgroup": ("security group", "SECGROUP"),
 }
 
 

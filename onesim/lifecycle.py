@@ -190,7 +190,7 @@ def apply(sim: Sim, kind: str, obj: dict, step: str) -> None:
 
 
 def finish(sim: Sim, vm: dict) -> None:
-    """VM reaches DONE: leases and images are released."""
+    """VM reaches DONE: leases, images and security groups are released."""
     now = sim.now()
     _set(vm, 6, 0)
     vm["etime"] = now
@@ -207,6 +207,9 @@ def finish(sim: Sim, vm: dict) -> None:
     for disk in T.get_vec(vm["template"], "DISK"):
         if T.vget(disk, "IMAGE_ID") is not None:
             refs.release_image(sim, int(T.vget(disk, "IMAGE_ID")), vm["id"])
+    from .methods import secgroup
+
+    secgroup.release(sim, vm)
 
 
 def _image_step(sim: Sim, img: dict, step: str) -> None:

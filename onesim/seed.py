@@ -19,6 +19,7 @@ import secrets
 from . import template as T
 from .auth import sha256_hex
 from .core import Sim
+from .methods import secgroup
 from .methods.misc import new_host
 from .methods.tmpl import new_template
 from .methods.user import new_group, new_user
@@ -96,8 +97,10 @@ def bootstrap(sim: Sim, seed: str | None = "demo") -> tuple[str, str]:
             _datastore(sim, oid, name, dtype)
         # users-group defaults (oned's default VDC): use datastores and hosts of cluster 0
         sim.store.set_meta("acls", [[1, ["datastore", "host"], ["USE"]]])
+        secgroup.bootstrap(sim)
         if seed == "demo":
             demo(sim)
+    secgroup.bootstrap(sim)  # a state directory from before onesim had security groups
     sec = sim.store.meta["secrets"]
     _write_secret(os.path.join(one_dir, "one_auth"), sec["one_auth"])
     _write_secret(os.path.join(one_dir, "ec2_auth"), sec["ec2_auth"])

@@ -14,7 +14,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-KINDS = ("user", "group", "datastore", "host", "vnet", "image", "template", "vm")
+KINDS = ("user", "group", "datastore", "host", "vnet", "image", "template", "vm", "secgroup")
 
 
 class Store:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from . import errors, leases, refs
 from . import template as T
+from .methods import secgroup
 from .names import name_error
 
 if TYPE_CHECKING:
@@ -179,12 +180,15 @@ def build(
                     raise errors.internal(err)
                 nics.append(([[k, v] for k, v in n.items()] + [["NIC_ID", str(i)]], None))
                 continue
+            groups = secgroup.nic_groups(n, vn)
+            secgroup.authorize(sim, caller, groups)
             ar, ip, mac = leases.allocate(vn, vid, n.get("IP"))
             taken.append(vn)
             nic = nic_attributes(vn, ar, ip, mac, vid, i)
             for k, v in n.items():
-                if k not in ("NETWORK_ID", "NETWORK", "IP"):
+                if k not in ("NETWORK_ID", "NETWORK", "IP", "SECURITY_GROUPS"):
                     T.vset(nic, k, v)
+            T.vset(nic, "SECURITY_GROUPS", ",".join(map(str, groups)))
             nics.append((nic, vn))
         images = []
         for d in disks_in:
@@ -261,25 +265,18 @@ def build(
         out.append(["CONTEXT", ctx])
     if T.get(out, "OS") is None and not T.get_vec(out, "OS"):
         out.append(["OS", [["MACHINE", "q35"], ["UUID", str(uuid.uuid4())]]])
-    if nics:
-        for rt in ("OUTBOUND", "INBOUND"):
-            out.append(
-                [
-                    "SECURITY_GROUP_RULE",
-                    [
-                        ["PROTOCOL", "ALL"],
-                        ["RULE_TYPE", rt],
-                        ["SECURITY_GROUP_ID", "0"],
-                        ["SECURITY_GROUP_NAME", "default"],
-                    ],
-                ]
-            )
+    groups = sorted({g for nic, vn in nics if vn is not None for g in _groups_of(nic)})
+    out += [["SECURITY_GROUP_RULE", rule] for rule in secgroup.take(sim, vid, groups)]
     if hold:
         T.tset(out, "SUBMIT_ON_HOLD", "YES")
     if template_id is not None:
         T.tset(out, "TEMPLATE_ID", str(template_id))
     T.tset(out, "VMID", str(vid))
     return {"template": out, "user_template": user_t}
+
+
+def _groups_of(nic: list) -> list[int]:
+    return [int(g) for g in (T.vget(nic, "SECURITY_GROUPS") or "").split(",") if g]
 
 
 def nic_attributes(vn: dict, ar: dict, ip: str, mac: str, vid: int, nic_id: int) -> list:

@@ -1,3 +1,3 @@
 """XML-RPC method implementations; importing this package registers them all."""
 
-from . import image, misc, tmpl, user, vm, vnet  # noqa: F401
+from . import image, misc, secgroup, tmpl, user, vm, vnet  # noqa: F401

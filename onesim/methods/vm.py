@@ -10,6 +10,7 @@ from .. import docs_vm, errors, leases, lifecycle, refs, vmbuild
 from .. import template as T
 from ..core import method
 from ..perms import DEFAULT_PERMS, authorize, pool_filter
+from . import secgroup
 from .common import parse, pool, update_template
 
 if TYPE_CHECKING:
@@ -154,11 +155,17 @@ def attachnic(sim: Sim, caller: Caller, vid: int, tmpl: str) -> int:
     vn, err = refs.lookup_vnet(sim, n, caller.uid)
     if vn is None:
         raise errors.action(err or "NIC: NETWORK_ID or NETWORK missing")
+    groups = secgroup.nic_groups(n, vn)
+    secgroup.authorize(sim, caller, groups)
     ar, ip, mac = leases.allocate(vn, vid, n.get("IP"))
     i = _next_id(vm, "NIC", "NIC_ID")
     nic = vmbuild.nic_attributes(vn, ar, ip, mac, vid, i)
+    T.vset(nic, "SECURITY_GROUPS", ",".join(map(str, groups)))
     lifecycle.hotplug(sim, vm, "nic_attach")
     vm["template"].append(["NIC", nic])
+    had = {T.vget(r, "SECURITY_GROUP_ID") for r in T.get_vec(vm["template"], "SECURITY_GROUP_RULE")}
+    new_groups = [g for g in groups if str(g) not in had]
+    vm["template"] += [["SECURITY_GROUP_RULE", r] for r in secgroup.take(sim, vid, new_groups)]
     sim.store.put("vnet", vn)
     sim.store.put("vm", vm)
     return vid

@@ -1,0 +1,162 @@
+"""Security groups as oned 7.4 keeps them: the default group 0, rule checks, permissions, and
+what VMs take from the groups their NICs name."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from .conftest import One
+
+DEMO = "demo:demo"
+BOB = "bob:bobpw"
+WEB = 'NAME="web"\nDESCRIPTION="web servers"\nRULE=[PROTOCOL="TCP",RULE_TYPE="inbound",RANGE="22,80:81"]\n'
+
+
+def rules(xml: str) -> list[str]:
+    return re.findall(r"<SECURITY_GROUP_RULE>(.*?)</SECURITY_GROUP_RULE>", xml)
+
+
+def test_default_group_is_everyones_and_cannot_be_deleted(one: One, sim) -> None:
+    ok, xml, *_ = one("one.secgroup.info", DEMO, 0)
+    assert ok
+    assert "<NAME>default</NAME>" in xml and "<UNAME>oneadmin</UNAME>" in xml
+    assert "<OWNER_A>1</OWNER_A><GROUP_U>1</GROUP_U><GROUP_M>0</GROUP_M>" in xml
+    assert "<OTHER_U>1</OTHER_U><OTHER_M>0</OTHER_M>" in xml
+    assert one("one.secgroup.delete", DEMO, 0)[:3] == [
+        False,
+        "[one.secgroup.delete] User [2] : Not authorized to perform MANAGE SECGROUP [0].",
+        512,
+    ]
+    assert one("one.secgroup.delete", sim.one_auth, 0)[:3] == [
+        False,
+        "[one.secgroup.delete] Cannot delete security group. The default security group "
+        "(ID 0) cannot be deleted.",
+        2048,
+    ]
+
+
+def test_allocate_checks_rules_and_names(one: One) -> None:
+    assert one("one.secgroup.allocate", DEMO, WEB)[:2] == [True, 100]
+    assert one("one.secgroup.allocate", DEMO, WEB)[:3] == [
+        False,
+        "[one.secgroup.allocate] Error allocating a new security group. NAME is already taken "
+        "by SecurityGroup 100.",
+        16384,
+    ]
+    for rule, why in (
+        (
+            'PROTOCOL="SCTP",RULE_TYPE="inbound"',
+            "Wrong PROTOCOL in rule. Valid options: TCP, UDP, ICMP, ICMPV6, IPSEC, ALL.",
+        ),
+        (
+            'PROTOCOL="ICMP",RULE_TYPE="inbound",RANGE="22"',
+            "RANGE is supported only for TCP and UDP protocols.",
+        ),
+        (
+            'PROTOCOL="TCP",RULE_TYPE="inbound",RANGE="90:80"',
+            "RANGE BEGIN value is greater than RANGE END value",
+        ),
+        ('PROTOCOL="TCP",RULE_TYPE="inbound",RANGE="70000"', "RANGE out of bounds 0-65536."),
+        (
+            'PROTOCOL="TCP",RULE_TYPE="sideways"',
+            "Wrong RULE_TYPE in rule. Valid options: INBOUND, OUTBOUND.",
+        ),
+        ('PROTOCOL="TCP",RULE_TYPE="inbound",IP="10.0.0.0"', "Wrong or empty SIZE."),
+        ('PROTOCOL="TCP",RULE_TYPE="inbound",IP="10.0.0",SIZE="4"', "Wrong format for IP value."),
+        (
+            'PROTOCOL="TCP",RULE_TYPE="inbound",ICMP_TYPE="8"',
+            "ICMP_TYPE is supported only for ICMP protocol.",
+        ),
+    ):
+        answer = one("one.secgroup.allocate", DEMO, f'NAME="bad"\nRULE=[{rule}]')
+        assert answer[:3] == [
+            False,
+            f"[one.secgroup.allocate] Error allocating a new security group. {why}",
+            16384,
+        ], rule
+    # duplicates go, whatever the order of their attributes
+    twice = 'NAME="twice"\nRULE=[PROTOCOL="UDP",RULE_TYPE="outbound"]\nRULE=[RULE_TYPE="outbound",PROTOCOL="UDP"]'
+    sid = one("one.secgroup.allocate", DEMO, twice)[1]
+    assert len(re.findall("<RULE>", one("one.secgroup.info", DEMO, sid)[1])) == 1
+
+
+def test_owner_only_and_update_checks(one: One, sim) -> None:
+    assert one("one.user.allocate", sim.one_auth, "bob", "bobpw", "core", [1])[0]
+    sid = one("one.secgroup.allocate", DEMO, WEB)[1]
+    assert one("one.secgroup.info", BOB, sid)[:3] == [
+        False,
+        f"[one.secgroup.info] User [3] : Not authorized to perform USE SECGROUP [{sid}].",
+        512,
+    ]
+    assert (
+        "SECURITY_GROUP_POOL><SECURITY_GROUP><ID>0<"
+        in one("one.secgrouppool.info", BOB, -2, -1, -1)[1]
+    )
+    assert f"<ID>{sid}</ID>" not in one("one.secgrouppool.info", BOB, -2, -1, -1)[1]
+    assert one("one.secgroup.update", DEMO, sid, 'RULE=[PROTOCOL="TCP",RULE_TYPE="up"]', 1)[:3] == [
+        False,
+        "[one.secgroup.update] Cannot update template. Wrong RULE_TYPE in rule. Valid options: "
+        "INBOUND, OUTBOUND.",
+        8192,
+    ]
+    assert "RANGE><![CDATA[22,80:81]]>" in one("one.secgroup.info", DEMO, sid)[1]  # unchanged
+    assert one("one.secgroup.delete", DEMO, 999)[:3] == [
+        False,
+        "[one.secgroup.delete] Error getting security group [999].",
+        1024,
+    ]
+
+
+def test_vm_takes_the_rules_of_its_groups(one: One) -> None:
+    sid = one("one.secgroup.allocate", DEMO, WEB)[1]
+    vid = one(
+        "one.vm.allocate",
+        DEMO,
+        f'NAME="v"\nCPU=1\nMEMORY=64\nNIC=[NETWORK_ID=0,SECURITY_GROUPS="{sid}"]',
+    )[1]
+    vm = one("one.vm.info", DEMO, vid)[1]
+    # the NIC's groups and the network's (0), as a sorted set; rules in group order
+    assert f"<SECURITY_GROUPS><![CDATA[0,{sid}]]></SECURITY_GROUPS>" in vm
+    got = rules(vm)
+    assert len(got) == 3 and "<SECURITY_GROUP_NAME><![CDATA[web]]>" in got[2]
+    assert "<RANGE><![CDATA[22,80:81]]></RANGE>" in got[2]
+    sg = one("one.secgroup.info", DEMO, sid)[1]
+    assert f"<UPDATED_VMS><ID>{vid}</ID></UPDATED_VMS>" in sg
+    assert one("one.secgroup.delete", DEMO, sid)[:2] == [
+        False,
+        "[one.secgroup.delete] Cannot delete security group. The security group has VMs using it",
+    ]
+    # a change reaches the VMs in the group
+    one("one.secgroup.update", DEMO, sid, 'RULE=[PROTOCOL="UDP",RULE_TYPE="outbound"]', 1)
+    got = rules(one("one.vm.info", DEMO, vid)[1])
+    assert len(got) == 3 and "<PROTOCOL><![CDATA[UDP]]>" in got[2]
+    one("one.vm.action", DEMO, "terminate-hard", vid)
+    assert "<UPDATED_VMS></UPDATED_VMS>" in one("one.secgroup.info", DEMO, sid)[1]
+    assert one("one.secgroup.delete", DEMO, sid)[:2] == [True, sid]
+
+
+def test_vm_cannot_use_another_users_group(one: One, sim) -> None:
+    assert one("one.user.allocate", sim.one_auth, "bob", "bobpw", "core", [1])[0]
+    sid = one("one.secgroup.allocate", DEMO, WEB)[1]
+    answer = one(
+        "one.vm.allocate",
+        BOB,
+        f'NAME="v"\nCPU=1\nMEMORY=64\nNIC=[NETWORK_ID=0,SECURITY_GROUPS="{sid}"]',
+    )
+    assert answer[:3] == [
+        False,
+        f"[one.vm.allocate] User [3] : Not authorized to perform USE SECGROUP [{sid}].",
+        512,
+    ]
+
+
+@pytest.mark.parametrize("flag", [-3, -2, -1])
+def test_pool_filters(one: One, flag: int) -> None:
+    sid = one("one.secgroup.allocate", DEMO, WEB)[1]
+    xml = one("one.secgrouppool.info", DEMO, flag, -1, -1)[1]
+    assert f"<ID>{sid}</ID>" in xml
+    # the default group is oneadmin's: among what the user may use, not among the user's own
+    # or the user's group's
+    assert ("<ID>0</ID>" in xml) == (flag == -2)
