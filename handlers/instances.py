@@ -37,6 +37,7 @@ from handlers.escaping import (
     storable,
     template_xml,
 )
+from handlers.security_groups import group_ids, instance_groups
 from handlers.tags import tag_attrs, tag_specs
 from handlers.tokens import DIGEST, TOKEN, check_same_request, request_digest
 
@@ -457,6 +458,9 @@ class Launch:
             )
         self.network_id = int((spec or {}).get("network_id", 0))
         self.public_key = _key_pair(rt, self.key_name)
+        self.groups = group_ids(
+            rt, as_list(rt.body.get("SecurityGroup")), as_list(rt.body.get("SecurityGroupId"))
+        )
         if self.token:
             digest = hashlib.sha256(f"{rt.principal.name}\0{self.token}".encode()).hexdigest()
             self.reservation = "r-" + digest[:17]
@@ -492,6 +496,27 @@ class Launch:
             ]
         return user, context
 
+    def in_groups(self, attrs: list[Attr]) -> list[Attr]:
+        """SecurityGroup(Id).N: every NIC also in those groups (oned adds its network's)."""
+        if not self.groups:
+            return attrs
+        out: list[Attr] = []
+        for name, value in attrs:
+            if name == "NIC" and isinstance(value, list):
+                had = dict(value).get("SECURITY_GROUPS") or ""
+                ids = sorted(
+                    {*self.groups, *(int(g) for g in had.split(",") if g.strip().isdigit())}
+                )
+                value = [(k, v) for k, v in value if k != "SECURITY_GROUPS"]
+                value.append(("SECURITY_GROUPS", ",".join(map(str, ids))))
+            out.append((name, value))
+        if not any(name == "NIC" for name, _ in out):
+            raise Ec2Error(
+                "InvalidParameterCombination",
+                f"Instance type {self.type_name} has no network interface to put in security groups",
+            )
+        return out
+
     def placement(self, attrs: list[Attr]) -> list[Attr]:
         """`:cluster_id:`: the VM goes to that cluster, unless its template says where."""
         cluster = self.rt.config.cluster_id
@@ -519,13 +544,15 @@ class Launch:
                     reservation_id=self.reservation,
                     launch_index=index,
                 )
-                attrs = _sized(rendered, self.root_size)
+                attrs = self.in_groups(_sized(rendered, self.root_size))
                 xml = template_xml(_merge(attrs + self.placement(attrs), user, context))
                 return int(rt.call("one.vm.allocate", xml, False, errors=errors))
             tmpl = element_attrs(self.vm_template.find("TEMPLATE"))
             disks = [("DISK", [("IMAGE_ID", str(self.image))])]
             disks += [a for a in tmpl if a[0] == "DISK" and isinstance(a[1], list)]
             ctx = [a for a in tmpl if a[0] == "CONTEXT" and isinstance(a[1], list)][-1:]
+            if self.groups:  # the template's NICs, sent again with the groups added
+                disks += self.in_groups([a for a in tmpl if a[0] == "NIC"])
             placement = self.placement(tmpl)
             xml = template_xml(
                 _merge(_sized(disks, self.root_size) + ctx + placement, user, context)
@@ -548,6 +575,7 @@ def _reservation(rt: Any, vms: list[etree._Element]) -> dict:
         (rt.view("instance", vm) for vm in vms),
         key=lambda i: (i.get("AmiLaunchIndex") or 0, i["_id"]),
     )
+    instance_groups(rt, instances)
     return {
         "ReservationId": instances[0].get("_reservation") or f"r-{instances[0]['_id']:017x}",
         "OwnerId": instances[0].get("_owner") or rt.principal.name,

@@ -375,7 +375,7 @@ def test_what_cannot_be_given_is_refused_by_name(ec2, demo):
     for extra, wire in (
         ({"LaunchTemplate": {"LaunchTemplateName": "web"}}, "LaunchTemplate"),
         ({"SubnetId": "subnet-0123"}, "SubnetId"),
-        ({"SecurityGroupIds": ["sg-1"]}, "SecurityGroupId"),
+        ({"NetworkInterfaces": [{"DeviceIndex": 0}]}, "NetworkInterface"),
         ({"InstanceMarketOptions": {"MarketType": "spot"}}, "InstanceMarketOptions"),
         ({"PrivateIpAddress": "10.0.0.200"}, "PrivateIpAddress"),
         ({"IamInstanceProfile": {"Name": "web"}}, "IamInstanceProfile"),
@@ -389,7 +389,7 @@ def test_what_cannot_be_given_is_refused_by_name(ec2, demo):
         assert wire in exc.value.response["Error"]["Message"]
     for extra, code in (
         ({"InstanceInitiatedShutdownBehavior": "terminate"}, "InvalidParameterValue"),
-        ({"SecurityGroups": ["web"]}, "InvalidParameterValue"),
+        ({"SecurityGroups": ["web"]}, "InvalidGroup.NotFound"),
         ({"HibernationOptions": {"Configured": True}}, "InvalidParameterValue"),
         ({"Monitoring": {"Enabled": True}}, "InvalidParameterValue"),
         ({"EbsOptimized": True}, "InvalidParameterValue"),

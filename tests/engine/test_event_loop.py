@@ -53,7 +53,7 @@ def engine_with_hook(sim: Sim, tmp_path: Path, hook: str) -> tuple[Engine, Count
     shutil.copytree(data_dir("mappings"), mappings)
     text = (mappings / "DescribeInstances.yaml").read_text()
     (mappings / "DescribeInstances.yaml").write_text(
-        text.replace("enrich: handlers.addresses:add_public_ips", f"enrich: {__name__}:{hook}")
+        text.replace("- handlers.addresses:add_public_ips", f"- {__name__}:{hook}")
     )
     client = Counting(sim.url, timeout=10)
     return Engine(sim.config(), client, ServerCipherSessions(sim.ec2_auth), mappings), client

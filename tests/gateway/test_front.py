@@ -172,12 +172,12 @@ def test_dry_run_false_runs_the_action(client, engine):
 
 def test_unsupported_parameters_are_refused_by_name_unless_empty(client, engine):
     run = {"Action": "RunInstances", "ImageId": "ami-1", "MinCount": "1", "MaxCount": "1"}
-    # `SecurityGroupId=` with no index: an empty list, as some SDKs send it, asks for nothing
-    resp = client.post("/", data={**run, "SecurityGroupId": ""})
+    # `LicenseSpecification=` with no index: an empty list, as some SDKs send it, asks for nothing
+    resp = client.post("/", data={**run, "LicenseSpecification": ""})
     assert resp.status_code == 200, resp.text
-    assert engine.calls[-1][1]["SecurityGroupId"] == []
+    assert engine.calls[-1][1]["LicenseSpecification"] == []
     for extra, name in (
-        ({"SecurityGroupId.1": "sg-1"}, "SecurityGroupId"),
+        ({"LicenseSpecification.1.LicenseConfigurationArn": "arn:x"}, "LicenseSpecification"),
         ({"SubnetId": "subnet-1"}, "SubnetId"),
         ({"LaunchTemplate.LaunchTemplateName": "web"}, "LaunchTemplate"),
         (

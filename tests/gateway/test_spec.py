@@ -20,7 +20,9 @@ TerminateInstances StartInstances StopInstances RebootInstances DescribeRegions
 DescribeAvailabilityZones DescribeAccountAttributes AllocateAddress DescribeAddresses DescribeAddressesAttribute
 AssociateAddress DisassociateAddress ReleaseAddress CreateKeyPair DescribeKeyPairs DeleteKeyPair
 ImportKeyPair CreateTags DeleteTags DescribeTags CreateVolume DescribeVolumes DeleteVolume
-AttachVolume DetachVolume CreateSnapshot DescribeSnapshots DeleteSnapshot UploadImage""".split()
+AttachVolume DetachVolume CreateSnapshot DescribeSnapshots DeleteSnapshot UploadImage
+CreateSecurityGroup DescribeSecurityGroups DeleteSecurityGroup AuthorizeSecurityGroupIngress
+AuthorizeSecurityGroupEgress RevokeSecurityGroupIngress RevokeSecurityGroupEgress""".split()
 
 
 def _gen_spec():

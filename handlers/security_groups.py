@@ -1,0 +1,523 @@
+"""Security groups: EC2 groups are OpenNebula security groups (`one.secgroup.*`), `sg-%08d`.
+
+An EC2 permission (protocol, ports, address ranges) becomes one OpenNebula RULE per address
+range: `PROTOCOL` TCP/UDP/ICMP/ICMPV6/IPSEC/ALL, `RULE_TYPE` INBOUND (ingress) or OUTBOUND
+(egress), `RANGE` `from:to` for TCP/UDP (none: every port), `ICMP_TYPE`/`ICMPV6_TYPE` (none:
+every type), `IP` + `SIZE` for a CIDR block (none: any address, what 0.0.0.0/0 asks), and the
+range's `DESCRIPTION`. Reading goes the other way for any rule, also those made in OpenNebula:
+a `RANGE` of several ports gives a permission each, `IP` + `SIZE` the CIDR blocks covering it,
+a rule by `NETWORK_ID` a prefix list `pl-<network id>`.
+
+A rule changes by read-modify-write of the group's RULE vectors (`one.secgroup.update`, merge):
+two changes of one group at the same instant can lose one, as for tags. oned hands the new
+rules to the group's VMs itself.
+
+A new group has the egress rule every EC2 (VPC) group starts with: all traffic out.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from lxml import etree
+
+from econe.errors import Ec2Error, invalid_value, missing_parameter
+from econe.mapping.ids import format_id, parse_id, required_id
+from econe.query import as_list
+from handlers.escaping import Attr, TemplateError, element_attrs, storable, template_xml
+from handlers.tags import tag_attrs, tag_specs
+
+DEFAULT_GROUP = 0  # oned's `default` group: every network's, so every instance's
+_ONE_PROTOCOL = {
+    "tcp": "TCP",
+    "6": "TCP",
+    "udp": "UDP",
+    "17": "UDP",
+    "icmp": "ICMP",
+    "1": "ICMP",
+    "icmpv6": "ICMPV6",
+    "58": "ICMPV6",
+    "50": "IPSEC",
+    "-1": "ALL",
+    "all": "ALL",
+}
+_EC2_PROTOCOL = {"TCP": "tcp", "UDP": "udp", "ICMP": "icmp", "ICMPV6": "icmpv6", "IPSEC": "50"}
+_ICMP_TYPE = {"ICMP": "ICMP_TYPE", "ICMPV6": "ICMPV6_TYPE"}
+_ANY = ("any",)
+_DIRECTION = {"ingress": "INBOUND", "egress": "OUTBOUND"}
+# oned's name rules (PoolObjectSQL::name_is_valid)
+_BAD_NAME_CHARS = set("&|:\\\";/'#{}$<>\t\n\v\f\r")
+
+# A permission in one piece: (protocol, from, to, target); target = ("cidr", text), _ANY or
+# ("net", id). from/to: ports (TCP/UDP), type and -1 (ICMP), None (other protocols).
+Atom = tuple[str, int | None, int | None, tuple]
+
+
+def _not_found(raw: Any) -> Ec2Error:
+    return Ec2Error("InvalidGroup.NotFound", f"The security group '{raw}' does not exist")
+
+
+# ------------------------------------------------------------------------- reading rules
+
+
+def _rule_atoms(rule: dict) -> list[tuple[Atom, str]]:
+    """An OpenNebula rule (the view's `_rules` entry) → (atom, description) pieces."""
+    proto = (rule.get("protocol") or "").upper()
+    if proto in ("TCP", "UDP"):
+        ports = []
+        for part in (rule.get("range") or "").split(","):
+            first, _, last = part.partition(":")
+            if first.strip().isdigit():
+                ports.append((int(first), int(last) if last.strip().isdigit() else int(first)))
+        ports = ports or [(0, 65535)]
+    elif proto in _ICMP_TYPE:
+        kind = rule.get("icmp_type" if proto == "ICMP" else "icmpv6_type") or ""
+        ports = [(int(kind) if kind.strip().isdigit() else -1, -1)]
+    else:
+        ports = [(None, None)]
+    if rule.get("ip"):
+        targets = _cidrs(rule["ip"], rule.get("size"))
+    elif rule.get("network_id"):
+        targets = [("net", rule["network_id"].strip())]
+    else:
+        targets = [_ANY]
+    description = rule.get("description") or ""
+    return [((proto, a, b, t), description) for a, b in ports for t in targets]
+
+
+def _cidrs(ip: str, size: str | None) -> list[tuple]:
+    try:
+        first = ipaddress.ip_address(ip.strip())
+        count = int(size or "0")
+        last = first + (count - 1)
+        return [("cidr", str(n)) for n in ipaddress.summarize_address_range(first, last)]
+    except (ValueError, TypeError, ipaddress.AddressValueError):
+        return []  # oned refuses such rules; nothing to show
+
+
+def _permissions(atoms: list[tuple[Atom, str]]) -> list[dict]:
+    """EC2 IpPermissions: one per (protocol, ports), its address ranges together."""
+    out: dict[tuple, dict] = {}
+    for (proto, first, last, target), description in atoms:
+        perm = out.get((proto, first, last))
+        if perm is None:
+            perm = out[(proto, first, last)] = {"IpProtocol": _EC2_PROTOCOL.get(proto, "-1")}
+            if first is not None:
+                perm["FromPort"], perm["ToPort"] = first, last
+            perm.update(IpRanges=[], Ipv6Ranges=[], PrefixListIds=[], UserIdGroupPairs=[])
+        extra = {"Description": description} if description else {}
+        if target == _ANY:  # OpenNebula's "any address" is both families
+            perm["IpRanges"].append({"CidrIp": "0.0.0.0/0", **extra})
+            perm["Ipv6Ranges"].append({"CidrIpv6": "::/0", **extra})
+        elif target[0] == "net":
+            perm["PrefixListIds"].append({"PrefixListId": f"pl-{target[1]}", **extra})
+        elif ":" in target[1]:
+            perm["Ipv6Ranges"].append({"CidrIpv6": target[1], **extra})
+        else:
+            perm["IpRanges"].append({"CidrIp": target[1], **extra})
+    return list(out.values())
+
+
+def add_permissions(rt: Any, items: list[dict]) -> None:
+    """DescribeSecurityGroups' enrich hook: IpPermissions(Egress) from the rules; a GroupName
+    asked for that no group has is InvalidGroup.NotFound, as EC2 answers."""
+    for item in items:
+        for key, direction in (("IpPermissions", "INBOUND"), ("IpPermissionsEgress", "OUTBOUND")):
+            atoms = [
+                a
+                for rule in item.get("_rules") or []
+                if (rule.get("rule_type") or "").upper() == direction
+                for a in _rule_atoms(rule)
+            ]
+            item[key] = _permissions(atoms)
+    names = {i.get("GroupName") for i in items}
+    for name in as_list(rt.body.get("GroupName")):
+        if name not in names:
+            raise _not_found(name)
+
+
+# ------------------------------------------------------------------------- finding groups
+
+
+def _visible(rt: Any) -> list[etree._Element]:
+    return list(rt.xml(rt.call("one.secgrouppool.info", -2, -1, -1)).iterfind("SECURITY_GROUP"))
+
+
+def _by_name(groups: list[etree._Element], name: str, user: str) -> etree._Element | None:
+    """The user's own group of that name, else the default group, else another the user may
+    use (the lowest id)."""
+    named = [g for g in groups if g.findtext("NAME") == name]
+    for pick in (
+        lambda g: g.findtext("UNAME") == user,
+        lambda g: g.findtext("ID") == str(DEFAULT_GROUP),
+        lambda g: True,
+    ):
+        found = [g for g in named if pick(g)]
+        if found:
+            return min(found, key=lambda g: int(g.findtext("ID")))
+    return None
+
+
+def group_ids(rt: Any, names: list, ids: list) -> list[int]:
+    """RunInstances' SecurityGroup.N (names) and SecurityGroupId.N → OpenNebula ids, each
+    checked visible (InvalidGroup.NotFound / InvalidGroupId.Malformed otherwise)."""
+    wanted = [required_id(raw, "sg", "InvalidGroupId.Malformed", "SecurityGroupId") for raw in ids]
+    if not names and not wanted:
+        return []
+    groups = _visible(rt)
+    known = {int(g.findtext("ID")) for g in groups}
+    for raw, number in zip(ids, wanted, strict=True):
+        if number not in known:
+            raise _not_found(raw)
+    for name in names:
+        group = _by_name(groups, str(name), rt.principal.name)
+        if group is None:
+            raise _not_found(name)
+        wanted.append(int(group.findtext("ID")))
+    return sorted(set(wanted))
+
+
+def _group(rt: Any) -> etree._Element:
+    """The group a change names by GroupId (or GroupName, ingress and delete only)."""
+    body = rt.body
+    raw_id, name = body.get("GroupId"), body.get("GroupName")
+    if raw_id:
+        number = required_id(raw_id, "sg", "InvalidGroupId.Malformed", "GroupId")
+        return rt.fetch("one.secgroup.info", number, _not_found(raw_id))
+    if not name:
+        raise missing_parameter("GroupId")
+    group = _by_name(_visible(rt), str(name), rt.principal.name)
+    if group is None:
+        raise _not_found(name)
+    return group
+
+
+def _label(group: etree._Element) -> str:
+    return format_id("sg", group.findtext("ID"))
+
+
+def _refuse_default(group: etree._Element) -> None:
+    if group.findtext("ID") == str(DEFAULT_GROUP):
+        raise Ec2Error(
+            "CannotDelete",
+            f'the specified group: "{_label(group)}" name: "default" cannot be deleted by a user',
+        )
+
+
+# ------------------------------------------------------------------------- create / delete
+
+
+def _group_name(raw: Any) -> str:
+    name = str(raw or "")
+    if not name:
+        raise missing_parameter("GroupName")
+    if name.lower() == "default" or name.startswith("sg-"):
+        raise invalid_value("GroupName", name, "'default' and names starting 'sg-' are reserved.")
+    if len(name) > 128 or set(name) & _BAD_NAME_CHARS:
+        raise invalid_value(
+            "GroupName",
+            name,
+            "OpenNebula names have at most 128 characters, none of & | : \\ \" ; / ' # { } $ < > "
+            "or control characters.",
+        )
+    return name
+
+
+def create_security_group(rt: Any) -> dict:
+    body = rt.body
+    name = _group_name(body.get("GroupName"))
+    description = body.get("GroupDescription")
+    if not description:
+        raise missing_parameter("GroupDescription")
+    tags = tag_specs(body, "security-group")
+    try:
+        storable(name, "GroupName")
+        storable(description, "GroupDescription")
+    except TemplateError as exc:
+        raise Ec2Error("InvalidParameterValue", str(exc)) from None
+    attrs: list[Attr] = [
+        ("NAME", name),
+        ("DESCRIPTION", str(description)),
+        ("RULE", [("PROTOCOL", "ALL"), ("RULE_TYPE", "OUTBOUND")]),
+        *tag_attrs(tags),
+    ]
+    try:
+        number = rt.call(
+            "one.secgroup.allocate",
+            template_xml(attrs),
+            errors={"ALLOCATE": "InvalidGroup.Duplicate"},
+        )
+    except Ec2Error as exc:
+        if exc.code == "InvalidGroup.Duplicate" and "already taken" not in exc.message:
+            raise Ec2Error("InvalidParameterValue", exc.message) from None  # oned refused the name
+        if exc.code == "InvalidGroup.Duplicate":
+            raise Ec2Error(exc.code, f"The security group '{name}' already exists") from None
+        raise
+    return {"GroupId": format_id("sg", number), "Tags": [{"Key": k, "Value": v} for k, v in tags]}
+
+
+def delete_security_group(rt: Any) -> dict:
+    group = _group(rt)
+    _refuse_default(group)
+    label = _label(group)
+    try:
+        rt.call(
+            "one.secgroup.delete",
+            int(group.findtext("ID")),
+            errors={
+                "ACTION": "DependencyViolation",
+                "AUTHORIZATION": "UnauthorizedOperation",
+                "NO_EXISTS": "InvalidGroup.NotFound",
+            },
+        )
+    except Ec2Error as exc:
+        if exc.code == "DependencyViolation":
+            why = f"resource {label} has a dependent object (instances use it)"
+            raise Ec2Error(exc.code, why) from None
+        raise
+    return {"Return": True, "GroupId": label}
+
+
+# ------------------------------------------------------------------------- rules
+
+
+def _port(value: Any, member: str) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise invalid_value(member, value) from None
+
+
+def _asked(rt: Any, legacy: bool) -> list[dict]:
+    """IpPermissions.N, or the old single-permission members (IpProtocol, FromPort, ToPort,
+    CidrIp) as one permission."""
+    body = rt.body
+    perms = list(body.get("IpPermissions") or [])
+    if legacy and body.get("IpProtocol") not in (None, ""):
+        cidr = body.get("CidrIp")
+        perms.append(
+            {
+                "IpProtocol": body.get("IpProtocol"),
+                "FromPort": body.get("FromPort"),
+                "ToPort": body.get("ToPort"),
+                "IpRanges": [{"CidrIp": cidr}] if cidr else [],
+            }
+        )
+    elif body.get("CidrIp") or body.get("FromPort") is not None:
+        raise missing_parameter("IpProtocol")
+    if not perms:
+        raise missing_parameter("IpPermissions")
+    return perms
+
+
+def _target(text: Any, member: str, v6: bool) -> tuple:
+    try:
+        net = ipaddress.ip_network(str(text), strict=True)
+    except ValueError:
+        raise invalid_value(member, text, "Expecting a CIDR block such as 10.0.0.0/24.") from None
+    if (net.version == 6) != v6:
+        raise invalid_value(member, text, f"Expecting an IPv{6 if v6 else 4} CIDR block.")
+    if net.prefixlen == 0:
+        return _ANY
+    if net.num_addresses > 0xFFFFFFFF:  # OpenNebula's SIZE is an unsigned int
+        raise Ec2Error(
+            "UnsupportedOperation",
+            f"{member} {text}: OpenNebula rules hold at most 2^32 - 1 addresses (::/0 aside)",
+        )
+    return ("cidr", str(net))
+
+
+def _atoms(perm: dict, where: str) -> list[tuple[Atom, str]]:
+    """One asked permission → (atom, description) pieces, validated."""
+    raw = str(perm.get("IpProtocol") or "").lower()
+    if not raw:
+        raise missing_parameter(f"{where}.IpProtocol")
+    proto = _ONE_PROTOCOL.get(raw)
+    if proto is None:
+        raise invalid_value(
+            f"{where}.IpProtocol",
+            raw,
+            "OpenNebula rules take tcp, udp, icmp, icmpv6, 50 (IPsec) or -1 (all).",
+        )
+    first = _port(perm.get("FromPort"), f"{where}.FromPort")
+    last = _port(perm.get("ToPort"), f"{where}.ToPort")
+    if proto in ("TCP", "UDP"):
+        if first is None or last is None:
+            raise invalid_value(
+                f"{where}.FromPort", first, "Must specify both from and to ports with TCP/UDP."
+            )
+        if not 0 <= first <= last <= 65535:
+            raise invalid_value(
+                f"{where}.FromPort",
+                f"{first}-{last}",
+                "TCP/UDP ports go from 0 to 65535, FromPort no higher than ToPort.",
+            )
+    elif proto in _ICMP_TYPE:
+        first = -1 if first is None else first
+        if not -1 <= first <= 255:
+            raise invalid_value(f"{where}.FromPort", first, "The ICMP type is -1 (all) to 255.")
+        if last not in (None, -1):
+            raise Ec2Error(
+                "UnsupportedOperation",
+                f"{where}.ToPort {last}: OpenNebula filters ICMP by type only (ToPort, the code, "
+                "must be -1)",
+            )
+        last = -1
+    else:
+        first = last = None
+    pieces: list[tuple[tuple, str]] = []
+    any_family: set[bool] = set()  # v6? of the /0 blocks asked for
+    for kind, key, v6 in (("IpRanges", "CidrIp", False), ("Ipv6Ranges", "CidrIpv6", True)):
+        for n, entry in enumerate(perm.get(kind) or [], 1):
+            member = f"{where}.{kind}.{n}.{key}"
+            if not entry.get(key):
+                raise missing_parameter(member)
+            description = str(entry.get("Description") or "")
+            try:
+                storable(description, f"{where}.{kind}.{n}.Description")
+            except TemplateError as exc:
+                raise Ec2Error("InvalidParameterValue", str(exc)) from None
+            target = _target(entry[key], member, v6)
+            if target == _ANY:
+                any_family.add(v6)
+            pieces.append((target, description))
+    if not pieces:
+        raise missing_parameter(f"{where}.IpRanges")
+    if any_family == {True}:
+        # OpenNebula has one "any address" rule for both families: ::/0 alone would open
+        # IPv4 too (0.0.0.0/0 alone opens IPv6, which README says)
+        raise Ec2Error(
+            "UnsupportedOperation",
+            f"{where}.Ipv6Ranges ::/0: an OpenNebula rule for any address matches IPv4 as well; "
+            "give 0.0.0.0/0 with it",
+        )
+    return [((proto, first, last, target), description) for target, description in pieces]
+
+
+def _rule_attrs(direction: str, atom: Atom, description: str) -> list[tuple[str, str]]:
+    proto, first, last, target = atom
+    rule = [("PROTOCOL", proto), ("RULE_TYPE", direction)]
+    if proto in ("TCP", "UDP") and (first, last) != (0, 65535):
+        rule.append(("RANGE", str(first) if first == last else f"{first}:{last}"))
+    if proto in _ICMP_TYPE and first != -1:
+        rule.append((_ICMP_TYPE[proto], str(first)))
+    if target != _ANY:
+        if target[0] == "net":
+            rule.append(("NETWORK_ID", target[1]))
+        else:
+            net = ipaddress.ip_network(target[1])
+            rule += [("IP", str(net.network_address)), ("SIZE", str(net.num_addresses))]
+    if description:
+        rule.append(("DESCRIPTION", description))
+    return rule
+
+
+def _rules(group: etree._Element) -> list[dict]:
+    return [
+        {child.tag.lower(): (child.text or "") for child in rule}
+        for rule in group.iterfind("TEMPLATE/RULE")
+    ]
+
+
+def _describe(atom: Atom) -> str:
+    proto, first, last, target = atom
+    peer = "any address" if target == _ANY else target[1]
+    ports = "" if first is None else f", from port: {first}, to port: {last}"
+    return f'"peer: {peer}, {_EC2_PROTOCOL.get(proto, "ALL").upper()}{ports}, ALLOW"'
+
+
+def _change(rt: Any, direction: str, add: bool) -> dict:
+    egress = direction == "egress"
+    if egress and not rt.body.get("GroupId"):
+        raise missing_parameter("GroupId")
+    group = _group(rt)
+    asked: list[tuple[Atom, str]] = []
+    for n, perm in enumerate(_asked(rt, legacy=True), 1):
+        for atom, description in _atoms(perm, f"IpPermissions.{n}"):
+            if atom not in [a for a, _ in asked]:
+                asked.append((atom, description))
+    one_dir = _DIRECTION[direction]
+    rules = _rules(group)
+    kept: list[list[tuple[str, str]]] = []  # the group's RULEs after the change
+    have: list[Atom] = []
+    for rule in rules:
+        pieces = _rule_atoms(rule) if (rule.get("rule_type") or "").upper() == one_dir else []
+        have += [a for a, _ in pieces]
+        gone = [p for p in pieces if p[0] in [a for a, _ in asked]] if not add else []
+        if not gone:
+            kept.append([(k.upper(), v) for k, v in rule.items()])
+        else:  # a rule made in OpenNebula may hold more than what is revoked: keep the rest
+            kept += [_rule_attrs(one_dir, a, d) for a, d in pieces if (a, d) not in gone]
+    for atom, _ in asked:
+        if add and atom in have:
+            raise Ec2Error(
+                "InvalidPermission.Duplicate",
+                f"the specified rule {_describe(atom)} already exists",
+            )
+        if not add and atom not in have:
+            raise Ec2Error(
+                "InvalidPermission.NotFound",
+                f"The specified rule {_describe(atom)} does not exist in this security group.",
+            )
+    if add:
+        kept += [_rule_attrs(one_dir, a, d) for a, d in asked]
+    others = [a for a in element_attrs(group.find("TEMPLATE")) if a[0] != "RULE"]
+    rt.call(
+        "one.secgroup.update",
+        int(group.findtext("ID")),
+        template_xml(others + [("RULE", r) for r in kept]),
+        0,  # a replace: a merge cannot take the last RULE away
+        errors={"AUTHORIZATION": "UnauthorizedOperation", "NO_EXISTS": "InvalidGroup.NotFound"},
+    )
+    return {"Return": True}
+
+
+def authorize_ingress(rt: Any) -> dict:
+    return _change(rt, "ingress", add=True)
+
+
+def authorize_egress(rt: Any) -> dict:
+    return _change(rt, "egress", add=True)
+
+
+def revoke_ingress(rt: Any) -> dict:
+    return _change(rt, "ingress", add=False)
+
+
+def revoke_egress(rt: Any) -> dict:
+    return _change(rt, "egress", add=False)
+
+
+# ------------------------------------------------------------------------- instances
+
+
+def instance_groups(rt: Any, instances: list[dict]) -> None:
+    """DescribeInstances' enrich hook: SecurityGroups from the NICs' SECURITY_GROUPS; names
+    from the rules the VM carries, else (a group without rules) from the pool, read once."""
+    missing: set[int] = set()
+    for inst in instances:
+        ids = sorted(
+            {
+                int(g)
+                for text in inst.get("_sg_ids") or []
+                for g in text.split(",")
+                if g.strip().isdigit()
+            }
+        )
+        names = dict(
+            zip(inst.get("_sg_rule_ids") or [], inst.get("_sg_rule_names") or [], strict=False)
+        )
+        inst["SecurityGroups"] = [
+            {"GroupId": format_id("sg", i), "GroupName": names.get(str(i))} for i in ids
+        ]
+        missing.update(i for i in ids if str(i) not in names)
+    if not missing:
+        return
+    known = {g.findtext("ID"): g.findtext("NAME") for g in _visible(rt)}
+    for inst in instances:
+        for group in inst["SecurityGroups"]:
+            if group["GroupName"] is None:
+                group["GroupName"] = known.get(str(parse_id("sg", group["GroupId"])))

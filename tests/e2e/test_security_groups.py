@@ -1,0 +1,452 @@
+"""Security groups end to end: boto3 against `econe-server run --simulator`, checked against
+what OpenNebula (onesim) then holds."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+import xmlrpc.client
+from pathlib import Path
+
+import pytest
+from botocore.exceptions import ClientError
+
+from tests.e2e.conftest import wait_state
+from tests.e2e.test_resources import vm_xml, wait_for
+
+
+def error_of(excinfo) -> tuple[str, int, str]:
+    err = excinfo.value.response
+    return (
+        err["Error"]["Code"],
+        err["ResponseMetadata"]["HTTPStatusCode"],
+        err["Error"]["Message"],
+    )
+
+
+def secgroup_xml(demo, group_id: str) -> str:
+    proxy = xmlrpc.client.ServerProxy(demo.sim_url)
+    ok, body, *_ = proxy.one.secgroup.info(demo.one_auth(), int(group_id.split("-")[1]))
+    assert ok, body
+    return body
+
+
+@pytest.fixture(scope="module")
+def ami(ec2) -> str:
+    return ec2.describe_images()["Images"][0]["ImageId"]
+
+
+def _group(ec2, group_id: str) -> dict:
+    return ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
+
+
+def test_default_group_is_there_and_cannot_be_deleted(ec2):
+    groups = {g["GroupName"]: g for g in ec2.describe_security_groups()["SecurityGroups"]}
+    default = groups["default"]
+    assert default["GroupId"] == "sg-00000000" and default["OwnerId"] == "oneadmin"
+    everything = {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+    for key in ("IpPermissions", "IpPermissionsEgress"):
+        assert [
+            {"IpProtocol": p["IpProtocol"], "IpRanges": p["IpRanges"]} for p in default[key]
+        ] == [everything]
+        assert default[key][0]["Ipv6Ranges"] == [{"CidrIpv6": "::/0"}]  # OpenNebula's "any"
+    for kwargs in ({"GroupId": "sg-00000000"}, {"GroupName": "default"}):
+        with pytest.raises(ClientError) as exc:
+            ec2.delete_security_group(**kwargs)
+        assert error_of(exc)[:2] == ("CannotDelete", 400)
+
+
+def test_create_authorize_revoke_delete(ec2, demo):
+    created = ec2.create_security_group(
+        GroupName="e2e-web",
+        Description="web servers",
+        TagSpecifications=[
+            {"ResourceType": "security-group", "Tags": [{"Key": "env", "Value": "test"}]}
+        ],
+    )
+    gid = created["GroupId"]
+    assert created["Tags"] == [{"Key": "env", "Value": "test"}]
+    group = _group(ec2, gid)
+    assert (group["GroupName"], group["Description"], group["OwnerId"]) == (
+        "e2e-web",
+        "web servers",
+        "demo",
+    )
+    assert group["Tags"] == [{"Key": "env", "Value": "test"}]
+    assert group["IpPermissions"] == []
+    assert [p["IpProtocol"] for p in group["IpPermissionsEgress"]] == ["-1"]  # as EC2 starts
+
+    ec2.authorize_security_group_ingress(
+        GroupId=gid,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 22,
+                "ToPort": 22,
+                "IpRanges": [
+                    {"CidrIp": "10.0.0.0/24", "Description": "ssh from the LAN"},
+                    {"CidrIp": "192.0.2.8/29"},
+                ],
+            },
+            {
+                "IpProtocol": "udp",
+                "FromPort": 5000,
+                "ToPort": 5010,
+                "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+            },
+        ],
+    )
+    # the old single-permission form, by name
+    ec2.authorize_security_group_ingress(
+        GroupName="e2e-web", IpProtocol="icmp", FromPort=8, ToPort=-1, CidrIp="198.51.100.0/24"
+    )
+    perms = {
+        (p["IpProtocol"], p.get("FromPort"), p.get("ToPort")): p
+        for p in _group(ec2, gid)["IpPermissions"]
+    }
+    assert perms[("tcp", 22, 22)]["IpRanges"] == [
+        {"CidrIp": "10.0.0.0/24", "Description": "ssh from the LAN"},
+        {"CidrIp": "192.0.2.8/29"},
+    ]
+    assert perms[("udp", 5000, 5010)]["IpRanges"] == [{"CidrIp": "0.0.0.0/0"}]
+    assert perms[("icmp", 8, -1)]["IpRanges"] == [{"CidrIp": "198.51.100.0/24"}]
+    # OpenNebula holds them as its own rules
+    xml = secgroup_xml(demo, gid)
+    assert "<RANGE><![CDATA[22]]></RANGE>" in xml and "<SIZE><![CDATA[256]]></SIZE>" in xml
+    assert "<RANGE><![CDATA[5000:5010]]></RANGE>" in xml and "<ICMP_TYPE><![CDATA[8]]>" in xml
+
+    # a rule that is there already: nothing changes
+    with pytest.raises(ClientError) as exc:
+        ec2.authorize_security_group_ingress(
+            GroupId=gid,
+            IpPermissions=[
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": 80,
+                    "ToPort": 80,
+                    "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+                },
+                {
+                    "IpProtocol": "6",
+                    "FromPort": 22,
+                    "ToPort": 22,
+                    "IpRanges": [{"CidrIp": "10.0.0.0/24"}],
+                },
+            ],
+        )
+    code, status, message = error_of(exc)
+    assert (code, status) == ("InvalidPermission.Duplicate", 400) and "10.0.0.0/24" in message
+    assert ("tcp", 80, 80) not in {
+        (p["IpProtocol"], p.get("FromPort"), p.get("ToPort"))
+        for p in _group(ec2, gid)["IpPermissions"]
+    }
+
+    # filters see the permissions
+    found = ec2.describe_security_groups(
+        Filters=[
+            {"Name": "ip-permission.from-port", "Values": ["22"]},
+            {"Name": "ip-permission.cidr", "Values": ["10.0.0.0/24"]},
+        ]
+    )["SecurityGroups"]
+    assert [g["GroupId"] for g in found] == [gid]
+    assert (
+        ec2.describe_security_groups(Filters=[{"Name": "tag:env", "Values": ["test"]}])[
+            "SecurityGroups"
+        ][0]["GroupId"]
+        == gid
+    )
+
+    # revoking one range of a permission keeps the other
+    ec2.revoke_security_group_ingress(
+        GroupId=gid,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 22,
+                "ToPort": 22,
+                "IpRanges": [{"CidrIp": "192.0.2.8/29"}],
+            }
+        ],
+    )
+    perms = {(p["IpProtocol"], p.get("FromPort")): p for p in _group(ec2, gid)["IpPermissions"]}
+    assert perms[("tcp", 22)]["IpRanges"] == [
+        {"CidrIp": "10.0.0.0/24", "Description": "ssh from the LAN"}
+    ]
+    with pytest.raises(ClientError) as exc:
+        ec2.revoke_security_group_ingress(
+            GroupId=gid,
+            IpPermissions=[
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": 22,
+                    "ToPort": 22,
+                    "IpRanges": [{"CidrIp": "192.0.2.8/29"}],
+                }
+            ],
+        )
+    assert error_of(exc)[:2] == ("InvalidPermission.NotFound", 400)
+    # the egress rule every group starts with can go, and come back
+    everything = [
+        {
+            "IpProtocol": "-1",
+            "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
+            "Ipv6Ranges": [{"CidrIpv6": "::/0"}],
+        }
+    ]
+    ec2.revoke_security_group_egress(GroupId=gid, IpPermissions=everything)
+    assert _group(ec2, gid)["IpPermissionsEgress"] == []
+    ec2.authorize_security_group_egress(GroupId=gid, IpPermissions=everything)
+    assert len(_group(ec2, gid)["IpPermissionsEgress"]) == 1
+    assert _group(ec2, gid)["Tags"] == [{"Key": "env", "Value": "test"}]  # the rest is kept
+
+    with pytest.raises(ClientError) as exc:
+        ec2.create_security_group(GroupName="e2e-web", Description="again")
+    assert error_of(exc)[:2] == ("InvalidGroup.Duplicate", 400)
+    assert ec2.delete_security_group(GroupId=gid)["Return"] is True
+    with pytest.raises(ClientError) as exc:
+        _group(ec2, gid)
+    assert error_of(exc)[:2] == ("InvalidGroup.NotFound", 400)
+
+
+@pytest.mark.parametrize(
+    ("perm", "code", "names"),
+    [
+        (
+            {"IpProtocol": "gre", "IpRanges": [{"CidrIp": "10.0.0.0/8"}]},
+            "InvalidParameterValue",
+            "IpProtocol",
+        ),
+        (
+            {"IpProtocol": "tcp", "IpRanges": [{"CidrIp": "10.0.0.0/8"}]},
+            "InvalidParameterValue",
+            "FromPort",
+        ),
+        (
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 90,
+                "ToPort": 80,
+                "IpRanges": [{"CidrIp": "10.0.0.0/8"}],
+            },
+            "InvalidParameterValue",
+            "FromPort",
+        ),
+        (
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 1,
+                "ToPort": 2,
+                "IpRanges": [{"CidrIp": "10.0.0.1/8"}],
+            },
+            "InvalidParameterValue",
+            "CidrIp",
+        ),
+        (
+            {"IpProtocol": "tcp", "FromPort": 1, "ToPort": 2, "IpRanges": [{"CidrIp": 'x]"\n'}]},
+            "InvalidParameterValue",
+            "CidrIp",
+        ),
+        (
+            {
+                "IpProtocol": "icmp",
+                "FromPort": 3,
+                "ToPort": 4,
+                "IpRanges": [{"CidrIp": "10.0.0.0/8"}],
+            },
+            "UnsupportedOperation",
+            "ToPort",
+        ),
+        (
+            {"IpProtocol": "-1", "Ipv6Ranges": [{"CidrIpv6": "::/0"}]},
+            "UnsupportedOperation",
+            "::/0",
+        ),
+        (
+            {"IpProtocol": "-1", "UserIdGroupPairs": [{"GroupId": "sg-00000000"}]},
+            "UnsupportedOperation",
+            "Groups",
+        ),
+        (
+            {"IpProtocol": "-1", "PrefixListIds": [{"PrefixListId": "pl-1"}]},
+            "UnsupportedOperation",
+            "PrefixListIds",
+        ),
+        ({"IpProtocol": "-1"}, "MissingParameter", "IpRanges"),
+    ],
+)
+def test_bad_permissions_are_refused_by_name(ec2, demo, perm, code, names):
+    gid = ec2.create_security_group(GroupName="e2e-bad", Description="x")["GroupId"]
+    try:
+        before = secgroup_xml(demo, gid)
+        with pytest.raises(ClientError) as exc:
+            ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[perm])
+        got, status, message = error_of(exc)
+        assert (got, status) == (code, 400) and names in message, message
+        assert secgroup_xml(demo, gid) == before
+    finally:
+        ec2.delete_security_group(GroupId=gid)
+
+
+def test_bad_group_names_and_ids(ec2):
+    for name in ("default", "sg-123", "a/b", "x" * 129):
+        with pytest.raises(ClientError) as exc:
+            ec2.create_security_group(GroupName=name, Description="x")
+        assert error_of(exc)[:2] == ("InvalidParameterValue", 400), name
+        assert "GroupName" in error_of(exc)[2]
+    with pytest.raises(ClientError) as exc:
+        ec2.create_security_group(GroupName="e2e-v", Description="x", VpcId="vpc-1")
+    assert error_of(exc)[:2] == ("UnsupportedOperation", 400)
+    for kwargs, code in (
+        ({"GroupIds": ["sg-zz"]}, "InvalidGroupId.Malformed"),
+        ({"GroupIds": ["sg-00009999"]}, "InvalidGroup.NotFound"),
+        ({"GroupNames": ["e2e-none"]}, "InvalidGroup.NotFound"),
+    ):
+        with pytest.raises(ClientError) as exc:
+            ec2.describe_security_groups(**kwargs)
+        assert error_of(exc)[:2] == (code, 400), kwargs
+
+
+def test_instances_in_groups(ec2, demo, ami):
+    gid = ec2.create_security_group(GroupName="e2e-app", Description="app")["GroupId"]
+    ec2.authorize_security_group_ingress(
+        GroupId=gid,
+        IpPermissions=[
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 8080,
+                "ToPort": 8080,
+                "IpRanges": [{"CidrIp": "10.0.0.0/8"}],
+            }
+        ],
+    )
+    by_id = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, SecurityGroupIds=[gid])
+    by_name = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, SecurityGroups=["e2e-app"])
+    ids = [by_id["Instances"][0]["InstanceId"], by_name["Instances"][0]["InstanceId"]]
+    both = [
+        {"GroupId": "sg-00000000", "GroupName": "default"},
+        {"GroupId": gid, "GroupName": "e2e-app"},
+    ]
+    assert by_id["Instances"][0]["SecurityGroups"] == both  # the network's default group too
+    assert by_name["Instances"][0]["SecurityGroups"] == both
+    # OpenNebula gave the VM the group's rules
+    vm = vm_xml(demo, ids[0])
+    assert vm.findtext("TEMPLATE/NIC/SECURITY_GROUPS") == f"0,{int(gid[3:])}"
+    assert "8080" in [r.findtext("RANGE") for r in vm.iterfind("TEMPLATE/SECURITY_GROUP_RULE")]
+    found = ec2.describe_instances(Filters=[{"Name": "instance.group-id", "Values": [gid]}])
+    assert sorted(i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]) == sorted(
+        ids
+    )
+    with pytest.raises(ClientError) as exc:
+        ec2.delete_security_group(GroupId=gid)
+    assert error_of(exc)[:2] == ("DependencyViolation", 400)
+    # unknown groups: nothing is launched
+    before = len(ec2.describe_instances()["Reservations"])
+    for kwargs, code in (
+        ({"SecurityGroups": ["e2e-none"]}, "InvalidGroup.NotFound"),
+        ({"SecurityGroupIds": ["sg-00009999"]}, "InvalidGroup.NotFound"),
+        ({"SecurityGroupIds": ["sg-x"]}, "InvalidGroupId.Malformed"),
+    ):
+        with pytest.raises(ClientError) as exc:
+            ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, **kwargs)
+        assert error_of(exc)[:2] == (code, 400), kwargs
+    assert len(ec2.describe_instances()["Reservations"]) == before
+    ec2.terminate_instances(InstanceIds=ids)
+    wait_state(ec2, ids, "terminated")
+    wait_for(lambda: "<UPDATED_VMS></UPDATED_VMS>" in secgroup_xml(demo, gid), what="VMs gone")
+    assert ec2.delete_security_group(GroupId=gid)["Return"] is True
+
+
+def test_users_do_not_see_or_use_each_others_groups(ec2, demo, ami):
+    demo.add_user("sg-eve", "evepw")
+    eve = demo.client(user="sg-eve", secret=hashlib.sha256(b"evepw").hexdigest())
+    gid = ec2.create_security_group(GroupName="e2e-private", Description="mine")["GroupId"]
+    try:
+        assert gid not in [g["GroupId"] for g in eve.describe_security_groups()["SecurityGroups"]]
+        for call, kwargs in (
+            (eve.describe_security_groups, {"GroupIds": [gid]}),
+            (eve.describe_security_groups, {"GroupNames": ["e2e-private"]}),
+            (eve.delete_security_group, {"GroupId": gid}),
+            (
+                eve.authorize_security_group_ingress,
+                {"GroupId": gid, "IpProtocol": "-1", "CidrIp": "0.0.0.0/0"},
+            ),
+            (
+                eve.run_instances,
+                {"ImageId": ami, "MinCount": 1, "MaxCount": 1, "SecurityGroupIds": [gid]},
+            ),
+        ):
+            with pytest.raises(ClientError) as exc:
+                call(**kwargs)
+            assert error_of(exc)[0] in ("InvalidGroup.NotFound", "InvalidAMIID.NotFound"), kwargs
+        # eve's group of the same name is hers alone
+        mine = eve.create_security_group(GroupName="e2e-private", Description="eve's")["GroupId"]
+        assert mine != gid
+        assert _group(ec2, gid)["Description"] == "mine"
+        eve.delete_security_group(GroupName="e2e-private")
+        assert _group(ec2, gid)["Description"] == "mine"
+    finally:
+        ec2.delete_security_group(GroupId=gid)
+
+
+def test_dry_run_changes_nothing(ec2, demo):
+    gid = ec2.create_security_group(GroupName="e2e-dry", Description="x")["GroupId"]
+    try:
+        before = secgroup_xml(demo, gid)
+        for call in (ec2.authorize_security_group_ingress, ec2.revoke_security_group_egress):
+            with pytest.raises(ClientError) as exc:
+                call(
+                    GroupId=gid,
+                    DryRun=True,
+                    IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}],
+                )
+            assert error_of(exc)[:2] == ("DryRunOperation", 412)
+        with pytest.raises(ClientError) as exc:
+            ec2.delete_security_group(GroupId=gid, DryRun=True)
+        assert error_of(exc)[:2] == ("DryRunOperation", 412)
+        with pytest.raises(ClientError) as exc:
+            ec2.create_security_group(GroupName="e2e-dry2", Description="x", DryRun=True)
+        assert error_of(exc)[:2] == ("DryRunOperation", 412)
+        assert secgroup_xml(demo, gid) == before
+        assert "e2e-dry2" not in [
+            g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]
+        ]
+    finally:
+        ec2.delete_security_group(GroupId=gid)
+
+
+def test_aws_cli(demo):
+    """The AWS CLI's own shorthand (`--protocol tcp --port 22-23 --cidr …`) works as boto3."""
+    bin_dir = Path(sys.executable).parent
+    env = {
+        "PATH": str(bin_dir),
+        "HOME": str(demo.state_dir),
+        "AWS_ACCESS_KEY_ID": "demo",
+        "AWS_SECRET_ACCESS_KEY": hashlib.sha256(b"demo").hexdigest(),
+        "AWS_DEFAULT_REGION": "opennebula",
+    }
+
+    def aws(*words: str) -> dict:
+        cmd = [str(bin_dir / "aws"), "--endpoint-url", demo.url, "--output", "json", "ec2", *words]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout) if out.stdout.strip() else {}
+
+    gid = aws("create-security-group", "--group-name", "e2e-cli", "--description", "cli")["GroupId"]
+    aws(
+        "authorize-security-group-ingress",
+        "--group-id",
+        gid,
+        "--protocol",
+        "tcp",
+        "--port",
+        "22-23",
+        "--cidr",
+        "10.1.0.0/16",
+    )
+    group = aws("describe-security-groups", "--group-names", "e2e-cli")["SecurityGroups"][0]
+    assert [
+        (p["IpProtocol"], p["FromPort"], p["ToPort"], p["IpRanges"]) for p in group["IpPermissions"]
+    ] == [("tcp", 22, 23, [{"CidrIp": "10.1.0.0/16"}])]
+    aws("delete-security-group", "--group-id", gid)
