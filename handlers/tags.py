@@ -1,8 +1,9 @@
-"""Tags: CreateTags, DeleteTags, DescribeTags for instances, AMIs, volumes and snapshots.
+"""Tags: CreateTags, DeleteTags, DescribeTags for instances, AMIs, volumes, snapshots and
+security groups.
 
 Storage: one `EC2_TAGS = [ KEY = "…", VALUE = "…" ]` vector per tag — in the VM's USER_TEMPLATE
-(`one.vm.update`) or the IMAGE's TEMPLATE (`one.image.update`), the format RunInstances writes
-and the instance/image/volume/snapshot views read (the Ruby econe's `EC2_TAGS = [K = v, …]` is
+(`one.vm.update`), the IMAGE's TEMPLATE (`one.image.update`) or the SECURITY_GROUP's TEMPLATE
+(`one.secgroup.update`), the format RunInstances writes and the views read (the Ruby econe's `EC2_TAGS = [K = v, …]` is
 read too and rewritten in the new form on the next change).
 
 Updates are merges (update type 1): oned replaces every attribute named in a merge, so a change
@@ -34,6 +35,7 @@ KINDS = {
     "ami": ("image", "image", "InvalidAMIID.NotFound"),
     "vol": ("volume", "image", "InvalidVolume.NotFound"),
     "snap": ("snapshot", "image", "InvalidSnapshot.NotFound"),
+    "sg": ("security-group", "secgroup", "InvalidGroup.NotFound"),
 }
 # prefix → (view, flag): an image is what Describe{Volumes,Snapshots,Images} show, so what can
 # be tagged: its view has the flag and a State. DescribeTags names it by the first that fits.
@@ -124,9 +126,8 @@ class Resource:
         return format_id(self.prefix, self.number)
 
     def write(self, rt: Any, tags: list[tuple[str, str]]) -> None:
-        method = "one.vm.update" if self.obj == "vm" else "one.image.update"
         rt.call(
-            method,
+            f"one.{self.obj}.update",
             self.number,
             tags_update(tags),
             1,
@@ -146,10 +147,11 @@ def resource(rt: Any, raw: Any) -> Resource:
     if number is None:
         raise Ec2Error("InvalidID", f"The ID '{text}' is not valid")
     _, obj, not_found = KINDS[prefix]
-    method = "one.vm.info" if obj == "vm" else "one.image.info"
-    element = rt.fetch(method, number, _not_found(not_found, text))
+    element = rt.fetch(f"one.{obj}.info", number, _not_found(not_found, text))
     if obj == "vm":
         shown = _instance_visible(rt, element)
+    elif obj == "secgroup":
+        shown = True  # DescribeSecurityGroups shows every group the user may use
     else:
         shown = _shown_as(rt, prefix, element) is True
     if not shown:
@@ -287,6 +289,16 @@ def describe_tags(rt: Any) -> dict:
                 kind[0],
                 kind[1],
                 read_tags(image, "TEMPLATE/EC2_TAGS"),
+            )
+    groups = rt.xml(rt.call("one.secgrouppool.info", -2, -1, -1))
+    for group in groups.iterfind("SECURITY_GROUP"):
+        if group.find("TEMPLATE/EC2_TAGS") is not None:
+            add(
+                2,
+                int(group.findtext("ID")),
+                "security-group",
+                "sg",
+                read_tags(group, "TEMPLATE/EC2_TAGS"),
             )
     items = rt.filter(items)
     items, token = paginate(

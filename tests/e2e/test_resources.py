@@ -133,7 +133,7 @@ def test_tags_on_an_instance(ec2, ami):
     inst = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
     assert [t["Key"] for t in inst["Tags"]] == ["Name"]
     with pytest.raises(ClientError) as err:
-        ec2.create_tags(Resources=["sg-1234"], Tags=[{"Key": "a", "Value": "b"}])
+        ec2.create_tags(Resources=["subnet-1234"], Tags=[{"Key": "a", "Value": "b"}])
     assert error_code(err) == "InvalidID"
     with pytest.raises(ClientError) as err:
         ec2.create_tags(Resources=["i-99999999"], Tags=[{"Key": "a", "Value": "b"}])

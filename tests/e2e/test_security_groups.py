@@ -450,3 +450,31 @@ def test_aws_cli(demo):
         (p["IpProtocol"], p["FromPort"], p["ToPort"], p["IpRanges"]) for p in group["IpPermissions"]
     ] == [("tcp", 22, 23, [{"CidrIp": "10.1.0.0/16"}])]
     aws("delete-security-group", "--group-id", gid)
+
+
+def test_tags_on_groups(ec2, demo):
+    gid = ec2.create_security_group(GroupName="e2e-tagged", Description="x")["GroupId"]
+    try:
+        ec2.create_tags(
+            Resources=[gid], Tags=[{"Key": "Name", "Value": "web"}, {"Key": "tier", "Value": "1"}]
+        )
+        assert sorted((t["Key"], t["Value"]) for t in _group(ec2, gid)["Tags"]) == [
+            ("Name", "web"),
+            ("tier", "1"),
+        ]
+        found = ec2.describe_tags(
+            Filters=[{"Name": "resource-type", "Values": ["security-group"]}]
+        )["Tags"]
+        assert {(t["ResourceId"], t["Key"]) for t in found} >= {(gid, "Name"), (gid, "tier")}
+        ec2.delete_tags(Resources=[gid], Tags=[{"Key": "tier"}])
+        assert _group(ec2, gid)["Tags"] == [{"Key": "Name", "Value": "web"}]
+        assert "<RULE>" in secgroup_xml(demo, gid)  # the rules stay
+        # the default group is OpenNebula's: a user may not change it
+        with pytest.raises(ClientError) as exc:
+            ec2.create_tags(Resources=["sg-00000000"], Tags=[{"Key": "a", "Value": "b"}])
+        assert error_of(exc)[:2] == ("UnauthorizedOperation", 403)
+        with pytest.raises(ClientError) as exc:
+            ec2.create_tags(Resources=["sg-00009999"], Tags=[{"Key": "a", "Value": "b"}])
+        assert error_of(exc)[:2] == ("InvalidGroup.NotFound", 400)
+    finally:
+        ec2.delete_security_group(GroupId=gid)
