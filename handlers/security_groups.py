@@ -496,28 +496,31 @@ def revoke_egress(rt: Any) -> dict:
 
 def instance_groups(rt: Any, instances: list[dict]) -> None:
     """DescribeInstances' enrich hook: SecurityGroups from the NICs' SECURITY_GROUPS; names
-    from the rules the VM carries, else (a group without rules) from the pool, read once."""
-    missing: set[int] = set()
+    from the rules the VM carries, else (a group without rules) from the pool, read once.
+    Instances in the same groups share one list (most are in the same few)."""
+    seen: dict[tuple, list[dict]] = {}
+    missing = False
     for inst in instances:
-        ids = sorted(
-            {
-                int(g)
-                for text in inst.get("_sg_ids") or []
-                for g in text.split(",")
-                if g.strip().isdigit()
-            }
+        key = (
+            tuple(inst.get("_sg_ids") or ()),
+            tuple(inst.get("_sg_rule_ids") or ()),
+            tuple(inst.get("_sg_rule_names") or ()),
         )
-        names = dict(
-            zip(inst.get("_sg_rule_ids") or [], inst.get("_sg_rule_names") or [], strict=False)
-        )
-        inst["SecurityGroups"] = [
-            {"GroupId": format_id("sg", i), "GroupName": names.get(str(i))} for i in ids
-        ]
-        missing.update(i for i in ids if str(i) not in names)
+        groups = seen.get(key)
+        if groups is None:
+            names = dict(zip(key[1], key[2], strict=False))
+            ids = sorted(
+                {int(g) for text in key[0] for g in text.split(",") if g.strip().isdigit()}
+            )
+            groups = seen[key] = [
+                {"GroupId": format_id("sg", i), "GroupName": names.get(str(i))} for i in ids
+            ]
+            missing = missing or any(g["GroupName"] is None for g in groups)
+        inst["SecurityGroups"] = groups
     if not missing:
         return
     known = {g.findtext("ID"): g.findtext("NAME") for g in _visible(rt)}
-    for inst in instances:
-        for group in inst["SecurityGroups"]:
+    for groups in seen.values():
+        for group in groups:
             if group["GroupName"] is None:
                 group["GroupName"] = known.get(str(parse_id("sg", group["GroupId"])))
