@@ -12,7 +12,8 @@ A rule changes by read-modify-write of the group's RULE vectors (`one.secgroup.u
 two changes of one group at the same instant can lose one, as for tags. oned hands the new
 rules to the group's VMs itself.
 
-A new group has the egress rule every EC2 (VPC) group starts with: all traffic out.
+A new group has the egress rule every EC2 (VPC) group starts with: all traffic out to
+0.0.0.0/0.
 """
 
 from __future__ import annotations
@@ -44,12 +45,17 @@ _ONE_PROTOCOL = {
 }
 _EC2_PROTOCOL = {"TCP": "tcp", "UDP": "udp", "ICMP": "icmp", "ICMPV6": "icmpv6", "IPSEC": "50"}
 _ICMP_TYPE = {"ICMP": "ICMP_TYPE", "ICMPV6": "ICMPV6_TYPE"}
-_ANY = ("any",)
+# OpenNebula's "any address" (a rule without IP or NETWORK_ID) matches IPv4 and IPv6; EC2 asks
+# for 0.0.0.0/0 and ::/0 apart. A rule made for one of them says which in EC2_CIDR, so that it
+# reads back as it was asked (Terraform's usual `cidr_blocks = ["0.0.0.0/0"]` egress rule).
+_ANY4 = ("cidr", "0.0.0.0/0")
+_ANY6 = ("cidr", "::/0")
+_EVERY = (_ANY4, _ANY6)
 _DIRECTION = {"ingress": "INBOUND", "egress": "OUTBOUND"}
 # oned's name rules (PoolObjectSQL::name_is_valid)
 _BAD_NAME_CHARS = set("&|:\\\";/'#{}$<>\t\n\v\f\r")
 
-# A permission in one piece: (protocol, from, to, target); target = ("cidr", text), _ANY or
+# A permission in one piece: (protocol, from, to, target); target = ("cidr", text) or
 # ("net", id). from/to: ports (TCP/UDP), type and -1 (ICMP), None (other protocols).
 Atom = tuple[str, int | None, int | None, tuple]
 
@@ -81,7 +87,8 @@ def _rule_atoms(rule: dict) -> list[tuple[Atom, str]]:
     elif rule.get("network_id"):
         targets = [("net", rule["network_id"].strip())]
     else:
-        targets = [_ANY]
+        asked = (rule.get("ec2_cidr") or "").strip()
+        targets = [t for t in _EVERY if t[1] == asked] or list(_EVERY)
     description = rule.get("description") or ""
     return [((proto, a, b, t), description) for a, b in ports for t in targets]
 
@@ -107,10 +114,7 @@ def _permissions(atoms: list[tuple[Atom, str]]) -> list[dict]:
                 perm["FromPort"], perm["ToPort"] = first, last
             perm.update(IpRanges=[], Ipv6Ranges=[], PrefixListIds=[], UserIdGroupPairs=[])
         extra = {"Description": description} if description else {}
-        if target == _ANY:  # OpenNebula's "any address" is both families
-            perm["IpRanges"].append({"CidrIp": "0.0.0.0/0", **extra})
-            perm["Ipv6Ranges"].append({"CidrIpv6": "::/0", **extra})
-        elif target[0] == "net":
+        if target[0] == "net":
             perm["PrefixListIds"].append({"PrefixListId": f"pl-{target[1]}", **extra})
         elif ":" in target[1]:
             perm["Ipv6Ranges"].append({"CidrIpv6": target[1], **extra})
@@ -239,7 +243,7 @@ def create_security_group(rt: Any) -> dict:
     attrs: list[Attr] = [
         ("NAME", name),
         ("DESCRIPTION", str(description)),
-        ("RULE", [("PROTOCOL", "ALL"), ("RULE_TYPE", "OUTBOUND")]),
+        ("RULE", _rule_attrs("OUTBOUND", ("ALL", None, None, _ANY4), "")),
         *tag_attrs(tags),
     ]
     try:
@@ -321,7 +325,7 @@ def _target(text: Any, member: str, v6: bool) -> tuple:
     if (net.version == 6) != v6:
         raise invalid_value(member, text, f"Expecting an IPv{6 if v6 else 4} CIDR block.")
     if net.prefixlen == 0:
-        return _ANY
+        return _ANY6 if v6 else _ANY4
     if net.num_addresses > 0xFFFFFFFF:  # OpenNebula's SIZE is an unsigned int
         raise Ec2Error(
             "UnsupportedOperation",
@@ -369,7 +373,6 @@ def _atoms(perm: dict, where: str) -> list[tuple[Atom, str]]:
     else:
         first = last = None
     pieces: list[tuple[tuple, str]] = []
-    any_family: set[bool] = set()  # v6? of the /0 blocks asked for
     for kind, key, v6 in (("IpRanges", "CidrIp", False), ("Ipv6Ranges", "CidrIpv6", True)):
         for n, entry in enumerate(perm.get(kind) or [], 1):
             member = f"{where}.{kind}.{n}.{key}"
@@ -380,20 +383,9 @@ def _atoms(perm: dict, where: str) -> list[tuple[Atom, str]]:
                 storable(description, f"{where}.{kind}.{n}.Description")
             except TemplateError as exc:
                 raise Ec2Error("InvalidParameterValue", str(exc)) from None
-            target = _target(entry[key], member, v6)
-            if target == _ANY:
-                any_family.add(v6)
-            pieces.append((target, description))
+            pieces.append((_target(entry[key], member, v6), description))
     if not pieces:
         raise missing_parameter(f"{where}.IpRanges")
-    if any_family == {True}:
-        # OpenNebula has one "any address" rule for both families: ::/0 alone would open
-        # IPv4 too (0.0.0.0/0 alone opens IPv6, which README says)
-        raise Ec2Error(
-            "UnsupportedOperation",
-            f"{where}.Ipv6Ranges ::/0: an OpenNebula rule for any address matches IPv4 as well; "
-            "give 0.0.0.0/0 with it",
-        )
     return [((proto, first, last, target), description) for target, description in pieces]
 
 
@@ -404,7 +396,9 @@ def _rule_attrs(direction: str, atom: Atom, description: str) -> list[tuple[str,
         rule.append(("RANGE", str(first) if first == last else f"{first}:{last}"))
     if proto in _ICMP_TYPE and first != -1:
         rule.append((_ICMP_TYPE[proto], str(first)))
-    if target != _ANY:
+    if target == _ANY4:
+        rule.append(("EC2_CIDR", target[1]))  # matches IPv6 too; shown as asked
+    elif target != _ANY6:  # (written only with 0.0.0.0/0, as one rule: see _rules_for)
         if target[0] == "net":
             rule.append(("NETWORK_ID", target[1]))
         else:
@@ -413,6 +407,30 @@ def _rule_attrs(direction: str, atom: Atom, description: str) -> list[tuple[str,
     if description:
         rule.append(("DESCRIPTION", description))
     return rule
+
+
+def _rules_for(direction: str, pieces: list[tuple[Atom, str]]) -> list[list[tuple[str, str]]]:
+    """OpenNebula RULEs for these pieces: one each, except 0.0.0.0/0 and ::/0 of the same
+    protocol and ports, which are one rule for any address (0.0.0.0/0's description). ::/0
+    alone cannot be written (the rule would match IPv4 too)."""
+    v4 = {a[:3] for a, _ in pieces if a[3] == _ANY4}
+    v6 = {a[:3] for a, _ in pieces if a[3] == _ANY6}
+    if v6 - v4:
+        raise Ec2Error(
+            "UnsupportedOperation",
+            "::/0 goes only with 0.0.0.0/0 of the same protocol and ports here: an OpenNebula "
+            "rule for any address matches IPv4 as well (to add ::/0 to a 0.0.0.0/0 rule, revoke "
+            "it and authorize both)",
+        )
+    rules = []
+    for atom, description in pieces:
+        if atom[3] == _ANY6:
+            continue
+        rule = _rule_attrs(direction, atom, description)
+        if atom[3] == _ANY4 and atom[:3] in v6:  # one rule for both families
+            rule = [a for a in rule if a[0] != "EC2_CIDR"]
+        rules.append(rule)
+    return rules
 
 
 def _rules(group: etree._Element) -> list[dict]:
@@ -424,7 +442,7 @@ def _rules(group: etree._Element) -> list[dict]:
 
 def _describe(atom: Atom) -> str:
     proto, first, last, target = atom
-    peer = "any address" if target == _ANY else target[1]
+    peer = target[1]
     ports = "" if first is None else f", from port: {first}, to port: {last}"
     return f'"peer: {peer}, {_EC2_PROTOCOL.get(proto, "ALL").upper()}{ports}, ALLOW"'
 
@@ -450,7 +468,7 @@ def _change(rt: Any, direction: str, add: bool) -> dict:
         if not gone:
             kept.append([(k.upper(), v) for k, v in rule.items()])
         else:  # a rule made in OpenNebula may hold more than what is revoked: keep the rest
-            kept += [_rule_attrs(one_dir, a, d) for a, d in pieces if (a, d) not in gone]
+            kept += _rules_for(one_dir, [p for p in pieces if p not in gone])
     for atom, _ in asked:
         if add and atom in have:
             raise Ec2Error(
@@ -463,7 +481,7 @@ def _change(rt: Any, direction: str, add: bool) -> dict:
                 f"The specified rule {_describe(atom)} does not exist in this security group.",
             )
     if add:
-        kept += [_rule_attrs(one_dir, a, d) for a, d in asked]
+        kept += _rules_for(one_dir, asked)
     others = [a for a in element_attrs(group.find("TEMPLATE")) if a[0] != "RULE"]
     rt.call(
         "one.secgroup.update",

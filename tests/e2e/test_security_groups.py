@@ -76,7 +76,12 @@ def test_create_authorize_revoke_delete(ec2, demo):
     )
     assert group["Tags"] == [{"Key": "env", "Value": "test"}]
     assert group["IpPermissions"] == []
-    assert [p["IpProtocol"] for p in group["IpPermissionsEgress"]] == ["-1"]  # as EC2 starts
+    [egress] = group["IpPermissionsEgress"]  # as an EC2 group starts
+    assert (egress["IpProtocol"], egress["IpRanges"], egress["Ipv6Ranges"]) == (
+        "-1",
+        [{"CidrIp": "0.0.0.0/0"}],
+        [],
+    )
 
     ec2.authorize_security_group_ingress(
         GroupId=gid,
@@ -187,18 +192,28 @@ def test_create_authorize_revoke_delete(ec2, demo):
             ],
         )
     assert error_of(exc)[:2] == ("InvalidPermission.NotFound", 400)
-    # the egress rule every group starts with can go, and come back
-    everything = [
-        {
-            "IpProtocol": "-1",
-            "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
-            "Ipv6Ranges": [{"CidrIpv6": "::/0"}],
-        }
-    ]
-    ec2.revoke_security_group_egress(GroupId=gid, IpPermissions=everything)
+    # the egress rule every group starts with can go (as Terraform revokes it), and come back
+    v4 = {"IpProtocol": "-1", "FromPort": 0, "ToPort": 0, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
+    v6 = {"IpProtocol": "-1", "Ipv6Ranges": [{"CidrIpv6": "::/0"}]}
+    ec2.revoke_security_group_egress(GroupId=gid, IpPermissions=[v4])
     assert _group(ec2, gid)["IpPermissionsEgress"] == []
-    ec2.authorize_security_group_egress(GroupId=gid, IpPermissions=everything)
-    assert len(_group(ec2, gid)["IpPermissionsEgress"]) == 1
+    assert "<RULE_TYPE><![CDATA[OUTBOUND]]>" not in secgroup_xml(demo, gid)
+    ec2.authorize_security_group_egress(GroupId=gid, IpPermissions=[{**v4, **v6}])
+    [egress] = _group(ec2, gid)["IpPermissionsEgress"]
+    assert (egress["IpRanges"], egress["Ipv6Ranges"]) == (
+        [{"CidrIp": "0.0.0.0/0"}],
+        [{"CidrIpv6": "::/0"}],
+    )
+    assert secgroup_xml(demo, gid).count("<RULE_TYPE><![CDATA[OUTBOUND]]>") == 1  # one rule
+    # ::/0 cannot stay alone: OpenNebula's rule for any address would match IPv4 too
+    before = secgroup_xml(demo, gid)
+    with pytest.raises(ClientError) as exc:
+        ec2.revoke_security_group_egress(GroupId=gid, IpPermissions=[v4])
+    assert error_of(exc)[:2] == ("UnsupportedOperation", 400)
+    assert secgroup_xml(demo, gid) == before
+    ec2.revoke_security_group_egress(GroupId=gid, IpPermissions=[v6])
+    [egress] = _group(ec2, gid)["IpPermissionsEgress"]
+    assert (egress["IpRanges"], egress["Ipv6Ranges"]) == ([{"CidrIp": "0.0.0.0/0"}], [])
     assert _group(ec2, gid)["Tags"] == [{"Key": "env", "Value": "test"}]  # the rest is kept
 
     with pytest.raises(ClientError) as exc:
