@@ -288,3 +288,93 @@ def release(sim: Sim, vm: dict) -> None:
             if sg is not None and vm["id"] in sg["vms"]:
                 sg["vms"].remove(vm["id"])
                 sim.store.put("secgroup", sg)
+
+
+# ------------------------------------------------------------------------- one.vm.attachsg/detachsg
+
+# LCM states in which DispatchManager::attach_sg/detach_sg refuse (rules being set up)
+_SG_BUSY = {2, 4, 16, 19, 20, 21, 22, 25, 32, 35, 36, 37, 47, 48, 65}
+
+
+def _vm_nic(vm: dict, nic_id: int) -> list | None:
+    for nic in T.get_vec(vm["template"], "NIC"):
+        if T.vget(nic, "NIC_ID") == str(nic_id):
+            return nic
+    return None
+
+
+def _set_nic_groups(nic: list, ids: set[int]) -> None:
+    T.vset(nic, "SECURITY_GROUPS", ",".join(map(str, sorted(ids))))
+
+
+def _drop_rules(vm: dict, sid: int) -> None:
+    """``VirtualMachine::remove_security_group``: the group's rules leave the template."""
+    vm["template"] = [
+        p
+        for p in vm["template"]
+        if not (p[0] == "SECURITY_GROUP_RULE" and T.vget(p[1], "SECURITY_GROUP_ID") == str(sid))
+    ]
+
+
+def _check_sg_state(vm: dict) -> None:
+    from .. import lifecycle
+
+    if vm["lcm_state"] in _SG_BUSY:
+        raise errors.action(f"VM {vm['id']} is in wrong state {lifecycle.state_name(vm)}")
+
+
+@method("one.vm.attachsg", "iii")
+def attachsg(sim: Sim, caller: Caller, vid: int, nic_id: int, sid: int) -> int:
+    """``VirtualMachineAPI::sg_attach`` + ``DispatchManager::attach_sg``."""
+    vm = sim.get("vm", vid)
+    nic = _vm_nic(vm, nic_id)
+    if nic is None:
+        raise errors.internal(f"VM {vid} doesn't have NIC id {nic_id}")
+    sim.get_auth(caller, "vm", vid, "MANAGE")
+    groups = set(nic_groups({"SECURITY_GROUPS": T.vget(nic, "SECURITY_GROUPS") or ""}, None))
+    net = T.vget(nic, "NETWORK_ID")
+    vn = sim.store.get("vnet", int(net)) if net and net.isdigit() else None
+    if vn is not None and not allowed(caller, vn, "vnet", "USE", sim.acls):
+        raise errors.not_authorized(caller.uid, "USE", "vnet", vn["id"])
+    authorize(sim, caller, sorted(groups | {sid}))
+    sg = sim.store.get("secgroup", sid)
+    if sg is None:
+        raise errors.action(f"Could not attach SG {sid} to VM, SG does not exist")
+    _check_sg_state(vm)
+    if sid in groups:
+        raise errors.action(f"VM {vid} SG {sid} already in NIC {nic_id}")
+    _set_nic_groups(nic, groups | {sid})
+    _drop_rules(vm, sid)
+    vm["template"] += [["SECURITY_GROUP_RULE", r] for r in _vm_rules(sim, sg)]
+    if vid not in sg["vms"]:
+        sg["vms"].append(vid)
+        sim.store.put("secgroup", sg)
+    sim.store.put("vm", vm)
+    return vid
+
+
+@method("one.vm.detachsg", "iii")
+def detachsg(sim: Sim, caller: Caller, vid: int, nic_id: int, sid: int) -> int:
+    """``VirtualMachineAPI::sg_detach`` + ``DispatchManager::detach_sg``."""
+    vm = sim.get_auth(caller, "vm", vid, "MANAGE")
+    _check_sg_state(vm)
+    nic = _vm_nic(vm, nic_id)
+    if nic is None:
+        raise errors.action(f"VM {vid} doesn't have NIC id {nic_id}")
+    groups = set(nic_groups({"SECURITY_GROUPS": T.vget(nic, "SECURITY_GROUPS") or ""}, None))
+    if sid not in groups:
+        raise errors.action(f"VM {vid} NIC {nic_id} doesn't contain SG {sid}")
+    _set_nic_groups(nic, groups - {sid})
+    _drop_rules(vm, sid)
+    still = any(
+        str(sid) in (T.vget(n, "SECURITY_GROUPS") or "").split(",")
+        for n in T.get_vec(vm["template"], "NIC")
+    )
+    sg = sim.store.get("secgroup", sid)
+    if still and sg is not None:
+        vm["template"] += [["SECURITY_GROUP_RULE", r] for r in _vm_rules(sim, sg)]
+    elif sg is not None and vid in sg["vms"]:
+        sg["vms"].remove(vid)
+        sim.store.put("secgroup", sg)
+    sim.store.put("vm", vm)
+    return vid

@@ -160,3 +160,45 @@ def test_pool_filters(one: One, flag: int) -> None:
     # the default group is oneadmin's: among what the user may use, not among the user's own
     # or the user's group's
     assert ("<ID>0</ID>" in xml) == (flag == -2)
+
+
+def test_attach_and_detach_groups_on_a_vm(one: One, sim) -> None:
+    sid = one("one.secgroup.allocate", DEMO, WEB)[1]
+    vid = one("one.vm.allocate", DEMO, 'NAME="v"\nCPU=1\nMEMORY=64\nNIC=[NETWORK_ID=0]')[1]
+    assert one("one.vm.attachsg", DEMO, vid, 0, sid)[:2] == [True, vid]
+    vm = one("one.vm.info", DEMO, vid)[1]
+    assert f"<SECURITY_GROUPS><![CDATA[0,{sid}]]></SECURITY_GROUPS>" in vm
+    assert len(rules(vm)) == 3
+    assert f"<UPDATED_VMS><ID>{vid}</ID></UPDATED_VMS>" in one("one.secgroup.info", DEMO, sid)[1]
+    for args, answer in (
+        ((vid, 0, sid), [False, f"[one.vm.attachsg] VM {vid} SG {sid} already in NIC 0", 2048]),
+        ((vid, 7, sid), [False, f"[one.vm.attachsg] VM {vid} doesn't have NIC id 7", 8192]),
+        (
+            (vid, 0, 555),
+            [False, "[one.vm.attachsg] Could not attach SG 555 to VM, SG does not exist", 2048],
+        ),
+        ((999, 0, sid), [False, "[one.vm.attachsg] Error getting virtual machine [999].", 1024]),
+    ):
+        assert one("one.vm.attachsg", DEMO, *args)[:3] == answer, args
+    assert one("one.vm.detachsg", DEMO, vid, 0, 0)[:2] == [True, vid]
+    vm = one("one.vm.info", DEMO, vid)[1]
+    assert f"<SECURITY_GROUPS><![CDATA[{sid}]]></SECURITY_GROUPS>" in vm
+    assert len(rules(vm)) == 1
+    default = one("one.secgroup.info", DEMO, 0)[1]
+    assert "<UPDATED_VMS></UPDATED_VMS>" in default  # the VM left group 0
+    assert one("one.vm.detachsg", DEMO, vid, 0, 0)[:3] == [
+        False,
+        f"[one.vm.detachsg] VM {vid} NIC 0 doesn't contain SG 0",
+        2048,
+    ]
+    assert one("one.vm.detachsg", DEMO, vid, 0, sid)[:2] == [True, vid]
+    assert rules(one("one.vm.info", DEMO, vid)[1]) == []
+    assert "<UPDATED_VMS></UPDATED_VMS>" in one("one.secgroup.info", DEMO, sid)[1]
+    # another user's group cannot be attached
+    assert one("one.user.allocate", sim.one_auth, "bob", "bobpw", "core", [1])[0]
+    bobs = one("one.secgroup.allocate", BOB, 'NAME="b"')[1]
+    assert one("one.vm.attachsg", DEMO, vid, 0, bobs)[:3] == [
+        False,
+        f"[one.vm.attachsg] User [2] : Not authorized to perform USE SECGROUP [{bobs}].",
+        512,
+    ]
