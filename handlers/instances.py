@@ -37,7 +37,7 @@ from handlers.escaping import (
     storable,
     template_xml,
 )
-from handlers.security_groups import group_ids, instance_groups
+from handlers.security_groups import group_ids, instance_groups, set_instance_groups
 from handlers.tags import tag_attrs, tag_specs
 from handlers.tokens import DIGEST, TOKEN, check_same_request, request_digest
 
@@ -864,10 +864,13 @@ def _asked(body: dict) -> tuple[str, Any]:
 
 
 def modify_instance_attribute(rt: Any) -> dict:
-    """Change a stopped instance's type or user data; accept what asks for nothing; refuse the
-    rest (UnsupportedOperation)."""
+    """Change a stopped instance's type or user data, an instance's security groups; accept
+    what asks for nothing; refuse the rest (UnsupportedOperation)."""
     member, value = _asked(rt.body)
     (instance,) = rt.engine.fetch_by_ids(rt, rt.mapping, [rt.body.get("InstanceId")], rt.scope())
+    if member == "GroupId":  # running or stopped, as EC2
+        set_instance_groups(rt, instance, value)
+        return {}
     if member not in ("InstanceType", "UserData"):
         if isinstance(value, bool):
             value = "true" if value else "false"

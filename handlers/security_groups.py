@@ -19,6 +19,7 @@ A new group has the egress rule every EC2 (VPC) group starts with: all traffic o
 from __future__ import annotations
 
 import ipaddress
+import logging
 from typing import Any
 
 from lxml import etree
@@ -28,6 +29,8 @@ from econe.mapping.ids import format_id, parse_id, required_id
 from econe.query import as_list
 from handlers.escaping import Attr, TemplateError, element_attrs, storable, template_xml
 from handlers.tags import tag_attrs, tag_specs
+
+log = logging.getLogger("econe.handlers.security_groups")
 
 DEFAULT_GROUP = 0  # oned's `default` group: every network's, so every instance's
 _ONE_PROTOCOL = {
@@ -510,6 +513,47 @@ def revoke_egress(rt: Any) -> dict:
 
 
 # ------------------------------------------------------------------------- instances
+
+
+def set_instance_groups(rt: Any, instance: dict, raw_ids: Any) -> None:
+    """ModifyInstanceAttribute GroupId.N: every NIC of the instance in exactly these groups
+    (`one.vm.attachsg` for the missing, `one.vm.detachsg` for the others, the network's
+    included); what was changed is undone when OpenNebula refuses a step."""
+    wanted = set(group_ids(rt, [], as_list(raw_ids)))
+    if not wanted:
+        raise missing_parameter("GroupId")
+    if instance["State"]["Name"] not in ("running", "stopped"):
+        raise Ec2Error(
+            "IncorrectInstanceState",
+            f"The instance '{instance['InstanceId']}' is not in the 'running' or 'stopped' state.",
+        )
+    vm, vid = instance["_element"], instance["_id"]
+    nics = list(vm.iterfind("TEMPLATE/NIC"))
+    if not nics:
+        raise Ec2Error(
+            "InvalidParameterCombination",
+            f"The instance '{instance['InstanceId']}' has no network interface to put in groups",
+        )
+    errors = {"ACTION": "IncorrectInstanceState", "AUTHORIZATION": "UnauthorizedOperation"}
+    undo: list[tuple[str, int, int]] = []
+    try:
+        for nic in nics:
+            nic_id = int(nic.findtext("NIC_ID"))
+            text = nic.findtext("SECURITY_GROUPS") or ""
+            have = {int(g) for g in text.split(",") if g.strip().isdigit()}
+            for sid in sorted(wanted - have):  # first in the new groups, then out of the old
+                rt.call("one.vm.attachsg", vid, nic_id, sid, errors=errors)
+                undo.append(("one.vm.detachsg", nic_id, sid))
+            for sid in sorted(have - wanted):
+                rt.call("one.vm.detachsg", vid, nic_id, sid, errors=errors)
+                undo.append(("one.vm.attachsg", nic_id, sid))
+    except Ec2Error:
+        for method, nic_id, sid in reversed(undo):
+            try:
+                rt.call(method, vid, nic_id, sid)
+            except Ec2Error as exc:
+                log.error("groups of %s not put back (%s): %s", instance["InstanceId"], method, exc)
+        raise
 
 
 def instance_groups(rt: Any, instances: list[dict]) -> None:

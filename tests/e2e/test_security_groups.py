@@ -493,3 +493,50 @@ def test_tags_on_groups(ec2, demo):
         assert error_of(exc)[:2] == ("InvalidGroup.NotFound", 400)
     finally:
         ec2.delete_security_group(GroupId=gid)
+
+
+def test_changing_an_instances_groups(ec2, demo, ami):
+    """Terraform's `vpc_security_group_ids` change: ModifyInstanceAttribute Groups, running."""
+    a = ec2.create_security_group(GroupName="e2e-a", Description="a")["GroupId"]
+    b = ec2.create_security_group(GroupName="e2e-b", Description="b")["GroupId"]
+    iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, SecurityGroupIds=[a])["Instances"][
+        0
+    ]["InstanceId"]
+    wait_state(ec2, [iid], "running")
+
+    def groups() -> list[str]:
+        attr = ec2.describe_instance_attribute(InstanceId=iid, Attribute="groupSet")
+        return [g["GroupId"] for g in attr["Groups"]]
+
+    assert groups() == ["sg-00000000", a]
+    ec2.modify_instance_attribute(InstanceId=iid, Groups=[b])
+    assert groups() == [b]  # exactly these: the network's default group too is left
+    inst = ec2.describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    assert inst["SecurityGroups"] == [{"GroupId": b, "GroupName": "e2e-b"}]
+    vm = vm_xml(demo, iid)
+    assert vm.findtext("TEMPLATE/NIC/SECURITY_GROUPS") == str(int(b[3:]))
+    assert {
+        r.findtext("SECURITY_GROUP_ID") for r in vm.iterfind("TEMPLATE/SECURITY_GROUP_RULE")
+    } == {str(int(b[3:]))}
+    for groups_asked, code in (
+        (["sg-00009999"], "InvalidGroup.NotFound"),
+        (["x"], "InvalidGroupId.Malformed"),
+    ):
+        with pytest.raises(ClientError) as exc:
+            ec2.modify_instance_attribute(InstanceId=iid, Groups=groups_asked)
+        assert error_of(exc)[:2] == (code, 400)
+    assert groups() == [b]
+    # a group an instance is in cannot go; out of it, it can
+    with pytest.raises(ClientError) as exc:
+        ec2.delete_security_group(GroupId=b)
+    assert error_of(exc)[0] == "DependencyViolation"
+    ec2.modify_instance_attribute(InstanceId=iid, Groups=[a, "sg-00000000"])
+    assert groups() == ["sg-00000000", a]
+    ec2.delete_security_group(GroupId=b)
+    ec2.terminate_instances(InstanceIds=[iid])
+    wait_state(ec2, [iid], "terminated")
+    with pytest.raises(ClientError) as exc:
+        ec2.modify_instance_attribute(InstanceId=iid, Groups=[a])
+    assert error_of(exc)[0] in ("IncorrectInstanceState", "InvalidInstanceID.NotFound")
+    wait_for(lambda: "<UPDATED_VMS></UPDATED_VMS>" in secgroup_xml(demo, a), what="VM gone")
+    ec2.delete_security_group(GroupId=a)

@@ -117,7 +117,7 @@ def test_refusals_change_nothing(sim: Sim, engine, stopped) -> None:
         ({"UserData": {"Value": "not base64!"}}, "InvalidParameterValue"),
         ({"DisableApiTermination": {"Value": True}}, "UnsupportedOperation"),
         ({"Attribute": "kernel", "Value": "aki-1"}, "UnsupportedOperation"),
-        ({"GroupId": ["sg-1"]}, "UnsupportedOperation"),  # boto3's Groups, on the wire
+        ({"GroupId": ["sg-1"]}, "InvalidGroup.NotFound"),  # boto3's Groups, on the wire
         ({"BlockDeviceMapping": [{"DeviceName": "/dev/sda"}]}, "UnsupportedOperation"),
         ({"Attribute": "instanceType"}, "MissingParameter"),
         (
