@@ -280,14 +280,33 @@ def take(sim: Sim, vid: int, ids: list[int]) -> list[list]:
     return rules
 
 
+def vm_groups(vm: dict) -> set[int]:
+    """``VirtualMachine::get_security_groups``: the groups of all the VM's NICs."""
+    return {
+        sid
+        for nic in T.get_vec(vm["template"], "NIC")
+        for sid in nic_groups({"SECURITY_GROUPS": T.vget(nic, "SECURITY_GROUPS") or ""}, None)
+    }
+
+
+def _release(sim: Sim, vid: int, sid: int) -> None:
+    sg = sim.store.get("secgroup", sid)
+    if sg is not None and vid in sg["vms"]:
+        sg["vms"].remove(vid)
+        sim.store.put("secgroup", sg)
+
+
 def release(sim: Sim, vm: dict) -> None:
-    """The VM leaves every group its NICs name (``release_security_group``)."""
-    for nic in T.get_vec(vm["template"], "NIC"):
-        for sid in nic_groups({"SECURITY_GROUPS": T.vget(nic, "SECURITY_GROUPS") or ""}, None):
-            sg = sim.store.get("secgroup", sid)
-            if sg is not None and vm["id"] in sg["vms"]:
-                sg["vms"].remove(vm["id"])
-                sim.store.put("secgroup", sg)
+    """The VM leaves every group its NICs name (``release_security_group``; at DONE the
+    rules stay in the VM's template, as oned keeps them)."""
+    for sid in vm_groups(vm):
+        _release(sim, vm["id"], sid)
+
+
+def leave(sim: Sim, vm: dict, sid: int) -> None:
+    """``VirtualMachine::remove_security_group``: the group's rules go, the VM leaves it."""
+    _drop_rules(vm, sid)
+    _release(sim, vm["id"], sid)
 
 
 # ------------------------------------------------------------------------- one.vm.attachsg/detachsg
@@ -366,15 +385,11 @@ def detachsg(sim: Sim, caller: Caller, vid: int, nic_id: int, sid: int) -> int:
         raise errors.action(f"VM {vid} NIC {nic_id} doesn't contain SG {sid}")
     _set_nic_groups(nic, groups - {sid})
     _drop_rules(vm, sid)
-    still = any(
-        str(sid) in (T.vget(n, "SECURITY_GROUPS") or "").split(",")
-        for n in T.get_vec(vm["template"], "NIC")
-    )
+    still = sid in vm_groups(vm)
     sg = sim.store.get("secgroup", sid)
     if still and sg is not None:
         vm["template"] += [["SECURITY_GROUP_RULE", r] for r in _vm_rules(sim, sg)]
-    elif sg is not None and vid in sg["vms"]:
-        sg["vms"].remove(vid)
-        sim.store.put("secgroup", sg)
+    else:
+        _release(sim, vid, sid)
     sim.store.put("vm", vm)
     return vid

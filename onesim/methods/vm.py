@@ -162,9 +162,8 @@ def attachnic(sim: Sim, caller: Caller, vid: int, tmpl: str) -> int:
     nic = vmbuild.nic_attributes(vn, ar, ip, mac, vid, i)
     T.vset(nic, "SECURITY_GROUPS", ",".join(map(str, groups)))
     lifecycle.hotplug(sim, vm, "nic_attach")
+    new_groups = sorted(set(groups) - secgroup.vm_groups(vm))  # rules for groups new to the VM
     vm["template"].append(["NIC", nic])
-    had = {T.vget(r, "SECURITY_GROUP_ID") for r in T.get_vec(vm["template"], "SECURITY_GROUP_RULE")}
-    new_groups = [g for g in groups if str(g) not in had]
     vm["template"] += [["SECURITY_GROUP_RULE", r] for r in secgroup.take(sim, vid, new_groups)]
     sim.store.put("vnet", vn)
     sim.store.put("vm", vm)
@@ -188,7 +187,10 @@ def detachnic(sim: Sim, caller: Caller, vid: int, nic_id: int) -> int:
                 if v == vid and leases.ip_str(leases._ip_int(ar["ip"]) + int(k)) == ip:
                     del ar["leases"][k]
         sim.store.put("vnet", vn)
+    before = secgroup.vm_groups(vm)
     vm["template"] = [p for p in vm["template"] if not (p[0] == "NIC" and p[1] is nic)]
+    for sid in before - secgroup.vm_groups(vm):  # VirtualMachinePool::delete_attach_nic
+        secgroup.leave(sim, vm, sid)
     sim.store.put("vm", vm)
     return vid
 

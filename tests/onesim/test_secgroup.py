@@ -202,3 +202,16 @@ def test_attach_and_detach_groups_on_a_vm(one: One, sim) -> None:
         f"[one.vm.attachsg] User [2] : Not authorized to perform USE SECGROUP [{bobs}].",
         512,
     ]
+
+
+def test_nic_detach_leaves_the_groups_no_other_nic_has(one: One) -> None:
+    sid = one("one.secgroup.allocate", DEMO, WEB)[1]
+    vid = one("one.vm.allocate", DEMO, 'NAME="v"\nCPU=1\nMEMORY=64\nNIC=[NETWORK_ID=0]')[1]
+    assert one("one.vm.attachnic", DEMO, vid, f'NIC=[NETWORK_ID=0,SECURITY_GROUPS="{sid}"]')[0]
+    vm = one("one.vm.info", DEMO, vid)[1]
+    assert len(rules(vm)) == 3  # group 0's two (once), and web's
+    assert f"<ID>{vid}</ID>" in one("one.secgroup.info", DEMO, sid)[1]
+    assert one("one.vm.detachnic", DEMO, vid, 1)[0]
+    vm = one("one.vm.info", DEMO, vid)[1]
+    assert len(rules(vm)) == 2 and "web" not in vm
+    assert "<UPDATED_VMS></UPDATED_VMS>" in one("one.secgroup.info", DEMO, sid)[1]
