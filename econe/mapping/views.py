@@ -416,7 +416,7 @@ class _Code:
             self.convert(spec, v, out, ind)
         elif kind == "list":
             items = f"l{self.list[spec[1]]}"
-            out.append(f"{ind}{v} = [e.text for e in {items} if e.text] or {self.const(spec[2])}")
+            out.append(f"{ind}{v} = [t for e in {items} if (t := e.text)] or {self.const(spec[2])}")
         elif kind == "tags":
             items = f"l{self.list[spec[1]]}"
             out.append(f"{ind}{v} = _tags({items}) if {items} else []")
