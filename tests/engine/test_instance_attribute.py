@@ -39,7 +39,7 @@ def test_every_attribute(sim: Sim, engine) -> None:
         },
         "productCodes": {"ProductCodes": []},
         "sourceDestCheck": {"SourceDestCheck": {"Value": True}},
-        "groupSet": {"Groups": []},
+        "groupSet": {"Groups": [{"GroupId": "sg-00000000", "GroupName": "default"}]},
         "ebsOptimized": {"EbsOptimized": {"Value": False}},
         "sriovNetSupport": {"SriovNetSupport": {}},
         "enaSupport": {"EnaSupport": {"Value": False}},
