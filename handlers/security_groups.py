@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from typing import Any
 
 from lxml import etree
@@ -55,6 +56,8 @@ _ANY4 = ("cidr", "0.0.0.0/0")
 _ANY6 = ("cidr", "::/0")
 _EVERY = (_ANY4, _ANY6)
 _DIRECTION = {"ingress": "INBOUND", "egress": "OUTBOUND"}
+_CIDR4 = re.compile(r"[0-9]{1,3}(\.[0-9]{1,3}){3}/(0|[1-9][0-9]?)", re.ASCII)
+_CIDR6 = re.compile(r"[0-9a-fA-F:.]+/(0|[1-9][0-9]{0,2})", re.ASCII)
 # oned's name rules (PoolObjectSQL::name_is_valid)
 _BAD_NAME_CHARS = set("&|:\\\";/'#{}$<>\t\n\v\f\r")
 
@@ -71,8 +74,11 @@ def _not_found(raw: Any) -> Ec2Error:
 
 
 def _rule_atoms(rule: dict) -> list[tuple[Atom, str]]:
-    """An OpenNebula rule (the view's `_rules` entry) → (atom, description) pieces."""
+    """An OpenNebula rule (the view's `_rules` entry) → (atom, description) pieces; none for
+    what is no rule (a RULE without a valid PROTOCOL, which oned would not have taken)."""
     proto = (rule.get("protocol") or "").upper()
+    if proto not in ("TCP", "UDP", "ICMP", "ICMPV6", "IPSEC", "ALL"):
+        return []
     if proto in ("TCP", "UDP"):
         ports = []
         for part in (rule.get("range") or "").split(","):
@@ -97,13 +103,22 @@ def _rule_atoms(rule: dict) -> list[tuple[Atom, str]]:
 
 
 def _cidrs(ip: str, size: str | None) -> list[tuple]:
+    """The CIDR blocks of IP + SIZE. oned takes any SIZE: one past the end of the address
+    space stops there, SIZE 0 holds no address (nothing to show)."""
     try:
         first = ipaddress.ip_address(ip.strip())
         count = int(size or "0")
-        last = first + (count - 1)
-        return [("cidr", str(n)) for n in ipaddress.summarize_address_range(first, last)]
-    except (ValueError, TypeError, ipaddress.AddressValueError):
-        return []  # oned refuses such rules; nothing to show
+        if count <= 0:
+            return []
+        top = ipaddress.ip_address(
+            (1 << first.max_prefixlen) - 1 if first.version == 6 else 0xFFFFFFFF
+        )
+        last = min(int(first) + count - 1, int(top))
+        last_ip = ipaddress.ip_address(last) if first.version == 4 else ipaddress.IPv6Address(last)
+        return [("cidr", str(n)) for n in ipaddress.summarize_address_range(first, last_ip)]
+    except (ValueError, TypeError):
+        log.warning("a security group rule with IP %r SIZE %r cannot be shown", ip, size)
+        return []
 
 
 def _permissions(atoms: list[tuple[Atom, str]]) -> list[dict]:
@@ -200,6 +215,27 @@ def _group(rt: Any) -> etree._Element:
     return group
 
 
+def _dry_run_manage(rt: Any, group: etree._Element) -> None:
+    """In a DryRun, what oned would answer the change: MANAGE from the group's permissions (the
+    owner's, the primary group's, anyone's; the oneadmin group may). A secondary group or an
+    ACL rule may allow more: then the dry run passes, as the README says of ACLs."""
+    if not rt.dry_run:
+        return
+    me, perms = rt.principal, group.find("PERMISSIONS")
+
+    def bit(name: str) -> bool:
+        return perms is not None and perms.findtext(name) == "1"
+
+    if (
+        me.gid == 0
+        or (group.findtext("UID") == str(me.uid) and bit("OWNER_M"))
+        or bit("GROUP_M")
+        or bit("OTHER_M")
+    ):
+        return
+    raise Ec2Error("UnauthorizedOperation", f"You may not change {_label(group)}")
+
+
 def _label(group: etree._Element) -> str:
     return format_id("sg", group.findtext("ID"))
 
@@ -267,6 +303,7 @@ def create_security_group(rt: Any) -> dict:
 def delete_security_group(rt: Any) -> dict:
     group = _group(rt)
     _refuse_default(group)
+    _dry_run_manage(rt, group)
     label = _label(group)
     try:
         rt.call(
@@ -321,7 +358,12 @@ def _asked(rt: Any, legacy: bool) -> list[dict]:
 
 
 def _target(text: Any, member: str, v6: bool) -> tuple:
+    # the plain form only: Python also reads netmasks (/255.0.0.0), bare addresses and scoped
+    # IPv6 (fe80::1%eth0), which OpenNebula's inet_pton refuses or which would not read back
+    pattern = _CIDR6 if v6 else _CIDR4
     try:
+        if not pattern.fullmatch(str(text)):
+            raise ValueError(text)
         net = ipaddress.ip_network(str(text), strict=True)
     except ValueError:
         raise invalid_value(member, text, "Expecting a CIDR block such as 10.0.0.0/24.") from None
@@ -437,9 +479,11 @@ def _rules_for(direction: str, pieces: list[tuple[Atom, str]]) -> list[list[tupl
 
 
 def _rules(group: etree._Element) -> list[dict]:
+    """The group's RULE vectors (a single-valued RULE is no rule: kept as it is)."""
     return [
         {child.tag.lower(): (child.text or "") for child in rule}
         for rule in group.iterfind("TEMPLATE/RULE")
+        if len(rule)
     ]
 
 
@@ -455,6 +499,7 @@ def _change(rt: Any, direction: str, add: bool) -> dict:
     if egress and not rt.body.get("GroupId"):
         raise missing_parameter("GroupId")
     group = _group(rt)
+    _dry_run_manage(rt, group)
     asked: list[tuple[Atom, str]] = []
     for n, perm in enumerate(_asked(rt, legacy=True), 1):
         for atom, description in _atoms(perm, f"IpPermissions.{n}"):
@@ -485,7 +530,9 @@ def _change(rt: Any, direction: str, add: bool) -> dict:
             )
     if add:
         kept += _rules_for(one_dir, asked)
-    others = [a for a in element_attrs(group.find("TEMPLATE")) if a[0] != "RULE"]
+    others = [
+        a for a in element_attrs(group.find("TEMPLATE")) if a[0] != "RULE" or isinstance(a[1], str)
+    ]
     rt.call(
         "one.secgroup.update",
         int(group.findtext("ID")),

@@ -180,9 +180,9 @@ def build(
                     raise errors.internal(err)
                 nics.append(([[k, v] for k, v in n.items()] + [["NIC_ID", str(i)]], None))
                 continue
-            groups = secgroup.nic_groups(n, vn)
-            secgroup.authorize(sim, caller, groups)
+            secgroup.authorize(sim, caller, secgroup.nic_groups(n, vn, vn["ars"]))
             ar, ip, mac = leases.allocate(vn, vid, n.get("IP"))
+            groups = secgroup.nic_groups(n, vn, [ar])
             taken.append(vn)
             nic = nic_attributes(vn, ar, ip, mac, vid, i)
             for k, v in n.items():

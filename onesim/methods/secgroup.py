@@ -26,6 +26,7 @@ DEFAULT_SG = (
 )
 _PORTS = re.compile(r"^(([0-9]+|[0-9]+:[0-9]+),)*([0-9]+|[0-9]+:[0-9]+)$")
 _UINT = re.compile(r"^\s*[0-9]+\s*$")
+_INT = re.compile(r"\s*-?[0-9]+\s*")
 # What an address range copies into a rule by NETWORK_ID (AddressRange::SG_RULE_ATTRIBUTES)
 _AR_RULE_ATTRS = ("AR_ID", "TYPE", "SIZE", "MAC", "IP", "IP6")
 
@@ -220,16 +221,19 @@ def pool_info(sim: Sim, caller: Caller, flag: int, start: int, end: int) -> str:
 # ------------------------------------------------------------------------- what VMs take
 
 
-def nic_groups(nic: dict, vn: dict | None) -> list[int]:
-    """``VirtualNetwork::nic_attribute``: the NIC's SECURITY_GROUPS and the network's, as a
-    sorted set (anything that is not a number is dropped, as ``split_unique`` does)."""
+def nic_groups(nic: dict, vn: dict | None, ars: list[dict] | None = None) -> list[int]:
+    """``VirtualNetwork::nic_attribute``: the NIC's SECURITY_GROUPS, the network's and those of
+    the address range `ars` (the one leased; for authorization, all of them), as a sorted set
+    (anything that is not a number is dropped, as ``split_unique`` does)."""
     ids: set[int] = set()
     sources = [nic.get("SECURITY_GROUPS") or ""]
     if vn is not None:
         sources.append(T.get(vn["template"], "SECURITY_GROUPS") or "")
+    for ar in ars or []:
+        sources.append(T.vget(ar.get("attrs", []), "SECURITY_GROUPS") or "")
     for text in sources:
         for part in text.split(","):
-            if part.strip().lstrip("-").isdigit():
+            if _INT.fullmatch(part):
                 ids.add(int(part))
     return sorted(ids)
 
@@ -254,7 +258,7 @@ def _vm_rules(sim: Sim, sg: dict) -> list[list]:
         if net is None:
             out.append(rule)
             continue
-        vn = sim.store.get("vnet", int(net)) if net.strip().lstrip("-").isdigit() else None
+        vn = sim.store.get("vnet", int(net)) if _INT.fullmatch(net) else None
         for ar in (vn or {}).get("ars", []):
             expanded = [list(p) for p in rule]
             for key in _AR_RULE_ATTRS:
@@ -387,9 +391,9 @@ def detachsg(sim: Sim, caller: Caller, vid: int, nic_id: int, sid: int) -> int:
     _drop_rules(vm, sid)
     still = sid in vm_groups(vm)
     sg = sim.store.get("secgroup", sid)
-    if still and sg is not None:
-        vm["template"] += [["SECURITY_GROUP_RULE", r] for r in _vm_rules(sim, sg)]
-    else:
+    rules = _vm_rules(sim, sg) if still and sg is not None else []
+    vm["template"] += [["SECURITY_GROUP_RULE", r] for r in rules]
+    if not rules:  # DispatchManager::detach_sg keeps the VM only if it got rules back
         _release(sim, vid, sid)
     sim.store.put("vm", vm)
     return vid

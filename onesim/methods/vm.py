@@ -155,9 +155,9 @@ def attachnic(sim: Sim, caller: Caller, vid: int, tmpl: str) -> int:
     vn, err = refs.lookup_vnet(sim, n, caller.uid)
     if vn is None:
         raise errors.action(err or "NIC: NETWORK_ID or NETWORK missing")
-    groups = secgroup.nic_groups(n, vn)
-    secgroup.authorize(sim, caller, groups)
+    secgroup.authorize(sim, caller, secgroup.nic_groups(n, vn, vn["ars"]))
     ar, ip, mac = leases.allocate(vn, vid, n.get("IP"))
+    groups = secgroup.nic_groups(n, vn, [ar])
     i = _next_id(vm, "NIC", "NIC_ID")
     nic = vmbuild.nic_attributes(vn, ar, ip, mac, vid, i)
     T.vset(nic, "SECURITY_GROUPS", ",".join(map(str, groups)))

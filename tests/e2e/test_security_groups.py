@@ -289,6 +289,22 @@ def test_create_authorize_revoke_delete(ec2, demo):
             "PrefixListIds",
         ),
         ({"IpProtocol": "-1"}, "MissingParameter", "IpRanges"),
+        # forms Python reads but OpenNebula would not, or that would not read back
+        *(
+            ({"IpProtocol": "-1", "IpRanges": [{"CidrIp": c}]}, "InvalidParameterValue", "CidrIp")
+            for c in (
+                "0.0.0.0/0.0.0.0",
+                "1.0.0.0/255.0.0.0",
+                "1.0.0.0/08",
+                "10.0.0.0",
+                "١٠.0.0.0/8",
+            )
+        ),
+        (
+            {"IpProtocol": "-1", "Ipv6Ranges": [{"CidrIpv6": "fe80::1%eth0/128"}]},
+            "InvalidParameterValue",
+            "CidrIpv6",
+        ),
     ],
 )
 def test_bad_permissions_are_refused_by_name(ec2, demo, perm, code, names):
@@ -540,3 +556,62 @@ def test_changing_an_instances_groups(ec2, demo, ami):
     assert error_of(exc)[0] in ("IncorrectInstanceState", "InvalidInstanceID.NotFound")
     wait_for(lambda: "<UPDATED_VMS></UPDATED_VMS>" in secgroup_xml(demo, a), what="VM gone")
     ec2.delete_security_group(GroupId=a)
+
+
+def test_rules_made_in_opennebula_read_back(ec2, demo):
+    """Rules EC2 cannot ask for (port lists, ranges that are no CIDR block, a SIZE past the
+    end of the address space, a RULE that is no vector) show as far as they can, and survive
+    a change made through EC2."""
+    proxy = xmlrpc.client.ServerProxy(demo.sim_url)
+    ok, sid, *_ = proxy.one.secgroup.allocate(
+        "demo:demo",
+        'NAME="e2e-one"\nRULE="not a rule"\n'
+        'RULE=[PROTOCOL="TCP",RULE_TYPE="inbound",RANGE="22,80:90",IP="10.0.0.1",SIZE="5"]\n'
+        'RULE=[PROTOCOL="UDP",RULE_TYPE="inbound",IP="255.255.255.254",SIZE="1000"]\n'
+        'RULE=[PROTOCOL="ICMP",RULE_TYPE="inbound",IP="10.0.0.0",SIZE="0"]',
+    )
+    assert ok, sid
+    gid = f"sg-{sid:08d}"
+    try:
+        perms = {(p["IpProtocol"], p.get("FromPort")): p for p in _group(ec2, gid)["IpPermissions"]}
+        assert set(perms) == {("tcp", 22), ("tcp", 80), ("udp", 0)}  # SIZE 0 holds no address
+        assert [r["CidrIp"] for r in perms[("tcp", 80)]["IpRanges"]] == [
+            "10.0.0.1/32",
+            "10.0.0.2/31",
+            "10.0.0.4/31",
+        ]
+        assert perms[("udp", 0)]["IpRanges"] == [{"CidrIp": "255.255.255.254/31"}]
+        # one range of the port list goes; the rest of that rule, and the other rules, stay
+        ec2.revoke_security_group_ingress(
+            GroupId=gid,
+            IpPermissions=[
+                {
+                    "IpProtocol": "tcp",
+                    "FromPort": 22,
+                    "ToPort": 22,
+                    "IpRanges": [{"CidrIp": "10.0.0.2/31"}],
+                }
+            ],
+        )
+        perms = {(p["IpProtocol"], p.get("FromPort")): p for p in _group(ec2, gid)["IpPermissions"]}
+        assert [r["CidrIp"] for r in perms[("tcp", 22)]["IpRanges"]] == [
+            "10.0.0.1/32",
+            "10.0.0.4/31",
+        ]
+        assert [r["CidrIp"] for r in perms[("tcp", 80)]["IpRanges"]] == [
+            "10.0.0.1/32",
+            "10.0.0.2/31",
+            "10.0.0.4/31",
+        ]
+        xml = secgroup_xml(demo, gid)
+        assert "<RULE><![CDATA[not a rule]]></RULE>" in xml and "<SIZE><![CDATA[0]]>" in xml
+    finally:
+        ec2.delete_security_group(GroupId=gid)
+
+
+def test_dry_run_answers_what_opennebula_would(ec2):
+    with pytest.raises(ClientError) as exc:
+        ec2.authorize_security_group_ingress(
+            GroupId="sg-00000000", DryRun=True, IpProtocol="-1", CidrIp="10.0.0.0/8"
+        )
+    assert error_of(exc)[:2] == ("UnauthorizedOperation", 403)

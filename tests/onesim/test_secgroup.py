@@ -215,3 +215,24 @@ def test_nic_detach_leaves_the_groups_no_other_nic_has(one: One) -> None:
     vm = one("one.vm.info", DEMO, vid)[1]
     assert len(rules(vm)) == 2 and "web" not in vm
     assert "<UPDATED_VMS></UPDATED_VMS>" in one("one.secgroup.info", DEMO, sid)[1]
+
+
+def test_address_range_groups_and_odd_numbers(one: One, sim) -> None:
+    sid = one("one.secgroup.allocate", DEMO, WEB)[1]
+    empty = one("one.secgroup.allocate", DEMO, 'NAME="empty"')[1]
+    ar = f'AR=[TYPE="IP4",IP="10.9.0.1",SIZE="4",SECURITY_GROUPS="{sid}"]'
+    assert one("one.vn.add_ar", sim.one_auth, 0, ar)[0]
+    # the leased range's groups join the NIC's; a number in other digits is no group id
+    vid = one(
+        "one.vm.allocate",
+        DEMO,
+        f'NAME="v"\nCPU=1\nMEMORY=64\nNIC=[NETWORK_ID=0,IP="10.9.0.1",SECURITY_GROUPS="١٠٢,{empty}"]',
+    )[1]
+    assert vid >= 0, vid
+    vm = one("one.vm.info", DEMO, vid)[1]
+    assert f"<SECURITY_GROUPS><![CDATA[0,{sid},{empty}]]></SECURITY_GROUPS>" in vm
+    # a group left on no NIC... and one with no rules leaves the VM even when a NIC keeps it
+    assert one("one.vm.attachnic", DEMO, vid, f'NIC=[NETWORK_ID=0,SECURITY_GROUPS="{empty}"]')[0]
+    assert f"<ID>{vid}</ID>" in one("one.secgroup.info", DEMO, empty)[1]
+    assert one("one.vm.detachsg", DEMO, vid, 0, empty)[0]
+    assert "<UPDATED_VMS></UPDATED_VMS>" in one("one.secgroup.info", DEMO, empty)[1]
