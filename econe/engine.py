@@ -389,6 +389,9 @@ class Engine:
             items = []
         for hook in m.enrich:  # code that adds fields the filters need (edits items in place)
             hook(rt, items)
+        if m.enrich and not (m.by_id and requested):
+            for item in items:  # a pool's elements (_view_items): the document can go now
+                item.pop("_element", None)
         for keep in m.match:
             items = keep(scope, items)
         if m.filters is not None:
@@ -411,7 +414,11 @@ class Engine:
     def _view_items(self, rt: Runtime, m: Mapping, elements: list, scope: dict) -> list[dict]:
         if m.view is None:
             return [e if isinstance(e, dict) else {"_element": e} for e in elements]
-        return m.view.apply_all(elements, scope)
+        items = m.view.apply_all(elements, scope)
+        if m.enrich:  # the hooks may read more than the view holds (dropped after them)
+            for item, element in zip(items, elements, strict=True):
+                item["_element"] = element
+        return items
 
     def _from_source(self, rt: Runtime, m: Mapping, scope: dict) -> list[dict]:
         src = m.source

@@ -572,7 +572,7 @@ class Launch:
 
 def _reservation(rt: Any, vms: list[etree._Element]) -> dict:
     instances = sorted(
-        (rt.view("instance", vm) for vm in vms),
+        ({**rt.view("instance", vm), "_element": vm} for vm in vms),
         key=lambda i: (i.get("AmiLaunchIndex") or 0, i["_id"]),
     )
     instance_groups(rt, instances)

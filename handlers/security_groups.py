@@ -604,23 +604,26 @@ def set_instance_groups(rt: Any, instance: dict, raw_ids: Any) -> None:
 
 
 def instance_groups(rt: Any, instances: list[dict]) -> None:
-    """DescribeInstances' enrich hook: SecurityGroups from the NICs' SECURITY_GROUPS; names
-    from the rules the VM carries, else (a group without rules) from the pool, read once.
-    Instances in the same groups share one list (most are in the same few)."""
+    """The enrich hook of DescribeInstances and DescribeInstanceAttribute: SecurityGroups from
+    the NICs' SECURITY_GROUPS (`_sg_ids`). A group's name is in the SECURITY_GROUP_RULEs of
+    every VM in it, so it is read from the first instance's element (`_element`) in each set
+    of groups, not from every instance; a group without rules is named from the pool (one
+    call). Instances in the same groups share one list."""
     seen: dict[tuple, list[dict]] = {}
     missing = False
     for inst in instances:
-        key = (
-            tuple(inst.get("_sg_ids") or ()),
-            tuple(inst.get("_sg_rule_ids") or ()),
-            tuple(inst.get("_sg_rule_names") or ()),
-        )
+        key = tuple(inst.get("_sg_ids") or ())
         groups = seen.get(key)
         if groups is None:
-            names = dict(zip(key[1], key[2], strict=False))
-            ids = sorted(
-                {int(g) for text in key[0] for g in text.split(",") if g.strip().isdigit()}
-            )
+            names: dict[str, str | None] = {}
+            element = inst.get("_element")
+            if element is not None:
+                for rule in element.iterfind("TEMPLATE/SECURITY_GROUP_RULE"):
+                    names.setdefault(
+                        rule.findtext("SECURITY_GROUP_ID") or "",
+                        rule.findtext("SECURITY_GROUP_NAME"),
+                    )
+            ids = sorted({int(g) for text in key for g in text.split(",") if g.strip().isdigit()})
             groups = seen[key] = [
                 {"GroupId": format_id("sg", i), "GroupName": names.get(str(i))} for i in ids
             ]

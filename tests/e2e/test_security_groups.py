@@ -534,6 +534,17 @@ def test_changing_an_instances_groups(ec2, demo, ami):
     assert {
         r.findtext("SECURITY_GROUP_ID") for r in vm.iterfind("TEMPLATE/SECURITY_GROUP_RULE")
     } == {str(int(b[3:]))}
+    # a group without rules leaves no name in the VM: it is read from the pool
+    ec2.revoke_security_group_egress(
+        GroupId=b, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+    )
+    assert vm_xml(demo, iid).find("TEMPLATE/SECURITY_GROUP_RULE") is None
+    for found in (
+        ec2.describe_instances()["Reservations"],
+        ec2.describe_instances(InstanceIds=[iid])["Reservations"],
+    ):
+        [inst] = [i for r in found for i in r["Instances"] if i["InstanceId"] == iid]
+        assert inst["SecurityGroups"] == [{"GroupId": b, "GroupName": "e2e-b"}]
     for groups_asked, code in (
         (["sg-00009999"], "InvalidGroup.NotFound"),
         (["x"], "InvalidGroupId.Malformed"),

@@ -549,8 +549,6 @@ RUNNING_VM = {
     "StateTransitionReason": "",
     "SecurityGroups": [],
     "_sg_ids": ["0"],
-    "_sg_rule_ids": ["0", "0"],
-    "_sg_rule_names": ["default", "default"],
     "EbsOptimized": False,
     "InstanceType": None,
     "LaunchTime": datetime(2026, 11, 23, 19, 29, 9, tzinfo=UTC),
