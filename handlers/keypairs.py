@@ -40,6 +40,7 @@ from lxml import etree
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.query import as_list
 from handlers.escaping import TemplateError, storable, template_xml
+from handlers.tags import tag_specs
 
 VECTOR = "EC2_KEYPAIR"
 LEGACY = "EC2_KEYPAIRS"
@@ -93,6 +94,7 @@ def key_pairs(rt: Any, user: etree._Element) -> list[dict[str, Any]]:
         pair = rt.view("keypair", vec)
         if pair.get("KeyName"):
             pair["KeyPairId"] = pair.get("KeyPairId") or _legacy_id(pair["KeyName"])
+            pair["Tags"] = read_tags(pair.get("_tags"))
             out.append(pair)
     seen = {p["KeyName"] for p in out}
     for name, entry in _legacy(user).items():
@@ -110,6 +112,41 @@ def key_pairs(rt: Any, user: etree._Element) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def read_tags(text: str | None) -> list[dict[str, str]]:
+    """A key pair's TAGS: JSON [[key, value], …] (a vector cannot hold vectors)."""
+    try:
+        pairs = json.loads(text) if text else []
+    except ValueError:
+        return []
+    return (
+        [
+            {"Key": str(p[0]), "Value": str(p[1])}
+            for p in pairs
+            if isinstance(p, list) and len(p) == 2
+        ]
+        if isinstance(pairs, list)
+        else []
+    )
+
+
+def tags_text(tags: list[tuple[str, str]]) -> str:
+    return json.dumps([[k, v] for k, v in tags], ensure_ascii=False)
+
+
+def set_tags(rt: Any, key_id: str, tags: list[tuple[str, str]]) -> None:
+    """The key pair's TAGS become `tags` (read-modify-write of the user's key vectors, read
+    afresh so that changes of several keys in one request follow each other)."""
+    user = _user(rt)
+    vectors = []
+    for name, vec in _vectors(user):
+        if dict(vec).get("KEY_PAIR_ID") == key_id:
+            vec = [(k, v) for k, v in vec if k != "TAGS"]
+            if tags:
+                vec.append(("TAGS", tags_text(tags)))
+        vectors.append((name, vec))
+    _write(rt, _uid(user), vectors)
 
 
 def _vectors(user: etree._Element) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -133,7 +170,7 @@ def _comment(name: str) -> str:
     return f" {name}" if _COMMENT.fullmatch(name) else ""
 
 
-def _add(rt: Any, name: str, public_key: str, fingerprint: str, key_type: str) -> str:
+def _add(rt: Any, name: str, public_key: str, fingerprint: str, key_type: str, tags: list) -> str:
     user = _user(rt)
     if any(p["KeyName"] == name for p in key_pairs(rt, user)):
         raise Ec2Error("InvalidKeyPair.Duplicate", f"The keypair '{name}' already exists.")
@@ -146,6 +183,8 @@ def _add(rt: Any, name: str, public_key: str, fingerprint: str, key_type: str) -
         ("KEY_TYPE", key_type),
         ("CREATE_TIME", str(int(time.time()))),
     ]
+    if tags:
+        vector.append(("TAGS", tags_text(tags)))
     try:
         storable(name, "KeyName")
     except TemplateError as exc:
@@ -157,6 +196,7 @@ def _add(rt: Any, name: str, public_key: str, fingerprint: str, key_type: str) -
 def create_key_pair(rt: Any) -> dict:
     body = rt.body
     name = _key_name(body.get("KeyName"))
+    tags = tag_specs(body, "key-pair")
     key_type = str(body.get("KeyType") or "rsa")
     if str(body.get("KeyFormat") or "pem") != "pem":
         raise invalid_value("KeyFormat", body.get("KeyFormat"), "Only pem is supported.")
@@ -190,12 +230,13 @@ def create_key_pair(rt: Any) -> dict:
     else:
         raise invalid_value("KeyType", key_type, "Expecting rsa or ed25519.")
     public_key = blob.decode() + _comment(name)
-    key_id = _add(rt, name, public_key, fingerprint, key_type)
+    key_id = _add(rt, name, public_key, fingerprint, key_type, tags)
     return {
         "KeyName": name,
         "KeyFingerprint": fingerprint,
         "KeyMaterial": material.decode().rstrip("\n"),
         "KeyPairId": key_id,
+        "Tags": [{"Key": k, "Value": v} for k, v in tags],
     }
 
 
@@ -289,9 +330,15 @@ def parse_public_key(material: Any) -> tuple[str, str, str]:
 
 def import_key_pair(rt: Any) -> dict:
     name = _key_name(rt.body.get("KeyName"))
+    tags = tag_specs(rt.body, "key-pair")
     line, fingerprint, key_type = parse_public_key(rt.body.get("PublicKeyMaterial"))
-    key_id = _add(rt, name, line, fingerprint, key_type)
-    return {"KeyName": name, "KeyFingerprint": fingerprint, "KeyPairId": key_id}
+    key_id = _add(rt, name, line, fingerprint, key_type, tags)
+    return {
+        "KeyName": name,
+        "KeyFingerprint": fingerprint,
+        "KeyPairId": key_id,
+        "Tags": [{"Key": k, "Value": v} for k, v in tags],
+    }
 
 
 def describe_key_pairs(rt: Any) -> dict:

@@ -1,5 +1,6 @@
-"""Tags: CreateTags, DeleteTags, DescribeTags for instances, AMIs, volumes, snapshots and
-security groups.
+"""Tags: CreateTags, DeleteTags, DescribeTags for instances, AMIs, volumes, snapshots,
+security groups and key pairs (whose tags are the TAGS of their EC2_KEYPAIR vector: see
+handlers/keypairs.py).
 
 Storage: one `EC2_TAGS = [ KEY = "…", VALUE = "…" ]` vector per tag — in the VM's USER_TEMPLATE
 (`one.vm.update`), the IMAGE's TEMPLATE (`one.image.update`) or the SECURITY_GROUP's TEMPLATE
@@ -16,6 +17,7 @@ merge cannot remove an attribute.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from lxml import etree
@@ -29,6 +31,7 @@ from handlers.escaping import Attr, TemplateError, storable, template_xml
 log = logging.getLogger("econe.handlers.tags")
 
 MAX_TAGS = 50
+_KEY_ID = re.compile(r"key-[0-9a-f]{17}")
 # prefix → (EC2 resource type, OpenNebula object, NotFound code)
 KINDS = {
     "i": ("instance", "vm", "InvalidInstanceID.NotFound"),
@@ -36,6 +39,7 @@ KINDS = {
     "vol": ("volume", "image", "InvalidVolume.NotFound"),
     "snap": ("snapshot", "image", "InvalidSnapshot.NotFound"),
     "sg": ("security-group", "secgroup", "InvalidGroup.NotFound"),
+    "key": ("key-pair", "user", "InvalidKeyPair.NotFound"),
 }
 # prefix → (view, flag): an image is what Describe{Volumes,Snapshots,Images} show, so what can
 # be tagged: its view has the flag and a State. DescribeTags names it by the first that fits.
@@ -135,6 +139,39 @@ class Resource:
         )
 
 
+class KeyPair(Resource):
+    """A key pair: its tags are the TAGS of its EC2_KEYPAIR vector in the user's template."""
+
+    def __init__(self, raw: str, pair: dict):
+        self.raw, self.prefix, self.number, self.element = raw, "key", raw, None
+        self.kind, self.obj, self.not_found = KINDS["key"]
+        self.tags = [(t["Key"], t["Value"]) for t in pair["Tags"]]
+
+    @property
+    def ec2_id(self) -> str:
+        return self.raw
+
+    def write(self, rt: Any, tags: list[tuple[str, str]]) -> None:
+        from handlers.keypairs import set_tags
+
+        set_tags(rt, self.raw, tags)
+
+
+def _key_pair(rt: Any, text: str) -> KeyPair:
+    from handlers.keypairs import key_pairs
+
+    for pair in key_pairs(rt, rt.xml(rt.call("one.user.info", -1))):
+        if pair["KeyPairId"] == text:
+            if pair.get("_legacy"):
+                raise Ec2Error(
+                    "UnsupportedOperation",
+                    f"Key pair {text} was made by the Ruby econe and cannot hold tags: "
+                    "import it again to tag it",
+                )
+            return KeyPair(text, pair)
+    raise _not_found("InvalidKeyPair.NotFound", text)
+
+
 def _not_found(code: str, raw: str) -> Ec2Error:
     return Ec2Error(code, f"The ID '{raw}' does not exist")
 
@@ -143,7 +180,9 @@ def resource(rt: Any, raw: Any) -> Resource:
     """A tag-able resource by EC2 id, checked visible and of the right kind."""
     text = str(raw)
     prefix = text.partition("-")[0]
-    number = parse_id(prefix, text) if prefix in KINDS else None
+    if prefix == "key" and _KEY_ID.fullmatch(text):
+        return _key_pair(rt, text)
+    number = parse_id(prefix, text) if prefix in KINDS and prefix != "key" else None
     if number is None:
         raise Ec2Error("InvalidID", f"The ID '{text}' is not valid")
     _, obj, not_found = KINDS[prefix]
@@ -289,6 +328,20 @@ def describe_tags(rt: Any) -> dict:
                 kind[0],
                 kind[1],
                 read_tags(image, "TEMPLATE/EC2_TAGS"),
+            )
+    from handlers.keypairs import key_pairs
+
+    for index, pair in enumerate(key_pairs(rt, rt.xml(rt.call("one.user.info", -1)))):
+        for n, tag in enumerate(pair["Tags"][:1024]):
+            items.append(
+                {
+                    "_n": (3 << 42) | (index << 10) | n,
+                    "ResourceId": pair["KeyPairId"],
+                    "ResourceType": "key-pair",
+                    "Key": tag["Key"],
+                    "Value": tag["Value"],
+                    "_tags": [tag],
+                }
             )
     groups = rt.xml(rt.call("one.secgrouppool.info", -2, -1, -1))
     for group in groups.iterfind("SECURITY_GROUP"):

@@ -78,18 +78,39 @@ def test_key_pairs(ec2, demo, ami):
     with pytest.raises(ClientError) as err:
         ec2.import_key_pair(KeyName="e2e-bad", PublicKeyMaterial=b"ssh-rsa nope")
     assert error_code(err) == "InvalidKey.Format"
-    # key pairs carry no tags here: asking for them is refused, nothing is made
-    spec = [{"ResourceType": "key-pair", "Tags": [{"Key": "Name", "Value": "kk"}]}]
+    # tags (Terraform's aws_key_pair with default_tags): at creation, then as any resource's
+    spec = [{"ResourceType": "key-pair", "Tags": [{"Key": "Name", "Value": 'k"k]'}]}]
+    made = ec2.create_key_pair(KeyName="e2e-tagged", TagSpecifications=spec)
+    assert made["Tags"] == [{"Key": "Name", "Value": 'k"k]'}]
+    other = ed25519.Ed25519PrivateKey.generate().public_key()
+    other_line = other.public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    imported_tagged = ec2.import_key_pair(
+        KeyName="e2e-tagged2", PublicKeyMaterial=other_line, TagSpecifications=spec
+    )
+    assert imported_tagged["Tags"] == spec[0]["Tags"]
+    kid = made["KeyPairId"]
+    ec2.create_tags(Resources=[kid], Tags=[{"Key": "team", "Value": "a"}])
+    [pair] = ec2.describe_key_pairs(KeyPairIds=[kid])["KeyPairs"]
+    assert sorted((t["Key"], t["Value"]) for t in pair["Tags"]) == [("Name", 'k"k]'), ("team", "a")]
+    found = ec2.describe_key_pairs(Filters=[{"Name": "tag:team", "Values": ["a"]}])["KeyPairs"]
+    assert [p["KeyName"] for p in found] == ["e2e-tagged"]
+    listed = ec2.describe_tags(Filters=[{"Name": "resource-type", "Values": ["key-pair"]}])["Tags"]
+    assert {(t["ResourceId"], t["Key"]) for t in listed} >= {(kid, "Name"), (kid, "team")}
+    ec2.delete_tags(Resources=[kid, imported_tagged["KeyPairId"]], Tags=[{"Key": "Name"}])
+    [pair] = ec2.describe_key_pairs(KeyPairIds=[kid])["KeyPairs"]
+    assert pair["Tags"] == [{"Key": "team", "Value": "a"}]
+    [pair2] = ec2.describe_key_pairs(KeyNames=["e2e-tagged2"])["KeyPairs"]
+    assert pair2["Tags"] == []
     with pytest.raises(ClientError) as err:
-        ec2.create_key_pair(KeyName="e2e-tagged", TagSpecifications=spec)
-    assert error_code(err) == "UnsupportedOperation"
-    assert "TagSpecification" in err.value.response["Error"]["Message"]
-    with pytest.raises(ClientError) as err:
-        ec2.import_key_pair(
-            KeyName="e2e-tagged", PublicKeyMaterial=line.encode(), TagSpecifications=spec
-        )
-    assert error_code(err) == "UnsupportedOperation"
-    assert "e2e-tagged" not in {p["KeyName"] for p in ec2.describe_key_pairs()["KeyPairs"]}
+        ec2.create_tags(Resources=["key-0123456789abcdef0"], Tags=[{"Key": "a", "Value": "b"}])
+    assert error_code(err) == "InvalidKeyPair.NotFound"
+    assert {"e2e-tagged", "e2e-tagged2", "e2e-rsa"} <= {
+        p["KeyName"] for p in ec2.describe_key_pairs()["KeyPairs"]
+    }  # the other keys are kept
+    ec2.delete_key_pair(KeyName="e2e-tagged")
+    ec2.delete_key_pair(KeyName="e2e-tagged2")
 
     # a launch with the imported key: cloud-init gets it in CONTEXT
     iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, KeyName="e2e-imported")[

@@ -830,6 +830,7 @@ def test_shipped_keypair_view(shipped) -> None:
         "PublicKey": None,
         "CreateTime": None,
         "Tags": [],
+        "_tags": None,
     }
 
 
