@@ -215,10 +215,10 @@ def _group(rt: Any) -> etree._Element:
     return group
 
 
-def _dry_run_manage(rt: Any, group: etree._Element) -> None:
+def dry_run_manage(rt: Any, group: etree._Element) -> None:
     """In a DryRun, what oned would answer the change: MANAGE from the group's permissions (the
     owner's, the primary group's, anyone's; the oneadmin group may). A secondary group or an
-    ACL rule may allow more: then the dry run passes, as the README says of ACLs."""
+    ACL rule may allow more, which this cannot see (the README says so of ACLs)."""
     if not rt.dry_run:
         return
     me, perms = rt.principal, group.find("PERMISSIONS")
@@ -229,7 +229,7 @@ def _dry_run_manage(rt: Any, group: etree._Element) -> None:
     if (
         me.gid == 0
         or (group.findtext("UID") == str(me.uid) and bit("OWNER_M"))
-        or bit("GROUP_M")
+        or (group.findtext("GID") == str(me.gid) and bit("GROUP_M"))
         or bit("OTHER_M")
     ):
         return
@@ -303,7 +303,7 @@ def create_security_group(rt: Any) -> dict:
 def delete_security_group(rt: Any) -> dict:
     group = _group(rt)
     _refuse_default(group)
-    _dry_run_manage(rt, group)
+    dry_run_manage(rt, group)
     label = _label(group)
     try:
         rt.call(
@@ -467,6 +467,14 @@ def _rules_for(direction: str, pieces: list[tuple[Atom, str]]) -> list[list[tupl
             "rule for any address matches IPv4 as well (to add ::/0 to a 0.0.0.0/0 rule, revoke "
             "it and authorize both)",
         )
+    described = {a[:3]: d for a, d in pieces if a[3] == _ANY4}
+    for atom, description in pieces:
+        if atom[3] == _ANY6 and description != described[atom[:3]]:
+            raise Ec2Error(
+                "UnsupportedOperation",
+                f"::/0 with the description {description!r}: OpenNebula keeps 0.0.0.0/0 and "
+                "::/0 of the same protocol and ports as one rule, with one description",
+            )
     rules = []
     for atom, description in pieces:
         if atom[3] == _ANY6:
@@ -499,7 +507,7 @@ def _change(rt: Any, direction: str, add: bool) -> dict:
     if egress and not rt.body.get("GroupId"):
         raise missing_parameter("GroupId")
     group = _group(rt)
-    _dry_run_manage(rt, group)
+    dry_run_manage(rt, group)
     asked: list[tuple[Atom, str]] = []
     for n, perm in enumerate(_asked(rt, legacy=True), 1):
         for atom, description in _atoms(perm, f"IpPermissions.{n}"):

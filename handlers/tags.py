@@ -190,6 +190,9 @@ def resource(rt: Any, raw: Any) -> Resource:
     if obj == "vm":
         shown = _instance_visible(rt, element)
     elif obj == "secgroup":
+        from handlers.security_groups import dry_run_manage
+
+        dry_run_manage(rt, element)  # what oned would answer the change
         shown = True  # DescribeSecurityGroups shows every group the user may use
     else:
         shown = _shown_as(rt, prefix, element) is True

@@ -26,7 +26,7 @@ DEFAULT_SG = (
 )
 _PORTS = re.compile(r"^(([0-9]+|[0-9]+:[0-9]+),)*([0-9]+|[0-9]+:[0-9]+)$")
 _UINT = re.compile(r"^\s*[0-9]+\s*$")
-_INT = re.compile(r"\s*-?[0-9]+\s*")
+_INT = re.compile(r"\s*[-+]?[0-9]+")  # what `istringstream >> int` reads (split_unique)
 # What an address range copies into a rule by NETWORK_ID (AddressRange::SG_RULE_ATTRIBUTES)
 _AR_RULE_ATTRS = ("AR_ID", "TYPE", "SIZE", "MAC", "IP", "IP6")
 
@@ -233,8 +233,9 @@ def nic_groups(nic: dict, vn: dict | None, ars: list[dict] | None = None) -> lis
         sources.append(T.vget(ar.get("attrs", []), "SECURITY_GROUPS") or "")
     for text in sources:
         for part in text.split(","):
-            if _INT.fullmatch(part):
-                ids.add(int(part))
+            number = _INT.match(part)
+            if number:
+                ids.add(int(number.group()))
     return sorted(ids)
 
 
@@ -258,7 +259,8 @@ def _vm_rules(sim: Sim, sg: dict) -> list[list]:
         if net is None:
             out.append(rule)
             continue
-        vn = sim.store.get("vnet", int(net)) if _INT.fullmatch(net) else None
+        number = _INT.match(net)
+        vn = sim.store.get("vnet", int(number.group())) if number else None
         for ar in (vn or {}).get("ars", []):
             expanded = [list(p) for p in rule]
             for key in _AR_RULE_ATTRS:
@@ -359,7 +361,9 @@ def attachsg(sim: Sim, caller: Caller, vid: int, nic_id: int, sid: int) -> int:
     vn = sim.store.get("vnet", int(net)) if net and net.isdigit() else None
     if vn is not None and not allowed(caller, vn, "vnet", "USE", sim.acls):
         raise errors.not_authorized(caller.uid, "USE", "vnet", vn["id"])
-    authorize(sim, caller, sorted(groups | {sid}))
+    # VirtualNetworkPool::authorize_nic: the network's groups (its own and its ranges') too
+    network = set(nic_groups({}, vn, vn["ars"])) if vn is not None else set()
+    authorize(sim, caller, sorted(groups | {sid} | network))
     sg = sim.store.get("secgroup", sid)
     if sg is None:
         raise errors.action(f"Could not attach SG {sid} to VM, SG does not exist")

@@ -626,3 +626,28 @@ def test_dry_run_answers_what_opennebula_would(ec2):
             GroupId="sg-00000000", DryRun=True, IpProtocol="-1", CidrIp="10.0.0.0/8"
         )
     assert error_of(exc)[:2] == ("UnauthorizedOperation", 403)
+    with pytest.raises(ClientError) as exc:
+        ec2.create_tags(Resources=["sg-00000000"], Tags=[{"Key": "a", "Value": "b"}], DryRun=True)
+    assert error_of(exc)[:2] == ("UnauthorizedOperation", 403)
+
+
+def test_one_description_for_any_address(ec2):
+    gid = ec2.create_security_group(GroupName="e2e-desc", Description="x")["GroupId"]
+    try:
+        with pytest.raises(ClientError) as exc:
+            ec2.authorize_security_group_ingress(
+                GroupId=gid,
+                IpPermissions=[
+                    {
+                        "IpProtocol": "tcp",
+                        "FromPort": 22,
+                        "ToPort": 22,
+                        "IpRanges": [{"CidrIp": "0.0.0.0/0", "Description": "ssh"}],
+                        "Ipv6Ranges": [{"CidrIpv6": "::/0", "Description": "ssh6"}],
+                    }
+                ],
+            )
+        assert error_of(exc)[:2] == ("UnsupportedOperation", 400)
+        assert _group(ec2, gid)["IpPermissions"] == []
+    finally:
+        ec2.delete_security_group(GroupId=gid)

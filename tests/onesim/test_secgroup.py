@@ -236,3 +236,24 @@ def test_address_range_groups_and_odd_numbers(one: One, sim) -> None:
     assert f"<ID>{vid}</ID>" in one("one.secgroup.info", DEMO, empty)[1]
     assert one("one.vm.detachsg", DEMO, vid, 0, empty)[0]
     assert "<UPDATED_VMS></UPDATED_VMS>" in one("one.secgroup.info", DEMO, empty)[1]
+
+
+def test_attachsg_authorizes_the_networks_groups_and_reads_numbers_as_oned(one: One, sim) -> None:
+    sid = one("one.secgroup.allocate", DEMO, WEB)[1]
+    admins = one("one.secgroup.allocate", sim.one_auth, 'NAME="admins"')[1]
+    vid = one("one.vm.allocate", DEMO, 'NAME="v"\nCPU=1\nMEMORY=64\nNIC=[NETWORK_ID=0]')[1]
+    assert one("one.vn.update", sim.one_auth, 0, f'SECURITY_GROUPS="0,{admins}"', 1)[0]
+    assert one("one.vm.attachsg", DEMO, vid, 0, sid)[:3] == [
+        False,
+        f"[one.vm.attachsg] User [2] : Not authorized to perform USE SECGROUP [{admins}].",
+        512,
+    ]
+    # split_unique reads each piece as `istringstream >> int` does: "+N" and "Nabc" are N
+    assert one("one.vn.update", sim.one_auth, 0, 'SECURITY_GROUPS="0"', 1)[0]
+    vid2 = one(
+        "one.vm.allocate",
+        DEMO,
+        f'NAME="w"\nCPU=1\nMEMORY=64\nNIC=[NETWORK_ID=0,SECURITY_GROUPS="+{sid},7abc,x"]',
+    )[1]
+    assert vid2 >= 0, vid2
+    assert f"<SECURITY_GROUPS><![CDATA[0,7,{sid}]]>" in one("one.vm.info", DEMO, vid2)[1]
