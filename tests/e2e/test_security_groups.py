@@ -655,3 +655,40 @@ def test_one_description_for_any_address(ec2):
         assert _group(ec2, gid)["IpPermissions"] == []
     finally:
         ec2.delete_security_group(GroupId=gid)
+
+
+@pytest.mark.parametrize("signature_version", ["2", "4"])
+def test_libcloud(demo, ami, signature_version):
+    """libcloud's EC2 driver: its own requests and its own parsing of the answers."""
+    from urllib.parse import urlsplit
+
+    from libcloud.compute.providers import get_driver
+    from libcloud.compute.types import Provider
+
+    parts = urlsplit(demo.url)
+    driver = get_driver(Provider.EC2)(
+        "demo",
+        hashlib.sha256(b"demo").hexdigest(),
+        secure=False,
+        host=parts.hostname,
+        port=parts.port,
+        region="us-east-1",
+        signature_version=signature_version,
+    )
+    name = f"e2e-lc{signature_version}"
+    made = driver.ex_create_security_group(name, "libcloud")
+    gid = made["group_id"]
+    try:
+        assert name in driver.ex_list_security_groups()
+        assert driver.ex_authorize_security_group_ingress(gid, 443, 443, cidr_ips=["192.0.2.0/24"])
+        [group] = driver.ex_get_security_groups(group_ids=[gid])
+        assert (group.name, group.id) == (name, gid)
+        ingress = [
+            (r["protocol"], r["from_port"], r["to_port"], r["cidr_ips"])
+            for r in group.ingress_rules
+        ]
+        assert ingress == [("tcp", "443", "443", ["192.0.2.0/24"])]
+        assert driver.ex_revoke_security_group_ingress(gid, 443, 443, cidr_ips=["192.0.2.0/24"])
+        assert driver.ex_get_security_groups(group_ids=[gid])[0].ingress_rules == []
+    finally:
+        assert driver.ex_delete_security_group_by_id(gid)
