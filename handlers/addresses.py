@@ -12,8 +12,8 @@ the server admin session), so any number of gateway processes agree:
 * owner and association are attributes of that AR only, written with `one.vn.update_ar`
   (never a read-modify-write of the network template, so concurrent requests on different
   addresses cannot lose each other's updates — the Ruby econe's bug):
-  EC2_OWNER, EC2_ALLOCATION_ID, EC2_DOMAIN, EC2_INSTANCE, EC2_ASSOCIATION_ID, EC2_PRIVATE_IP
-  (see mappings/views/address.yaml).
+  EC2_OWNER, EC2_ALLOCATION_ID, EC2_DOMAIN, EC2_INSTANCE, EC2_ASSOCIATION_ID, EC2_PRIVATE_IP,
+  EC2_TAGS (see mappings/views/address.yaml).
 
 oned's update_ar *replaces* the AR's attribute set (`AddressRange::update_attributes` ends
 with `attr->replace(vup->value())`, keeping only TYPE, SHARED, MAC, IP, IP6, AR_ID, ALLOCATED,
@@ -53,6 +53,7 @@ from econe.one.client import INTERNAL, NO_EXISTS, OneError, OneUnavailable
 from econe.query import as_list
 from handlers.escaping import template_xml
 from handlers.scripts import ScriptError, is_configured, run_script
+from handlers.tags import json_tags, json_text, tag_specs
 
 log = logging.getLogger("econe.handlers.addresses")
 
@@ -63,6 +64,7 @@ EC2_KEYS = (
     "EC2_INSTANCE",
     "EC2_ASSOCIATION_ID",
     "EC2_PRIVATE_IP",
+    "EC2_TAGS",
 )
 # AR attributes oned keeps or regenerates itself on update_ar: never sent back.
 SYSTEM_KEYS = {
@@ -152,6 +154,7 @@ class Address:
             "EC2_INSTANCE": "" if v.get("_vm") is None else str(v["_vm"]),
             "EC2_ASSOCIATION_ID": v.get("AssociationId") or "",
             "EC2_PRIVATE_IP": v.get("PrivateIpAddress") or "",
+            "EC2_TAGS": v.get("_tags") or "",
         }
 
 
@@ -214,6 +217,7 @@ def read_pool(rt: Any, vnet: int | None = None) -> Pool:
             and c.tag not in SYSTEM_KEYS
             and c.tag not in EC2_KEYS
         ]
+        view["Tags"] = json_tags(view.get("_tags"))
         addresses.append(Address(view, extra))
     return Pool(vnet, xml, addresses)
 
@@ -418,6 +422,7 @@ def allocate_address(rt: Any) -> dict:
         if body.get(name):
             raise Ec2Error("InvalidParameterValue", f"{name} is not supported: there is one pool")
     wanted = _check_ip(str(body["Address"]), "Address") if body.get("Address") else None
+    tags = tag_specs(body, "elastic-ip")
     uid = rt.principal.uid
     for _ in range(ALLOCATE_ROUNDS):
         pool = read_pool(rt, vnet)
@@ -448,6 +453,7 @@ def allocate_address(rt: Any) -> dict:
                 "EC2_OWNER": str(uid),
                 "EC2_ALLOCATION_ID": _new_id("eipalloc"),
                 "EC2_DOMAIN": domain,
+                "EC2_TAGS": json_text(tags),
             }
             try:
                 _write(rt, pool, addr, record)
@@ -741,6 +747,27 @@ def release_address(rt: Any) -> dict:
             raise _server_error("Cannot release the address", exc) from exc
     log.info("released %s (uid %s)", addr.ip, rt.principal.uid)
     return {"Return": True}
+
+
+def set_tags(rt: Any, allocation_id: str, tags: list[tuple[str, str]]) -> None:
+    """CreateTags/DeleteTags: the address's EC2_TAGS become `tags` (JSON: an AR cannot hold
+    vectors), written as every change is, under the address's lock."""
+    vnet = vnet_id(rt)
+    addr = _my_address(rt, read_pool(rt, vnet), {"AllocationId": allocation_id})
+    with _lock(vnet, addr.ip):
+        pool = read_pool(rt, vnet)
+        addr = _my_address(rt, pool, {"AllocationId": allocation_id})
+        try:
+            _write(rt, pool, addr, {**addr.record(), "EC2_TAGS": json_text(tags)})
+        except OneError as exc:
+            raise _server_error("Cannot record the address's tags", exc) from exc
+
+
+def my_addresses(rt: Any) -> list[dict]:
+    """The user's addresses (views), for tagging; none when elastic IPs are not configured."""
+    if rt.config.elasticips_vnet_id is None:
+        return []
+    return [a.view for a in read_pool(rt).mine(rt.principal.uid)]
 
 
 # -- hooks for other actions ----------------------------------------------------------------------

@@ -40,7 +40,7 @@ from lxml import etree
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.query import as_list
 from handlers.escaping import TemplateError, storable, template_xml
-from handlers.tags import tag_specs
+from handlers.tags import json_tags, json_text, tag_specs
 
 VECTOR = "EC2_KEYPAIR"
 LEGACY = "EC2_KEYPAIRS"
@@ -94,7 +94,7 @@ def key_pairs(rt: Any, user: etree._Element) -> list[dict[str, Any]]:
         pair = rt.view("keypair", vec)
         if pair.get("KeyName"):
             pair["KeyPairId"] = pair.get("KeyPairId") or _legacy_id(pair["KeyName"])
-            pair["Tags"] = read_tags(pair.get("_tags"))
+            pair["Tags"] = json_tags(pair.get("_tags"))
             out.append(pair)
     seen = {p["KeyName"] for p in out}
     for name, entry in _legacy(user).items():
@@ -114,27 +114,6 @@ def key_pairs(rt: Any, user: etree._Element) -> list[dict[str, Any]]:
     return out
 
 
-def read_tags(text: str | None) -> list[dict[str, str]]:
-    """A key pair's TAGS: JSON [[key, value], …] (a vector cannot hold vectors)."""
-    try:
-        pairs = json.loads(text) if text else []
-    except ValueError:
-        return []
-    return (
-        [
-            {"Key": str(p[0]), "Value": str(p[1])}
-            for p in pairs
-            if isinstance(p, list) and len(p) == 2
-        ]
-        if isinstance(pairs, list)
-        else []
-    )
-
-
-def tags_text(tags: list[tuple[str, str]]) -> str:
-    return json.dumps([[k, v] for k, v in tags], ensure_ascii=False)
-
-
 def set_tags(rt: Any, key_id: str, tags: list[tuple[str, str]]) -> None:
     """The key pair's TAGS become `tags` (read-modify-write of the user's key vectors, read
     afresh so that changes of several keys in one request follow each other)."""
@@ -144,7 +123,7 @@ def set_tags(rt: Any, key_id: str, tags: list[tuple[str, str]]) -> None:
         if dict(vec).get("KEY_PAIR_ID") == key_id:
             vec = [(k, v) for k, v in vec if k != "TAGS"]
             if tags:
-                vec.append(("TAGS", tags_text(tags)))
+                vec.append(("TAGS", json_text(tags)))
         vectors.append((name, vec))
     _write(rt, _uid(user), vectors)
 
@@ -184,7 +163,7 @@ def _add(rt: Any, name: str, public_key: str, fingerprint: str, key_type: str, t
         ("CREATE_TIME", str(int(time.time()))),
     ]
     if tags:
-        vector.append(("TAGS", tags_text(tags)))
+        vector.append(("TAGS", json_text(tags)))
     try:
         storable(name, "KeyName")
     except TemplateError as exc:

@@ -1,6 +1,7 @@
 """Tags: CreateTags, DeleteTags, DescribeTags for instances, AMIs, volumes, snapshots,
-security groups and key pairs (whose tags are the TAGS of their EC2_KEYPAIR vector: see
-handlers/keypairs.py).
+security groups, key pairs and elastic IPs (whose tags are JSON in the TAGS of their
+EC2_KEYPAIR vector and the EC2_TAGS of their address range: see handlers/keypairs.py and
+handlers/addresses.py).
 
 Storage: one `EC2_TAGS = [ KEY = "…", VALUE = "…" ]` vector per tag — in the VM's USER_TEMPLATE
 (`one.vm.update`), the IMAGE's TEMPLATE (`one.image.update`) or the SECURITY_GROUP's TEMPLATE
@@ -16,6 +17,7 @@ merge cannot remove an attribute.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Any
@@ -32,6 +34,8 @@ log = logging.getLogger("econe.handlers.tags")
 
 MAX_TAGS = 50
 _KEY_ID = re.compile(r"key-[0-9a-f]{17}")
+_ALLOCATION_ID = re.compile(r"eipalloc-[0-9a-f]{1,17}")
+_BY_NAME = ("key", "eipalloc")  # ids that are no OpenNebula number
 # prefix → (EC2 resource type, OpenNebula object, NotFound code)
 KINDS = {
     "i": ("instance", "vm", "InvalidInstanceID.NotFound"),
@@ -40,6 +44,7 @@ KINDS = {
     "snap": ("snapshot", "image", "InvalidSnapshot.NotFound"),
     "sg": ("security-group", "secgroup", "InvalidGroup.NotFound"),
     "key": ("key-pair", "user", "InvalidKeyPair.NotFound"),
+    "eipalloc": ("elastic-ip", "address", "InvalidAllocationID.NotFound"),
 }
 # prefix → (view, flag): an image is what Describe{Volumes,Snapshots,Images} show, so what can
 # be tagged: its view has the flag and a State. DescribeTags names it by the first that fits.
@@ -109,6 +114,24 @@ def tag_specs(
     return list(tags.items())
 
 
+def json_tags(text: str | None) -> list[dict[str, str]]:
+    """Tags kept as JSON [[key, value], …] where a vector cannot hold vectors (a key pair's
+    EC2_KEYPAIR vector, an elastic IP's address range) → [{Key, Value}]."""
+    try:
+        pairs = json.loads(text) if text else []
+    except ValueError:
+        return []
+    if not isinstance(pairs, list):
+        return []
+    return [
+        {"Key": str(p[0]), "Value": str(p[1])} for p in pairs if isinstance(p, list) and len(p) == 2
+    ]
+
+
+def json_text(tags: list[tuple[str, str]]) -> str:
+    return json.dumps([[k, v] for k, v in tags], ensure_ascii=False) if tags else ""
+
+
 def tag_attrs(tags: list[tuple[str, str]]) -> list[Attr]:
     return [("EC2_TAGS", [("KEY", k), ("VALUE", v)]) for k, v in tags]
 
@@ -157,6 +180,29 @@ class KeyPair(Resource):
         set_tags(rt, self.raw, tags)
 
 
+class ElasticIp(KeyPair):
+    """An elastic IP: its tags are the EC2_TAGS of its address range (handlers/addresses.py)."""
+
+    def __init__(self, raw: str, address: dict):
+        self.raw, self.prefix, self.number, self.element = raw, "eipalloc", raw, None
+        self.kind, self.obj, self.not_found = KINDS["eipalloc"]
+        self.tags = [(t["Key"], t["Value"]) for t in address["Tags"]]
+
+    def write(self, rt: Any, tags: list[tuple[str, str]]) -> None:
+        from handlers.addresses import set_tags
+
+        set_tags(rt, self.raw, tags)
+
+
+def _elastic_ip(rt: Any, text: str) -> ElasticIp:
+    from handlers.addresses import my_addresses
+
+    for address in my_addresses(rt):
+        if address.get("AllocationId") == text:
+            return ElasticIp(text, address)
+    raise _not_found("InvalidAllocationID.NotFound", text)
+
+
 def _key_pair(rt: Any, text: str) -> KeyPair:
     from handlers.keypairs import key_pairs
 
@@ -182,7 +228,9 @@ def resource(rt: Any, raw: Any) -> Resource:
     prefix = text.partition("-")[0]
     if prefix == "key" and _KEY_ID.fullmatch(text):
         return _key_pair(rt, text)
-    number = parse_id(prefix, text) if prefix in KINDS and prefix != "key" else None
+    if prefix == "eipalloc" and _ALLOCATION_ID.fullmatch(text):
+        return _elastic_ip(rt, text)
+    number = parse_id(prefix, text) if prefix in KINDS and prefix not in _BY_NAME else None
     if number is None:
         raise Ec2Error("InvalidID", f"The ID '{text}' is not valid")
     _, obj, not_found = KINDS[prefix]
@@ -341,6 +389,20 @@ def describe_tags(rt: Any) -> dict:
                     "_n": (3 << 42) | (index << 10) | n,
                     "ResourceId": pair["KeyPairId"],
                     "ResourceType": "key-pair",
+                    "Key": tag["Key"],
+                    "Value": tag["Value"],
+                    "_tags": [tag],
+                }
+            )
+    from handlers.addresses import my_addresses
+
+    for address in my_addresses(rt):
+        for n, tag in enumerate(address["Tags"][:1024]):
+            items.append(
+                {
+                    "_n": (4 << 42) | (address["_ar_id"] << 10) | n,
+                    "ResourceId": address["AllocationId"],
+                    "ResourceType": "elastic-ip",
                     "Key": tag["Key"],
                     "Value": tag["Value"],
                     "_tags": [tag],

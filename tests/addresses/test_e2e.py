@@ -319,18 +319,44 @@ def test_recorder_rejects_bad_calls(tmp_path: Path) -> None:
     assert len(calls(tmp_path / "log")) == 2
 
 
-def test_tags_are_refused_where_they_cannot_be_kept(ec2) -> None:
-    """Addresses carry no tags here (key pairs neither): a TagSpecification is
-    UnsupportedOperation naming it, never dropped, and nothing is allocated."""
-    before = ec2.describe_addresses()["Addresses"]
-    spec = [{"ResourceType": "elastic-ip", "Tags": [{"Key": "Name", "Value": "web"}]}]
+def test_tags(demo, ec2, ami) -> None:
+    """Terraform's aws_eip with default_tags: tags at allocation, then as any resource's;
+    kept through an association, gone with the address, another user's not reachable."""
+    spec = [{"ResourceType": "elastic-ip", "Tags": [{"Key": "Name", "Value": 'w"e]b'}]}]
+    made = ec2.allocate_address(Domain="vpc", TagSpecifications=spec)
+    alloc = made["AllocationId"]
+    [address] = ec2.describe_addresses(AllocationIds=[alloc])["Addresses"]
+    assert address["Tags"] == spec[0]["Tags"]  # (AllocateAddress answers no tags, as EC2)
+    ec2.create_tags(Resources=[alloc], Tags=[{"Key": "team", "Value": "a"}])
+    [vm] = launch(ec2, ami)
+    ec2.associate_address(AllocationId=alloc, InstanceId=vm["InstanceId"])
+    [address] = ec2.describe_addresses(AllocationIds=[alloc])["Addresses"]
+    assert address["InstanceId"] == vm["InstanceId"]
+    assert sorted((t["Key"], t["Value"]) for t in address["Tags"]) == [
+        ("Name", 'w"e]b'),
+        ("team", "a"),
+    ]
+    found = ec2.describe_addresses(Filters=[{"Name": "tag:team", "Values": ["a"]}])["Addresses"]
+    assert [a["AllocationId"] for a in found] == [alloc]
+    listed = ec2.describe_tags(Filters=[{"Name": "resource-id", "Values": [alloc]}])["Tags"]
+    assert {(t["ResourceType"], t["Key"]) for t in listed} == {
+        ("elastic-ip", "Name"),
+        ("elastic-ip", "team"),
+    }
+    ec2.delete_tags(Resources=[alloc], Tags=[{"Key": "Name"}])
+    [address] = ec2.describe_addresses(AllocationIds=[alloc])["Addresses"]
+    assert address["Tags"] == [{"Key": "team", "Value": "a"}]
+    assert address["InstanceId"] == vm["InstanceId"]  # the association is kept
+    add_user(demo, "eiptag", "tagpw")
+    other = demo.client("eiptag", hashlib.sha256(b"tagpw").hexdigest())
     with pytest.raises(ClientError) as err:
-        ec2.allocate_address(Domain="vpc", TagSpecifications=spec)
-    assert client_error(err)[:2] == ("UnsupportedOperation", 400)
-    assert "TagSpecification" in err.value.response["Error"]["Message"]
-    assert ec2.describe_addresses()["Addresses"] == before
-    empty = ec2.allocate_address(Domain="vpc", TagSpecifications=[])  # asks for nothing
-    ec2.release_address(AllocationId=empty["AllocationId"])
+        other.create_tags(Resources=[alloc], Tags=[{"Key": "x", "Value": "y"}])
+    assert client_error(err)[:2] == ("InvalidAllocationID.NotFound", 400)
+    ec2.release_address(AllocationId=alloc)
+    again = ec2.allocate_address(Address=made["PublicIp"])  # the next holder gets no tags
+    [address] = ec2.describe_addresses(AllocationIds=[again["AllocationId"]])["Addresses"]
+    assert address["Tags"] == []
+    ec2.release_address(AllocationId=again["AllocationId"])
 
 
 def test_address_attributes_page(ec2) -> None:

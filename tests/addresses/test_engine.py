@@ -95,6 +95,7 @@ def test_allocate_describe_release(sim: Sim, eng: Engine) -> None:
         "Domain": "vpc",
         "PublicIpv4Pool": "ipv4pool-vnet-1",  # the network the address is from
         "NetworkBorderGroup": "opennebula",
+        "Tags": [],
     }
     assert {k: out[k] for k in ("PublicIpv4Pool", "NetworkBorderGroup")} == {
         "PublicIpv4Pool": "ipv4pool-vnet-1",
