@@ -480,8 +480,6 @@ class Launch:
             user.append((DIGEST, request_digest(self.rt.body)))
         if self.key_name:
             user.append(("EC2_KEYNAME", str(self.key_name)))
-        if self.groups:  # the instance's own groups (oned adds the network's to the NICs)
-            user.append(("EC2_SECURITY_GROUPS", ",".join(map(str, self.groups))))
         user += tag_attrs(self.tags)
         context: list[tuple[str, str]] = []
         if self.user_data:

@@ -571,10 +571,9 @@ def revoke_egress(rt: Any) -> dict:
 
 
 def set_instance_groups(rt: Any, instance: dict, raw_ids: Any) -> None:
-    """ModifyInstanceAttribute GroupId.N: the instance's own groups become these on every NIC
-    (`one.vm.attachsg` for the missing, `one.vm.detachsg` for the others it is shown in; the
-    network's, not shown once groups were asked for, stay) and are recorded (EC2_SECURITY_GROUPS); what was changed is undone when
-    OpenNebula refuses a step."""
+    """ModifyInstanceAttribute GroupId.N: every NIC of the instance in exactly these groups
+    (`one.vm.attachsg` for the missing, `one.vm.detachsg` for the others, the network's
+    included); what was changed is undone when OpenNebula refuses a step."""
     wanted = set(group_ids(rt, [], as_list(raw_ids)))
     if not wanted:
         raise missing_parameter("GroupId")
@@ -591,22 +590,18 @@ def set_instance_groups(rt: Any, instance: dict, raw_ids: Any) -> None:
             f"The instance '{instance['InstanceId']}' has no network interface to put in groups",
         )
     errors = {"ACTION": "IncorrectInstanceState", "AUTHORIZATION": "UnauthorizedOperation"}
-    own = set(
-        _own_groups([n.findtext("SECURITY_GROUPS") or "" for n in nics], instance.get("_sg_own"))
-    )
     undo: list[tuple[str, int, int]] = []
     try:
         for nic in nics:
             nic_id = int(nic.findtext("NIC_ID"))
-            have = _ints(nic.findtext("SECURITY_GROUPS"))
+            text = nic.findtext("SECURITY_GROUPS") or ""
+            have = {int(g) for g in text.split(",") if g.strip().isdigit()}
             for sid in sorted(wanted - have):  # first in the new groups, then out of the old
                 rt.call("one.vm.attachsg", vid, nic_id, sid, errors=errors)
                 undo.append(("one.vm.detachsg", nic_id, sid))
-            for sid in sorted((have & own) - wanted):  # groups not shown stay
+            for sid in sorted(have - wanted):
                 rt.call("one.vm.detachsg", vid, nic_id, sid, errors=errors)
                 undo.append(("one.vm.attachsg", nic_id, sid))
-        record = template_xml([("EC2_SECURITY_GROUPS", ",".join(map(str, sorted(wanted))))])
-        rt.call("one.vm.update", vid, record, 1, errors=errors)
     except Ec2Error:
         for method, nic_id, sid in reversed(undo):
             try:
@@ -616,32 +611,16 @@ def set_instance_groups(rt: Any, instance: dict, raw_ids: Any) -> None:
         raise
 
 
-def _ints(text: str | None) -> set[int]:
-    return {int(g) for g in (text or "").split(",") if g.strip().isdigit()}
-
-
-def _own_groups(nic_groups: tuple | list, own: str | None) -> list[int]:
-    """The groups an instance is shown in: of its NICs' groups, those asked for at launch or
-    by ModifyInstanceAttribute (EC2_SECURITY_GROUPS), not those OpenNebula added from the
-    network, which filter like a subnet's network ACL; an instance launched without groups
-    is in all of its NICs' (its network's `default`), as an EC2 instance without groups is in
-    `default`."""
-    ids = set().union(*(_ints(text) for text in nic_groups)) if nic_groups else set()
-    if own:
-        ids &= _ints(own)
-    return sorted(ids)
-
-
 def instance_groups(rt: Any, instances: list[dict]) -> None:
-    """The enrich hook of DescribeInstances and DescribeInstanceAttribute: SecurityGroups are
-    the instance's own groups (`_own_groups`). A group's name is in the SECURITY_GROUP_RULEs of
+    """The enrich hook of DescribeInstances and DescribeInstanceAttribute: SecurityGroups from
+    the NICs' SECURITY_GROUPS (`_sg_ids`). A group's name is in the SECURITY_GROUP_RULEs of
     every VM in it, so it is read from the first instance's element (`_element`) in each set
     of groups, not from every instance; a group without rules is named from the pool (one
     call). Instances in the same groups share one list."""
     seen: dict[tuple, list[dict]] = {}
     missing = False
     for inst in instances:
-        key = (tuple(inst.get("_sg_ids") or ()), inst.get("_sg_own"))
+        key = tuple(inst.get("_sg_ids") or ())
         groups = seen.get(key)
         if groups is None:
             names: dict[str, str | None] = {}
@@ -652,7 +631,7 @@ def instance_groups(rt: Any, instances: list[dict]) -> None:
                         rule.findtext("SECURITY_GROUP_ID") or "",
                         rule.findtext("SECURITY_GROUP_NAME"),
                     )
-            ids = _own_groups(key[0], key[1])
+            ids = sorted({int(g) for text in key for g in text.split(",") if g.strip().isdigit()})
             groups = seen[key] = [
                 {"GroupId": format_id("sg", i), "GroupName": names.get(str(i))} for i in ids
             ]

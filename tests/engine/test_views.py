@@ -549,7 +549,6 @@ RUNNING_VM = {
     "StateTransitionReason": "",
     "SecurityGroups": [],
     "_sg_ids": ["0"],
-    "_sg_own": None,
     "EbsOptimized": False,
     "InstanceType": None,
     "LaunchTime": datetime(2026, 11, 23, 19, 29, 9, tzinfo=UTC),
