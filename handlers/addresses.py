@@ -12,8 +12,8 @@ the server admin session), so any number of gateway processes agree:
 * owner and association are attributes of that AR only, written with `one.vn.update_ar`
   (never a read-modify-write of the network template, so concurrent requests on different
   addresses cannot lose each other's updates — the Ruby econe's bug):
-  EC2_OWNER, EC2_ALLOCATION_ID, EC2_DOMAIN, EC2_INSTANCE, EC2_ASSOCIATION_ID, EC2_PRIVATE_IP,
-  EC2_TAGS (see mappings/views/address.yaml).
+  EC2_OWNER, EC2_ALLOCATION_ID, EC2_DOMAIN, EC2_INSTANCE, EC2_ASSOCIATION_ID, EC2_PRIVATE_IP
+  (see mappings/views/address.yaml); tags are apart, in the network's template (TAGS_PREFIX).
 
 oned's update_ar *replaces* the AR's attribute set (`AddressRange::update_attributes` ends
 with `attr->replace(vup->value())`, keeping only TYPE, SHARED, MAC, IP, IP6, AR_ID, ALLOCATED,
@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import json
 import logging
 import os
 import random
@@ -53,7 +54,7 @@ from econe.one.client import INTERNAL, NO_EXISTS, OneError, OneUnavailable
 from econe.query import as_list
 from handlers.escaping import template_xml
 from handlers.scripts import ScriptError, is_configured, run_script
-from handlers.tags import json_tags, json_text, tag_specs
+from handlers.tags import json_tags, tag_specs
 
 log = logging.getLogger("econe.handlers.addresses")
 
@@ -64,8 +65,12 @@ EC2_KEYS = (
     "EC2_INSTANCE",
     "EC2_ASSOCIATION_ID",
     "EC2_PRIVATE_IP",
-    "EC2_TAGS",
 )
+# An address's tags live in the network's template, one attribute per address (by IP), as
+# JSON {"alloc": allocation id, "tags": [[key, value], …]}: merged alone (`one.vn.update`, type
+# 1), they never touch the AR records, and tags of an earlier allocation of the IP are not
+# shown (another allocation id).
+TAGS_PREFIX = "EC2_EIP_TAGS_"
 # AR attributes oned keeps or regenerates itself on update_ar: never sent back.
 SYSTEM_KEYS = {
     "AR_ID",
@@ -154,7 +159,6 @@ class Address:
             "EC2_INSTANCE": "" if v.get("_vm") is None else str(v["_vm"]),
             "EC2_ASSOCIATION_ID": v.get("AssociationId") or "",
             "EC2_PRIVATE_IP": v.get("PrivateIpAddress") or "",
-            "EC2_TAGS": v.get("_tags") or "",
         }
 
 
@@ -205,6 +209,11 @@ def read_pool(rt: Any, vnet: int | None = None) -> Pool:
             ) from exc
         raise _server_error(f"Cannot read the elastic IP network {vnet}", exc) from exc
     root = rt.xml(xml)
+    tagged = {
+        c.tag: c.text or ""
+        for c in root.iterfind("TEMPLATE/*")
+        if isinstance(c.tag, str) and c.tag.startswith(TAGS_PREFIX)
+    }
     ars = root.findall("AR_POOL/AR")
     views = rt.engine.views["address"].apply_all(ars, rt.scope())
     addresses = []
@@ -217,7 +226,7 @@ def read_pool(rt: Any, vnet: int | None = None) -> Pool:
             and c.tag not in SYSTEM_KEYS
             and c.tag not in EC2_KEYS
         ]
-        view["Tags"] = json_tags(view.get("_tags"))
+        view["Tags"] = _tags_of(tagged.get(_tags_attr(view.get("PublicIp") or "")), view)
         addresses.append(Address(view, extra))
     return Pool(vnet, xml, addresses)
 
@@ -453,7 +462,6 @@ def allocate_address(rt: Any) -> dict:
                 "EC2_OWNER": str(uid),
                 "EC2_ALLOCATION_ID": _new_id("eipalloc"),
                 "EC2_DOMAIN": domain,
-                "EC2_TAGS": json_text(tags),
             }
             try:
                 _write(rt, pool, addr, record)
@@ -464,6 +472,8 @@ def allocate_address(rt: Any) -> dict:
                 raise _server_error("Cannot record the elastic IP's owner", exc) from exc
             try:  # two allocations at once may both have passed the check above
                 _within_limit(rt, read_pool(rt, vnet), uid, 1)
+                if tags:
+                    _write_tags(rt, vnet, addr.ip, record["EC2_ALLOCATION_ID"], tags)
             except Ec2Error:
                 # as ReleaseAddress: the record goes first, or it would stay on a free address
                 # and name this user as the owner of whoever takes it next
@@ -749,18 +759,38 @@ def release_address(rt: Any) -> dict:
     return {"Return": True}
 
 
-def set_tags(rt: Any, allocation_id: str, tags: list[tuple[str, str]]) -> None:
-    """CreateTags/DeleteTags: the address's EC2_TAGS become `tags` (JSON: an AR cannot hold
-    vectors), written as every change is, under the address's lock."""
+def _tags_attr(ip: str) -> str:
+    return TAGS_PREFIX + re.sub(r"[^0-9A-Za-z]", "_", ip)
+
+
+def _tags_of(text: str | None, view: dict) -> list[dict[str, str]]:
+    """The tags kept for this address, if they are of its current allocation."""
+    try:
+        entry = json.loads(text) if text else None
+    except ValueError:
+        return []
+    if not isinstance(entry, dict) or entry.get("alloc") != view.get("AllocationId"):
+        return []
+    return json_tags(json.dumps(entry.get("tags")))
+
+
+def _write_tags(rt: Any, vnet: int, ip: str, alloc: str, tags: list[tuple[str, str]]) -> None:
+    value = json.dumps({"alloc": alloc, "tags": [[k, v] for k, v in tags]}, ensure_ascii=False)
+    try:
+        _admin(rt, "one.vn.update", vnet, template_xml([(_tags_attr(ip), value)]), 1)
+    except OneError as exc:
+        raise _server_error("Cannot record the address's tags", exc) from exc
+
+
+def set_tags(rt: Any, allocation_id: str, change: Any) -> None:
+    """CreateTags/DeleteTags: `change(tags now) -> tags`, applied to the tags read afresh under
+    the address's lock (so changes of one process follow each other)."""
     vnet = vnet_id(rt)
     addr = _my_address(rt, read_pool(rt, vnet), {"AllocationId": allocation_id})
     with _lock(vnet, addr.ip):
-        pool = read_pool(rt, vnet)
-        addr = _my_address(rt, pool, {"AllocationId": allocation_id})
-        try:
-            _write(rt, pool, addr, {**addr.record(), "EC2_TAGS": json_text(tags)})
-        except OneError as exc:
-            raise _server_error("Cannot record the address's tags", exc) from exc
+        addr = _my_address(rt, read_pool(rt, vnet), {"AllocationId": allocation_id})
+        now = [(t["Key"], t["Value"]) for t in addr.view["Tags"]]
+        _write_tags(rt, vnet, addr.ip, allocation_id, change(now))
 
 
 def my_addresses(rt: Any) -> list[dict]:

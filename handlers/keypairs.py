@@ -29,6 +29,7 @@ import hashlib
 import json
 import re
 import secrets
+import threading
 import time
 from typing import Any
 
@@ -114,18 +115,33 @@ def key_pairs(rt: Any, user: etree._Element) -> list[dict[str, Any]]:
     return out
 
 
-def set_tags(rt: Any, key_id: str, tags: list[tuple[str, str]]) -> None:
-    """The key pair's TAGS become `tags` (read-modify-write of the user's key vectors, read
-    afresh so that changes of several keys in one request follow each other)."""
-    user = _user(rt)
-    vectors = []
-    for name, vec in _vectors(user):
-        if dict(vec).get("KEY_PAIR_ID") == key_id:
-            vec = [(k, v) for k, v in vec if k != "TAGS"]
-            if tags:
-                vec.append(("TAGS", json_text(tags)))
-        vectors.append((name, vec))
-    _write(rt, _uid(user), vectors)
+def set_tags(rt: Any, key_id: str, change: Any) -> None:
+    """The key pair's TAGS become `change(tags now)`: read-modify-write of the user's key
+    vectors, read afresh under the user's lock (see _user_lock)."""
+    with _user_lock(rt.principal.uid):
+        user = _user(rt)
+        vectors = []
+        for name, vec in _vectors(user):
+            if dict(vec).get("KEY_PAIR_ID") == key_id:
+                now = [(t["Key"], t["Value"]) for t in json_tags(dict(vec).get("TAGS"))]
+                tags = change(now)
+                vec = [(k, v) for k, v in vec if k != "TAGS"]
+                if tags:
+                    vec.append(("TAGS", json_text(tags)))
+            vectors.append((name, vec))
+        _write(rt, _uid(user), vectors)
+
+
+# Every change of a user's key pairs rewrites all of them (a merge replaces every EC2_KEYPAIR
+# vector): one at a time per user in this process, each reading the template afresh. Across
+# gateway processes two changes at the same instant can still lose one (mappings/README).
+_USER_LOCKS: dict[int, threading.Lock] = {}
+_USER_LOCKS_GUARD = threading.Lock()
+
+
+def _user_lock(uid: int) -> threading.Lock:
+    with _USER_LOCKS_GUARD:
+        return _USER_LOCKS.setdefault(uid, threading.Lock())
 
 
 def _vectors(user: etree._Element) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -150,9 +166,6 @@ def _comment(name: str) -> str:
 
 
 def _add(rt: Any, name: str, public_key: str, fingerprint: str, key_type: str, tags: list) -> str:
-    user = _user(rt)
-    if any(p["KeyName"] == name for p in key_pairs(rt, user)):
-        raise Ec2Error("InvalidKeyPair.Duplicate", f"The keypair '{name}' already exists.")
     key_id = "key-" + secrets.token_hex(9)[:17]
     vector = [
         ("NAME", name),
@@ -168,7 +181,11 @@ def _add(rt: Any, name: str, public_key: str, fingerprint: str, key_type: str, t
         storable(name, "KeyName")
     except TemplateError as exc:
         raise Ec2Error("InvalidParameterValue", str(exc)) from None
-    _write(rt, _uid(user), [*_vectors(user), (VECTOR, vector)])
+    with _user_lock(rt.principal.uid):
+        user = _user(rt)
+        if any(p["KeyName"] == name for p in key_pairs(rt, user)):
+            raise Ec2Error("InvalidKeyPair.Duplicate", f"The keypair '{name}' already exists.")
+        _write(rt, _uid(user), [*_vectors(user), (VECTOR, vector)])
     return key_id
 
 
@@ -355,23 +372,26 @@ def delete_key_pair(rt: Any) -> dict:
         raise missing_parameter("KeyName")
     if key_id and not _ID.fullmatch(str(key_id)):
         raise Ec2Error("InvalidKeyPair.Malformed", f"Invalid id: '{key_id}'")
-    user = _user(rt)
-    pairs = key_pairs(rt, user)
-    victims = [
-        p
-        for p in pairs
-        if (name and p["KeyName"] == str(name)) or (key_id and p["KeyPairId"] == str(key_id))
-    ]
-    if not victims:
-        if key_id and not name:
-            raise Ec2Error("InvalidKeyPair.NotFound", f"The key pair ID '{key_id}' does not exist")
-        return {"Return": True}
-    gone = {p["KeyName"] for p in victims}
-    kept = [v for v in _vectors(user) if dict(v[1]).get("NAME") not in gone]
-    if len(kept) != len(_vectors(user)):
-        _write(rt, _uid(user), kept)
-    if any(p.get("_legacy") for p in victims):
-        legacy = {k: v for k, v in _legacy(user).items() if k not in gone}
-        blob = base64.b64encode(json.dumps(legacy).encode()).decode()
-        rt.call("one.user.update", _uid(user), template_xml([(LEGACY, blob)]), 1)
+    with _user_lock(rt.principal.uid):
+        user = _user(rt)
+        pairs = key_pairs(rt, user)
+        victims = [
+            p
+            for p in pairs
+            if (name and p["KeyName"] == str(name)) or (key_id and p["KeyPairId"] == str(key_id))
+        ]
+        if not victims:
+            if key_id and not name:
+                raise Ec2Error(
+                    "InvalidKeyPair.NotFound", f"The key pair ID '{key_id}' does not exist"
+                )
+            return {"Return": True}
+        gone = {p["KeyName"] for p in victims}
+        kept = [v for v in _vectors(user) if dict(v[1]).get("NAME") not in gone]
+        if len(kept) != len(_vectors(user)):
+            _write(rt, _uid(user), kept)
+        if any(p.get("_legacy") for p in victims):
+            legacy = {k: v for k, v in _legacy(user).items() if k not in gone}
+            blob = base64.b64encode(json.dumps(legacy).encode()).decode()
+            rt.call("one.user.update", _uid(user), template_xml([(LEGACY, blob)]), 1)
     return {"Return": True, "KeyPairId": victims[0]["KeyPairId"]}

@@ -1,7 +1,8 @@
 """Tags: CreateTags, DeleteTags, DescribeTags for instances, AMIs, volumes, snapshots,
-security groups, key pairs and elastic IPs (whose tags are JSON in the TAGS of their
-EC2_KEYPAIR vector and the EC2_TAGS of their address range: see handlers/keypairs.py and
-handlers/addresses.py).
+security groups, key pairs and elastic IPs (whose tags are JSON: in the TAGS of the key's
+EC2_KEYPAIR vector, in the elastic-IP network's EC2_EIP_TAGS_<ip>; see handlers/keypairs.py
+and handlers/addresses.py). Those two are changed as a delta applied to the tags read again
+under a lock, so concurrent changes in one gateway process all count.
 
 Storage: one `EC2_TAGS = [ KEY = "…", VALUE = "…" ]` vector per tag — in the VM's USER_TEMPLATE
 (`one.vm.update`), the IMAGE's TEMPLATE (`one.image.update`) or the SECURITY_GROUP's TEMPLATE
@@ -161,6 +162,24 @@ class Resource:
             errors={"NO_EXISTS": self.not_found, "AUTHORIZATION": "UnauthorizedOperation"},
         )
 
+    def undo(self, rt: Any, written: list[tuple[str, str]]) -> None:
+        """Put the tags read before back, after `written` was written."""
+        self.write(rt, self.tags)
+
+
+def _delta(before: list[tuple[str, str]], after: list[tuple[str, str]]) -> Any:
+    """The change from `before` to `after` as a function of the tags read again when writing,
+    so that two changes of one resource in this process both count."""
+    old, new = dict(before), dict(after)
+    set_ = {k: v for k, v in new.items() if old.get(k) != v}
+    gone = old.keys() - new.keys()
+
+    def change(now: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        kept = [(k, v) for k, v in now if k not in gone and k not in set_]
+        return kept + list(set_.items())
+
+    return change
+
 
 class KeyPair(Resource):
     """A key pair: its tags are the TAGS of its EC2_KEYPAIR vector in the user's template."""
@@ -177,7 +196,15 @@ class KeyPair(Resource):
     def write(self, rt: Any, tags: list[tuple[str, str]]) -> None:
         from handlers.keypairs import set_tags
 
-        set_tags(rt, self.raw, tags)
+        set_tags(rt, self.raw, _delta(self.tags, tags))
+
+    def undo(self, rt: Any, written: list[tuple[str, str]]) -> None:
+        self.write_change(rt, _delta(written, self.tags))
+
+    def write_change(self, rt: Any, change: Any) -> None:
+        from handlers.keypairs import set_tags
+
+        set_tags(rt, self.raw, change)
 
 
 class ElasticIp(KeyPair):
@@ -191,7 +218,12 @@ class ElasticIp(KeyPair):
     def write(self, rt: Any, tags: list[tuple[str, str]]) -> None:
         from handlers.addresses import set_tags
 
-        set_tags(rt, self.raw, tags)
+        set_tags(rt, self.raw, _delta(self.tags, tags))
+
+    def write_change(self, rt: Any, change: Any) -> None:
+        from handlers.addresses import set_tags
+
+        set_tags(rt, self.raw, change)
 
 
 def _elastic_ip(rt: Any, text: str) -> ElasticIp:
@@ -277,15 +309,15 @@ def _write_all(rt: Any, changes: list[tuple[Resource, list[tuple[str, str]]]]) -
     for res, tags in changes:
         if len(tags) > MAX_TAGS:
             raise Ec2Error("TagLimitExceeded", f"{res.raw} would have more than {MAX_TAGS} tags")
-    done: list[Resource] = []
+    done: list[tuple[Resource, list[tuple[str, str]]]] = []
     try:
         for res, tags in changes:
             res.write(rt, tags)
-            done.append(res)
+            done.append((res, tags))
     except Ec2Error:
-        for res in reversed(done):
+        for res, tags in reversed(done):
             try:
-                res.write(rt, res.tags)
+                res.undo(rt, tags)
             except Ec2Error as exc:
                 log.error("tags of %s could not be put back: %s", res.raw, exc.message)
         raise
@@ -396,7 +428,12 @@ def describe_tags(rt: Any) -> dict:
             )
     from handlers.addresses import my_addresses
 
-    for address in my_addresses(rt):
+    try:
+        addresses = my_addresses(rt)
+    except Ec2Error as exc:  # the other tags are still worth answering
+        log.error("DescribeTags without elastic IPs: %s", exc.message)
+        addresses = []
+    for address in addresses:
         for n, tag in enumerate(address["Tags"][:1024]):
             items.append(
                 {

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from botocore.exceptions import ClientError
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
 from lxml import etree
 
 from tests.addresses.conftest import add_user, boto_client, calls, script, start_gateway
@@ -357,6 +359,44 @@ def test_tags(demo, ec2, ami) -> None:
     [address] = ec2.describe_addresses(AllocationIds=[again["AllocationId"]])["Addresses"]
     assert address["Tags"] == []
     ec2.release_address(AllocationId=again["AllocationId"])
+
+
+def test_concurrent_tag_changes_all_count(demo, ec2, ami) -> None:
+    """Tags kept in one record: ten CreateTags at once on one address, and on one key pair
+    while another key is imported, all count (and the association is untouched)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    alloc = ec2.allocate_address()["AllocationId"]
+    [vm] = launch(ec2, ami)
+    ec2.associate_address(AllocationId=alloc, InstanceId=vm["InstanceId"])
+    key = ec2.create_key_pair(KeyName="race-key")["KeyPairId"]
+
+    def tag(args: tuple[str, int]) -> None:
+        resource, n = args
+        demo.client().create_tags(Resources=[resource], Tags=[{"Key": f"k{n}", "Value": str(n)}])
+
+    def import_key(n: int) -> None:
+        line = (
+            ed25519.Ed25519PrivateKey.generate()
+            .public_key()
+            .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+        )
+        demo.client().import_key_pair(KeyName=f"race-{n}", PublicKeyMaterial=line)
+
+    with ThreadPoolExecutor(8) as pool:
+        jobs = [pool.submit(tag, (r, n)) for r in (alloc, key) for n in range(10)]
+        jobs += [pool.submit(import_key, n) for n in range(3)]
+        for job in jobs:
+            job.result()
+    [address] = ec2.describe_addresses(AllocationIds=[alloc])["Addresses"]
+    assert {t["Key"] for t in address["Tags"]} == {f"k{n}" for n in range(10)}
+    assert address["InstanceId"] == vm["InstanceId"]
+    pairs = {p["KeyName"]: p for p in ec2.describe_key_pairs()["KeyPairs"]}
+    assert {t["Key"] for t in pairs["race-key"]["Tags"]} == {f"k{n}" for n in range(10)}
+    assert {"race-0", "race-1", "race-2"} <= set(pairs)
+    for name in ("race-key", "race-0", "race-1", "race-2"):
+        ec2.delete_key_pair(KeyName=name)
+    ec2.release_address(AllocationId=alloc)
 
 
 def test_address_attributes_page(ec2) -> None:

@@ -785,7 +785,6 @@ def test_shipped_address_view(shipped) -> None:
         "PrivateIpAddress": None,
         "PublicIpv4Pool": "ipv4pool-vnet-1",
         "NetworkBorderGroup": "opennebula",
-        "_tags": None,
         "Tags": [],
     }
     eips = {"config": Config(elasticips_vnet_id=1), "now": 0, "principal": _Principal(), "body": {}}
