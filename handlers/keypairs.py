@@ -121,6 +121,8 @@ def set_tags(rt: Any, key_id: str, change: Any) -> None:
     with _user_lock(rt.principal.uid):
         user = _user(rt)
         vectors = []
+        if not any(dict(vec).get("KEY_PAIR_ID") == key_id for _, vec in _vectors(user)):
+            raise Ec2Error("InvalidKeyPair.NotFound", f"The key pair ID '{key_id}' does not exist")
         for name, vec in _vectors(user):
             if dict(vec).get("KEY_PAIR_ID") == key_id:
                 now = [(t["Key"], t["Value"]) for t in json_tags(dict(vec).get("TAGS"))]

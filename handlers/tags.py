@@ -175,8 +175,12 @@ def _delta(before: list[tuple[str, str]], after: list[tuple[str, str]]) -> Any:
     gone = old.keys() - new.keys()
 
     def change(now: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        kept = [(k, v) for k, v in now if k not in gone and k not in set_]
-        return kept + list(set_.items())
+        tags = [(k, set_.get(k, v)) for k, v in now if k not in gone]
+        have = {k for k, _ in tags}
+        tags += [(k, v) for k, v in set_.items() if k not in have]
+        if len(tags) > MAX_TAGS:  # with what another request added meanwhile
+            raise Ec2Error("TagLimitExceeded", f"A resource can have at most {MAX_TAGS} tags")
+        return tags
 
     return change
 

@@ -411,3 +411,35 @@ def test_address_attributes_page(ec2) -> None:
     assert set(made) <= set(seen) and len(seen) == len(set(seen)) and "NextToken" not in rest
     for alloc in made:
         ec2.release_address(AllocationId=alloc)
+
+
+def test_tag_limit_holds_under_concurrent_changes(demo, ec2) -> None:
+    """Two CreateTags at once, 30 tags each, on one address and on one key pair: one of each
+    pair is TagLimitExceeded, nothing ends above 50, and the order of tags is kept."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from botocore.exceptions import ClientError as Error
+
+    alloc = ec2.allocate_address()["AllocationId"]
+    key = ec2.create_key_pair(KeyName="limit-key")["KeyPairId"]
+
+    def tag(args: tuple[str, str]) -> str:
+        resource, prefix = args
+        tags = [{"Key": f"{prefix}{n}", "Value": "v"} for n in range(30)]
+        try:
+            demo.client().create_tags(Resources=[resource], Tags=tags)
+            return "ok"
+        except Error as exc:
+            return exc.response["Error"]["Code"]
+
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(tag, [(r, p) for r in (alloc, key) for p in ("a", "b")]))
+    assert sorted(results) == ["TagLimitExceeded", "TagLimitExceeded", "ok", "ok"]
+    [address] = ec2.describe_addresses(AllocationIds=[alloc])["Addresses"]
+    [pair] = ec2.describe_key_pairs(KeyPairIds=[key])["KeyPairs"]
+    assert len(address["Tags"]) == len(pair["Tags"]) == 30
+    ec2.create_tags(Resources=[key], Tags=[{"Key": pair["Tags"][0]["Key"], "Value": "new"}])
+    [again] = ec2.describe_key_pairs(KeyPairIds=[key])["KeyPairs"]
+    assert [t["Key"] for t in again["Tags"]] == [t["Key"] for t in pair["Tags"]]  # in place
+    ec2.delete_key_pair(KeyName="limit-key")
+    ec2.release_address(AllocationId=alloc)
