@@ -42,6 +42,21 @@ def _group(ec2, group_id: str) -> dict:
     return ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"][0]
 
 
+def _ingress(ec2, group_id: str) -> dict:
+    """The group's ingress permissions by (protocol, from port)."""
+    return {(p["IpProtocol"], p.get("FromPort")): p for p in _group(ec2, group_id)["IpPermissions"]}
+
+
+def _tcp(first: int, last: int, *cidrs: str, **range_extra: str) -> dict:
+    """One tcp permission over these CIDR blocks (extra members go in every range)."""
+    return {
+        "IpProtocol": "tcp",
+        "FromPort": first,
+        "ToPort": last,
+        "IpRanges": [{"CidrIp": c, **range_extra} for c in cidrs],
+    }
+
+
 def test_default_group_is_there_and_cannot_be_deleted(ec2):
     groups = {g["GroupName"]: g for g in ec2.describe_security_groups()["SecurityGroups"]}
     default = groups["default"]
@@ -127,12 +142,7 @@ def test_create_authorize_revoke_delete(ec2, demo):
         ec2.authorize_security_group_ingress(
             GroupId=gid,
             IpPermissions=[
-                {
-                    "IpProtocol": "tcp",
-                    "FromPort": 80,
-                    "ToPort": 80,
-                    "IpRanges": [{"CidrIp": "0.0.0.0/0"}],
-                },
+                _tcp(80, 80, "0.0.0.0/0"),
                 {
                     "IpProtocol": "6",
                     "FromPort": 22,
@@ -166,30 +176,16 @@ def test_create_authorize_revoke_delete(ec2, demo):
     # revoking one range of a permission keeps the other
     ec2.revoke_security_group_ingress(
         GroupId=gid,
-        IpPermissions=[
-            {
-                "IpProtocol": "tcp",
-                "FromPort": 22,
-                "ToPort": 22,
-                "IpRanges": [{"CidrIp": "192.0.2.8/29"}],
-            }
-        ],
+        IpPermissions=[_tcp(22, 22, "192.0.2.8/29")],
     )
-    perms = {(p["IpProtocol"], p.get("FromPort")): p for p in _group(ec2, gid)["IpPermissions"]}
+    perms = _ingress(ec2, gid)
     assert perms[("tcp", 22)]["IpRanges"] == [
         {"CidrIp": "10.0.0.0/24", "Description": "ssh from the LAN"}
     ]
     with pytest.raises(ClientError) as exc:
         ec2.revoke_security_group_ingress(
             GroupId=gid,
-            IpPermissions=[
-                {
-                    "IpProtocol": "tcp",
-                    "FromPort": 22,
-                    "ToPort": 22,
-                    "IpRanges": [{"CidrIp": "192.0.2.8/29"}],
-                }
-            ],
+            IpPermissions=[_tcp(22, 22, "192.0.2.8/29")],
         )
     assert error_of(exc)[:2] == ("InvalidPermission.NotFound", 400)
     # the egress rule every group starts with can go (as Terraform revokes it), and come back
@@ -239,22 +235,12 @@ def test_create_authorize_revoke_delete(ec2, demo):
             "FromPort",
         ),
         (
-            {
-                "IpProtocol": "tcp",
-                "FromPort": 90,
-                "ToPort": 80,
-                "IpRanges": [{"CidrIp": "10.0.0.0/8"}],
-            },
+            _tcp(90, 80, "10.0.0.0/8"),
             "InvalidParameterValue",
             "FromPort",
         ),
         (
-            {
-                "IpProtocol": "tcp",
-                "FromPort": 1,
-                "ToPort": 2,
-                "IpRanges": [{"CidrIp": "10.0.0.1/8"}],
-            },
+            _tcp(1, 2, "10.0.0.1/8"),
             "InvalidParameterValue",
             "CidrIp",
         ),
@@ -343,14 +329,7 @@ def test_instances_in_groups(ec2, demo, ami):
     gid = ec2.create_security_group(GroupName="e2e-app", Description="app")["GroupId"]
     ec2.authorize_security_group_ingress(
         GroupId=gid,
-        IpPermissions=[
-            {
-                "IpProtocol": "tcp",
-                "FromPort": 8080,
-                "ToPort": 8080,
-                "IpRanges": [{"CidrIp": "10.0.0.0/8"}],
-            }
-        ],
+        IpPermissions=[_tcp(8080, 8080, "10.0.0.0/8")],
     )
     by_id = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, SecurityGroupIds=[gid])
     by_name = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, SecurityGroups=["e2e-app"])
@@ -584,7 +563,7 @@ def test_rules_made_in_opennebula_read_back(ec2, demo):
     assert ok, sid
     gid = f"sg-{sid:08d}"
     try:
-        perms = {(p["IpProtocol"], p.get("FromPort")): p for p in _group(ec2, gid)["IpPermissions"]}
+        perms = _ingress(ec2, gid)
         assert set(perms) == {("tcp", 22), ("tcp", 80), ("udp", 0)}  # SIZE 0 holds no address
         assert [r["CidrIp"] for r in perms[("tcp", 80)]["IpRanges"]] == [
             "10.0.0.1/32",
@@ -595,16 +574,9 @@ def test_rules_made_in_opennebula_read_back(ec2, demo):
         # one range of the port list goes; the rest of that rule, and the other rules, stay
         ec2.revoke_security_group_ingress(
             GroupId=gid,
-            IpPermissions=[
-                {
-                    "IpProtocol": "tcp",
-                    "FromPort": 22,
-                    "ToPort": 22,
-                    "IpRanges": [{"CidrIp": "10.0.0.2/31"}],
-                }
-            ],
+            IpPermissions=[_tcp(22, 22, "10.0.0.2/31")],
         )
-        perms = {(p["IpProtocol"], p.get("FromPort")): p for p in _group(ec2, gid)["IpPermissions"]}
+        perms = _ingress(ec2, gid)
         assert [r["CidrIp"] for r in perms[("tcp", 22)]["IpRanges"]] == [
             "10.0.0.1/32",
             "10.0.0.4/31",
