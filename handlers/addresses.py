@@ -54,7 +54,7 @@ from econe.one.client import INTERNAL, NO_EXISTS, OneError, OneUnavailable
 from econe.query import as_list
 from handlers.escaping import template_xml
 from handlers.scripts import ScriptError, is_configured, run_script
-from handlers.tags import json_tags, tag_specs
+from handlers.tags import pair_tags, tag_specs
 
 log = logging.getLogger("econe.handlers.addresses")
 
@@ -771,7 +771,7 @@ def _tags_of(text: str | None, view: dict) -> list[dict[str, str]]:
         return []
     if not isinstance(entry, dict) or entry.get("alloc") != view.get("AllocationId"):
         return []
-    return json_tags(json.dumps(entry.get("tags")))
+    return pair_tags(entry.get("tags"))
 
 
 def _write_tags(rt: Any, vnet: int, ip: str, alloc: str, tags: list[tuple[str, str]]) -> None:

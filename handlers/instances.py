@@ -37,7 +37,12 @@ from handlers.escaping import (
     storable,
     template_xml,
 )
-from handlers.security_groups import group_ids, instance_groups, set_instance_groups
+from handlers.security_groups import (
+    group_ids,
+    group_numbers,
+    instance_groups,
+    set_instance_groups,
+)
 from handlers.tags import tag_attrs, tag_specs
 from handlers.tokens import DIGEST, TOKEN, check_same_request, request_digest
 
@@ -503,10 +508,7 @@ class Launch:
         out: list[Attr] = []
         for name, value in attrs:
             if name == "NIC" and isinstance(value, list):
-                had = dict(value).get("SECURITY_GROUPS") or ""
-                ids = sorted(
-                    {*self.groups, *(int(g) for g in had.split(",") if g.strip().isdigit())}
-                )
+                ids = sorted({*self.groups, *group_numbers(dict(value).get("SECURITY_GROUPS"))})
                 value = [(k, v) for k, v in value if k != "SECURITY_GROUPS"]
                 value.append(("SECURITY_GROUPS", ",".join(map(str, ids))))
             out.append((name, value))

@@ -120,17 +120,18 @@ def set_tags(rt: Any, key_id: str, change: Any) -> None:
     vectors, read afresh under the user's lock (see _user_lock)."""
     with _user_lock(rt.principal.uid):
         user = _user(rt)
-        vectors = []
-        if not any(dict(vec).get("KEY_PAIR_ID") == key_id for _, vec in _vectors(user)):
-            raise Ec2Error("InvalidKeyPair.NotFound", f"The key pair ID '{key_id}' does not exist")
+        vectors, found = [], False
         for name, vec in _vectors(user):
-            if dict(vec).get("KEY_PAIR_ID") == key_id:
-                now = [(t["Key"], t["Value"]) for t in json_tags(dict(vec).get("TAGS"))]
-                tags = change(now)
+            attrs = dict(vec)
+            if attrs.get("KEY_PAIR_ID") == key_id:
+                found = True
+                tags = change([(t["Key"], t["Value"]) for t in json_tags(attrs.get("TAGS"))])
                 vec = [(k, v) for k, v in vec if k != "TAGS"]
                 if tags:
                     vec.append(("TAGS", json_text(tags)))
             vectors.append((name, vec))
+        if not found:  # deleted meanwhile
+            raise Ec2Error("InvalidKeyPair.NotFound", f"The key pair ID '{key_id}' does not exist")
         _write(rt, _uid(user), vectors)
 
 

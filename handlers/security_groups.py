@@ -66,6 +66,11 @@ _BAD_NAME_CHARS = set("&|:\\\";/'#{}$<>\t\n\v\f\r")
 Atom = tuple[str, int | None, int | None, tuple]
 
 
+def group_numbers(text: str | None) -> set[int]:
+    """A NIC's SECURITY_GROUPS ("0,100") → {0, 100}."""
+    return {int(g) for g in (text or "").split(",") if g.strip().isdigit()}
+
+
 def _not_found(raw: Any) -> Ec2Error:
     return Ec2Error("InvalidGroup.NotFound", f"The security group '{raw}' does not exist")
 
@@ -110,12 +115,8 @@ def _cidrs(ip: str, size: str | None) -> list[tuple]:
         count = int(size or "0")
         if count <= 0:
             return []
-        top = ipaddress.ip_address(
-            (1 << first.max_prefixlen) - 1 if first.version == 6 else 0xFFFFFFFF
-        )
-        last = min(int(first) + count - 1, int(top))
-        last_ip = ipaddress.ip_address(last) if first.version == 4 else ipaddress.IPv6Address(last)
-        return [("cidr", str(n)) for n in ipaddress.summarize_address_range(first, last_ip)]
+        last = type(first)(min(int(first) + count - 1, (1 << first.max_prefixlen) - 1))
+        return [("cidr", str(n)) for n in ipaddress.summarize_address_range(first, last)]
     except (ValueError, TypeError):
         log.warning("a security group rule with IP %r SIZE %r cannot be shown", ip, size)
         return []
@@ -595,7 +596,7 @@ def set_instance_groups(rt: Any, instance: dict, raw_ids: Any) -> None:
         for nic in nics:
             nic_id = int(nic.findtext("NIC_ID"))
             text = nic.findtext("SECURITY_GROUPS") or ""
-            have = {int(g) for g in text.split(",") if g.strip().isdigit()}
+            have = group_numbers(text)
             for sid in sorted(wanted - have):  # first in the new groups, then out of the old
                 rt.call("one.vm.attachsg", vid, nic_id, sid, errors=errors)
                 undo.append(("one.vm.detachsg", nic_id, sid))
@@ -631,7 +632,7 @@ def instance_groups(rt: Any, instances: list[dict]) -> None:
                         rule.findtext("SECURITY_GROUP_ID") or "",
                         rule.findtext("SECURITY_GROUP_NAME"),
                     )
-            ids = sorted({int(g) for text in key for g in text.split(",") if g.strip().isdigit()})
+            ids = sorted(set().union(*map(group_numbers, key)))
             groups = seen[key] = [
                 {"GroupId": format_id("sg", i), "GroupName": names.get(str(i))} for i in ids
             ]

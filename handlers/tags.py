@@ -117,11 +117,15 @@ def tag_specs(
 
 def json_tags(text: str | None) -> list[dict[str, str]]:
     """Tags kept as JSON [[key, value], …] where a vector cannot hold vectors (a key pair's
-    EC2_KEYPAIR vector, an elastic IP's address range) → [{Key, Value}]."""
+    EC2_KEYPAIR vector) → [{Key, Value}]."""
     try:
-        pairs = json.loads(text) if text else []
+        return pair_tags(json.loads(text) if text else [])
     except ValueError:
         return []
+
+
+def pair_tags(pairs: Any) -> list[dict[str, str]]:
+    """[[key, value], …] read from JSON → [{Key, Value}] (anything else is no tag)."""
     if not isinstance(pairs, list):
         return []
     return [

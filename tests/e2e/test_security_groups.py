@@ -558,13 +558,15 @@ def test_rules_made_in_opennebula_read_back(ec2, demo):
         'NAME="e2e-one"\nRULE="not a rule"\n'
         'RULE=[PROTOCOL="TCP",RULE_TYPE="inbound",RANGE="22,80:90",IP="10.0.0.1",SIZE="5"]\n'
         'RULE=[PROTOCOL="UDP",RULE_TYPE="inbound",IP="255.255.255.254",SIZE="1000"]\n'
-        'RULE=[PROTOCOL="ICMP",RULE_TYPE="inbound",IP="10.0.0.0",SIZE="0"]',
+        'RULE=[PROTOCOL="ICMP",RULE_TYPE="inbound",IP="10.0.0.0",SIZE="0"]\n'
+        'RULE=[PROTOCOL="ICMPV6",RULE_TYPE="inbound",IP="2001:db8::",SIZE="16"]',
     )
     assert ok, sid
     gid = f"sg-{sid:08d}"
     try:
         perms = _ingress(ec2, gid)
-        assert set(perms) == {("tcp", 22), ("tcp", 80), ("udp", 0)}  # SIZE 0 holds no address
+        assert set(perms) == {("tcp", 22), ("tcp", 80), ("udp", 0), ("icmpv6", -1)}  # not SIZE 0
+        assert perms[("icmpv6", -1)]["Ipv6Ranges"] == [{"CidrIpv6": "2001:db8::/124"}]
         assert [r["CidrIp"] for r in perms[("tcp", 80)]["IpRanges"]] == [
             "10.0.0.1/32",
             "10.0.0.2/31",
