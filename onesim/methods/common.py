@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from .. import errors, perms
 from .. import template as T
+from ..core import method
 from ..names import name_error  # noqa: F401  (re-exported for the method modules)
 
 if TYPE_CHECKING:
@@ -50,3 +51,31 @@ def name_taken(sim: Sim, kind: str, uid: int, name: str, skip: int = -1) -> dict
         if o["uid"] == uid and o["name"] == name and o["id"] != skip:
             return o
     return None
+
+
+def chmod(sim: Sim, caller: Caller, kind: str, oid: int, bits: tuple[int, ...]) -> int:
+    """SharedAPI::chmod: -1 keeps a bit. MANAGE suffices, but an ADMIN bit that changes needs
+    ADMIN; the values are checked only after authorization, as oned does."""
+    obj = sim.get(kind, oid)
+    now = obj.get("perms", perms.DEFAULT_PERMS)
+    asked = [-1 if i in (2, 5, 6, 7, 8) and b == now[i] else b for i, b in enumerate(bits)]
+    admin_bit_changes = any(asked[i] != -1 for i in (2, 5, 8))
+    perms.authorize(caller, obj, kind, "ADMIN" if admin_bit_changes else "MANAGE", sim.acls)
+    if any(not -1 <= b <= 1 for b in asked):
+        raise errors.internal("New permission values must be -1, 0 or 1")
+    obj["perms"] = [old if new == -1 else new for old, new in zip(now, asked, strict=True)]
+    sim.store.put(kind, obj)
+    return oid
+
+
+def _chmod_of(kind: str):  # noqa: ANN202
+    def chmod_method(sim: Sim, caller: Caller, oid: int, *bits: int) -> int:
+        return chmod(sim, caller, kind, oid, bits)
+
+    return chmod_method
+
+
+# one.<object>.chmod(id, owner u/m/a, group u/m/a, other u/m/a); templates' (with `recursive`
+# for their images) is not here
+for _prefix, _kind in (("image", "image"), ("vm", "vm"), ("vn", "vnet"), ("secgroup", "secgroup")):
+    method(f"one.{_prefix}.chmod", "i" * 10)(_chmod_of(_kind))

@@ -137,3 +137,38 @@ def test_vn_info_lists_only_visible_leases(two: One, sim) -> None:
     assert "<USED_LEASES>3</USED_LEASES>" in demo_view  # the counters are not filtered
     admin_view = two("one.vn.info", sim.one_auth, 0)[1]
     assert admin_view.count("<LEASE>") == 3
+
+
+def test_chmod_shares_and_needs_admin_for_admin_bits(two: One) -> None:
+    """SharedAPI::chmod: the owner (MANAGE) shares an image with the group; an ADMIN bit that
+    changes needs ADMIN; values are checked after authorization; -1 keeps a bit."""
+    assert ids(two("one.imagepool.info", BOB, -2, -1, -1)[1], "IMAGE") == []
+    keep = [-1] * 9
+    group_use = [-1, -1, -1, 1, -1, -1, -1, -1, -1]
+    assert two("one.image.chmod", BOB, 0, *group_use)[:3] == [
+        False,
+        "[one.image.chmod] User [3] : Not authorized to perform MANAGE IMAGE [0].",
+        512,
+    ]
+    assert two("one.image.chmod", "demo:demo", 0, *group_use)[:2] == [True, 0]
+    assert ids(two("one.imagepool.info", BOB, -2, -1, -1)[1], "IMAGE") == [0]
+    assert "<GROUP_U>1</GROUP_U>" in two("one.image.info", BOB, 0)[1]
+    assert two("one.image.chmod", "demo:demo", 0, -1, -1, 1, *keep[3:])[:3] == [
+        False,
+        "[one.image.chmod] User [2] : Not authorized to perform ADMIN IMAGE [0].",
+        512,
+    ]
+    assert two("one.image.chmod", "demo:demo", 0, -1, -1, 0, *keep[3:])[:2] == [True, 0]
+    assert two("one.image.chmod", "demo:demo", 0, 2, *keep[1:])[:3] == [
+        False,
+        "[one.image.chmod] New permission values must be -1, 0 or 1",
+        8192,
+    ]
+    assert two("one.image.chmod", "demo:demo", 99, *keep)[:4] == [
+        False,
+        "[one.image.chmod] Error getting image [99].",
+        1024,
+        99,
+    ]
+    assert two("one.image.chmod", "demo:demo", 0, -1, -1, -1, 0, *keep[4:])[:2] == [True, 0]
+    assert ids(two("one.imagepool.info", BOB, -2, -1, -1)[1], "IMAGE") == []
