@@ -372,7 +372,11 @@ def _shown_as(rt: Any, prefix: str, image: etree._Element) -> bool | None:
     None: it is not one."""
     view, flag = _IMAGE_VIEWS[prefix]
     item = rt.view(view, image)
-    return item.get("State") is not None if item.get(flag) else None
+    if not item.get(flag):
+        return None
+    if prefix == "vol" and item.get("_owner") != rt.principal.name:
+        return False  # a volume is its owner's alone, shared in OpenNebula or not (volumes.py)
+    return item.get("State") is not None
 
 
 def _image_kind(rt: Any, image: etree._Element) -> tuple[str, str] | None:

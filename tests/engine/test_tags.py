@@ -144,6 +144,22 @@ def test_users_are_isolated(sim: Sim, engine, resources, oscar: str) -> None:
     run(engine, "DeleteTags", {"ResourceId": list(resources.values())}, user="demo")
 
 
+def test_a_volume_shared_in_opennebula_keeps_its_tags_to_its_owner(sim: Sim, engine, oscar) -> None:
+    """Volumes are their owner's (every volume action says NotFound to others), so are their
+    tags, even when OpenNebula lets the group use and manage the image."""
+    vol = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+    number = int(vol.split("-")[1])
+    try:
+        run(engine, "CreateTags", tag([vol], Name="data"), user="demo")
+        sim.as_admin("one.image.chmod", number, -1, -1, -1, 1, 1, -1, -1, -1, -1)
+        assert vol not in {t[0] for t in described(engine, user=oscar)}
+        for action, body in (("CreateTags", tag([vol], Name="x")), ("DeleteTags", tag([vol]))):
+            assert code_of(run, engine, action, body, user=oscar) == "InvalidVolume.NotFound"
+        assert (vol, "volume", "Name", "data") in described(engine)
+    finally:
+        run(engine, "DeleteVolume", {"VolumeId": vol}, user="demo")
+
+
 EVIL = ['x"\nMEMORY="1', "x]\nCPU=9\nY=[Z=1", '\\"', "$USER[PASSWORD]", "a\tb'c<d>&e", ""]
 
 
