@@ -94,6 +94,15 @@ def test_register_describe_deregister(sim: Sim, engine) -> None:
         run(engine, "RegisterImage", {"ImageLocation": "s3://bucket/x.manifest"}, user="demo")
     with pytest.raises(Ec2Error, match="InvalidAMIID.NotFound"):
         run(engine, "RegisterImage", {"ImageLocation": "ami-44"}, user="demo")
+    # disabled in OpenNebula: DescribeImages hides it, and DeregisterImage does not find it
+    sim.as_admin("one.image.enable", 0, False)
+    try:
+        assert run(engine, "DescribeImages", {}, user="demo")["Images"] == []
+        assert code_of(run, engine, "DeregisterImage", {"ImageId": AMI}, user="demo") == (
+            "InvalidAMIID.NotFound"
+        )
+    finally:
+        sim.as_admin("one.image.enable", 0, True)
 
 
 def test_register_refuses_volumes_and_others_images(sim: Sim, engine, eve: str) -> None:

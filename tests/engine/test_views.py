@@ -771,6 +771,11 @@ def test_shipped_image_views(shipped) -> None:
     }
     pool = golden_xml("one.imagepool.info.all.ok.xml").findall("IMAGE")
     assert shipped["image"].apply_all(pool, scope())[0] == shipped["image"].apply(image, scope())
+    # an image still being saved that an instance already uses (LOCKED_USED, _PERS) is pending,
+    # as while LOCKED; DISABLED and DELETE hide it
+    for number, state in (("4", "pending"), ("9", "pending"), ("10", "pending"), ("3", None)):
+        image.find("STATE").text = number
+        assert shipped["image"].apply(image, scope())["State"] == state, number
 
 
 def test_shipped_address_view(shipped) -> None:
