@@ -445,21 +445,21 @@ class Engine:
             if missing:
                 raise self._not_found(b, missing)
             return [i for i in items if str(i.get(b.field)) in wanted]
-        parsed: list[tuple[str, int]] = []
+        parsed: dict[int, str] = {}  # one entry a resource, however often and in which form
         bad = []
         for raw in requested:
             number = parse_id(b.prefix, raw)
             if number is None:
                 bad.append(str(raw))
-            elif (str(raw), number) not in parsed:
-                parsed.append((str(raw), number))
+            else:
+                parsed.setdefault(number, str(raw))
         if bad:
             raise Ec2Error(
                 b.malformed,
                 f"Invalid id: '{', '.join(bad)}' (expecting '{b.prefix}-' and a number)",
             )
         items, missing = [], []
-        for raw, number in parsed:
+        for number, raw in parsed.items():
             item = self.fetch_one(rt, m, number, scope) if number <= MAX_ONE_ID else None
             if item is None:
                 missing.append(raw)

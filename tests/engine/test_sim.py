@@ -473,8 +473,12 @@ def test_a_state_oned_would_refuse_stops_the_request_before_any_instance(sim: Si
 
 def test_lifecycle_and_states(sim: Sim, engine) -> None:
     (iid,) = ids(launch(engine))
-    stop = run(engine, "StopInstances", {"InstanceId": [iid]}, user="demo")["StoppingInstances"][0]
+    short = f"i-{vm_number(iid)}"  # the same instance named twice: acted on and answered once
+    (stop,) = run(engine, "StopInstances", {"InstanceId": [iid, short]}, user="demo")[
+        "StoppingInstances"
+    ]
     assert stop["PreviousState"]["Name"] == "running"
+    assert ids(run(engine, "DescribeInstances", {"InstanceId": [short, iid]}, user="demo")) == [iid]
     assert stop["CurrentState"]["Name"] in ("stopping", "stopped")
     again = run(engine, "StopInstances", {"InstanceId": [iid]}, user="demo")["StoppingInstances"]
     assert [(c["PreviousState"]["Name"], c["CurrentState"]["Name"]) for c in again] == [
