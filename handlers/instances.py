@@ -44,7 +44,7 @@ from handlers.security_groups import (
     set_instance_groups,
 )
 from handlers.tags import tag_attrs, tag_specs
-from handlers.tokens import DIGEST, TOKEN, check_same_request, request_digest
+from handlers.tokens import DIGEST, TOKEN, check_same_request, client_token, request_digest
 
 log = logging.getLogger("econe.handlers.instances")
 
@@ -435,11 +435,8 @@ class Launch:
             raise Ec2Error("MissingParameter", "The request must contain the parameter ImageId")
         self.type_name = str(body.get("InstanceType") or "m1.small")
         self.key_name = body.get("KeyName") or None
-        self.token = body.get("ClientToken") or None
-        if self.token is not None and len(str(self.token)) > 64:
-            raise invalid_value("ClientToken", self.token, "ClientToken has at most 64 characters.")
+        self.token = client_token(body)
         for name, value in (
-            ("ClientToken", self.token),
             ("KeyName", self.key_name),
             ("ImageId", self.image_id),
             ("InstanceType", self.type_name),

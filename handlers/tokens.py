@@ -11,12 +11,33 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any
 
-from econe.errors import Ec2Error
+from econe.errors import Ec2Error, invalid_value
 
 TOKEN = "EC2_CLIENT_TOKEN"
 DIGEST = "EC2_REQUEST_DIGEST"
+
+# EC2's rule (at most 64 ASCII characters), without the blanks OpenNebula would trim from the
+# ends of the stored value: a retry must find the token exactly as it was sent.
+_TOKEN = re.compile(r"[!-~](?:[ -~]{0,62}[!-~])?")
+
+
+def client_token(body: dict[str, Any]) -> str | None:
+    """The request's ClientToken, or None; InvalidParameterValue for one OpenNebula would not
+    keep as sent."""
+    token = body.get("ClientToken")
+    if token is None or token == "":
+        return None
+    if not _TOKEN.fullmatch(str(token)):
+        raise invalid_value(
+            "ClientToken",
+            token,
+            "A client token has 1 to 64 ASCII characters and does not start or end with a blank.",
+        )
+    return str(token)
+
 
 # Parameters that do not change what a request makes.
 _NOT_COMPARED = ("ClientToken", "DryRun")

@@ -32,7 +32,7 @@ from handlers.escaping import Attr, TemplateError, element_attrs, storable, temp
 from handlers.images import discard_image
 from handlers.instances import check_zone, user_vm
 from handlers.tags import tag_attrs, tag_specs
-from handlers.tokens import DIGEST, TOKEN, check_same_request, request_digest
+from handlers.tokens import DIGEST, TOKEN, check_same_request, client_token, request_digest
 
 log = logging.getLogger("econe.handlers.volumes")
 _DEVICE = re.compile(r"(?:/dev/)?([a-z]{2,4}[a-z])")
@@ -215,9 +215,8 @@ def create_volume(rt: Any) -> dict:
     check_zone(rt, rt.body)
     size = _size(body)
     tags = tag_specs(body, "volume")
-    token = body.get("ClientToken") or None
+    token = client_token(body)
     if token is not None:
-        token = _text(token, "ClientToken")
         previous = _by_token(rt, token)
         if previous is not None:
             return previous
