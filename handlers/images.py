@@ -79,6 +79,7 @@ def register_image(rt: Any) -> dict:
         attrs.append(("DESCRIPTION", str(body["Description"])))
     if body.get("Architecture"):
         attrs.append(("ARCH", str(body["Architecture"])))
+    attrs += tag_attrs(tag_specs(body, "image"))  # given: the new AMI's tags, replacing any
     try:
         update = template_xml(attrs)
     except TemplateError as exc:

@@ -89,7 +89,15 @@ def test_register_describe_deregister(sim: Sim, engine) -> None:
     for name in ("x", "a" * 129, "bad|name"):
         bad = {"ImageLocation": AMI, "Name": name}
         assert code_of(run, engine, "RegisterImage", bad, user="demo") == "InvalidAMIName.Malformed"
-    run(engine, "RegisterImage", {"ImageLocation": AMI, "Name": "ttylinux"}, user="demo")
+    tagged = {
+        "ImageLocation": AMI,
+        "Name": "ttylinux",
+        "TagSpecification": [{"ResourceType": "image", "Tag": [{"Key": "os", "Value": "tty"}]}],
+    }
+    run(engine, "RegisterImage", tagged, user="demo")
+    (image,) = run(engine, "DescribeImages", {"ImageId": [AMI]}, user="demo")["Images"]
+    assert image["Tags"] == [{"Key": "os", "Value": "tty"}]
+    run(engine, "DeleteTags", {"ResourceId": [AMI]}, user="demo")
     with pytest.raises(Ec2Error, match="InvalidParameterValue"):
         run(engine, "RegisterImage", {"ImageLocation": "s3://bucket/x.manifest"}, user="demo")
     with pytest.raises(Ec2Error, match="InvalidAMIID.NotFound"):
@@ -520,6 +528,20 @@ def test_lifecycle_and_states(sim: Sim, engine) -> None:
         assert iid not in ids(run(hidden, "DescribeInstances", {}, user="demo"))
     finally:
         hidden.close()
+
+
+def test_hibernate_suspends_and_skip_os_shutdown_powers_off_hard(sim: Sim, engine) -> None:
+    first, second = ids(launch(engine, MinCount=2, MaxCount=2))
+    body = {"InstanceId": [first], "Hibernate": True}
+    (change,) = run(engine, "StopInstances", body, user="demo")["StoppingInstances"]
+    assert change["CurrentState"]["Name"] in ("stopping", "stopped")
+    assert sim.vm(vm_number(first)).findtext("STATE") == "5"  # SUSPENDED: memory kept
+    run(engine, "StartInstances", {"InstanceId": [first]}, user="demo")
+    assert sim.vm(vm_number(first)).findtext("STATE") == "3"
+    run(engine, "StopInstances", {"InstanceId": [second], "SkipOsShutdown": True}, user="demo")
+    actions = [e.findtext("ACTION") for e in sim.vm(vm_number(second)).iterfind(".//HISTORY")]
+    assert actions[-1] == "20", actions  # VMActions::POWEROFF_HARD_ACTION (19: poweroff)
+    run(engine, "TerminateInstances", {"InstanceId": [first, second]}, user="demo")
 
 
 def test_validate_all_ids_before_acting(sim: Sim, engine) -> None:

@@ -186,11 +186,27 @@ def test_unsupported_parameters_are_refused_by_name_unless_empty(client, engine)
             },
             "CapacityReservationSpecification.CapacityReservationTarget",
         ),
+        ({"BlockDeviceMapping.1.Ebs.Iops": "64000"}, "BlockDeviceMapping.1.Ebs.Iops"),
+        ({"BlockDeviceMapping.1.Ebs.KmsKeyId": "k"}, "BlockDeviceMapping.1.Ebs.KmsKeyId"),
     ):
         resp = client.post("/", data={**run, **extra})
         assert resp.status_code == 400
         error = error_of(resp)
         assert error["Code"] == "UnsupportedOperation" and name in error["Message"], extra
+    resp = client.post("/", data={**run, "BlockDeviceMapping.1.Ebs.Encrypted": "true"})
+    assert error_of(resp)["Code"] == "InvalidParameterValue"
+    register = {"Action": "RegisterImage", "ImageLocation": "ami-1", "Name": "web"}
+    for extra, name in (
+        ({"BlockDeviceMapping.1.DeviceName": "/dev/sda"}, "BlockDeviceMapping"),
+        ({"RootDeviceName": "/dev/sda1"}, "RootDeviceName"),
+        ({"KernelId": "aki-1"}, "KernelId"),
+        ({"BootMode": "uefi"}, "BootMode"),
+    ):
+        resp = client.post("/", data={**register, **extra})
+        error = error_of(resp)
+        assert error["Code"] == "UnsupportedOperation" and name in error["Message"], extra
+    resp = client.post("/", data={**register, "VirtualizationType": "paravirtual"})
+    assert error_of(resp)["Code"] == "InvalidParameterValue"
 
 
 def test_engine_errors_keep_code_and_status(client, engine):
