@@ -279,7 +279,7 @@ def _type_templates(rt: Any, pool: etree._Element | None = None) -> dict[str, et
 
 
 # OpenNebula's OS/ARCH → EC2's names (others, such as ppc64le, are shown as they are)
-_ARCHES = {"aarch64": "arm64", "i686": "i386", "amd64": "x86_64"}
+_ARCHES = {"aarch64": "arm64", "i686": "i386", "amd64": "x86_64"}  # as views/architectures.yaml
 
 
 def _type_info(name: str, attrs: list[Attr]) -> dict | None:
@@ -292,7 +292,7 @@ def _type_info(name: str, attrs: list[Attr]) -> dict | None:
         (dict(v).get("ARCH") for k, v in attrs if k == "OS" and isinstance(v, list)), None
     )
     try:
-        cpu, memory = float(top.get("CPU") or 1), float(top.get("MEMORY") or 0)
+        cpu, memory = float(top.get("CPU") or 0), float(top.get("MEMORY") or 0)
         vcpus = int(top["VCPU"]) if top.get("VCPU") else math.ceil(cpu)
         memory_mib = int(memory)
     except (ValueError, OverflowError):

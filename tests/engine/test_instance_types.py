@@ -52,6 +52,16 @@ def test_the_types_runinstances_takes(sim: Sim, engine, templates) -> None:
     with pytest.raises(Ec2Error) as err:
         run(engine, "DescribeInstanceTypes", {"InstanceType": ["c5.large"]}, user="demo")
     assert err.value.code == "InvalidInstanceType" and "c5.large" in err.value.message
+    # an instance of it is arm64 too, as EC2 names it (OpenNebula: aarch64), and filters so
+    body = {"ImageId": "ami-00000000", "InstanceType": "c1.arm", "MinCount": 1, "MaxCount": 1}
+    (inst,) = run(engine, "RunInstances", body, user="demo")["Instances"]
+    try:
+        assert inst["Architecture"] == "arm64"
+        arm64 = {"Filter": [{"Name": "architecture", "Value": ["arm64"]}]}
+        found = run(engine, "DescribeInstances", arm64, user="demo")["Reservations"]
+        assert [i["InstanceId"] for r in found for i in r["Instances"]] == [inst["InstanceId"]]
+    finally:
+        run(engine, "TerminateInstances", {"InstanceId": [inst["InstanceId"]]}, user="demo")
 
 
 def test_pages(sim: Sim, engine, templates) -> None:
@@ -84,6 +94,9 @@ def test_only_what_runinstances_would_launch(sim: Sim, tmp_path) -> None:
     sim.client.call(
         "demo:demo", "one.template.allocate", 'NAME="v"\nEC2_INSTANCE_TYPE="v1.half"\nVCPU="2.5"'
     )
+    sim.client.call(  # no CPU: oned would refuse the VM
+        "demo:demo", "one.template.allocate", 'NAME="c"\nEC2_INSTANCE_TYPE="c0.nocpu"\nMEMORY="64"'
+    )
     for name, cpu in (("n1.nan", "nan"), ("n1.inf", "inf")):  # float() reads them
         sim.client.call(
             "demo:demo",
@@ -96,7 +109,15 @@ def test_only_what_runinstances_would_launch(sim: Sim, tmp_path) -> None:
     try:
         listed = types(engine)
         assert "fine.x" in listed and listed["fine.x"]["VCpuInfo"]["DefaultVCpus"] == 4
-        assert not {"broken.x", "huge.x", "b1.broken", "v1.half", "n1.nan", "n1.inf"} & set(listed)
+        assert not {
+            "broken.x",
+            "huge.x",
+            "b1.broken",
+            "v1.half",
+            "n1.nan",
+            "n1.inf",
+            "c0.nocpu",
+        } & set(listed)
     finally:
         engine.close()
 

@@ -628,10 +628,12 @@ def test_shipped_instance_view_with_ec2_attributes(shipped) -> None:
         "InstanceType": "m1.small",
         "KeyName": "mykey",
         "AmiLaunchIndex": 2,
-        "Architecture": "aarch64",
+        "Architecture": "arm64",  # EC2's name for it
         "Tags": [{"Key": "Name", "Value": "web"}],
         "ClientToken": "tok",
     }
+    vm.find("TEMPLATE/OS/ARCH").text = "ppc64le"  # no EC2 name: shown as OpenNebula has it
+    assert shipped["instance"].apply(vm, scope())["Architecture"] == "ppc64le"
 
 
 def test_attached_volumes_are_block_device_mappings(shipped) -> None:
