@@ -576,7 +576,7 @@ def _reservation(rt: Any, vms: list[etree._Element]) -> dict:
     )
     instance_groups(rt, instances)
     return {
-        "ReservationId": instances[0].get("_reservation") or f"r-{instances[0]['_id']:017x}",
+        "ReservationId": instances[0]["_reservation"],
         "OwnerId": instances[0].get("_owner") or rt.principal.name,
         "Groups": [],
         "Instances": instances,

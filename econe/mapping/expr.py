@@ -39,7 +39,7 @@ def _reservations(items: list[dict], default_owner: str = "") -> list[dict]:
     """Group instance views by `_reservation` (first-seen order); `_owner` gives OwnerId."""
     groups: dict[str, dict] = {}
     for item in items:
-        rid = item.get("_reservation") or f"r-{int(item.get('_id') or 0):017x}"
+        rid = item["_reservation"]
         group = groups.get(rid)
         if group is None:
             group = groups[rid] = {

@@ -544,6 +544,19 @@ def test_hibernate_suspends_and_skip_os_shutdown_powers_off_hard(sim: Sim, engin
     run(engine, "TerminateInstances", {"InstanceId": [first, second]}, user="demo")
 
 
+def test_a_vm_made_outside_econe_is_a_reservation_its_filter_finds(sim: Sim, engine) -> None:
+    vid = sim.client.call("demo:demo", "one.template.instantiate", 0, "outside", False, "", False)
+    iid = f"i-{vid:08d}"
+    try:
+        (res,) = run(engine, "DescribeInstances", {"InstanceId": [iid]}, user="demo")[
+            "Reservations"
+        ]
+        by_id = {"Filter": [{"Name": "reservation-id", "Value": [res["ReservationId"]]}]}
+        assert ids(run(engine, "DescribeInstances", by_id, user="demo")) == [iid]
+    finally:
+        run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
+
+
 def test_validate_all_ids_before_acting(sim: Sim, engine) -> None:
     (iid,) = ids(launch(engine))
     for bad, code in (

@@ -536,7 +536,7 @@ RUNNING_VM = {
     "_lcm": 3,
     "_etime": 0,
     "_owner": "alice",
-    "_reservation": None,
+    "_reservation": "r-00000000000000001",  # made outside econe: a reservation of its own
     "InstanceId": "i-00000001",
     "ImageId": "ami-00000000",
     "_terminate": None,
@@ -584,6 +584,7 @@ def test_shipped_instance_view(shipped) -> None:
         "_state": 6,
         "_lcm": 0,
         "_etime": 1795462195,
+        "_reservation": "r-00000000000000000",
         "InstanceId": "i-00000000",
         "ImageId": None,  # no disk
         "RootDeviceName": None,
