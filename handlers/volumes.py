@@ -116,6 +116,15 @@ def _device(disk: etree._Element) -> str:
     return disk.findtext("EC2_DEVICE") or "/dev/" + (disk.findtext("TARGET") or "")
 
 
+def _attachment_state(vm: etree._Element | None, disk: etree._Element | None) -> str:
+    """oned marks the one DISK being hot-plugged ATTACH="YES"; powered off, its LCM state says
+    whether it comes (HOTPLUG_PROLOG_POWEROFF) or goes (HOTPLUG_EPILOG_POWEROFF). Running
+    (HOTPLUG) it does not: "attaching", which a client waiting for either end keeps waiting on."""
+    if vm is None or disk is None or disk.findtext("ATTACH") != "YES":
+        return "attached"
+    return "detaching" if vm.findtext("LCM_STATE") == "34" else "attaching"
+
+
 def _attachments(rt: Any, volumes: list[dict]) -> None:
     """Attachments from each volume's VMS and the DISK of those VMs (one vm.info per VM)."""
     vms: dict[str, etree._Element | None] = {}
@@ -129,14 +138,13 @@ def _attachments(rt: Any, volumes: list[dict]) -> None:
                     vms[vm_id] = None  # not visible to the user: no device to show
             vm = vms[vm_id]
             disk = _disk(vm, vol["_id"]) if vm is not None else None
-            hotplug = vm is not None and vm.findtext("LCM_STATE") in ("17", "33", "34")
             since = disk.findtext("EC2_ATTACH_TIME") if disk is not None else None
             out.append(
                 {
                     "VolumeId": vol["VolumeId"],
                     "InstanceId": format_id("i", vm_id),
                     "Device": _device(disk) if disk is not None else None,
-                    "State": "attaching" if hotplug else "attached",
+                    "State": _attachment_state(vm, disk),
                     "AttachTime": _epoch(since),
                     "DeleteOnTermination": False,
                 }

@@ -187,6 +187,22 @@ def apply(sim: Sim, kind: str, obj: dict, step: str) -> None:
     elif step == "back":  # end of a hotplug/snapshot operation
         back = vm.pop("back", [3, 3])
         _set(vm, back[0], back[1])
+        end_disk_hotplug(sim, vm)
+
+
+def end_disk_hotplug(sim: Sim, vm: dict) -> None:
+    """A disk attach or detach succeeded: the DISK marked ATTACH="YES" loses the mark
+    (clear_attach_disk) or, detached, leaves the VM and releases its image."""
+    detaching = vm.pop("detaching", False)
+    for pair in list(vm["template"]):
+        if pair[0] != "DISK" or T.vget(pair[1], "ATTACH") != "YES":
+            continue
+        if not detaching:
+            pair[1][:] = [a for a in pair[1] if a[0] != "ATTACH"]
+            continue
+        vm["template"].remove(pair)
+        if T.vget(pair[1], "IMAGE_ID") is not None:
+            refs.release_image(sim, int(T.vget(pair[1], "IMAGE_ID")), vm["id"])
 
 
 def finish(sim: Sim, vm: dict) -> None:

@@ -123,6 +123,7 @@ def attach(sim: Sim, caller: Caller, vid: int, tmpl: str) -> int:
         disk = vmbuild.image_disk(sim, img, did, target, d)
     else:
         disk = [[k, v] for k, v in d.items()] + [["DISK_ID", str(did)], ["TARGET", target]]
+    T.vset(disk, "ATTACH", "YES")  # until the hotplug ends (lifecycle.end_disk_hotplug)
     vm["template"].append(["DISK", disk])
     sim.store.put("vm", vm)
     return vid
@@ -136,9 +137,8 @@ def detach(sim: Sim, caller: Caller, vid: int, disk_id: int) -> int:
     if not disks:
         raise errors.action(f"Disk {disk_id} does not exist")
     lifecycle.hotplug(sim, vm, "disk_detach")
-    vm["template"] = [p for p in vm["template"] if not (p[0] == "DISK" and p[1] is disks[0])]
-    if T.vget(disks[0], "IMAGE_ID") is not None:
-        refs.release_image(sim, int(T.vget(disks[0], "IMAGE_ID")), vid)
+    T.vset(disks[0], "ATTACH", "YES")  # VirtualMachineDisks::set_attach; gone at the end
+    vm["detaching"] = True
     sim.store.put("vm", vm)
     return vid
 

@@ -181,6 +181,8 @@ def test_volume_life_cycle(ec2, demo, ami):
     att = ec2.attach_volume(VolumeId=vid, InstanceId=iid, Device="/dev/sdf")
     assert att["State"] == "attaching" and att["Device"] == "/dev/sdf"
     wait_for(lambda: volume()["State"] == "in-use", what="volume in use")
+    # as Terraform's aws_volume_attachment waits: until oned has finished the hotplug
+    wait_for(lambda: volume()["Attachments"][0]["State"] == "attached", what="attached")
     (attachment,) = volume()["Attachments"]
     assert attachment["InstanceId"] == iid and attachment["Device"] == "/dev/sdf"
     assert attachment["AttachTime"] == att["AttachTime"]

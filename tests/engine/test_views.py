@@ -647,6 +647,8 @@ def test_attached_volumes_are_block_device_mappings(shipped) -> None:
         # what a user can write into a DISK of their own through oned: a forged volume id (the
         # image decides), a repeated mark (one mapping), an out-of-range time (no time)
         ("sdg", "9", [("EC2_VOLUME_ID", "vol-00000001")] * 2 + [("EC2_ATTACH_TIME", "9" * 20)]),
+        # the disk oned is hot-plugging (ATTACH="YES")
+        ("sdh", "11", [("EC2_VOLUME_ID", "vol-00000011"), ("ATTACH", "YES")]),
     ):
         disk = etree.SubElement(tmpl, "DISK")
         etree.SubElement(disk, "TARGET").text = target
@@ -661,6 +663,7 @@ def test_attached_volumes_are_block_device_mappings(shipped) -> None:
             "_attached": datetime(2026, 11, 23, 19, 30, tzinfo=UTC),
             "_target": "/dev/sdf",
             "_device": None,  # attached before econe kept the name as given
+            "_hotplug": None,
             "DeviceName": "/dev/sdf",
             "Ebs": {
                 "VolumeId": "vol-00000007",
@@ -674,10 +677,25 @@ def test_attached_volumes_are_block_device_mappings(shipped) -> None:
             "_attached": None,
             "_target": "/dev/sdg",
             "_device": None,
+            "_hotplug": None,
             "DeviceName": "/dev/sdg",
             "Ebs": {
                 "VolumeId": "vol-00000009",
                 "Status": "attached",
+                "AttachTime": None,
+                "DeleteOnTermination": False,
+            },
+        },
+        {
+            "_volume": "vol-00000011",
+            "_attached": None,
+            "_target": "/dev/sdh",
+            "_device": None,
+            "_hotplug": "YES",
+            "DeviceName": "/dev/sdh",
+            "Ebs": {
+                "VolumeId": "vol-00000011",
+                "Status": "attaching",
                 "AttachTime": None,
                 "DeleteOnTermination": False,
             },

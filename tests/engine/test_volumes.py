@@ -390,3 +390,55 @@ def test_the_device_name_is_kept_as_given(sim: Sim, engine) -> None:
     assert run(engine, "DetachVolume", target, user="demo")["Device"] == "xvdh"
     run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo")
     run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
+
+
+def test_only_the_volume_being_attached_is_attaching(slow: Sim) -> None:
+    """While oned hot-plugs one disk (it marks that DISK ATTACH="YES"), a volume attached long
+    before stays `attached`, in DescribeVolumes and in the instance's block devices."""
+    import time
+
+    engine = slow.engine()
+
+    def wait(check) -> None:
+        deadline = time.monotonic() + 10
+        while not check():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+    def attachment(vid: str) -> str | None:
+        found = volumes(engine, VolumeId=[vid])[vid]["Attachments"]
+        return found[0]["State"] if found else None
+
+    try:
+        iid = new_instance(engine)
+        state = {"Filter": [{"Name": "instance-state-name", "Value": ["running"]}]}
+        wait(lambda: run(engine, "DescribeInstances", state, user="demo")["Reservations"])
+        first, second = (
+            run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"] for _ in "12"
+        )
+        wait(lambda: volumes(engine, VolumeId=[second])[second]["State"] == "available")
+        body = {"VolumeId": first, "InstanceId": iid, "Device": "/dev/vdb"}
+        run(engine, "AttachVolume", body, user="demo")
+        wait(lambda: attachment(first) == "attached")
+        body = {"VolumeId": second, "InstanceId": iid, "Device": "/dev/vdc"}
+        run(engine, "AttachVolume", body, user="demo")
+        assert (attachment(first), attachment(second)) == ("attached", "attaching")
+        (res,) = run(engine, "DescribeInstances", {"InstanceId": [iid]}, user="demo")[
+            "Reservations"
+        ]
+        shown = {
+            b["Ebs"]["VolumeId"]: b["Ebs"]["Status"]
+            for b in res["Instances"][0]["BlockDeviceMappings"]
+        }
+        assert shown == {first: "attached", second: "attaching"}
+        wait(lambda: attachment(second) == "attached")
+        run(engine, "DetachVolume", {"VolumeId": first}, user="demo")
+        assert (attachment(first), attachment(second)) == (
+            "attaching",  # on its way out, but a running VM's HOTPLUG does not say which way
+            "attached",
+        )
+        wait(lambda: attachment(first) is None)
+        assert volumes(engine, VolumeId=[first])[first]["State"] == "available"
+        run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
+    finally:
+        engine.close()
