@@ -116,6 +116,17 @@ def _device(disk: etree._Element) -> str:
     return disk.findtext("EC2_DEVICE") or "/dev/" + (disk.findtext("TARGET") or "")
 
 
+def _copy(rt: Any, call: tuple, errors: dict[str, str], full: str) -> int:
+    """The id of the copy of a disk or an image `call` makes; oned's "Not enough space in
+    datastore" (an ACTION error, as a wrong state is) becomes `full`, not IncorrectState."""
+    try:
+        return int(rt.call(*call, errors=errors))
+    except Ec2Error as exc:
+        if "enough space" in exc.message:
+            raise Ec2Error(full, exc.message) from None
+        raise
+
+
 def _attachment_state(vm: etree._Element | None, disk: etree._Element | None) -> str:
     """oned marks the one DISK being hot-plugged ATTACH="YES"; powered off, its LCM state says
     whether it comes (HOTPLUG_PROLOG_POWEROFF) or goes (HOTPLUG_EPILOG_POWEROFF). Running
@@ -247,14 +258,11 @@ def create_volume(rt: Any) -> dict:
                 size,
                 f"A volume from {snap['SnapshotId']} has its size, {snap['VolumeSize']} GiB.",
             )
-        new_id = int(
-            rt.call(
-                "one.image.clone",
-                snap["_id"],
-                name,
-                -1,
-                errors={**errors, "ALLOCATE": "IncorrectState", "ACTION": "IncorrectState"},
-            )
+        new_id = _copy(
+            rt,
+            ("one.image.clone", snap["_id"], name, -1),
+            {**errors, "ALLOCATE": "IncorrectState", "ACTION": "IncorrectState"},
+            "InsufficientVolumeCapacity",
         )
         try:
             element = rt.xml(rt.call("one.image.info", new_id))
@@ -416,19 +424,11 @@ def create_snapshot(rt: Any) -> dict:
         disk = _disk(vm, vol["_id"])
         if disk is None:
             raise Ec2Error("IncorrectState", f"The volume {vol['VolumeId']} is being attached")
-        new_id = int(
-            rt.call(
-                "one.vm.disksaveas",
-                attached[0],
-                int(disk.findtext("DISK_ID")),
-                name,
-                "DATABLOCK",
-                -1,
-                errors=errors,
-            )
-        )
+        disk_id = int(disk.findtext("DISK_ID"))
+        call = ("one.vm.disksaveas", attached[0], disk_id, name, "DATABLOCK", -1)
     else:
-        new_id = int(rt.call("one.image.clone", vol["_id"], name, -1, errors=errors))
+        call = ("one.image.clone", vol["_id"], name, -1)
+    new_id = _copy(rt, call, errors, "ResourceLimitExceeded")  # as CreateImage's
     marks: list[Attr] = [("EBS_SNAPSHOT", "YES"), ("EBS_VOLUME_ID", vol["VolumeId"])]
     if description:
         marks.append(("DESCRIPTION", description))

@@ -442,3 +442,32 @@ def test_only_the_volume_being_attached_is_attaching(slow: Sim) -> None:
         run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
     finally:
         engine.close()
+
+
+def test_a_full_datastore_is_capacity_not_state(tmp_path) -> None:
+    """oned answers "Not enough space in datastore" as it answers a wrong state (ACTION):
+    a snapshot that does not fit is ResourceLimitExceeded (as CreateImage), a volume from a
+    snapshot InsufficientVolumeCapacity (as a new volume), and nothing is left behind."""
+    server = importlib.import_module("onesim.server").SimServer(
+        str(tmp_path), host="127.0.0.1", port=0, seed="demo", speed=0
+    )
+    server.start()
+    sim = Sim(server)
+    engine = sim.engine()
+    try:
+        vol = run(engine, "CreateVolume", {"Size": 7}, user="demo")["VolumeId"]  # of 20 GiB
+        snap = run(engine, "CreateSnapshot", {"VolumeId": vol}, user="demo")["SnapshotId"]
+        before = etree.fromstring(sim.as_admin("one.imagepool.info", -2, -1, -1).encode())
+        with pytest.raises(Ec2Error) as err:
+            run(engine, "CreateVolume", {"SnapshotId": snap}, user="demo")
+        assert (err.value.code, err.value.status) == ("InsufficientVolumeCapacity", 500)
+        assert "enough space" in err.value.message
+        run(engine, "CreateVolume", {"Size": 5}, user="demo")  # 19 GiB used
+        with pytest.raises(Ec2Error) as err:
+            run(engine, "CreateSnapshot", {"VolumeId": vol}, user="demo")
+        assert err.value.code == "ResourceLimitExceeded"
+        after = etree.fromstring(sim.as_admin("one.imagepool.info", -2, -1, -1).encode())
+        assert len(after) == len(before) + 1  # the 5 GiB volume only
+    finally:
+        engine.close()
+        server.stop()
