@@ -53,6 +53,7 @@ from econe.mapping.ids import required_id
 from econe.one.client import INTERNAL, NO_EXISTS, OneError, OneUnavailable
 from econe.query import as_list
 from handlers.escaping import template_xml
+from handlers.locks import held
 from handlers.scripts import ScriptError, is_configured, run_script
 from handlers.tags import pair_tags, tag_specs
 
@@ -100,15 +101,9 @@ DOMAINS = ("standard", "vpc")
 ALLOCATE_ROUNDS = 5
 VM_DONE = 6
 
-# In-process serialisation of changes to one address (two requests of the same gateway never
-# interleave their scripts for one IP). Across gateways the last complete record wins.
-_LOCKS: dict[tuple[int, str], threading.Lock] = {}
-_LOCKS_GUARD = threading.Lock()
-
-
-def _lock(vnet: int, ip: str) -> threading.Lock:
-    with _LOCKS_GUARD:
-        return _LOCKS.setdefault((vnet, ip), threading.Lock())
+# Changes to one address are serialised in a process (held("address", vnet, ip): two requests
+# of the same gateway never interleave their scripts for one IP). Across gateways the last
+# complete record wins.
 
 
 # -- reading the pool ---------------------------------------------------------------------------
@@ -630,7 +625,7 @@ def associate_address(rt: Any) -> dict:
     vm_id, vm = _instance(rt, instance_id)
     private_ip = _private_ip(vm, str(instance_id), body.get("PrivateIpAddress"))
     uid = rt.principal.uid
-    with _lock(vnet, addr.ip):
+    with held("address", vnet, addr.ip):
         pool = read_pool(rt, vnet)  # again, now that no request of this process changes it
         addr = _my_address(rt, pool, body)
         if addr.vm is not None:
@@ -711,7 +706,7 @@ def _try_write(rt: Any, pool: Pool, addr: Address, record: dict[str, str]) -> bo
 def disassociate_address(rt: Any) -> dict:
     vnet = vnet_id(rt)
     addr = _my_address(rt, read_pool(rt, vnet), rt.body, other="AssociationId")
-    with _lock(vnet, addr.ip):
+    with held("address", vnet, addr.ip):
         pool = read_pool(rt, vnet)  # again, now that no request of this process changes it
         addr = _my_address(rt, pool, rt.body, other="AssociationId")
         if addr.vm is None:
@@ -734,7 +729,7 @@ def disassociate_address(rt: Any) -> dict:
 def release_address(rt: Any) -> dict:
     vnet = vnet_id(rt)
     addr = _my_address(rt, read_pool(rt, vnet), rt.body)
-    with _lock(vnet, addr.ip):
+    with held("address", vnet, addr.ip):
         pool = read_pool(rt, vnet)  # again, now that no request of this process changes it
         addr = _my_address(rt, pool, rt.body)
         record = addr.record()
@@ -787,7 +782,7 @@ def set_tags(rt: Any, allocation_id: str, change: Any) -> None:
     the address's lock (so changes of one process follow each other)."""
     vnet = vnet_id(rt)
     addr = _my_address(rt, read_pool(rt, vnet), {"AllocationId": allocation_id})
-    with _lock(vnet, addr.ip):
+    with held("address", vnet, addr.ip):
         addr = _my_address(rt, read_pool(rt, vnet), {"AllocationId": allocation_id})
         now = [(t["Key"], t["Value"]) for t in addr.view["Tags"]]
         _write_tags(rt, vnet, addr.ip, allocation_id, change(now))
@@ -852,7 +847,7 @@ def disassociate_instances(rt: Any, vm_ids: Iterable[int]) -> list[str]:
     for addr in pool.addresses:
         if addr.vm is None or addr.vm not in ids:
             continue
-        with _lock(pool.vnet, addr.ip):
+        with held("address", pool.vnet, addr.ip):
             # read again under the lock: the address may have been released (and taken by
             # someone else) since the first read, and that record must not be overwritten
             fresh_pool = read_pool(rt, pool.vnet)
@@ -887,7 +882,7 @@ def _start_sweeper(rt: Any) -> None:
     key = ("eip-sweeper",)
     if key in engine.cache or engine.closing.is_set():
         return
-    with _LOCKS_GUARD:
+    with held("eip-sweeper", id(engine)):
         if key in engine.cache:
             return
         # its own runtime, acting for no user (every call it makes is the server admin's)

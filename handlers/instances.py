@@ -37,6 +37,7 @@ from handlers.escaping import (
     storable,
     template_xml,
 )
+from handlers.locks import held
 from handlers.security_groups import (
     group_ids,
     group_numbers,
@@ -585,12 +586,23 @@ def _reservation(rt: Any, vms: list[etree._Element]) -> dict:
 
 def run_instances(rt: Any) -> dict:
     launch = Launch(rt)
-    if launch.token:
+    if not launch.token:
+        return _launch(rt, launch)
+    # a retry in this process waits for the first request with its token, then finds its VMs
+    with held("client token", rt.principal.uid, launch.token):
         pool = rt.xml(rt.call("one.vmpool.infoextended", -3, -1, -1, -2))
         previous = _BY_TOKEN(pool, t=str(launch.token))
         if previous:
             check_same_request([vm.findtext(f"USER_TEMPLATE/{DIGEST}") for vm in previous], rt.body)
-            return _reservation(rt, previous)
+            if len(previous) >= launch.min_count:
+                return _reservation(rt, previous)
+            # fewer than MinCount: a launch that failed after oned made them (oned answered
+            # after econe had given up waiting): theirs is the rollback it missed
+            _roll_back(rt, [int(vm.findtext("ID")) for vm in previous])
+        return _launch(rt, launch)
+
+
+def _launch(rt: Any, launch: Launch) -> dict:
     launch.resolve()
     created: list[int] = []
     failure: Ec2Error | None = None

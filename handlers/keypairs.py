@@ -29,7 +29,6 @@ import hashlib
 import json
 import re
 import secrets
-import threading
 import time
 from typing import Any
 
@@ -41,6 +40,7 @@ from lxml import etree
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.query import as_list
 from handlers.escaping import TemplateError, storable, template_xml
+from handlers.locks import held
 from handlers.tags import json_tags, json_text, tag_specs
 
 VECTOR = "EC2_KEYPAIR"
@@ -117,8 +117,8 @@ def key_pairs(rt: Any, user: etree._Element) -> list[dict[str, Any]]:
 
 def set_tags(rt: Any, key_id: str, change: Any) -> None:
     """The key pair's TAGS become `change(tags now)`: read-modify-write of the user's key
-    vectors, read afresh under the user's lock (see _user_lock)."""
-    with _user_lock(rt.principal.uid):
+    vectors, read afresh under the user's lock (see the note above _vectors)."""
+    with held("key pairs", rt.principal.uid):
         user = _user(rt)
         vectors, found = [], False
         for name, vec in _vectors(user):
@@ -136,15 +136,9 @@ def set_tags(rt: Any, key_id: str, change: Any) -> None:
 
 
 # Every change of a user's key pairs rewrites all of them (a merge replaces every EC2_KEYPAIR
-# vector): one at a time per user in this process, each reading the template afresh. Across
-# gateway processes two changes at the same instant can still lose one (mappings/README).
-_USER_LOCKS: dict[int, threading.Lock] = {}
-_USER_LOCKS_GUARD = threading.Lock()
-
-
-def _user_lock(uid: int) -> threading.Lock:
-    with _USER_LOCKS_GUARD:
-        return _USER_LOCKS.setdefault(uid, threading.Lock())
+# vector): one at a time per user in this process (held("key pairs", uid)), each reading the
+# template afresh. Across gateway processes two changes at the same instant can still lose one
+# (mappings/README).
 
 
 def _vectors(user: etree._Element) -> list[tuple[str, list[tuple[str, str]]]]:
@@ -184,7 +178,7 @@ def _add(rt: Any, name: str, public_key: str, fingerprint: str, key_type: str, t
         storable(name, "KeyName")
     except TemplateError as exc:
         raise Ec2Error("InvalidParameterValue", str(exc)) from None
-    with _user_lock(rt.principal.uid):
+    with held("key pairs", rt.principal.uid):
         user = _user(rt)
         if any(p["KeyName"] == name for p in key_pairs(rt, user)):
             raise Ec2Error("InvalidKeyPair.Duplicate", f"The keypair '{name}' already exists.")
@@ -375,7 +369,7 @@ def delete_key_pair(rt: Any) -> dict:
         raise missing_parameter("KeyName")
     if key_id and not _ID.fullmatch(str(key_id)):
         raise Ec2Error("InvalidKeyPair.Malformed", f"Invalid id: '{key_id}'")
-    with _user_lock(rt.principal.uid):
+    with held("key pairs", rt.principal.uid):
         user = _user(rt)
         pairs = key_pairs(rt, user)
         victims = [

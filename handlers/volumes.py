@@ -31,6 +31,7 @@ from econe.query import as_list
 from handlers.escaping import Attr, TemplateError, element_attrs, storable, template_xml
 from handlers.images import discard_image
 from handlers.instances import check_zone, user_vm
+from handlers.locks import held
 from handlers.tags import tag_attrs, tag_specs
 from handlers.tokens import DIGEST, TOKEN, check_same_request, client_token, request_digest
 
@@ -235,10 +236,16 @@ def create_volume(rt: Any) -> dict:
     size = _size(body)
     tags = tag_specs(body, "volume")
     token = client_token(body)
-    if token is not None:
+    if token is None:
+        return _new_volume(rt, size, tags, None)
+    # a retry in this process waits for the first request with its token, then finds its volume
+    with held("client token", rt.principal.uid, token):
         previous = _by_token(rt, token)
-        if previous is not None:
-            return previous
+        return previous if previous is not None else _new_volume(rt, size, tags, token)
+
+
+def _new_volume(rt: Any, size: int | None, tags: list, token: str | None) -> dict:
+    body = rt.body
     marks: list[Attr] = [("EBS_VOLUME", "YES"), *tag_attrs(tags)]
     if body.get("VolumeType"):  # OpenNebula has none: kept, so tools see what they asked for
         marks.append(("EC2_VOLUME_TYPE", str(body["VolumeType"])))

@@ -512,14 +512,14 @@ def test_terminate_never_writes_back_a_record_that_changed_meanwhile(
     ip = run(sim, eng, "AllocateAddress")["PublicIp"]
     vm = sim.vm()
     run(sim, eng, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm}"})
-    real_lock = addresses._lock
+    real_held = addresses.held
 
-    def lock_after_a_concurrent_release(vnet, address):
-        monkeypatch.setattr(addresses, "_lock", real_lock)  # the other request locks normally
-        run(sim, eng, "ReleaseAddress", {"PublicIp": address})
-        return real_lock(vnet, address)
+    def lock_after_a_concurrent_release(*name):  # ("address", vnet, ip)
+        monkeypatch.setattr(addresses, "held", real_held)  # the other request locks normally
+        run(sim, eng, "ReleaseAddress", {"PublicIp": name[2]})
+        return real_held(*name)
 
-    monkeypatch.setattr(addresses, "_lock", lock_after_a_concurrent_release)
+    monkeypatch.setattr(addresses, "held", lock_after_a_concurrent_release)
     assert disassociate_instances(runtime(sim, eng), [vm]) == []
     assert ip not in [a["PublicIp"] for a in run(sim, eng, "DescribeAddresses")["Addresses"]]
 

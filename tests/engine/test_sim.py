@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from lxml import etree
 
+from econe.engine import Engine
 from econe.errors import Ec2Error
 from tests.engine.conftest import AMI, Sim, code_of, run
 from tests.engine.test_mappings import extended_mappings
@@ -409,6 +410,55 @@ def test_client_token_retry_from_another_gateway(sim: Sim, engine) -> None:
         user="demo",
     )
     assert [r["ReservationId"] for r in described["Reservations"]] == [first["ReservationId"]]
+
+
+def test_concurrent_retries_with_one_token_launch_once(sim: Sim, engine) -> None:
+    """An SDK that retries while the first request still waits for oned: in one gateway
+    process, the retry waits for it and answers what it made."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    sim.as_admin("onesim.fault.set", "one.vm.allocate", 0, "", 0.3, 2)  # slow, not failing
+    before = my_vms(sim)
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: launch(engine, ClientToken="in-flight"), range(4)))
+    assert len(my_vms(sim) - before) == 1
+    assert len({a["ReservationId"] for a in answers}) == 1
+
+
+def test_a_token_whose_launch_oned_finished_too_late_launches_again(sim: Sim) -> None:
+    """oned made the VM after econe had stopped waiting (Unavailable, nothing to roll back):
+    the retry finds fewer VMs than MinCount under the token, rolls them back and launches."""
+    from econe.one.client import OneClient
+    from econe.one.session import ServerCipherSessions
+
+    impatient = Engine(
+        sim.config(), OneClient(sim.url, timeout=0.5), ServerCipherSessions(sim.ec2_auth)
+    )
+    try:
+        sim.as_admin("onesim.fault.set", "one.vm.allocate", 0, "", 1.0, 1)
+        body = {"MinCount": 2, "MaxCount": 2, "ClientToken": "too-late"}
+        with pytest.raises(Ec2Error) as err:
+            launch(impatient, **body)
+        assert err.value.code == "Unavailable"
+        time.sleep(1.0)  # onesim makes the VM once its delay is over
+        late = {vm_number(i["InstanceId"]) for i in launch_filter(impatient, "too-late")}
+        assert len(late) == 1
+        again = launch(impatient, **body)
+        assert len(again["Instances"]) == 2
+        assert [i["AmiLaunchIndex"] for i in again["Instances"]] == [0, 1]
+        assert not late & {vm_number(i["InstanceId"]) for i in again["Instances"]}
+        shown = launch_filter(impatient, "too-late")
+        assert {i["InstanceId"] for i in shown} == {i["InstanceId"] for i in again["Instances"]}
+        run(impatient, "TerminateInstances", {"InstanceId": ids(again)}, user="demo")
+    finally:
+        impatient.close()
+
+
+def launch_filter(engine, token: str) -> list[dict]:
+    """The instances DescribeInstances shows for a client token."""
+    body = {"Filter": [{"Name": "client-token", "Value": [token]}]}
+    found = run(engine, "DescribeInstances", body, user="demo")["Reservations"]
+    return [i for r in found for i in r["Instances"]]
 
 
 # -- DescribeInstances and instance actions ----------------------------------------------------

@@ -471,3 +471,17 @@ def test_a_full_datastore_is_capacity_not_state(tmp_path) -> None:
     finally:
         engine.close()
         server.stop()
+
+
+def test_concurrent_retries_with_one_token_make_one_volume(sim: Sim, engine) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    sim.as_admin("onesim.fault.set", "one.image.allocate", 0, "", 0.3, 2)  # slow, not failing
+    body = {"Size": 1, "ClientToken": "vol-in-flight"}
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda _: run(engine, "CreateVolume", body, user="demo"), range(4)))
+    assert len({a["VolumeId"] for a in answers}) == 1
+    pool_xml = etree.fromstring(sim.as_admin("one.imagepool.info", -2, -1, -1).encode())
+    tokens = [i.findtext("TEMPLATE/EC2_CLIENT_TOKEN") for i in pool_xml.iterfind("IMAGE")]
+    assert tokens.count("vol-in-flight") == 1
+    run(engine, "DeleteVolume", {"VolumeId": answers[0]["VolumeId"]}, user="demo")
