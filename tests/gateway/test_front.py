@@ -207,6 +207,10 @@ def test_unsupported_parameters_are_refused_by_name_unless_empty(client, engine)
         assert error["Code"] == "UnsupportedOperation" and name in error["Message"], extra
     resp = client.post("/", data={**register, "VirtualizationType": "paravirtual"})
     assert error_of(resp)["Code"] == "InvalidParameterValue"
+    create = {"Action": "CreateImage", "InstanceId": "i-1", "Name": "web"}
+    resp = client.post("/", data={**create, "BlockDeviceMapping.1.DeviceName": "/dev/sdb"})
+    error = error_of(resp)
+    assert error["Code"] == "UnsupportedOperation" and "BlockDeviceMapping" in error["Message"]
 
 
 def test_engine_errors_keep_code_and_status(client, engine):
