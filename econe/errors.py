@@ -18,8 +18,6 @@ _STATUS = {
     "OptInRequired": 403,
     "DryRunOperation": 412,
     "InternalError": 500,
-    "InsufficientInstanceCapacity": 500,  # AWS's server errors: the cloud is full
-    "InsufficientVolumeCapacity": 500,
     "Unavailable": 503,
     "ServiceUnavailable": 503,
     "RequestLimitExceeded": 503,

@@ -885,7 +885,7 @@ def modify_instance_attribute(rt: Any) -> dict:
     if member not in ("InstanceType", "UserData"):
         if isinstance(value, bool):
             value = "true" if value else "false"
-        if member in _AS_IS and str(value) == _AS_IS[member]:
+        if member in _AS_IS and str(value).lower() == _AS_IS[member]:  # Attribute/Value: text
             return {}
         raise Ec2Error("UnsupportedOperation", f"Changing {member} is not supported by this cloud")
     user_data = _user_data(value) if member == "UserData" else None

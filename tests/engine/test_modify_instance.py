@@ -133,6 +133,7 @@ def test_refusals_change_nothing(sim: Sim, engine, stopped) -> None:
         {"DisableApiTermination": {"Value": False}},
         {"InstanceInitiatedShutdownBehavior": {"Value": "stop"}},
         {"Attribute": "ebsOptimized", "Value": "false"},
+        {"Attribute": "disableApiTermination", "Value": "False"},  # text, in any case
         {"EnclaveOptions": {"Enabled": False}},
     ):
         assert modify(engine, stopped, **body) == {}

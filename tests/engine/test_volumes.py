@@ -460,7 +460,7 @@ def test_a_full_datastore_is_capacity_not_state(tmp_path) -> None:
         before = etree.fromstring(sim.as_admin("one.imagepool.info", -2, -1, -1).encode())
         with pytest.raises(Ec2Error) as err:
             run(engine, "CreateVolume", {"SnapshotId": snap}, user="demo")
-        assert (err.value.code, err.value.status) == ("InsufficientVolumeCapacity", 500)
+        assert (err.value.code, err.value.status) == ("InsufficientVolumeCapacity", 400)
         assert "enough space" in err.value.message
         run(engine, "CreateVolume", {"Size": 5}, user="demo")  # 19 GiB used
         with pytest.raises(Ec2Error) as err:
