@@ -294,11 +294,14 @@ def test_user_data_reaches_cloud_init_context(ec2, demo):
 def test_template_injection_is_inert(ec2, demo):
     ami = ec2.describe_images()["Images"][0]["ImageId"]
     evil = 'x" ]\nCPU = "64"\nMEMORY="99999" NIC=[NETWORK_ID="1"] \\'
-    iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, ClientToken=evil)["Instances"][0][
-        "InstanceId"
-    ]
+    token = 'x"]CPU="64"MEMORY="99999"NIC=[NETWORK_ID="1"]\\'  # a token is ASCII, no newline
+    tags = [{"ResourceType": "instance", "Tags": [{"Key": "Name", "Value": evil}]}]
+    iid = ec2.run_instances(
+        ImageId=ami, MinCount=1, MaxCount=1, ClientToken=token, TagSpecifications=tags
+    )["Instances"][0]["InstanceId"]
     vm = vm_xml(demo, iid)
-    assert vm.findtext("USER_TEMPLATE/EC2_CLIENT_TOKEN") == evil
+    assert vm.findtext("USER_TEMPLATE/EC2_CLIENT_TOKEN") == token
+    assert vm.findtext("USER_TEMPLATE/EC2_TAGS/VALUE") == evil
     assert vm.findtext("TEMPLATE/CPU") != "64"
     assert vm.findtext("TEMPLATE/MEMORY") != "99999"
     assert [n.findtext("NETWORK_ID") for n in vm.findall("TEMPLATE/NIC")] == ["0"]
