@@ -445,21 +445,24 @@ class Engine:
             if missing:
                 raise self._not_found(b, missing)
             return [i for i in items if str(i.get(b.field)) in wanted]
-        parsed: dict[int, str] = {}  # one entry a resource, however often and in which form
+        # one entry a resource, however often and in which form it is named; ids beyond
+        # oned's (EC2's own forms) are all absent, each by its text
+        parsed: dict[Any, tuple[str, int]] = {}
         bad = []
         for raw in requested:
             number = parse_id(b.prefix, raw)
             if number is None:
                 bad.append(str(raw))
             else:
-                parsed.setdefault(number, str(raw))
+                key = number if number <= MAX_ONE_ID else str(raw)
+                parsed.setdefault(key, (str(raw), number))
         if bad:
             raise Ec2Error(
                 b.malformed,
                 f"Invalid id: '{', '.join(bad)}' (expecting '{b.prefix}-' and a number)",
             )
         items, missing = [], []
-        for number, raw in parsed.items():
+        for raw, number in parsed.values():
             item = self.fetch_one(rt, m, number, scope) if number <= MAX_ONE_ID else None
             if item is None:
                 missing.append(raw)

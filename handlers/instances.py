@@ -596,8 +596,16 @@ def run_instances(rt: Any) -> dict:
             check_same_request([vm.findtext(f"USER_TEMPLATE/{DIGEST}") for vm in previous], rt.body)
             if len(previous) >= launch.min_count:
                 return _reservation(rt, previous)
-            # fewer than MinCount: a launch that failed after oned made them (oned answered
-            # after econe had given up waiting): theirs is the rollback it missed
+            # Fewer than MinCount: a launch still under way in another gateway process, or one
+            # that failed after oned made them (oned answered after econe had given up waiting).
+            # Each VM is made within one_timeout of the one before: past twice that since the
+            # newest, the launch is over, and theirs is the rollback it missed.
+            newest = max(int(vm.findtext("STIME") or 0) for vm in previous)
+            if time.time() - newest < 2 * rt.config.one_timeout + 1:
+                raise Ec2Error(  # 503: SDKs retry it
+                    "Unavailable",
+                    f"The launch with client token {launch.token} is still in progress",
+                )
             _roll_back(rt, [int(vm.findtext("ID")) for vm in previous])
         return _launch(rt, launch)
 

@@ -74,3 +74,20 @@ def test_force_makes_a_stuck_stop_hard_and_a_terminated_reboot_is_ignored(
     assert state(sim, gone) == ("3", "36")
     run(engine, "TerminateInstances", {"InstanceId": [gone]}, user="demo")
     assert run(engine, "RebootInstances", {"InstanceId": [gone]}, user="demo") == {}
+
+
+def test_hibernate_suspends_a_running_instance_and_stops_a_lost_one(sim: Sim, engine, pair) -> None:
+    """oned suspends RUNNING VMs only; one that cannot hibernate stops, as on EC2, and the
+    request does not fail halfway."""
+    running, lost = pair
+    put_state(sim, lost, 3, 16)  # UNKNOWN
+    run(engine, "StopInstances", {"InstanceId": pair, "Hibernate": True}, user="demo")
+    assert state(sim, running) == ("5", "0")  # SUSPENDED
+    assert state(sim, lost) == ("8", "0")  # POWEROFF
+
+
+def test_skip_os_shutdown_cuts_a_stuck_stop_short_as_force(sim: Sim, engine, pair) -> None:
+    stuck = pair[0]
+    put_state(sim, stuck, 3, 18)  # SHUTDOWN_POWEROFF
+    run(engine, "StopInstances", {"InstanceId": [stuck], "SkipOsShutdown": True}, user="demo")
+    assert state(sim, stuck) == ("8", "0")

@@ -432,7 +432,9 @@ def test_a_token_whose_launch_oned_finished_too_late_launches_again(sim: Sim) ->
     from econe.one.session import ServerCipherSessions
 
     impatient = Engine(
-        sim.config(), OneClient(sim.url, timeout=0.5), ServerCipherSessions(sim.ec2_auth)
+        sim.config(one_timeout=0.5),
+        OneClient(sim.url, timeout=0.5),
+        ServerCipherSessions(sim.ec2_auth),
     )
     try:
         sim.as_admin("onesim.fault.set", "one.vm.allocate", 0, "", 1.0, 1)
@@ -443,6 +445,11 @@ def test_a_token_whose_launch_oned_finished_too_late_launches_again(sim: Sim) ->
         time.sleep(1.0)  # onesim makes the VM once its delay is over
         late = {vm_number(i["InstanceId"]) for i in launch_filter(impatient, "too-late")}
         assert len(late) == 1
+        # as long as the launch could still be going on (in another gateway): try again later
+        with pytest.raises(Ec2Error) as err:
+            launch(impatient, **body)
+        assert err.value.code == "Unavailable" and "in progress" in err.value.message
+        time.sleep(2.5)  # over 2 × one_timeout + 1 s since the VM was made: that launch is over
         again = launch(impatient, **body)
         assert len(again["Instances"]) == 2
         assert [i["AmiLaunchIndex"] for i in again["Instances"]] == [0, 1]
@@ -544,6 +551,10 @@ def test_lifecycle_and_states(sim: Sim, engine) -> None:
     ]
     assert stop["PreviousState"]["Name"] == "running"
     assert ids(run(engine, "DescribeInstances", {"InstanceId": [short, iid]}, user="demo")) == [iid]
+    absent = ["i-0123456789abcdef0", "i-0fedcba987654321f", "i-99999999"]  # each named
+    with pytest.raises(Ec2Error) as err:
+        run(engine, "DescribeInstances", {"InstanceId": absent}, user="demo")
+    assert all(a in err.value.message for a in absent), err.value.message
     assert stop["CurrentState"]["Name"] in ("stopping", "stopped")
     again = run(engine, "StopInstances", {"InstanceId": [iid]}, user="demo")["StoppingInstances"]
     assert [(c["PreviousState"]["Name"], c["CurrentState"]["Name"]) for c in again] == [

@@ -664,6 +664,7 @@ def test_attached_volumes_are_block_device_mappings(shipped) -> None:
             "_target": "/dev/sdf",
             "_device": None,  # attached before econe kept the name as given
             "_hotplug": None,
+            "_vm_lcm": "3",
             "DeviceName": "/dev/sdf",
             "Ebs": {
                 "VolumeId": "vol-00000007",
@@ -678,6 +679,7 @@ def test_attached_volumes_are_block_device_mappings(shipped) -> None:
             "_target": "/dev/sdg",
             "_device": None,
             "_hotplug": None,
+            "_vm_lcm": "3",
             "DeviceName": "/dev/sdg",
             "Ebs": {
                 "VolumeId": "vol-00000009",
@@ -692,6 +694,7 @@ def test_attached_volumes_are_block_device_mappings(shipped) -> None:
             "_target": "/dev/sdh",
             "_device": None,
             "_hotplug": "YES",
+            "_vm_lcm": "3",
             "DeviceName": "/dev/sdh",
             "Ebs": {
                 "VolumeId": "vol-00000011",
@@ -701,6 +704,9 @@ def test_attached_volumes_are_block_device_mappings(shipped) -> None:
             },
         },
     ]
+    vm.find("LCM_STATE").text = "34"  # HOTPLUG_EPILOG_POWEROFF: it goes
+    shown = shipped["instance"].apply(vm, scope())["BlockDeviceMappings"]
+    assert [b["Ebs"]["Status"] for b in shown] == ["attached", "attached", "detaching"]
 
 
 @pytest.mark.parametrize(
