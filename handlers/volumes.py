@@ -299,8 +299,11 @@ def _new_volume(rt: Any, size: int | None, tags: list, token: str | None) -> dic
                 errors={**errors, "ACTION": "InsufficientVolumeCapacity"},
             )
         )
-    item = rt.view("volume", rt.xml(rt.call("one.image.info", new_id)))
-    return item
+    try:
+        return rt.view("volume", rt.xml(rt.call("one.image.info", new_id)))
+    except Ec2Error:
+        discard_image(rt, new_id)  # the client hears of no volume: none is left
+        raise
 
 
 def attach_volume(rt: Any) -> dict:

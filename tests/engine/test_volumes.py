@@ -485,3 +485,15 @@ def test_concurrent_retries_with_one_token_make_one_volume(sim: Sim, engine) -> 
     tokens = [i.findtext("TEMPLATE/EC2_CLIENT_TOKEN") for i in pool_xml.iterfind("IMAGE")]
     assert tokens.count("vol-in-flight") == 1
     run(engine, "DeleteVolume", {"VolumeId": answers[0]["VolumeId"]}, user="demo")
+
+
+def test_a_volume_oned_cannot_show_afterwards_is_not_left_behind(sim: Sim, engine) -> None:
+    def live_images() -> set[str]:
+        pool = etree.fromstring(sim.as_admin("one.imagepool.info", -2, -1, -1).encode())
+        return {i.findtext("ID") for i in pool.iterfind("IMAGE") if i.findtext("STATE") != "7"}
+
+    before = live_images()
+    sim.as_admin("onesim.fault.set", "one.image.info", 0x2000, "database locked", 0, 1)
+    with pytest.raises(Ec2Error):
+        run(engine, "CreateVolume", {"Size": 1}, user="demo")
+    assert live_images() == before
