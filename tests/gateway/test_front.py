@@ -205,8 +205,10 @@ def test_unsupported_parameters_are_refused_by_name_unless_empty(client, engine)
         resp = client.post("/", data={**register, **extra})
         error = error_of(resp)
         assert error["Code"] == "UnsupportedOperation" and name in error["Message"], extra
-    resp = client.post("/", data={**register, "VirtualizationType": "paravirtual"})
-    assert error_of(resp)["Code"] == "InvalidParameterValue"
+    for extra in ({"VirtualizationType": "paravirtual"}, {"Description": "d" * 256}):
+        resp = client.post("/", data={**register, **extra})
+        error = error_of(resp)
+        assert error["Code"] == "InvalidParameterValue" and next(iter(extra)) in error["Message"]
     create = {"Action": "CreateImage", "InstanceId": "i-1", "Name": "web"}
     resp = client.post("/", data={**create, "BlockDeviceMapping.1.DeviceName": "/dev/sdb"})
     error = error_of(resp)
