@@ -1,6 +1,6 @@
 """Benchmark: DescribeInstances through the gateway vs. the bare oned call it makes.
 
-Run: ``.venv/bin/python bench/gateway.py [--vms 10 10000] [--small 200]``.
+Run: ``.venv/bin/python bench/gateway.py [--vms 10 10000] [--small 200] [--elastic-ips]``.
 
 For each pool size it seeds onesim with that many VMs owned by `demo`, starts
 `econe-server run` (uvicorn, one worker) against it, and measures in the same run:
@@ -122,11 +122,14 @@ def mean_time(fn, requests: list) -> float:
     return (time.perf_counter() - t0) / len(requests)
 
 
-def start_gateway(sim: SimServer, state: Path) -> tuple[subprocess.Popen, str]:
+def start_gateway(
+    sim: SimServer, state: Path, elastic_ips: bool = False
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     conf = state / "econe.conf"
     conf.write_text(
         f":one_xmlrpc: {sim.url}\n:ec2_auth: {state / '.one' / 'ec2_auth'}\n:debug_level: 0\n"
+        + (":elasticips_vnet_id: 1\n" if elastic_ips else "")  # the demo's address network
     )
     exe = Path(sys.executable).parent / "econe-server"
     cmd = [str(exe), "run", "--config", str(conf), "--host", "127.0.0.1", "--port", str(port)]
@@ -183,13 +186,13 @@ def small_requests(sim: SimServer, endpoint: str, rpc: bytes, small: int) -> Non
     )
 
 
-def measure(n: int, small: int) -> None:
+def measure(n: int, small: int, elastic_ips: bool = False) -> None:
     with tempfile.TemporaryDirectory() as d:
         sim = SimServer(d, port=0, seed="demo", speed=0).start()
         proc = None
         try:
             populate(sim, n)
-            proc, endpoint = start_gateway(sim, Path(d))
+            proc, endpoint = start_gateway(sim, Path(d), elastic_ips)
             rpc = xmlrpc.client.dumps(
                 ("demo:demo", -2, -1, -1, -1), "one.vmpool.infoextended"
             ).encode()
@@ -215,10 +218,15 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--vms", type=int, nargs="+", default=[10, 10_000])
     ap.add_argument("--small", type=int, default=200)
+    ap.add_argument(
+        "--elastic-ips",
+        action="store_true",
+        help="with :elasticips_vnet_id: set: DescribeInstances also reads the address network",
+    )
     args = ap.parse_args()
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     for n in args.vms:
-        measure(n, args.small)
+        measure(n, args.small, args.elastic_ips)
     return 0
 
 

@@ -43,7 +43,7 @@ from econe.mapping.ids import MAX_ONE_ID, parse_id
 from econe.mapping.loader import Call, Mapping, load_mappings
 from econe.mapping.onecall import OneError, OneUnavailable, call_one, error_name, map_error
 from econe.mapping.views import View
-from econe.one.client import ACTION, NeedsOned, no_blocking
+from econe.one.client import ACTION, NeedsOned, Prefetched, no_blocking
 from econe.paths import data_dir
 from econe.query import as_list
 
@@ -144,7 +144,10 @@ class Runtime:
         self._session: str | None = None
         self._answered = answered  # a call's answer received beforehand (OneClient.answered)
         self.dry_run = body.get("DryRun") is True
-        self.one: Any = DryRunClient(engine.one) if self.dry_run else engine.one
+        one = engine.one
+        if answered is not None and answered.prefetched:
+            one = Prefetched(one, answered.prefetched)
+        self.one: Any = DryRunClient(one) if self.dry_run else one
 
     # -- OpenNebula --------------------------------------------------------------------------
     @property
@@ -310,7 +313,7 @@ class Engine:
         static = (
             mapping.handler is None and mapping.source is not None and mapping.source.call is None
         )
-        if static or answered is not None and len(answered.data) <= INLINE_MAX:
+        if static or answered is not None and answered.size <= INLINE_MAX:
             token = no_blocking.set(True)
             try:
                 return self._guarded(action, job)
@@ -338,20 +341,38 @@ class Engine:
         if m.paginate and m.paginate.not_with and body.get(m.paginate.not_with):
             return None  # the pipeline may refuse the combination before any call
         rt = Runtime(self, m, body, ctx)
-        args = tuple(src.call.args(rt.scope()))
-        session = rt.admin_session() if src.call.admin else rt.session
+        scope = rt.scope()
+        calls = [(src.call, tuple(src.call.args(scope)))]
+        for call in m.prefetch:  # what the hooks will ask, at the same time (not if an arg is None)
+            args = tuple(call.args(scope))
+            if None not in args:
+                calls.append((call, args))
+        sessions = [rt.admin_session() if c.admin else rt.session for c, _ in calls]
         loop = asyncio.get_running_loop()
         slots = self._call_slots.get(loop)
         if slots is None:
             slots = self._call_slots[loop] = asyncio.Semaphore(self._max_calls)
-        try:
-            async with slots:
-                data = await exchange(src.call.method, (session, *args))
-        except OneUnavailable as exc:
-            raise Ec2Error("Unavailable", "OpenNebula is not reachable; try again later") from exc
-        except OneError:
+
+        async def send(method: str, params: tuple) -> Any:
+            async with slots:  # each call holds a slot: no more at once than worker threads
+                return await exchange(method, params)
+
+        answers = await asyncio.gather(
+            *(send(c.method, (s, *a)) for (c, a), s in zip(calls, sessions, strict=True)),
+            return_exceptions=True,
+        )
+        data = answers[0]
+        if isinstance(data, OneUnavailable):
+            raise Ec2Error("Unavailable", "OpenNebula is not reachable; try again later") from data
+        if isinstance(data, OneError):
             return None  # refused before sending (an argument): the usual path says so
-        return self.one.answered(src.call.method, args, data)
+        if isinstance(data, BaseException):
+            raise data
+        answered = self.one.answered(src.call.method, calls[0][1], data)
+        for (call, args), got in zip(calls[1:], answers[1:], strict=True):
+            if not isinstance(got, BaseException):  # a failed one: the hook asks again itself
+                answered.prefetched[(call.method, args)] = got
+        return answered
 
     # -- the generic pipeline ------------------------------------------------------------------
     def run_sync(

@@ -31,8 +31,10 @@ TOP_KEYS = {
     "output",
     "options",
     "enrich",
+    "prefetch",
     "after",
 }
+PREFETCH_KEYS = {"call", "args", "admin"}
 SOURCE_KEYS = {"call", "args", "items", "admin", "errors", "static"}
 BY_ID_KEYS = {
     "param",
@@ -126,6 +128,7 @@ class Mapping:
     output: Compiled | None = None
     options: dict[str, Any] = field(default_factory=dict)
     enrich: list[Callable[..., Any]] = field(default_factory=list)  # f(rt, items), pre-filter
+    prefetch: list[Call] = field(default_factory=list)  # calls the hooks make, sent beforehand
     after: list[Callable[..., Any]] = field(default_factory=list)  # f(rt, items, changes)
 
 
@@ -283,6 +286,11 @@ def compile_mapping(path: Path, data: Any, views: dict[str, View], exprs: Expres
                 raise MappingError(f"{w}: each.refresh needs by_id.call to read the item again")
         if "output" in data:
             m.output = exprs.value(data["output"], f"{w}: output")
+        for i, spec in enumerate(data.get("prefetch") or []):
+            where = f"{w}: prefetch[{i}]"
+            m.prefetch.append(_call(_check_keys(spec, PREFETCH_KEYS, where), exprs, where))
+        if m.prefetch and (m.source is None or m.source.call is None):
+            raise MappingError(f"{w}: prefetch: goes with a source call")
         for key in ("enrich", "after"):
             if key not in data:
                 continue

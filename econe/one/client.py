@@ -345,6 +345,11 @@ class Answered:
         self.method = method
         self.args = args
         self.data = data
+        self.prefetched: dict[tuple[str, tuple[Any, ...]], bytes] = {}  # other calls' answers
+
+    @property
+    def size(self) -> int:
+        return len(self.data) + sum(len(d) for d in self.prefetched.values())
 
     def answers(self, method: str, args: Any) -> bool:
         return method == self.method and tuple(args) == self.args
@@ -356,3 +361,21 @@ class Answered:
         self, session: str, method: str, *args: Any, pool: tuple[str, str] | None = None
     ) -> Any:
         return self.client._read_xml(method, self.data, pool)
+
+
+class Prefetched:
+    """`client`, but the calls in `answers` ((method, args) → raw answer, received already)
+    are answered from there, each once: a second call is sent (it may want a fresh read)."""
+
+    def __init__(self, client: Any, answers: dict[tuple[str, tuple[Any, ...]], bytes]):
+        self._client = client
+        self._answers = dict(answers)
+
+    def call(self, session: str, method: str, *args: Any) -> Any:
+        data = self._answers.pop((method, args), None)
+        if data is None:
+            return self._client.call(session, method, *args)
+        return self._client._read(method, data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)

@@ -16,7 +16,7 @@ from handlers.addresses import (
     addresses_of_instances,
     disassociate_instances,
 )
-from tests.addresses.conftest import RECORDER, Sim, b64xml, calls, context, run, script
+from tests.addresses.conftest import EIP_VNET, RECORDER, Sim, b64xml, calls, context, run, script
 
 ACTIONS = (
     ("AllocateAddress", {}),
@@ -623,3 +623,44 @@ def test_a_refused_allocation_leaves_no_owner_behind(sim: Sim, monkeypatch) -> N
     assert stale == []
     (kept,) = run(sim, free, "DescribeAddresses", user="squeezed")["Addresses"]
     run(sim, free, "ReleaseAddress", {"AllocationId": kept["AllocationId"]}, user="squeezed")
+
+
+def test_describe_instances_asks_for_the_addresses_with_the_pool(sim: Sim, eng: Engine) -> None:
+    """The elastic-IP network add_public_ips reads is fetched on the event loop beside the VM
+    pool (the mapping's `prefetch:`), so no blocking call and no second run in a worker."""
+    from econe.config import Config
+    from econe.one.client import OneClient
+    from econe.one.session import ServerCipherSessions
+
+    class Tracking(OneClient):
+        sent: list[tuple[str, str]] = []
+
+        def _exchange(self, method, params):
+            self.sent.append(("blocking", method))
+            return super()._exchange(method, params)
+
+        async def exchange_async(self, method, params):
+            self.sent.append(("event loop", method))
+            return await super().exchange_async(method, params)
+
+    ip = run(sim, eng, "AllocateAddress")["PublicIp"]
+    vm = sim.vm()
+    run(sim, eng, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm}"})
+    client = Tracking(sim.url, timeout=10)
+    config = Config(one_xmlrpc=sim.url, ec2_auth=str(sim.ec2_auth), elasticips_vnet_id=EIP_VNET)
+    engine = Engine(config, client, ServerCipherSessions(sim.ec2_auth))
+    try:
+        out = run(sim, engine, "DescribeInstances")
+        shown = {
+            i["InstanceId"]: i.get("PublicIpAddress")
+            for r in out["Reservations"]
+            for i in r["Instances"]
+        }
+        assert shown[f"i-{vm:08d}"] == ip
+        assert sorted(client.sent) == [
+            ("event loop", "one.vmpool.infoextended"),
+            ("event loop", "one.vn.info"),
+        ]
+    finally:
+        engine.close()
+        run(sim, eng, "ReleaseAddress", {"PublicIp": ip})
