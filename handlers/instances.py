@@ -817,6 +817,18 @@ def _terminate(rt: Any, item: dict, scope: dict) -> dict:
     )
 
 
+def forget_what_terminated_ones_had(rt: Any, items: list[dict]) -> None:
+    """DescribeInstances `enrich:` hook: a terminated instance shows no private address and no
+    block devices, as on EC2 (OpenNebula keeps a DONE VM's NICs and DISKs in its template), so
+    filters on them find only instances that have them. A view field cannot drop a list by
+    the VM's state without an expression per instance."""
+    for item in items:
+        if item.get("_state") == 6:
+            item["PrivateIpAddress"] = None
+            item["PrivateDnsName"] = ""
+            item["BlockDeviceMappings"] = []
+
+
 def finish_terminations(rt: Any, items: list[dict], changes: list) -> None:
     """DescribeInstances `after:` hook: complete the deferred terminate of every marked instance
     oned would now terminate (or make sure this process keeps retrying for it)."""

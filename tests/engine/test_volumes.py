@@ -497,3 +497,22 @@ def test_a_volume_oned_cannot_show_afterwards_is_not_left_behind(sim: Sim, engin
     with pytest.raises(Ec2Error):
         run(engine, "CreateVolume", {"Size": 1}, user="demo")
     assert live_images() == before
+
+
+def test_a_terminated_instance_shows_no_devices_and_no_address(sim: Sim, engine) -> None:
+    """As on EC2: its volume, attached again elsewhere, is found on the live instance only."""
+    vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+    gone, live = new_instance(engine), new_instance(engine)
+    attach = {"VolumeId": vid, "InstanceId": gone, "Device": "/dev/sdf"}
+    run(engine, "AttachVolume", attach, user="demo")
+    run(engine, "TerminateInstances", {"InstanceId": [gone]}, user="demo")
+    run(engine, "AttachVolume", {**attach, "InstanceId": live}, user="demo")
+    (res,) = run(engine, "DescribeInstances", {"InstanceId": [gone]}, user="demo")["Reservations"]
+    (inst,) = res["Instances"]
+    assert inst["State"]["Name"] == "terminated"
+    assert inst["BlockDeviceMappings"] == [] and inst["PrivateDnsName"] == ""
+    assert inst.get("PrivateIpAddress") is None
+    by_volume = {"Filter": [{"Name": "block-device-mapping.volume-id", "Value": [vid]}]}
+    found = run(engine, "DescribeInstances", by_volume, user="demo")["Reservations"]
+    assert [i["InstanceId"] for r in found for i in r["Instances"]] == [live]
+    run(engine, "TerminateInstances", {"InstanceId": [live]}, user="demo")
