@@ -357,10 +357,14 @@ class Engine:
             async with slots:  # each call holds a slot: no more at once than worker threads
                 return await exchange(method, params)
 
-        answers = await asyncio.gather(
-            *(send(c.method, (s, *a)) for (c, a), s in zip(calls, sessions, strict=True)),
-            return_exceptions=True,
-        )
+        sends = [send(c.method, (s, *a)) for (c, a), s in zip(calls, sessions, strict=True)]
+        if len(sends) == 1:  # awaited as it is: gather would make it a task of its own
+            try:
+                answers: list[Any] = [await sends[0]]
+            except (OneError, OneUnavailable) as exc:
+                answers = [exc]
+        else:
+            answers = await asyncio.gather(*sends, return_exceptions=True)
         data = answers[0]
         if isinstance(data, OneUnavailable):
             raise Ec2Error("Unavailable", "OpenNebula is not reachable; try again later") from data
