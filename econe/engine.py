@@ -342,12 +342,8 @@ class Engine:
             return None  # the pipeline may refuse the combination before any call
         rt = Runtime(self, m, body, ctx)
         scope = rt.scope()
-        calls = [(src.call, tuple(src.call.args(scope)))]
-        for call in m.prefetch:  # what the hooks will ask, at the same time (not if an arg is None)
-            args = tuple(call.args(scope))
-            if None not in args:
-                calls.append((call, args))
-        sessions = [rt.admin_session() if c.admin else rt.session for c, _ in calls]
+        args = tuple(src.call.args(scope))
+        session = rt.admin_session() if src.call.admin else rt.session
         loop = asyncio.get_running_loop()
         slots = self._call_slots.get(loop)
         if slots is None:
@@ -357,25 +353,30 @@ class Engine:
             async with slots:  # each call holds a slot: no more at once than worker threads
                 return await exchange(method, params)
 
-        sends = [send(c.method, (s, *a)) for (c, a), s in zip(calls, sessions, strict=True)]
-        if len(sends) == 1:  # awaited as it is: gather would make it a task of its own
-            try:
-                answers: list[Any] = [await sends[0]]
-            except (OneError, OneUnavailable) as exc:
-                answers = [exc]
-        else:
-            answers = await asyncio.gather(*sends, return_exceptions=True)
-        data = answers[0]
-        if isinstance(data, OneUnavailable):
-            raise Ec2Error("Unavailable", "OpenNebula is not reachable; try again later") from data
-        if isinstance(data, OneError):
-            return None  # refused before sending (an argument): the usual path says so
-        if isinstance(data, BaseException):
-            raise data
-        answered = self.one.answered(src.call.method, calls[0][1], data)
-        for (call, args), got in zip(calls[1:], answers[1:], strict=True):
-            if not isinstance(got, BaseException):  # a failed one: the hook asks again itself
-                answered.prefetched[(call.method, args)] = got
+        prefetches = {}  # what the hooks will ask, sent meanwhile (not while an arg is None)
+        for call in m.prefetch:
+            call_args = tuple(call.args(scope))
+            if None not in call_args:
+                call_session = rt.admin_session() if call.admin else rt.session
+                key = (call_session, call.method, call_args)
+                prefetches[key] = loop.create_task(send(call.method, (call_session, *call_args)))
+        try:
+            data = await send(src.call.method, (session, *args))
+        except BaseException as exc:
+            for task in prefetches.values():
+                task.cancel()  # no answer: the others are not waited for
+            if isinstance(exc, OneUnavailable):
+                raise Ec2Error(
+                    "Unavailable", "OpenNebula is not reachable; try again later"
+                ) from exc
+            if isinstance(exc, OneError):
+                return None  # refused before sending (an argument): the usual path says so
+            raise
+        answered = self.one.answered(src.call.method, args, data)
+        if prefetches:
+            got = await asyncio.gather(*prefetches.values(), return_exceptions=True)
+            # a failure too is the answer: the hook's call raises it, not waiting for it again
+            answered.prefetched.update(zip(prefetches, got, strict=True))
         return answered
 
     # -- the generic pipeline ------------------------------------------------------------------

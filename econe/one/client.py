@@ -345,11 +345,13 @@ class Answered:
         self.method = method
         self.args = args
         self.data = data
-        self.prefetched: dict[tuple[str, tuple[Any, ...]], bytes] = {}  # other calls' answers
+        # other calls' answers (or failures), by (session, method, args): see Prefetched
+        self.prefetched: dict[tuple[str, str, tuple[Any, ...]], Any] = {}
 
     @property
     def size(self) -> int:
-        return len(self.data) + sum(len(d) for d in self.prefetched.values())
+        got = (d for d in self.prefetched.values() if not isinstance(d, BaseException))
+        return len(self.data) + sum(len(d) for d in got)
 
     def answers(self, method: str, args: Any) -> bool:
         return method == self.method and tuple(args) == self.args
@@ -364,16 +366,21 @@ class Answered:
 
 
 class Prefetched:
-    """`client`, but the calls in `answers` ((method, args) → raw answer, received already)
-    are answered from there, each once: a second call is sent (it may want a fresh read)."""
+    """`client`, but the calls in `answers` ((session, method, args) → the raw answer received
+    already, or the OneError/OneUnavailable it ended with) are answered from there, each once:
+    a second one is sent (it may want a fresh read)."""
 
-    def __init__(self, client: Any, answers: dict[tuple[str, tuple[Any, ...]], bytes]):
+    def __init__(self, client: Any, answers: dict[tuple[str, str, tuple[Any, ...]], Any]):
         self._client = client
         self._answers = dict(answers)
 
     def call(self, session: str, method: str, *args: Any) -> Any:
-        data = self._answers.pop((method, args), None)
+        data = self._answers.pop((session, method, args), None)
         if data is None:
+            return self._client.call(session, method, *args)
+        if isinstance(data, (OneError, OneUnavailable)):
+            raise data
+        if isinstance(data, BaseException):  # cancelled: never answered
             return self._client.call(session, method, *args)
         return self._client._read(method, data)
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from lxml import etree
 
+from econe.config import Config
 from econe.engine import Engine, Runtime
 from econe.errors import Ec2Error
+from econe.one.client import OneClient
+from econe.one.session import ServerCipherSessions
 from handlers.addresses import (
     add_public_ips,
     addresses_of_instances,
@@ -625,30 +629,35 @@ def test_a_refused_allocation_leaves_no_owner_behind(sim: Sim, monkeypatch) -> N
     run(sim, free, "ReleaseAddress", {"AllocationId": kept["AllocationId"]}, user="squeezed")
 
 
+class Tracking(OneClient):
+    """The real client, noting how each call was sent."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.sent: list[tuple[str, str]] = []
+
+    def _exchange(self, method, params):
+        self.sent.append(("blocking", method))
+        return super()._exchange(method, params)
+
+    async def exchange_async(self, method, params):
+        self.sent.append(("event loop", method))
+        return await super().exchange_async(method, params)
+
+
+def tracked(sim: Sim, timeout: float = 10) -> tuple[Engine, Tracking]:
+    client = Tracking(sim.url, timeout=timeout)
+    config = Config(one_xmlrpc=sim.url, ec2_auth=str(sim.ec2_auth), elasticips_vnet_id=EIP_VNET)
+    return Engine(config, client, ServerCipherSessions(sim.ec2_auth)), client
+
+
 def test_describe_instances_asks_for_the_addresses_with_the_pool(sim: Sim, eng: Engine) -> None:
     """The elastic-IP network add_public_ips reads is fetched on the event loop beside the VM
     pool (the mapping's `prefetch:`), so no blocking call and no second run in a worker."""
-    from econe.config import Config
-    from econe.one.client import OneClient
-    from econe.one.session import ServerCipherSessions
-
-    class Tracking(OneClient):
-        sent: list[tuple[str, str]] = []
-
-        def _exchange(self, method, params):
-            self.sent.append(("blocking", method))
-            return super()._exchange(method, params)
-
-        async def exchange_async(self, method, params):
-            self.sent.append(("event loop", method))
-            return await super().exchange_async(method, params)
-
     ip = run(sim, eng, "AllocateAddress")["PublicIp"]
     vm = sim.vm()
     run(sim, eng, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm}"})
-    client = Tracking(sim.url, timeout=10)
-    config = Config(one_xmlrpc=sim.url, ec2_auth=str(sim.ec2_auth), elasticips_vnet_id=EIP_VNET)
-    engine = Engine(config, client, ServerCipherSessions(sim.ec2_auth))
+    engine, client = tracked(sim)
     try:
         out = run(sim, engine, "DescribeInstances")
         shown = {
@@ -664,3 +673,31 @@ def test_describe_instances_asks_for_the_addresses_with_the_pool(sim: Sim, eng: 
     finally:
         engine.close()
         run(sim, eng, "ReleaseAddress", {"PublicIp": ip})
+
+
+def test_a_prefetch_oned_does_not_answer_is_waited_for_once(sim: Sim) -> None:
+    """The address network times out: the instances are described without public addresses
+    after one timeout, the network not asked for again."""
+    engine, client = tracked(sim, timeout=1)
+    sim.as_admin("onesim.fault.set", "one.vn.info", 0, "", 3, 1)
+    try:
+        started = time.monotonic()
+        run(sim, engine, "DescribeInstances")
+        assert time.monotonic() - started < 1.8
+        assert [m for _, m in client.sent].count("one.vn.info") == 1
+    finally:
+        sim.as_admin("onesim.fault.clear")
+        engine.close()
+
+
+def test_a_failed_pool_call_does_not_wait_for_the_prefetch(sim: Sim) -> None:
+    engine, _ = tracked(sim, timeout=5)
+    sim.as_admin("onesim.fault.set", "one.vmpool.infoextended", 0, "hang", 0.1, 1)
+    sim.as_admin("onesim.fault.set", "one.vn.info", 0, "", 3, 1)
+    try:
+        started = time.monotonic()
+        assert error(sim, engine, "DescribeInstances").code == "Unavailable"
+        assert time.monotonic() - started < 1.5
+    finally:
+        sim.as_admin("onesim.fault.clear")
+        engine.close()

@@ -512,6 +512,11 @@ def test_a_terminated_instance_shows_no_devices_and_no_address(sim: Sim, engine)
     assert inst["State"]["Name"] == "terminated"
     assert inst["BlockDeviceMappings"] == [] and inst["PrivateDnsName"] == ""
     assert inst.get("PrivateIpAddress") is None
+    attribute = {"InstanceId": gone, "Attribute": "blockDeviceMapping"}
+    assert (
+        run(engine, "DescribeInstanceAttribute", attribute, user="demo")["BlockDeviceMappings"]
+        == []
+    )
     by_volume = {"Filter": [{"Name": "block-device-mapping.volume-id", "Value": [vid]}]}
     found = run(engine, "DescribeInstances", by_volume, user="demo")["Reservations"]
     assert [i["InstanceId"] for r in found for i in r["Instances"]] == [live]
