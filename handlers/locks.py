@@ -1,4 +1,4 @@
-"""In-process locks by name: `with held("keypairs", uid): …` lets one request at a time of this
+"""In-process locks by name: `with held("key pairs", uid): …` lets one request at a time of this
 gateway process do what the name covers (a user's key pairs, one elastic IP, one ClientToken).
 A name's lock lives while someone holds or waits for it, so names that come and go (tokens)
 leave nothing behind. Across gateway processes nothing is serialised: mappings/README says
