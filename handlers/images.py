@@ -204,8 +204,6 @@ def create_image(rt: Any) -> dict:
         description = storable(body.get("Description") or "", "Description")
     except TemplateError as exc:
         raise Ec2Error("InvalidParameterValue", str(exc)) from None
-    if len(description) > 255:
-        raise invalid_value("Description", description, "At most 255 characters.")
     # snapshot tags are EC2's for the snapshots behind an AMI; econe makes none to tag
     tags = tag_specs(body, "image", ignored=("snapshot",))
     vm_number, disk_id = _instance_disk(rt, body.get("InstanceId"))

@@ -415,8 +415,6 @@ def create_snapshot(rt: Any) -> dict:
     body = rt.body
     vol = volume(rt, body.get("VolumeId"))
     description = _text(body.get("Description") or "", "Description")
-    if len(description) > 255:
-        raise invalid_value("Description", description, "At most 255 characters.")
     tags = tag_specs(body, "snapshot")
     if vol["State"] not in ("available", "in-use"):
         raise Ec2Error("IncorrectState", f"The volume {vol['VolumeId']} is '{vol['State']}'")

@@ -209,6 +209,10 @@ def test_unsupported_parameters_are_refused_by_name_unless_empty(client, engine)
         resp = client.post("/", data={**register, **extra})
         error = error_of(resp)
         assert error["Code"] == "InvalidParameterValue" and next(iter(extra)) in error["Message"]
+    for action in ({"Action": "CreateImage", "InstanceId": "i-1", "Name": "web"},
+                   {"Action": "CreateSnapshot", "VolumeId": "vol-1"}):  # fmt: skip
+        error = error_of(client.post("/", data={**action, "Description": "d" * 256}))
+        assert error["Code"] == "InvalidParameterValue" and "Description" in error["Message"]
     create = {"Action": "CreateImage", "InstanceId": "i-1", "Name": "web"}
     resp = client.post("/", data={**create, "BlockDeviceMapping.1.DeviceName": "/dev/sdb"})
     error = error_of(resp)
