@@ -17,7 +17,8 @@ mappings/views/<name>.yaml:
 
 Types: str (default), int, float, bool (YES/TRUE/1), epoch (datetime UTC; 0 → absent),
 iso (ISO-8601 string), list (every match's text), tags (EC2_TAGS vectors → [{Key, Value}]).
-`prefix:` is text put before a non-empty str value (`/dev/` + TARGET);
+`prefix:` is text put before a non-empty str value (`/dev/` + TARGET); `format:` is a
+printf-style format applied to the typed value (`{path: ID, type: int, format: "r-%017x"}`);
 `default:` applies when the path is absent or empty; `or:` is another field spec tried when
 this one gives nothing; `if: PATH` + `then: SPEC` use SPEC instead when the plain path PATH has a
 value (e.g. a VM marked for termination shows `shutting-down`). An `expr` that does not read
@@ -66,6 +67,7 @@ _FIELD_KEYS = {
     "each",
     "having",
     "prefix",
+    "format",
 }
 _TYPES = {"str", "int", "float", "bool", "epoch", "iso", "list", "tags"}
 # Each level of a plain path is a loop of the generated code; Python nests at most 20 blocks.
@@ -142,7 +144,8 @@ _CONVERT = {
 
 # A field compiles first into a small tree of tuples, then into code:
 #   ("value", constant)              ("const", fn, default)  an expression without `item`
-#   ("expr", fn, default)            ("text", source, type, id prefix, default, text prefix)
+#   ("expr", fn, default)            ("text", source, type, id prefix, default, text prefix,
+#                                      printf format)
 #   ("list", path, default)          ("tags", path, default)
 #   ("table", table, [source…])      ("or", spec, fallback)   ("if", path, then, otherwise)
 #   ("each", path, view, having)     a sub-view over every match (those with `having`)
@@ -225,7 +228,24 @@ class _Fields:
         before = fspec.get("prefix")
         if before is not None and (not isinstance(before, str) or kind != "str" or "id" in fspec):
             raise ValueError(f"{where}: prefix is text put before a str value (not with id:)")
-        return ("text", self._source(path, where), kind, fspec.get("id"), default, before)
+        fmt = fspec.get("format")
+        if fmt is not None:
+            self._check_format(fmt, kind, "id" in fspec or before is not None, where)
+        return ("text", self._source(path, where), kind, fspec.get("id"), default, before, fmt)
+
+    @staticmethod
+    def _check_format(fmt: Any, kind: str, other: bool, where: str) -> None:
+        """A printf-style format of one str, int or float value (alone: not with id/prefix)."""
+        sample = {"str": "", "int": 0, "float": 0.0}.get(kind)
+        if sample is None or other:
+            raise ValueError(f"{where}: format applies to a str, int or float (not with id/prefix)")
+        try:
+            if not isinstance(fmt, str) or fmt % (sample,) == fmt:
+                raise TypeError
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{where}: format must be a printf-style format of one value"
+            ) from None
 
     def _each(self, fspec: dict, path: Any, where: str) -> Spec:
         having = fspec.get("having")
@@ -442,8 +462,11 @@ class _Code:
             self.value(spec[3], v, out, ind + "    ")
 
     def convert(self, spec: Spec, v: str, out: list, ind: str) -> None:
-        _, source, kind, prefix, default, before = spec
+        _, source, kind, prefix, default, before, fmt = spec
         text, otherwise = self.text(source, out, ind), self.const(default)
+        if fmt is not None and kind == "str":
+            out.append(f"{ind}{v} = {self.const(fmt)} % ({text},) if {text} else {otherwise}")
+            return
         if not prefix and kind == "str":
             if before:
                 out.append(f"{ind}{v} = {self.const(before)} + ({text}) if {text} else {otherwise}")
@@ -458,6 +481,8 @@ class _Code:
             code = f"{self.const(f'{prefix}-'.replace('%', '%%') + '%08d')} % int({text})"
         else:
             code = _CONVERT[kind].format(t=text)
+            if fmt is not None:
+                code = f"{self.const(fmt)} % ({code},)"
         out.append(f"{ind}if {text}:")
         if kind == "bool" and not prefix:  # cannot fail
             out.append(f"{ind}    {v} = {code}")

@@ -257,6 +257,20 @@ def test_id_prefix() -> None:
     assert field({"path": "ID", "id": ""}, "<VM><ID>3</ID></VM>") == "3"  # no prefix: plain
 
 
+def test_format_of_the_typed_value() -> None:
+    vm = "<VM><ID>26</ID><CPU>0.5</CPU><NAME>web</NAME></VM>"
+    assert field({"path": "ID", "type": "int", "format": "r-%017x"}, vm) == "r-0000000000000001a"
+    assert field({"path": "CPU", "type": "float", "format": "%.2f vCPU"}, vm) == "0.50 vCPU"
+    assert field({"path": "NAME", "format": "<%s>"}, vm) == "<web>"
+    assert field({"path": "NAME", "format": "%r"}, "<VM><NAME>a'b</NAME></VM>") == '"a\'b"'
+    # absent, empty or not of the type: the default, as without format
+    spec = {"path": "ID", "type": "int", "format": "r-%x", "default": "none"}
+    assert field(spec, "<VM/>") == "none"
+    assert field(spec, "<VM><ID/></VM>") == "none"
+    assert field(spec, "<VM><ID>x1</ID></VM>") == "none"
+    assert field({"path": "NAME", "format": "n-%s"}, "<VM><NAME/></VM>") is None
+
+
 def test_default_absent_empty_unconvertible() -> None:
     spec = {"path": "N", "type": "int", "default": 0}
     assert field(spec, "<X/>") == 0
@@ -717,6 +731,13 @@ def test_attached_volumes_are_block_device_mappings(shipped) -> None:
         ({"path": "A/B", "each": {"X": "Y"}, "having": "Z/W"}, "having takes the name"),
         ({"path": "A/B", "each": {"X": {"bogus": 1}}}, "unknown key(s) ['bogus']"),
         ({"path": "A", "prefix": "/dev/", "type": "int"}, "prefix is text put before"),
+        ({"path": "A", "format": "%d", "type": "bool"}, "format applies to a str, int or float"),
+        ({"path": "A", "format": "i-%d", "id": "i"}, "format applies to a str, int or float"),
+        ({"path": "A", "format": "/dev/%s", "prefix": "x"}, "format applies to a str, int"),
+        ({"path": "A", "format": "%d %d", "type": "int"}, "printf-style format of one value"),
+        ({"path": "A", "format": "%d", "type": "str"}, "printf-style format of one value"),
+        ({"path": "A", "format": "r-", "type": "int"}, "printf-style format of one value"),
+        ({"path": "A", "format": 5, "type": "int"}, "printf-style format of one value"),
     ],
 )
 def test_each_and_prefix_mistakes_are_load_errors(field, message) -> None:
