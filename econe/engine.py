@@ -531,12 +531,17 @@ class Engine:
 
     def _act(self, rt: Runtime, m: Mapping, items: list[dict], scope: dict) -> list[dict]:
         not_found = m.by_id.not_found if m.by_id else None
-        if m.each.refuse is not None:  # states oned would refuse: nothing done to any item
+        if m.each.refuse:  # what oned (or EC2) would refuse: nothing done to any item
             for item in items:
                 s = {**scope, "item": item, "id": item.get("_id")}
-                if m.each.refuse(s):
-                    refusal = OneError(ACTION, "not in this state", m.each.call.method)
-                    raise map_error(refusal, m.each.call.errors, s, not_found, "")
+                for refused, error in m.each.refuse:
+                    if not refused(s):
+                        continue
+                    if error is None:
+                        refusal = OneError(ACTION, "not in this state", m.each.call.method)
+                        raise map_error(refusal, m.each.call.errors, s, not_found, "")
+                    code, message = error
+                    raise Ec2Error(code, str(message(s)) if message else code)
         if rt.dry_run:
             raise dry_run_succeeded()  # every id and state checked; nothing is changed
         changes = []

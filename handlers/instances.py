@@ -61,6 +61,7 @@ EC2_USER_ATTRS = (
     "EC2_LAUNCH_INDEX",
     "EC2_KEYNAME",
     "EC2_TAGS",
+    "EC2_HIBERNATION",
 )
 EC2_CONTEXT_ATTRS = (
     "USERDATA",
@@ -328,7 +329,7 @@ def _type_info(name: str, attrs: list[Attr]) -> dict | None:
         },
         "NitroEnclavesSupport": "unsupported",
         "NitroTpmSupport": "unsupported",
-        "HibernationSupported": False,
+        "HibernationSupported": True,  # OpenNebula's suspend keeps the memory
         "BurstablePerformanceSupported": False,
         "DedicatedHostsSupported": False,
         "AutoRecoverySupported": False,
@@ -483,6 +484,8 @@ class Launch:
             user.append((DIGEST, request_digest(self.rt.body)))
         if self.key_name:
             user.append(("EC2_KEYNAME", str(self.key_name)))
+        if (self.rt.body.get("HibernationOptions") or {}).get("Configured"):
+            user.append(("EC2_HIBERNATION", "YES"))  # StopInstances' Hibernate suspends it
         user += tag_attrs(self.tags)
         context: list[tuple[str, str]] = []
         if self.user_data:

@@ -98,7 +98,9 @@ class Each:
     call: Call
     skip: Compiled | None
     refresh: bool
-    refuse: Compiled | None = None  # true for an item: its ACTION error, before any call
+    # (condition over an item, its error: None for the call's ACTION error, else (code,
+    # message)): checked for every item before any call, so a refused request changes nothing
+    refuse: list[tuple[Compiled, tuple[str, Compiled | None] | None]] = field(default_factory=list)
 
 
 @dataclass
@@ -164,6 +166,27 @@ def _errors(data: Any, exprs: Expressions, where: str) -> ErrorTable:
         else:
             raise MappingError(f"{where}.{name}: an EC2 code or {{code, message}}")
     return table
+
+
+def _refusals(
+    data: Any, exprs: Expressions, where: str
+) -> list[tuple[Compiled, tuple[str, Compiled | None] | None]]:
+    """`refuse:` an expression (the call's ACTION error when true for an item), or a list of
+    those and of `{if: EXPR, code: CODE, message: TEMPLATE}` (that error), tried in order."""
+    if data is None:
+        return []
+    out: list[tuple[Compiled, tuple[str, Compiled | None] | None]] = []
+    for i, spec in enumerate(data if isinstance(data, list) else [data]):
+        at = f"{where}[{i}]" if isinstance(data, list) else where
+        if isinstance(spec, dict):
+            _check_keys(spec, {"if", "code", "message"}, at)
+            if "if" not in spec or not isinstance(spec.get("code"), str):
+                raise MappingError(f"{at}: an expression, or {{if: EXPR, code: CODE, message}}")
+            message = exprs.value(spec["message"], f"{at}.message") if "message" in spec else None
+            out.append((exprs.expression(str(spec["if"]), f"{at}.if"), (spec["code"], message)))
+        else:
+            out.append((exprs.expression(str(spec), at), None))
+    return out
 
 
 def _call(data: dict, exprs: Expressions, where: str, default_args: list | None = None) -> Call:
@@ -276,11 +299,7 @@ def compile_mapping(path: Path, data: Any, views: dict[str, View], exprs: Expres
                 call=_call(e, exprs, f"{w}: each"),
                 skip=exprs.expression(str(e["skip"]), f"{w}: each.skip") if "skip" in e else None,
                 refresh=bool(e.get("refresh", False)),
-                refuse=(
-                    exprs.expression(str(e["refuse"]), f"{w}: each.refuse")
-                    if "refuse" in e
-                    else None
-                ),
+                refuse=_refusals(e.get("refuse"), exprs, f"{w}: each.refuse"),
             )
             if m.each.refresh and (m.by_id is None or m.by_id.call is None):
                 raise MappingError(f"{w}: each.refresh needs by_id.call to read the item again")

@@ -198,6 +198,37 @@ def test_root_volume_size_as_terraform_asks_for_it(ec2, demo):
     ec2.terminate_instances(InstanceIds=[iid])
 
 
+def test_hibernation_as_ec2_has_it(ec2, demo):
+    """Launched with HibernationOptions.Configured, an instance hibernates (OpenNebula's
+    suspend, memory kept), shows stopped and resumes; one launched without it is refused."""
+    ami = ec2.describe_images()["Images"][0]["ImageId"]
+    (info,) = ec2.describe_instance_types(InstanceTypes=["m1.small"])["InstanceTypes"]
+    assert info["HibernationSupported"] is True
+    made = ec2.run_instances(
+        ImageId=ami, MinCount=1, MaxCount=1, HibernationOptions={"Configured": True}
+    )["Instances"][0]
+    plain = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1)["Instances"][0]
+    ids = [made["InstanceId"], plain["InstanceId"]]
+    assert made["HibernationOptions"] == {"Configured": True}
+    assert plain["HibernationOptions"] == {"Configured": False}
+    wait_state(ec2, ids, "running")
+    with pytest.raises(ClientError) as exc:
+        ec2.stop_instances(InstanceIds=ids, Hibernate=True)
+    assert error_of(exc) == ("UnsupportedHibernationConfiguration", 400)
+    assert plain["InstanceId"] in exc.value.response["Error"]["Message"]
+    ec2.stop_instances(InstanceIds=[made["InstanceId"]], Hibernate=True)
+    ec2.get_waiter("instance_stopped").wait(
+        InstanceIds=[made["InstanceId"]], WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    assert vm_xml(demo, made["InstanceId"]).findtext("STATE") == "5"  # SUSPENDED
+    assert wait_state(ec2, [plain["InstanceId"]], "running")  # untouched by the refusal
+    ec2.start_instances(InstanceIds=[made["InstanceId"]])
+    ec2.get_waiter("instance_running").wait(
+        InstanceIds=[made["InstanceId"]], WaiterConfig={"Delay": 1, "MaxAttempts": 60}
+    )
+    ec2.terminate_instances(InstanceIds=ids)
+
+
 def test_instance_attributes_as_terraform_reads_them(ec2):
     ami = ec2.describe_images()["Images"][0]["ImageId"]
     iid = ec2.run_instances(ImageId=ami, MinCount=1, MaxCount=1, UserData="#cloud-config\n")[
@@ -393,7 +424,6 @@ def test_what_cannot_be_given_is_refused_by_name(ec2, demo):
     for extra, code in (
         ({"InstanceInitiatedShutdownBehavior": "terminate"}, "InvalidParameterValue"),
         ({"SecurityGroups": ["web"]}, "InvalidGroup.NotFound"),
-        ({"HibernationOptions": {"Configured": True}}, "InvalidParameterValue"),
         ({"Monitoring": {"Enabled": True}}, "InvalidParameterValue"),
         ({"EbsOptimized": True}, "InvalidParameterValue"),
         ({"Placement": {"Tenancy": "dedicated"}}, "InvalidParameterValue"),

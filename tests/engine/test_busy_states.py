@@ -76,14 +76,40 @@ def test_force_makes_a_stuck_stop_hard_and_a_terminated_reboot_is_ignored(
     assert run(engine, "RebootInstances", {"InstanceId": [gone]}, user="demo") == {}
 
 
-def test_hibernate_suspends_a_running_instance_and_stops_a_lost_one(sim: Sim, engine, pair) -> None:
+def test_hibernate_suspends_a_running_instance_and_stops_a_lost_one(sim: Sim, engine) -> None:
     """oned suspends RUNNING VMs only; one that cannot hibernate stops, as on EC2, and the
     request does not fail halfway."""
-    running, lost = pair
-    put_state(sim, lost, 3, 16)  # UNKNOWN
-    run(engine, "StopInstances", {"InstanceId": pair, "Hibernate": True}, user="demo")
-    assert state(sim, running) == ("5", "0")  # SUSPENDED
-    assert state(sim, lost) == ("8", "0")  # POWEROFF
+    made = launch(engine, MinCount=2, MaxCount=2, HibernationOptions={"Configured": True})
+    running, lost = pair = [i["InstanceId"] for i in made["Instances"]]
+    try:
+        put_state(sim, lost, 3, 16)  # UNKNOWN
+        run(engine, "StopInstances", {"InstanceId": pair, "Hibernate": True}, user="demo")
+        assert state(sim, running) == ("5", "0")  # SUSPENDED
+        assert state(sim, lost) == ("8", "0")  # POWEROFF
+    finally:
+        run(engine, "TerminateInstances", {"InstanceId": pair}, user="demo")
+
+
+def test_hibernate_needs_an_instance_launched_for_it(sim: Sim, engine, pair) -> None:
+    """As EC2: Hibernate on an instance launched without HibernationOptions.Configured is
+    refused, and no instance of the request is touched (not even one that could be)."""
+    made = launch(engine, HibernationOptions={"Configured": True})
+    configured = made["Instances"][0]["InstanceId"]
+    try:
+        body = {"InstanceId": [configured, pair[1]], "Hibernate": True}
+        with pytest.raises(Ec2Error) as exc:
+            run(engine, "StopInstances", body, user="demo")
+        assert exc.value.code == "UnsupportedHibernationConfiguration"
+        assert exc.value.status == 400
+        assert exc.value.message == (
+            "The instance can't be hibernated because it was not configured at launch for "
+            f"hibernation: {pair[1]}"
+        )
+        assert state(sim, configured) == state(sim, pair[1]) == ("3", "3")  # both still run
+        run(engine, "StopInstances", {"InstanceId": [pair[1]]}, user="demo")  # a plain stop
+        assert state(sim, pair[1]) == ("8", "0")
+    finally:
+        run(engine, "TerminateInstances", {"InstanceId": [configured]}, user="demo")
 
 
 def test_skip_os_shutdown_cuts_a_stuck_stop_short_as_force(sim: Sim, engine, pair) -> None:

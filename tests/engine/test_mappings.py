@@ -118,6 +118,21 @@ def test_shipped_mappings_load() -> None:
             "action: X\nby_id: {param: N, field: N, not_found: F}\noutput: {}\n",
             "selects from source",
         ),
+        (
+            "action: X\nsource: {static: []}\neach: {call: one.vm.action, refuse: [{code: C}]}\n"
+            "output: {}\n",
+            "each.refuse[0]: an expression, or {if: EXPR, code: CODE, message}",
+        ),
+        (
+            "action: X\nsource: {static: []}\n"
+            "each: {call: one.vm.action, refuse: [a, {if: b, code: C, text: m}]}\noutput: {}\n",
+            "each.refuse[1]: unknown key(s) ['text']",
+        ),
+        (
+            "action: X\nsource: {static: []}\neach: {call: one.vm.action, refuse: 'a ++'}\n"
+            "output: {}\n",
+            "each.refuse: bad expression",
+        ),
     ],
 )
 def test_validation_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:

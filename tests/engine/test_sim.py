@@ -592,7 +592,14 @@ def test_lifecycle_and_states(sim: Sim, engine) -> None:
 
 
 def test_hibernate_suspends_and_skip_os_shutdown_powers_off_hard(sim: Sim, engine) -> None:
-    first, second = ids(launch(engine, MinCount=2, MaxCount=2))
+    launched = launch(engine, MinCount=2, MaxCount=2, HibernationOptions={"Configured": True})
+    first, second = ids(launched)
+    assert [i["HibernationOptions"] for i in launched["Instances"]] == [{"Configured": True}] * 2
+    assert user_template(sim, first).findtext("EC2_HIBERNATION") == "YES"
+    for value, shown in (("true", True), ("false", False)):
+        body = {"Filter": [{"Name": "hibernation-options.configured", "Value": [value]}]}
+        found = ids(run(engine, "DescribeInstances", body, user="demo"))
+        assert (first in found, second in found) == (shown, shown)
     body = {"InstanceId": [first], "Hibernate": True}
     (change,) = run(engine, "StopInstances", body, user="demo")["StoppingInstances"]
     assert change["CurrentState"]["Name"] in ("stopping", "stopped")

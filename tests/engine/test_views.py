@@ -582,6 +582,7 @@ RUNNING_VM = {
     "ProductCodes": [],
     "Tags": [],
     "ClientToken": None,
+    "HibernationOptions": {"Configured": False},
 }
 
 
@@ -628,6 +629,7 @@ def test_shipped_instance_view_with_ec2_attributes(shipped) -> None:
         ("EC2_LAUNCH_INDEX", "2"),
         ("EC2_KEYNAME", "mykey"),
         ("EC2_CLIENT_TOKEN", "tok"),
+        ("EC2_HIBERNATION", "YES"),
     ]:
         etree.SubElement(user, tag).text = text
     tag = etree.SubElement(user, "EC2_TAGS")
@@ -646,6 +648,7 @@ def test_shipped_instance_view_with_ec2_attributes(shipped) -> None:
         "Architecture": "arm64",  # EC2's name for it
         "Tags": [{"Key": "Name", "Value": "web"}],
         "ClientToken": "tok",
+        "HibernationOptions": {"Configured": True},
     }
     vm.find("TEMPLATE/OS/ARCH").text = "ppc64le"  # no EC2 name: shown as OpenNebula has it
     assert shipped["instance"].apply(vm, scope())["Architecture"] == "ppc64le"
