@@ -5,6 +5,7 @@
 * `parse_template(text)` — OpenNebula template syntax (`KEY = value`, `KEY = "…"`,
   `KEY = [ A = "x", B = y ]`, `# comments`) → a list of (NAME, value | [(NAME, value)…]).
   It reads back exactly what `quote` wrote.
+* `as_given(value, member)` — a value oned keeps exactly as sent, else InvalidParameterValue.
 * `template_xml(attrs)` — that list → `<TEMPLATE>…</TEMPLATE>` built with lxml, which is what
   econe sends to oned (oned parses a template starting with `<` as XML), so no request value can
   ever act as template syntax, whatever it holds.
@@ -16,6 +17,8 @@ import re
 from typing import Any
 
 from lxml import etree
+
+from econe.errors import invalid_value
 
 Attr = tuple[str, Any]  # (NAME, str | list[tuple[str, str]])
 
@@ -40,6 +43,22 @@ def storable(value: Any, name: str = "value") -> str:
     if bad:
         raise TemplateError(f"{name} contains a character that cannot be stored ({bad.group()!r})")
     return text
+
+
+def as_given(value: Any, member: str) -> str:
+    """The value as text when OpenNebula keeps it as sent, else InvalidParameterValue naming
+    `member`: oned trims blanks at either end of a template value, its XML turns a carriage
+    return into a line feed, and some characters cannot be stored at all. Refused, not
+    altered: a name stored otherwise than sent is not found again by that name."""
+    text = "" if value is None else str(value)
+    if text != text.strip():
+        raise invalid_value(member, text, "Leading or trailing blanks cannot be stored here.")
+    if "\r" in text:
+        raise invalid_value(member, ascii(text), "A carriage return cannot be stored here.")
+    try:
+        return storable(text, member)
+    except TemplateError as exc:
+        raise invalid_value(member, ascii(text), str(exc)) from None
 
 
 class _Lexer:

@@ -39,7 +39,7 @@ from lxml import etree
 
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.query import as_list
-from handlers.escaping import TemplateError, storable, template_xml
+from handlers.escaping import as_given, template_xml
 from handlers.locks import held
 from handlers.tags import json_tags, json_text, tag_specs
 
@@ -60,7 +60,7 @@ def _key_name(value: Any) -> str:
     name = str(value)
     if not _NAME.fullmatch(name):
         raise invalid_value("KeyName", name, "Key names have 1 to 255 printable ASCII characters.")
-    return name
+    return as_given(name, "KeyName")  # as EC2: no space at either end (OpenNebula trims it)
 
 
 def _user(rt: Any) -> etree._Element:
@@ -174,10 +174,6 @@ def _add(rt: Any, name: str, public_key: str, fingerprint: str, key_type: str, t
     ]
     if tags:
         vector.append(("TAGS", json_text(tags)))
-    try:
-        storable(name, "KeyName")
-    except TemplateError as exc:
-        raise Ec2Error("InvalidParameterValue", str(exc)) from None
     with held("key pairs", rt.principal.uid):
         user = _user(rt)
         if any(p["KeyName"] == name for p in key_pairs(rt, user)):
@@ -341,9 +337,8 @@ def describe_key_pairs(rt: Any) -> dict:
         [str(v) for v in as_list(body.get("KeyName"))],
         [str(v) for v in as_list(body.get("KeyPairId"))],
     )
+    # each name and id must be one of the user's; both given: the key pairs with both
     for wanted, field, what in ((names, "KeyName", "key pair"), (ids, "KeyPairId", "key pair ID")):
-        if not wanted:
-            continue
         have = {p[field] for p in pairs}
         missing = [w for w in wanted if w not in have]
         if missing:
@@ -352,7 +347,11 @@ def describe_key_pairs(rt: Any) -> dict:
                 "InvalidKeyPair.NotFound",
                 f"The {what}{'s' if len(missing) > 1 else ''} '{', '.join(missing)}' {verb}",
             )
-        pairs = [p for p in pairs if p[field] in wanted]
+    pairs = [
+        p
+        for p in pairs
+        if (not names or p["KeyName"] in names) and (not ids or p["KeyPairId"] in ids)
+    ]
     pairs = rt.filter(pairs)
     if not body.get("IncludePublicKey"):
         for p in pairs:
@@ -372,11 +371,18 @@ def delete_key_pair(rt: Any) -> dict:
     with held("key pairs", rt.principal.uid):
         user = _user(rt)
         pairs = key_pairs(rt, user)
+        # both given: the one key pair with that name and that id (never two of them)
         victims = [
             p
             for p in pairs
-            if (name and p["KeyName"] == str(name)) or (key_id and p["KeyPairId"] == str(key_id))
+            if (not name or p["KeyName"] == str(name))
+            and (not key_id or p["KeyPairId"] == str(key_id))
         ]
+        if not victims and name and key_id:
+            raise Ec2Error(
+                "InvalidKeyPair.NotFound",
+                f"No key pair has both the name '{name}' and the ID '{key_id}'",
+            )
         if not victims:
             if key_id and not name:
                 raise Ec2Error(

@@ -28,7 +28,7 @@ from lxml import etree
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.ids import format_id, parse_id, required_id
 from econe.query import as_list
-from handlers.escaping import Attr, TemplateError, element_attrs, storable, template_xml
+from handlers.escaping import Attr, as_given, element_attrs, template_xml
 from handlers.tags import tag_attrs, tag_specs
 
 log = logging.getLogger("econe.handlers.security_groups")
@@ -265,7 +265,7 @@ def _group_name(raw: Any) -> str:
             "OpenNebula names have at most 128 characters, none of & | : \\ \" ; / ' # { } $ < > "
             "or control characters.",
         )
-    return name
+    return as_given(name, "GroupName")
 
 
 def create_security_group(rt: Any) -> dict:
@@ -275,11 +275,12 @@ def create_security_group(rt: Any) -> dict:
     if not description:
         raise missing_parameter("GroupDescription")
     tags = tag_specs(body, "security-group")
-    try:
-        storable(name, "GroupName")
-        storable(description, "GroupDescription")
-    except TemplateError as exc:
-        raise Ec2Error("InvalidParameterValue", str(exc)) from None
+    description = as_given(description, "GroupDescription")
+    if rt.dry_run and any(  # oned's check at the change, which a dry run does not make
+        g.findtext("NAME") == name and g.findtext("UID") == str(rt.principal.uid)
+        for g in _visible(rt)
+    ):
+        raise Ec2Error("InvalidGroup.Duplicate", f"The security group '{name}' already exists")
     attrs: list[Attr] = [
         ("NAME", name),
         ("DESCRIPTION", str(description)),
@@ -306,6 +307,8 @@ def delete_security_group(rt: Any) -> dict:
     _refuse_default(group)
     dry_run_manage(rt, group)
     label = _label(group)
+    if rt.dry_run and group.find("UPDATED_VMS/ID") is not None:  # oned's check at the change
+        raise Ec2Error("DependencyViolation", _in_use(label))
     try:
         rt.call(
             "one.secgroup.delete",
@@ -318,10 +321,13 @@ def delete_security_group(rt: Any) -> dict:
         )
     except Ec2Error as exc:
         if exc.code == "DependencyViolation":
-            why = f"resource {label} has a dependent object (instances use it)"
-            raise Ec2Error(exc.code, why) from None
+            raise Ec2Error(exc.code, _in_use(label)) from None
         raise
     return {"Return": True, "GroupId": label}
+
+
+def _in_use(label: str) -> str:
+    return f"resource {label} has a dependent object (instances use it)"
 
 
 # ------------------------------------------------------------------------- rules
@@ -424,15 +430,26 @@ def _atoms(perm: dict, where: str) -> list[tuple[Atom, str]]:
             member = f"{where}.{kind}.{n}.{key}"
             if not entry.get(key):
                 raise missing_parameter(member)
-            description = str(entry.get("Description") or "")
-            try:
-                storable(description, f"{where}.{kind}.{n}.Description")
-            except TemplateError as exc:
-                raise Ec2Error("InvalidParameterValue", str(exc)) from None
+            description = _rule_description(entry.get("Description"), f"{where}.{kind}.{n}")
             pieces.append((_target(entry[key], member, v6), description))
     if not pieces:
         raise missing_parameter(f"{where}.IpRanges")
     return [((proto, first, last, target), description) for target, description in pieces]
+
+
+# EC2's rule for a rule's description (IpRange, Ipv6Range): up to 255 of these characters
+_RULE_DESCRIPTION = re.compile(r"[a-zA-Z0-9 ._\-:/()#,@\[\]+=&;{}!$*]{0,255}")
+
+
+def _rule_description(value: Any, where: str) -> str:
+    text = "" if value is None else str(value)
+    if not _RULE_DESCRIPTION.fullmatch(text):
+        raise invalid_value(
+            f"{where}.Description",
+            ascii(text[:64]),
+            "Up to 255 characters: a-z, A-Z, 0-9, spaces and ._-:/()#,@[]+=&;{}!$*",
+        )
+    return as_given(text, f"{where}.Description")
 
 
 def _rule_attrs(direction: str, atom: Atom, description: str) -> list[tuple[str, str]]:

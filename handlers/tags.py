@@ -29,7 +29,7 @@ from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.filters import paginate
 from econe.mapping.ids import format_id, parse_id
 from econe.query import as_list
-from handlers.escaping import Attr, TemplateError, storable, template_xml
+from handlers.escaping import Attr, as_given, template_xml
 
 log = logging.getLogger("econe.handlers.tags")
 
@@ -80,15 +80,7 @@ def check_tag(key: Any, value: Any) -> tuple[str, str]:
     if len(value) > 256:
         raise invalid_value("Tag.Value", value, "Tag values have at most 256 characters.")
     # OpenNebula trims template values: "Name " would be stored as a second "Name"
-    for member, text in (("Tag.Key", key), ("Tag.Value", value)):
-        if text != text.strip():
-            raise invalid_value(member, text, "Leading or trailing blanks cannot be stored here.")
-    try:
-        storable(key, "Tag.Key")
-        storable(value, "Tag.Value")
-    except TemplateError as exc:
-        raise Ec2Error("InvalidParameterValue", str(exc)) from None
-    return key, value
+    return as_given(key, "Tag.Key"), as_given(value, "Tag.Value")
 
 
 def tag_specs(

@@ -291,6 +291,11 @@ def test_create_authorize_revoke_delete(ec2, demo):
             "InvalidParameterValue",
             "CidrIpv6",
         ),
+        # EC2's rule for a rule's description: up to 255 of a-zA-Z0-9, space and ._-:/()#,@[]+=&;{}!$*
+        *(
+            (_tcp(1, 2, "10.0.0.0/8", Description=d), "InvalidParameterValue", "Description")
+            for d in ("e" * 256, "two\nlines", "caf\u00e9", "<b>", " padded ")
+        ),
     ],
 )
 def test_bad_permissions_are_refused_by_name(ec2, demo, perm, code, names):
@@ -307,11 +312,19 @@ def test_bad_permissions_are_refused_by_name(ec2, demo, perm, code, names):
 
 
 def test_bad_group_names_and_ids(ec2):
-    for name in ("default", "sg-123", "a/b", "x" * 129):
+    # OpenNebula would trim blanks and turn CR into LF: refused, not stored otherwise than sent
+    for name in ("default", "sg-123", "a/b", "x" * 129, " e2e-lead", "e2e-trail "):
         with pytest.raises(ClientError) as exc:
             ec2.create_security_group(GroupName=name, Description="x")
         assert error_of(exc)[:2] == ("InvalidParameterValue", 400), name
         assert "GroupName" in error_of(exc)[2]
+    for description in ("  padded  ", " ", "a\rb"):
+        with pytest.raises(ClientError) as exc:
+            ec2.create_security_group(GroupName="e2e-desc", Description=description)
+        assert error_of(exc)[:2] == ("InvalidParameterValue", 400), description
+        assert "GroupDescription" in error_of(exc)[2]
+    names = [g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]]
+    assert not {"e2e-lead", "e2e-trail", "e2e-desc"} & set(names)
     with pytest.raises(ClientError) as exc:
         ec2.create_security_group(GroupName="e2e-v", Description="x", VpcId="vpc-1")
     assert error_of(exc)[:2] == ("UnsupportedOperation", 400)
@@ -348,9 +361,10 @@ def test_instances_in_groups(ec2, demo, ami):
     assert sorted(i["InstanceId"] for r in found["Reservations"] for i in r["Instances"]) == sorted(
         ids
     )
-    with pytest.raises(ClientError) as exc:
-        ec2.delete_security_group(GroupId=gid)
-    assert error_of(exc)[:2] == ("DependencyViolation", 400)
+    for dry_run in (True, False):  # a dry run says so too
+        with pytest.raises(ClientError) as exc:
+            ec2.delete_security_group(GroupId=gid, DryRun=dry_run)
+        assert error_of(exc)[:2] == ("DependencyViolation", 400)
     # unknown groups: nothing is launched
     before = len(ec2.describe_instances()["Reservations"])
     for kwargs, code in (
@@ -418,6 +432,9 @@ def test_dry_run_changes_nothing(ec2, demo):
         with pytest.raises(ClientError) as exc:
             ec2.create_security_group(GroupName="e2e-dry2", Description="x", DryRun=True)
         assert error_of(exc)[:2] == ("DryRunOperation", 412)
+        with pytest.raises(ClientError) as exc:  # a name of one's own, as the real request
+            ec2.create_security_group(GroupName="e2e-dry", Description="x", DryRun=True)
+        assert error_of(exc)[:2] == ("InvalidGroup.Duplicate", 400)
         assert secgroup_xml(demo, gid) == before
         assert "e2e-dry2" not in [
             g["GroupName"] for g in ec2.describe_security_groups()["SecurityGroups"]

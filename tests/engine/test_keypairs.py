@@ -10,6 +10,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from lxml import etree
 
+from econe.errors import Ec2Error
 from tests.engine.conftest import AMI, Sim, code_of, run
 
 
@@ -207,6 +208,49 @@ def test_delete_is_idempotent_and_keeps_the_others(sim: Sim, engine) -> None:
         run, engine, "DeleteKeyPair", {"KeyPairId": "key-0123456789abcdef0"}, user="demo"
     ) == ("InvalidKeyPair.NotFound")
     assert code_of(run, engine, "DeleteKeyPair", {}, user="demo") == "MissingParameter"
+
+
+def test_name_and_id_together_name_one_key_pair(sim: Sim, engine) -> None:
+    """DeleteKeyPair with KeyName and KeyPairId deletes the key pair that has both, never
+    two; DescribeKeyPairs checks each against all the user's key pairs and keeps those with
+    both."""
+    for n in ("both1", "both2"):
+        run(engine, "CreateKeyPair", {"KeyName": n, "KeyType": "ed25519"}, user="demo")
+    pairs = run(engine, "DescribeKeyPairs", {"KeyName": ["both1", "both2"]}, user="demo")
+    id1, id2 = (p["KeyPairId"] for p in pairs["KeyPairs"])
+    body = {"KeyName": ["both1"], "KeyPairId": [id2]}
+    assert run(engine, "DescribeKeyPairs", body, user="demo")["KeyPairs"] == []  # both: none
+    body = {"KeyName": ["both1"], "KeyPairId": [id1]}
+    assert [
+        p["KeyName"] for p in run(engine, "DescribeKeyPairs", body, user="demo")["KeyPairs"]
+    ] == ["both1"]
+    body = {"KeyName": ["both1"], "KeyPairId": ["key-0123456789abcdef0"]}
+    with pytest.raises(Ec2Error) as exc:
+        run(engine, "DescribeKeyPairs", body, user="demo")
+    assert exc.value.code == "InvalidKeyPair.NotFound" and "key-0123456789abcdef0" in str(exc.value)
+    with pytest.raises(Ec2Error) as exc:
+        run(engine, "DeleteKeyPair", {"KeyName": "both1", "KeyPairId": id2}, user="demo")
+    assert exc.value.code == "InvalidKeyPair.NotFound"
+    assert {"both1", "both2"} <= set(names(engine))  # neither was deleted
+    run(engine, "DeleteKeyPair", {"KeyName": "both2", "KeyPairId": id2}, user="demo")
+    assert "both2" not in names(engine) and "both1" in names(engine)
+    run(engine, "DeleteKeyPair", {"KeyName": "both1"}, user="demo")
+
+
+@pytest.mark.parametrize("name", [" lead", "trail ", " both "])
+def test_key_names_with_blanks_at_either_end_are_refused(sim: Sim, engine, name: str) -> None:
+    """As EC2; OpenNebula would store the name trimmed, not to be found by the name given."""
+    material = base64.b64encode(
+        _openssh_public(ed25519.Ed25519PrivateKey.generate().public_key()).encode()
+    )
+    for action, body in (
+        ("CreateKeyPair", {"KeyName": name}),
+        ("ImportKeyPair", {"KeyName": name, "PublicKeyMaterial": material.decode()}),
+    ):
+        with pytest.raises(Ec2Error) as exc:
+            run(engine, action, body, user="demo")
+        assert exc.value.code == "InvalidParameterValue" and "KeyName" in str(exc.value)
+    assert name.strip() not in names(engine)
 
 
 def test_last_key_removed_leaves_the_template_clean(sim: Sim, engine, mallory: str) -> None:

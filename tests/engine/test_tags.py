@@ -298,10 +298,16 @@ def test_ec2_form_ids_are_not_found(sim: Sim, engine) -> None:
 
 
 def test_blanks_around_a_key_or_value_are_refused(sim: Sim, engine) -> None:
-    """OpenNebula trims template values: "Name " would land as a second "Name" tag."""
+    """OpenNebula trims template values: "Name " would land as a second "Name" tag; and a
+    carriage return would come back as a line feed."""
     vol = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
     run(engine, "CreateTags", tag([vol], Name="a"), user="demo")
-    for body in (tag([vol], **{"Name ": "b"}), tag([vol], Name=" b ")):
+    for body in (
+        tag([vol], **{"Name ": "b"}),
+        tag([vol], Name=" b "),
+        tag([vol], Name="b\r\nc"),
+        tag([vol], **{"a\rb": "c"}),
+    ):
         assert code_of(run, engine, "CreateTags", body, user="demo") == "InvalidParameterValue"
     assert {t[2:] for t in described(engine) if t[0] == vol} == {("Name", "a")}
     run(engine, "DeleteVolume", {"VolumeId": vol}, user="demo")
