@@ -26,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -187,8 +188,9 @@ def create_key_pair(rt: Any) -> dict:
     name = _key_name(body.get("KeyName"))
     tags = tag_specs(body, "key-pair")
     key_type = str(body.get("KeyType") or "rsa")
-    if str(body.get("KeyFormat") or "pem") != "pem":
-        raise invalid_value("KeyFormat", body.get("KeyFormat"), "Only pem is supported.")
+    key_format = str(body.get("KeyFormat") or "pem")
+    if key_format not in ("pem", "ppk"):
+        raise invalid_value("KeyFormat", key_format, "Expecting pem or ppk.")
     if key_type == "ed25519":
         private = ed25519.Ed25519PrivateKey.generate()
         material = private.private_bytes(
@@ -218,6 +220,8 @@ def create_key_pair(rt: Any) -> dict:
         )
     else:
         raise invalid_value("KeyType", key_type, "Expecting rsa or ed25519.")
+    if key_format == "ppk":
+        material = _ppk(private, base64.b64decode(blob.split()[1]), name).encode()
     public_key = blob.decode() + _comment(name)
     key_id = _add(rt, name, public_key, fingerprint, key_type, tags)
     return {
@@ -227,6 +231,55 @@ def create_key_pair(rt: Any) -> dict:
         "KeyPairId": key_id,
         "Tags": [{"Key": k, "Value": v} for k, v in tags],
     }
+
+
+def _ppk(private: Any, public: bytes, comment: str) -> str:
+    """The private key as a PuTTY key file (KeyFormat=ppk), unencrypted, in version 2 of the
+    format, which every PuTTY reads (0.75 and later read version 3 too). `public` is the SSH
+    public key blob; the private blob is RSA's d, p, q and q⁻¹ mod p, or Ed25519's seed; the
+    MAC is HMAC-SHA-1 keyed with SHA-1 of PuTTY's constant and the (empty) passphrase."""
+    if isinstance(private, rsa.RSAPrivateKey):
+        algorithm, n = "ssh-rsa", private.private_numbers()
+        secret = b"".join(_ssh_mpint(v) for v in (n.d, n.p, n.q, n.iqmp))
+    else:
+        algorithm = "ssh-ed25519"
+        seed = private.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        secret = _ssh_string(seed)
+    fields = (algorithm.encode(), b"none", comment.encode(), public, secret)
+    mac_key = hashlib.sha1(b"putty-private-key-file-mac-key").digest()  # noqa: S324 - PPK v2
+    mac = hmac.new(mac_key, b"".join(map(_ssh_string, fields)), hashlib.sha1).hexdigest()
+
+    def lines(blob: bytes) -> list[str]:
+        text = base64.b64encode(blob).decode()
+        return [text[i : i + 64] for i in range(0, len(text), 64)]
+
+    pub, priv = lines(public), lines(secret)
+    return "\n".join(
+        [
+            f"PuTTY-User-Key-File-2: {algorithm}",
+            "Encryption: none",
+            f"Comment: {comment}",
+            f"Public-Lines: {len(pub)}",
+            *pub,
+            f"Private-Lines: {len(priv)}",
+            *priv,
+            f"Private-MAC: {mac}",
+        ]
+    )
+
+
+def _ssh_string(data: bytes) -> bytes:
+    return len(data).to_bytes(4, "big") + data
+
+
+def _ssh_mpint(value: int) -> bytes:
+    """A positive integer as SSH's mpint: big-endian, a zero byte first when the top bit is set."""
+    raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+    return _ssh_string(b"\0" + raw if raw and raw[0] & 0x80 else raw)
 
 
 def _ed25519_fingerprint(openssh: str) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import shutil
+import subprocess
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -86,6 +88,41 @@ def test_create_rsa_and_ed25519_each_visible(sim: Sim, engine) -> None:
     assert code_of(
         run, engine, "DescribeKeyPairs", {"KeyPairId": ["key-0123456789abcdef0"]}, user="demo"
     ) == ("InvalidKeyPair.NotFound")
+
+
+@pytest.mark.parametrize("key_type", ["rsa", "ed25519"])
+def test_ppk_key_material_is_what_puttygen_reads(sim: Sim, engine, tmp_path, key_type) -> None:
+    """KeyFormat=ppk: a PuTTY key file PuTTY's own puttygen loads (it checks the MAC) and
+    whose key is the key pair's public key."""
+    puttygen = shutil.which("puttygen")
+    if puttygen is None:
+        pytest.fail("puttygen is not installed (.ci/run installs putty-tools)")
+    name = f"ppk-{key_type}"
+    body = {"KeyName": name, "KeyType": key_type, "KeyFormat": "ppk"}
+    made = run(engine, "CreateKeyPair", body, user="demo")
+    assert made["KeyMaterial"].startswith(
+        f"PuTTY-User-Key-File-2: ssh-{key_type}\nEncryption: none\n"
+    )
+    ppk, converted = tmp_path / "key.ppk", tmp_path / "key"
+
+    def convert(material: str) -> subprocess.CompletedProcess:  # reads the private part
+        ppk.write_text(material + "\n")
+        command = [puttygen, str(ppk), "-O", "private-openssh-new", "-o", str(converted)]
+        return subprocess.run(command, capture_output=True, text=True, timeout=30)
+
+    assert convert(made["KeyMaterial"]).returncode == 0
+    private = serialization.load_ssh_private_key(converted.read_bytes(), None)
+    (stored,) = run(
+        engine, "DescribeKeyPairs", {"KeyName": [name], "IncludePublicKey": True}, user="demo"
+    )["KeyPairs"]
+    assert _openssh_public(private.public_key()).split() == stored["PublicKey"].split()[:2]
+    assert stored["KeyFingerprint"] == made["KeyFingerprint"]
+    # the MAC covers the comment too: puttygen refuses a file changed anywhere
+    assert convert(made["KeyMaterial"].replace(f"Comment: {name}", "Comment: x")).returncode
+    run(engine, "DeleteKeyPair", {"KeyName": name}, user="demo")
+    with pytest.raises(Ec2Error) as exc:
+        run(engine, "CreateKeyPair", {"KeyName": name, "KeyFormat": "pfx"}, user="demo")
+    assert exc.value.code == "InvalidParameterValue"
 
 
 def _openssh(key) -> str:
