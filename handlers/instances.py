@@ -832,6 +832,28 @@ def forget_what_terminated_ones_had(rt: Any, items: list[dict]) -> None:
             item["BlockDeviceMappings"] = []
 
 
+def see_which_way_disks_go(rt: Any, items: list[dict]) -> None:
+    """DescribeInstances `enrich:` hook: a pool shows a VM's last history record only, so a
+    disk a running VM is detaching looks like one it is attaching (the view reads which way
+    from the record the hotplug closed). The rare instance in the middle of one is read again
+    with vm.info, which shows every record."""
+    for item in items:
+        element = item.get("_element")
+        if (
+            item.get("_lcm") != 17
+            or element is None
+            or element.find("HISTORY_RECORDS/HISTORY[2]") is not None
+        ):
+            continue  # not hot-plugging, or its records are all there
+        if not any(b["Ebs"]["Status"] == "attaching" for b in item["BlockDeviceMappings"]):
+            continue
+        try:
+            vm = rt.xml(rt.call("one.vm.info", item["_id"]))
+        except Ec2Error:
+            continue  # gone meanwhile: as the pool showed it
+        item["BlockDeviceMappings"] = rt.view("instance", vm)["BlockDeviceMappings"]
+
+
 def finish_terminations(rt: Any, items: list[dict], changes: list) -> None:
     """DescribeInstances `after:` hook: complete the deferred terminate of every marked instance
     oned would now terminate (or make sure this process keeps retrying for it)."""

@@ -131,10 +131,15 @@ def _copy(rt: Any, call: tuple, errors: dict[str, str], full: str) -> int:
 def _attachment_state(vm: etree._Element | None, disk: etree._Element | None) -> str:
     """oned marks the one DISK being hot-plugged ATTACH="YES"; powered off, its LCM state says
     whether it comes (HOTPLUG_PROLOG_POWEROFF) or goes (HOTPLUG_EPILOG_POWEROFF). Running
-    (HOTPLUG) it does not: "attaching", which a client waiting for either end keeps waiting on."""
+    (HOTPLUG) it does not, but the operation closed the VM's history record with its action
+    (vm.info shows every record): 22, DISK_DETACH_ACTION, when it goes."""
     if vm is None or disk is None or disk.findtext("ATTACH") != "YES":
         return "attached"
-    return "detaching" if vm.findtext("LCM_STATE") == "34" else "attaching"
+    if vm.findtext("LCM_STATE") == "34":
+        return "detaching"
+    records = vm.findall("HISTORY_RECORDS/HISTORY")
+    closed = records[-2].findtext("ACTION") if len(records) > 1 else None
+    return "detaching" if closed == "22" else "attaching"
 
 
 def _attachments(rt: Any, volumes: list[dict]) -> None:

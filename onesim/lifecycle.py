@@ -131,7 +131,36 @@ def _end_record(sim: Sim, vm: dict) -> None:
         vm["history"][-1]["etime"] = sim.now()
 
 
-def _mark(sim: Sim, vm: dict, code: int, caller: Caller) -> None:
+def close_cp_history(sim: Sim, vm: dict, code: int, caller: Caller | None) -> None:
+    """DispatchManager::close_cp_history (hotplugs, resize): the current record ends now with
+    the action `code`, and a copy on the same host goes on (seq + 1, its action the one the
+    closed record had); a VM not running (powered off) stays so in the new record."""
+    if not vm["history"]:
+        return
+    h, now = vm["history"][-1], sim.now()
+    not_running = bool(h["retime"])
+    h["retime"] = h["retime"] or now
+    h["etime"] = now
+    before = h["action"]
+    _mark(sim, vm, code, caller)
+    vm["history"].append(
+        {
+            **{k: 0 for k in ("pstime", "petime", "estime", "eetime", "etime")},
+            "seq": h["seq"] + 1,
+            "hostname": h["hostname"],
+            "hid": h["hid"],
+            "stime": now,
+            "rstime": now,
+            "retime": now if not_running else 0,
+            "action": before,
+            "uid": -1,
+            "gid": -1,
+            "req": -1,
+        }
+    )
+
+
+def _mark(sim: Sim, vm: dict, code: int, caller: Caller | None) -> None:
     if vm["history"] and caller is not None:
         h = vm["history"][-1]
         h["action"], h["uid"], h["gid"] = code, caller.uid, caller.gid
@@ -383,6 +412,16 @@ HOTPLUG_LCM = {
 # operation -> {STATE: LCM state} entered from other states; operations whose wrong-state
 # refusal is INTERNAL, not ACTION (VirtualMachine::set_saveas_state)
 HOTPLUG_MORE = {"saveas": {9: 67, 4: 68}}  # UNDEPLOYED, STOPPED
+# operation -> the VMActions code its history record is closed with (close_cp_history); a
+# disk save does not close one
+HOTPLUG_ACTION = {
+    "disk_attach": 21,  # VMActions::DISK_ATTACH_ACTION
+    "disk_detach": 22,
+    "nic_attach": 23,
+    "nic_detach": 24,
+    "snapshot": 25,  # DISK_SNAPSHOT_CREATE_ACTION
+}
+RESIZE_ACTION = 35
 HOTPLUG_INTERNAL = frozenset({"saveas"})
 
 
@@ -397,8 +436,9 @@ def clear_saveas(vm: dict) -> None:
         vm["steps"] = [s for s in vm.get("steps", []) if s[1] != "back"]
 
 
-def hotplug(sim: Sim, vm: dict, op: str, check: bool = False) -> None:
-    """Enter the hotplug LCM state of ``op`` for one step (see ``HOTPLUG_LCM``).
+def hotplug(sim: Sim, vm: dict, op: str, check: bool = False, caller: Caller | None = None) -> None:
+    """Enter the hotplug LCM state of ``op`` for one step (see ``HOTPLUG_LCM``), the VM's
+    history record closed with the operation (``HOTPLUG_ACTION``) as by ``caller``.
     With ``check`` only verify that the VM is in a state that allows it."""
     st, lcm = vm["state"], vm["lcm_state"]
     running, poweroff, suspended = HOTPLUG_LCM[op]
@@ -417,4 +457,6 @@ def hotplug(sim: Sim, vm: dict, op: str, check: bool = False) -> None:
         return
     vm["back"] = back
     _set(vm, 3, nxt)
+    if op in HOTPLUG_ACTION:
+        close_cp_history(sim, vm, HOTPLUG_ACTION[op], caller)
     sim.schedule("vm", vm, "back")

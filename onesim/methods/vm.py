@@ -110,7 +110,7 @@ def attach(sim: Sim, caller: Caller, vid: int, tmpl: str) -> int:
             refs.check_disk_size(img, d)
         except errors.OneError as e:
             raise errors.action(e.message) from None
-    lifecycle.hotplug(sim, vm, "disk_attach")
+    lifecycle.hotplug(sim, vm, "disk_attach", caller=caller)
     did = _next_id(vm, "DISK", "DISK_ID")
     used = {T.vget(x, "TARGET") for x in T.get_vec(vm["template"], "DISK")}
     used |= {T.vget(x, "TARGET") for x in T.get_vec(vm["template"], "CONTEXT")}
@@ -136,7 +136,7 @@ def detach(sim: Sim, caller: Caller, vid: int, disk_id: int) -> int:
     disks = [v for k, v in vm["template"] if k == "DISK" and T.vget(v, "DISK_ID") == str(disk_id)]
     if not disks:
         raise errors.action(f"Disk {disk_id} does not exist")
-    lifecycle.hotplug(sim, vm, "disk_detach")
+    lifecycle.hotplug(sim, vm, "disk_detach", caller=caller)
     T.vset(disks[0], "ATTACH", "YES")  # VirtualMachineDisks::set_attach; gone at the end
     vm["detaching"] = True
     sim.store.put("vm", vm)
@@ -161,7 +161,7 @@ def attachnic(sim: Sim, caller: Caller, vid: int, tmpl: str) -> int:
     i = _next_id(vm, "NIC", "NIC_ID")
     nic = vmbuild.nic_attributes(vn, ar, ip, mac, vid, i)
     T.vset(nic, "SECURITY_GROUPS", ",".join(map(str, groups)))
-    lifecycle.hotplug(sim, vm, "nic_attach")
+    lifecycle.hotplug(sim, vm, "nic_attach", caller=caller)
     new_groups = sorted(set(groups) - secgroup.vm_groups(vm))  # rules for groups new to the VM
     vm["template"].append(["NIC", nic])
     vm["template"] += [["SECURITY_GROUP_RULE", r] for r in secgroup.take(sim, vid, new_groups)]
@@ -177,7 +177,7 @@ def detachnic(sim: Sim, caller: Caller, vid: int, nic_id: int) -> int:
     nics = [v for k, v in vm["template"] if k == "NIC" and T.vget(v, "NIC_ID") == str(nic_id)]
     if not nics:
         raise errors.action(f"Could not detach NIC with NIC_ID {nic_id}, it does not exist.")
-    lifecycle.hotplug(sim, vm, "nic_detach")
+    lifecycle.hotplug(sim, vm, "nic_detach", caller=caller)
     nic = nics[0]
     vn = sim.store.get("vnet", int(T.vget(nic, "NETWORK_ID", "-1")))
     if vn is not None:
@@ -201,7 +201,7 @@ def disksnapshotcreate(sim: Sim, caller: Caller, vid: int, disk_id: int, name: s
     disks = [v for v in T.get_vec(vm["template"], "DISK") if T.vget(v, "DISK_ID") == str(disk_id)]
     if not disks:
         raise errors.action("VM disk does not exist")
-    lifecycle.hotplug(sim, vm, "snapshot")
+    lifecycle.hotplug(sim, vm, "snapshot", caller=caller)
     # Snapshots::create_snapshot with ALLOW_ORPHANS=NO (add_child_deny)
     snaps = vm.setdefault("disk_snaps", {}).setdefault(
         str(disk_id), {"next": 0, "active": -1, "list": []}
@@ -259,9 +259,13 @@ def resize(sim: Sim, caller: Caller, vid: int, tmpl: str, enforce: bool = True) 
         current = {k: T.get(vm["template"], k) for k in changes}
         if any(float(current[k] or 0) != float(v) for k, v in changes.items()):
             raise errors.action("Hotplug resize not supported by driver dummy")
+        lifecycle.close_cp_history(sim, vm, lifecycle.RESIZE_ACTION, caller)  # oned does so
+        sim.store.put("vm", vm)
         return vid  # "Nothing to resize"
     for name, value in changes.items():
         T.tset(vm["template"], name, value)
+    if st == 8:  # a VM not yet deployed or undeployed keeps its history as it is
+        lifecycle.close_cp_history(sim, vm, lifecycle.RESIZE_ACTION, caller)
     sim.store.put("vm", vm)
     return vid
 

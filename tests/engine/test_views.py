@@ -682,6 +682,7 @@ def test_attached_volumes_are_block_device_mappings(shipped) -> None:
             "_device": None,  # attached before econe kept the name as given
             "_hotplug": None,
             "_vm_lcm": "3",
+            "_closed": None,  # one history record: no operation closed one
             "DeviceName": "/dev/sdf",
             "Ebs": {
                 "VolumeId": "vol-00000007",
@@ -697,6 +698,7 @@ def test_attached_volumes_are_block_device_mappings(shipped) -> None:
             "_device": None,
             "_hotplug": None,
             "_vm_lcm": "3",
+            "_closed": None,  # one history record: no operation closed one
             "DeviceName": "/dev/sdg",
             "Ebs": {
                 "VolumeId": "vol-00000009",
@@ -712,6 +714,7 @@ def test_attached_volumes_are_block_device_mappings(shipped) -> None:
             "_device": None,
             "_hotplug": "YES",
             "_vm_lcm": "3",
+            "_closed": None,  # one history record: no operation closed one
             "DeviceName": "/dev/sdh",
             "Ebs": {
                 "VolumeId": "vol-00000011",
@@ -724,6 +727,20 @@ def test_attached_volumes_are_block_device_mappings(shipped) -> None:
     vm.find("LCM_STATE").text = "34"  # HOTPLUG_EPILOG_POWEROFF: it goes
     shown = shipped["instance"].apply(vm, scope())["BlockDeviceMappings"]
     assert [b["Ebs"]["Status"] for b in shown] == ["attached", "attached", "detaching"]
+    # running (HOTPLUG): the history record the operation closed says which way (vm.info)
+    vm.find("LCM_STATE").text = "17"
+    records = vm.find("HISTORY_RECORDS")
+    for child in list(records):
+        records.remove(child)
+    for seq, action in enumerate(("22", "0")):
+        record = etree.SubElement(records, "HISTORY")
+        etree.SubElement(record, "SEQ").text = str(seq)
+        etree.SubElement(record, "ACTION").text = action
+    for closed, way in (("22", "detaching"), ("21", "attaching")):  # DISK_DETACH/ATTACH
+        records[0].find("ACTION").text = closed
+        for name in ("instance", "instance_attribute"):
+            shown = shipped[name].apply(vm, scope())["BlockDeviceMappings"]
+            assert [b["Ebs"]["Status"] for b in shown] == ["attached", "attached", way], name
 
 
 @pytest.mark.parametrize(

@@ -747,3 +747,54 @@ def test_updateconf_as_oned_7_4(one: One, sim) -> None:
         "[one.vm.updateconf] Virtual machine does not have context, cannot add a new one.",
         8192,
     ]
+
+
+def _records(one: One, vid: int, pool: bool = False) -> list[tuple[int, str, bool, bool]]:
+    """(SEQ, ACTION, ended, not running) of each history record vm.info (or the pool) shows."""
+    if pool:
+        root = etree.fromstring(one("one.vmpool.infoextended", D, -3, vid, vid, -1)[1])
+        shown = root.iterfind("VM/HISTORY_RECORDS/HISTORY")
+        return [(int(h.findtext("SEQ")), h.findtext("ACTION"), False, False) for h in shown]
+    root = etree.fromstring(one("one.vm.info", D, vid)[1])
+    return [
+        (
+            int(h.findtext("SEQ")),
+            h.findtext("ACTION"),
+            h.findtext("ETIME") != "0",
+            h.findtext("RETIME") != "0",
+        )
+        for h in root.iterfind("HISTORY_RECORDS/HISTORY")
+    ]
+
+
+def test_hotplugs_and_resize_close_the_history_record(one: One, sim) -> None:
+    """DispatchManager::close_cp_history (7.4): a disk or NIC attach/detach, a disk snapshot
+    and a resize end the current history record with their action and go on in a copy (same
+    host, seq + 1, the action the closed record had); a disk save does not. vm.info shows every
+    record, a pool the last one only."""
+    vid = one("one.template.instantiate", D, 0, "", False, 'DISK=[IMAGE_ID="0"]', False)[1]
+    first = _records(one, vid)
+    assert [r[2:] for r in first] == [(False, False)]  # running: not ended
+    start = first[0][1]
+    steps = (
+        ("one.vm.attach", (vid, 'DISK=[IMAGE_ID="0"]'), "21"),
+        ("one.vm.detach", (vid, 2), "22"),
+        ("one.vm.attachnic", (vid, 'NIC=[NETWORK_ID="0"]'), "23"),
+        ("one.vm.detachnic", (vid, 1), "24"),
+        ("one.vm.disksnapshotcreate", (vid, 0, "s"), "25"),
+    )
+    for n, (method, args, action) in enumerate(steps, 1):
+        assert one(method, D, *args)[0], method
+        records = _records(one, vid)
+        assert records[-2] == (n - 1, action, True, True), method  # ended with the action
+        assert records[-1] == (n, start, False, False), method  # the copy goes on
+        assert _records(one, vid, pool=True) == [(n, start, False, False)]
+    iid = one("one.vm.disksaveas", D, vid, 0, "kept", "", -1)[1]
+    assert len(_records(one, vid)) == len(steps) + 1  # a save: no new record
+    one("one.image.delete", sim.one_auth, iid, False)
+    assert one("one.vm.action", D, "poweroff", vid)[0]
+    assert one("one.vm.resize", D, vid, 'MEMORY="96"', False)[0]
+    records = _records(one, vid)
+    assert records[-2][1:] == ("35", True, True)
+    assert records[-1][1:] == ("19", False, True)  # powered off: not running in the copy
+    one("one.vm.action", D, "terminate-hard", vid)
