@@ -41,6 +41,7 @@ import re
 import secrets
 import threading
 from collections.abc import Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -102,7 +103,9 @@ ALLOCATE_ROUNDS = 5
 VM_DONE = 6
 
 # Changes to one address are serialised in a process (held("address", vnet, ip): two requests
-# of the same gateway never interleave their scripts for one IP). Across gateways the last
+# of the same gateway never interleave their scripts for one IP), and associations with one
+# instance too (held("instance", vnet, vm), taken first: an instance gets one address). A
+# request holding several address locks takes them in IP order. Across gateways the last
 # complete record wins.
 
 
@@ -551,7 +554,8 @@ def describe_addresses(rt: Any) -> dict:
 
 
 def _instance(rt: Any, instance_id: Any) -> tuple[int, etree._Element]:
-    """The VM as the user sees it; a terminated one cannot get an address."""
+    """The VM as the user sees it; a terminated one, or one shutting down (TerminateInstances
+    has taken its addresses already), cannot get an address."""
     from handlers.instances import user_vm  # handlers.instances imports this module
 
     number = required_id(instance_id, "i", "InvalidInstanceID.Malformed", "InstanceId")
@@ -559,7 +563,14 @@ def _instance(rt: Any, instance_id: Any) -> tuple[int, etree._Element]:
         "IncorrectInstanceState",
         f"The instance '{instance_id}' is terminated; it cannot get an Elastic IP address",
     )
-    return number, user_vm(rt, number, str(instance_id), terminated=done)
+    vm = user_vm(rt, number, str(instance_id), terminated=done)
+    state = rt.view("instance", vm)["State"]["Name"]
+    if state in ("shutting-down", "terminated"):
+        raise Ec2Error(
+            "IncorrectInstanceState",
+            f"The instance '{instance_id}' is {state}; it cannot get an Elastic IP address",
+        )
+    return number, vm
 
 
 def _private_ip(vm: etree._Element, instance_id: str, requested: Any) -> str:
@@ -625,8 +636,14 @@ def associate_address(rt: Any) -> dict:
     vm_id, vm = _instance(rt, instance_id)
     private_ip = _private_ip(vm, str(instance_id), body.get("PrivateIpAddress"))
     uid = rt.principal.uid
-    with held("address", vnet, addr.ip):
-        pool = read_pool(rt, vnet)  # again, now that no request of this process changes it
+    with held("instance", vnet, vm_id), ExitStack() as locks:
+        # the addresses this changes: the one asked for and those the instance has now (no
+        # other request of this process gives it one meanwhile: the instance is held)
+        pool = read_pool(rt, vnet)
+        ips = {addr.ip, *(a.ip for a in pool.addresses if a.vm == vm_id)}
+        for ip in sorted(ips, key=ipaddress.ip_address):
+            locks.enter_context(held("address", vnet, ip))
+        pool = read_pool(rt, vnet)  # again, now that no request of this process changes them
         addr = _my_address(rt, pool, body)
         if addr.vm is not None:
             if addr.vm == vm_id and addr.view.get("PrivateIpAddress") == private_ip:
@@ -729,6 +746,8 @@ def disassociate_address(rt: Any) -> dict:
 def release_address(rt: Any) -> dict:
     vnet = vnet_id(rt)
     addr = _my_address(rt, read_pool(rt, vnet), rt.body)
+    if rt.body.get("NetworkBorderGroup") not in (None, "", rt.config.region):
+        raise _address_not_found(addr.ip)  # as EC2 answers a wrong network border group
     with held("address", vnet, addr.ip):
         pool = read_pool(rt, vnet)  # again, now that no request of this process changes it
         addr = _my_address(rt, pool, rt.body)

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError
 from lxml import etree
 
 from tests.addresses.conftest import EIP_VNET, add_user, boto_client, sim_call, start_gateway
-from tests.e2e.conftest import start_demo, stop_demo
+from tests.e2e.conftest import DEMO_SECRET, start_demo, stop_demo
 
 POOL = 20
 REQUESTS = 50
@@ -93,3 +93,135 @@ def test_fifty_concurrent_allocations_two_gateways_pool_of_twenty(two_gateways) 
     }
     uid = {"demo": "2", "racer": str(racer_uid)}
     assert owners == {r[2]: uid[r[0]] for r in won}
+
+
+# -- associations racing each other (one gateway: requests of one process are serialised) ----
+
+
+@pytest.fixture(scope="module")
+def racing(tmp_path_factory):
+    """A demo (onesim at speed 0) with two running instances; → (demo, ec2, [X, Y])."""
+    tmp = tmp_path_factory.mktemp("eip-assoc-race")
+    proc, demo = start_demo(tmp, speed="0")
+    try:
+        ec2 = boto_client(demo.url, "demo", DEMO_SECRET)
+        ami = ec2.describe_images()["Images"][0]["ImageId"]
+        made = ec2.run_instances(ImageId=ami, MinCount=2, MaxCount=2)["Instances"]
+        yield demo, ec2, [i["InstanceId"] for i in made]
+    finally:
+        stop_demo(proc)
+
+
+def _at_once(*calls) -> list[str]:
+    """Run the calls in threads started together; each one's outcome: "ok" or the error code."""
+    start = threading.Barrier(len(calls))
+    outcomes: list[str] = [""] * len(calls)
+
+    def go(n: int) -> None:
+        start.wait()
+        try:
+            calls[n]()
+            outcomes[n] = "ok"
+        except ClientError as exc:
+            outcomes[n] = exc.response["Error"]["Code"]
+
+    threads = [threading.Thread(target=go, args=(n,)) for n in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return outcomes
+
+
+def _on(ec2) -> dict[str, str | None]:
+    return {a["PublicIp"]: a.get("InstanceId") for a in ec2.describe_addresses()["Addresses"]}
+
+
+def _release_all(ec2) -> None:
+    for a in ec2.describe_addresses()["Addresses"]:
+        ec2.release_address(AllocationId=a["AllocationId"])
+
+
+def test_an_instance_gets_one_address_however_many_race_for_it(racing) -> None:
+    """As EC2, an instance has one public address: of ten associations at once, each moves
+    the one before; the last stays, recorded in OpenNebula on its address alone."""
+    demo, ec2, (x, _) = racing
+    allocations = [ec2.allocate_address()["AllocationId"] for _ in range(10)]
+    try:
+        calls = [
+            lambda a=a: boto_client(demo.url, "demo", DEMO_SECRET).associate_address(
+                AllocationId=a, InstanceId=x
+            )
+            for a in allocations
+        ]
+        assert _at_once(*calls) == ["ok"] * 10
+        (ip,) = [ip for ip, vm in _on(ec2).items() if vm == x]
+        (res,) = ec2.describe_instances(InstanceIds=[x])["Reservations"]
+        assert res["Instances"][0]["PublicIpAddress"] == ip
+        vnet = etree.fromstring(sim_call(demo, "one.vn.info", EIP_VNET).encode())
+        recorded = [
+            ar.findtext("IP") for ar in vnet.iterfind("AR_POOL/AR") if ar.findtext("EC2_INSTANCE")
+        ]
+        assert recorded == [ip]
+    finally:
+        _release_all(ec2)
+
+
+def test_a_move_racing_a_replacement_ends_with_both(racing) -> None:
+    """B is on X; at once A goes to X (taking B off it) and B moves to Y: either order ends
+    with A on X and B on Y, as recorded (an association was lost before)."""
+    demo, ec2, (x, y) = racing
+    a, b = (ec2.allocate_address() for _ in "ab")
+    try:
+        for _ in range(6):
+            ec2.associate_address(AllocationId=b["AllocationId"], InstanceId=x)
+            first, second = (boto_client(demo.url, "demo", DEMO_SECRET) for _ in "xy")
+            assert _at_once(
+                lambda c=first: c.associate_address(AllocationId=a["AllocationId"], InstanceId=x),
+                lambda c=second: c.associate_address(AllocationId=b["AllocationId"], InstanceId=y),
+            ) == ["ok", "ok"]
+            assert _on(ec2) == {a["PublicIp"]: x, b["PublicIp"]: y}
+            for addr in (a, b):
+                ec2.disassociate_address(PublicIp=addr["PublicIp"])
+    finally:
+        _release_all(ec2)
+
+
+def test_an_address_released_meanwhile_is_not_written_back(racing) -> None:
+    """B is on X; while A goes to X (taking B off it), B is released and another user takes
+    it: B is that user's, not written back to its old owner."""
+    demo, ec2, (x, _) = racing
+    add_user(demo, "taker", "takerpw")
+    taker = boto_client(demo.url, "taker", hashlib.sha256(b"takerpw").hexdigest())
+    a = ec2.allocate_address()
+    try:
+        for _ in range(6):
+            b = ec2.allocate_address()
+            ec2.associate_address(AllocationId=b["AllocationId"], InstanceId=x)
+            first, second = (boto_client(demo.url, "demo", DEMO_SECRET) for _ in "ab")
+
+            def release_and_take(c=second, b=b) -> None:
+                c.release_address(AllocationId=b["AllocationId"])
+                taker.allocate_address(Address=b["PublicIp"])
+
+            assert _at_once(
+                lambda c=first: c.associate_address(AllocationId=a["AllocationId"], InstanceId=x),
+                release_and_take,
+            ) == ["ok", "ok"]
+            assert b["PublicIp"] not in _on(ec2)
+            assert list(_on(taker)) == [b["PublicIp"]]
+            _release_all(taker)
+    finally:
+        _release_all(ec2)
+
+
+def test_a_wrong_network_border_group_releases_nothing(racing) -> None:
+    _, ec2, _ = racing
+    a = ec2.allocate_address()
+    try:
+        with pytest.raises(ClientError) as exc:  # as EC2: the address stays allocated
+            ec2.release_address(PublicIp=a["PublicIp"], NetworkBorderGroup="elsewhere")
+        assert exc.value.response["Error"]["Code"] == "InvalidAddress.NotFound"
+        assert a["PublicIp"] in _on(ec2)
+    finally:
+        _release_all(ec2)

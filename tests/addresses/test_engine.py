@@ -361,6 +361,17 @@ def test_instance_errors(sim: Sim, eng: Engine) -> None:
         "no network interface"
         in error(sim, eng, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{bare}"}).message
     )
+    # shutting down (TerminateInstances has taken its addresses already): none, as EC2
+    core = sim.server.sim
+    with core.lock:
+        record = core.store.get("vm", vm)
+        record["state"], record["lcm_state"] = 3, 12  # SHUTDOWN
+        core.store.put("vm", record)
+    refused = error(sim, eng, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm}"})
+    assert (refused.code, refused.message) == (
+        "IncorrectInstanceState",
+        f"The instance 'i-{vm}' is shutting-down; it cannot get an Elastic IP address",
+    )
     run(sim, eng, "ReleaseAddress", {"PublicIp": ip})
 
 
