@@ -44,6 +44,7 @@ from typing import Any, TextIO
 from lxml import etree
 
 from econe.auth.users import REVOKED_KEYS_ATTR
+from econe.client.credentials import CredentialsError, check_url
 from econe.keyseal import seal
 
 ATTR = "EC2_ACCESS_KEYS"
@@ -54,7 +55,12 @@ _KEY_ID = re.compile(r"^[A-Z0-9]{16,128}$")
 
 
 class AdminKeysError(Exception):
-    """A failure to report in one line (exit status 1)."""
+    """A failure to report in one line, with the econe CLI's exit status: 1 (what oned or the
+    server refused), 2 (usage: unreadable credentials), 3 (oned unreachable)."""
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 @dataclass(frozen=True)
@@ -94,8 +100,11 @@ class OneAdmin:
     def _call(self, method: str, *args: object) -> object:
         try:
             result = getattr(self._proxy, method)(self._session, *args)
-        except (OSError, xmlrpc.client.Error, http.client.HTTPException) as exc:
-            raise AdminKeysError(f"cannot reach oned at {self.url}: {exc}") from None
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise AdminKeysError(f"cannot reach oned at {self.url}: {reason}", 3) from None
+        except (xmlrpc.client.Error, http.client.HTTPException) as exc:
+            raise AdminKeysError(f"bad answer from oned at {self.url}: {exc}") from None
         if not result[0]:
             raise AdminKeysError(str(result[1]))
         return result[1]
@@ -124,10 +133,15 @@ def read_one_auth(value: str | None = None, env: dict[str, str] | None = None) -
         path = Path(env.get("ONE_AUTH") or Path.home() / ".one" / "one_auth")
         try:
             session = path.read_text().strip().splitlines()[0].strip()
-        except (OSError, IndexError) as exc:
-            raise AdminKeysError(f"cannot read oneadmin credentials from {path}: {exc}") from None
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise AdminKeysError(
+                f"cannot read oneadmin credentials from {path}: {reason}", 2
+            ) from None
+        except IndexError:
+            raise AdminKeysError(f"{path} is empty: it must hold user:password", 2) from None
     if ":" not in session:
-        raise AdminKeysError("oneadmin credentials must have the form user:password")
+        raise AdminKeysError("oneadmin credentials must have the form user:password", 2)
     return session
 
 
@@ -322,6 +336,10 @@ def run_admin_keys(
     env = dict(os.environ) if env is None else env
     try:
         url = args.one_xmlrpc or env.get("ONE_XMLRPC") or DEFAULT_XMLRPC
+        try:
+            check_url(url)
+        except CredentialsError as exc:
+            raise AdminKeysError(f"--one-xmlrpc: {exc}", 2) from None
         one = OneAdmin(url, read_one_auth(args.one_auth, env))
         if args.admin_keys_command == "create":
             key = create_key(one, args.user, _server(args.config).seal_key)
@@ -350,7 +368,7 @@ def run_admin_keys(
         return 0
     except AdminKeysError as exc:
         err.write(f"econe admin-keys: {exc}\n")
-        return 1
+        return exc.exit_code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

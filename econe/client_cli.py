@@ -61,6 +61,12 @@ def _global_options() -> argparse.ArgumentParser:
         action="store_true",
         help="derive the secret from ONE_AUTH with SHA-1 (OpenNebula <= 5.8)",
     )
+    g.add_argument(
+        "--plain-secret",
+        action="store_true",
+        help="use the ONE_AUTH password itself as the secret (users of OpenNebula's public "
+        "driver, whose password oned keeps as given)",
+    )
     g.add_argument("--region", help=f"region name to sign with (default {DEFAULT_REGION})")
     g.add_argument("--json", action="store_true", help="print the response as JSON")
     g.add_argument("--no-headers", action="store_true", help="print tables without headers")
@@ -72,7 +78,11 @@ def _global_options() -> argparse.ArgumentParser:
     )
     g.add_argument("-v", "--verbose", action="store_true", help="show endpoint and request ids")
     g.add_argument(
-        "--timeout", type=_seconds, metavar="SECONDS", help="per-request timeout (default 60)"
+        "--timeout",
+        type=_seconds,
+        metavar="SECONDS",
+        help="per-request timeout (default 60; for upload 300, its answer comes once the file "
+        "is stored)",
     )
     g.add_argument(
         "--retries",
@@ -87,7 +97,9 @@ def _global_options() -> argparse.ArgumentParser:
     return g
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(legacy: str | None = None) -> argparse.ArgumentParser:
+    """The parser; `legacy`: the subcommand run as its Ruby-style alias (`econe-<name>`), whose
+    usage and errors name it so."""
     common = _global_options()
     parser = argparse.ArgumentParser(
         prog="econe",
@@ -100,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     for command in COMMANDS:
         p = sub.add_parser(
             command.name,
+            prog=f"econe-{command.name}" if command.name == legacy else None,
             help=command.help,
             description=f"{command.help}\n\n{command.details}" if command.details else command.help,
             epilog=EPILOG,
@@ -118,7 +131,7 @@ def _options(args: argparse.Namespace) -> Options:
         json=bool(get("json")),
         headers=not get("no_headers"),
         verbose=bool(get("verbose")),
-        timeout=get("timeout") or 60.0,
+        timeout=get("timeout"),
         retries=get("retries") or 0,
         verify_ssl=not get("no_verify_ssl"),
     )
@@ -130,10 +143,11 @@ def main(
     out: TextIO | None = None,
     err: TextIO | None = None,
     env: dict[str, str] | None = None,
+    legacy: str | None = None,
 ) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
-    parser = build_parser()
+    parser = build_parser(legacy)
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # --help, --version, usage errors (argparse prints them)
@@ -148,6 +162,7 @@ def main(
             args.__dict__.get("secret_key"),
             args.__dict__.get("url"),
             sha1_secret=bool(args.__dict__.get("sha1_secret")),
+            plain_secret=bool(args.__dict__.get("plain_secret")),
             env=os.environ if env is None else env,
         )
         ctx = Context(creds, options, out=out, err=err)
@@ -164,6 +179,9 @@ def main(
     except KeyboardInterrupt:
         err.write("econe: interrupted\n")
         return 130
+    except UnicodeEncodeError:  # an argument the terminal gave as bytes that are no text
+        err.write("econe: an argument is not valid text in the locale's encoding\n")
+        return EXIT_USAGE
     except BrokenPipeError:  # e.g. `econe describe-images | head -1`
         try:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -182,7 +200,7 @@ def main(
 
 def _alias(command: str) -> Callable[[], int]:
     def run() -> int:
-        return main([command, *sys.argv[1:]])
+        return main([command, *sys.argv[1:]], legacy=command)
 
     run.__name__ = command.replace("-", "_")
     run.__doc__ = f"`econe-{command}`: the same as `econe {command}`."

@@ -28,7 +28,7 @@ class Command:
 def normalize_id(prefix: str, value: str) -> str:
     """``5`` → ``<prefix>-00000005``; anything else is sent as given (the server judges it)."""
     value = value.strip()
-    return f"{prefix}-{int(value):08d}" if value.isdigit() else value
+    return f"{prefix}-{int(value):08d}" if value.isascii() and value.isdigit() else value
 
 
 def split_list(values: list[str]) -> list[str]:

@@ -44,6 +44,10 @@ not go through HTTP proxies.
 """
 
 
+# an upload's answer comes once the server has stored the whole file: longer than a call's
+UPLOAD_TIMEOUT = 300.0
+
+
 def _configure_upload(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="IMAGE-PATH", help="image file to upload")
     p.add_argument("--name", help="image name; re-sending the same name and file is retry-safe")
@@ -93,7 +97,7 @@ def _run_upload(ctx: Context, args: argparse.Namespace) -> None:
             name=args.name,
             checksum=checksum,
             on_bytes=bar.update if bar else None,
-            timeout=max(ctx.options.timeout, 300.0),
+            timeout=ctx.options.timeout or UPLOAD_TIMEOUT,
             verify=ctx.options.verify_ssl,
         )
     finally:
@@ -120,10 +124,13 @@ def _run_register(ctx: Context, args: argparse.Namespace) -> None:
     params: dict[str, Any] = {}
     if args.image:
         params["ImageLocation"] = normalize_id("ami", args.image)
-    params["Name"] = args.name or params["ImageLocation"]
+    if args.name:
+        params["Name"] = args.name
     if args.description:
         params["Description"] = args.description
-    response = ctx.call("register_image", **params)
+    # without --name the image keeps its own name (as the Ruby econe-register): AWS's model
+    # wants a Name, econe does not
+    response = ctx.call("register_image", validate="Name" in params, **params)
     ctx.emit(response, f"{response.get('ImageId', params.get('ImageLocation'))}\n")
 
 
@@ -144,13 +151,13 @@ def _run_create_image(ctx: Context, args: argparse.Namespace) -> None:
     ctx.emit(response, f"{response.get('ImageId')}\n")
 
 
-IMAGE_COLUMNS: list[Column] = [
+IMAGE_COLUMNS: list[Column] = [  # the Ruby tool's five, then the name (it may hold spaces)
     ("Owner", lambda i: i.get("ImageOwnerAlias") or i.get("OwnerId")),
     ("ImageId", field("ImageId")),
     ("Status", field("State")),
     ("Visibility", lambda i: None if "Public" not in i else "public" if i["Public"] else "private"),
-    ("Name", field("Name")),
     ("Location", field("ImageLocation")),
+    ("Name", field("Name")),
 ]
 
 

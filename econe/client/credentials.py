@@ -10,7 +10,8 @@ Access key, secret key and URL are each taken from the first source that has the
    ``~/.one/one_auth``, holding ``user:password``. The access key is the user name (a key given
    above must name the same user) and the secret key is the password **as oned stores it**:
    the SHA-256 hex digest of the password (OpenNebula >= 5.10), or the SHA-1 hex digest with
-   ``--sha1-secret`` (OpenNebula <= 5.8, and what the Ruby tools always did).
+   ``--sha1-secret`` (OpenNebula <= 5.8, and what the Ruby tools always did), or the password
+   itself with ``--plain-secret`` (a `public`-driver user: oned keeps that password as given).
 
 The URL defaults to ``http://localhost:4567``.
 """
@@ -104,6 +105,7 @@ def resolve(
     url: str | None = None,
     sha1_secret: bool = False,
     env: Mapping[str, str] | None = None,
+    plain_secret: bool = False,
 ) -> Credentials:
     """Resolve keys and URL by the precedence in this module's docstring."""
     env = os.environ if env is None else env
@@ -131,6 +133,8 @@ def resolve(
             f"access key {key!r} ({key_from}) has no secret key, and ONE_AUTH file {path} is "
             f"for user {user!r}: give -S/--secret-key"
         )
+    if plain_secret:
+        return Credentials(user, password, url_value, f"ONE_AUTH {path} (as given)")
     hashing = "sha1" if sha1_secret else "sha256"
     return Credentials(
         user, password_secret(password, sha1_secret), url_value, f"ONE_AUTH {path} ({hashing})"

@@ -26,6 +26,22 @@ class EndpointUnreachable(CliError):
     exit_code = EXIT_UNREACHABLE
 
 
+def error_document(body: bytes) -> ServerError | None:
+    """The ServerError an EC2 error document states (`<Response><Errors><Error><Code>…`, as
+    EC2 and the Ruby econe-server send it, the latter with HTTP 200), else None."""
+    from xml.etree import ElementTree
+
+    try:
+        root = ElementTree.fromstring(body)
+    except ElementTree.ParseError:
+        return None
+    found = {el.tag.rpartition("}")[2]: (el.text or "").strip() for el in root.iter()}
+    if root.tag.rpartition("}")[2] not in ("Response", "ErrorResponse") and "Code" not in found:
+        return None
+    request_id = found.get("RequestID") or found.get("RequestId") or found.get("requestId")
+    return ServerError(found.get("Code") or "UnknownError", found.get("Message", ""), request_id)
+
+
 class ServerError(CliError):
     """An EC2 error document from the server: printed as ``econe: <Code>: <Message>``."""
 

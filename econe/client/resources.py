@@ -145,7 +145,9 @@ def _run_attach(ctx: Context, args: argparse.Namespace) -> None:
 def _configure_detach(p: argparse.ArgumentParser) -> None:
     _configure_volume(p)
     p.add_argument("-i", "--instance", help="instance id (default: the one it is attached to)")
-    p.add_argument("-d", "--device", help="device name (echoed only)")
+    p.add_argument(
+        "-d", "--device", help="device name: the server checks it is where the volume is attached"
+    )
 
 
 def _run_detach(ctx: Context, args: argparse.Namespace) -> None:
@@ -178,17 +180,25 @@ def _configure_create_keypair(p: argparse.ArgumentParser) -> None:
 
 def _run_create_keypair(ctx: Context, args: argparse.Namespace) -> None:
     output = Path(args.output) if args.output else None
-    if output and output.exists():
-        raise UsageError(f"{output} exists; not overwriting a key file")
-    response = ctx.call("create_key_pair", KeyName=args.name)
-    material = response.get("KeyMaterial", "").replace("\r\n", "\n").replace("\r", "\n")
-    if not material.endswith("\n"):
-        material += "\n"
-    if output:
+    fd = None
+    if output:  # made before the key pair: a key pair whose key cannot be kept is not made
+        if output.exists():
+            raise UsageError(f"{output} exists; not overwriting a key file")
         try:
             fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
             raise UsageError(f"cannot create {output}: {exc.strerror}") from None
+    try:
+        response = ctx.call("create_key_pair", KeyName=args.name)
+    except BaseException:
+        if fd is not None:
+            os.close(fd)
+            output.unlink()
+        raise
+    material = response.get("KeyMaterial", "").replace("\r\n", "\n").replace("\r", "\n")
+    if not material.endswith("\n"):
+        material += "\n"
+    if fd is not None:
         with os.fdopen(fd, "w") as handle:
             handle.write(material)
     if ctx.options.json:  # with -o, the key went to the file only

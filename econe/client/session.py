@@ -13,8 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from econe.client.credentials import Credentials
-from econe.client.errors import CliError, EndpointUnreachable, ServerError, UsageError
+from econe.client.errors import (
+    CliError,
+    EndpointUnreachable,
+    ServerError,
+    UsageError,
+    error_document,
+)
 from econe.client.output import to_json
+
+CALL_TIMEOUT = 60.0  # seconds a call may wait for each part of its answer
 
 
 @dataclass
@@ -23,7 +31,7 @@ class Options:
     json: bool = False
     headers: bool = True
     verbose: bool = False
-    timeout: float = 60.0
+    timeout: float | None = None  # --timeout; each use has its default (CALL_TIMEOUT…)
     retries: int = 0
     verify_ssl: bool = True
     progress: bool | None = None  # None: only when stderr is a terminal
@@ -35,15 +43,36 @@ class Context:
     options: Options = field(default_factory=Options)
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
-    _client: Any = None
+    _clients: dict[bool, Any] = field(default_factory=dict)
 
     @property
     def client(self) -> Any:
-        if self._client is None:
-            self._client = make_client(self.creds, self.options)
-            if self.options.verbose:
+        return self._client(validate=True)
+
+    def _client(self, validate: bool) -> Any:
+        client = self._clients.get(validate)
+        if client is None:
+            client = self._clients[validate] = make_client(self.creds, self.options, validate)
+            client.meta.events.register("before-parse.ec2", self._check_answer)
+            if self.options.verbose and len(self._clients) == 1:
                 self.note_endpoint()
-        return self._client
+        return client
+
+    def _check_answer(self, operation_model: Any, response_dict: dict, **_: Any) -> None:
+        """An answer with HTTP status 200 must be the action's own (`<ActionResponse>`):
+        the Ruby econe-server answers errors with 200 and an error document, and a wrong
+        endpoint (oned's XML-RPC port, a web server) answers 200 with anything."""
+        if response_dict.get("status_code", 200) >= 300:
+            return  # botocore reads error answers itself
+        body = response_dict.get("body") or b""
+        root = _root_tag(body)
+        if root == f"{operation_model.name}Response":
+            return
+        error = error_document(body)
+        if error is not None:
+            raise error
+        what = f"<{root}>" if root else "not XML"
+        raise CliError(f"bad answer from {self.creds.url}: not an EC2 answer ({what})")
 
     def note_endpoint(self) -> None:
         self.note(
@@ -54,12 +83,14 @@ class Context:
     def note(self, text: str) -> None:
         self.err.write(f"econe: {text}\n")
 
-    def call(self, operation: str, **params: Any) -> dict[str, Any]:
-        """Call one EC2 action (boto3 method name), mapping failures to CliErrors."""
+    def call(self, operation: str, *, validate: bool = True, **params: Any) -> dict[str, Any]:
+        """Call one EC2 action (boto3 method name), mapping failures to CliErrors; without
+        `validate`, boto3 does not check the parameters against AWS's model first (for what
+        econe takes and AWS does not; the server checks them all)."""
         import botocore.exceptions as bex
         from botocore.parsers import ResponseParserError
 
-        method = getattr(self.client, operation)
+        method = getattr(self._client(validate), operation)
         try:
             response = method(**params)
         except bex.ClientError as exc:
@@ -109,6 +140,20 @@ class Context:
             raise ServerError("Failed", f"the server answered false: {what} was not done")
 
 
+def _root_tag(body: bytes) -> str | None:
+    """The local name of the document's root element (read from its start only), or None."""
+    from xml.etree import ElementTree
+
+    parser = ElementTree.XMLPullParser(events=("start",))
+    try:
+        parser.feed(body[:4096])
+        for _, element in parser.read_events():
+            return element.tag.rpartition("}")[2]
+    except ElementTree.ParseError:
+        pass
+    return None
+
+
 def unreachable_reason(exc: BaseException) -> str:
     """The operating system's words for a connection failure, not urllib3's object dump."""
     error = getattr(exc, "kwargs", {}).get("error")
@@ -123,7 +168,7 @@ def unreachable_reason(exc: BaseException) -> str:
     return str(exc)
 
 
-def make_client(creds: Credentials, options: Options) -> Any:
+def make_client(creds: Credentials, options: Options, validate: bool = True) -> Any:
     import boto3
     from botocore.config import Config
 
@@ -134,9 +179,10 @@ def make_client(creds: Credentials, options: Options) -> Any:
     config = Config(
         region_name=options.region,
         retries={"mode": "standard", "total_max_attempts": 1 + max(0, options.retries)},
-        connect_timeout=min(options.timeout, 30),
-        read_timeout=options.timeout,
+        connect_timeout=min(options.timeout or CALL_TIMEOUT, 30),
+        read_timeout=options.timeout or CALL_TIMEOUT,
         user_agent_extra=f"econe-cli/{version()}",
+        parameter_validation=validate,
     )
     session = boto3.session.Session(
         aws_access_key_id=creds.access_key,

@@ -35,7 +35,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
 from econe.client.credentials import Credentials
-from econe.client.errors import EndpointUnreachable, ServerError, UsageError
+from econe.client.errors import EndpointUnreachable, ServerError, UsageError, error_document
 
 API_VERSION = "2016-11-15"
 CHUNK_SIZE = 1024 * 1024
@@ -147,10 +147,9 @@ def parse_response(status: int, body: bytes) -> tuple[str, str | None]:
         raise ServerError(f"HTTP{status}", f"unexpected answer (not XML): {snippet!r}") from None
     found = {_local(el.tag): (el.text or "").strip() for el in root.iter()}
     request_id = found.get("RequestID") or found.get("RequestId") or found.get("requestId")
-    if "Code" in found or _local(root.tag) in ("Response", "ErrorResponse"):
-        raise ServerError(
-            found.get("Code") or f"HTTP{status}", found.get("Message", ""), request_id
-        )
+    error = error_document(body)
+    if error is not None:
+        raise error
     if status >= 300 or not found.get("imageId"):
         raise ServerError(f"HTTP{status}", f"unexpected answer without imageId: {found}")
     return found["imageId"], request_id

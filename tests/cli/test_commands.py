@@ -259,12 +259,12 @@ def test_images_register_and_regions(stub):
     stub.add_response(
         "register_image",
         {"ImageId": "ami-00000004"},
-        {"ImageLocation": "ami-00000004", "Name": "ami-00000004"},
+        {"ImageLocation": "ami-00000004"},  # no Name: the image keeps its own
     )
     result = run_cli([*CREDS, "describe-images"])
     assert result.out.splitlines() == [
-        "Owner     ImageId       Status     Visibility  Name      Location",
-        "oneadmin  ami-00000001  available  public      ttylinux  abc123",
+        "Owner     ImageId       Status     Visibility  Location  Name",
+        "oneadmin  ami-00000001  available  public      abc123    ttylinux",
     ]
     assert run_cli([*CREDS, "register", "4"]).out == "ami-00000004\n"
     stub.add_response("register_image", {"ImageId": "ami-00000005"}, {"Name": "my-disk"})
@@ -419,7 +419,7 @@ def test_one_auth_secret_is_what_gets_signed(stub, tmp_path, monkeypatch):
     seen = {}
     real = client_session.make_client
 
-    def spy(creds, options):
+    def spy(creds, options, validate=True):
         seen["creds"] = creds
         return stub.client
 

@@ -30,6 +30,8 @@ START_TIMEOUT = 60.0
 class Server:
     url: str
     home: Path
+    sim_url: str  # onesim's XML-RPC endpoint (oned's port): a wrong EC2 endpoint
+    state: Path  # the demo's state directory (.one/one_auth: oneadmin)
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {
@@ -100,7 +102,9 @@ def server(tmp_path_factory) -> Iterator[Server]:
         time.sleep(0.1)
     home = tmp / "home"
     home.mkdir()
-    yield Server(f"http://127.0.0.1:{port}", home)
+    yield Server(
+        f"http://127.0.0.1:{port}", home, f"http://127.0.0.1:{sim_port}/RPC2", tmp / "state"
+    )
     proc.terminate()
     try:
         proc.wait(timeout=15)
@@ -249,7 +253,9 @@ def test_upload_and_register(server, tmp_path):
     ami = out.strip()
     assert ami.startswith("ami-")
     assert server.ok("register", ami).strip() == ami
-    assert ami in server.ok("describe-images")
+    # without --name, registering keeps the image's name (as the Ruby econe-register)
+    (registered,) = server.json("describe-images", ami)["Images"]
+    assert registered["Name"] == "cli-e2e-upload"
     # same name, same file (this time with its checksum): the same image, not a new one
     again = server.ok("upload", str(image), "--name", "cli-e2e-upload", "--checksum")
     assert again.strip() == ami
@@ -278,3 +284,129 @@ def test_elastic_ip_round_trip(server):
     server.ok("release-address", ip)
     assert ip not in server.ok("describe-addresses")
     server.ok("terminate-instances", instance)
+
+
+def _answering(body: bytes, status: int = 200):
+    """A local HTTP server answering every POST with `body` (and `status`); → (url, stop)."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(status)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{httpd.server_address[1]}", httpd.shutdown
+
+
+def test_an_answer_that_is_not_the_actions_own_is_a_failure(server):
+    """HTTP 200 is not success: the Ruby econe-server sends errors with 200 and an error
+    document, and a wrong endpoint (oned's port) answers 200 with an XML-RPC fault."""
+    proc = server.econe("release-address", "192.0.2.1", "-U", server.sim_url)
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr == (
+        f"econe: bad answer from {server.sim_url}: not an EC2 answer (<methodResponse>)\n"
+    )
+    error = (
+        b"<Response><Errors><Error><Code>InvalidInstanceID.NotFound</Code>"
+        b"<Message>The instance ID 'i-00000042' does not exist</Message></Error></Errors>"
+        b"<RequestID>r-1</RequestID></Response>"
+    )
+    url, stop = _answering(error)
+    try:
+        proc = server.econe("terminate-instances", "i-00000042", "-U", url)
+        assert proc.returncode == 1 and proc.stdout == ""
+        assert proc.stderr == (
+            "econe: InvalidInstanceID.NotFound: The instance ID 'i-00000042' does not exist\n"
+        )
+    finally:
+        stop()
+    url, stop = _answering(b"<html><body>" + b"x" * 5000 + b"</body></html>")
+    try:
+        proc = server.econe("describe-regions", "-U", url)
+        assert (proc.returncode, proc.stderr) == (
+            1,
+            f"econe: bad answer from {url}: not an EC2 answer (<html>)\n",
+        )
+    finally:
+        stop()
+
+
+def test_a_key_file_that_cannot_be_made_makes_no_key_pair(server, tmp_path):
+    proc = server.econe("create-keypair", "cli-lost", "-o", str(tmp_path / "no" / "k.pem"))
+    assert proc.returncode == 2 and "cannot create" in proc.stderr
+    assert "cli-lost" not in server.ok("describe-keypairs")
+
+
+def test_upload_honours_a_short_timeout(server, tmp_path):
+    """--timeout bounds each wait of an upload too (it was raised to 300 s whatever given)."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts the connection, never answers
+    image = tmp_path / "tiny.img"
+    image.write_bytes(b"x" * 1000)
+    try:
+        started = time.monotonic()
+        proc = server.econe(
+            "upload", str(image), "--no-progress", "--timeout", "1",
+            "-U", f"http://127.0.0.1:{silent.getsockname()[1]}",
+        )  # fmt: skip
+        assert proc.returncode == 3, proc.stderr
+        assert time.monotonic() - started < 30
+    finally:
+        silent.close()
+
+
+def test_odd_arguments_are_usage_or_server_errors(server):
+    # a digit Python reads but no id has: sent as given, the server says it is malformed
+    proc = server.econe("describe-instances", "\u00b2")
+    assert (proc.returncode, proc.stderr.split(":")[1].strip()) == (
+        1,
+        "InvalidInstanceID.Malformed",
+    )
+    proc = subprocess.run(  # bytes that are no UTF-8 text, as a shell passes them
+        [str(BIN / "econe"), "-K", "demo", "-S", DEMO_SECRET, "describe-instances", b"\xff"],
+        capture_output=True,
+        text=True,
+        env=server.env(LC_ALL="C.UTF-8"),
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "not valid text" in proc.stderr, proc.stderr
+
+
+def test_legacy_commands_name_themselves(server):
+    proc = subprocess.run(
+        [str(BIN / "econe-run-instances"), "--help"], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("usage: econe-run-instances ")
+    proc = subprocess.run(
+        [str(BIN / "econe-run-instances")], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2 and "econe-run-instances: error:" in proc.stderr
+
+
+def test_a_public_driver_user_signs_with_the_password_as_given(server, tmp_path):
+    """oned keeps a `public` user's password as given: --plain-secret takes ONE_AUTH's password
+    itself as the secret (the default, its SHA-256, is a `core` user's)."""
+    import xmlrpc.client
+
+    oneadmin = (server.state / ".one" / "one_auth").read_text().strip()
+    proxy = xmlrpc.client.ServerProxy(server.sim_url)
+    ok, *_ = proxy.one.user.allocate(oneadmin, "cli-public", "Pl41n-secret", "public", [1])
+    assert ok
+    auth = tmp_path / "one_auth"
+    auth.write_text("cli-public:Pl41n-secret\n")
+    proc = server.econe("describe-regions", keys=False, ONE_AUTH=str(auth))
+    assert proc.returncode == 1 and "SignatureDoesNotMatch" in proc.stderr  # hashed: wrong
+    assert "opennebula" in server.ok(
+        "--plain-secret", "describe-regions", keys=False, ONE_AUTH=str(auth)
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -173,14 +174,28 @@ def test_cli_errors(keyed):
         env=env,
         timeout=60,
     )
-    assert out.returncode == 1 and "cannot read oneadmin credentials" in out.stderr
+    # the econe CLI's exit codes: 2 usage (credentials, URL), 3 unreachable, 1 refused
+    assert out.returncode == 2, out.stderr
+    assert out.stderr == (
+        "econe admin-keys: cannot read oneadmin credentials from /nonexistent/one_auth: "
+        "No such file or directory\n"
+    )
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "econe"), "admin-keys", "--one-xmlrpc",
+         f"http://127.0.0.1:{port}/RPC2", "--one-auth", "a:b", "list"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert out.returncode == 3 and "cannot reach oned" in out.stderr, out.stderr
     for url in ("localhost:2633", "http://127.0.0.1:99x/RPC2"):  # no scheme; a bad port
         out = subprocess.run(
             [str(Path(sys.executable).parent / "econe"), "admin-keys", "--one-xmlrpc", url,
              "--one-auth", "a:b", "list"],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
-        assert out.returncode == 1 and out.stderr.startswith("econe admin-keys:"), out.stderr
+        assert out.returncode == 2 and out.stderr.startswith("econe admin-keys:"), out.stderr
         assert "Traceback" not in out.stderr
     wrong = admin_keys(demo, "--one-auth", "oneadmin:wrong", "list")
     assert wrong.returncode == 1 and wrong.stderr.startswith("econe admin-keys:")
