@@ -170,6 +170,14 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
     for name, spec in cfg.instance_types.items():
         if not isinstance(spec, dict):
             raise ConfigError(f":instance_types: entry {name!r} must be a mapping with :template:")
+        network = spec.get("network_id", 0)
+        if isinstance(network, bool) or not str(network).isascii() or not str(network).isdigit():
+            raise ConfigError(
+                f":instance_types: {name!r}: :network_id: must be an OpenNebula network id "
+                f"(a number), not {network!r}"
+            )
+        if not isinstance(spec.get("template", ""), str):
+            raise ConfigError(f":instance_types: {name!r}: :template: must be a file name")
     return cfg
 
 

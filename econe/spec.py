@@ -30,10 +30,11 @@ def default_spec_path() -> Path:
 
 
 def _check_byte(value: object) -> bool:
+    """Base64, in one piece or in MIME lines (`base64` wraps at 76 characters, CRLF or LF)."""
     if not isinstance(value, str):
         return True
     try:
-        base64.b64decode(value, validate=True)
+        base64.b64decode("".join(value.split()), validate=True)
     except (binascii.Error, ValueError):
         return False
     return True

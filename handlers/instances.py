@@ -240,13 +240,29 @@ def _key_pair(rt: Any, name: str | None) -> str | None:
     raise Ec2Error("InvalidKeyPair.NotFound", f"The key pair '{name}' does not exist")
 
 
+class TypeUnusable(Ec2Error):
+    """See _misconfigured."""
+
+
+def _misconfigured(type_name: str, why: Any) -> Ec2Error:
+    """An instance type the administrator defined so that it cannot launch (a template file
+    missing or failing, CPU or MEMORY oned refuses, a network that is not there): logged with
+    why, and for the user EC2's answer for a type not offered here (400, not retried)."""
+    log.error("instance type %s cannot be launched: %s", type_name, why)
+    return TypeUnusable(
+        "Unsupported",
+        f"Instance type {type_name} cannot be launched here: its definition is broken "
+        "(the administrator's log says why)",
+    )
+
+
 def _file_template(rt: Any, type_name: str, spec: dict) -> Path:
     name = str(spec.get("template") or f"{type_name}.j2")
     for directory in (Path(rt.config.template_location), data_dir("templates")):
         for candidate in (name, name[:-4] + ".j2" if name.endswith(".erb") else None):
             if candidate and (directory / candidate).is_file() and not candidate.endswith(".erb"):
                 return directory / candidate
-    raise Ec2Error("InternalError", f"Instance type {type_name}: template {name} not found")
+    raise _misconfigured(type_name, f"template {name} not found")
 
 
 def _template(rt: Any, path: Path) -> jinja2.Template:
@@ -287,19 +303,19 @@ _ARCHES = {"aarch64": "arm64", "i686": "i386", "amd64": "x86_64"}  # as views/ar
 def _type_info(name: str, attrs: list[Attr]) -> dict | None:
     """An EC2 InstanceTypeInfo from an instance type's OpenNebula template attributes: its
     VCPU (else CPU, rounded up) and MEMORY (MB); the rest as EC2 says of a plain KVM type.
-    None when oned would refuse them (VCPU not a positive integer, CPU or MEMORY not a
+    None when oned would refuse them (VCPU or MEMORY not a positive integer, CPU not a
     positive number)."""
     top = {k: v for k, v in attrs if isinstance(v, str)}
     os_arch = next(
         (dict(v).get("ARCH") for k, v in attrs if k == "OS" and isinstance(v, list)), None
     )
     try:
-        cpu, memory = float(top.get("CPU") or 0), float(top.get("MEMORY") or 0)
+        cpu = float(top.get("CPU") or 0)
+        if not math.isfinite(cpu):  # "nan", "inf"
+            return None
         vcpus = int(top["VCPU"]) if top.get("VCPU") else math.ceil(cpu)
-        memory_mib = int(memory)
+        memory_mib = int(top.get("MEMORY") or 0)  # oned takes a whole number of MB only
     except (ValueError, OverflowError):
-        return None
-    if not (math.isfinite(cpu) and math.isfinite(memory)):  # "nan", "inf"
         return None
     if vcpus <= 0 or cpu <= 0 or memory_mib <= 0:
         return None
@@ -368,8 +384,10 @@ def _instance_types(rt: Any) -> dict[str, list[Attr] | None]:
             path = _file_template(rt, name, spec)
             network = int(spec.get("network_id", 0))
             types[name] = _render(rt, path, instance_type=name, network_id=network)
-        except (Ec2Error, TemplateError, jinja2.TemplateError, ValueError, TypeError) as exc:
-            log.error("instance type %s: %s", name, exc)  # RunInstances says so too
+        except Ec2Error:
+            pass  # logged
+        except Exception as exc:  # noqa: BLE001 - the administrator's template code: any failure
+            log.error("instance type %s: %s: %s", name, type(exc).__name__, exc)
     for name, tmpl in _type_templates(rt).items():
         if name not in types:
             types[name] = element_attrs(tmpl.find("TEMPLATE"))
@@ -460,6 +478,10 @@ class Launch:
             raise Ec2Error(
                 "InvalidParameterValue", f"Invalid value '{self.type_name}' for InstanceType."
             )
+        if self.vm_template is not None and (
+            _type_info(self.type_name, element_attrs(self.vm_template.find("TEMPLATE"))) is None
+        ):  # what DescribeInstanceTypes omits
+            raise _misconfigured(self.type_name, "its VM template's CPU, VCPU or MEMORY")
         self.network_id = int((spec or {}).get("network_id", 0))
         self.public_key = _key_pair(rt, self.key_name)
         self.groups = group_ids(
@@ -528,49 +550,59 @@ class Launch:
         return [("SCHED_REQUIREMENTS", f"CLUSTER_ID = {int(cluster)}")]
 
     def create(self, index: int) -> int:
-        rt = self.rt
         user, context = self.attributes(index)
-        errors = {"QUOTA": "InstanceLimitExceeded"}
+        errors = {"QUOTA": "InstanceLimitExceeded", "NO_EXISTS": "Unsupported"}
         try:
-            if self.file is not None:
-                rendered = _render(
-                    rt,
-                    self.file,
-                    image_id=self.image,
-                    ec2_image_id=format_id("ami", self.image),
-                    instance_type=self.type_name,
-                    network_id=self.network_id,
-                    user_data=self.user_data,
-                    key_name=self.key_name,
-                    public_key=self.public_key,
-                    client_token=self.token,
-                    reservation_id=self.reservation,
-                    launch_index=index,
-                )
-                attrs = self.in_groups(_sized(rendered, self.root_size))
-                xml = template_xml(_merge(attrs + self.placement(attrs), user, context))
-                return int(rt.call("one.vm.allocate", xml, False, errors=errors))
-            tmpl = element_attrs(self.vm_template.find("TEMPLATE"))
-            disks = [("DISK", [("IMAGE_ID", str(self.image))])]
-            disks += [a for a in tmpl if a[0] == "DISK" and isinstance(a[1], list)]
-            ctx = [a for a in tmpl if a[0] == "CONTEXT" and isinstance(a[1], list)][-1:]
-            if self.groups:  # the template's NICs, sent again with the groups added
-                disks += self.in_groups([a for a in tmpl if a[0] == "NIC"])
-            placement = self.placement(tmpl)
-            xml = template_xml(
-                _merge(_sized(disks, self.root_size) + ctx + placement, user, context)
-            )
-            tid = int(self.vm_template.findtext("ID"))
-            return int(
-                rt.call("one.template.instantiate", tid, "", False, xml, False, errors=errors)
-            )
+            return self._create(user, context, index, errors)
         except (TemplateError, jinja2.TemplateError) as exc:
             if isinstance(exc, TemplateError) and "cannot be stored" in str(exc):
                 raise Ec2Error("InvalidParameterValue", str(exc)) from exc
-            log.error("instance type %s: %s", self.type_name, exc)
-            raise Ec2Error(
-                "InternalError", f"Instance type {self.type_name} is misconfigured"
-            ) from exc
+            raise _misconfigured(self.type_name, exc) from exc
+        except TypeUnusable:
+            raise
+        except Ec2Error as exc:
+            # something the type names is not there: its VM template (NO_EXISTS), a network or
+            # image its template names (oned's INTERNAL "… with ID: 9 does not exist")
+            if exc.code == "Unsupported" or (
+                exc.code == "InternalError" and "does not exist" in exc.message
+            ):
+                raise _misconfigured(self.type_name, exc.message) from exc
+            raise
+        except Exception as exc:  # noqa: BLE001 - the administrator's template code: any failure
+            raise _misconfigured(self.type_name, f"{type(exc).__name__}: {exc}") from exc
+
+    def _create(self, user: list[Attr], context: list, index: int, errors: dict) -> int:
+        rt = self.rt
+        if self.file is not None:
+            rendered = _render(
+                rt,
+                self.file,
+                image_id=self.image,
+                ec2_image_id=format_id("ami", self.image),
+                instance_type=self.type_name,
+                network_id=self.network_id,
+                user_data=self.user_data,
+                key_name=self.key_name,
+                public_key=self.public_key,
+                client_token=self.token,
+                reservation_id=self.reservation,
+                launch_index=index,
+            )
+            if _type_info(self.type_name, rendered) is None:  # what DescribeInstanceTypes omits
+                raise _misconfigured(self.type_name, "CPU, VCPU or MEMORY that oned refuses")
+            attrs = self.in_groups(_sized(rendered, self.root_size))
+            xml = template_xml(_merge(attrs + self.placement(attrs), user, context))
+            return int(rt.call("one.vm.allocate", xml, False, errors=errors))
+        tmpl = element_attrs(self.vm_template.find("TEMPLATE"))
+        disks = [("DISK", [("IMAGE_ID", str(self.image))])]
+        disks += [a for a in tmpl if a[0] == "DISK" and isinstance(a[1], list)]
+        ctx = [a for a in tmpl if a[0] == "CONTEXT" and isinstance(a[1], list)][-1:]
+        if self.groups:  # the template's NICs, sent again with the groups added
+            disks += self.in_groups([a for a in tmpl if a[0] == "NIC"])
+        placement = self.placement(tmpl)
+        xml = template_xml(_merge(_sized(disks, self.root_size) + ctx + placement, user, context))
+        tid = int(self.vm_template.findtext("ID"))
+        return int(rt.call("one.template.instantiate", tid, "", False, xml, False, errors=errors))
 
 
 def _reservation(rt: Any, vms: list[etree._Element]) -> dict:

@@ -350,7 +350,7 @@ def parse_public_key(material: Any) -> tuple[str, str, str]:
     if material is None or material == "":
         raise missing_parameter("PublicKeyMaterial")
     try:
-        raw = base64.b64decode(str(material), validate=True)
+        raw = base64.b64decode("".join(str(material).split()), validate=True)  # MIME lines too
     except (binascii.Error, ValueError):
         raise _bad_key() from None
     key, comment = _load_public_key(raw)

@@ -28,6 +28,14 @@ def test_the_guides_elastic_ip_key_name_is_read(tmp_path):
     "text, said",
     [
         (":instance_types: [m1.small]\n", ":instance_types: must be a mapping"),
+        (
+            ":instance_types:\n  :m1.x:\n    :template: m1.small.j2\n    :network_id: abc\n",
+            ":instance_types: 'm1.x': :network_id: must be an OpenNebula network id",
+        ),
+        (
+            ":instance_types:\n  :m1.x:\n    :template: [a]\n",
+            ":instance_types: 'm1.x': :template: must be a file name",
+        ),
         (":port: 99999\n", ":port: must be 1 to 65535"),
         (":port: 0\n", ":port: must be 1 to 65535"),
         (":trusted_proxies: [nginx.example.org]\n", "'nginx.example.org' is not an IP address"),

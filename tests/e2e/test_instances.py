@@ -535,6 +535,31 @@ def test_user_data_that_is_not_base64(demo):
     )
 
 
+def test_user_data_in_mime_lines_is_taken(demo):
+    """Base64 as `base64` writes it (lines of 76, LF or CRLF) is taken as user data, by
+    RunInstances and ModifyInstanceAttribute alike (the SDKs encode it in one piece)."""
+    raw = demo.client()
+    raw.meta.events.unregister(
+        "before-parameter-build.ec2.RunInstances", botocore.handlers.base64_encode_user_data
+    )
+    text = b"#cloud-config\n" + b"# padding to pass one line of 76\n" * 4
+    wrapped = base64.encodebytes(text).decode()  # newline every 76 characters
+    assert "\n" in wrapped.rstrip("\n")
+    iid = raw.run_instances(ImageId="ami-00000000", MinCount=1, MaxCount=1, UserData=wrapped)[
+        "Instances"
+    ][0]["InstanceId"]
+    got = raw.describe_instance_attribute(InstanceId=iid, Attribute="userData")
+    assert base64.b64decode(got["UserData"]["Value"]) == text
+    wait_state(raw, [iid], "running")
+    raw.stop_instances(InstanceIds=[iid])
+    wait_state(raw, [iid], "stopped")
+    crlf = wrapped.replace("\n", "\r\n")
+    raw.modify_instance_attribute(InstanceId=iid, Attribute="userData", Value=crlf)
+    got = raw.describe_instance_attribute(InstanceId=iid, Attribute="userData")
+    assert base64.b64decode(got["UserData"]["Value"]) == text
+    raw.terminate_instances(InstanceIds=[iid])
+
+
 def test_upload_image_without_a_file_part(demo):
     raw = demo.client()
     with pytest.raises(ClientError) as exc:

@@ -4,9 +4,10 @@ template) and the OpenNebula templates RunInstances would use for the user, no o
 from __future__ import annotations
 
 import pytest
+from lxml import etree
 
 from econe.errors import Ec2Error
-from tests.engine.conftest import Sim, run
+from tests.engine.conftest import AMI, Sim, run
 
 
 def types(engine, user: str = "demo", **body) -> dict[str, dict]:
@@ -158,3 +159,44 @@ def test_a_thousand_templates(sim: Sim, engine, templates) -> None:
     body = {"Filter": [{"Name": "instance-type", "Value": ["many.*"]}]}
     listed = types(engine, **body)
     assert len(listed) == 1000 and "m9.shared" not in types(engine)
+
+
+def test_a_type_that_cannot_launch_is_unsupported_and_nothing_is_made(sim: Sim, tmp_path) -> None:
+    """A type the administrator broke (a template failing as it renders, even with a Python
+    error; a missing file; MEMORY oned refuses; a network that is not there) is EC2's
+    `Unsupported` (400, not retried), launches nothing, and leaves the other types listed."""
+    (tmp_path / "zerodiv.j2").write_text(
+        "CPU = 1\nMEMORY = {{ 128 // (launch_index - launch_index) }}\n"
+    )
+    (tmp_path / "keylen.j2").write_text("CPU = 1\nMEMORY = 64\nKEYLEN = {{ key_name | length }}\n")
+    (tmp_path / "memfrac.j2").write_text("CPU = 0.5\nMEMORY = 512.7\n")
+    (tmp_path / "fine.j2").write_text("CPU = 1\nMEMORY = 64\n")
+    (tmp_path / "net.j2").write_text(
+        "CPU = 1\nMEMORY = 64\nNIC = [ NETWORK_ID = {{ network_id }} ]\n"
+    )
+    conf = {n: {"template": f"{n}.j2"} for n in ("zerodiv", "keylen", "memfrac", "fine")}
+    conf["missing"] = {"template": "nowhere.j2"}
+    conf["net9"] = {"template": "net.j2", "network_id": 9}
+    engine = sim.engine(instance_types=conf, template_location=str(tmp_path))
+    try:
+        listed = types(engine)
+        assert "fine" in listed and not {"zerodiv", "keylen", "memfrac", "missing"} & set(listed)
+
+        def alive() -> int:
+            pool = etree.fromstring(sim.client.call("demo:demo", "one.vmpool.info", -3, -1, -1, -1))
+            return sum(vm.findtext("STATE") != "6" for vm in pool.iterfind("VM"))
+
+        before = alive()
+        for name in ("zerodiv", "keylen", "memfrac", "missing", "net9"):
+            with pytest.raises(Ec2Error) as exc:
+                run(engine, "RunInstances", {"ImageId": AMI, "InstanceType": name}, user="demo")
+            assert (exc.value.code, exc.value.status) == ("Unsupported", 400), name
+            assert f"Instance type {name} cannot be launched here" in exc.value.message
+        assert alive() == before  # nothing launched, nothing left half-made
+        body = {"ImageId": AMI, "InstanceType": "keylen", "KeyName": "k"}  # a key: it renders
+        run(engine, "CreateKeyPair", {"KeyName": "k", "KeyType": "ed25519"}, user="demo")
+        (made,) = run(engine, "RunInstances", body, user="demo")["Instances"]
+        run(engine, "TerminateInstances", {"InstanceId": [made["InstanceId"]]}, user="demo")
+        run(engine, "DeleteKeyPair", {"KeyName": "k"}, user="demo")
+    finally:
+        engine.close()
