@@ -849,3 +849,22 @@ def test_executable_by_and_restorable_by(sim: Sim, engine, eve: str) -> None:
     assert [z["ZoneName"] for z in zones["AvailabilityZones"]] == ["opennebula"]
     other = run(engine, "DescribeAvailabilityZones", {"ZoneId": ["use1-az1"]}, user="demo")
     assert other["AvailabilityZones"] == []
+
+
+def test_a_failed_launchs_instance_is_hidden_while_it_shuts_down(sim: Sim, engine) -> None:
+    """A VM of a launch rolled back below MinCount never existed for EC2: hidden (by pool and
+    by id, in every instance action) also while OpenNebula still shuts it down."""
+    (iid,) = ids(launch(engine))
+    sim.client.call("demo:demo", "one.vm.update", vm_number(iid), 'EC2_ROLLED_BACK="1"', 1)
+    assert sim.vm(vm_number(iid)).findtext("STATE") == "3"  # still ACTIVE
+    assert iid not in ids(run(engine, "DescribeInstances", {}, user="demo"))
+    for action, body in (
+        ("DescribeInstances", {"InstanceId": [iid]}),
+        ("DescribeInstanceAttribute", {"InstanceId": iid, "Attribute": "instanceType"}),
+        ("StopInstances", {"InstanceId": [iid]}),
+        ("TerminateInstances", {"InstanceId": [iid]}),
+    ):
+        with pytest.raises(Ec2Error) as err:
+            run(engine, action, body, user="demo")
+        assert err.value.code == "InvalidInstanceID.NotFound", action
+    sim.client.call("demo:demo", "one.vm.action", "terminate-hard", vm_number(iid))
