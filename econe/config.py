@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
+import shlex
+import shutil
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -90,21 +94,32 @@ def _plain_keys(value: Any) -> Any:
     return value
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+_WHOLE = re.compile(r"-?[0-9]+")
+
+
 def _coerce(name: str, kind: Any, value: Any) -> Any:
+    """The value as the key's type; what is not that type (`:port: true`, `:port: 4567.5`,
+    a yes/no key set to `maybe`) is refused, never read as something else."""
     text = str(kind)
     if value is None:
         return None
-    try:
-        if text.startswith("int") or text == "<class 'int'>":
-            return int(value)
-        if text.startswith("float") or text == "<class 'float'>":
+    if text.startswith("int") or text == "<class 'int'>":
+        if isinstance(value, bool) or not _WHOLE.fullmatch(str(value).strip()):
+            raise ConfigError(f":{name}: must be a whole number, not {value!r}")
+        return int(str(value).strip())
+    if text.startswith("float") or text == "<class 'float'>":
+        try:
+            if isinstance(value, bool):
+                raise ValueError
             return float(value)
-        if text.startswith("bool") or text == "<class 'bool'>":
-            if isinstance(value, str):
-                return value.strip().lower() in ("1", "true", "yes", "on")
-            return bool(value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f":{name}: must be a number, not {value!r}") from exc
+        except (TypeError, ValueError):
+            raise ConfigError(f":{name}: must be a number, not {value!r}") from None
+    if text.startswith("bool") or text == "<class 'bool'>":
+        word = str(value).strip().lower()
+        if isinstance(value, bool) or word in _TRUE + _FALSE:
+            return value if isinstance(value, bool) else word in _TRUE
+        raise ConfigError(f":{name}: must be true or false, not {value!r}")
     if "list" in text:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
@@ -124,8 +139,13 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
     if path is not None:
         try:
             raw = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read configuration {path}: {exc}") from exc
+        except OSError as exc:
+            raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from exc
+        except yaml.YAMLError as exc:  # one line: what and where
+            mark = getattr(exc, "problem_mark", None)
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+            what = getattr(exc, "problem", None) or type(exc).__name__
+            raise ConfigError(f"configuration {path} is not valid YAML: {what}{where}") from exc
         if not isinstance(raw, dict):
             raise ConfigError(f"configuration {path} is not a YAML mapping")
     raw = _plain_keys(raw)
@@ -135,6 +155,7 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
     if "elastic_ips_vnet" in raw and "elasticips_vnet_id" not in raw:  # the name the guide uses
         raw["elasticips_vnet_id"] = raw.pop("elastic_ips_vnet")
     raw.pop("elastic_ips_vnet", None)
+    raw.pop("use_file_templates", None)  # 4.4-5.x: which types; econe takes both kinds (README)
     raw.update({k: v for k, v in overrides.items() if v is not None})
     known = {f.name: f for f in fields(Config) if f.name != "source"}  # set by econe itself
     unknown = sorted(set(raw) - set(known))
@@ -156,6 +177,23 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
             raise ConfigError(f":{key}: must be a number of seconds, 0 or more")
     if not 1 <= cfg.port <= 65535:
         raise ConfigError(f":port: must be 1 to 65535, not {cfg.port}")
+    for key in ("one_timeout", "body_timeout", "script_timeout"):  # a wait of 0 never succeeds
+        if not 0 < getattr(cfg, key) < float("inf"):
+            raise ConfigError(f":{key}: must be a number of seconds above 0")
+    for key in ("signature_window", "max_body_size", "upload_max_size"):
+        if getattr(cfg, key) <= 0:
+            raise ConfigError(f":{key}: must be above 0")
+    if cfg.terminated_instances_expiration_time < 0:
+        raise ConfigError(":terminated_instances_expiration_time: must be 0 or more seconds")
+    url = urlsplit(cfg.one_xmlrpc)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise ConfigError(
+            f":one_xmlrpc: must be oned's http(s)://host:port/RPC2, not {cfg.one_xmlrpc!r}"
+        )
+    for key in ("associate_script", "disassociate_script"):
+        _check_command(key, getattr(cfg, key))
+    if not Path(cfg.template_location).is_dir():
+        raise ConfigError(f":template_location: {cfg.template_location} is not a directory")
     for proxy in cfg.trusted_proxies:
         try:
             ipaddress.ip_network(str(proxy).strip(), strict=False)
@@ -179,6 +217,17 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
         if not isinstance(spec.get("template", ""), str):
             raise ConfigError(f":instance_types: {name!r}: :template: must be a file name")
     return cfg
+
+
+def _check_command(key: str, value: str) -> None:
+    """An elastic-IP script: its program must be there and executable (a bare name: on PATH)."""
+    try:
+        program = shlex.split(value)[0]
+    except (ValueError, IndexError):
+        raise ConfigError(f":{key}: {value!r} is not a command line") from None
+    found = program if "/" in program else shutil.which(program)
+    if not found or not os.access(found, os.X_OK) or not Path(found).is_file():
+        raise ConfigError(f":{key}: {program} is not an executable program")
 
 
 def default_config_path() -> Path | None:

@@ -224,6 +224,11 @@ class Ec2QueryFront:
                 f"The request body did not arrive within {state.config.body_timeout:g} s.",
             ) from None
         params = parse_params(method, query_string, body, content_type or None)
+        # the action asked for, in the access line even when authentication refuses it (quoted
+        # and cut unless the spec has it: a client cannot forge log lines)
+        asked = params.get("Action")
+        if asked:
+            record["action"] = asked if self.state.spec.action(asked) else ascii(asked[:64])
         principal = await self._authenticate(self._raw(scope, headers, body, params))
         return self._dispatch(scope, receive, record, params, principal)
 

@@ -28,3 +28,32 @@ def setup_logging(debug_level: int, log_file: str | None = None) -> None:
         logger.propagate = False
     # One access line per request comes from econe.access; uvicorn's own would repeat it.
     logging.getLogger("uvicorn.access").disabled = True
+
+
+def reopen_log(log_file: str) -> None:
+    """After logrotate moved `log_file` away (SIGHUP): write to a new file of that name, the
+    log handlers and, where they wrote to the old file (a daemon `start` ran), stdout/stderr."""
+    import os
+
+    old: set[tuple[int, int]] = set()
+    for name in ("econe", "onesim", "uvicorn.error"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.acquire()
+                try:
+                    if handler.stream is not None:
+                        info = os.fstat(handler.stream.fileno())
+                        old.add((info.st_dev, info.st_ino))
+                    handler.close()  # the next record opens the file again, by its name
+                finally:
+                    handler.release()
+    fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        for stream in (sys.stdout, sys.stderr):
+            info = os.fstat(stream.fileno())
+            if (info.st_dev, info.st_ino) in old:
+                stream.flush()
+                os.dup2(fd, stream.fileno())
+    finally:
+        os.close(fd)
+    logging.getLogger("econe").info("log file %s opened again (SIGHUP)", log_file)

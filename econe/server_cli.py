@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import fcntl
 import hashlib
+import logging
 import os
 import shlex
 import signal
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from econe.config import Config, ConfigError, default_config_path, load_config
-from econe.logs import setup_logging
+from econe.logs import reopen_log, setup_logging
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo"
@@ -148,6 +149,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 2
     if args.simulator:
         _print_demo_banner(cfg)
+    log_file = args.log_file or cfg.log_file
+    if log_file:  # logrotate moves the file away, then sends SIGHUP
+        signal.signal(signal.SIGHUP, lambda *_: reopen_log(log_file))
+    if cfg.auth == "x509" and not cfg.trusted_proxies:
+        logging.getLogger("econe").warning(
+            ":auth: x509 takes the client certificate from a TLS proxy, and no proxy is in "
+            ":trusted_proxies:: every request will be refused"
+        )
     server = uvicorn.Server(
         uvicorn.Config(
             app,
@@ -170,15 +179,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _is_econe(pid: int) -> bool:
-    """Whether process `pid` is an econe server (its command line says so, where /proc tells):
-    a stale pid file may name a process that has nothing to do with econe."""
+    """Whether process `pid` is the daemon `start` runs (`python -m econe.server_cli run …`,
+    where /proc tells): a stale pid file may name any process, even one whose command line
+    mentions econe-server (`tail -f econe-server.log`)."""
     try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except FileNotFoundError:
         return not Path("/proc/self").exists()  # no /proc here: the pid is all there is
     except OSError:
         return False
-    return b"econe.server_cli" in cmdline or b"econe-server" in cmdline
+    return argv[1:4] == [b"-m", b"econe.server_cli", b"run"]
 
 
 def _read_pid(pid_file: Path) -> int | None:
@@ -196,13 +206,27 @@ def _read_pid(pid_file: Path) -> int | None:
     return pid if pid > 0 and _is_econe(pid) else None
 
 
+def _preflight(args: argparse.Namespace) -> Config | None:
+    """The configuration `start` would run with, checked as `run` checks it (keys, values, the
+    server credentials unless the simulator makes them); None once the reason is printed."""
+    from econe.app import make_sessions
+    from econe.one.session import SessionConfigError
+
+    try:
+        cfg = _load(args)
+        if not args.simulator:
+            make_sessions(cfg)
+    except (ConfigError, SessionConfigError) as exc:
+        print(f"econe-server: {exc}", file=sys.stderr)
+        return None
+    return cfg
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     pid_file = Path(args.pid_file or _default_pid_file())
     log_file = Path(args.log_file or _default_log_file())
-    try:
-        cfg = _load(args)
-    except ConfigError as exc:
-        print(f"econe-server: {exc}", file=sys.stderr)
+    cfg = _preflight(args)
+    if cfg is None:
         return 2
     try:
         for path in (pid_file, log_file):
@@ -287,6 +311,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
+    if _preflight(args) is None:  # a configuration that cannot start leaves the server up
+        return 2
     if _read_pid(Path(args.pid_file or _default_pid_file())):
         cmd_stop(args)
     return cmd_start(args)
@@ -309,53 +335,67 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, helptext in (
-        ("run", "serve in the foreground"),
-        ("start", "start as a daemon (pid file, log file)"),
-        ("stop", "stop the daemon"),
-        ("restart", "stop, then start the daemon"),
+        ("run", "serve in the foreground (logs to stderr unless --log-file)"),
+        ("start", "start as a daemon (pid file, log file; SIGHUP opens the log file again)"),
+        ("stop", "stop the daemon (exit 1 when none runs)"),
+        ("restart", "check the configuration, stop the daemon, start it again (give the "
+         "options start had: they are not remembered)"),
         ("status", "tell whether the daemon runs (exit 0) or not (exit 3)"),
-    ):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument(
-            "--config",
-            help="econe.conf (default: $ONE_LOCATION/etc/econe.conf, "
-            "/etc/one/econe.conf, then the shipped etc/econe.conf)",
-        )
-        p.add_argument("--host", help="listen address (overrides :host:)")
-        p.add_argument("--port", type=int, help="listen port (overrides :port:; default 4567)")
-        p.add_argument(
-            "--simulator",
-            action="store_true",
-            help="start onesim with the demo cloud and serve it (the demo mode)",
-        )
-        p.add_argument(
-            "--sim-port",
-            type=int,
-            default=None,
-            help="onesim's XML-RPC port with --simulator (default 2633)",
-        )
-        p.add_argument(
-            "--state-dir",
-            default=None,
-            help="onesim state directory with --simulator (default ./var/demo)",
-        )
-        p.add_argument(
-            "--sim-speed",
-            type=float,
-            default=None,
-            help="seconds per VM life-cycle step in onesim (default 1; 0 = instant)",
-        )
+    ):  # fmt: skip
+        p = sub.add_parser(name, help=helptext, description=helptext)
+        # every subcommand takes every option (scripts pass one set to all of them); --help
+        # shows those that do something there
+        _serving_options(p, shown=name in ("run", "start", "restart"))
         p.add_argument(
             "--pid-file",
             help="daemon pid file (default /var/run/one/econe-server.pid"
-            " or $ONE_LOCATION/var/econe-server.pid)",
-        )
-        p.add_argument(
-            "--log-file",
-            help="log file (default /var/log/one/econe-server.log or "
-            "$ONE_LOCATION/var/econe-server.log; `run` logs to stderr)",
+            " or $ONE_LOCATION/var/econe-server.pid)"
+            if name != "run"
+            else argparse.SUPPRESS,
         )
     return parser
+
+
+def _serving_options(p: argparse.ArgumentParser, shown: bool) -> None:
+    def add(*flags: str, **kw: Any) -> None:
+        if not shown:
+            kw["help"] = argparse.SUPPRESS
+        p.add_argument(*flags, **kw)
+
+    add(
+        "--config",
+        help="econe.conf (default: $ONE_LOCATION/etc/econe.conf, "
+        "/etc/one/econe.conf, then the shipped etc/econe.conf)",
+    )
+    add("--host", help="listen address (overrides :host:)")
+    add("--port", type=int, help="listen port (overrides :port:; default 4567)")
+    add(
+        "--simulator",
+        action="store_true",
+        help="start onesim with the demo cloud and serve it (the demo mode)",
+    )
+    add(
+        "--sim-port",
+        type=int,
+        default=None,
+        help="onesim's XML-RPC port with --simulator (default 2633)",
+    )
+    add(
+        "--state-dir",
+        default=None,
+        help="onesim state directory with --simulator (default ./var/demo)",
+    )
+    add(
+        "--sim-speed",
+        type=float,
+        default=None,
+        help="seconds per VM life-cycle step in onesim (default 1; 0 = instant)",
+    )
+    add(
+        "--log-file",
+        help="log file (default for start: /var/log/one/econe-server.log or "
+        "$ONE_LOCATION/var/econe-server.log; run logs to stderr)",
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -324,7 +324,7 @@ def _my_address(rt: Any, pool: Pool, body: dict, other: str = "AllocationId") ->
 
 
 def _script_error(exc: ScriptError) -> Ec2Error:
-    return Ec2Error("InternalError", f"The elastic IP {exc.message}")
+    return Ec2Error("InternalError", f"The elastic IP could not be changed: {exc.message}")
 
 
 def _require_configured(configured: str, key: str) -> None:

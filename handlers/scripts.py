@@ -133,14 +133,9 @@ def run_script(
             start_new_session=True,  # own process group: a timeout kills its children too
             env=env,
         )
-    except FileNotFoundError:
-        raise ScriptError(f"the {name} {argv[0]!r} does not exist", None, argv) from None
-    except PermissionError:
-        raise ScriptError(f"the {name} {argv[0]!r} is not executable", None, argv) from None
-    except OSError as exc:
-        raise ScriptError(
-            f"the {name} {argv[0]!r} cannot be run: {exc.strerror}", None, argv
-        ) from None
+    except OSError as exc:  # gone or changed since the start checked it: the path is logged only
+        log.error("the %s %s cannot be run: %s", name, argv[0], exc.strerror)
+        raise ScriptError(f"the {name} cannot be run", None, argv) from None
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from econe.config import ConfigError, load_config
+from econe.config import Config, ConfigError, load_config
 
 
 def load(tmp_path, text: str):
@@ -43,7 +43,25 @@ def test_the_guides_elastic_ip_key_name_is_read(tmp_path):
         (":debug_level: 7\n", ":debug_level: must be 0"),
         (":elastic_ips_per_user: -1\n", ":elastic_ips_per_user: must be 0 or more"),
         (":source: x\n", "unknown configuration key(s): :source:"),
-        (":datastore_id: one\n", ":datastore_id: must be a number"),
+        (":datastore_id: one\n", ":datastore_id: must be a whole number"),
+        # a value of another type is refused, never read as something else
+        (":port: true\n", ":port: must be a whole number, not True"),
+        (":port: 5568.7\n", ":port: must be a whole number, not 5568.7"),
+        (":debug_level: 2.9\n", ":debug_level: must be a whole number"),
+        (":describe_with_terminated_instances: maybe\n", "must be true or false, not 'maybe'"),
+        (":signature_window: -1\n", ":signature_window: must be above 0"),
+        (":one_timeout: 0\n", ":one_timeout: must be a number of seconds above 0"),
+        (":max_body_size: -1\n", ":max_body_size: must be above 0"),
+        (":script_timeout: -1\n", ":script_timeout: must be a number of seconds above 0"),
+        (":terminated_instances_expiration_time: -5\n", "must be 0 or more seconds"),
+        (":one_xmlrpc: not-a-url\n", ":one_xmlrpc: must be oned's http(s)://host:port/RPC2"),
+        (":template_location: /nonexistent\n", ":template_location: /nonexistent is not a dir"),
+        (
+            ":associate_script: /nonexistent/assoc.sh 1\n",
+            "/nonexistent/assoc.sh is not an executable",
+        ),
+        (":disassociate_script: no-such-program-here\n", "no-such-program-here is not an exec"),
+        (":port: [1\n", "is not valid YAML: expected ',' or ']', but got '<stream end>'"),
         (":no_such_key: 1\n", "unknown configuration key(s): :no_such_key:"),
     ],
 )
@@ -56,3 +74,9 @@ def test_bad_values_are_refused_with_a_message(tmp_path, text, said):
 def test_trusted_proxies_as_a_list_or_a_comma_string(tmp_path):
     cfg = load(tmp_path, ":trusted_proxies: 127.0.0.1, 10.0.0.0/8, ::1\n")
     assert cfg.trusted_proxies == ["127.0.0.1", "10.0.0.0/8", "::1"]
+
+
+def test_a_migrated_5x_file_with_use_file_templates_starts(tmp_path):
+    """4.4-5.x's `:use_file_templates:` chose between the two kinds of types; econe offers
+    both (README, Instance types): the key is taken and changes nothing."""
+    assert load(tmp_path, ":use_file_templates: false\n").instance_types == Config().instance_types

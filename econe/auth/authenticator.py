@@ -174,7 +174,11 @@ class Authenticator:
         user, secret = self._lookup(access_key)
         if no_blocking.get() and not self.users.confirmed_recently(user):
             raise NeedsOned  # before the signature check, which the worker does anyway
-        check(secret)
+        try:
+            check(secret)
+        except Ec2Error as exc:  # the reason for the operator; never the signature itself
+            log.info("EC2 key %r of user %s refused (%s): %s", access_key, user.name, via, exc.code)
+            raise
         # Only once the signature holds (so a stranger cannot probe which users exist or are
         # disabled): re-read the user, which may have been disabled or re-keyed since cached.
         fresh = self._confirm(user)

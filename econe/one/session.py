@@ -50,6 +50,11 @@ def _check_private_file(path: Path, what: str) -> bytes:
             f"{what} {path} is readable or writable by group or others "
             f"(mode {stat.S_IMODE(info.st_mode):04o}); run: chmod 600 {path}"
         )
+    if info.st_uid != os.geteuid():  # another user could change the credentials econe uses
+        raise SessionConfigError(
+            f"{what} {path} belongs to uid {info.st_uid}, not to the user econe runs as "
+            f"(uid {os.geteuid()}); run: chown {os.geteuid()} {path}"
+        )
     try:
         return path.read_bytes()
     except OSError as exc:

@@ -480,7 +480,7 @@ def test_script_timeout_missing_and_unconfigured(sim: Sim, tmp_path: Path) -> No
     sleeper = script(tmp_path, "sleeper", "import time\ntime.sleep(30)\n")
     cases = (
         (f"{sleeper}", "InternalError", "did not finish within 0.5 seconds"),
-        (str(tmp_path / "nope"), "InternalError", "does not exist"),
+        (str(tmp_path / "nope"), "InternalError", "could not be changed: the associate script"),
         (
             "false",
             "UnsupportedOperation",

@@ -157,3 +157,82 @@ def test_unusable_paths_and_ports_are_one_line_errors(tmp_path):
             assert "Traceback" not in out.stderr and out.stderr.startswith("econe-server: ")
     finally:
         busy.close()
+
+
+def _server(*argv: str, timeout: float = 90) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "econe-server"), *argv], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_a_pid_file_naming_a_process_that_mentions_econe_server_is_stale(tmp_path):
+    """`tail -f …/econe-server.log` has econe-server in its command line: still not the
+    daemon, so status says none runs, stop kills nothing and exits 1."""
+    log = tmp_path / "econe-server.log"
+    log.write_text("")
+    other = subprocess.Popen(["tail", "-f", str(log)], stdout=subprocess.DEVNULL)
+    pid_file = tmp_path / "econe.pid"
+    pid_file.write_text(f"{other.pid}\n")
+    try:
+        assert _server("status", "--pid-file", str(pid_file)).returncode == 3
+        assert _server("stop", "--pid-file", str(pid_file)).returncode == 1
+        assert other.poll() is None  # still alive
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_restart_with_a_broken_config_keeps_the_server_and_sighup_reopens_the_log(tmp_path):
+    """restart checks the configuration first: a broken one leaves the running server up.
+    SIGHUP (logrotate's postrotate) makes the daemon write to a new file of the log's name."""
+    port, sim_port = free_port(), free_port()
+    pid_file, log = tmp_path / "econe.pid", tmp_path / "econe.log"
+    common = ["--pid-file", str(pid_file), "--log-file", str(log)]
+    serve = ["--simulator", "--port", str(port), "--sim-port", str(sim_port)]
+    serve += ["--state-dir", str(tmp_path / "state"), *common]
+    started = _server("start", *serve)
+    assert started.returncode == 0, started.stderr + log.read_text()
+    try:
+        bad = tmp_path / "bad.conf"
+        bad.write_text(":debug_level: 9\n")
+        out = _server("restart", "--config", str(bad), *serve)
+        assert out.returncode == 2 and ":debug_level: must be 0" in out.stderr
+        assert _server("status", *common).returncode == 0  # still running
+        rotated = tmp_path / "econe.log.1"
+        log.rename(rotated)
+        pid = int(pid_file.read_text())
+        import os
+        import signal
+        import time
+
+        os.kill(pid, signal.SIGHUP)
+        deadline = time.monotonic() + 20
+        while True:  # a request now and then: the daemon wakes, writes the new file
+            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+                s.sendall(b"GET /?Action=DescribeRegions HTTP/1.1\r\nHost: x\r\n\r\n")
+                s.recv(1024)
+            text = log.read_text() if log.exists() else ""
+            if "opened again (SIGHUP)" in text and " GET " in text:
+                break
+            assert time.monotonic() < deadline, f"no new log file after SIGHUP: {text!r}"
+            time.sleep(0.2)
+        assert "opened again" not in rotated.read_text()  # the old file is left as it was
+        assert _server("status", *common).returncode == 0
+    finally:
+        assert _server("stop", *common).returncode == 0
+
+
+def test_start_says_why_credentials_refuse(tmp_path):
+    """start checks the server credentials as run does, before any daemon: the reason on the
+    terminal, exit 2 (not "see the log")."""
+    auth = tmp_path / "ec2_auth"
+    auth.write_text("serveradmin:pw\n")
+    auth.chmod(0o640)
+    conf = tmp_path / "econe.conf"
+    conf.write_text(f":ec2_auth: {auth}\n:port: {free_port()}\n")
+    out = _server(
+        "start", "--config", str(conf), "--pid-file", str(tmp_path / "p"),
+        "--log-file", str(tmp_path / "l"),
+    )  # fmt: skip
+    assert out.returncode == 2 and "chmod 600" in out.stderr
+    assert not (tmp_path / "p").exists()

@@ -383,6 +383,19 @@ def test_access_log_line_without_secrets(client, caplog):
     assert "TOPSECRETSIG" not in lines[0]
 
 
+def test_a_refused_requests_access_line_names_the_action_asked(client, caplog):
+    """Authentication refused: the line still says what was asked (the action as the spec
+    has it, or quoted and cut), never the signature."""
+    with caplog.at_level(logging.INFO, logger="econe.access"):
+        for action in ("DescribeRegions", "Evil\n[I]: forged line"):
+            data = {"Action": action, "AWSAccessKeyId": "forged", "Signature": "TOPSECRETSIG"}
+            assert client.post("/", data=data).status_code == 403
+    lines = [r.getMessage() for r in caplog.records if r.name == "econe.access"]
+    assert " POST DescribeRegions 403 " in lines[0]
+    assert " POST 'Evil\\n[I]: forged line' 403 " in lines[1]
+    assert not any("TOPSECRETSIG" in line or "\n" in line for line in lines)
+
+
 def test_non_http_scopes_pass_through(engine, auth):
     import asyncio
 

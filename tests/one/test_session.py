@@ -117,6 +117,19 @@ def test_refuses_group_or_world_access(tmp_path, mode):
     assert f"chmod 600 {path}" in str(exc.value)
 
 
+def test_refuses_credentials_another_user_owns(tmp_path, monkeypatch):
+    """Owned by someone else, the file could be changed under econe: refused with the fix."""
+    path = _auth_file(tmp_path)
+    owner = path.stat().st_uid
+    monkeypatch.setattr("os.geteuid", lambda: owner + 1)  # econe running as another user
+    with pytest.raises(SessionConfigError) as exc:
+        ServerCipherSessions(path)
+    assert f"belongs to uid {owner}, not to the user econe runs as (uid {owner + 1})" in str(
+        exc.value
+    )
+    assert f"chown {owner + 1} {path}" in str(exc.value)
+
+
 def test_accepts_0400(tmp_path):
     ServerCipherSessions(_auth_file(tmp_path, mode=0o400))
 
