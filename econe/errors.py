@@ -18,6 +18,7 @@ _STATUS = {
     "OptInRequired": 403,
     "DryRunOperation": 412,
     "InternalError": 500,
+    "InsufficientInstanceCapacity": 500,  # a server error for EC2, whichever action meets it
     "Unavailable": 503,
     "ServiceUnavailable": 503,
     "RequestLimitExceeded": 503,

@@ -86,7 +86,7 @@ def ec2_error_from_one(
         what = resource if resource is not None else str(err.resp_id)
         return Ec2Error(not_found_code, f"The {noun} '{what}' does not exist")
     if _NO_LEASE.search(message):  # the cloud is out of addresses: AWS's capacity error
-        return Ec2Error("InsufficientInstanceCapacity", f"Insufficient capacity. {message}", 500)
+        return Ec2Error("InsufficientInstanceCapacity", f"Insufficient capacity. {message}")
     if is_quota(err):
         return Ec2Error(quota_code, message)
     if err.code == AUTHORIZATION:
