@@ -82,7 +82,8 @@ class Config:
 
     @property
     def public_endpoint(self) -> str:
-        return self.ssl_server or f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host and not self.host.startswith("[") else self.host
+        return self.ssl_server or f"http://{host}:{self.port}"
 
 
 def _plain_keys(value: Any) -> Any:

@@ -28,6 +28,7 @@ from econe.errors import Ec2Error, error_xml
 from econe.one.client import NeedsOned, no_blocking
 from econe.spec import ApiSpec
 from econe.upload import UploadJanitor, handle_upload, is_upload_request
+from econe.upload.wire import request_headers
 
 log = logging.getLogger("econe.front")
 access_log = logging.getLogger("econe.access")
@@ -85,15 +86,6 @@ async def read_body(receive: Any, limit: int, declared: int | None) -> bytes:
         chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _headers(scope: dict[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers", []):
-        name = raw_name.decode("latin-1").lower()
-        value = raw_value.decode("latin-1")
-        out[name] = f"{out[name]},{value}" if name in out else value
-    return out
 
 
 def _client(scope: dict[str, Any]) -> str | None:
@@ -198,7 +190,7 @@ class Ec2QueryFront:
         from econe.query import parse_params
 
         state = self.state
-        headers = _headers(scope)
+        headers = request_headers(scope)
         method = scope.get("method", "GET").upper()
         if state.json_principal is not None and self._is_json_call(scope, headers):
             return self._json_call(scope, receive, record)

@@ -127,6 +127,13 @@ class Authenticator:
             log.info("EC2 key %r refused: no such user or access key", access_key)
         raise auth_failure()
 
+    def _newer_secret(self, user: UserRecord, access_key: str, secret: str) -> str | None:
+        """The secret oned now has for the key, when it is not `secret` (None otherwise, and
+        for a user gone meanwhile: the signature error stands)."""
+        fresh = self.users.confirm(user)
+        newer = self._secret_for(fresh, access_key) if fresh is not None else None
+        return newer if newer and newer != secret else None
+
     def _confirm(self, user: UserRecord) -> UserRecord:
         """The user's current record (enabled, not deleted), or AuthFailure."""
         fresh = self.users.confirm(user)
@@ -176,9 +183,18 @@ class Authenticator:
             raise NeedsOned  # before the signature check, which the worker does anyway
         try:
             check(secret)
-        except Ec2Error as exc:  # the reason for the operator; never the signature itself
-            log.info("EC2 key %r of user %s refused (%s): %s", access_key, user.name, via, exc.code)
-            raise
+        except Ec2Error as exc:
+            # The cached secret may be an old one: a user who has just changed their password
+            # signs with the new one. Read the user again (at most once per :user_confirm_ttl:
+            # per user, so wrong signatures cannot make econe hammer oned) and try that secret.
+            newer = self._newer_secret(user, access_key, secret)
+            if newer is None:  # the reason for the operator; never the signature itself
+                log.info(
+                    "EC2 key %r of user %s refused (%s): %s", access_key, user.name, via, exc.code
+                )
+                raise
+            check(newer)
+            secret = newer
         # Only once the signature holds (so a stranger cannot probe which users exist or are
         # disabled): re-read the user, which may have been disabled or re-keyed since cached.
         fresh = self._confirm(user)

@@ -56,6 +56,8 @@ def server_names(req: RawRequest, config: Config) -> set[str]:
     if any(_is_loopback(n) for n in names):
         # A development server on 127.0.0.1 is reached as localhost just as often.
         names |= LOOPBACK_NAMES
+    # IPv6 with and without brackets: a Host header has them, :host: and URLs' hostname not
+    names |= {f"[{n}]" for n in names if ":" in n and not n.startswith("[")}
     names.discard("")
     return names
 

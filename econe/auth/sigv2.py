@@ -31,7 +31,7 @@ from econe.context import RawRequest
 from econe.errors import Ec2Error, missing_parameter
 
 _DIGESTS = {"HmacSHA256": hashlib.sha256, "HmacSHA1": hashlib.sha1}
-_UNSIGNED_PARAMS = frozenset({"Signature", "file"})
+_UNSIGNED_PARAMS = frozenset({"Signature"})  # every other parameter is signed
 
 
 @dataclass(frozen=True)

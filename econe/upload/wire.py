@@ -43,10 +43,14 @@ def media_type(value: str | None) -> str:
 
 
 def request_headers(scope: dict[str, Any]) -> dict[str, str]:
+    """The request's headers, lower-case names; repeated ones joined with commas, except
+    Host: a request with two is refused (RFC 9112), as it names no one host to check."""
     out: dict[str, str] = {}
     for raw_name, raw_value in scope.get("headers", []):
         name = raw_name.decode("latin-1").lower()
         value = raw_value.decode("latin-1")
+        if name == "host" and name in out:
+            raise Ec2Error("InvalidRequest", "The request has more than one Host header.")
         out[name] = f"{out[name]},{value}" if name in out else value
     return out
 

@@ -89,9 +89,8 @@ def raw_from_botocore(prepared, client_addr="127.0.0.1", extra_headers=None) -> 
     url = urlsplit(prepared.url)
     headers = {k.lower(): str(v) for k, v in prepared.headers.items()}
     default = {"http": 80, "https": 443}[url.scheme]
-    headers.setdefault(
-        "host", url.hostname if url.port in (None, default) else f"{url.hostname}:{url.port}"
-    )
+    host = f"[{url.hostname}]" if ":" in (url.hostname or "") else url.hostname  # IPv6
+    headers.setdefault("host", host if url.port in (None, default) else f"{host}:{url.port}")
     headers.update({k.lower(): v for k, v in (extra_headers or {}).items()})
     body = prepared.body or b""
     if isinstance(body, str):

@@ -351,6 +351,25 @@ def test_old_secret_refused_after_password_change(config):
     assert _code(auth, sign_v4(DESCRIBE)) == ("SignatureDoesNotMatch", 403)
 
 
+def test_new_secret_works_at_once_after_password_change(config):
+    """The cached pool still has the old password: a request signed with the new one reads
+    the user again and passes; wrong signatures read it at most once per confirm TTL."""
+    from .conftest import user_xml
+
+    now = [1000.0]
+    live, auth = _live(config, confirm_ttl=1, clock=lambda: now[0])
+    assert auth.authenticate(sign_v4(DESCRIBE)).name == "alice"
+    new = "e" * 64
+    _replace(live, "alice", user_xml(2, "alice", password=new))
+    now[0] += 1.5  # the user was confirmed (with the old password) over a confirm TTL ago
+    live.user_calls = 0
+    assert auth.authenticate(sign_v4(DESCRIBE, secret=new)).name == "alice"
+    assert auth.authenticate(sign_v2(DESCRIBE, secret=new)).name == "alice"
+    for _ in range(5):
+        assert _code(auth, sign_v4(DESCRIBE, secret="0" * 64)) == ("SignatureDoesNotMatch", 403)
+    assert live.user_calls == 1  # one re-read served them all
+
+
 def test_driver_changed_to_ldap_while_cached(config):
     from .conftest import user_xml
 
@@ -549,3 +568,20 @@ def test_a_revoked_key_put_back_by_its_owner_stays_revoked(config):
     # the same list in a template the user can write (her own) revokes nothing
     directory = UserDirectory(Pool(users), seal_key=SEAL_KEY, server_user="kim")
     assert Authenticator(config, directory, seal_key=SEAL_KEY).authenticate(raw).name == "kim"
+
+
+@pytest.mark.parametrize(
+    ("host", "ssl_server", "url"),
+    [
+        ("fd00::2", None, "http://[fd00::2]:4567/"),  # an IPv6 :host:
+        ("localhost", "https://[fd00::1]:8443/", "https://[fd00::1]:8443/"),  # behind TLS
+    ],
+)
+def test_an_ipv6_endpoint_accepts_what_clients_sign(pool, host, ssl_server, url):
+    """Clients sign the Host header with the brackets, :host: and URL hostnames have none."""
+    auth = Authenticator(
+        Config(host=host, port=4567, ssl_server=ssl_server), UserDirectory(pool, ttl=60)
+    )
+    assert auth.authenticate(sign_v4(DESCRIBE, url=url)).name == "alice"
+    assert auth.authenticate(sign_v2(DESCRIBE, url=url)).name == "alice"
+    assert Config(host="fd00::2", port=4567).public_endpoint == "http://[fd00::2]:4567"

@@ -129,9 +129,10 @@ def test_tampered_param(auth):
     assert _code(auth, raw) == ("SignatureDoesNotMatch", 403)
 
 
-def test_added_param(auth):
+@pytest.mark.parametrize("name", ["DryRun", "file"])  # `file` too: only Signature is unsigned
+def test_added_param(auth, name):
     raw = sign_v2(DESCRIBE)
-    raw.params["DryRun"] = "true"
+    raw.params[name] = "true"
     assert _code(auth, raw) == ("SignatureDoesNotMatch", 403)
 
 

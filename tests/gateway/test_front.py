@@ -396,6 +396,33 @@ def test_a_refused_requests_access_line_names_the_action_asked(client, caplog):
     assert not any("TOPSECRETSIG" in line or "\n" in line for line in lines)
 
 
+def test_two_host_headers_are_refused(engine, auth):
+    """RFC 9112: no one host to check a signature against; nginx refuses it too."""
+    import asyncio
+
+    from econe.front import Ec2QueryFront, GatewayState
+    from econe.spec import load_spec
+
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    async def receive():
+        return {"type": "http.request", "body": b"Action=DescribeRegions", "more_body": False}
+
+    front = Ec2QueryFront(None, GatewayState(config=Config(), spec=load_spec(), authenticator=auth))
+    scope = {
+        "type": "http", "method": "POST", "path": "/", "query_string": b"",
+        "headers": [(b"host", b"127.0.0.1:4567"), (b"host", b"evil.example.org"),
+                    (b"content-type", b"application/x-www-form-urlencoded")],
+    }  # fmt: skip
+    asyncio.run(front(scope, receive, send))
+    assert sent[0]["status"] == 400
+    assert b"<Code>InvalidRequest</Code>" in sent[1]["body"]
+    assert b"more than one Host header" in sent[1]["body"]
+
+
 def test_non_http_scopes_pass_through(engine, auth):
     import asyncio
 
