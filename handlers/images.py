@@ -64,6 +64,8 @@ def register_image(rt: Any) -> dict:
     ami = format_id("ami", number)
     missing = Ec2Error("InvalidAMIID.NotFound", f"The image id '[{ami}]' does not exist")
     image = rt.view("image", rt.fetch("one.image.info", number, missing))
+    if image.get("State") is None:  # DescribeImages hides it (DISABLED): not found here either
+        raise missing
     if image.get("_volume"):
         raise Ec2Error("InvalidParameterValue", f"{ami} is an EBS volume, not an image")
     if image.get("_snapshot"):
@@ -78,7 +80,7 @@ def register_image(rt: Any) -> dict:
     if body.get("Description"):
         attrs.append(("DESCRIPTION", str(body["Description"])))
     if body.get("Architecture"):
-        attrs.append(("ARCH", str(body["Architecture"])))
+        attrs.append(("ARCH", _one_arch(str(body["Architecture"]))))
     attrs += tag_attrs(tag_specs(body, "image"))  # given: the new AMI's tags, replacing any
     try:
         update = template_xml(attrs)
@@ -92,6 +94,18 @@ def register_image(rt: Any) -> dict:
         errors={"NO_EXISTS": "InvalidAMIID.NotFound", "AUTHORIZATION": "UnauthorizedOperation"},
     )
     return {"ImageId": ami}
+
+
+# EC2's architectures → OpenNebula's OS/ARCH (views/architectures.yaml the other way)
+_ONE_ARCHES = {"x86_64": "x86_64", "i386": "i686", "arm64": "aarch64"}
+
+
+def _one_arch(value: str) -> str:
+    if value not in _ONE_ARCHES:
+        raise invalid_value(
+            "Architecture", value, f"This cloud takes {', '.join(sorted(_ONE_ARCHES))}."
+        )
+    return _ONE_ARCHES[value]
 
 
 def discard_image(rt: Any, image_id: int) -> None:
@@ -118,7 +132,11 @@ _SAVABLE = {"4", "5", "8", "9"}
 def _instance_disk(rt: Any, raw: Any) -> tuple[int, int]:
     """The VM number of InstanceId and the DISK_ID of its root disk (its first image disk)."""
     number = required_id(raw, "i", "InvalidInstanceID.Malformed", "InstanceId")
-    vm = user_vm(rt, number, str(raw))
+    gone = Ec2Error(  # still shown by DescribeInstances: not "does not exist"
+        "IncorrectInstanceState",
+        f"The instance '{raw}' is not in a state from which an image can be created (terminated).",
+    )
+    vm = user_vm(rt, number, str(raw), terminated=gone)
     state, lcm = vm.findtext("STATE"), vm.findtext("LCM_STATE")
     if not (state == "3" and lcm == "3") and state not in _SAVABLE:
         name = rt.view("instance", vm)["State"]["Name"]

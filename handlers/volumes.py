@@ -123,7 +123,7 @@ def _copy(rt: Any, call: tuple, errors: dict[str, str], full: str) -> int:
     try:
         return int(rt.call(*call, errors=errors))
     except Ec2Error as exc:
-        if "enough space" in exc.message:
+        if "enough space" in exc.message:  # econe.one.errors.out_of_space, once mapped
             raise Ec2Error(full, exc.message) from None
         raise
 

@@ -23,7 +23,7 @@ from lxml import etree
 from econe.errors import Ec2Error
 from econe.mapping.ids import format_id
 from econe.one.client import ALLOCATE, NO_EXISTS, OneError, OneUnavailable
-from econe.one.errors import ec2_error_from_one
+from econe.one.errors import ec2_error_from_one, one_message, out_of_space
 
 SHA_ATTR = "EC2_UPLOAD_SHA256"
 ERROR_STATE = 5
@@ -45,6 +45,8 @@ def upload_template(name: str, path: str, sha256: str) -> str:
 
 
 def _one_failure(exc: OneError | OneUnavailable) -> Ec2Error:
+    if isinstance(exc, OneError) and out_of_space(exc):  # as CreateImage answers it
+        return Ec2Error("ResourceLimitExceeded", one_message(exc))
     return ec2_error_from_one(exc, quota_code="ResourceLimitExceeded")
 
 

@@ -66,8 +66,9 @@ def test_a_stopped_instance_can_be_saved_a_pending_one_cannot(sim: Sim, engine) 
     run(engine, "StopInstances", {"InstanceId": [iid]}, user="demo")
     assert run(engine, "CreateImage", {"InstanceId": iid, "Name": "from-stopped"}, user="demo")
     run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
+    # still shown by DescribeInstances (terminated), as Start/StopInstances answer it
     assert code_of(engine, {"InstanceId": iid, "Name": "from-terminated"}) == (
-        "InvalidInstanceID.NotFound"
+        "IncorrectInstanceState"
     )
     sim.server.sim.speed = 0.5  # seconds per life-cycle step: the next one stays pending
     try:
@@ -177,3 +178,30 @@ def test_two_requests_for_a_reused_name_cannot_both_win(sim: Sim, engine, instan
     finally:
         sim.server.sim.speed = 0
         run(engine, "TerminateInstances", {"InstanceId": [other["InstanceId"]]}, user="demo")
+
+
+def test_register_takes_ec2_architectures_and_never_a_hidden_image(sim: Sim, engine) -> None:
+    """Architecture is one of EC2's (stored as OpenNebula names it, shown as EC2 does); a
+    DISABLED image, which DescribeImages hides, is not found here either (it was registered
+    and then could not be seen or deregistered)."""
+    made = run(engine, "CreateVolume", {"Size": 1}, user="demo")  # any image of demo's
+    number = int(made["VolumeId"].split("-")[1])
+    sim.client.call("demo:demo", "one.image.update", number, 'EBS_VOLUME="NO"', 1)
+    ami = f"ami-{number:08d}"
+    body = {"ImageLocation": ami, "Name": "arch-test", "Architecture": "arm64"}
+    assert run(engine, "RegisterImage", body, user="demo") == {"ImageId": ami}
+    held = etree.fromstring(sim.client.call("demo:demo", "one.image.info", number, False))
+    assert held.findtext("TEMPLATE/ARCH") == "aarch64"  # OpenNebula's name for it
+    (shown,) = run(engine, "DescribeImages", {"ImageId": [ami]}, user="demo")["Images"]
+    assert shown["Architecture"] == "arm64"
+    for bad in ("foo; bar", "x86_64_mac"):
+        with pytest.raises(Ec2Error) as err:
+            run(engine, "RegisterImage", {**body, "Architecture": bad}, user="demo")
+        assert err.value.code == "InvalidParameterValue" and "Architecture" in err.value.message
+    run(engine, "DeregisterImage", {"ImageId": ami}, user="demo")
+    sim.as_admin("one.image.enable", number, False)
+    with pytest.raises(Ec2Error) as err:
+        run(engine, "RegisterImage", {"ImageLocation": ami, "Name": "hidden"}, user="demo")
+    assert err.value.code == "InvalidAMIID.NotFound"
+    sim.as_admin("one.image.enable", number, True)
+    sim.client.call("demo:demo", "one.image.delete", number, False)
