@@ -236,3 +236,13 @@ def create_image(rt: Any) -> dict:
         discard_image(rt, image_id)
         raise
     return {"ImageId": format_id("ami", image_id)}
+
+
+def own_tags_only(rt: Any, items: list[dict]) -> None:
+    """DescribeImages `enrich:` hook: an AMI shared with the user shows no tags (EC2 does not
+    share an AMI's tags with the accounts it shares the AMI with), so tag filters do not find
+    it by them; handlers/tags.py keeps them out of DescribeTags and CreateTags alike."""
+    me = rt.principal.name
+    for item in items:
+        if item.get("OwnerId") != me:
+            item["Tags"] = []

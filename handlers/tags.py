@@ -407,6 +407,9 @@ def describe_tags(rt: Any) -> dict:
     for image in images.iterfind("IMAGE"):
         if image.find("TEMPLATE/EC2_TAGS") is None:
             continue
+        if image.findtext("UNAME") != rt.principal.name:
+            continue  # an image shared with the user: its tags are its owner's (EC2), as in
+            # DescribeImages (handlers.images.own_tags_only)
         kind = _image_kind(rt, image)
         if kind is not None:
             add(
