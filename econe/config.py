@@ -106,6 +106,8 @@ def _coerce(name: str, kind: Any, value: Any) -> Any:
     if value is None:
         return None
     if text.startswith("int") or text == "<class 'int'>":
+        if isinstance(value, float) and value.is_integer():
+            return int(value)  # 900.0: a whole number written so
         if isinstance(value, bool) or not _WHOLE.fullmatch(str(value).strip()):
             raise ConfigError(f":{name}: must be a whole number, not {value!r}")
         return int(str(value).strip())
@@ -191,8 +193,9 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
         raise ConfigError(
             f":one_xmlrpc: must be oned's http(s)://host:port/RPC2, not {cfg.one_xmlrpc!r}"
         )
-    for key in ("associate_script", "disassociate_script"):
-        _check_command(key, getattr(cfg, key))
+    if cfg.elasticips_vnet_id is not None:  # the scripts run only with elastic IPs
+        for key in ("associate_script", "disassociate_script"):
+            _check_command(key, getattr(cfg, key))
     if not Path(cfg.template_location).is_dir():
         raise ConfigError(f":template_location: {cfg.template_location} is not a directory")
     for proxy in cfg.trusted_proxies:
@@ -209,7 +212,8 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
     for name, spec in cfg.instance_types.items():
         if not isinstance(spec, dict):
             raise ConfigError(f":instance_types: entry {name!r} must be a mapping with :template:")
-        network = spec.get("network_id", 0)
+        network = spec.get("network_id")
+        network = 0 if network is None else network  # left without a value: the default
         if isinstance(network, bool) or not str(network).isascii() or not str(network).isdigit():
             raise ConfigError(
                 f":instance_types: {name!r}: :network_id: must be an OpenNebula network id "

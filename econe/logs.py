@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
 
 LEVELS = {0: logging.ERROR, 1: logging.WARNING, 2: logging.INFO, 3: logging.DEBUG}
@@ -15,8 +16,8 @@ _DATEFMT = "%a %b %d %H:%M:%S %Y"
 def setup_logging(debug_level: int, log_file: str | None = None) -> None:
     """Route econe's loggers (and uvicorn's errors) to stderr or `log_file`."""
     handler: logging.Handler
-    if log_file:
-        handler = logging.FileHandler(log_file)
+    if log_file:  # a file moved away (logrotate) is followed by a new one of its name
+        handler = logging.handlers.WatchedFileHandler(log_file)
     else:
         handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(_FORMAT, _DATEFMT))
@@ -30,30 +31,36 @@ def setup_logging(debug_level: int, log_file: str | None = None) -> None:
     logging.getLogger("uvicorn.access").disabled = True
 
 
-def reopen_log(log_file: str) -> None:
-    """After logrotate moved `log_file` away (SIGHUP): write to a new file of that name, the
-    log handlers and, where they wrote to the old file (a daemon `start` ran), stdout/stderr."""
+def streams_writing_to(log_file: str) -> list:
+    """Of stdout and stderr, those writing to `log_file` now (a daemon `start` ran)."""
     import os
 
-    old: set[tuple[int, int]] = set()
-    for name in ("econe", "onesim", "uvicorn.error"):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.FileHandler):
-                handler.acquire()
-                try:
-                    if handler.stream is not None:
-                        info = os.fstat(handler.stream.fileno())
-                        old.add((info.st_dev, info.st_ino))
-                    handler.close()  # the next record opens the file again, by its name
-                finally:
-                    handler.release()
-    fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        for stream in (sys.stdout, sys.stderr):
-            info = os.fstat(stream.fileno())
-            if (info.st_dev, info.st_ino) in old:
-                stream.flush()
-                os.dup2(fd, stream.fileno())
+        log = os.stat(log_file)
+    except OSError:
+        return []
+    out = []
+    for stream in (sys.stdout, sys.stderr):
+        info = os.fstat(stream.fileno())
+        if (info.st_dev, info.st_ino) == (log.st_dev, log.st_ino):
+            out.append(stream)
+    return out
+
+
+def reopen_log(log_file: str, streams: list) -> None:
+    """SIGHUP, after logrotate moved `log_file` away: `streams` (see streams_writing_to) go to
+    a new file of that name; the log handler (WatchedFileHandler) follows the name itself."""
+    import os
+
+    try:
+        fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError as exc:  # the directory gone: keep writing where they did
+        logging.getLogger("econe").warning("cannot open %s again: %s", log_file, exc.strerror)
+        return
+    try:
+        for stream in streams:
+            stream.flush()
+            os.dup2(fd, stream.fileno())
     finally:
         os.close(fd)
     logging.getLogger("econe").info("log file %s opened again (SIGHUP)", log_file)

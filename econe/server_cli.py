@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from econe.config import Config, ConfigError, default_config_path, load_config
-from econe.logs import reopen_log, setup_logging
+from econe.logs import reopen_log, setup_logging, streams_writing_to
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo"
@@ -151,7 +151,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_demo_banner(cfg)
     log_file = args.log_file or cfg.log_file
     if log_file:  # logrotate moves the file away, then sends SIGHUP
-        signal.signal(signal.SIGHUP, lambda *_: reopen_log(log_file))
+        streams = streams_writing_to(log_file)
+        signal.signal(signal.SIGHUP, lambda *_: reopen_log(log_file, streams))
     if cfg.auth == "x509" and not cfg.trusted_proxies:
         logging.getLogger("econe").warning(
             ":auth: x509 takes the client certificate from a TLS proxy, and no proxy is in "
@@ -222,10 +223,11 @@ def _preflight(args: argparse.Namespace) -> Config | None:
     return cfg
 
 
-def cmd_start(args: argparse.Namespace) -> int:
+def cmd_start(args: argparse.Namespace, cfg: Config | None = None) -> int:
+    """`cfg`: the configuration restart checked already."""
     pid_file = Path(args.pid_file or _default_pid_file())
     log_file = Path(args.log_file or _default_log_file())
-    cfg = _preflight(args)
+    cfg = cfg or _preflight(args)
     if cfg is None:
         return 2
     try:
@@ -311,11 +313,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_restart(args: argparse.Namespace) -> int:
-    if _preflight(args) is None:  # a configuration that cannot start leaves the server up
+    cfg = _preflight(args)
+    if cfg is None:  # a configuration that cannot start leaves the server up
         return 2
     if _read_pid(Path(args.pid_file or _default_pid_file())):
         cmd_stop(args)
-    return cmd_start(args)
+    return cmd_start(args, cfg)
 
 
 def _passthrough(args: argparse.Namespace) -> list[str]:

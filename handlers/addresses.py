@@ -553,24 +553,17 @@ def describe_addresses(rt: Any) -> dict:
     return {"Addresses": items, "NextToken": token}
 
 
-def _instance(rt: Any, instance_id: Any) -> tuple[int, etree._Element]:
+def _instance(rt: Any, instance_id: Any, number: int) -> etree._Element:
     """The VM as the user sees it; a terminated one, or one shutting down (TerminateInstances
     has taken its addresses already), cannot get an address."""
     from handlers.instances import user_vm  # handlers.instances imports this module
 
-    number = required_id(instance_id, "i", "InvalidInstanceID.Malformed", "InstanceId")
-    done = Ec2Error(
-        "IncorrectInstanceState",
-        f"The instance '{instance_id}' is terminated; it cannot get an Elastic IP address",
-    )
+    refused = "The instance '{}' is {}; it cannot get an Elastic IP address"
+    done = Ec2Error("IncorrectInstanceState", refused.format(instance_id, "terminated"))
     vm = user_vm(rt, number, str(instance_id), terminated=done)
-    state = rt.view("instance", vm)["State"]["Name"]
-    if state in ("shutting-down", "terminated"):
-        raise Ec2Error(
-            "IncorrectInstanceState",
-            f"The instance '{instance_id}' is {state}; it cannot get an Elastic IP address",
-        )
-    return number, vm
+    if rt.view("instance", vm)["State"]["Name"] == "shutting-down":
+        raise Ec2Error("IncorrectInstanceState", refused.format(instance_id, "shutting-down"))
+    return vm
 
 
 def _private_ip(vm: etree._Element, instance_id: str, requested: Any) -> str:
@@ -633,10 +626,13 @@ def associate_address(rt: Any) -> dict:
     if not instance_id:
         raise missing_parameter("InstanceId")
     addr = _my_address(rt, read_pool(rt, vnet), body)
-    vm_id, vm = _instance(rt, instance_id)
-    private_ip = _private_ip(vm, str(instance_id), body.get("PrivateIpAddress"))
+    vm_id = required_id(instance_id, "i", "InvalidInstanceID.Malformed", "InstanceId")
     uid = rt.principal.uid
     with held("instance", vnet, vm_id), ExitStack() as locks:
+        # its state read under the lock TerminateInstances' disassociation takes too: either
+        # the terminate came first and is seen here, or it disassociates what this writes
+        vm = _instance(rt, instance_id, vm_id)
+        private_ip = _private_ip(vm, str(instance_id), body.get("PrivateIpAddress"))
         # the addresses this changes: the one asked for and those the instance has now (no
         # other request of this process gives it one meanwhile: the instance is held)
         pool = read_pool(rt, vnet)
@@ -866,7 +862,8 @@ def disassociate_instances(rt: Any, vm_ids: Iterable[int]) -> list[str]:
     for addr in pool.addresses:
         if addr.vm is None or addr.vm not in ids:
             continue
-        with held("address", pool.vnet, addr.ip):
+        # the instance first, as associate_address takes them (no association of it meanwhile)
+        with held("instance", pool.vnet, addr.vm), held("address", pool.vnet, addr.ip):
             # read again under the lock: the address may have been released (and taken by
             # someone else) since the first read, and that record must not be overwritten
             fresh_pool = read_pool(rt, pool.vnet)

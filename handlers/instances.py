@@ -382,7 +382,7 @@ def _instance_types(rt: Any) -> dict[str, list[Attr] | None]:
         types[name] = None
         try:
             path = _file_template(rt, name, spec)
-            network = int(spec.get("network_id", 0))
+            network = int(spec.get("network_id") or 0)
             types[name] = _render(rt, path, instance_type=name, network_id=network)
         except Ec2Error:
             pass  # logged
@@ -482,7 +482,7 @@ class Launch:
             _type_info(self.type_name, element_attrs(self.vm_template.find("TEMPLATE"))) is None
         ):  # what DescribeInstanceTypes omits
             raise _misconfigured(self.type_name, "its VM template's CPU, VCPU or MEMORY")
-        self.network_id = int((spec or {}).get("network_id", 0))
+        self.network_id = int((spec or {}).get("network_id") or 0)
         self.public_key = _key_pair(rt, self.key_name)
         self.groups = group_ids(
             rt, as_list(rt.body.get("SecurityGroup")), as_list(rt.body.get("SecurityGroupId"))

@@ -27,6 +27,7 @@ from lxml import etree
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.filters import paginate
 from econe.mapping.ids import format_id, required_id
+from econe.one.errors import out_of_space
 from econe.query import as_list
 from handlers.escaping import Attr, TemplateError, element_attrs, storable, template_xml
 from handlers.images import discard_image
@@ -123,7 +124,7 @@ def _copy(rt: Any, call: tuple, errors: dict[str, str], full: str) -> int:
     try:
         return int(rt.call(*call, errors=errors))
     except Ec2Error as exc:
-        if "enough space" in exc.message:  # econe.one.errors.out_of_space, once mapped
+        if out_of_space(exc.message):
             raise Ec2Error(full, exc.message) from None
         raise
 

@@ -57,10 +57,13 @@ def test_the_guides_elastic_ip_key_name_is_read(tmp_path):
         (":one_xmlrpc: not-a-url\n", ":one_xmlrpc: must be oned's http(s)://host:port/RPC2"),
         (":template_location: /nonexistent\n", ":template_location: /nonexistent is not a dir"),
         (
-            ":associate_script: /nonexistent/assoc.sh 1\n",
+            ":elasticips_vnet_id: 1\n:associate_script: /nonexistent/assoc.sh 1\n",
             "/nonexistent/assoc.sh is not an executable",
         ),
-        (":disassociate_script: no-such-program-here\n", "no-such-program-here is not an exec"),
+        (
+            ":elasticips_vnet_id: 1\n:disassociate_script: no-such-program-here\n",
+            "no-such-program-here is not an exec",
+        ),
         (":port: [1\n", "is not valid YAML: expected ',' or ']', but got '<stream end>'"),
         (":no_such_key: 1\n", "unknown configuration key(s): :no_such_key:"),
     ],
@@ -80,3 +83,21 @@ def test_a_migrated_5x_file_with_use_file_templates_starts(tmp_path):
     """4.4-5.x's `:use_file_templates:` chose between the two kinds of types; econe offers
     both (README, Instance types): the key is taken and changes nothing."""
     assert load(tmp_path, ":use_file_templates: false\n").instance_types == Config().instance_types
+
+
+def test_forms_that_have_always_been_taken_still_are(tmp_path):
+    """Strict about types, not about spelling: yes/no, quoted numbers, 900.0, a key or a
+    :network_id: left without a value, and scripts that are not there while elastic IPs are
+    off (the guide's own file names /usr/bin/associate_ip.sh)."""
+    cfg = load(
+        tmp_path,
+        ':describe_with_terminated_instances: no\n:port: "4568"\n'
+        ":terminated_instances_expiration_time: 900.0\n"
+        ":associate_script: /usr/bin/associate_ip.sh\n"
+        ":instance_types:\n  :m1.small:\n    :template: m1.small.j2\n    :network_id:\n",
+    )
+    assert (cfg.describe_with_terminated_instances, cfg.port) == (False, 4568)
+    assert cfg.terminated_instances_expiration_time == 900
+    assert load(
+        tmp_path, ":describe_with_terminated_instances: yes\n"
+    ).describe_with_terminated_instances

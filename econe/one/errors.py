@@ -53,10 +53,10 @@ def one_message(err: OneError) -> str:
     return _METHOD_PREFIX.sub("", err.message).strip() or "OpenNebula refused the request"
 
 
-def out_of_space(err: OneError) -> bool:
-    """oned's refusal of an image or disk copy a datastore has no room for (an ACTION error,
-    as a wrong state is): a capacity error for EC2, whichever action meets it."""
-    return "enough space" in one_message(err)
+def out_of_space(message: str) -> bool:
+    """Whether oned's message refuses an image or disk copy a datastore has no room for (an
+    ACTION error, as a wrong state is): a capacity error for EC2, whichever action meets it."""
+    return "enough space" in message
 
 
 def ec2_error_from_one(

@@ -70,7 +70,7 @@ class _Upload:
         self.sessions = sessions
         self.janitor: UploadJanitor = janitor
         self.outcome: UploadOutcome = outcome
-        self.headers = request_headers(scope)
+        self.headers: dict[str, str] = {}  # read in run(): a refusal is answered as any other
         self.received = 0
         self.body_done = False
         self.temp: TempUpload | None = None
@@ -118,6 +118,7 @@ class _Upload:
             raise Ec2Error("InvalidRequest", "The Content-Length header is malformed.") from None
 
     async def run(self) -> int:
+        self.headers = request_headers(self.scope)
         try:
             boundary = boundary_from_content_type(self.headers.get("content-type"))
         except MultipartError as exc:

@@ -45,7 +45,7 @@ def upload_template(name: str, path: str, sha256: str) -> str:
 
 
 def _one_failure(exc: OneError | OneUnavailable) -> Ec2Error:
-    if isinstance(exc, OneError) and out_of_space(exc):  # as CreateImage answers it
+    if isinstance(exc, OneError) and out_of_space(one_message(exc)):  # as CreateImage
         return Ec2Error("ResourceLimitExceeded", one_message(exc))
     return ec2_error_from_one(exc, quota_code="ResourceLimitExceeded")
 

@@ -236,3 +236,31 @@ def test_start_says_why_credentials_refuse(tmp_path):
     )  # fmt: skip
     assert out.returncode == 2 and "chmod 600" in out.stderr
     assert not (tmp_path / "p").exists()
+
+
+def test_x509_without_a_trusted_proxy_says_so_at_start(tmp_path):
+    """Every request would be refused (the certificate comes from a proxy): the log says why."""
+    import time
+
+    conf = tmp_path / "econe.conf"
+    conf.write_text(":auth: x509\n")
+    port, sim_port = free_port(), free_port()
+    proc = subprocess.Popen(
+        [str(BIN / "econe-server"), "run", "--simulator", "--config", str(conf), "--port",
+         str(port), "--sim-port", str(sim_port), "--state-dir", str(tmp_path / "state")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.2)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert ":auth: x509 takes the client certificate from a TLS proxy" in err
+    assert "every request will be refused" in err
