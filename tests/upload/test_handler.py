@@ -529,3 +529,18 @@ def test_janitor_cancelled_leaves_the_file_and_sweep_removes_stale_ones(tmp_path
     assert janitor.sweep(tmp_path) == [str(old)]
     assert other.exists() and (tmp_path / f"{PREFIX}copying").exists()
     assert janitor.sweep(tmp_path / "missing") == []
+
+
+def test_two_host_headers_are_refused(gw, monkeypatch):
+    """As every request (econe.upload.wire.request_headers): no one host to check against."""
+    plain = gw.scope
+
+    def doubled(headers=None):
+        scope = plain(headers)
+        return {**scope, "headers": [*scope["headers"], (b"host", b"evil.example.org")]}
+
+    monkeypatch.setattr(gw, "scope", doubled)
+    status, data, outcome = gw.sync(body(fields("twohosts"), b"x"))
+    assert (status, code_of(data)) == (400, "InvalidRequest")
+    assert "more than one Host header" in data.decode()
+    assert gw.files() == []
