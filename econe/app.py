@@ -121,7 +121,7 @@ def build_runtime(config: Config, state: GatewayState, mappings_dir: Path | None
     from econe.one.client import OneClient
 
     closers: list[Any] = []
-    one = OneClient(config.one_xmlrpc, timeout=config.one_timeout)
+    one = OneClient(config.one_xmlrpc, timeout=config.one_timeout, keepalive=config.one_keepalive)
     closers.append(one)
     sessions = make_sessions(config)
     if state.authenticator is None:

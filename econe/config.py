@@ -44,6 +44,7 @@ class Config:
     port: int = 4567
     ssl_server: str | None = None
     one_timeout: float = 30.0
+    one_keepalive: int = 4
     max_body_size: int = 1024 * 1024
     body_timeout: float = 60.0
     region: str = "opennebula"
@@ -186,6 +187,8 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
     for key in ("signature_window", "max_body_size", "upload_max_size"):
         if getattr(cfg, key) <= 0:
             raise ConfigError(f":{key}: must be above 0")
+    if cfg.one_keepalive < 0:
+        raise ConfigError(":one_keepalive: must be 0 or more connections")
     if cfg.terminated_instances_expiration_time < 0:
         raise ConfigError(":terminated_instances_expiration_time: must be 0 or more seconds")
     url = urlsplit(cfg.one_xmlrpc)

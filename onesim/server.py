@@ -3,8 +3,10 @@ arrays, a threaded HTTP server, and the :class:`SimServer` API."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import socket
 import threading
 import time
 import xmlrpc.client
@@ -133,9 +135,20 @@ def dispatch(sim: Sim, body: bytes) -> str:
 
 
 class _Handler(BaseHTTPRequestHandler):
+    """One connection, served as oned's xmlrpc-c Abyss server does: the connection stays open
+    only when the request asks for it (`Connection: keep-alive`; HTTP/1.1 alone is not
+    enough), for at most KEEPALIVE_MAX_CONN calls, and ends after KEEPALIVE_TIMEOUT seconds
+    without one."""
+
     protocol_version = "HTTP/1.1"
     server_version = "Xmlrpc-c_Abyss/1.33.14"
     sys_version = ""
+    server: _HTTPServer
+
+    def setup(self) -> None:
+        self.timeout = self.server.keepalive_timeout  # the socket's: idle, or a slow request
+        self.calls = 0
+        super().setup()
 
     def log_message(self, *args: Any) -> None:  # quiet
         pass
@@ -148,19 +161,78 @@ class _Handler(BaseHTTPRequestHandler):
         except faults.Hang:
             self.close_connection = True
             return
+        self.calls += 1
+        keep = (
+            self.headers.get("Connection", "").strip().lower() == "keep-alive"
+            and self.calls < self.server.keepalive_max_conn
+        )
         self.send_response(200)
         self.send_header("Content-type", "text/xml; charset=utf-8")
         self.send_header("Content-length", str(len(out)))
-        self.send_header("Connection", "close")
+        self.send_header("Connection", "Keep-Alive" if keep else "close")
+        if keep:
+            self.send_header(
+                "Keep-Alive",
+                f"timeout={self.server.keepalive_timeout}, max={self.server.keepalive_max_conn}",
+            )
         self.end_headers()
         self.wfile.write(out)
-        self.close_connection = True
+        self.close_connection = not keep
 
 
 class _HTTPServer(ThreadingHTTPServer):
+    """Serves at most `max_conn` connections at once, as oned (MAX_CONN): the next one waits
+    in the listen backlog until one of them ends, kept-alive idle ones included."""
+
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 128
+
+    def __init__(
+        self, address: Any, max_conn: int, keepalive_timeout: int, keepalive_max_conn: int
+    ):
+        super().__init__(address, _Handler)
+        self.keepalive_timeout = keepalive_timeout
+        self.keepalive_max_conn = keepalive_max_conn
+        self.slots = threading.BoundedSemaphore(max_conn)
+        self.closing = False
+        self.open: set[Any] = set()  # the sockets being served, ended by close_all()
+        self.open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        while not self.slots.acquire(timeout=0.1):
+            if self.closing:
+                self.shutdown_request(request)
+                return
+        with self.open_lock:
+            self.open.add(request)
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._done(request)
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._done(request)
+
+    def _done(self, request: Any) -> None:
+        with self.open_lock:
+            if request not in self.open:
+                return
+            self.open.discard(request)
+        self.slots.release()
+
+    def close_all(self) -> None:
+        """End every connection, idle kept-alive ones too (on stop)."""
+        self.closing = True
+        with self.open_lock:
+            requests = list(self.open)
+        for request in requests:
+            with contextlib.suppress(OSError):
+                request.shutdown(socket.SHUT_RDWR)
 
 
 class SimServer:
@@ -174,7 +246,12 @@ class SimServer:
         seed: str = "demo",
         speed: float | None = None,
         server_x509_cert: str | None = None,
+        max_conn: int = 15,
+        keepalive_timeout: int = 15,
+        keepalive_max_conn: int = 30,
     ) -> None:
+        """The last three are oned.conf's MAX_CONN, KEEPALIVE_TIMEOUT and KEEPALIVE_MAX_CONN,
+        with oned's defaults."""
         if speed is None:
             speed = float(os.environ.get("ONESIM_SPEED", "1.0"))
         self.state_dir = os.path.abspath(state_dir)
@@ -186,7 +263,7 @@ class SimServer:
         with self.sim.lock:
             self.one_auth, self.ec2_auth = bootstrap(self.sim, seed)
             self.sim.store.flush()
-        self.httpd = _HTTPServer((host, port), _Handler)
+        self.httpd = _HTTPServer((host, port), max_conn, keepalive_timeout, keepalive_max_conn)
         self.httpd.sim = self.sim  # type: ignore[attr-defined]
         self.host, self.port = self.httpd.server_address[:2]
         self._thread: threading.Thread | None = None
@@ -210,6 +287,7 @@ class SimServer:
 
     def stop(self) -> None:
         """Stop serving and close the state store (safe whether or not start() was called)."""
+        self.httpd.close_all()
         if self._thread is not None:
             self.httpd.shutdown()
             self._thread.join(timeout=5)

@@ -18,6 +18,7 @@ import http.client
 import logging
 import ssl
 import threading
+import time
 import xmlrpc.client
 from contextvars import ContextVar
 from typing import Any
@@ -80,11 +81,19 @@ no_blocking: ContextVar[bool] = ContextVar("econe_no_blocking", default=False)
 # answer: the request never reached oned, so it is safe to send it once more on a new socket.
 _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
 
+# oned (xmlrpc-c's Abyss) keeps a connection open when asked to, and serves at most MAX_CONN
+# connections at once (15 by default), an idle kept-alive one included until its
+# KEEPALIVE_TIMEOUT (15 s) ends it: so econe keeps few open (`keepalive`, in all) and reuses
+# none that has been idle longer than IDLE_REUSE, well before oned would close it.
+IDLE_REUSE = 5.0
+
 
 class OneClient:
-    """`OneClient("http://localhost:2633/RPC2", timeout=30).call(session, "one.vm.info", 5)`."""
+    """`OneClient("http://localhost:2633/RPC2", timeout=30).call(session, "one.vm.info", 5)`.
 
-    def __init__(self, endpoint: str, timeout: float = 30.0, max_idle: int = 8):
+    `keepalive`: how many connections to oned stay open between calls (0: one per call)."""
+
+    def __init__(self, endpoint: str, timeout: float = 30.0, keepalive: int = 4):
         parts = urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) XML-RPC endpoint: {endpoint!r}")
@@ -97,11 +106,13 @@ class OneClient:
         if parts.query:
             self._path += "?" + parts.query
         self._host_header = parts.netloc.rpartition("@")[2]
-        self._max_idle = max_idle
-        self._idle: list[http.client.HTTPConnection] = []
+        self._keepalive = keepalive
+        self._connection = b"keep-alive" if keepalive else b"close"
+        # (connection, idle since): borrowed and given back by worker threads, under the lock
+        self._idle: list[tuple[http.client.HTTPConnection, float]] = []
         self._lock = threading.Lock()
-        # (event loop, connection): used only on an event loop thread, so no lock
-        self._aidle: list[tuple[asyncio.AbstractEventLoop, aio.Connection]] = []
+        # (event loop, connection, idle since): used only on an event loop thread, so no lock
+        self._aidle: list[tuple[asyncio.AbstractEventLoop, aio.Connection, float]] = []
         self._ssl_context: ssl.SSLContext | None = None
 
     # -- connection pool
@@ -113,24 +124,32 @@ class OneClient:
 
     def _borrow(self) -> tuple[http.client.HTTPConnection, bool]:
         with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
+            while self._idle:
+                conn, since = self._idle.pop()
+                if time.monotonic() - since <= IDLE_REUSE:
+                    return conn, True
+                conn.close()
         return self._new_connection(), False
 
     def _give_back(self, conn: http.client.HTTPConnection) -> None:
         with self._lock:
-            if len(self._idle) < self._max_idle:
-                self._idle.append(conn)
+            if self._idle_count() < self._keepalive:
+                self._idle.append((conn, time.monotonic()))
                 return
         conn.close()
+
+    def _idle_count(self) -> int:
+        """Idle connections still open (those of a closed event loop are closed)."""
+        alive = sum(1 for loop, conn, _ in self._aidle if not (loop.is_closed() or conn.ended))
+        return len(self._idle) + alive
 
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             conn.close()
         aidle, self._aidle = self._aidle, []
-        for _, conn in aidle:
+        for _, conn, _ in aidle:
             with contextlib.suppress(RuntimeError):  # its event loop is closed already
                 conn.close()
 
@@ -141,8 +160,9 @@ class OneClient:
             "POST",
             self._path,
             body=payload,
-            headers={"Content-Type": "text/xml", "Connection": "keep-alive"},
+            headers={"Content-Type": "text/xml", "Connection": self._connection.decode()},
         )
+        aio.ack_at_once(conn.sock)
         resp = conn.getresponse()
         data = resp.read()
         if resp.will_close:
@@ -304,10 +324,14 @@ class OneClient:
 
     def _request_head(self, length: int) -> bytes:
         return (
-            f"POST {self._path} HTTP/1.1\r\nHost: {self._host_header}\r\n"
-            f"Content-Type: text/xml\r\nContent-Length: {length}\r\n"
-            "Connection: keep-alive\r\n\r\n"
-        ).encode("latin-1")
+            (
+                f"POST {self._path} HTTP/1.1\r\nHost: {self._host_header}\r\n"
+                f"Content-Type: text/xml\r\nContent-Length: {length}\r\n"
+            ).encode("latin-1")
+            + b"Connection: "
+            + self._connection
+            + b"\r\n\r\n"
+        )
 
     def _ssl(self) -> ssl.SSLContext | None:
         if not self._https:
@@ -320,18 +344,19 @@ class OneClient:
         """An idle connection of this event loop that the server has not closed meanwhile.
         Those of a closed event loop are dropped (it cannot close them any more)."""
         idle = self._aidle = [entry for entry in self._aidle if not entry[0].is_closed()]
+        now = time.monotonic()
         for k in range(len(idle) - 1, -1, -1):
-            owner, conn = idle[k]
+            owner, conn, since = idle[k]
             if owner is loop:
                 del idle[k]
-                if conn.usable:
+                if conn.usable and now - since <= IDLE_REUSE:
                     return conn
                 conn.close()
         return None
 
     def _agive_back(self, loop: asyncio.AbstractEventLoop, conn: aio.Connection) -> None:
-        if len(self._aidle) < self._max_idle:
-            self._aidle.append((loop, conn))
+        if self._idle_count() < self._keepalive:
+            self._aidle.append((loop, conn, time.monotonic()))
         else:
             conn.close()
 

@@ -97,7 +97,7 @@ def test_stale_keep_alive_connection_is_retried(oned):
     client = OneClient(oned[0], timeout=5)
     client.call("alice:pw", "one.vm.info", 5)
     # The server side goes away while the connection sits idle in the pool.
-    client._idle[0].sock.shutdown(socket.SHUT_RDWR)
+    client._idle[0][0].sock.shutdown(socket.SHUT_RDWR)
     assert client.call("alice:pw", "one.vm.info", 5) == "<VM><ID>5</ID></VM>"
 
 

@@ -59,7 +59,7 @@ def test_keep_alive_connections_are_reused_on_their_loop(oned):
 
     datas, idle = asyncio.run(many())
     assert len({bytes(d) for d in datas}) == 1 and b"&lt;ID&gt;5&lt;/ID&gt;" in datas[0]
-    assert 1 <= idle <= 8
+    assert 1 <= idle <= 4  # at most `keepalive` (4 by default) stay open
     # another event loop does not borrow the first loop's connections: they are dropped (that
     # loop is closed) and the new loop's own connection is the only one pooled
     assert _call(client, "alice:pw", "one.vm.info", 5).call("", "one.vm.info", 5)
@@ -73,7 +73,7 @@ def test_stale_keep_alive_connection_is_retried(oned):
 
     async def go():
         await client.exchange_async("one.vm.info", ("alice:pw", 5))
-        _, conn = client._aidle[0]
+        _, conn, _ = client._aidle[0]
         conn.transport.get_extra_info("socket").shutdown(socket.SHUT_RDWR)  # the server is gone
         return await client.exchange_async("one.vm.info", ("alice:pw", 5))
 
@@ -233,7 +233,7 @@ def test_retry_after_oned_dropped_its_idle_connections_takes_a_new_one(oned):
             *(client.exchange_async("one.vm.info", ("alice:pw", 5)) for _ in range(3))
         )
         assert len(client._aidle) >= 2
-        for _, conn in client._aidle:
+        for _, conn, _ in client._aidle:
             conn.transport.get_extra_info("socket").shutdown(socket.SHUT_RDWR)
         return await client.exchange_async("one.vm.info", ("alice:pw", 5))
 
@@ -248,7 +248,7 @@ def test_retry_after_oned_dropped_its_idle_connections_takes_a_new_one(oned):
     for t in threads:
         t.join()
     assert len(client._idle) >= 2
-    for conn in client._idle:
+    for conn, _ in client._idle:
         conn.sock.shutdown(socket.SHUT_RDWR)
     assert client.call("alice:pw", "one.vm.info", 5) == "<VM><ID>5</ID></VM>"
 

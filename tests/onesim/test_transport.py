@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import http.client
+import threading
+import time
 import urllib.parse
 import xmlrpc.client
 
 import pytest
+
+from onesim.server import SimServer
 
 from .conftest import One
 
@@ -95,3 +99,99 @@ def test_system_config(one: One, sim) -> None:
         one("one.system.config", "demo:demo")[1]
         == "<OPENNEBULA_CONFIGURATION></OPENNEBULA_CONFIGURATION>"
     )
+
+
+# -- connections, as oned's xmlrpc-c Abyss server keeps them (oned.conf's MAX_CONN,
+# KEEPALIVE_TIMEOUT, KEEPALIVE_MAX_CONN)
+
+VERSION = xmlrpc.client.dumps(("demo:demo",), "one.system.version")
+
+
+def _post(conn: http.client.HTTPConnection, keep_alive: bool) -> http.client.HTTPResponse:
+    headers = {"Content-Type": "text/xml"}
+    if keep_alive:
+        headers["Connection"] = "keep-alive"
+    conn.request("POST", "/RPC2", VERSION, headers)
+    resp = conn.getresponse()
+    assert "<string>7.4.0</string>" in resp.read().decode()
+    return resp
+
+
+def _connection(sim) -> http.client.HTTPConnection:
+    return http.client.HTTPConnection(sim.host, sim.port, timeout=10)
+
+
+def _ended(conn: http.client.HTTPConnection) -> bool:
+    """The server closed its side (a read gets end of file)."""
+    conn.sock.settimeout(5)
+    return conn.sock.recv(1) == b""
+
+
+def test_a_connection_ends_after_the_answer_unless_asked_to_stay(sim) -> None:
+    conn = _connection(sim)
+    resp = _post(conn, keep_alive=False)  # what the golden answers were recorded with
+    assert resp.getheader("Connection") == "close" and resp.getheader("Keep-Alive") is None
+    assert resp.will_close
+
+
+def test_keep_alive_serves_the_next_calls_on_the_same_connection(sim) -> None:
+    conn = _connection(sim)
+    resp = _post(conn, keep_alive=True)
+    assert resp.getheader("Connection") == "Keep-Alive"
+    assert resp.getheader("Keep-Alive") == "timeout=15, max=30"
+    sock = conn.sock
+    for _ in range(5):
+        _post(conn, keep_alive=True)
+    assert conn.sock is sock  # no new connection was made
+
+
+def test_the_last_call_a_connection_may_carry_closes_it(tmp_path) -> None:
+    sim = SimServer(str(tmp_path), seed="demo", speed=0, keepalive_max_conn=3).start()
+    try:
+        conn = _connection(sim)
+        first, second, third = (_post(conn, keep_alive=True) for _ in range(3))
+        assert first.getheader("Connection") == second.getheader("Connection") == "Keep-Alive"
+        assert third.getheader("Connection") == "close" and third.will_close
+    finally:
+        sim.stop()
+
+
+def test_an_idle_connection_ends_after_the_keepalive_timeout(tmp_path) -> None:
+    sim = SimServer(str(tmp_path), seed="demo", speed=0, keepalive_timeout=1).start()
+    try:
+        conn = _connection(sim)
+        _post(conn, keep_alive=True)
+        start = time.monotonic()
+        assert _ended(conn)
+        assert 0.5 < time.monotonic() - start < 4
+    finally:
+        sim.stop()
+
+
+def test_beyond_max_conn_a_connection_waits_until_one_ends(tmp_path) -> None:
+    sim = SimServer(str(tmp_path), seed="demo", speed=0, max_conn=2).start()
+    try:
+        held = [_connection(sim) for _ in range(2)]
+        for conn in held:
+            _post(conn, keep_alive=True)  # both stay open, idle
+        answered = threading.Event()
+
+        def third() -> None:
+            _post(_connection(sim), keep_alive=False)
+            answered.set()
+
+        threading.Thread(target=third, daemon=True).start()
+        assert not answered.wait(0.5)  # oned does not accept it meanwhile
+        held[0].close()
+        assert answered.wait(5)
+    finally:
+        sim.stop()
+
+
+def test_stop_ends_idle_kept_alive_connections(tmp_path) -> None:
+    sim = SimServer(str(tmp_path), seed="demo", speed=0).start()
+    conn = _connection(sim)
+    _post(conn, keep_alive=True)
+    start = time.monotonic()
+    sim.stop()
+    assert time.monotonic() - start < 3 and _ended(conn)
