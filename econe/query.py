@@ -14,7 +14,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-from econe.errors import Ec2Error
+from econe.errors import Ec2Error, invalid_value
+
+# Characters outside XML 1.0 (control characters but tab, line feed and carriage return):
+# they can reach neither oned (XML-RPC) nor an answer, whatever the value is for.
+NOT_XML_CHAR = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 # Parameters that carry authentication or request metadata, not action input.
 META_PARAMS = frozenset(
@@ -109,6 +113,14 @@ def parse_params(
         raise Ec2Error(
             "InvalidParameterValue", f"The request has more than {MAX_PARAMS} parameters."
         )
+    for name, value in params.items():
+        bad = NOT_XML_CHAR.search(value)
+        if bad:
+            raise invalid_value(
+                ascii(name)[1:-1],
+                ascii(value)[1:-1][:64],
+                f"It holds {bad.group()!r}, which cannot be stored.",
+            )
     return params
 
 
@@ -231,19 +243,18 @@ def _coerce_scalar(value: str, kind: str | None) -> Any:
         return number if math.isfinite(number) else value
     if kind == "boolean":
         lowered = value.strip().lower()
-        if lowered in ("true", "false"):
-            return lowered == "true"
+        if lowered in ("true", "false", "1", "0"):  # libcloud sends Force=1, Encrypted=1
+            return lowered in ("true", "1")
     return value
 
 
 def coerce(value: Any, schema: Mapping[str, Any]) -> Any:
     """Type the unflattened strings where the schema says integer, number or boolean.
 
-    Values that do not parse stay strings so that validation names them. A scalar where the
-    schema wants an array is *not* wrapped: the EC2 wire format always numbers list members
-    (`InstanceId.1`), botocore and every SDK send it that way, and validation then answers
-    InvalidParameterValue naming the parameter instead of guessing. The one exception is an
-    empty `Name=`, the empty list of SDKs that send one.
+    Values that do not parse stay strings so that validation names them. A list member sent
+    without its number (`KeyName=k` for `KeyName.1=k`, as libcloud and old fog send it) is a
+    list of that one value when the list holds plain values; an empty `Name=` is the empty
+    list of SDKs that send one (Go v1).
     """
     if not isinstance(schema, Mapping):
         return value
@@ -265,8 +276,16 @@ def coerce(value: Any, schema: Mapping[str, Any]) -> Any:
             return value
         return [coerce(v, items) for v in value]
     if isinstance(value, str):
-        if value == "" and kind == "array":
-            return []  # `Name=` with no index: how some SDKs (Go v1) send an empty list
+        if kind == "array":
+            if value == "":
+                return []
+            items = schema.get("items")
+            if isinstance(items, Mapping) and _schema_type(_merged(items)) not in (
+                "object",
+                "array",
+            ):
+                return [coerce(value, items)]
+            return value
         return _coerce_scalar(value, kind)
     return value
 

@@ -19,12 +19,11 @@ from typing import Any
 from lxml import etree
 
 from econe.errors import invalid_value
+from econe.query import NOT_XML_CHAR as _NOT_XML  # what an OpenNebula template cannot hold
 
 Attr = tuple[str, Any]  # (NAME, str | list[tuple[str, str]])
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# XML 1.0 Char production; anything else cannot be stored in an OpenNebula template.
-_NOT_XML = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
 class TemplateError(ValueError):

@@ -139,6 +139,8 @@ class Expressions:
             parts = [self.value(v, f"{where}[{i}]") for i, v in enumerate(spec)]
             return lambda scope: [p(scope) for p in parts]
         if isinstance(spec, dict):
+            if set(spec) == {"template"}:
+                return self._one_template(spec["template"], where)
             if "for" in spec and "each" in spec:
                 extra = set(spec) - {"for", "each", "as"}
                 if extra:
@@ -159,6 +161,45 @@ class Expressions:
 
             return build
         return lambda scope: spec
+
+    def _one_template(self, spec: Any, where: str) -> Compiled:
+        """`{template: {NAME: VALUE, VECTOR: {SUB: VALUE}}}` → an OpenNebula template, built
+        as XML by handlers.escaping (so no value can act as template syntax); a value that
+        OpenNebula would not store as given is InvalidParameterValue naming its attribute;
+        None leaves the attribute out."""
+        from handlers.escaping import as_given, template_xml
+
+        if not isinstance(spec, dict) or not spec:
+            raise ValueError(f"{where}.template: must map attribute names to values")
+        parts: list[tuple[str, Any]] = []
+        for name, value in spec.items():
+            if not _ATTRIBUTE.fullmatch(str(name)):
+                raise ValueError(f"{where}.template: {name!r} is not an OpenNebula attribute name")
+            if isinstance(value, dict):
+                for sub in value:
+                    if not _ATTRIBUTE.fullmatch(str(sub)):
+                        raise ValueError(
+                            f"{where}.template.{name}: {sub!r} is not an OpenNebula attribute name"
+                        )
+            parts.append((str(name), self.value(value, f"{where}.template.{name}")))
+
+        def build(scope: dict[str, Any]) -> str:
+            attrs: list[tuple[str, Any]] = []
+            for name, fn in parts:
+                value = fn(scope)
+                if isinstance(value, dict):
+                    subs = [
+                        (s, as_given(v, f"{name}/{s}")) for s, v in value.items() if v is not None
+                    ]
+                    attrs.append((name, subs))
+                elif value is not None:
+                    attrs.append((name, as_given(value, name)))
+            return template_xml(attrs)
+
+        return build
+
+
+_ATTRIBUTE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _strip(source: Any) -> str:

@@ -189,6 +189,11 @@ def _refusals(
     return out
 
 
+# Template syntax around an expression: `A="{{ x }}"`, `<A>{{ x }}</A>`, `V=[ A={{ x }} ]`.
+_TEMPLATE_TEXT = re.compile(r"[=<>\[\]]")
+_EXPRESSIONS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+
+
 def _call(data: dict, exprs: Expressions, where: str, default_args: list | None = None) -> Call:
     method = data.get("call")
     if not isinstance(method, str) or not method.startswith("one."):
@@ -196,6 +201,14 @@ def _call(data: dict, exprs: Expressions, where: str, default_args: list | None 
     args = data.get("args", default_args or [])
     if not isinstance(args, list):
         raise MappingError(f"{where}.args: must be a list")
+    for k, arg in enumerate(args):
+        if isinstance(arg, str) and _TEMPLATE_TEXT.search(_EXPRESSIONS.sub("", arg)) and (
+            "{{" in arg or "{%" in arg
+        ):
+            raise MappingError(
+                f"{where}.args[{k}]: writes a value into OpenNebula template text, where a "
+                "request value could act as template syntax; write {template: {NAME: value}}"
+            )
     return Call(
         method=method,
         args=exprs.value(args, f"{where}.args"),

@@ -133,6 +133,16 @@ def test_shipped_mappings_load() -> None:
             "output: {}\n",
             "each.refuse: bad expression",
         ),
+        (
+            "action: X\nsource: {static: []}\neach: {call: one.image.update, "
+            "args: ['{{ id }}', 'DESCRIPTION=\"{{ body.Description }}\"', 1]}\noutput: {}\n",
+            "each.args[1]: writes a value into OpenNebula template text",
+        ),
+        (
+            "action: X\nsource: {static: []}\neach: {call: one.image.update, "
+            "args: ['{{ id }}', {template: {'A B': x}}, 1]}\noutput: {}\n",
+            "'A B' is not an OpenNebula attribute name",
+        ),
     ],
 )
 def test_validation_names_file_and_key(tmp_path: Path, text: str, message: str) -> None:
@@ -151,3 +161,53 @@ def test_bad_view_is_reported(tmp_path: Path) -> None:
     (target / "views" / "v.yaml").write_text("fields: {A: {path: ID, type: colour}}\n")
     with pytest.raises(MappingError, match=r"v.yaml: fields.A: unknown type 'colour'"):
         load_mappings(target)
+
+
+SET_DESCRIPTION = """\
+action: SetImageDescription
+doc: A write action in YAML only; the request's value goes into the template as data.
+by_id:
+  param: ImageId
+  prefix: ami
+  call: one.image.info
+  item: /IMAGE
+  malformed: InvalidAMIID.Malformed
+  not_found: InvalidAMIID.NotFound
+  noun: image
+view: image
+where: item._ami and item.State
+each:
+  call: one.image.update
+  args: ["{{ id }}", {template: {DESCRIPTION: "{{ body.Description }}"}}, 1]
+output:
+  Return: true
+"""
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        "a & b <c>",
+        "x</DESCRIPTION><EC2_AMI>NO</EC2_AMI><DESCRIPTION>y",
+        'q" EC2_AMI="NO',
+        "\u00e9t\u00e9",
+    ],
+)
+def test_a_template_value_is_data_whatever_it_holds(sim, tmp_path: Path, description: str) -> None:
+    from tests.engine.conftest import AMI
+
+    target = tmp_path / "mappings"
+    shutil.copytree(data_dir("mappings"), target)
+    (target / "SetImageDescription.yaml").write_text(SET_DESCRIPTION)
+    engine = sim.engine(target)
+    try:
+        run(engine, "RegisterImage", {"ImageLocation": AMI}, user="demo")
+        body = {"ImageId": [AMI], "Description": description}
+        assert run(engine, "SetImageDescription", body, user="demo") == {"Return": True}
+        image = run(engine, "DescribeImages", {"ImageId": [AMI]}, user="demo")["Images"][0]
+        assert image["Description"] == description  # stored as sent, still an AMI
+        with pytest.raises(Ec2Error) as err:  # OpenNebula would store it otherwise
+            run(engine, "SetImageDescription", {**body, "Description": " padded "}, user="demo")
+        assert err.value.code == "InvalidParameterValue" and "DESCRIPTION" in err.value.message
+    finally:
+        engine.close()

@@ -59,6 +59,13 @@ def test_post_form_reaches_the_engine_with_a_typed_json_body(client, engine, aut
     assert b"Signature=c2ln" in raw.body
 
 
+def test_libcloud_forms_unnumbered_list_member_and_1_for_true(client, engine):
+    engine.results["DescribeInstances"] = DI
+    resp = client.get("/?Action=DescribeInstances&InstanceId=i-1&DryRun=1")
+    assert resp.status_code == 200, resp.text
+    assert engine.calls[0][1] == {"InstanceId": ["i-1"], "DryRun": True}
+
+
 def test_get_query_string_is_equivalent(client, engine):
     engine.results["DescribeInstances"] = DI
     resp = client.get("/?Action=DescribeInstances&InstanceId.1=i-1&Version=2014-10-01")
@@ -101,7 +108,7 @@ def test_request_ids_are_fresh_uuids_also_on_errors(client):
         ({"Action": "DescribeInstances", "Filter.1.Value.1": "x"}, 400, "MissingParameter"),
         ({"Action": "DescribeInstances", "MaxResults": "abc"}, 400, "InvalidParameterValue"),
         ({"Action": "DescribeInstances", "MaxResults": "4"}, 400, "InvalidParameterValue"),
-        ({"Action": "DescribeInstances", "InstanceId": "i-1"}, 400, "InvalidParameterValue"),
+        ({"Action": "DescribeInstances", "Filter": "x"}, 400, "InvalidParameterValue"),
         (
             {"Action": "DescribeInstances", "InstanceId.1": "a", "InstanceId.1.X": "b"},
             400,
@@ -142,7 +149,7 @@ def test_error_paths_are_ec2_xml_botocore_parses(client, engine, data, status, c
         ({"Filter.1.Value.1": "x"}, "Filter.1.Name"),
         ({"Filter.1.Name": "a", "Filter.2.Value.1": "x"}, "Filter.2.Name"),
         ({"MaxResults": "abc"}, "MaxResults"),
-        ({"InstanceId": "i-1"}, "InstanceId"),
+        ({"Filter": "x"}, "Filter"),
     ],
 )
 def test_errors_name_the_wire_parameter(client, data, name):
