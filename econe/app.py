@@ -30,6 +30,7 @@ from econe.config import Config
 from econe.context import Principal
 from econe.errors import Ec2Error, error_xml
 from econe.front import Ec2QueryFront, GatewayState, ec2_info
+from econe.paths import data_dir
 from econe.resolver import Ec2Operations, Ec2Resolver
 from econe.serialize import Serializer
 from econe.spec import load_spec
@@ -114,6 +115,14 @@ def make_sessions(config: Config) -> Any:
     return sessions_from_config(config)
 
 
+def check_mappings(mappings_dir: Path | None = None) -> None:
+    """The mappings loaded and checked against the spec as start-up will (MappingError
+    naming the file and key), before anything is started."""
+    from econe.mapping import check_against_spec, load_mappings
+
+    check_against_spec(load_mappings(mappings_dir or data_dir("mappings")), load_spec())
+
+
 def build_runtime(config: Config, state: GatewayState, mappings_dir: Path | None) -> list[Any]:
     """OneClient, sessions, user directory, authenticator and engine, where not injected.
 
@@ -132,9 +141,11 @@ def build_runtime(config: Config, state: GatewayState, mappings_dir: Path | None
         state.authenticator = Authenticator(config, users, seal_key=sessions.seal_key)
     if state.engine is None:
         from econe.engine import Engine
+        from econe.mapping import check_against_spec
 
         state.engine = Engine(config, one, sessions, mappings_dir)
         state.engine.known_filters = state.spec.known_filters()
+        check_against_spec(state.engine.mappings, state.spec)
         closers.append(state.engine)
     return closers
 

@@ -136,13 +136,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if _port_busy(cfg.host, cfg.port):
         print(f"econe-server: port {cfg.host}:{cfg.port} is busy", file=sys.stderr)
         return 1
-    from econe.app import create_app, make_sessions
+    from econe.app import check_mappings, create_app, make_sessions
+    from econe.mapping import MappingError
     from econe.one.session import SessionConfigError
 
     try:
         make_sessions(cfg)  # refuse to start on missing, open or malformed credentials
+        check_mappings()  # a broken mapping: one line, before the banner
         app = create_app(cfg)
-    except (SessionConfigError, ConfigError) as exc:
+    except (SessionConfigError, ConfigError, MappingError) as exc:
         print(f"econe-server: {exc}", file=sys.stderr)
         if sim is not None:
             sim.stop()
@@ -209,15 +211,18 @@ def _read_pid(pid_file: Path) -> int | None:
 
 def _preflight(args: argparse.Namespace) -> Config | None:
     """The configuration `start` would run with, checked as `run` checks it (keys, values, the
-    server credentials unless the simulator makes them); None once the reason is printed."""
-    from econe.app import make_sessions
+    server credentials unless the simulator makes them, the mappings); None once the reason
+    is printed."""
+    from econe.app import check_mappings, make_sessions
+    from econe.mapping import MappingError
     from econe.one.session import SessionConfigError
 
     try:
         cfg = _load(args)
         if not args.simulator:
             make_sessions(cfg)
-    except (ConfigError, SessionConfigError) as exc:
+        check_mappings()  # a broken mapping must not take a running server down on restart
+    except (ConfigError, SessionConfigError, MappingError) as exc:
         print(f"econe-server: {exc}", file=sys.stderr)
         return None
     return cfg

@@ -8,6 +8,6 @@ ids     — strict EC2 id parsing/formatting
 onecall — one OpenNebula call with per-call error tables
 """
 
-from econe.mapping.loader import Mapping, MappingError, load_mappings
+from econe.mapping.loader import Mapping, MappingError, check_against_spec, load_mappings
 
-__all__ = ["Mapping", "MappingError", "load_mappings"]
+__all__ = ["Mapping", "MappingError", "check_against_spec", "load_mappings"]

@@ -128,6 +128,7 @@ class Mapping:
     paginate: Paginate | None = None
     each: Each | None = None
     output: Compiled | None = None
+    output_keys: list[str] = field(default_factory=list)  # the output's top-level members
     options: dict[str, Any] = field(default_factory=dict)
     enrich: list[Callable[..., Any]] = field(default_factory=list)  # f(rt, items), pre-filter
     prefetch: list[Call] = field(default_factory=list)  # calls the hooks make, sent beforehand
@@ -202,8 +203,10 @@ def _call(data: dict, exprs: Expressions, where: str, default_args: list | None 
     if not isinstance(args, list):
         raise MappingError(f"{where}.args: must be a list")
     for k, arg in enumerate(args):
-        if isinstance(arg, str) and _TEMPLATE_TEXT.search(_EXPRESSIONS.sub("", arg)) and (
-            "{{" in arg or "{%" in arg
+        if (
+            isinstance(arg, str)
+            and _TEMPLATE_TEXT.search(_EXPRESSIONS.sub("", arg))
+            and ("{{" in arg or "{%" in arg)
         ):
             raise MappingError(
                 f"{where}.args[{k}]: writes a value into OpenNebula template text, where a "
@@ -318,6 +321,8 @@ def compile_mapping(path: Path, data: Any, views: dict[str, View], exprs: Expres
                 raise MappingError(f"{w}: each.refresh needs by_id.call to read the item again")
         if "output" in data:
             m.output = exprs.value(data["output"], f"{w}: output")
+            if isinstance(data["output"], dict):
+                m.output_keys = [str(k) for k in data["output"]]
         for i, spec in enumerate(data.get("prefetch") or []):
             where = f"{w}: prefetch[{i}]"
             m.prefetch.append(_call(_check_keys(spec, PREFETCH_KEYS, where), exprs, where))
@@ -360,3 +365,47 @@ def load_mappings(
         m = compile_mapping(path, data, views, exprs)
         mappings[m.action] = m
     return mappings
+
+
+def check_against_spec(mappings: dict[str, Mapping], spec: Any) -> None:
+    """What the spec says of each action against its mapping, at start: an action in one and
+    not the other, a request member (`by_id.param`, `paginate`) or an output member the spec
+    does not have. Each would otherwise start fine and answer wrong (the ids ignored, the
+    member dropped) or InvalidAction at the first request. MappingError lists them all."""
+    from econe.spec import flatten_all_of
+
+    problems: list[str] = []
+    for name in sorted(set(spec.actions) - set(mappings)):
+        problems.append(f"{name} is in {spec.path} but mappings/ has no {name}.yaml")
+    for name, m in sorted(mappings.items()):
+        act = spec.action(name)
+        if act is None:
+            problems.append(
+                f"{m.path}: {name} is not in {spec.path} (add it: tools/gen_spec.py --add {name})"
+            )
+            continue
+        asked = flatten_all_of(act.request_schema).get("properties", {})
+        named = []
+        if m.by_id is not None:
+            named.append(("by_id.param", m.by_id.param))
+        if m.paginate is not None:
+            named += [("paginate.max_results", m.paginate.max_results)]
+            named += [
+                ("paginate.token", m.paginate.token),
+                ("paginate.not_with", m.paginate.not_with),
+            ]
+        for key, member in named:
+            if member is not None and member not in asked:
+                problems.append(
+                    f"{m.path}: {key}: the request of {name} has no member {member!r} (wire "
+                    f"names: {', '.join(sorted(asked)) or 'none'})"
+                )
+        answered = flatten_all_of(act.output_schema).get("properties", {})
+        for member in m.output_keys:
+            if member not in answered:
+                problems.append(
+                    f"{m.path}: output.{member}: the answer of {name} has no such member "
+                    f"({', '.join(sorted(answered)) or 'none'})"
+                )
+    if problems:
+        raise MappingError("; ".join(problems))

@@ -4,6 +4,7 @@ then boto3 calls the new action on `econe-server run --simulator` of that copy. 
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.e2e.conftest import start_demo, stop_demo
+from tests.e2e.conftest import free_port, start_demo, stop_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT = ["econe", "handlers", "onesim", "spec", "mappings", "templates", "etc", "tools"]
@@ -87,3 +88,28 @@ def test_an_action_added_with_a_spec_line_and_yaml_answers_boto3(extended):
     # The copy still serves what it shipped with; the project itself does not know the action.
     assert ec2.describe_regions()["Regions"]
     assert "DescribeSubnets" not in (ROOT / "spec" / "ec2-query.yaml").read_text()
+
+
+def test_a_broken_mapping_stops_the_start_in_one_line(tmp_path):
+    """An operator's typo (the boto3 name instead of the wire name) would have started and
+    answered every image to DescribeImages ImageId.N: now `run` names the file and key,
+    exit 2, before the banner."""
+    copy = tmp_path / "checkout"
+    for name in PROJECT:
+        shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+    mapping = copy / "mappings" / "DescribeImages.yaml"
+    mapping.write_text(mapping.read_text().replace("param: ImageId", "param: ImageIds", 1))
+    out = subprocess.run(
+        [sys.executable, "-m", "econe.server_cli", "run", "--simulator", "--port"]
+        + [str(free_port()), "--sim-port", str(free_port()), "--state-dir", str(tmp_path / "s")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=copy,
+        env={**os.environ, "PYTHONPATH": str(copy)},
+    )
+    assert out.returncode == 2, out.stderr
+    assert "is up" not in out.stdout
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "DescribeImages.yaml: by_id.param" in lines[0], out.stderr
+    assert "'ImageIds'" in lines[0]

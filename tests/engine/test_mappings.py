@@ -211,3 +211,58 @@ def test_a_template_value_is_data_whatever_it_holds(sim, tmp_path: Path, descrip
         assert err.value.code == "InvalidParameterValue" and "DESCRIPTION" in err.value.message
     finally:
         engine.close()
+
+
+def _spec_check(tmp_path: Path, edit) -> str:
+    """check_against_spec's message for a copy of the shipped mappings changed by `edit`."""
+    from econe.mapping import check_against_spec
+    from econe.spec import load_spec
+
+    target = tmp_path / "mappings"
+    shutil.copytree(data_dir("mappings"), target)
+    edit(target)
+    with pytest.raises(MappingError) as err:
+        check_against_spec(load_mappings(target), load_spec())
+    return str(err.value)
+
+
+def _replace(name: str, old: str, new: str):
+    def edit(target: Path) -> None:
+        path = target / name
+        text = path.read_text()
+        assert old in text
+        path.write_text(text.replace(old, new, 1))
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        # the boto3 name instead of the wire name: the ids were ignored, every volume listed
+        (
+            _replace("DescribeImages.yaml", "param: ImageId", "param: ImageIds"),
+            "by_id.param: the request of DescribeImages has no member 'ImageIds'",
+        ),
+        (
+            _replace("DescribeImages.yaml", "Images:", "Image:"),
+            "output.Image: the answer of DescribeImages has no such member",
+        ),
+        (
+            _replace("DescribeInstances.yaml", "max_results: MaxResults", "max_results: MaxResult"),
+            "paginate.max_results: the request of DescribeInstances has no member 'MaxResult'",
+        ),
+        (
+            lambda t: (t / "DescribeRegions.yaml").rename(t / "DescribeRegion.yaml.off"),
+            "DescribeRegions is in",
+        ),
+        (
+            lambda t: (t / "DescribeHosts.yaml").write_text(
+                "action: DescribeHosts\nsource: {static: []}\noutput: {Hosts: []}\n"
+            ),
+            "DescribeHosts is not in",
+        ),
+    ],
+)
+def test_mappings_are_checked_against_the_spec(tmp_path: Path, edit, message: str) -> None:
+    assert message in _spec_check(tmp_path, edit)
