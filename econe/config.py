@@ -97,6 +97,7 @@ def _plain_keys(value: Any) -> Any:
 
 
 _TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+INSTANCE_TYPE_KEYS = {"template", "network_id"}
 _WHOLE = re.compile(r"-?[0-9]+")
 
 
@@ -215,6 +216,12 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
     for name, spec in cfg.instance_types.items():
         if not isinstance(spec, dict):
             raise ConfigError(f":instance_types: entry {name!r} must be a mapping with :template:")
+        unknown = sorted(set(spec) - INSTANCE_TYPE_KEYS)
+        if unknown:  # a misspelt :network_id: launched on network 0
+            raise ConfigError(
+                f":instance_types: {name!r}: unknown key(s) {', '.join(':' + k + ':' for k in unknown)}"
+                f"; known: {', '.join(':' + k + ':' for k in sorted(INSTANCE_TYPE_KEYS))}"
+            )
         network = spec.get("network_id")
         network = 0 if network is None else network  # left without a value: the default
         if isinstance(network, bool) or not str(network).isascii() or not str(network).isdigit():

@@ -36,6 +36,10 @@ def test_the_guides_elastic_ip_key_name_is_read(tmp_path):
             ":instance_types:\n  :m1.x:\n    :template: [a]\n",
             ":instance_types: 'm1.x': :template: must be a file name",
         ),
+        (
+            ":instance_types:\n  :m1.x:\n    :template: m1.small.j2\n    :network_idd: 7\n",
+            ":instance_types: 'm1.x': unknown key(s) :network_idd:; known: :network_id:, :template:",
+        ),
         (":port: 99999\n", ":port: must be 1 to 65535"),
         (":port: 0\n", ":port: must be 1 to 65535"),
         (":trusted_proxies: [nginx.example.org]\n", "'nginx.example.org' is not an IP address"),

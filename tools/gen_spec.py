@@ -394,11 +394,52 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 
 
+OVERLAY_KEYS = {
+    "info",
+    "actions",
+    "optional_actions",
+    "defaults",
+    "shapes",
+    "requests",
+    "notes",
+    "extra_operations",
+}
+REQUEST_KEYS = {"properties", "required_add", "required_remove", "unsupported"}
+
+
+def check_overlay(overlay: dict[str, Any], model: dict[str, Any], actions: list[str]) -> None:
+    """A misspelt name in the overlay would change nothing, silently (a restriction meant
+    for `RunInstance` never applied): every name must be one the generator uses."""
+    problems = [f"unknown key {k!r}" for k in sorted(set(overlay) - OVERLAY_KEYS)]
+    known = set(actions) | set(overlay.get("optional_actions") or [])
+    known |= set(overlay.get("extra_operations") or {})
+    for key in ("requests", "notes"):
+        for action in overlay.get(key) or {}:
+            if action not in known:
+                problems.append(f"{key}: {action!r} is not an action it generates")
+    for action, patch in (overlay.get("requests") or {}).items():
+        problems += [
+            f"requests: {action}: unknown key {k!r}" for k in sorted(set(patch) - REQUEST_KEYS)
+        ]
+    for shape in overlay.get("shapes") or {}:
+        if shape not in model["shapes"]:
+            problems.append(f"shapes: {shape!r} is not a shape of botocore's EC2 model")
+    for action in actions:
+        if action not in model["operations"] and action not in (
+            overlay.get("extra_operations") or {}
+        ):
+            problems.append(f"{action!r} is not an action of botocore's EC2 model")
+    if problems:
+        raise SystemExit(f"{OVERLAY}: " + "; ".join(problems))
+
+
 def generate(add: list[str] | None = None, drop: list[str] | None = None) -> dict[str, Any]:
     overlay = yaml.safe_load(OVERLAY.read_text())
     actions = [a for a in overlay["actions"] if a not in (drop or [])]
     actions += [a for a in (add or []) if a not in actions]
-    return Generator(load_model(), overlay).build(actions)
+    model = load_model()
+    check_overlay(overlay, model, actions)
+    return Generator(model, overlay).build(actions)
 
 
 def dump(spec: dict[str, Any]) -> str:

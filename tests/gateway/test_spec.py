@@ -152,3 +152,24 @@ def test_validators_check_formats():
     assert not list(run.validator.iter_errors(good))
     bad = dict(good, UserData="!!!")
     assert [e.validator for e in run.validator.iter_errors(bad)] == ["format"]
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"requests": {"RunInstance": {"unsupported": ["UserData"]}}}, "'RunInstance' is not"),
+        ({"shapes": {"Filtre": {"required_add": ["Name"]}}}, "'Filtre' is not a shape"),
+        ({"request": {}}, "unknown key 'request'"),
+        ({"requests": {"RunInstances": {"unsuported": ["UserData"]}}}, "unknown key 'unsuported'"),
+    ],
+)
+def test_a_misspelt_overlay_name_stops_the_generator(patch, message):
+    """It would otherwise regenerate without the restriction meant, exit 0."""
+    gen_spec = _gen_spec()
+    overlay = {**yaml.safe_load(gen_spec.OVERLAY.read_text()), **patch}
+    model = gen_spec.load_model()
+    with pytest.raises(SystemExit) as err:
+        gen_spec.check_overlay(overlay, model, overlay["actions"])
+    assert message in str(err.value)
+    with pytest.raises(SystemExit, match="'DescribeNothing' is not an action"):
+        gen_spec.check_overlay(overlay, model, [*overlay["actions"], "DescribeNothing"])
