@@ -81,7 +81,29 @@ def register_image(rt: Any) -> dict:
         attrs.append(("DESCRIPTION", str(body["Description"])))
     if body.get("Architecture"):
         attrs.append(("ARCH", _one_arch(str(body["Architecture"]))))
-    attrs += tag_attrs(tag_specs(body, "image"))  # given: the new AMI's tags, replacing any
+    tags = tag_specs(body, "image")
+    if image.get("_ami"):
+        # EC2 makes a new AMI each time; here the image is the AMI, so registering it again
+        # changes nothing under those who use it: the same request is answered as before,
+        # another name, description, architecture or tags is refused.
+        changed = [
+            member
+            for member, differs in (
+                ("Name", name != image.get("Name")),
+                ("Description", body.get("Description") not in (None, image.get("Description"))),
+                ("Architecture", body.get("Architecture") not in (None, image.get("Architecture"))),
+                ("TagSpecification", bool(tags)),
+            )
+            if differs
+        ]
+        if changed:
+            raise Ec2Error(
+                "InvalidParameterValue",
+                f"{ami} is registered already: registering it again cannot change its "
+                f"{', '.join(changed)} (DeregisterImage it first)",
+            )
+        return {"ImageId": ami}
+    attrs += tag_attrs(tags)  # given: the new AMI's tags
     try:
         update = template_xml(attrs)
     except TemplateError as exc:

@@ -80,9 +80,16 @@ def test_register_describe_deregister(sim: Sim, engine) -> None:
     with pytest.raises(Ec2Error, match="InvalidAMIID.NotFound"):
         launch(engine)
     assert run(engine, "RegisterImage", {"Name": "ttylinux"}, user="demo") == {"ImageId": AMI}
+    # registered again as it is: the same AMI; with another name or tags: refused (EC2 would
+    # make a new AMI; here the image is the AMI, and its users would see it change)
     assert run(engine, "RegisterImage", {"ImageLocation": "0"}, user="demo") == {"ImageId": AMI}
-    # with ImageLocation, Name names the AMI (as `aws ec2 register-image` always sends one)
     named = {"ImageLocation": AMI, "Name": "tty (renamed)"}
+    assert code_of(run, engine, "RegisterImage", named, user="demo") == "InvalidParameterValue"
+    assert run(engine, "DescribeImages", {"ImageId": [AMI]}, user="demo")["Images"][0]["Name"] == (
+        "ttylinux"
+    )
+    run(engine, "DeregisterImage", {"ImageId": AMI}, user="demo")
+    # with ImageLocation, Name names the AMI (as `aws ec2 register-image` always sends one)
     assert run(engine, "RegisterImage", named, user="demo") == {"ImageId": AMI}
     assert run(engine, "DescribeImages", {"ImageId": [AMI]}, user="demo")["Images"][0]["Name"] == (
         "tty (renamed)"
@@ -95,6 +102,7 @@ def test_register_describe_deregister(sim: Sim, engine) -> None:
         "Name": "ttylinux",
         "TagSpecification": [{"ResourceType": "image", "Tag": [{"Key": "os", "Value": "tty"}]}],
     }
+    run(engine, "DeregisterImage", {"ImageId": AMI}, user="demo")
     run(engine, "RegisterImage", tagged, user="demo")
     (image,) = run(engine, "DescribeImages", {"ImageId": [AMI]}, user="demo")["Images"]
     assert image["Tags"] == [{"Key": "os", "Value": "tty"}]
