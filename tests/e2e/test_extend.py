@@ -113,3 +113,28 @@ def test_a_broken_mapping_stops_the_start_in_one_line(tmp_path):
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "DescribeImages.yaml: by_id.param" in lines[0], out.stderr
     assert "'ImageIds'" in lines[0]
+
+
+def test_restart_with_a_broken_mapping_keeps_the_running_server(tmp_path):
+    copy = tmp_path / "checkout"
+    for name in PROJECT:
+        shutil.copytree(ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(copy)}
+    common = ["--pid-file", str(tmp_path / "econe.pid"), "--log-file", str(tmp_path / "log")]
+    serve = ["--simulator", "--port", str(free_port()), "--sim-port", str(free_port())]
+    serve += ["--state-dir", str(tmp_path / "state"), *common]
+
+    def server(*argv: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "econe.server_cli", *argv]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=90, cwd=copy, env=env)
+
+    started = server("start", *serve)
+    assert started.returncode == 0, started.stderr
+    try:
+        mapping = copy / "mappings" / "DescribeImages.yaml"
+        mapping.write_text(mapping.read_text().replace("param: ImageId", "param: ImageIds", 1))
+        out = server("restart", *serve)
+        assert out.returncode == 2 and "DescribeImages.yaml: by_id.param" in out.stderr
+        assert server("status", *common).returncode == 0  # still running
+    finally:
+        assert server("stop", *common).returncode == 0
