@@ -26,11 +26,26 @@ def main(argv: list[str] | None = None) -> int:
         "--server-x509-cert",
         help="PEM certificate that server_x509 users' tokens are checked with (:core_auth: x509)",
     )
+    p.add_argument("--max-conn", type=int, default=15, help="oned.conf MAX_CONN")
+    p.add_argument("--keepalive-timeout", type=int, default=15, help="oned.conf KEEPALIVE_TIMEOUT")
+    p.add_argument(
+        "--keepalive-max-conn", type=int, default=30, help="oned.conf KEEPALIVE_MAX_CONN"
+    )
     a = p.parse_args(argv)
     if a.speed is None:
         a.speed = float(os.environ.get("ONESIM_SPEED", "1.0"))
     seed = None if a.seed == "none" else a.seed
-    sim = SimServer(a.state_dir, a.host, a.port, seed, a.speed, a.server_x509_cert)
+    sim = SimServer(
+        a.state_dir,
+        a.host,
+        a.port,
+        seed,
+        a.speed,
+        a.server_x509_cert,
+        max_conn=a.max_conn,
+        keepalive_timeout=a.keepalive_timeout,
+        keepalive_max_conn=a.keepalive_max_conn,
+    )
     print(f"onesim 7.4.0 listening on {sim.url}", flush=True)
     print(f"one_auth: {os.path.join(sim.state_dir, '.one', 'one_auth')}", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))

@@ -49,3 +49,26 @@ def test_cli_serves_and_persists(tmp_path: Path) -> None:
         p.send_signal(signal.SIGTERM)
         assert p.wait(10) == 0
     assert os.path.exists(tmp_path / "st" / "onesim.db")
+
+
+def test_cli_takes_oned_conf_connection_limits(tmp_path: Path) -> None:
+    import http.client
+
+    port = free_port()
+    cmd = [sys.executable, "-m", "onesim.cli", "--state-dir", str(tmp_path / "st")]
+    cmd += ["--port", str(port), "--keepalive-timeout", "7", "--keepalive-max-conn", "2"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+    try:
+        p.stdout.readline()
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        body = xmlrpc.client.dumps(("demo:demo",), "one.system.version")
+        answers = []
+        for _ in range(2):
+            conn.request("POST", "/RPC2", body, {"Connection": "keep-alive"})
+            answers.append(conn.getresponse())
+            answers[-1].read()
+        assert answers[0].getheader("Keep-Alive") == "timeout=7, max=2"
+        assert answers[1].getheader("Connection") == "close"  # the second of at most two
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(10) == 0
