@@ -183,7 +183,12 @@ def describe_volumes(rt: Any) -> dict:
             "The parameter VolumeId cannot be used with the parameter MaxResults",
         )
     if requested:
-        items = [volume(rt, raw) for raw in dict.fromkeys(requested)]
+        unique: dict[int, Any] = {}  # vol-3 and vol-00000003 are one volume, listed once
+        for raw in requested:
+            unique.setdefault(required_id(raw, "vol", "InvalidVolumeID.Malformed", "VolumeId"), raw)
+        items = [
+            _image(rt, n, str(raw), "volume", "InvalidVolume.NotFound") for n, raw in unique.items()
+        ]
     else:
         pool = rt.xml(rt.call("one.imagepool.info", -3, -1, -1))  # the user's own images
         scope = rt.scope()

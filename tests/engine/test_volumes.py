@@ -65,6 +65,9 @@ def test_create_describe_delete(sim: Sim, engine) -> None:
     assert listed[vid]["State"] == "available" and listed[vid]["Attachments"] == []
     assert listed[vid]["AvailabilityZone"] == "opennebula"
     assert set(volumes(engine, VolumeId=[vid])) == {vid}
+    both_forms = {"VolumeId": [f"vol-{int(vid[4:])}", vid]}  # one volume, listed once
+    listed_once = run(engine, "DescribeVolumes", both_forms, user="demo")["Volumes"]
+    assert [v["VolumeId"] for v in listed_once] == [vid]
     by_tag = {"Filter": [{"Name": "tag:Name", "Value": ["data"]}, {"Name": "size", "Value": ["2"]}]}
     assert set(volumes(engine, **by_tag)) == {vid}
     assert volumes(engine, Filter=[{"Name": "status", "Value": ["in-use"]}]).get(vid) is None
