@@ -37,7 +37,8 @@ from handlers.tags import tag_attrs, tag_specs
 from handlers.tokens import DIGEST, TOKEN, check_same_request, client_token, request_digest
 
 log = logging.getLogger("econe.handlers.volumes")
-_DEVICE = re.compile(r"(?:/dev/)?([a-z]{2,4}[a-z])")
+# EC2's (and Linux's) names of block devices a volume can be attached as; the TARGET is the name
+_DEVICE = re.compile(r"(?:/dev/)?((?:sd|xvd)[a-z][a-z]?|(?:vd|hd)[a-z])")
 _TOKEN = etree.XPath("/IMAGE_POOL/IMAGE[TEMPLATE/EC2_CLIENT_TOKEN = $t]")
 _EC2_MARKS = (
     "EBS_VOLUME",
@@ -90,11 +91,26 @@ def _hotplug_ready(vm: etree._Element, instance: str, what: str) -> None:
         )
 
 
+def _gone(instance: Any, what: str) -> Ec2Error:
+    """A terminated instance DescribeInstances still lists is there, in the wrong state."""
+    return Ec2Error(
+        "IncorrectInstanceState",
+        f"The instance '{instance}' is not in a state to {what} a volume (terminated).",
+    )
+
+
 def _disk(vm: etree._Element, image_id: int) -> etree._Element | None:
     for disk in vm.findall("TEMPLATE/DISK"):
         if disk.findtext("IMAGE_ID") == str(image_id):
             return disk
     return None
+
+
+def _device_name(value: Any) -> re.Match:
+    match = _DEVICE.fullmatch(str(value))
+    if match is None:  # EC2's own words
+        raise invalid_value("device", value, f"{value} is not a valid EBS device name.")
+    return match
 
 
 def _text(value: Any, name: str) -> str:
@@ -322,13 +338,11 @@ def attach_volume(rt: Any) -> dict:
     for param in ("VolumeId", "InstanceId", "Device"):
         if not body.get(param):
             raise missing_parameter(param)
-    match = _DEVICE.fullmatch(str(body["Device"]))
-    if not match:
-        raise invalid_value("Device", body["Device"], "Expecting a device name such as /dev/sdf.")
+    match = _device_name(body["Device"])
     target = match.group(1)
     vol = volume(rt, body["VolumeId"])
     vm_number = required_id(body["InstanceId"], "i", "InvalidInstanceID.Malformed", "InstanceId")
-    vm = user_vm(rt, vm_number, str(body["InstanceId"]))
+    vm = user_vm(rt, vm_number, str(body["InstanceId"]), _gone(body["InstanceId"], "attach"))
     _hotplug_ready(vm, str(body["InstanceId"]), "attach")
     if vol["State"] == "in-use" or vol.get("_vms"):
         raise Ec2Error("VolumeInUse", f"{vol['VolumeId']} is already attached to an instance")
@@ -387,14 +401,12 @@ def detach_volume(rt: Any) -> dict:
     else:
         vm_number = attached[0]
     instance = format_id("i", vm_number)
-    vm = user_vm(rt, vm_number, instance)
+    vm = user_vm(rt, vm_number, instance, _gone(instance, "detach"))
     _hotplug_ready(vm, instance, "detach")
     disk = _disk(vm, vol["_id"])
     asked = body.get("Device")
     if asked:
-        match = _DEVICE.fullmatch(str(asked))
-        if match is None:
-            raise invalid_value("Device", asked, "Expecting a device name such as /dev/sdf.")
+        match = _device_name(asked)
     if disk is None or (asked and match.group(1) != disk.findtext("TARGET")):
         raise Ec2Error(
             "InvalidAttachment.NotFound",

@@ -224,9 +224,24 @@ def test_attach_refusals(sim: Sim, engine) -> None:
         ),
     ):
         assert code_of(run, engine, "AttachVolume", body, user="demo") == code, body
+    for device in ("/dev/ttyz", "/dev/abc", "/dev/loop", "/dev/zzzzz", "fd0", "/dev/sdf1"):
+        body = {"VolumeId": vid, "InstanceId": iid, "Device": device}
+        with pytest.raises(Ec2Error) as err:
+            run(engine, "AttachVolume", body, user="demo")
+        assert err.value.code == "InvalidParameterValue"
+        assert err.value.message == (
+            f"Value ({device}) for parameter device is invalid. "
+            f"{device} is not a valid EBS device name."
+        )
+    for device in ("/dev/sdc", "sdaa", "/dev/xvdbc", "xvdh", "/dev/vdz", "/dev/hdc"):
+        body = {"VolumeId": vid, "InstanceId": iid, "Device": device, "DryRun": True}
+        assert code_of(run, engine, "AttachVolume", body, user="demo") == "DryRunOperation"
     run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
+    # still listed by DescribeInstances: there, but terminated (as CreateImage answers)
     body = {"VolumeId": vid, "InstanceId": iid, "Device": "sdf"}
-    assert code_of(run, engine, "AttachVolume", body, user="demo") == "InvalidInstanceID.NotFound"
+    with pytest.raises(Ec2Error) as err:
+        run(engine, "AttachVolume", body, user="demo")
+    assert err.value.code == "IncorrectInstanceState" and "terminated" in err.value.message
     run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo")
 
 
