@@ -45,7 +45,15 @@ from handlers.security_groups import (
     set_instance_groups,
 )
 from handlers.tags import tag_attrs, tag_specs
-from handlers.tokens import DIGEST, TOKEN, check_same_request, client_token, request_digest
+from handlers.tokens import (
+    DIGEST,
+    TOKEN,
+    check_same_request,
+    client_token,
+    creating,
+    in_flight,
+    request_digest,
+)
 
 log = logging.getLogger("econe.handlers.instances")
 
@@ -636,13 +644,12 @@ def run_instances(rt: Any) -> dict:
             # Each VM is made within one_timeout of the one before: past twice that since the
             # newest, the launch is over, and theirs is the rollback it missed.
             newest = max(int(vm.findtext("STIME") or 0) for vm in previous)
-            if time.time() - newest < 2 * rt.config.one_timeout + 1:
-                raise Ec2Error(  # 503: SDKs retry it
-                    "Unavailable",
-                    f"The launch with client token {launch.token} is still in progress",
-                )
+            in_flight(rt, "launch", launch.token, newest)
             _roll_back(rt, [int(vm.findtext("ID")) for vm in previous])
-        return _launch(rt, launch)
+        else:
+            in_flight(rt, "launch", launch.token)  # one this process gave up waiting for
+        with creating(rt, "launch", launch.token):
+            return _launch(rt, launch)
 
 
 def _launch(rt: Any, launch: Launch) -> dict:

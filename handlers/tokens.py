@@ -12,6 +12,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from econe.errors import Ec2Error, invalid_value
@@ -60,3 +63,33 @@ def check_same_request(digests: list[str | None], body: dict[str, Any]) -> None:
             "Arguments on this idempotent request are inconsistent with arguments used in "
             "previous request(s).",
         )
+
+
+# (what, uid, token) → when an attempt of this process gave up waiting for oned (Unavailable):
+# oned may still carry out the call it did not answer, so a retry must not create again.
+_GAVE_UP: dict[tuple[Hashable, ...], float] = {}
+
+
+@contextmanager
+def creating(rt: Any, what: str, token: str) -> Iterator[None]:
+    """The attempt that creates what `token` names; one that ends Unavailable is
+    remembered for `in_flight`."""
+    try:
+        yield
+    except Ec2Error as exc:
+        if exc.code == "Unavailable":
+            _GAVE_UP[(what, rt.principal.uid, token)] = time.time()
+        raise
+
+
+def in_flight(rt: Any, what: str, token: str, newest: float = 0) -> None:
+    """Unavailable (503: SDKs retry) while an earlier attempt with this token may still be
+    under way in oned: one this process gave up waiting for, or whose newest object was made
+    (`newest`, epoch), less than twice :one_timeout: ago. Later, what it left is final."""
+    now, window = time.time(), 2 * rt.config.one_timeout + 1
+    for key, since in list(_GAVE_UP.items()):  # forget what is over
+        if now - since >= window:
+            _GAVE_UP.pop(key, None)
+    since = max(newest, _GAVE_UP.get((what, rt.principal.uid, token), 0))
+    if now - since < window:
+        raise Ec2Error("Unavailable", f"The {what} with client token {token} is still in progress")

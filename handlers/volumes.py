@@ -34,7 +34,15 @@ from handlers.images import discard_image
 from handlers.instances import check_zone, user_vm
 from handlers.locks import held
 from handlers.tags import tag_attrs, tag_specs
-from handlers.tokens import DIGEST, TOKEN, check_same_request, client_token, request_digest
+from handlers.tokens import (
+    DIGEST,
+    TOKEN,
+    check_same_request,
+    client_token,
+    creating,
+    in_flight,
+    request_digest,
+)
 
 log = logging.getLogger("econe.handlers.volumes")
 # EC2's (and Linux's) names of block devices a volume can be attached as; the TARGET is the name
@@ -226,7 +234,8 @@ def _by_token(rt: Any, token: str) -> dict | None:
     pool = rt.xml(rt.call("one.imagepool.info", -3, -1, -1))
     for element in _TOKEN(pool, t=token):
         item = rt.view("volume", element)
-        if item.get("_volume") and item.get("State"):
+        # one being deleted is what a failed attempt left (discard_image): never the answer
+        if item.get("_volume") and item.get("State") not in (None, "deleting"):
             check_same_request([element.findtext(f"TEMPLATE/{DIGEST}")], rt.body)
             return item
     return None
@@ -268,7 +277,11 @@ def create_volume(rt: Any) -> dict:
     # a retry in this process waits for the first request with its token, then finds its volume
     with held("client token", rt.principal.uid, token):
         previous = _by_token(rt, token)
-        return previous if previous is not None else _new_volume(rt, size, tags, token)
+        if previous is not None:
+            return previous
+        in_flight(rt, "volume", token)  # an attempt oned did not answer may still make it
+        with creating(rt, "volume", token):
+            return _new_volume(rt, size, tags, token)
 
 
 def _new_volume(rt: Any, size: int | None, tags: list, token: str | None) -> dict:

@@ -556,3 +556,77 @@ def test_a_terminated_instance_shows_no_devices_and_no_address(sim: Sim, engine)
     found = run(engine, "DescribeInstances", by_volume, user="demo")["Reservations"]
     assert [i["InstanceId"] for r in found for i in r["Instances"]] == [live]
     run(engine, "TerminateInstances", {"InstanceId": [live]}, user="demo")
+
+
+def test_a_retry_never_gets_the_volume_a_failed_attempt_left(slow: Sim) -> None:
+    """The volume of a failed CreateVolume is deleted; it still carries the token while oned
+    deletes it: a retry gets a volume that stays, never that one."""
+    import time
+
+    engine = slow.engine()
+    try:
+        vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+        deadline = time.monotonic() + 10
+        while volumes(engine, VolumeId=[vid])[vid]["State"] != "available":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        sid = run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")["SnapshotId"]
+        while (
+            run(engine, "DescribeSnapshots", {"SnapshotId": [sid]}, user="demo")["Snapshots"][0][
+                "State"
+            ]
+            != "completed"
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        body = {"SnapshotId": sid, "ClientToken": "rolled-back"}
+        slow.as_admin("onesim.fault.set", "one.image.persistent", 0x2000, "disk full", 0, 1)
+        try:
+            assert code_of(run, engine, "CreateVolume", body, user="demo") == "InternalError"
+        finally:
+            slow.as_admin("onesim.fault.clear")
+        again = run(engine, "CreateVolume", body, user="demo")
+        assert again["State"] in ("creating", "available")
+        assert run(engine, "CreateVolume", body, user="demo")["VolumeId"] == again["VolumeId"]
+        time.sleep(1)  # whatever oned was deleting is gone: the retry's volume is not
+        assert volumes(engine, VolumeId=[again["VolumeId"]])[again["VolumeId"]]["State"] in (
+            "creating",
+            "available",
+        )
+    finally:
+        engine.close()
+
+
+def test_a_volume_oned_made_after_econe_gave_up_is_the_retrys(sim: Sim) -> None:
+    """oned answers CreateVolume's allocation after :one_timeout: (Unavailable, which SDKs
+    retry): the retry waits for that attempt (Unavailable while it may still be under way)
+    and then answers its volume; one volume in all, as RunInstances does."""
+    import time
+
+    from econe.engine import Engine
+    from econe.one.client import OneClient
+    from econe.one.session import ServerCipherSessions
+
+    impatient = Engine(
+        sim.config(one_timeout=0.5),
+        OneClient(sim.url, timeout=0.5),
+        ServerCipherSessions(sim.ec2_auth),
+    )
+    body = {"Size": 1, "ClientToken": "answered-late"}
+    try:
+        sim.as_admin("onesim.fault.set", "one.image.allocate", 0, "", 1.0, 1)  # slow
+        with pytest.raises(Ec2Error) as err:
+            run(impatient, "CreateVolume", body, user="demo")
+        assert err.value.code == "Unavailable"
+        with pytest.raises(Ec2Error) as err:  # at once: oned is still making it
+            run(impatient, "CreateVolume", body, user="demo")
+        assert err.value.code == "Unavailable" and "in progress" in err.value.message
+        time.sleep(1.0)  # onesim makes it once its delay is over
+        first = run(impatient, "CreateVolume", body, user="demo")
+        assert run(impatient, "CreateVolume", body, user="demo")["VolumeId"] == first["VolumeId"]
+        pool = etree.fromstring(sim.as_admin("one.imagepool.info", -2, -1, -1).encode())
+        tokens = [i.findtext("TEMPLATE/EC2_CLIENT_TOKEN") for i in pool.iterfind("IMAGE")]
+        assert tokens.count("answered-late") == 1
+        run(impatient, "DeleteVolume", {"VolumeId": first["VolumeId"]}, user="demo")
+    finally:
+        impatient.close()
