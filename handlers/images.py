@@ -261,9 +261,9 @@ def create_image(rt: Any) -> dict:
 
 
 def own_tags_only(rt: Any, items: list[dict]) -> None:
-    """DescribeImages `enrich:` hook: an AMI shared with the user shows no tags (EC2 does not
-    share an AMI's tags with the accounts it shares the AMI with), so tag filters do not find
-    it by them; handlers/tags.py keeps them out of DescribeTags and CreateTags alike."""
+    """DescribeImages and DescribeSnapshots `enrich:` hook: an AMI or snapshot shared with the
+    user shows no tags (EC2 does not share its tags with the accounts it shares it with), so
+    tag filters do not find it by them; handlers/tags.py keeps them out of DescribeTags."""
     me = rt.principal.name
     for item in items:
         if item.get("OwnerId") != me:

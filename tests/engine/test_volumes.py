@@ -630,3 +630,28 @@ def test_a_volume_oned_made_after_econe_gave_up_is_the_retrys(sim: Sim) -> None:
         run(impatient, "DeleteVolume", {"VolumeId": first["VolumeId"]}, user="demo")
     finally:
         impatient.close()
+
+
+def test_a_shared_snapshot_shows_no_tags_to_others(sim: Sim, engine, trudy: str) -> None:
+    """As a shared AMI: its tags are its owner's (EC2), in DescribeSnapshots as in DescribeTags."""
+    tag = {"ResourceType": "snapshot", "Tag": [{"Key": "secret", "Value": "demo-only"}]}
+    vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+    sid = run(engine, "CreateSnapshot", {"VolumeId": vid, "TagSpecification": [tag]}, user="demo")[
+        "SnapshotId"
+    ]
+    sim.as_admin("one.image.chmod", int(sid[5:]), -1, -1, -1, 1, -1, -1, -1, -1, -1)  # group USE
+    mine = run(engine, "DescribeSnapshots", {"SnapshotId": [sid]}, user="demo")["Snapshots"]
+    assert mine[0]["Tags"] == [{"Key": "secret", "Value": "demo-only"}]
+    shared = run(engine, "DescribeSnapshots", {"SnapshotId": [sid]}, user=trudy)["Snapshots"]
+    assert shared[0]["OwnerId"] == "demo" and shared[0]["Tags"] == []
+    by_tag = {"Filter": [{"Name": "tag:secret", "Value": ["demo-only"]}]}
+    assert run(engine, "DescribeSnapshots", by_tag, user=trudy)["Snapshots"] == []
+    assert [
+        s["SnapshotId"] for s in run(engine, "DescribeSnapshots", by_tag, user="demo")["Snapshots"]
+    ] == [sid]
+    assert run(engine, "DescribeTags", {}, user=trudy)["Tags"] == []
+    # a volume shared in OpenNebula is still its owner's alone: not listed, tags and all
+    sim.as_admin("one.image.chmod", int(vid[4:]), -1, -1, -1, 1, -1, -1, -1, -1, -1)
+    assert vid not in volumes(engine, user=trudy)
+    run(engine, "DeleteSnapshot", {"SnapshotId": sid}, user="demo")
+    run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo")
