@@ -9,7 +9,7 @@ from typing import Any
 
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.ids import format_id, parse_id, required_id
-from handlers.escaping import TemplateError, storable, template_xml
+from handlers.escaping import TemplateError, as_given, template_xml
 from handlers.instances import user_vm
 from handlers.tags import tag_attrs, tag_specs
 
@@ -77,8 +77,8 @@ def register_image(rt: Any) -> dict:
         attrs.append(("EC2_AMI_NAME", name))
     if name and _name_in_use(rt, name, but=number):
         raise Ec2Error("InvalidAMIName.Duplicate", f"AMI name {name} is already in use")
-    if body.get("Description"):
-        attrs.append(("DESCRIPTION", str(body["Description"])))
+    if body.get("Description"):  # refused, not changed (trimmed, CR as LF) by oned
+        attrs.append(("DESCRIPTION", as_given(body["Description"], "Description")))
     if body.get("Architecture"):
         attrs.append(("ARCH", _one_arch(str(body["Architecture"]))))
     tags = tag_specs(body, "image")
@@ -240,10 +240,7 @@ def create_image(rt: Any) -> dict:
     consistent image."""
     body = rt.body
     name = _ami_name(body.get("Name"))
-    try:
-        description = storable(body.get("Description") or "", "Description")
-    except TemplateError as exc:
-        raise Ec2Error("InvalidParameterValue", str(exc)) from None
+    description = as_given(body.get("Description") or "", "Description")  # as RegisterImage
     # snapshot tags are EC2's for the snapshots behind an AMI; econe makes none to tag
     tags = tag_specs(body, "image", ignored=("snapshot",))
     vm_number, disk_id = _instance_disk(rt, body.get("InstanceId"))

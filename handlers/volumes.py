@@ -29,7 +29,7 @@ from econe.mapping.filters import paginate
 from econe.mapping.ids import format_id, required_id
 from econe.one.errors import out_of_space
 from econe.query import as_list
-from handlers.escaping import Attr, TemplateError, element_attrs, storable, template_xml
+from handlers.escaping import Attr, as_given, element_attrs, template_xml
 from handlers.images import discard_image
 from handlers.instances import check_zone, user_vm
 from handlers.locks import held
@@ -119,13 +119,6 @@ def _device_name(value: Any) -> re.Match:
     if match is None:  # EC2's own words
         raise invalid_value("device", value, f"{value} is not a valid EBS device name.")
     return match
-
-
-def _text(value: Any, name: str) -> str:
-    try:
-        return storable(value, name)
-    except TemplateError as exc:
-        raise Ec2Error("InvalidParameterValue", str(exc)) from None
 
 
 def _epoch(text: str | None) -> datetime | None:
@@ -450,7 +443,8 @@ def detach_volume(rt: Any) -> dict:
 def create_snapshot(rt: Any) -> dict:
     body = rt.body
     vol = volume(rt, body.get("VolumeId"))
-    description = _text(body.get("Description") or "", "Description")
+    # refused, not changed: oned would trim it and turn a CR into a LF
+    description = as_given(body.get("Description") or "", "Description")
     tags = tag_specs(body, "snapshot")
     if vol["State"] not in ("available", "in-use"):
         raise Ec2Error("IncorrectState", f"The volume {vol['VolumeId']} is '{vol['State']}'")

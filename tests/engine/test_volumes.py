@@ -655,3 +655,26 @@ def test_a_shared_snapshot_shows_no_tags_to_others(sim: Sim, engine, trudy: str)
     assert vid not in volumes(engine, user=trudy)
     run(engine, "DeleteSnapshot", {"SnapshotId": sid}, user="demo")
     run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo")
+
+
+@pytest.mark.parametrize("description", ["  padded  ", "a\rb", "trailing "])
+def test_a_description_oned_would_change_is_refused(sim: Sim, engine, description: str) -> None:
+    """oned trims a template value and stores a CR as LF: refused, naming Description, and
+    nothing made (as tags and security groups), in CreateSnapshot, CreateImage, RegisterImage."""
+    vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+    before = run(engine, "DescribeSnapshots", {"Owner": ["self"]}, user="demo")["Snapshots"]
+    iid = new_instance(engine)
+    for action, body in (
+        ("CreateSnapshot", {"VolumeId": vid}),
+        ("CreateImage", {"InstanceId": iid, "Name": "refused-description"}),
+        ("RegisterImage", {"ImageLocation": AMI}),
+    ):
+        with pytest.raises(Ec2Error) as err:
+            run(engine, action, {**body, "Description": description}, user="demo")
+        assert err.value.code == "InvalidParameterValue", action
+        assert "parameter Description" in err.value.message, action
+    assert run(engine, "DescribeSnapshots", {"Owner": ["self"]}, user="demo")["Snapshots"] == before
+    (ami,) = run(engine, "DescribeImages", {"ImageId": [AMI]}, user="demo")["Images"]
+    assert ami.get("Description", "") != description
+    run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
+    run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo")
