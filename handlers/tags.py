@@ -90,6 +90,7 @@ def tag_specs(
     for an `ignored` type are validated too, then left out (what EC2 would tag that econe
     does not make)."""
     tags: dict[str, str] = {}
+    kinds: set[str] = set()
     for spec in body.get("TagSpecification") or []:
         kind = spec.get("ResourceType") or resource_type
         if kind != resource_type and kind not in ignored:
@@ -98,6 +99,11 @@ def tag_specs(
                 spec.get("ResourceType"),
                 f"Expecting '{resource_type}'.",
             )
+        if kind in kinds:  # EC2 takes one specification per resource type
+            raise invalid_value(
+                "TagSpecification.ResourceType", kind, f"Duplicate resource type: {kind}."
+            )
+        kinds.add(kind)
         for tag in spec.get("Tag") or spec.get("Tags") or []:
             key, value = check_tag(tag.get("Key"), tag.get("Value"))
             if kind == resource_type:

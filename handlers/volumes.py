@@ -261,6 +261,11 @@ def _persistent(rt: Any, image_id: int, element: etree._Element, flag: bool) -> 
 
 def create_volume(rt: Any) -> dict:
     body = rt.body
+    if body.get("AvailabilityZone") and body.get("AvailabilityZoneId"):  # EC2: one or the other
+        raise Ec2Error(
+            "InvalidParameterCombination",
+            "The parameters AvailabilityZone and AvailabilityZoneId cannot be used together",
+        )
     check_zone(rt, rt.body)
     size = _size(body)
     tags = tag_specs(body, "volume")

@@ -400,11 +400,19 @@ def test_what_cannot_be_given_is_refused_by_name(ec2, demo):
         ({"MultiAttachEnabled": True}, "InvalidParameterValue"),
         ({"Iops": 3000}, "UnsupportedOperation"),
         ({"KmsKeyId": "alias/x"}, "UnsupportedOperation"),
+        ({"VolumeType": "io1"}, "InvalidParameterValue"),  # provisioned IOPS: needs Iops
+        ({"VolumeType": "io2"}, "InvalidParameterValue"),
+        ({"AvailabilityZoneId": "opennebula-az1"}, "InvalidParameterCombination"),  # with the zone
     ):
         with pytest.raises(ClientError) as exc:
             ec2.create_volume(Size=1, AvailabilityZone="opennebula", **extra)
         assert error_of(exc) == (code, 400), extra
         assert next(iter(extra)) in exc.value.response["Error"]["Message"]
+    root = [{"DeviceName": "/dev/sda", "Ebs": {"VolumeType": "io2"}}]
+    with pytest.raises(ClientError) as exc:
+        ec2.run_instances(ImageId="ami-00000000", MinCount=1, MaxCount=1, BlockDeviceMappings=root)
+    assert error_of(exc) == ("InvalidParameterValue", 400)
+    assert "VolumeType" in exc.value.response["Error"]["Message"]
     # what the overlay marks unsupported: UnsupportedOperation naming the parameter
     for extra, wire in (
         ({"LaunchTemplate": {"LaunchTemplateName": "web"}}, "LaunchTemplate"),

@@ -92,6 +92,20 @@ def test_create_describe_delete(sim: Sim, engine) -> None:
         ({"Size": 1, "AvailabilityZone": "us-east-1a"}, "InvalidParameterValue"),
         ({"SnapshotId": "snap-99999"}, "InvalidSnapshot.NotFound"),
         ({"SnapshotId": "vol-1"}, "InvalidSnapshotID.Malformed"),
+        (
+            {
+                "Size": 1,
+                "TagSpecification": [
+                    {"ResourceType": "volume", "Tag": [{"Key": "a", "Value": "1"}]},
+                    {"ResourceType": "volume", "Tag": [{"Key": "b", "Value": "2"}]},
+                ],
+            },
+            "InvalidParameterValue",  # one specification per resource type, as on EC2
+        ),
+        (
+            {"Size": 1, "AvailabilityZone": "opennebula", "AvailabilityZoneId": "opennebula-az1"},
+            "InvalidParameterCombination",  # EC2: one or the other
+        ),
     ):
         assert code_of(run, engine, "CreateVolume", body, user="demo") == code, body
 
