@@ -151,6 +151,12 @@ _AMI_NAME = re.compile(r"[A-Za-z0-9()\[\] ./\-'@_]{3,128}")
 _SAVABLE = {"4", "5", "8", "9"}
 
 
+def savable(vm: Any) -> bool:
+    """Whether oned saves a disk of the VM (one.vm.disksaveas) in its present state."""
+    state, lcm = vm.findtext("STATE"), vm.findtext("LCM_STATE")
+    return (state == "3" and lcm == "3") or state in _SAVABLE
+
+
 def _instance_disk(rt: Any, raw: Any) -> tuple[int, int]:
     """The VM number of InstanceId and the DISK_ID of its root disk (its first image disk)."""
     number = required_id(raw, "i", "InvalidInstanceID.Malformed", "InstanceId")
@@ -159,8 +165,7 @@ def _instance_disk(rt: Any, raw: Any) -> tuple[int, int]:
         f"The instance '{raw}' is not in a state from which an image can be created (terminated).",
     )
     vm = user_vm(rt, number, str(raw), terminated=gone)
-    state, lcm = vm.findtext("STATE"), vm.findtext("LCM_STATE")
-    if not (state == "3" and lcm == "3") and state not in _SAVABLE:
+    if not savable(vm):
         name = rt.view("instance", vm)["State"]["Name"]
         if name == "running":  # a migration, a hotplug, or a host oned lost (UNKNOWN)
             name += ", OpenNebula is busy with it or has lost its host"

@@ -30,7 +30,7 @@ from econe.mapping.ids import format_id, required_id
 from econe.one.errors import out_of_space
 from econe.query import as_list
 from handlers.escaping import Attr, as_given, element_attrs, template_xml
-from handlers.images import discard_image
+from handlers.images import discard_image, savable
 from handlers.instances import check_zone, user_vm
 from handlers.locks import held
 from handlers.tags import tag_attrs, tag_specs
@@ -463,7 +463,17 @@ def create_snapshot(rt: Any) -> dict:
     }
     attached = [int(v) for v in vol.get("_vms") or []]
     if attached:  # a persistent image in use cannot be cloned: save the VM's disk instead
-        vm = user_vm(rt, attached[0], format_id("i", attached[0]))
+        instance = format_id("i", attached[0])
+        vm = user_vm(rt, attached[0], instance)
+        if not savable(vm):  # checked here, so that a dry run fails as the request would
+            state = rt.view("instance", vm)["State"]["Name"]
+            if state == "running":  # a hotplug or a migration
+                state += ", OpenNebula is busy with it"
+            raise Ec2Error(
+                "IncorrectState",
+                f"The volume {vol['VolumeId']} is attached to {instance}, which is {state}: "
+                "its disk cannot be saved now",
+            )
         disk = _disk(vm, vol["_id"])
         if disk is None:
             raise Ec2Error("IncorrectState", f"The volume {vol['VolumeId']} is being attached")

@@ -821,6 +821,8 @@ def test_shipped_image_views(shipped) -> None:
     assert shipped["snapshot"].apply(used, scope()) == {
         "_id": 0,
         "_snapshot": False,
+        "_state": 2,
+        "_vms": ["1", "2"],
         "_size_mb": 1024,
         "SnapshotId": "snap-00000000",
         "VolumeId": None,

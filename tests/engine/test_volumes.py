@@ -339,9 +339,12 @@ def test_states_while_oned_is_busy(slow: Sim) -> None:
     try:
         vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
         assert volumes(engine, VolumeId=[vid])[vid]["State"] == "creating"
-        assert code_of(run, engine, "DeleteVolume", {"VolumeId": vid}, user="demo") == (
-            "IncorrectState"
-        )
+        # a dry run fails as the request does, and neither says what oned's CLI would do
+        for dry in (True, False):
+            with pytest.raises(Ec2Error) as err:
+                run(engine, "DeleteVolume", {"VolumeId": vid, "DryRun": dry}, user="demo")
+            assert err.value.code == "IncorrectState" and "creating" in err.value.message
+            assert "force" not in err.value.message
         assert code_of(run, engine, "CreateSnapshot", {"VolumeId": vid}, user="demo") == (
             "IncorrectState"
         )
@@ -352,13 +355,17 @@ def test_states_while_oned_is_busy(slow: Sim) -> None:
         sid = run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")["SnapshotId"]
         snap = run(engine, "DescribeSnapshots", {"SnapshotId": [sid]}, user="demo")["Snapshots"]
         assert snap[0]["State"] == "pending" and snap[0]["Progress"] == "0%"
-        # the volume being copied into the snapshot is in use, and oned says why
-        with pytest.raises(Ec2Error) as err:
-            run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo")
-        assert err.value.code == "VolumeInUse" and "clone" in err.value.message
+        # the volume being copied into the snapshot is in use, and says why
+        for dry in (True, False):
+            with pytest.raises(Ec2Error) as err:
+                run(engine, "DeleteVolume", {"VolumeId": vid, "DryRun": dry}, user="demo")
+            assert err.value.code == "VolumeInUse" and "snapshot" in err.value.message
         # oned deletes an image it is still copying only with force: not yet, and said so
-        body = {"SnapshotId": sid}
-        assert code_of(run, engine, "DeleteSnapshot", body, user="demo") == "IncorrectState"
+        for dry in (True, False):
+            with pytest.raises(Ec2Error) as err:
+                run(engine, "DeleteSnapshot", {"SnapshotId": sid, "DryRun": dry}, user="demo")
+            assert err.value.code == "IncorrectState" and "pending" in err.value.message
+            assert "force" not in err.value.message
         assert code_of(run, engine, "CreateVolume", {"SnapshotId": sid}, user="demo") == (
             "IncorrectState"
         )
@@ -691,4 +698,64 @@ def test_a_description_oned_would_change_is_refused(sim: Sim, engine, descriptio
     (ami,) = run(engine, "DescribeImages", {"ImageId": [AMI]}, user="demo")["Images"]
     assert ami.get("Description", "") != description
     run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
+    run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo")
+
+
+def test_a_snapshot_a_volume_is_made_from_is_in_use(slow: Sim) -> None:
+    import time
+
+    engine = slow.engine()
+    try:
+        vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+        deadline = time.monotonic() + 10
+        while volumes(engine, VolumeId=[vid])[vid]["State"] != "available":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        sid = run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")["SnapshotId"]
+        body = {"SnapshotId": [sid]}
+        while run(engine, "DescribeSnapshots", body, user="demo")["Snapshots"][0]["State"] != (
+            "completed"
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        run(engine, "CreateVolume", {"SnapshotId": sid}, user="demo")
+        for dry in (True, False):
+            with pytest.raises(Ec2Error) as err:
+                run(engine, "DeleteSnapshot", {"SnapshotId": sid, "DryRun": dry}, user="demo")
+            assert err.value.code == "InvalidSnapshot.InUse"
+            assert err.value.message == (
+                f"The snapshot {sid} is in use: a volume is being created from it"
+            )
+    finally:
+        engine.close()
+
+
+def test_dry_runs_refuse_what_the_request_refuses(sim: Sim, engine, trudy: str) -> None:
+    from tests.engine.test_instance_status import put_state
+
+    vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+    sid = run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")["SnapshotId"]
+    sim.as_admin("one.image.chmod", int(sid[5:]), -1, 1, -1, 1, 1, -1, -1, -1, -1)  # group MANAGE
+    # a snapshot shared with you is still its owner's (EC2), whatever OpenNebula would allow
+    for dry in (True, False):
+        with pytest.raises(Ec2Error) as err:
+            run(engine, "DeleteSnapshot", {"SnapshotId": sid, "DryRun": dry}, user=trudy)
+        assert (err.value.code, err.value.status) == ("UnauthorizedOperation", 403)
+    assert code_of(
+        run, engine, "DeleteSnapshot", {"SnapshotId": sid, "DryRun": True}, user="demo"
+    ) == ("DryRunOperation")
+    iid = new_instance(engine)
+    run(engine, "AttachVolume", {"VolumeId": vid, "InstanceId": iid, "Device": "sdf"}, user="demo")
+    put_state(sim, iid, 3, 18)  # SHUTDOWN_POWEROFF: stopping, no disk can be saved
+    for dry in (True, False):
+        with pytest.raises(Ec2Error) as err:
+            run(engine, "CreateSnapshot", {"VolumeId": vid, "DryRun": dry}, user="demo")
+        assert err.value.code == "IncorrectState" and "stopping" in err.value.message
+    put_state(sim, iid, 3, 3)
+    assert code_of(
+        run, engine, "CreateSnapshot", {"VolumeId": vid, "DryRun": True}, user="demo"
+    ) == ("DryRunOperation")
+    run(engine, "DetachVolume", {"VolumeId": vid}, user="demo")
+    run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
+    run(engine, "DeleteSnapshot", {"SnapshotId": sid}, user="demo")
     run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo")
