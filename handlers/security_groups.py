@@ -29,6 +29,7 @@ from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.ids import format_id, parse_id, required_id
 from econe.query import as_list
 from handlers.escaping import Attr, as_given, element_attrs, template_xml
+from handlers.locks import held
 from handlers.tags import tag_attrs, tag_specs
 
 log = logging.getLogger("econe.handlers.security_groups")
@@ -522,6 +523,16 @@ def _change(rt: Any, direction: str, add: bool) -> dict:
         for atom, description in _atoms(perm, f"IpPermissions.{n}"):
             if atom not in [a for a, _ in asked]:
                 asked.append((atom, description))
+    number = int(group.findtext("ID"))
+    # the template is replaced whole: read again under the lock tag changes take (handlers/tags.py)
+    with held("template", "secgroup", number):
+        group = rt.fetch("one.secgroup.info", number, _not_found(format_id("sg", number)))
+        return _change_rules(rt, group, direction, add, asked)
+
+
+def _change_rules(
+    rt: Any, group: etree._Element, direction: str, add: bool, asked: list[tuple[Atom, str]]
+) -> dict:
     one_dir = _DIRECTION[direction]
     rules = _rules(group)
     kept: list[list[tuple[str, str]]] = []  # the group's RULEs after the change

@@ -1,8 +1,8 @@
 """Tags: CreateTags, DeleteTags, DescribeTags for instances, AMIs, volumes, snapshots,
 security groups, key pairs and elastic IPs (whose tags are JSON: in the TAGS of the key's
 EC2_KEYPAIR vector, in the elastic-IP network's EC2_EIP_TAGS_<ip>; see handlers/keypairs.py
-and handlers/addresses.py). Those two are changed as a delta applied to the tags read again
-under a lock, so concurrent changes in one gateway process all count.
+and handlers/addresses.py). Every change is a delta applied to the tags read again under a
+lock, so concurrent changes in one gateway process all count.
 
 Storage: one `EC2_TAGS = [ KEY = "…", VALUE = "…" ]` vector per tag — in the VM's USER_TEMPLATE
 (`one.vm.update`), the IMAGE's TEMPLATE (`one.image.update`) or the SECURITY_GROUP's TEMPLATE
@@ -11,8 +11,10 @@ read too and rewritten in the new form on the next change).
 
 Updates are merges (update type 1): oned replaces every attribute named in a merge, so a change
 sends all the resource's EC2_TAGS vectors (read-modify-write of that attribute only; the rest of
-the template is never rewritten). Two tag changes of one resource at the same instant can lose
-one of them. When no tag remains, `EC2_TAGS = ""` (ignored by readers) is merged, because a
+the template is never rewritten). In one gateway process a change is applied, as a delta, to the
+tags read again under the object's lock (held("template", kind, id)), so none is lost; two
+gateway processes changing one resource's tags at the same instant can still lose one of them
+(oned has no compare-and-swap). When no tag remains, `EC2_TAGS = ""` (ignored by readers) is merged, because a
 merge cannot remove an attribute.
 """
 
@@ -30,6 +32,7 @@ from econe.mapping.filters import paginate
 from econe.mapping.ids import format_id, parse_id
 from econe.query import as_list
 from handlers.escaping import Attr, as_given, template_xml
+from handlers.locks import held
 
 log = logging.getLogger("econe.handlers.tags")
 
@@ -156,17 +159,23 @@ class Resource:
         return format_id(self.prefix, self.number)
 
     def write(self, rt: Any, tags: list[tuple[str, str]]) -> None:
-        rt.call(
-            f"one.{self.obj}.update",
-            self.number,
-            tags_update(tags),
-            1,
-            errors={"NO_EXISTS": self.not_found, "AUTHORIZATION": "UnauthorizedOperation"},
-        )
+        self.write_change(rt, _delta(self.tags, tags))
 
     def undo(self, rt: Any, written: list[tuple[str, str]]) -> None:
-        """Put the tags read before back, after `written` was written."""
-        self.write(rt, self.tags)
+        """Take back what writing `written` changed (and only that)."""
+        self.write_change(rt, _delta(written, self.tags))
+
+    def write_change(self, rt: Any, change: Any) -> None:
+        """Apply `change` to the tags read again under this process's lock of the object, so
+        that concurrent changes of one resource in this process all count."""
+        errors = {"NO_EXISTS": self.not_found, "AUTHORIZATION": "UnauthorizedOperation"}
+        with held("template", self.obj, self.number):
+            element = rt.xml(rt.call(f"one.{self.obj}.info", self.number, errors=errors))
+            parent = element.find("USER_TEMPLATE" if self.obj == "vm" else "TEMPLATE")
+            now = [(t["Key"], t["Value"]) for t in read_tags(parent, "EC2_TAGS")]
+            rt.call(
+                f"one.{self.obj}.update", self.number, tags_update(change(now)), 1, errors=errors
+            )
 
 
 def _delta(before: list[tuple[str, str]], after: list[tuple[str, str]]) -> Any:
@@ -199,14 +208,6 @@ class KeyPair(Resource):
     def ec2_id(self) -> str:
         return self.raw
 
-    def write(self, rt: Any, tags: list[tuple[str, str]]) -> None:
-        from handlers.keypairs import set_tags
-
-        set_tags(rt, self.raw, _delta(self.tags, tags))
-
-    def undo(self, rt: Any, written: list[tuple[str, str]]) -> None:
-        self.write_change(rt, _delta(written, self.tags))
-
     def write_change(self, rt: Any, change: Any) -> None:
         from handlers.keypairs import set_tags
 
@@ -220,11 +221,6 @@ class ElasticIp(KeyPair):
         self.raw, self.prefix, self.number, self.element = raw, "eipalloc", raw, None
         self.kind, self.obj, self.not_found = KINDS["eipalloc"]
         self.tags = [(t["Key"], t["Value"]) for t in address["Tags"]]
-
-    def write(self, rt: Any, tags: list[tuple[str, str]]) -> None:
-        from handlers.addresses import set_tags
-
-        set_tags(rt, self.raw, _delta(self.tags, tags))
 
     def write_change(self, rt: Any, change: Any) -> None:
         from handlers.addresses import set_tags

@@ -316,3 +316,57 @@ def test_blanks_around_a_key_or_value_are_refused(sim: Sim, engine) -> None:
         assert code_of(run, engine, "CreateTags", body, user="demo") == "InvalidParameterValue"
     assert {t[2:] for t in described(engine) if t[0] == vol} == {("Name", "a")}
     run(engine, "DeleteVolume", {"VolumeId": vol}, user="demo")
+
+
+def test_concurrent_tag_changes_of_one_resource_all_count(sim: Sim, engine, resources) -> None:
+    """One gateway process, ten requests at once, each adding its own tag (then removing
+    it) to one resource: every acknowledged change is kept; a security group's rule change
+    at the same time keeps the tags and the rule."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    group = run(
+        engine,
+        "CreateSecurityGroup",
+        {"GroupName": "tagged-at-once", "GroupDescription": "tags and rules at once"},
+        user="demo",
+    )["GroupId"]
+    rule = {
+        "GroupId": group,
+        "IpPermissions": [
+            {
+                "IpProtocol": "tcp",
+                "FromPort": 22,
+                "ToPort": 22,
+                "IpRanges": [{"CidrIp": "10.0.0.0/8"}],
+            }
+        ],
+    }
+    for rid in (resources["volume"], resources["instance"], group):
+
+        def add(n: int, rid: str = rid) -> dict:
+            return run(engine, "CreateTags", tag([rid], **{f"par{n}": str(n)}), user="demo")
+
+        with ThreadPoolExecutor(10) as pool:
+            jobs = [pool.submit(add, n) for n in range(10)]
+            if rid == group:
+                jobs.append(
+                    pool.submit(run, engine, "AuthorizeSecurityGroupIngress", rule, user="demo")
+                )
+            assert all(j.result() for j in jobs)
+        keys = {k for r, _, k, _ in described(engine) if r == rid}
+        assert {f"par{n}" for n in range(10)} <= keys, rid
+
+        def remove(n: int, rid: str = rid) -> dict:
+            body = {"ResourceId": [rid], "Tag": [{"Key": f"par{n}"}]}
+            return run(engine, "DeleteTags", body, user="demo")
+
+        with ThreadPoolExecutor(10) as pool:
+            assert all(pool.map(remove, range(10)))
+        assert not {k for r, _, k, _ in described(engine) if r == rid} & {
+            f"par{n}" for n in range(10)
+        }, rid
+    (sg,) = run(engine, "DescribeSecurityGroups", {"GroupId": [group]}, user="demo")[
+        "SecurityGroups"
+    ]
+    assert [p["FromPort"] for p in sg["IpPermissions"]] == [22]
+    run(engine, "DeleteSecurityGroup", {"GroupId": group}, user="demo")
