@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -61,6 +62,9 @@ _EC2_MARKS = (
     "DESCRIPTION",
 )
 MAX_SIZE_GIB = 16384
+# how long AttachVolume/DetachVolume wait for oned to finish another hotplug of the instance
+HOTPLUG_WAIT = 10.0
+HOTPLUG_POLL = 0.2
 
 
 def _image(rt: Any, number: int, raw: str, view: str, not_found: str) -> dict:
@@ -91,6 +95,11 @@ def _hotplug_ready(vm: etree._Element, instance: str, what: str) -> None:
     """oned attaches and detaches disks of RUNNING and POWEROFF VMs only: checked first, so a
     dry run fails where the real request would."""
     state, lcm = vm.findtext("STATE"), vm.findtext("LCM_STATE")
+    if _hotplugging(vm):
+        raise Ec2Error(
+            "IncorrectState",
+            f"The instance '{instance}' is busy attaching or detaching another volume; try again",
+        )
     if not (state == "3" and lcm == "3") and state != "8":
         raise Ec2Error(
             "IncorrectState",
@@ -344,46 +353,76 @@ def _new_volume(rt: Any, size: int | None, tags: list, token: str | None) -> dic
         raise
 
 
+def _hotplugging(vm: etree._Element) -> bool:
+    """oned hot-plugs one disk at a time: HOTPLUG, HOTPLUG_PROLOG/EPILOG_POWEROFF."""
+    return vm.findtext("STATE") == "3" and vm.findtext("LCM_STATE") in ("17", "33", "34")
+
+
+def _on_settled_vm(rt: Any, number: int, instance: str, what: str, step: Any) -> Any:
+    """`step(vm)` on the instance's VM once oned is done with another hotplug (EC2 takes two
+    attachments at once, oned one at a time): waited for, and tried again when oned answers
+    that it started one meanwhile, for at most HOTPLUG_WAIT seconds."""
+    deadline = time.monotonic() + HOTPLUG_WAIT
+    while True:
+        vm = user_vm(rt, number, instance, _gone(instance, what))
+        if _hotplugging(vm) and time.monotonic() < deadline:
+            time.sleep(HOTPLUG_POLL)
+            continue
+        _hotplug_ready(vm, instance, what)
+        try:
+            return step(vm)
+        except Ec2Error as exc:
+            if "wrong state HOTPLUG" not in exc.message or time.monotonic() >= deadline:
+                raise
+
+
 def attach_volume(rt: Any) -> dict:
     body = rt.body
     for param in ("VolumeId", "InstanceId", "Device"):
         if not body.get(param):
             raise missing_parameter(param)
-    match = _device_name(body["Device"])
-    target = match.group(1)
+    target = _device_name(body["Device"]).group(1)
     vol = volume(rt, body["VolumeId"])
     vm_number = required_id(body["InstanceId"], "i", "InvalidInstanceID.Malformed", "InstanceId")
-    vm = user_vm(rt, vm_number, str(body["InstanceId"]), _gone(body["InstanceId"], "attach"))
-    _hotplug_ready(vm, str(body["InstanceId"]), "attach")
-    if vol["State"] == "in-use" or vol.get("_vms"):
-        raise Ec2Error("VolumeInUse", f"{vol['VolumeId']} is already attached to an instance")
-    if vol["State"] != "available":
-        raise Ec2Error(
-            "IncorrectState", f"The volume {vol['VolumeId']} is '{vol['State']}', not available"
-        )
-    used = {t.text for t in vm.iterfind("TEMPLATE/DISK/TARGET")}
-    used |= {t.text for t in vm.iterfind("TEMPLATE/CONTEXT/TARGET")}
-    if target in used:
-        raise invalid_value(
-            "Device", body["Device"], f"Attachment point {body['Device']} is already in use."
-        )
-    now = rt.scope()["now"]
-    # The EC2_* marks stay on the VM's DISK: the instance's BlockDeviceMappings read them.
+    in_use = Ec2Error("VolumeInUse", f"{vol['VolumeId']} is already attached to an instance")
     device = str(body["Device"])  # shown as given (Terraform finds the attachment by it)
-    marks = [("EC2_VOLUME_ID", vol["VolumeId"]), ("EC2_ATTACH_TIME", str(now))]
-    marks.append(("EC2_DEVICE", device))
-    disk = template_xml([("DISK", [("IMAGE_ID", str(vol["_id"])), ("TARGET", target), *marks])])
-    rt.call(
-        "one.vm.attach",
-        vm_number,
-        disk,
-        errors={
-            "ACTION": "IncorrectState",
-            "INTERNAL": "IncorrectState",
-            "NO_EXISTS": "InvalidInstanceID.NotFound",
-            "AUTHORIZATION": "UnauthorizedOperation",
-        },
-    )
+    now = rt.scope()["now"]
+
+    def attach(vm: etree._Element) -> None:
+        if vol["State"] == "in-use" or vol.get("_vms"):
+            raise in_use
+        if vol["State"] != "available":
+            raise Ec2Error(
+                "IncorrectState", f"The volume {vol['VolumeId']} is '{vol['State']}', not available"
+            )
+        used = {t.text for t in vm.iterfind("TEMPLATE/DISK/TARGET")}
+        used |= {t.text for t in vm.iterfind("TEMPLATE/CONTEXT/TARGET")}
+        if target in used:
+            raise invalid_value("Device", device, f"Attachment point {device} is already in use.")
+        # The EC2_* marks stay on the VM's DISK: the instance's BlockDeviceMappings read them.
+        marks = [("EC2_VOLUME_ID", vol["VolumeId"]), ("EC2_ATTACH_TIME", str(now))]
+        marks.append(("EC2_DEVICE", device))
+        disk = [("DISK", [("IMAGE_ID", str(vol["_id"])), ("TARGET", target), *marks])]
+        try:
+            rt.call(
+                "one.vm.attach",
+                vm_number,
+                template_xml(disk),
+                errors={
+                    "ACTION": "IncorrectState",
+                    "INTERNAL": "IncorrectState",
+                    "NO_EXISTS": "InvalidInstanceID.NotFound",
+                    "AUTHORIZATION": "UnauthorizedOperation",
+                },
+            )
+        except Ec2Error as exc:
+            # oned: "Cannot acquire image N, it is persistent and already in use": another
+            # request attached it first
+            if "already in use" in exc.message:
+                raise in_use from None
+            raise
+
+    _on_settled_vm(rt, vm_number, str(body["InstanceId"]), "attach", attach)
     return {
         "VolumeId": vol["VolumeId"],
         "InstanceId": format_id("i", vm_number),
@@ -412,27 +451,30 @@ def detach_volume(rt: Any) -> dict:
     else:
         vm_number = attached[0]
     instance = format_id("i", vm_number)
-    vm = user_vm(rt, vm_number, instance, _gone(instance, "detach"))
-    _hotplug_ready(vm, instance, "detach")
-    disk = _disk(vm, vol["_id"])
     asked = body.get("Device")
-    if asked:
-        match = _device_name(asked)
-    if disk is None or (asked and match.group(1) != disk.findtext("TARGET")):
-        raise Ec2Error(
-            "InvalidAttachment.NotFound",
-            f"The volume {vol['VolumeId']} is not attached to {instance} as {asked or 'a disk'}",
+    match = _device_name(asked) if asked else None
+
+    def detach(vm: etree._Element) -> etree._Element:
+        disk = _disk(vm, vol["_id"])
+        if disk is None or (match and match.group(1) != disk.findtext("TARGET")):
+            raise Ec2Error(
+                "InvalidAttachment.NotFound",
+                f"The volume {vol['VolumeId']} is not attached to {instance} as "
+                f"{asked or 'a disk'}",
+            )
+        rt.call(
+            "one.vm.detach",
+            vm_number,
+            int(disk.findtext("DISK_ID")),
+            errors={
+                "ACTION": "IncorrectState",
+                "NO_EXISTS": "InvalidInstanceID.NotFound",
+                "AUTHORIZATION": "UnauthorizedOperation",
+            },
         )
-    rt.call(
-        "one.vm.detach",
-        vm_number,
-        int(disk.findtext("DISK_ID")),
-        errors={
-            "ACTION": "IncorrectState",
-            "NO_EXISTS": "InvalidInstanceID.NotFound",
-            "AUTHORIZATION": "UnauthorizedOperation",
-        },
-    )
+        return disk
+
+    disk = _on_settled_vm(rt, vm_number, instance, "detach", detach)
     return {
         "VolumeId": vol["VolumeId"],
         "InstanceId": instance,

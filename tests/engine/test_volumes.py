@@ -759,3 +759,64 @@ def test_dry_runs_refuse_what_the_request_refuses(sim: Sim, engine, trudy: str) 
     run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
     run(engine, "DeleteSnapshot", {"SnapshotId": sid}, user="demo")
     run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo")
+
+
+def test_two_attachments_at_once(slow: Sim) -> None:
+    """EC2 takes two AttachVolume at once; oned hot-plugs one disk at a time (the second is
+    refused "wrong state HOTPLUG"): econe waits for the first and plugs the second. One volume
+    attached twice at once: the second is VolumeInUse, as on EC2, not oned's words."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    engine = slow.engine()
+
+    def wait(check) -> None:
+        deadline = time.monotonic() + 10
+        while not check():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+
+    def attach(vid: str, iid: str, device: str) -> str:
+        body = {"VolumeId": vid, "InstanceId": iid, "Device": device}
+        try:
+            return run(engine, "AttachVolume", body, user="demo")["State"]
+        except Ec2Error as exc:
+            return f"{exc.code}: {exc.message}"
+
+    try:
+        iid, other = new_instance(engine), new_instance(engine)
+        state = {"Filter": [{"Name": "instance-state-name", "Value": ["running"]}]}
+        wait(lambda: len(run(engine, "DescribeInstances", state, user="demo")["Reservations"]) >= 2)
+        first, second = (
+            run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"] for _ in "12"
+        )
+        wait(lambda: volumes(engine, VolumeId=[second])[second]["State"] == "available")
+        wait(lambda: volumes(engine, VolumeId=[first])[first]["State"] == "available")
+        # both requests past their checks before oned sees either
+        slow.as_admin("onesim.fault.set", "one.vm.attach", 0, "", 0.2, 2)
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(attach, (first, second), (iid, iid), ("/dev/sdf", "/dev/sdg")))
+        assert answers == ["attaching", "attaching"]
+        wait(
+            lambda: all(
+                volumes(engine, VolumeId=[v])[v]["State"] == "in-use" for v in (first, second)
+            )
+        )
+        for v in (first, second):
+            run(engine, "DetachVolume", {"VolumeId": v}, user="demo")
+        wait(
+            lambda: all(
+                volumes(engine, VolumeId=[v])[v]["State"] == "available" for v in (first, second)
+            )
+        )
+        slow.as_admin("onesim.fault.set", "one.vm.attach", 0, "", 0.2, 2)
+        with ThreadPoolExecutor(2) as pool:
+            answers = sorted(pool.map(attach, (first, first), (iid, other), ("sdh", "sdh")))
+        assert answers == [
+            "VolumeInUse: " + f"{first} is already attached to an instance",
+            "attaching",
+        ]
+        run(engine, "TerminateInstances", {"InstanceId": [iid, other]}, user="demo")
+    finally:
+        slow.as_admin("onesim.fault.clear")
+        engine.close()
