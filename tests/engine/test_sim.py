@@ -469,6 +469,34 @@ def test_a_token_whose_launch_oned_finished_too_late_launches_again(sim: Sim) ->
         impatient.close()
 
 
+def test_a_retry_while_oned_may_still_make_the_first_vm_launches_nothing(sim: Sim) -> None:
+    """econe gave up waiting for oned's first VM (Unavailable) and none shows yet: a retry at
+    once is Unavailable too (oned may still make it), then answers the VM oned made."""
+    from econe.one.client import OneClient
+    from econe.one.session import ServerCipherSessions
+
+    impatient = Engine(
+        sim.config(one_timeout=0.5),
+        OneClient(sim.url, timeout=0.5),
+        ServerCipherSessions(sim.ec2_auth),
+    )
+    try:
+        sim.as_admin("onesim.fault.set", "one.vm.allocate", 0, "", 1.0, 1)
+        body = {"ClientToken": "first-vm-late"}
+        with pytest.raises(Ec2Error) as err:
+            launch(impatient, **body)
+        assert err.value.code == "Unavailable"
+        with pytest.raises(Ec2Error) as err:
+            launch(impatient, **body)
+        assert err.value.code == "Unavailable" and "in progress" in err.value.message
+        time.sleep(1.0)  # onesim makes the VM once its delay is over
+        (late,) = launch_filter(impatient, "first-vm-late")
+        assert ids(launch(impatient, **body)) == [late["InstanceId"]]
+        run(impatient, "TerminateInstances", {"InstanceId": [late["InstanceId"]]}, user="demo")
+    finally:
+        impatient.close()
+
+
 def launch_filter(engine, token: str) -> list[dict]:
     """The instances DescribeInstances shows for a client token."""
     body = {"Filter": [{"Name": "client-token", "Value": [token]}]}
