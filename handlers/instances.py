@@ -963,6 +963,12 @@ def modify_instance_attribute(rt: Any) -> dict:
     what asks for nothing; refuse the rest (UnsupportedOperation)."""
     member, value = _asked(rt.body)
     (instance,) = rt.engine.fetch_by_ids(rt, rt.mapping, [rt.body.get("InstanceId")], rt.scope())
+    if instance["State"]["Name"] == "terminated":  # still listed a while, as on EC2
+        raise Ec2Error(
+            "IncorrectInstanceState",
+            f"The instance '{instance['InstanceId']}' is not in a state from which it can be "
+            "modified (terminated).",
+        )
     if member == "GroupId":  # running or stopped, as EC2
         set_instance_groups(rt, instance, value)
         return {}

@@ -283,9 +283,10 @@ def compile_mapping(path: Path, data: Any, views: dict[str, View], exprs: Expres
                 noun=b.get("noun", "ID"),
                 field=b.get("field"),
             )
-        if "where" in data:
-            m.where = exprs.expression(str(data["where"]), f"{w}: where")
-            m.where_all = exprs.predicate(str(data["where"]), f"{w}: where")
+        where = data.get("where", m.view.where if m.view is not None else None)
+        if where is not None:  # the mapping's own, else its view's
+            m.where = exprs.expression(str(where), f"{w}: where")
+            m.where_all = exprs.predicate(str(where), f"{w}: where")
         for i, expr in enumerate(data.get("match") or []):
             m.match.append(exprs.predicate(str(expr), f"{w}: match[{i}]"))
         if "filters" in data:

@@ -28,6 +28,8 @@ expression, precompiled. Tables are views/<table>.yaml with `entries` (keys join
 `each:` (with a plain `path:`) makes a list of structures: the `each` fields form a view of their
 own, applied to every match of the path (relative paths; `having: NAME` keeps only the matches
 with a child NAME that has a non-blank value); it is `[]` when nothing matches.
+A view's `where:` (an expression over `item`, or `{like: VIEW}` for another view's) says which
+elements a mapping using it lists, unless the mapping has a `where:` of its own.
 
 Each view compiles into one generated Python function (`View.code` holds its source), as
 econe/serialize.py does for output writers. Per element it walks the children once, in nested
@@ -537,6 +539,8 @@ class View:
         if not isinstance(fields, dict) or not fields:
             raise ValueError(f"{where}: a view needs `fields:` (member: path or spec)")
         self.names = set(fields)
+        # which of its elements a mapping using the view lists, unless the mapping says
+        self.where: str | None = spec.get("where")
         paths = _Fields(tables, exprs)
         specs = [(m, paths.field(f, f"{where}: fields.{m}")) for m, f in fields.items()]
         code = _Code(specs, paths)
@@ -563,4 +567,13 @@ def load_views(directory: Path, exprs: Expressions) -> dict[str, View]:
             raise ValueError(f"{path}: must be a YAML mapping")
         raw[path.stem] = (path, data)
     tables = {n: Table(d, str(p)) for n, (p, d) in raw.items() if "entries" in d}
+    for path, data in raw.values():  # `where: {like: other}`: that view's rule, one text
+        like = data.get("where")
+        if isinstance(like, dict):
+            other = raw.get(str(like.get("like")), (None, {}))[1].get("where")
+            if set(like) != {"like"} or not isinstance(other, str):
+                raise ValueError(f"{path}: where: an expression, or {{like: VIEW}} with one")
+            data["where"] = other
+        elif like is not None and not isinstance(like, str):
+            raise ValueError(f"{path}: where: an expression over item")
     return {n: View(n, d, tables, exprs, str(p)) for n, (p, d) in raw.items() if "entries" not in d}
