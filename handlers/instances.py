@@ -979,10 +979,23 @@ def modify_instance_attribute(rt: Any) -> dict:
             return {}
         raise Ec2Error("UnsupportedOperation", f"Changing {member} is not supported by this cloud")
     user_data = _user_data(value) if member == "UserData" else None
-    if instance["State"]["Name"] != "stopped" or instance["_state"] not in (8, 9):
+    # oned resizes and reconfigures POWEROFF and UNDEPLOYED VMs only; other "stopped" ones say why
+    shown, state, iid = instance["State"]["Name"], instance["_state"], instance["InstanceId"]
+    if shown != "stopped":
+        raise Ec2Error(
+            "IncorrectInstanceState", f"The instance '{iid}' is not in the 'stopped' state."
+        )
+    if state in (4, 5):  # SUSPENDED (StopInstances Hibernate), STOPPED: the memory is kept
         raise Ec2Error(
             "IncorrectInstanceState",
-            f"The instance '{instance['InstanceId']}' is not in the 'stopped' state.",
+            f"The instance '{iid}' is hibernated: its type and user data cannot change while its "
+            "memory is kept (start it, then stop it without Hibernate).",
+        )
+    if state not in (8, 9):
+        raise Ec2Error(
+            "IncorrectInstanceState",
+            f"The instance '{iid}' is stopped, but OpenNebula is busy with it (a disk operation):"
+            " try again when it is done.",
         )
     if member == "UserData":
         _set_user_data(rt, instance, user_data or "")

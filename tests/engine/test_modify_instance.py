@@ -186,3 +186,30 @@ def test_user_data_keeps_a_context_with_files(sim: Sim, engine, stopped) -> None
     assert modify(engine, stopped, UserData={"Value": "eA=="}) == {}
     after = context(sim, stopped)
     assert after["FILES"] == "/var/tmp/init.sh" and after["USERDATA"] == "eA=="
+
+
+def test_a_hibernated_or_busy_instance_says_why_it_cannot_change(
+    sim: Sim, engine, big_type
+) -> None:
+    from tests.engine.test_instance_status import put_state
+
+    (inst,) = launch(engine, HibernationOptions={"Configured": True})["Instances"]
+    iid = inst["InstanceId"]
+    try:
+        run(engine, "StopInstances", {"InstanceId": [iid], "Hibernate": True}, user="demo")
+        assert sim.vm(vm_number(iid)).findtext("STATE") == "5"  # SUSPENDED: shown stopped
+        for body in ({"InstanceType": {"Value": "m1.big"}}, {"UserData": {"Value": ""}}):
+            with pytest.raises(Ec2Error) as err:
+                modify(engine, iid, **body)
+            assert err.value.code == "IncorrectInstanceState"
+            assert "hibernated" in err.value.message and iid in err.value.message
+        put_state(sim, iid, 3, 51)  # DISK_SNAPSHOT_POWEROFF: stopped, oned busy with a disk
+        with pytest.raises(Ec2Error) as err:
+            modify(engine, iid, InstanceType={"Value": "m1.big"})
+        assert err.value.code == "IncorrectInstanceState" and "busy" in err.value.message
+        put_state(sim, iid, 3, 3)
+        with pytest.raises(Ec2Error) as err:
+            modify(engine, iid, InstanceType={"Value": "m1.big"})
+        assert "not in the 'stopped' state" in err.value.message
+    finally:
+        run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
