@@ -807,7 +807,10 @@ def terminate_instances(rt: Any) -> dict:
     items = rt.engine.fetch_by_ids(rt, rt.mapping, requested, scope)
     changes = []
     for item in items:
-        changes.append({"item": item, "before": item, "after": _terminate(rt, item, scope)})
+        after = _terminate(rt, item, scope)
+        if item["State"]["Name"] == "terminated":  # a failed VM, cleaned up: never back from it
+            after = {**after, "State": item["State"]}
+        changes.append({"item": item, "before": item, "after": after})
     # A terminated instance loses its elastic IP (running :disassociate_script:), as on EC2.
     disassociate_instances(rt, [c["item"]["_id"] for c in changes if c["item"].get("_state") != 6])
     return {
@@ -862,10 +865,11 @@ def _terminate(rt: Any, item: dict, scope: dict) -> dict:
 def forget_what_terminated_ones_had(rt: Any, items: list[dict]) -> None:
     """DescribeInstances `enrich:` hook: a terminated instance shows no private address and no
     block devices, as on EC2 (OpenNebula keeps a DONE VM's NICs and DISKs in its template), so
-    filters on them find only instances that have them. A view field cannot drop a list by
-    the VM's state without an expression per instance."""
+    filters on them find only instances that have them (OpenNebula's failure states are shown
+    terminated too). A view field cannot drop a list by the VM's state without an expression
+    per instance."""
     for item in items:
-        if item.get("_state") == 6:
+        if item["State"]["Name"] == "terminated":
             item["PrivateIpAddress"] = None
             item["PrivateDnsName"] = ""
             item["BlockDeviceMappings"] = []

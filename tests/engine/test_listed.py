@@ -59,3 +59,49 @@ def test_a_terminated_instance_is_listed_and_cannot_be_modified(sim: Sim, engine
             ), action
     finally:
         hidden.close()
+
+
+def describe(engine, iid: str) -> dict:
+    (inst,) = run(engine, "DescribeInstances", {"InstanceId": [iid]}, user="demo")["Reservations"][
+        0
+    ]["Instances"]
+    return inst
+
+
+def test_a_failed_vm_is_terminated_everywhere(sim: Sim, engine) -> None:
+    from tests.engine.test_instance_status import put_state
+
+    (iid,) = ids(launch(engine))
+    ip = describe(engine, iid)["PrivateIpAddress"]
+    assert ip and "StateReason" not in describe(engine, iid)  # running: no reason
+    put_state(sim, iid, 3, 36)  # BOOT_FAILURE: shown terminated
+    inst = describe(engine, iid)
+    assert inst["State"]["Name"] == "terminated"
+    assert "PrivateIpAddress" not in inst or inst["PrivateIpAddress"] is None
+    assert inst["StateReason"]["Code"] == "Server.InternalError"
+    by_ip = {"Filter": [{"Name": "private-ip-address", "Values": [ip]}]}
+    assert iid not in ids(run(engine, "DescribeInstances", by_ip, user="demo"))
+    (term,) = run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")[
+        "TerminatingInstances"
+    ]
+    assert term["PreviousState"]["Name"] == term["CurrentState"]["Name"] == "terminated"
+    assert sim.vm(vm_number(iid)).findtext("STATE") == "6"  # cleaned up in OpenNebula
+
+
+def test_stopped_instances_say_why(sim: Sim, engine) -> None:
+    plain, hibernating = ids(
+        launch(engine, MinCount=2, MaxCount=2, HibernationOptions={"Configured": True})
+    )
+    try:
+        run(engine, "StopInstances", {"InstanceId": [plain]}, user="demo")
+        run(engine, "StopInstances", {"InstanceId": [hibernating], "Hibernate": True}, user="demo")
+        assert describe(engine, plain)["StateReason"] == {
+            "Code": "Client.UserInitiatedShutdown",
+            "Message": "Client.UserInitiatedShutdown: User initiated shutdown",
+        }
+        assert describe(engine, hibernating)["StateReason"]["Code"] == (
+            "Client.UserInitiatedHibernate"
+        )
+    finally:
+        run(engine, "TerminateInstances", {"InstanceId": [plain, hibernating]}, user="demo")
+    assert describe(engine, plain)["StateReason"]["Code"] == "Client.UserInitiatedShutdown"

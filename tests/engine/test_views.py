@@ -556,6 +556,7 @@ RUNNING_VM = {
     "_terminate": None,
     "_rolled_back": None,
     "State": {"Code": 16, "Name": "running"},
+    "StateReason": None,  # only stopped and terminated instances have one
     "PrivateIpAddress": "192.0.2.11",
     "PrivateDnsName": "192.0.2.11",
     "PublicIpAddress": None,
@@ -604,6 +605,10 @@ def test_shipped_instance_view(shipped) -> None:
         "ImageId": None,  # no disk
         "RootDeviceName": None,
         "State": {"Code": 48, "Name": "terminated"},
+        "StateReason": {
+            "Code": "Client.UserInitiatedShutdown",
+            "Message": "Client.UserInitiatedShutdown: User initiated shutdown",
+        },
         "PrivateIpAddress": "192.0.2.10",
         "PrivateDnsName": "192.0.2.10",
         "LaunchTime": datetime(2026, 11, 23, 19, 25, 27, tzinfo=UTC),
