@@ -155,7 +155,26 @@ def test_static_mappings(golden_engine, one) -> None:
     assert {a["AttributeName"]: a["AttributeValues"] for a in attrs} == {
         "supported-platforms": [{"AttributeValue": "EC2"}],
         "default-vpc": [{"AttributeValue": "none"}],
+        "max-instances": [{"AttributeValue": "20"}],
+        "vpc-max-security-groups-per-interface": [{"AttributeValue": "5"}],
+        "max-elastic-ips": [{"AttributeValue": "0"}],  # no elastic-IP network configured
+        "vpc-max-elastic-ips": [{"AttributeValue": "0"}],
     }
+    golden_engine.config.elasticips_vnet_id, golden_engine.config.elastic_ips_per_user = 3, 2
+    asked = {"AttributeName": ["vpc-max-elastic-ips", "max-elastic-ips", "max-instances"]}
+    attrs = run(golden_engine, "DescribeAccountAttributes", asked)["AccountAttributes"]
+    assert {a["AttributeName"]: a["AttributeValues"][0]["AttributeValue"] for a in attrs} == {
+        "max-elastic-ips": "2",  # :elastic_ips_per_user:
+        "vpc-max-elastic-ips": "2",
+        "max-instances": "20",
+    }
+    golden_engine.config.elastic_ips_per_user = None  # no limit set: EC2's default
+    (eips,) = run(
+        golden_engine, "DescribeAccountAttributes", {"AttributeName": ["max-elastic-ips"]}
+    )["AccountAttributes"]
+    assert eips["AttributeValues"] == [{"AttributeValue": "5"}]
+    with pytest.raises(Ec2Error, match="InvalidParameterValue"):
+        run(golden_engine, "DescribeAccountAttributes", {"AttributeName": ["max-volumes"]})
     filtered = run(
         golden_engine, "DescribeRegions", {"Filter": [{"Name": "region-name", "Value": ["x"]}]}
     )

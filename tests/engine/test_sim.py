@@ -771,7 +771,7 @@ def test_results_render_as_ec2_xml_botocore_reads(sim: Sim, engine) -> None:
         through_xml("DescribeAvailabilityZones", {})["AvailabilityZones"][0]["ZoneName"]
         == "opennebula"
     )
-    assert len(through_xml("DescribeAccountAttributes", {})["AccountAttributes"]) == 2
+    assert len(through_xml("DescribeAccountAttributes", {})["AccountAttributes"]) == 6
     assert through_xml("DeregisterImage", {"ImageId": AMI}) == {"Return": True}
     assert through_xml("RegisterImage", {"ImageLocation": AMI}) == {"ImageId": AMI}
 

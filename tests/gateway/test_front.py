@@ -159,12 +159,11 @@ def test_errors_name_the_wire_parameter(client, data, name):
 
 
 def test_enum_error_names_list_member(client):
-    resp = client.post(
-        "/", data={"Action": "DescribeAccountAttributes", "AttributeName.1": "bogus"}
-    )
-    err = error_of(resp, "DescribeAccountAttributes")
+    run = {"Action": "RunInstances", "ImageId": "ami-1", "MinCount": "1", "MaxCount": "1"}
+    resp = client.post("/", data={**run, "TagSpecification.1.ResourceType": "bogus"})
+    err = error_of(resp, "RunInstances")
     assert err["Code"] == "InvalidParameterValue"
-    assert "AttributeName.1" in err["Message"]
+    assert "TagSpecification.1.ResourceType" in err["Message"]
 
 
 def test_dry_run_false_runs_the_action(client, engine):
