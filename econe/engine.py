@@ -393,6 +393,9 @@ class Engine:
                 raise dry_run_succeeded()
             return finish(result)
         scope = rt.scope()
+        for refused, (code, message) in m.refuse:  # what the request alone asks wrongly
+            if refused(scope):
+                raise Ec2Error(code, str(message(scope)) if message else code)
         requested = as_list(body.get(m.by_id.param)) if m.by_id else []
         page = m.paginate
         if (

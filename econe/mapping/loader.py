@@ -25,6 +25,7 @@ TOP_KEYS = {
     "view",
     "where",
     "match",
+    "refuse",
     "filters",
     "paginate",
     "each",
@@ -124,6 +125,8 @@ class Mapping:
     where: Compiled | None = None  # one item (by-id fetches)
     where_all: Callable[[dict, list], list] | None = None  # a whole list in one render
     match: list[Callable[[dict, list], list]] = field(default_factory=list)
+    # request checks, {if: EXPR, code, message} over the request alone: that error, before all
+    refuse: list[tuple[Compiled, tuple[str, Compiled | None] | None]] = field(default_factory=list)
     filters: dict[str, str] | None = None
     paginate: Paginate | None = None
     each: Each | None = None
@@ -287,6 +290,9 @@ def compile_mapping(path: Path, data: Any, views: dict[str, View], exprs: Expres
         if where is not None:  # the mapping's own, else its view's
             m.where = exprs.expression(str(where), f"{w}: where")
             m.where_all = exprs.predicate(str(where), f"{w}: where")
+        m.refuse = _refusals(data.get("refuse"), exprs, f"{w}: refuse")
+        if any(error is None for _, error in m.refuse):
+            raise MappingError(f"{w}: refuse: {{if: EXPR, code: CODE, message}} entries only")
         for i, expr in enumerate(data.get("match") or []):
             m.match.append(exprs.predicate(str(expr), f"{w}: match[{i}]"))
         if "filters" in data:

@@ -151,6 +151,19 @@ def test_static_mappings(golden_engine, one) -> None:
     assert zones["AvailabilityZones"][0]["State"] == "available"
     with pytest.raises(Ec2Error, match="InvalidParameterValue"):
         run(golden_engine, "DescribeAvailabilityZones", {"ZoneName": ["us-east-1a"]})
+    by_id = {"ZoneId": ["opennebula-az1"]}
+    assert (
+        run(golden_engine, "DescribeAvailabilityZones", by_id)["AvailabilityZones"]
+        == (zones["AvailabilityZones"])
+    )
+    with pytest.raises(Ec2Error) as err:  # an unknown zone id is an error too, each named
+        run(
+            golden_engine,
+            "DescribeAvailabilityZones",
+            {"ZoneId": ["use1-az1", "opennebula-az1", "x"]},
+        )
+    assert err.value.code == "InvalidParameterValue"
+    assert err.value.message == "The zone IDs 'use1-az1, x' do not exist"
     attrs = run(golden_engine, "DescribeAccountAttributes")["AccountAttributes"]
     assert {a["AttributeName"]: a["AttributeValues"] for a in attrs} == {
         "supported-platforms": [{"AttributeValue": "EC2"}],
