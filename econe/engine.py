@@ -236,7 +236,8 @@ class Runtime:
     def filters(self) -> list[Callable[[dict], bool]]:
         """The request's `Filter.N` as predicates (unknown names: InvalidParameterValue)."""
         known = self.engine.known_filters.get(self.mapping.action, frozenset())
-        return compile_filters(self.body.get("Filter"), self.mapping.filters or {}, known)
+        filters = self.mapping.filters or {}
+        return compile_filters(self.body.get("Filter"), filters, known, self.engine.id_prefixes)
 
     def scope(self, **extra: Any) -> dict[str, Any]:
         return {
@@ -265,6 +266,8 @@ class Engine:
         self.exprs = Expressions()
         self.views: dict[str, View] = {}
         self.mappings: dict[str, Mapping] = load_mappings(self.mappings_dir, self.exprs, self.views)
+        # the kinds of ids the views format (i, ami, sg…): filters take their short forms too
+        self.id_prefixes = frozenset().union(*(v.id_prefixes for v in self.views.values()))
         # compiled things handlers keep for the life of the engine (e.g. instance-type templates)
         self.cache: dict[Any, Any] = {}
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="econe-one")
@@ -425,7 +428,8 @@ class Engine:
             items = keep(scope, items)
         if m.filters is not None:
             known = self.known_filters.get(m.action, frozenset())
-            for predicate in compile_filters(body.get("Filter"), m.filters, known):
+            filters = compile_filters(body.get("Filter"), m.filters, known, self.id_prefixes)
+            for predicate in filters:
                 items = [i for i in items if predicate(i)]
         next_token = None
         if page:

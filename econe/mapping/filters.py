@@ -4,18 +4,21 @@ A mapping's `filters:` maps each EC2 filter name to a dotted field path of the v
 (`State.Name`, `Tags.Key`; a list on the way is searched element-wise). `tag:*` names the tags
 field (list of {Key, Value}) and enables `tag:<key>` filters. Values are AWS wildcards (`*`, `?`,
 backslash escapes). Filters are ANDed; the values of one filter are ORed; an unknown filter is
-an `InvalidParameterValue` naming it.
+an `InvalidParameterValue` naming it. A value that is an id in a short form econe accepts
+(`i-2`, `ami-0`, `sg-000000001`) also matches the id as econe writes it (`i-00000002`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 from econe.errors import Ec2Error
+from econe.mapping.ids import MAX_ONE_ID, format_id
 
 Predicate = Callable[[dict], bool]
 
@@ -90,13 +93,31 @@ def _nothing(item: Any) -> bool:
     return False
 
 
+_SHORT_ID = re.compile(r"([a-z]+)-([0-9]{1,10})")
+
+
+def _patterns(value: str, ids: frozenset[str]) -> list[Wildcard]:
+    """A value's patterns: itself and, for an id of a kind the views format, econe's form of it
+    (by_id takes `i-2` for `i-00000002`: so does the filter)."""
+    patterns = [wildcard(value)]
+    short = _SHORT_ID.fullmatch(value)
+    if short and short[1] in ids and int(short[2]) <= MAX_ONE_ID:
+        canonical = format_id(short[1], short[2])
+        if canonical != value:
+            patterns.append(wildcard(canonical))
+    return patterns
+
+
 def compile_filters(
-    requested: list[dict] | None, spec: dict[str, str], known: frozenset[str] = frozenset()
+    requested: list[dict] | None,
+    spec: dict[str, str],
+    known: frozenset[str] = frozenset(),
+    ids: frozenset[str] = frozenset(),
 ) -> list[Predicate]:
     """Predicates for the request's Filter.N: `spec` maps filter names to item paths; a name
     in `known` (EC2 documents it) but not in `spec` is of something this cloud does not have,
     and matches nothing, as does a filter given no values; any other name is
-    InvalidParameterValue."""
+    InvalidParameterValue. `ids`: the id prefixes whose short forms match (see _patterns)."""
     predicates: list[Predicate] = []
     for entry in requested or []:
         name = str(entry.get("Name") or "")
@@ -105,6 +126,7 @@ def compile_filters(
             values = [values]
         patterns = [wildcard(str(v)) for v in values]
         if name in spec:
+            patterns = [p for v in values for p in _patterns(str(v), ids)]
             path = spec[name]
             predicates.append(
                 lambda item, path=path, ps=patterns: any(

@@ -164,12 +164,15 @@ class _Fields:
         self.tables, self.exprs = tables, exprs
         self.texts: dict[str, None] = {}  # paths whose first match's text is read (ordered set)
         self.lists: dict[str, None] = {}  # paths whose every match is read
+        self.ids: set[str] = set()  # the prefixes of the ids it formats (`id: i`)
 
     def field(self, fspec: Any, where: str) -> Spec:
         if isinstance(fspec, str):
             fspec = {"path": fspec}
         if not isinstance(fspec, dict):
             raise ValueError(f"{where}: expected a path or a mapping")
+        if "id" in fspec:
+            self.ids.add(str(fspec["id"]))
         unknown = set(fspec) - _FIELD_KEYS
         if unknown:
             raise ValueError(
@@ -261,6 +264,7 @@ class _Fields:
         # elements, so nearly free), and the view is applied to their parents.
         self._plain(f"{path}/{having}" if having else path, self.lists, where)
         sub = View(where, {"fields": fspec["each"]}, self.tables, self.exprs, f"{where}.each")
+        self.ids |= sub.id_prefixes
         return ("each", path, sub, having)
 
     def _source(self, path: str, where: str) -> Spec:
@@ -543,6 +547,7 @@ class View:
         self.where: str | None = spec.get("where")
         paths = _Fields(tables, exprs)
         specs = [(m, paths.field(f, f"{where}: fields.{m}")) for m, f in fields.items()]
+        self.id_prefixes = frozenset(paths.ids)  # filters take these ids in their short form
         code = _Code(specs, paths)
         self.code = code.source
         exec(compile(self.code, f"<econe view {name}>", "exec"), code.ns)

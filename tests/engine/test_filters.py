@@ -71,3 +71,49 @@ def test_a_filter_without_values_matches_nothing():
     assert [i["InstanceId"] for i in items if keep(i)] == ["i-2"]
     with pytest.raises(Ec2Error, match="colour"):
         compile_filters([{"Name": "colour", "Value": ["x"]}], spec, frozenset({"vpc-id"}))
+
+
+def test_short_ids_match_as_by_id_takes_them():
+    """`i-2` names i-00000002 in InstanceId.N: in an id filter too; other text is literal."""
+    from econe.mapping.filters import compile_filters
+
+    items = [{"InstanceId": "i-00000002", "Tag": "web-1"}, {"InstanceId": "i-00000012"}]
+    spec = {"instance-id": "InstanceId", "tag-value": "Tag"}
+    ids = frozenset({"i", "ami"})
+
+    def kept(name: str, *values: str) -> list[str]:
+        (keep,) = compile_filters([{"Name": name, "Value": list(values)}], spec, ids=ids)
+        return [i["InstanceId"] for i in items if keep(i)]
+
+    assert kept("instance-id", "i-2") == ["i-00000002"]
+    assert kept("instance-id", "i-000000012", "i-00000002") == ["i-00000002", "i-00000012"]
+    assert kept("instance-id", "i-0000001*") == ["i-00000012"]  # a wildcard: as it is
+    assert kept("instance-id", "i-1*") == []
+    assert kept("tag-value", "web-1") == ["i-00000002"]
+    assert kept("tag-value", "web-00000001") == []  # not an id kind: no other form
+
+
+def test_short_id_filters_on_sim(sim, engine):
+    from tests.engine.conftest import AMI, run
+    from tests.engine.test_sim import ids, launch, vm_number
+
+    (iid,) = ids(launch(engine))
+    try:
+        short = f"i-{vm_number(iid)}"
+        found = run(
+            engine,
+            "DescribeInstances",
+            {"Filter": [{"Name": "instance-id", "Value": [short]}]},
+            user="demo",
+        )
+        assert ids(found) == [iid]
+        image = {"Filter": [{"Name": "image-id", "Value": ["ami-0"]}]}
+        assert [
+            i["ImageId"] for i in run(engine, "DescribeImages", image, user="demo")["Images"]
+        ] == [AMI]
+        assert ids(run(engine, "DescribeInstances", image, user="demo"))  # launched from it
+        group = {"Filter": [{"Name": "group-id", "Value": ["sg-0"]}]}
+        groups = run(engine, "DescribeSecurityGroups", group, user="demo")["SecurityGroups"]
+        assert [g["GroupId"] for g in groups] == ["sg-00000000"]
+    finally:
+        run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
