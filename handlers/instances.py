@@ -914,7 +914,9 @@ def finish_terminations(rt: Any, items: list[dict], changes: list) -> None:
 
 
 # ModifyInstanceAttribute: what may be asked of each attribute. A value that asks for nothing
-# (what every instance here already is) is accepted; any other is UnsupportedOperation.
+# (what every instance here already is, or none where DescribeInstanceAttribute shows none:
+# kernel, ramdisk, sriovNetSupport) is accepted; a value EC2 would not take is
+# InvalidParameterValue; any other is UnsupportedOperation.
 _ATTRIBUTE_MEMBERS = {
     "instanceType": "InstanceType",
     "kernel": "Kernel",
@@ -939,7 +941,11 @@ _AS_IS = {
     "EnaSupport": "false",
     "DisableApiStop": "false",
     "EnclaveOptions": "false",
+    "Kernel": "",
+    "Ramdisk": "",
+    "SriovNetSupport": "",
 }
+_VALUES = {"InstanceInitiatedShutdownBehavior": ("stop", "terminate")}  # what EC2 takes
 
 
 def _asked(body: dict) -> tuple[str, Any]:
@@ -948,7 +954,10 @@ def _asked(body: dict) -> tuple[str, Any]:
     if body.get("Attribute"):
         if "Value" not in body:
             raise missing_parameter("Value")
-        given.append(_ATTRIBUTE_MEMBERS.get(str(body["Attribute"]), str(body["Attribute"])))
+        attribute = str(body["Attribute"])
+        if attribute not in _ATTRIBUTE_MEMBERS:  # DescribeInstanceAttribute's only (productCodes…)
+            raise invalid_value("Attribute", attribute, "This attribute cannot be modified.")
+        given.append(_ATTRIBUTE_MEMBERS[attribute])
     if len(given) != 1:
         raise Ec2Error(
             "InvalidParameterCombination", "ModifyInstanceAttribute sets exactly one attribute"
@@ -979,8 +988,11 @@ def modify_instance_attribute(rt: Any) -> dict:
     if member not in ("InstanceType", "UserData"):
         if isinstance(value, bool):
             value = "true" if value else "false"
-        if member in _AS_IS and str(value).lower() == _AS_IS[member]:  # Attribute/Value: text
+        text = "" if value is None else str(value)
+        if member in _AS_IS and text.lower() == _AS_IS[member]:  # Attribute/Value: text
             return {}
+        if member in _VALUES and text not in _VALUES[member]:
+            raise invalid_value(member, text, f"Expecting one of: {', '.join(_VALUES[member])}.")
         raise Ec2Error("UnsupportedOperation", f"Changing {member} is not supported by this cloud")
     user_data = _user_data(value) if member == "UserData" else None
     # oned resizes and reconfigures POWEROFF and UNDEPLOYED VMs only; other "stopped" ones say why

@@ -117,6 +117,11 @@ def test_refusals_change_nothing(sim: Sim, engine, stopped) -> None:
         ({"UserData": {"Value": "not base64!"}}, "InvalidParameterValue"),
         ({"DisableApiTermination": {"Value": True}}, "UnsupportedOperation"),
         ({"Attribute": "kernel", "Value": "aki-1"}, "UnsupportedOperation"),
+        ({"InstanceInitiatedShutdownBehavior": {"Value": "bogus"}}, "InvalidParameterValue"),
+        ({"Attribute": "instanceInitiatedShutdownBehavior", "Value": "x"}, "InvalidParameterValue"),
+        ({"InstanceInitiatedShutdownBehavior": {"Value": "terminate"}}, "UnsupportedOperation"),
+        ({"Attribute": "productCodes", "Value": "x"}, "InvalidParameterValue"),  # not modifiable
+        ({"SriovNetSupport": {"Value": "simple"}}, "UnsupportedOperation"),
         ({"GroupId": ["sg-1"]}, "InvalidGroup.NotFound"),  # boto3's Groups, on the wire
         ({"BlockDeviceMapping": [{"DeviceName": "/dev/sda"}]}, "UnsupportedOperation"),
         ({"Attribute": "instanceType"}, "MissingParameter"),
@@ -135,6 +140,9 @@ def test_refusals_change_nothing(sim: Sim, engine, stopped) -> None:
         {"Attribute": "ebsOptimized", "Value": "false"},
         {"Attribute": "disableApiTermination", "Value": "False"},  # text, in any case
         {"EnclaveOptions": {"Enabled": False}},
+        {"SriovNetSupport": {"Value": ""}},  # no kernel, ramdisk, SR-IOV: empty asks nothing
+        {"Kernel": {"Value": ""}},
+        {"Attribute": "ramdisk", "Value": ""},
     ):
         assert modify(engine, stopped, **body) == {}
     assert sizes(sim, stopped) == before

@@ -166,6 +166,12 @@ def test_enum_error_names_list_member(client):
     assert "TagSpecification.1.ResourceType" in err["Message"]
 
 
+def test_an_empty_instance_type_is_an_invalid_value(client):
+    resp = client.post("/", data={"Action": "DescribeInstanceTypes", "InstanceType.1": ""})
+    err = error_of(resp, "DescribeInstanceTypes")
+    assert err["Code"] == "InvalidParameterValue" and "InstanceType.1" in err["Message"]
+
+
 def test_dry_run_false_runs_the_action(client, engine):
     engine.results["RebootInstances"] = {}
     resp = client.post(
