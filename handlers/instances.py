@@ -70,6 +70,7 @@ EC2_USER_ATTRS = (
     "EC2_KEYNAME",
     "EC2_TAGS",
     "EC2_HIBERNATION",
+    "EC2_PLATFORM",
 )
 EC2_CONTEXT_ATTRS = (
     "USERDATA",
@@ -459,6 +460,7 @@ class Launch:
                     "of its own to tag (its disks are the AMI's copy; volumes are CreateVolume's)",
                 )
         self.image_id = body.get("ImageId")
+        self.platform: str | None = None
         if not self.image_id:
             raise Ec2Error("MissingParameter", "The request must contain the parameter ImageId")
         self.type_name = str(body.get("InstanceType") or "m1.small")
@@ -478,6 +480,7 @@ class Launch:
         rt = self.rt
         image = _image(rt, self.image_id)
         self.image = image["_id"]
+        self.platform = image.get("Platform")  # the AMI's (windows): the instance shows it
         self.root_size = _root_size(rt.body.get("BlockDeviceMapping") or [], image)
         spec = rt.config.instance_types.get(self.type_name)
         self.file = _file_template(rt, self.type_name, spec) if spec is not None else None
@@ -514,6 +517,8 @@ class Launch:
             user.append((DIGEST, request_digest(self.rt.body)))
         if self.key_name:
             user.append(("EC2_KEYNAME", str(self.key_name)))
+        if self.platform:
+            user.append(("EC2_PLATFORM", str(self.platform)))
         if (self.rt.body.get("HibernationOptions") or {}).get("Configured"):
             user.append(("EC2_HIBERNATION", "YES"))  # StopInstances' Hibernate suspends it
         user += tag_attrs(self.tags)

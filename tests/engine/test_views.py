@@ -580,6 +580,8 @@ RUNNING_VM = {
     "RootDeviceName": "/dev/sda",
     "BlockDeviceMappings": [],
     "VirtualizationType": "hvm",
+    "Platform": None,  # windows only, from the AMI
+    "PlatformDetails": "Linux/UNIX",
     "ProductCodes": [],
     "Tags": [],
     "ClientToken": None,
