@@ -266,3 +266,24 @@ def _replace(name: str, old: str, new: str):
 )
 def test_mappings_are_checked_against_the_spec(tmp_path: Path, edit, message: str) -> None:
     assert message in _spec_check(tmp_path, edit)
+
+
+def test_what_the_docs_call_yaml_only_runs_no_python() -> None:
+    """mappings/README.md's "YAML only" actions and README's "no Python" ones have no handler
+    and no hooks (the docs once said so of DescribeInstanceAttribute, which runs two)."""
+    import re
+
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    docs = (root / "mappings" / "README.md").read_text()
+    names = re.findall(r"^\| ([A-Za-z /]+?) \| YAML only", docs, re.M)
+    readme = (root / "README.md").read_text()
+    names += re.findall(r"\| (\w+) \| ✓ \|[^\n]*; a mapping and a view, no Python \|", readme)
+    actions = [
+        a for n in names for a in n.split(" / ") if (root / "mappings" / f"{a}.yaml").is_file()
+    ]
+    assert "DescribeInstanceStatus" in actions
+    for action in actions:
+        data = yaml.safe_load((root / "mappings" / f"{action}.yaml").read_text())
+        assert not {"handler", "enrich", "after"} & set(data), action
