@@ -159,10 +159,13 @@ def _image(rt: Any, image_id: Any) -> dict:
 
 def user_vm(rt: Any, number: int, raw: str, terminated: Ec2Error | None = None) -> etree._Element:
     """The VM of instance `raw` (number `number`) as the user sees it (one.vm.info with their
-    session): another user's or a missing one is InvalidInstanceID.NotFound, a terminated one
-    too unless the caller says what else (`terminated`)."""
+    session): another user's or a missing one is InvalidInstanceID.NotFound, so is a rolled-back
+    launch's (as for the instance actions: views/instance.yaml), and a terminated one too
+    unless the caller says what else (`terminated`)."""
     missing = Ec2Error("InvalidInstanceID.NotFound", f"The instance ID '{raw}' does not exist")
     vm = rt.fetch("one.vm.info", number, missing)
+    if vm.findtext(f"USER_TEMPLATE/{ROLLED_BACK}"):
+        raise missing
     if vm.findtext("STATE") == "6":
         raise terminated or missing
     return vm

@@ -39,6 +39,8 @@ def test_a_rolled_back_instance_exists_for_no_action(sim: Sim, engine) -> None:
             assert error(engine, action, ask(action, body, iid)).code == (
                 "InvalidInstanceID.NotFound"
             ), action
+        image = {"InstanceId": iid, "Name": "from-a-rolled-back-one"}  # nor for the others
+        assert error(engine, "CreateImage", image).code == "InvalidInstanceID.NotFound"
     finally:
         sim.as_admin("one.vm.action", "terminate-hard", vm_number(iid))
 
