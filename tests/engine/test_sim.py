@@ -761,8 +761,14 @@ def test_results_render_as_ec2_xml_botocore_reads(sim: Sim, engine) -> None:
     )
     assert described["Reservations"][0]["ReservationId"] == reservation["ReservationId"]
     assert through_xml("DescribeImages", {})["Images"][0]["Public"] is False
+    assert described["Reservations"][0]["Instances"][0]["PlatformDetails"] == "Linux/UNIX"
     stopped = through_xml("StopInstances", {"InstanceId": [inst["InstanceId"]]})
     assert stopped["StoppingInstances"][0]["PreviousState"]["Name"] == "running"
+    described = through_xml("DescribeInstances", {"InstanceId": [inst["InstanceId"]]})
+    assert described["Reservations"][0]["Instances"][0]["StateReason"] == {
+        "Code": "Client.UserInitiatedShutdown",
+        "Message": "Client.UserInitiatedShutdown: User initiated shutdown",
+    }
     assert through_xml("TerminateInstances", {"InstanceId": [inst["InstanceId"]]})[
         "TerminatingInstances"
     ]
