@@ -85,17 +85,23 @@ def register_image(rt: Any) -> dict:
     if image.get("_ami"):
         # EC2 makes a new AMI each time; here the image is the AMI, so registering it again
         # changes nothing under those who use it: the same request is answered as before,
-        # another name, description, architecture or tags is refused.
+        # another name, description, architecture or tags is refused. Who may register it is
+        # oned's to say, as for a first registration: the mark is written again (a no-op).
         changed = [
             member
             for member, differs in (
                 ("Name", name != image.get("Name")),
-                ("Description", body.get("Description") not in (None, image.get("Description"))),
+                (
+                    "Description",
+                    (body.get("Description") or "") not in ("", image.get("Description") or ""),
+                ),
                 ("Architecture", body.get("Architecture") not in (None, image.get("Architecture"))),
                 ("TagSpecification", bool(tags)),
             )
             if differs
         ]
+        if not (changed and rt.dry_run):
+            _mark(rt, number, [("EC2_AMI", "YES")])
         if changed:
             raise Ec2Error(
                 "InvalidParameterValue",
@@ -103,7 +109,11 @@ def register_image(rt: Any) -> dict:
                 f"{', '.join(changed)} (DeregisterImage it first)",
             )
         return {"ImageId": ami}
-    attrs += tag_attrs(tags)  # given: the new AMI's tags
+    _mark(rt, number, attrs + tag_attrs(tags))  # given: the new AMI's tags
+    return {"ImageId": ami}
+
+
+def _mark(rt: Any, number: int, attrs: list) -> None:
     try:
         update = template_xml(attrs)
     except TemplateError as exc:
@@ -115,7 +125,6 @@ def register_image(rt: Any) -> dict:
         1,
         errors={"NO_EXISTS": "InvalidAMIID.NotFound", "AUTHORIZATION": "UnauthorizedOperation"},
     )
-    return {"ImageId": ami}
 
 
 # EC2's architectures → OpenNebula's OS/ARCH (views/architectures.yaml the other way)

@@ -146,9 +146,14 @@ class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
 
     def setup(self) -> None:
-        self.timeout = self.server.keepalive_timeout  # the socket's: idle, or a slow request
         self.calls = 0
         super().setup()
+
+    def handle_one_request(self) -> None:
+        # KEEPALIVE_TIMEOUT bounds the wait for the next request, not the answer's writing
+        # (a slow reader of a 70 MB pool still gets all of it)
+        self.connection.settimeout(self.server.keepalive_timeout)
+        super().handle_one_request()
 
     def log_message(self, *args: Any) -> None:  # quiet
         pass
@@ -156,6 +161,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length)
+        self.connection.settimeout(None)
         try:
             out = dispatch(self.server.sim, body).encode("utf-8")  # type: ignore[attr-defined]
         except faults.Hang:

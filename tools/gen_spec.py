@@ -405,6 +405,8 @@ OVERLAY_KEYS = {
     "extra_operations",
 }
 REQUEST_KEYS = {"properties", "required_add", "required_remove", "unsupported"}
+SHAPE_KEYS = {"properties", "required_add", "unsupported"}
+DEFAULT_KEYS = {"integer", "array", "by_name", "drop_enum"}
 
 
 def check_overlay(overlay: dict[str, Any], model: dict[str, Any], actions: list[str]) -> None:
@@ -421,9 +423,17 @@ def check_overlay(overlay: dict[str, Any], model: dict[str, Any], actions: list[
         problems += [
             f"requests: {action}: unknown key {k!r}" for k in sorted(set(patch) - REQUEST_KEYS)
         ]
-    for shape in overlay.get("shapes") or {}:
+    for shape, patch in (overlay.get("shapes") or {}).items():
         if shape not in model["shapes"]:
             problems.append(f"shapes: {shape!r} is not a shape of botocore's EC2 model")
+        problems += [f"shapes: {shape}: unknown key {k!r}" for k in sorted(set(patch) - SHAPE_KEYS)]
+    defaults = overlay.get("defaults") or {}
+    problems += [f"defaults: unknown key {k!r}" for k in sorted(set(defaults) - DEFAULT_KEYS)]
+    for shape in defaults.get("drop_enum") or []:
+        if shape not in model["shapes"]:
+            problems.append(
+                f"defaults: drop_enum: {shape!r} is not a shape of botocore's EC2 model"
+            )
     for action in actions:
         if action not in model["operations"] and action not in (
             overlay.get("extra_operations") or {}

@@ -193,9 +193,36 @@ def _refusals(
     return out
 
 
-# Template syntax around an expression: `A="{{ x }}"`, `<A>{{ x }}</A>`, `V=[ A={{ x }} ]`.
+# A lint for the plain mistake in calls that take a template (it cannot see every way an
+# expression could build template text): template syntax written around an expression,
+# `A="{{ x }}"`, `<A>{{ x }}</A>`, `V=[ A={{ x }} ]`.
+_TAKES_TEMPLATE = {
+    "allocate",
+    "update",
+    "updateconf",
+    "attach",
+    "attachnic",
+    "instantiate",
+    "resize",
+    "addar",
+    "updatear",
+    "reserve",
+    "clone",
+    "disksaveas",
+}
 _TEMPLATE_TEXT = re.compile(r"[=<>\[\]]")
 _EXPRESSIONS = re.compile(r"\{\{.*?\}\}|\{%.*?%\}", re.S)
+
+
+def _texts(value: Any, where: str) -> list[tuple[str, str]]:
+    """Every string in an argument list, nested ones too, with where it is."""
+    if isinstance(value, str):
+        return [(where, value)]
+    if isinstance(value, list):
+        return [t for k, v in enumerate(value) for t in _texts(v, f"{where}[{k}]")]
+    if isinstance(value, dict) and set(value) != {"template"}:
+        return [t for k, v in value.items() for t in _texts(v, f"{where}.{k}")]
+    return []
 
 
 def _call(data: dict, exprs: Expressions, where: str, default_args: list | None = None) -> Call:
@@ -205,16 +232,13 @@ def _call(data: dict, exprs: Expressions, where: str, default_args: list | None 
     args = data.get("args", default_args or [])
     if not isinstance(args, list):
         raise MappingError(f"{where}.args: must be a list")
-    for k, arg in enumerate(args):
-        if (
-            isinstance(arg, str)
-            and _TEMPLATE_TEXT.search(_EXPRESSIONS.sub("", arg))
-            and ("{{" in arg or "{%" in arg)
-        ):
-            raise MappingError(
-                f"{where}.args[{k}]: writes a value into OpenNebula template text, where a "
-                "request value could act as template syntax; write {template: {NAME: value}}"
-            )
+    if method.rpartition(".")[2] in _TAKES_TEMPLATE:
+        for k, text in _texts(args, f"{where}.args"):
+            if ("{{" in text or "{%" in text) and _TEMPLATE_TEXT.search(_EXPRESSIONS.sub("", text)):
+                raise MappingError(
+                    f"{k}: writes a value into OpenNebula template text, where a request value "
+                    "could act as template syntax; write {template: {NAME: value}}"
+                )
     return Call(
         method=method,
         args=exprs.value(args, f"{where}.args"),
@@ -409,7 +433,7 @@ def check_against_spec(mappings: dict[str, Mapping], spec: Any) -> None:
                 )
         answered = flatten_all_of(act.output_schema).get("properties", {})
         for member in m.output_keys:
-            if member not in answered:
+            if member not in answered and not member.startswith("_"):  # `_`: never answered
                 problems.append(
                     f"{m.path}: output.{member}: the answer of {name} has no such member "
                     f"({', '.join(sorted(answered)) or 'none'})"

@@ -16,6 +16,7 @@ import binascii
 import contextlib
 import http.client
 import logging
+import select
 import ssl
 import threading
 import time
@@ -78,8 +79,15 @@ no_blocking: ContextVar[bool] = ContextVar("econe_no_blocking", default=False)
 
 
 # A reused keep-alive connection that the server closed while idle fails like this before any
-# answer: the request never reached oned, so it is safe to send it once more on a new socket.
+# byte of an answer (sending, or waiting for the status line): the request never reached oned,
+# so it is sent once more on a new socket. A failure after the answer began is never retried:
+# oned may have run the call.
 _STALE = (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError)
+
+
+class _NoAnswer(Exception):
+    """The connection failed before any byte of an answer."""
+
 
 # oned (xmlrpc-c's Abyss) keeps a connection open when asked to, and serves at most MAX_CONN
 # connections at once (15 by default), an idle kept-alive one included until its
@@ -126,17 +134,26 @@ class OneClient:
         with self._lock:
             while self._idle:
                 conn, since = self._idle.pop()
-                if time.monotonic() - since <= IDLE_REUSE:
+                if time.monotonic() - since <= IDLE_REUSE and not _readable(conn.sock):
                     return conn, True
-                conn.close()
+                conn.close()  # too old, or oned closed it (end of file waiting)
         return self._new_connection(), False
 
     def _give_back(self, conn: http.client.HTTPConnection) -> None:
+        """Pool `conn`; connections idle too long are closed, and when the pool is full its
+        oldest makes room (a fresh connection is worth more than an old one)."""
+        now = time.monotonic()
         with self._lock:
+            close = [c for c, since in self._idle if now - since > IDLE_REUSE]
+            self._idle = [(c, since) for c, since in self._idle if now - since <= IDLE_REUSE]
+            if self._idle and self._idle_count() >= self._keepalive:
+                close.append(self._idle.pop(0)[0])
             if self._idle_count() < self._keepalive:
-                self._idle.append((conn, time.monotonic()))
-                return
-        conn.close()
+                self._idle.append((conn, now))
+            else:
+                close.append(conn)
+        for c in close:
+            c.close()
 
     def _idle_count(self) -> int:
         """Idle connections still open (those of a closed event loop are closed)."""
@@ -156,14 +173,17 @@ class OneClient:
     # -- calls
 
     def _post(self, conn: http.client.HTTPConnection, payload: bytes) -> tuple[int, str, bytes]:
-        conn.request(
-            "POST",
-            self._path,
-            body=payload,
-            headers={"Content-Type": "text/xml", "Connection": self._connection.decode()},
-        )
-        aio.ack_at_once(conn.sock)
-        resp = conn.getresponse()
+        try:
+            conn.request(
+                "POST",
+                self._path,
+                body=payload,
+                headers={"Content-Type": "text/xml", "Connection": self._connection.decode()},
+            )
+            aio.ack_at_once(conn.sock)
+            resp = conn.getresponse()
+        except _STALE as exc:
+            raise _NoAnswer from exc
         data = resp.read()
         if resp.will_close:
             conn.close()
@@ -189,7 +209,7 @@ class OneClient:
             conn, reused = self._borrow() if attempt == 1 else (self._new_connection(), False)
             try:
                 status, reason, data = self._post(conn, payload)
-            except _STALE as exc:
+            except _NoAnswer as exc:
                 conn.close()
                 if reused and attempt == 1:
                     continue
@@ -355,8 +375,32 @@ class OneClient:
         return None
 
     def _agive_back(self, loop: asyncio.AbstractEventLoop, conn: aio.Connection) -> None:
+        """As _give_back, for this event loop's connections (only it may close them)."""
+        now = time.monotonic()
+        keep = []
+        for entry in self._aidle:
+            owner, old, since = entry
+            if owner.is_closed():
+                continue  # closed with its loop
+            if owner is loop and (now - since > IDLE_REUSE or not old.usable):
+                old.close()
+                continue
+            keep.append(entry)
+        self._aidle = keep
+        if self._idle_count() >= self._keepalive:  # the oldest makes room: this loop's own,
+            mine = [k for k, (owner, _, _) in enumerate(keep) if owner is loop]  # or a thread's
+            with self._lock:
+                theirs = self._idle[0] if self._idle else None
+                if theirs is not None and (not mine or theirs[1] < keep[mine[0]][2]):
+                    self._idle.pop(0)
+                else:
+                    theirs = None
+            if theirs is not None:
+                theirs[0].close()
+            elif mine:
+                keep.pop(mine[0])[1].close()
         if self._idle_count() < self._keepalive:
-            self._aidle.append((loop, conn, time.monotonic()))
+            self._aidle.append((loop, conn, now))
         else:
             conn.close()
 
@@ -411,3 +455,14 @@ class Prefetched:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
+
+
+def _readable(sock: Any) -> bool:
+    """Whether an idle connection has something to read: the end of file oned sends when it
+    closes the connection (KEEPALIVE_TIMEOUT, a restart), or bytes nobody asked for."""
+    if sock is None:
+        return True
+    try:
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True

@@ -139,6 +139,11 @@ def test_shipped_mappings_load() -> None:
             "each.args[1]: writes a value into OpenNebula template text",
         ),
         (
+            "action: X\nsource: {static: []}\neach: {call: one.vm.updateconf, "
+            "args: ['{{ id }}', ['CONTEXT=[ A=\"{{ body.A }}\" ]']]}\noutput: {}\n",
+            "each.args[1][0]: writes a value into OpenNebula template text",
+        ),
+        (
             "action: X\nsource: {static: []}\neach: {call: one.image.update, "
             "args: ['{{ id }}', {template: {'A B': x}}, 1]}\noutput: {}\n",
             "'A B' is not an OpenNebula attribute name",
@@ -287,3 +292,14 @@ def test_what_the_docs_call_yaml_only_runs_no_python() -> None:
     for action in actions:
         data = yaml.safe_load((root / "mappings" / f"{action}.yaml").read_text())
         assert not {"handler", "enrich", "after"} & set(data), action
+
+
+def test_text_around_an_expression_is_fine_where_no_template_is_taken(tmp_path: Path) -> None:
+    """The lint looks at calls that take a template only: a name may hold brackets."""
+    target = tmp_path / "m"
+    shutil.copytree(data_dir("mappings") / "views", target / "views")
+    (target / "X.yaml").write_text(
+        "action: X\nsource: {static: []}\n"
+        "each: {call: one.vm.rename, args: ['{{ id }}', 'web[{{ id }}]']}\noutput: {_note: x}\n"
+    )
+    assert "X" in load_mappings(target)

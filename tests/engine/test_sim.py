@@ -133,6 +133,13 @@ def test_register_refuses_volumes_and_others_images(sim: Sim, engine, eve: str) 
             run(engine, "RegisterImage", {"ImageLocation": AMI}, user="demo")
     finally:
         sim.as_admin("one.image.update", 0, 'EBS_VOLUME="NO"', 1)
+    # shared with eve (USE): she sees the AMI, and registering it again is still not hers
+    sim.as_admin("one.image.chmod", 0, -1, -1, -1, -1, -1, -1, 1, -1, -1)
+    try:
+        for body in ({"ImageLocation": AMI}, {"ImageLocation": AMI, "Description": "mine"}):
+            assert code_of(run, engine, "RegisterImage", body, user=eve) == "UnauthorizedOperation"
+    finally:
+        sim.as_admin("one.image.chmod", 0, -1, -1, -1, -1, -1, -1, 0, -1, -1)
 
 
 # -- RunInstances ------------------------------------------------------------------------------

@@ -160,6 +160,8 @@ def test_validators_check_formats():
         ({"requests": {"RunInstance": {"unsupported": ["UserData"]}}}, "'RunInstance' is not"),
         ({"shapes": {"Filtre": {"required_add": ["Name"]}}}, "'Filtre' is not a shape"),
         ({"request": {}}, "unknown key 'request'"),
+        ({"defaults": {"arrays": {"maxItems": 1000}}}, "defaults: unknown key 'arrays'"),
+        ({"shapes": {"Filter": {"require_add": ["Name"]}}}, "shapes: Filter: unknown key"),
         ({"requests": {"RunInstances": {"unsuported": ["UserData"]}}}, "unknown key 'unsuported'"),
     ],
 )

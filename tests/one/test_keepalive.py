@@ -116,3 +116,32 @@ def test_kept_alive_calls_do_not_wait_for_delayed_acks(sim) -> None:
 
     assert blocking < 0.02 and asyncio.run(on_the_loop()) < 0.02
     assert sim.accepted == 2
+
+
+def test_a_full_pool_makes_room_for_fresh_connections(sim, monkeypatch) -> None:
+    """After a burst of worker-thread calls fills the pool, the event loop's calls still
+    reuse a connection (each opened a new one), and connections idle too long are closed."""
+    client = OneClient(sim.url, timeout=5)
+    barrier = threading.Barrier(4)
+
+    def call() -> None:
+        barrier.wait()
+        _version(client, sim)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    before = sim.accepted
+
+    async def on_the_loop() -> None:
+        for _ in range(20):
+            await client.exchange_async("one.system.version", (sim.one_auth,))
+
+    asyncio.run(on_the_loop())
+    assert sim.accepted - before == 1
+    monkeypatch.setattr(one_client, "IDLE_REUSE", 0.05)
+    time.sleep(0.1)
+    _version(client, sim)  # gives back: the old ones are closed, not kept
+    assert len(client._idle) == 1

@@ -195,3 +195,37 @@ def test_stop_ends_idle_kept_alive_connections(tmp_path) -> None:
     start = time.monotonic()
     sim.stop()
     assert time.monotonic() - start < 3 and _ended(conn)
+
+
+def test_a_slow_reader_gets_the_whole_answer(tmp_path) -> None:
+    """KEEPALIVE_TIMEOUT bounds the wait for a request, not the writing of a large answer."""
+    import socket
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    from onesim_pool import populate
+
+    sim = SimServer(str(tmp_path), seed="demo", speed=0, keepalive_timeout=1).start()
+    try:
+        populate(sim, 1000)  # about 7 MB of XML-RPC
+        body = xmlrpc.client.dumps(("demo:demo", -2, -1, -1, -1), "one.vmpool.infoextended")
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect((sim.host, sim.port))
+        head = f"POST /RPC2 HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+        sock.sendall(head.encode() + body.encode())
+        time.sleep(2.5)  # longer than the timeout, with the server blocked in writing
+        sock.settimeout(20)
+        data = b""
+        while chunk := sock.recv(1 << 20):
+            data += chunk
+        header, _, answer = data.partition(b"\r\n\r\n")
+        length = int(
+            next(h for h in header.split(b"\r\n") if h.lower().startswith(b"content-length")).split(
+                b":"
+            )[1]
+        )
+        assert len(answer) == length > 5_000_000
+    finally:
+        sim.stop()
