@@ -5,11 +5,10 @@ libcloud sends forms boto3 does not: `KeyName=k` without a number, `Force=1`."""
 from __future__ import annotations
 
 import time
-from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.conftest import DEMO_SECRET, start_demo, stop_demo
+from tests.e2e.conftest import libcloud_driver, start_demo, stop_demo
 
 PUBLIC_KEY = (
     "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBbZ3GmXK8bIVqcyhtcPdOHn1zBDsQ9x7WhUSgXBlfNQ libcloud"
@@ -18,23 +17,13 @@ PUBLIC_KEY = (
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory):
-    from libcloud.compute.providers import get_driver
-    from libcloud.compute.types import Provider
 
     tmp = tmp_path_factory.mktemp("libcloud")
     conf = tmp / "econe.conf"
     conf.write_text(":region: us-east-1\n")
     proc, demo = start_demo(tmp, extra=["--config", str(conf)])
-    parts = urlsplit(demo.url)
     try:
-        yield get_driver(Provider.EC2)(
-            "demo",
-            DEMO_SECRET,
-            secure=False,
-            host=parts.hostname,
-            port=parts.port,
-            region="us-east-1",
-        )
+        yield libcloud_driver(demo.url)
     finally:
         stop_demo(proc)
 

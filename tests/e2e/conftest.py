@@ -12,6 +12,7 @@ import xmlrpc.client
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -127,6 +128,26 @@ def start_demo(
         log.read_text(),
     )
     return proc, demo
+
+
+def libcloud_driver(url: str, **options: Any) -> Any:
+    """libcloud's EC2 driver for the demo user at `url` (region us-east-1: libcloud takes
+    only the AWS region names it knows)."""
+    from urllib.parse import urlsplit
+
+    from libcloud.compute.providers import get_driver
+    from libcloud.compute.types import Provider
+
+    parts = urlsplit(url)
+    return get_driver(Provider.EC2)(
+        "demo",
+        DEMO_SECRET,
+        secure=False,
+        host=parts.hostname,
+        port=parts.port,
+        region="us-east-1",
+        **options,
+    )
 
 
 def stop_demo(proc: subprocess.Popen) -> None:

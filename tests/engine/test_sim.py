@@ -142,6 +142,18 @@ def test_register_refuses_volumes_and_others_images(sim: Sim, engine, eve: str) 
         sim.as_admin("one.image.chmod", 0, -1, -1, -1, -1, -1, -1, 0, -1, -1)
 
 
+def impatient_engine(sim: Sim) -> Engine:
+    """An engine that gives up on oned after 0.5 s (:one_timeout: 0.5)."""
+    from econe.one.client import OneClient
+    from econe.one.session import ServerCipherSessions
+
+    return Engine(
+        sim.config(one_timeout=0.5),
+        OneClient(sim.url, timeout=0.5),
+        ServerCipherSessions(sim.ec2_auth),
+    )
+
+
 # -- RunInstances ------------------------------------------------------------------------------
 
 
@@ -443,14 +455,7 @@ def test_concurrent_retries_with_one_token_launch_once(sim: Sim, engine) -> None
 def test_a_token_whose_launch_oned_finished_too_late_launches_again(sim: Sim) -> None:
     """oned made the VM after econe had stopped waiting (Unavailable, nothing to roll back):
     the retry finds fewer VMs than MinCount under the token, rolls them back and launches."""
-    from econe.one.client import OneClient
-    from econe.one.session import ServerCipherSessions
-
-    impatient = Engine(
-        sim.config(one_timeout=0.5),
-        OneClient(sim.url, timeout=0.5),
-        ServerCipherSessions(sim.ec2_auth),
-    )
+    impatient = impatient_engine(sim)
     try:
         sim.as_admin("onesim.fault.set", "one.vm.allocate", 0, "", 1.0, 1)
         body = {"MinCount": 2, "MaxCount": 2, "ClientToken": "too-late"}
@@ -479,14 +484,7 @@ def test_a_token_whose_launch_oned_finished_too_late_launches_again(sim: Sim) ->
 def test_a_retry_while_oned_may_still_make_the_first_vm_launches_nothing(sim: Sim) -> None:
     """econe gave up waiting for oned's first VM (Unavailable) and none shows yet: a retry at
     once is Unavailable too (oned may still make it), then answers the VM oned made."""
-    from econe.one.client import OneClient
-    from econe.one.session import ServerCipherSessions
-
-    impatient = Engine(
-        sim.config(one_timeout=0.5),
-        OneClient(sim.url, timeout=0.5),
-        ServerCipherSessions(sim.ec2_auth),
-    )
+    impatient = impatient_engine(sim)
     try:
         sim.as_admin("onesim.fault.set", "one.vm.allocate", 0, "", 1.0, 1)
         body = {"ClientToken": "first-vm-late"}

@@ -25,6 +25,25 @@ def volumes(engine, user: str = "demo", **body) -> dict[str, dict]:
     return {v["VolumeId"]: v for v in run(engine, "DescribeVolumes", body, user=user)["Volumes"]}
 
 
+def volume_and_snapshot(engine) -> tuple[str, str]:
+    """A new available volume and a completed snapshot of it (on a slow onesim)."""
+    import time
+
+    vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+    deadline = time.monotonic() + 10
+    while volumes(engine, VolumeId=[vid])[vid]["State"] != "available":
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    sid = run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")["SnapshotId"]
+    snapshot = {"SnapshotId": [sid]}
+    while run(engine, "DescribeSnapshots", snapshot, user="demo")["Snapshots"][0]["State"] != (
+        "completed"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    return vid, sid
+
+
 def new_instance(engine) -> str:
     res = run(engine, "RunInstances", {"ImageId": AMI}, user="demo")
     return res["Instances"][0]["InstanceId"]
@@ -376,24 +395,10 @@ def test_states_while_oned_is_busy(slow: Sim) -> None:
 def test_a_failed_volume_from_a_snapshot_leaves_no_image(slow: Sim) -> None:
     """The clone made for the volume is still being copied (LOCKED) when the next step fails:
     oned deletes it only with force, which the server admin gives; nothing is left behind."""
-    import time
 
     engine = slow.engine()
     try:
-        vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
-        deadline = time.monotonic() + 5
-        while volumes(engine, VolumeId=[vid])[vid]["State"] != "available":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        sid = run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")["SnapshotId"]
-        while (
-            run(engine, "DescribeSnapshots", {"SnapshotId": [sid]}, user="demo")["Snapshots"][0][
-                "State"
-            ]
-            != "completed"
-        ):
-            assert time.monotonic() < deadline + 5
-            time.sleep(0.05)
+        vid, sid = volume_and_snapshot(engine)
         pool = etree.fromstring(slow.as_admin("one.imagepool.info", -2, -1, -1).encode())
         before = {i.findtext("ID") for i in pool.iterfind("IMAGE")}
         slow.as_admin("onesim.fault.set", "one.image.update", 0x2000, "disk full", 0, 1)
@@ -586,20 +591,7 @@ def test_a_retry_never_gets_the_volume_a_failed_attempt_left(slow: Sim) -> None:
 
     engine = slow.engine()
     try:
-        vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
-        deadline = time.monotonic() + 10
-        while volumes(engine, VolumeId=[vid])[vid]["State"] != "available":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        sid = run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")["SnapshotId"]
-        while (
-            run(engine, "DescribeSnapshots", {"SnapshotId": [sid]}, user="demo")["Snapshots"][0][
-                "State"
-            ]
-            != "completed"
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        vid, sid = volume_and_snapshot(engine)
         body = {"SnapshotId": sid, "ClientToken": "rolled-back"}
         slow.as_admin("onesim.fault.set", "one.image.persistent", 0x2000, "disk full", 0, 1)
         try:

@@ -10,11 +10,10 @@ from __future__ import annotations
 import sys
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.conftest import DEMO_SECRET
+from tests.e2e.conftest import DEMO_SECRET, libcloud_driver
 from tests.security.helpers import DEMO_AMI, action_params, aws_cli_image_ids, presign_v4
 
 BIN = Path(sys.executable).parent
@@ -45,19 +44,8 @@ def test_presigned_url_with_urllib(demo):
 
 @pytest.mark.parametrize("signature_version", ["2", "4"])
 def test_libcloud(demo, admin, signature_version):
-    from libcloud.compute.providers import get_driver
-    from libcloud.compute.types import Provider
 
-    parts = urlsplit(demo.url)
-    driver = get_driver(Provider.EC2)(
-        "demo",
-        DEMO_SECRET,
-        secure=False,
-        host=parts.hostname,
-        port=parts.port,
-        region="us-east-1",
-        signature_version=signature_version,
-    )
+    driver = libcloud_driver(demo.url, signature_version=signature_version)
     images = driver.list_images(ex_image_ids=[DEMO_AMI])
     assert [i.id for i in images] == [DEMO_AMI], "libcloud parses nothing without the xmlns slash"
     before = admin.vm_ids()
