@@ -694,22 +694,9 @@ def test_a_description_oned_would_change_is_refused(sim: Sim, engine, descriptio
 
 
 def test_a_snapshot_a_volume_is_made_from_is_in_use(slow: Sim) -> None:
-    import time
-
     engine = slow.engine()
     try:
-        vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
-        deadline = time.monotonic() + 10
-        while volumes(engine, VolumeId=[vid])[vid]["State"] != "available":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        sid = run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")["SnapshotId"]
-        body = {"SnapshotId": [sid]}
-        while run(engine, "DescribeSnapshots", body, user="demo")["Snapshots"][0]["State"] != (
-            "completed"
-        ):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        _, sid = volume_and_snapshot(engine)
         run(engine, "CreateVolume", {"SnapshotId": sid}, user="demo")
         for dry in (True, False):
             with pytest.raises(Ec2Error) as err:
