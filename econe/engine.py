@@ -307,6 +307,8 @@ class Engine:
             )
         body = body or {}
         with _internal_errors(action):
+            if mapping.refuse:  # before the source call is sent
+                self._refuse(mapping, Runtime(self, mapping, body, ctx).scope())
             answered = await self._source_answer(mapping, body, ctx)
 
         def job() -> Any:
@@ -326,6 +328,13 @@ class Engine:
                 no_blocking.reset(token)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._pool, self._guarded, action, job)
+
+    @staticmethod
+    def _refuse(m: Mapping, scope: dict) -> None:
+        """The mapping's `refuse:`: what the request alone asks wrongly (nothing is called)."""
+        for refused, (code, message) in m.refuse:
+            if refused(scope):
+                raise Ec2Error(code, str(message(scope)) if message else code)
 
     @staticmethod
     def _guarded(action: str, job: Callable[[], Any]) -> Any:
@@ -396,9 +405,7 @@ class Engine:
                 raise dry_run_succeeded()
             return finish(result)
         scope = rt.scope()
-        for refused, (code, message) in m.refuse:  # what the request alone asks wrongly
-            if refused(scope):
-                raise Ec2Error(code, str(message(scope)) if message else code)
+        self._refuse(m, scope)
         requested = as_list(body.get(m.by_id.param)) if m.by_id else []
         page = m.paginate
         if (

@@ -44,7 +44,7 @@ from handlers.security_groups import (
     instance_groups,
     set_instance_groups,
 )
-from handlers.tags import tag_attrs, tag_specs
+from handlers.tags import listed_instance, tag_attrs, tag_specs
 from handlers.tokens import (
     DIGEST,
     TOKEN,
@@ -159,14 +159,16 @@ def _image(rt: Any, image_id: Any) -> dict:
 
 def user_vm(rt: Any, number: int, raw: str, terminated: Ec2Error | None = None) -> etree._Element:
     """The VM of instance `raw` (number `number`) as the user sees it (one.vm.info with their
-    session): another user's or a missing one is InvalidInstanceID.NotFound, so is a rolled-back
-    launch's (as for the instance actions: views/instance.yaml), and a terminated one too
-    unless the caller says what else (`terminated`)."""
+    session): one the instance actions do not find (another user's, a missing one, a rolled-back
+    launch's, a terminated one past :terminated_instances_expiration_time:: views/instance.yaml)
+    is InvalidInstanceID.NotFound, and one shown terminated (OpenNebula's failure states too)
+    is that as well unless the caller says what else (`terminated`)."""
     missing = Ec2Error("InvalidInstanceID.NotFound", f"The instance ID '{raw}' does not exist")
     vm = rt.fetch("one.vm.info", number, missing)
-    if vm.findtext(f"USER_TEMPLATE/{ROLLED_BACK}"):
+    item = listed_instance(rt, vm)
+    if item is None:
         raise missing
-    if vm.findtext("STATE") == "6":
+    if item["State"]["Name"] == "terminated":
         raise terminated or missing
     return vm
 

@@ -270,7 +270,7 @@ def resource(rt: Any, raw: Any) -> Resource:
     _, obj, not_found = KINDS[prefix]
     element = rt.fetch(f"one.{obj}.info", number, _not_found(not_found, text))
     if obj == "vm":
-        shown = _instance_visible(rt, element)
+        shown = listed_instance(rt, element) is not None
     elif obj == "secgroup":
         from handlers.security_groups import dry_run_manage
 
@@ -283,11 +283,13 @@ def resource(rt: Any, raw: Any) -> Resource:
     return Resource(text, prefix, number, element)
 
 
-def _instance_visible(rt: Any, vm: etree._Element) -> bool:
-    """Whether DescribeInstances shows the VM (its mapping's view and `where:`)."""
+def listed_instance(rt: Any, vm: etree._Element) -> dict | None:
+    """The VM's instance view when DescribeInstances shows it (the instance actions' one
+    rule: views/instance.yaml's `where:`), else None."""
     m = rt.engine.mappings["DescribeInstances"]
     scope = rt.scope()
-    return m.where is None or bool(m.where({**scope, "item": m.view.apply(vm, scope)}))
+    item = m.view.apply(vm, scope)
+    return item if m.where is None or m.where({**scope, "item": item}) else None
 
 
 def _resources(rt: Any) -> list[Resource]:
@@ -402,7 +404,7 @@ def describe_tags(rt: Any) -> dict:
     state = -2 if config.describe_with_terminated_instances else -1
     vms = rt.xml(rt.call("one.vmpool.infoextended", -2, -1, -1, state))
     for vm in vms.iterfind("VM"):
-        if vm.find("USER_TEMPLATE/EC2_TAGS") is None or not _instance_visible(rt, vm):
+        if vm.find("USER_TEMPLATE/EC2_TAGS") is None or listed_instance(rt, vm) is None:
             continue
         add(0, int(vm.findtext("ID")), "instance", "i", read_tags(vm, "USER_TEMPLATE/EC2_TAGS"))
     images = rt.xml(rt.call("one.imagepool.info", -2, -1, -1))

@@ -117,7 +117,8 @@ def compile_filters(
     """Predicates for the request's Filter.N: `spec` maps filter names to item paths; a name
     in `known` (EC2 documents it) but not in `spec` is of something this cloud does not have,
     and matches nothing, as does a filter given no values; any other name is
-    InvalidParameterValue. `ids`: the id prefixes whose short forms match (see _patterns)."""
+    InvalidParameterValue. `ids`: the id prefixes whose short forms match in the `…-id`
+    filters (see _patterns)."""
     predicates: list[Predicate] = []
     for entry in requested or []:
         name = str(entry.get("Name") or "")
@@ -126,7 +127,8 @@ def compile_filters(
             values = [values]
         patterns = [wildcard(str(v)) for v in values]
         if name in spec:
-            patterns = [p for v in values for p in _patterns(str(v), ids)]
+            if name.endswith("-id"):  # an id filter (instance-id, resource-id…), not tag-value
+                patterns = [p for v in values for p in _patterns(str(v), ids)]
             path = spec[name]
             predicates.append(
                 lambda item, path=path, ps=patterns: any(

@@ -317,6 +317,8 @@ def compile_mapping(path: Path, data: Any, views: dict[str, View], exprs: Expres
         m.refuse = _refusals(data.get("refuse"), exprs, f"{w}: refuse")
         if any(error is None for _, error in m.refuse):
             raise MappingError(f"{w}: refuse: {{if: EXPR, code: CODE, message}} entries only")
+        if m.refuse and m.handler is not None:
+            raise MappingError(f"{w}: refuse: runs in the pipeline; a handler checks itself")
         for i, expr in enumerate(data.get("match") or []):
             m.match.append(exprs.predicate(str(expr), f"{w}: match[{i}]"))
         if "filters" in data:

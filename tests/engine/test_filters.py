@@ -77,7 +77,10 @@ def test_short_ids_match_as_by_id_takes_them():
     """`i-2` names i-00000002 in InstanceId.N: in an id filter too; other text is literal."""
     from econe.mapping.filters import compile_filters
 
-    items = [{"InstanceId": "i-00000002", "Tag": "web-1"}, {"InstanceId": "i-00000012"}]
+    items = [
+        {"InstanceId": "i-00000002", "Tag": "web-1"},
+        {"InstanceId": "i-00000012", "Tag": "i-00000007"},
+    ]
     spec = {"instance-id": "InstanceId", "tag-value": "Tag"}
     ids = frozenset({"i", "ami"})
 
@@ -91,6 +94,8 @@ def test_short_ids_match_as_by_id_takes_them():
     assert kept("instance-id", "i-1*") == []
     assert kept("tag-value", "web-1") == ["i-00000002"]
     assert kept("tag-value", "web-00000001") == []  # not an id kind: no other form
+    # an id in a value that is not an id filter's is just text (a tag naming a peer)
+    assert kept("tag-value", "i-7") == [] and kept("tag-value", "i-00000007") == ["i-00000012"]
 
 
 def test_short_id_filters_on_sim(sim, engine):

@@ -59,6 +59,13 @@ def test_a_terminated_instance_is_listed_and_cannot_be_modified(sim: Sim, engine
             assert error(hidden, action, ask(action, body, iid)).code == (
                 "InvalidInstanceID.NotFound"
             ), action
+        # nor the handlers' instance actions
+        vid = run(hidden, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+        for action, body in (
+            ("CreateImage", {"InstanceId": iid, "Name": "from-a-gone-one"}),
+            ("AttachVolume", {"InstanceId": iid, "VolumeId": vid, "Device": "/dev/sdf"}),
+        ):
+            assert error(hidden, action, body).code == "InvalidInstanceID.NotFound", action
     finally:
         hidden.close()
 
@@ -87,6 +94,8 @@ def test_a_failed_vm_is_terminated_everywhere(sim: Sim, engine) -> None:
         "TerminatingInstances"
     ]
     assert term["PreviousState"]["Name"] == term["CurrentState"]["Name"] == "terminated"
+    image = {"InstanceId": iid, "Name": "from-a-failed-one"}  # terminated for the handlers too
+    assert error(engine, "CreateImage", image).code == "IncorrectInstanceState"
     assert sim.vm(vm_number(iid)).findtext("STATE") == "6"  # cleaned up in OpenNebula
 
 

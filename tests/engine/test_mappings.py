@@ -139,6 +139,11 @@ def test_shipped_mappings_load() -> None:
             "each.args[1]: writes a value into OpenNebula template text",
         ),
         (
+            "action: X\nhandler: handlers.instances:run_instances\n"
+            "refuse: [{if: 'true', code: C}]\n",
+            "refuse: runs in the pipeline; a handler checks itself",
+        ),
+        (
             "action: X\nsource: {static: []}\neach: {call: one.vm.updateconf, "
             "args: ['{{ id }}', ['CONTEXT=[ A=\"{{ body.A }}\" ]']]}\noutput: {}\n",
             "each.args[1][0]: writes a value into OpenNebula template text",
@@ -303,3 +308,26 @@ def test_text_around_an_expression_is_fine_where_no_template_is_taken(tmp_path: 
         "each: {call: one.vm.rename, args: ['{{ id }}', 'web[{{ id }}]']}\noutput: {_note: x}\n"
     )
     assert "X" in load_mappings(target)
+
+
+def test_refuse_comes_before_any_call(sim, tmp_path: Path) -> None:
+    """A mapping's refuse: checks the request alone: a refused request sends oned nothing
+    (here oned is not even reachable: the refusal, not Unavailable)."""
+    from econe.one.client import OneClient
+    from econe.one.session import ServerCipherSessions
+
+    target = tmp_path / "m"
+    shutil.copytree(data_dir("mappings"), target)
+    (target / "X.yaml").write_text(
+        "action: X\nsource: {call: one.vmpool.info, args: [-2, -1, -1, -1], items: /VM_POOL/VM}\n"
+        "refuse: [{if: body.Bad, code: InvalidParameterCombination, message: not so}]\n"
+        "output: {Return: true}\n"
+    )
+    nowhere = OneClient("http://127.0.0.1:9/RPC2", timeout=1)
+    engine = Engine(sim.config(), nowhere, ServerCipherSessions(sim.ec2_auth), target)
+    try:
+        with pytest.raises(Ec2Error) as err:
+            run(engine, "X", {"Bad": True}, user="demo")
+        assert (err.value.code, err.value.message) == ("InvalidParameterCombination", "not so")
+    finally:
+        engine.close()
