@@ -16,6 +16,7 @@ before anyone else knows their id; existing images are only ever merged.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 import time
@@ -240,7 +241,63 @@ def _by_token(rt: Any, token: str) -> dict | None:
         if item.get("_volume") and item.get("State") not in (None, "deleting"):
             check_same_request([element.findtext(f"TEMPLATE/{DIGEST}")], rt.body)
             return item
+    if rt.body.get("SnapshotId"):
+        # oned made the copy of an attempt that gave up waiting before marking it: it is this
+        # token's volume (finished now), or, if oned failed to make it, in the way
+        for element in _UNMARKED(pool, n=_copy_prefix(rt, token)):
+            state = element.findtext("STATE")
+            if state == "7":  # DELETE: what a failed attempt left, going
+                continue
+            if state == "4":  # LOCKED: oned is still copying
+                raise Ec2Error(
+                    "Unavailable", f"The volume with client token {token} is still in progress"
+                )
+            number = int(element.findtext("ID"))
+            if state != "1":  # not READY: what oned could not make
+                discard_image(rt, number)
+                continue
+            snap = snapshot(rt, rt.body["SnapshotId"])
+            _finish_copy(rt, number, snap, _marks(rt, rt.body, tag_specs(rt.body, "volume"), token))
+            return rt.view("volume", rt.xml(rt.call("one.image.info", number)))
     return None
+
+
+# a copy an attempt makes from a snapshot is named after the user and token (and the attempt),
+# so that a retry finds it even when the attempt gave up before marking it
+_UNMARKED = etree.XPath("/IMAGE_POOL/IMAGE[starts-with(NAME, $n) and not(TEMPLATE/EBS_VOLUME)]")
+
+
+def _copy_prefix(rt: Any, token: str) -> str:
+    key = f"{rt.principal.uid}\0{token}".encode()
+    return f"ec2-vol-{hashlib.sha256(key).hexdigest()[:24]}-"
+
+
+def _copy_name(rt: Any, token: str | None) -> str:
+    if token is None:
+        return f"ec2-vol-{uuid.uuid4().hex}"
+    return _copy_prefix(rt, token) + uuid.uuid4().hex[:8]
+
+
+def _marks(rt: Any, body: dict, tags: list, token: str | None) -> list[Attr]:
+    marks: list[Attr] = [("EBS_VOLUME", "YES"), *tag_attrs(tags)]
+    if body.get("VolumeType"):  # OpenNebula has none: kept, so tools see what they asked for
+        marks.append(("EC2_VOLUME_TYPE", str(body["VolumeType"])))
+    if token:
+        marks += [(TOKEN, token), (DIGEST, request_digest(body))]
+    return marks
+
+
+def _finish_copy(rt: Any, new_id: int, snap: dict, marks: list[Attr]) -> None:
+    """A snapshot's copy made a volume: marked, persistent; removed again if that fails."""
+    try:
+        element = rt.xml(rt.call("one.image.info", new_id))
+        _replace_template(
+            rt, new_id, element, [*marks, ("EBS_FROM_SNAPSHOT_ID", snap["SnapshotId"])]
+        )
+        _persistent(rt, new_id, element, True)
+    except Ec2Error:
+        discard_image(rt, new_id)
+        raise
 
 
 def _size(body: dict) -> int | None:
@@ -293,12 +350,8 @@ def create_volume(rt: Any) -> dict:
 
 def _new_volume(rt: Any, size: int | None, tags: list, token: str | None) -> dict:
     body = rt.body
-    marks: list[Attr] = [("EBS_VOLUME", "YES"), *tag_attrs(tags)]
-    if body.get("VolumeType"):  # OpenNebula has none: kept, so tools see what they asked for
-        marks.append(("EC2_VOLUME_TYPE", str(body["VolumeType"])))
-    if token:
-        marks += [(TOKEN, token), (DIGEST, request_digest(body))]
-    name = f"ec2-vol-{uuid.uuid4().hex}"
+    marks = _marks(rt, body, tags, token)
+    name = _copy_name(rt, token)
     errors = {"QUOTA": "VolumeLimitExceeded", "AUTHORIZATION": "UnauthorizedOperation"}
     if body.get("SnapshotId"):
         snap = snapshot(rt, body["SnapshotId"])
@@ -318,14 +371,7 @@ def _new_volume(rt: Any, size: int | None, tags: list, token: str | None) -> dic
             {**errors, "ALLOCATE": "IncorrectState", "ACTION": "IncorrectState"},
             "InsufficientVolumeCapacity",
         )
-        try:
-            element = rt.xml(rt.call("one.image.info", new_id))
-            marks.append(("EBS_FROM_SNAPSHOT_ID", snap["SnapshotId"]))
-            _replace_template(rt, new_id, element, marks)
-            _persistent(rt, new_id, element, True)
-        except Ec2Error:
-            discard_image(rt, new_id)
-            raise
+        _finish_copy(rt, new_id, snap, marks)
     else:
         if size is None:
             raise missing_parameter("Size")

@@ -645,6 +645,38 @@ def test_a_volume_oned_made_after_econe_gave_up_is_the_retrys(sim: Sim) -> None:
         impatient.close()
 
 
+def test_a_copy_oned_made_after_econe_gave_up_is_the_retrys(sim: Sim, engine) -> None:
+    """CreateVolume from a snapshot: oned's copy answered after :one_timeout: was left unmarked
+    (no token, no EBS_VOLUME) and the retry made a second one. The copy is named after the
+    user and token: the retry finds it, finishes it and answers it; one copy in all."""
+    import time
+
+    from tests.engine.test_sim import impatient_engine
+
+    vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+    sid = run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")["SnapshotId"]
+    impatient = impatient_engine(sim)
+    body = {"SnapshotId": sid, "ClientToken": "copied-late"}
+    try:
+        before = {i.findtext("ID") for i in _image_pool(sim)}
+        sim.as_admin("onesim.fault.set", "one.image.clone", 0, "", 1.0, 1)  # slow
+        assert code_of(run, impatient, "CreateVolume", body, user="demo") == "Unavailable"
+        time.sleep(2.2)  # past the window a retry waits (2 x :one_timeout: + 1 s)
+        volume = run(impatient, "CreateVolume", body, user="demo")
+        assert volume["SnapshotId"] == sid and volume["State"] in ("available", "creating")
+        assert run(impatient, "CreateVolume", body, user="demo")["VolumeId"] == volume["VolumeId"]
+        made = [i for i in _image_pool(sim) if i.findtext("ID") not in before]
+        assert [i.findtext("ID") for i in made] == [volume["VolumeId"][4:].lstrip("0") or "0"]
+        assert made[0].findtext("TEMPLATE/EC2_CLIENT_TOKEN") == "copied-late"
+        run(impatient, "DeleteVolume", {"VolumeId": volume["VolumeId"]}, user="demo")
+    finally:
+        impatient.close()
+
+
+def _image_pool(sim: Sim) -> list:
+    return list(etree.fromstring(sim.as_admin("one.imagepool.info", -2, -1, -1).encode()))
+
+
 def test_a_shared_snapshot_shows_no_tags_to_others(sim: Sim, engine, trudy: str) -> None:
     """As a shared AMI: its tags are its owner's (EC2), in DescribeSnapshots as in DescribeTags."""
     tag = {"ResourceType": "snapshot", "Tag": [{"Key": "secret", "Value": "demo-only"}]}
