@@ -92,15 +92,19 @@ def snapshot(rt: Any, raw: Any) -> dict:
     return _image(rt, number, str(raw), "snapshot", "InvalidSnapshot.NotFound")
 
 
+def _busy(instance: str) -> Ec2Error:
+    return Ec2Error(
+        "IncorrectState",
+        f"The instance '{instance}' is busy attaching or detaching another volume; try again",
+    )
+
+
 def _hotplug_ready(vm: etree._Element, instance: str, what: str) -> None:
     """oned attaches and detaches disks of RUNNING and POWEROFF VMs only: checked first, so a
     dry run fails where the real request would."""
     state, lcm = vm.findtext("STATE"), vm.findtext("LCM_STATE")
     if _hotplugging(vm):
-        raise Ec2Error(
-            "IncorrectState",
-            f"The instance '{instance}' is busy attaching or detaching another volume; try again",
-        )
+        raise _busy(instance)
     if not (state == "3" and lcm == "3") and state != "8":
         raise Ec2Error(
             "IncorrectState",
@@ -409,17 +413,21 @@ def _on_settled_vm(rt: Any, number: int, instance: str, what: str, step: Any) ->
     attachments at once, oned one at a time): waited for, and tried again when oned answers
     that it started one meanwhile, for at most HOTPLUG_WAIT seconds."""
     deadline = time.monotonic() + HOTPLUG_WAIT
+    pause = HOTPLUG_POLL
     while True:
         vm = user_vm(rt, number, instance, _gone(instance, what))
         if _hotplugging(vm) and time.monotonic() < deadline:
-            time.sleep(HOTPLUG_POLL)
+            time.sleep(pause)  # a worker thread waits: less and less often
+            pause = min(pause * 1.5, 1.0)
             continue
         _hotplug_ready(vm, instance, what)
         try:
             return step(vm)
         except Ec2Error as exc:
-            if "wrong state HOTPLUG" not in exc.message or time.monotonic() >= deadline:
+            if "wrong state HOTPLUG" not in exc.message:
                 raise
+            if time.monotonic() >= deadline:  # oned's words for what _hotplug_ready says
+                raise _busy(instance) from exc
 
 
 def attach_volume(rt: Any) -> dict:
