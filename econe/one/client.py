@@ -462,6 +462,10 @@ def _readable(sock: Any) -> bool:
     closes the connection (KEEPALIVE_TIMEOUT, a restart), or bytes nobody asked for."""
     if sock is None:
         return True
+    if isinstance(sock, ssl.SSLSocket):
+        # TLS records (a session ticket) may wait there on a good connection: not a sign; a
+        # connection oned closed fails before any byte of an answer and is tried again
+        return False
     try:
         return bool(select.select([sock], [], [], 0)[0])
     except (OSError, ValueError):
