@@ -44,6 +44,16 @@ def volume_and_snapshot(engine) -> tuple[str, str]:
     return vid, sid
 
 
+def wait(check) -> None:
+    """Until `check()` holds (at most 10 s)."""
+    import time
+
+    deadline = time.monotonic() + 10
+    while not check():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+
+
 def new_instance(engine) -> str:
     res = run(engine, "RunInstances", {"ImageId": AMI}, user="demo")
     return res["Instances"][0]["InstanceId"]
@@ -439,15 +449,8 @@ def test_the_device_name_is_kept_as_given(sim: Sim, engine) -> None:
 def test_only_the_volume_being_attached_is_attaching(slow: Sim) -> None:
     """While oned hot-plugs one disk (it marks that DISK ATTACH="YES"), a volume attached long
     before stays `attached`, in DescribeVolumes and in the instance's block devices."""
-    import time
 
     engine = slow.engine()
-
-    def wait(check) -> None:
-        deadline = time.monotonic() + 10
-        while not check():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
 
     def attachment(vid: str) -> str | None:
         found = volumes(engine, VolumeId=[vid])[vid]["Attachments"]
@@ -776,16 +779,9 @@ def test_two_attachments_at_once(slow: Sim) -> None:
     """EC2 takes two AttachVolume at once; oned hot-plugs one disk at a time (the second is
     refused "wrong state HOTPLUG"): econe waits for the first and plugs the second. One volume
     attached twice at once: the second is VolumeInUse, as on EC2, not oned's words."""
-    import time
     from concurrent.futures import ThreadPoolExecutor
 
     engine = slow.engine()
-
-    def wait(check) -> None:
-        deadline = time.monotonic() + 10
-        while not check():
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
 
     def attach(vid: str, iid: str, device: str) -> str:
         body = {"VolumeId": vid, "InstanceId": iid, "Device": device}
