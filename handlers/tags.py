@@ -280,6 +280,13 @@ def resource(rt: Any, raw: Any) -> Resource:
         shown = _shown_as(rt, prefix, element) is True
     if not shown:
         raise _not_found(not_found, text)
+    if obj == "image" and element.findtext("UNAME") != rt.principal.name:
+        # EC2 does not share tags: a shared AMI's or snapshot's are its owner's, also where
+        # OpenNebula grants MANAGE (the changer could never see them: own_tags_only)
+        raise Ec2Error(
+            "UnauthorizedOperation",
+            f"You are not authorized to change the tags of {text}: they are its owner's",
+        )
     return Resource(text, prefix, number, element)
 
 

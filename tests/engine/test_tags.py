@@ -268,8 +268,23 @@ def test_a_refused_resource_leaves_the_others_untagged(sim: Sim, engine, oscar: 
         assert [
             i["ImageId"] for i in run(engine, "DescribeImages", by_tag, user="demo")["Images"]
         ] == [AMI]
+        # nor with MANAGE, which OpenNebula grants for changing the image: its tags stay demo's
+        store = sim.server.sim.store
+        image = store.get("image", image_id)
+        image["perms"][7] = 1  # OTHER_M
+        store.put("image", image)
+        store.invalidate("image", image_id)
+        for action, body in (
+            ("CreateTags", tag([AMI], mine="x")),
+            ("DeleteTags", {"ResourceId": [AMI]}),
+        ):
+            assert code_of(run, engine, action, body, user=oscar) == "UnauthorizedOperation"
+        assert {(t[2], t[3]) for t in described(engine, user="demo")} >= {("team", "demo")}
     finally:
         run(engine, "DeleteTags", {"ResourceId": [AMI]}, user="demo")
+        image = sim.server.sim.store.get("image", image_id)
+        image["perms"][7] = 0
+        sim.server.sim.store.put("image", image)
         set_other_use(sim, image_id, 0)
         run(engine, "DeleteVolume", {"VolumeId": vol}, user=oscar)
 
