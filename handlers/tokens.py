@@ -92,4 +92,8 @@ def in_flight(rt: Any, what: str, token: str, newest: float = 0) -> None:
             _GAVE_UP.pop(key, None)
     since = max(newest, _GAVE_UP.get((what, rt.principal.uid, token), 0))
     if now - since < window:
-        raise Ec2Error("Unavailable", f"The {what} with client token {token} is still in progress")
+        raise still_in_progress(what, token)
+
+
+def still_in_progress(what: str, token: str) -> Ec2Error:
+    return Ec2Error("Unavailable", f"The {what} with client token {token} is still in progress")

@@ -44,6 +44,7 @@ from handlers.tokens import (
     creating,
     in_flight,
     request_digest,
+    still_in_progress,
 )
 
 log = logging.getLogger("econe.handlers.volumes")
@@ -253,15 +254,13 @@ def _by_token(rt: Any, token: str) -> dict | None:
             if state == "7":  # DELETE: what a failed attempt left, going
                 continue
             if state == "4":  # LOCKED: oned is still copying
-                raise Ec2Error(
-                    "Unavailable", f"The volume with client token {token} is still in progress"
-                )
+                raise still_in_progress("volume", token)
             number = int(element.findtext("ID"))
             if state != "1":  # not READY: what oned could not make
                 discard_image(rt, number)
                 continue
             snap = snapshot(rt, rt.body["SnapshotId"])
-            _finish_copy(rt, number, snap, _marks(rt, rt.body, tag_specs(rt.body, "volume"), token))
+            _finish_copy(rt, number, snap, _marks(rt.body, tag_specs(rt.body, "volume"), token))
             return rt.view("volume", rt.xml(rt.call("one.image.info", number)))
     return None
 
@@ -282,7 +281,7 @@ def _copy_name(rt: Any, token: str | None) -> str:
     return _copy_prefix(rt, token) + uuid.uuid4().hex[:8]
 
 
-def _marks(rt: Any, body: dict, tags: list, token: str | None) -> list[Attr]:
+def _marks(body: dict, tags: list, token: str | None) -> list[Attr]:
     marks: list[Attr] = [("EBS_VOLUME", "YES"), *tag_attrs(tags)]
     if body.get("VolumeType"):  # OpenNebula has none: kept, so tools see what they asked for
         marks.append(("EC2_VOLUME_TYPE", str(body["VolumeType"])))
@@ -354,7 +353,7 @@ def create_volume(rt: Any) -> dict:
 
 def _new_volume(rt: Any, size: int | None, tags: list, token: str | None) -> dict:
     body = rt.body
-    marks = _marks(rt, body, tags, token)
+    marks = _marks(body, tags, token)
     name = _copy_name(rt, token)
     errors = {"QUOTA": "VolumeLimitExceeded", "AUTHORIZATION": "UnauthorizedOperation"}
     if body.get("SnapshotId"):
