@@ -6,6 +6,7 @@ The file is YAML with the seed's Ruby-symbol keys (`:host: localhost`); plain ke
 
 from __future__ import annotations
 
+import grp
 import ipaddress
 import os
 import re
@@ -42,6 +43,9 @@ class Config:
     one_xmlrpc: str = "http://localhost:2633/RPC2"
     host: str = "localhost"
     port: int = 4567
+    unix_socket: str | None = None  # listen there instead of :host:/:port: (for a proxy)
+    unix_socket_mode: int = 0o660
+    unix_socket_group: str | None = None
     ssl_server: str | None = None
     one_timeout: float = 30.0
     one_keepalive: int = 4
@@ -169,6 +173,8 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
             f"unknown configuration key(s): {', '.join(':' + k + ':' for k in unknown)}"
         )
     # a key left without a value (`:datastore_id:` uncommented alone) keeps its default
+    if isinstance(raw.get("unix_socket_mode"), str):  # "0660": octal, as chmod reads it
+        raw["unix_socket_mode"] = _octal_mode(raw["unix_socket_mode"])
     values = {k: _coerce(k, known[k].type, v) for k, v in raw.items() if v is not None}
     cfg = Config(**values, source=str(path) if path else None)
     if cfg.auth not in AUTH_MODES:
@@ -182,6 +188,7 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
             raise ConfigError(f":{key}: must be a number of seconds, 0 or more")
     if not 1 <= cfg.port <= 65535:
         raise ConfigError(f":port: must be 1 to 65535, not {cfg.port}")
+    _check_unix_socket(cfg)
     for key in ("one_timeout", "body_timeout", "script_timeout"):  # a wait of 0 never succeeds
         if not 0 < getattr(cfg, key) < float("inf"):
             raise ConfigError(f":{key}: must be a number of seconds above 0")
@@ -232,6 +239,49 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
         if not isinstance(spec.get("template", ""), str):
             raise ConfigError(f":instance_types: {name!r}: :template: must be a file name")
     return cfg
+
+
+def _octal_mode(text: str) -> int:
+    try:
+        return int(text.strip(), 8)
+    except ValueError:
+        raise ConfigError(
+            f":unix_socket_mode: must be a file mode such as 0660, not {text!r}"
+        ) from None
+
+
+def _check_unix_socket(cfg: Config) -> None:
+    """Every peer of the socket is believed as a proxy: nobody beyond the owner and group may
+    connect (connecting needs write permission)."""
+    mode = cfg.unix_socket_mode
+    if not 0 <= mode <= 0o777:  # 660 unquoted and without its 0 is decimal 660
+        raise ConfigError(f":unix_socket_mode: must be a file mode such as 0660, not {mode}")
+    if mode & 0o002:
+        raise ConfigError(
+            f":unix_socket_mode: {mode:04o} lets every local user connect, and econe believes "
+            "whoever connects to its socket as a proxy: use 0660 (or 0600)"
+        )
+    if cfg.unix_socket is None:
+        return
+    if not cfg.unix_socket.strip():
+        raise ConfigError(":unix_socket: must be the path of a socket file")
+    if len(os.fsencode(cfg.unix_socket)) > 107:  # sun_path holds 108 bytes with its NUL
+        raise ConfigError(f":unix_socket: {cfg.unix_socket} is longer than 107 bytes")
+    if not Path(cfg.unix_socket).parent.is_dir():
+        raise ConfigError(f":unix_socket: the directory of {cfg.unix_socket} does not exist")
+    if cfg.unix_socket_group is not None:
+        group_id(cfg.unix_socket_group)
+
+
+def group_id(group: str) -> int:
+    """A group name or number → its id (ConfigError when there is no such group)."""
+    text = str(group).strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        return grp.getgrnam(text).gr_gid
+    except KeyError:
+        raise ConfigError(f":unix_socket_group: there is no group {text!r}") from None
 
 
 def _check_command(key: str, value: str) -> None:

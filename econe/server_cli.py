@@ -15,13 +15,13 @@ import logging
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from econe import listen
 from econe.config import Config, ConfigError, default_config_path, load_config
 from econe.logs import reopen_log, setup_logging, streams_writing_to
 
@@ -44,25 +44,6 @@ def _default_log_file() -> Path:
     if os.environ.get("ONE_LOCATION"):
         return Path(os.environ["ONE_LOCATION"]) / "var" / "econe-server.log"
     return Path("/var/log/one/econe-server.log")
-
-
-def _port_busy(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
-
-
-def _wait_for_port(host: str, port: int, proc: subprocess.Popen | None, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if _port_busy(host, port):
-            return True
-        if proc is not None and proc.poll() is not None:
-            return False
-        time.sleep(0.1)
-    return False
 
 
 def _load(args: argparse.Namespace, **overrides) -> Config:
@@ -98,18 +79,23 @@ def _start_simulator(args: argparse.Namespace):
 
 def _print_demo_banner(cfg: Config) -> None:
     secret = hashlib.sha256(DEMO_PASSWORD.encode()).hexdigest()
-    url = f"http://{cfg.host}:{cfg.port}"
-    print(
-        "econe demo cloud is up (onesim, an OpenNebula 7.4 simulator, behind the EC2 gateway)\n"
-        f"  endpoint:    {url}\n"
-        f"  access key:  {DEMO_USER}\n"
-        f"  secret key:  {secret}   (sha256 of the OpenNebula password '{DEMO_PASSWORD}')\n"
-        f"  region:      {cfg.region}\n"
-        "Try:\n"
-        f"  AWS_ACCESS_KEY_ID={DEMO_USER} AWS_SECRET_ACCESS_KEY={secret} "
-        f"aws ec2 describe-instances --endpoint-url {url} --region {cfg.region}\n",
-        flush=True,
-    )
+    url = cfg.ssl_server if cfg.unix_socket else f"http://{cfg.host}:{cfg.port}"
+    lines = [
+        "econe demo cloud is up (onesim, an OpenNebula 7.4 simulator, behind the EC2 gateway)",
+        f"  endpoint:    {url or 'your proxy'} (econe on unix socket {cfg.unix_socket})"
+        if cfg.unix_socket
+        else f"  endpoint:    {url}",
+        f"  access key:  {DEMO_USER}",
+        f"  secret key:  {secret}   (sha256 of the OpenNebula password '{DEMO_PASSWORD}')",
+        f"  region:      {cfg.region}",
+    ]
+    if url:
+        lines += [
+            "Try:",
+            f"  AWS_ACCESS_KEY_ID={DEMO_USER} AWS_SECRET_ACCESS_KEY={secret} "
+            f"aws ec2 describe-instances --endpoint-url {url} --region {cfg.region}",
+        ]
+    print("\n".join(lines) + "\n", flush=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -133,8 +119,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         where = exc.filename or f"port {args.sim_port or 2633} of the simulator"
         print(f"econe-server: cannot use {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    if _port_busy(cfg.host, cfg.port):
-        print(f"econe-server: port {cfg.host}:{cfg.port} is busy", file=sys.stderr)
+    if listen.answering(cfg, cfg.host):
+        print(f"econe-server: {listen.where(cfg, cfg.host)} is busy", file=sys.stderr)
         return 1
     from econe.app import check_mappings, create_app, make_sessions
     from econe.mapping import MappingError
@@ -155,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if log_file:  # logrotate moves the file away, then sends SIGHUP
         streams = streams_writing_to(log_file)
         signal.signal(signal.SIGHUP, lambda *_: reopen_log(log_file, streams))
-    if cfg.auth == "x509" and not cfg.trusted_proxies:
+    if cfg.auth == "x509" and not cfg.trusted_proxies and not cfg.unix_socket:
         logging.getLogger("econe").warning(
             ":auth: x509 takes the client certificate from a TLS proxy, and no proxy is in "
             ":trusted_proxies:: every request will be refused"
@@ -173,12 +159,39 @@ def cmd_run(args: argparse.Namespace) -> int:
             server_header=False,
         )
     )
+    sockets, inode = None, None
+    if cfg.unix_socket:
+        try:
+            sock, inode = listen.bind_unix(cfg)
+        except (OSError, ConfigError) as exc:
+            if sim is not None:
+                sim.stop()
+            print(f"econe-server: cannot listen on {cfg.unix_socket}: {exc}", file=sys.stderr)
+            return 2
+        sockets = [sock]
+        logging.getLogger("econe").info("listening on unix socket %s", cfg.unix_socket)
+    # uvicorn, done, raises again the signal it stopped on; ending here instead lets the
+    # cleanup below run (socket file, simulator)
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, _stopped)
     try:
-        server.run()
+        server.run(sockets=sockets)
+    except _Stopped:
+        pass
     finally:
+        if inode is not None:
+            listen.remove_unix(cfg, inode)
         if sim is not None:
             sim.stop()
     return 0
+
+
+class _Stopped(Exception):
+    """SIGTERM or SIGINT, once uvicorn has shut down."""
+
+
+def _stopped(*_: Any) -> None:
+    raise _Stopped
 
 
 def _is_econe(pid: int) -> bool:
@@ -259,8 +272,8 @@ def _start_locked(
         print(f"econe-server is already running (pid file {pid_file})", file=sys.stderr)
         return 1
     host = "127.0.0.1" if args.simulator and args.host is None else cfg.host
-    if _port_busy(host, cfg.port):
-        print(f"econe-server: port {host}:{cfg.port} is busy", file=sys.stderr)
+    if listen.answering(cfg, host):
+        print(f"econe-server: {listen.where(cfg, host)} is busy", file=sys.stderr)
         return 1
     cmd = [sys.executable, "-m", "econe.server_cli", "run", "--log-file", str(log_file)]
     cmd += _passthrough(args)
@@ -273,13 +286,16 @@ def _start_locked(
         proc.terminate()
         print(f"econe-server: cannot write {pid_file}: {exc.strerror}", file=sys.stderr)
         return 2
-    # the port open and the child still alive: the port is the child's, not another process's
-    if not _wait_for_port(host, cfg.port, proc, timeout=30) or proc.poll() is not None:
+    # answering and the child still alive: the port is the child's, not another process's
+    if not listen.wait_until_answering(cfg, host, proc, timeout=30) or proc.poll() is not None:
         pid_file.unlink(missing_ok=True)
         proc.terminate()
         print(f"econe-server failed to start; see {log_file}", file=sys.stderr)
         return 1
-    print(f"econe-server started (pid {proc.pid}), listening on {host}:{cfg.port}, log {log_file}")
+    print(
+        f"econe-server started (pid {proc.pid}), listening on {listen.where(cfg, host)}, "
+        f"log {log_file}"
+    )
     return 0
 
 

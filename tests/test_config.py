@@ -59,7 +59,7 @@ def test_the_guides_elastic_ip_key_name_is_read(tmp_path):
         (":script_timeout: -1\n", ":script_timeout: must be a number of seconds above 0"),
         (":terminated_instances_expiration_time: -5\n", "must be 0 or more seconds"),
         (":one_xmlrpc: not-a-url\n", ":one_xmlrpc: must be oned's http(s)://host:port/RPC2"),
-        (":template_location: /nonexistent\n", ":template_location: /nonexistent is not a dir"),
+        (":template_location: {tmp}/none\n", ":template_location: {tmp}/none is not a dir"),
         (
             ":elasticips_vnet_id: 1\n:associate_script: /nonexistent/assoc.sh 1\n",
             "/nonexistent/assoc.sh is not an executable",
@@ -70,12 +70,28 @@ def test_the_guides_elastic_ip_key_name_is_read(tmp_path):
         ),
         (":port: [1\n", "is not valid YAML: expected ',' or ']', but got '<stream end>'"),
         (":no_such_key: 1\n", "unknown configuration key(s): :no_such_key:"),
+        (
+            ":unix_socket_mode: 660\n",
+            ":unix_socket_mode: must be a file mode such as 0660, not 660",
+        ),
+        (
+            ":unix_socket_mode: rw\n",
+            ":unix_socket_mode: must be a file mode such as 0660, not 'rw'",
+        ),
+        (":unix_socket_mode: 0666\n", ":unix_socket_mode: 0666 lets every local user connect"),
+        (":unix_socket: {tmp}/none/econe.sock\n", "the directory of {tmp}/none/econe.sock"),
+        (f":unix_socket: /tmp/{'s' * 120}\n", "is longer than 107 bytes"),
+        (
+            ":unix_socket: /tmp/e.sock\n:unix_socket_group: no-such-group-here\n",
+            ":unix_socket_group: there is no group 'no-such-group-here'",
+        ),
     ],
 )
 def test_bad_values_are_refused_with_a_message(tmp_path, text, said):
+    """`{tmp}`: a fresh directory, so a path under it surely does not exist."""
     with pytest.raises(ConfigError) as err:
-        load(tmp_path, text)
-    assert said in str(err.value)
+        load(tmp_path, text.replace("{tmp}", str(tmp_path)))
+    assert said.replace("{tmp}", str(tmp_path)) in str(err.value)
 
 
 def test_trusted_proxies_as_a_list_or_a_comma_string(tmp_path):
@@ -105,3 +121,11 @@ def test_forms_that_have_always_been_taken_still_are(tmp_path):
     assert load(
         tmp_path, ":describe_with_terminated_instances: yes\n"
     ).describe_with_terminated_instances
+
+
+def test_unix_socket_mode_is_octal_as_chmod_reads_it(tmp_path):
+    """`0660` (YAML reads it as octal) and "0660" or "640" quoted: the modes chmod means."""
+    assert load(tmp_path, ":unix_socket_mode: 0660\n").unix_socket_mode == 0o660
+    assert load(tmp_path, ':unix_socket_mode: "0600"\n').unix_socket_mode == 0o600
+    assert load(tmp_path, ':unix_socket_mode: "640"\n').unix_socket_mode == 0o640
+    assert Config().unix_socket_mode == 0o660 and Config().unix_socket is None

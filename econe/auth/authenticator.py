@@ -19,7 +19,7 @@ from typing import Any
 from econe.auth import sigv2, sigv4, x509
 from econe.auth.common import (
     auth_failure,
-    is_trusted_proxy,
+    from_trusted_proxy,
     missing_authentication,
     signature_mismatch,
     split_host,
@@ -208,7 +208,7 @@ class Authenticator:
     # -- :auth: x509 and :auth: remote (identity asserted by a trusted front proxy)
 
     def _from_proxy(self, req: RawRequest, what: str) -> None:
-        if not is_trusted_proxy(req.client_addr, self.config.trusted_proxies):
+        if not from_trusted_proxy(req.client_addr, self.config):
             log.warning("%s from untrusted address %s ignored", what, req.client_addr)
             raise auth_failure(f"{what} is only accepted from a trusted proxy.")
 

@@ -7,6 +7,7 @@ import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from functools import lru_cache
+from typing import Any
 from urllib.parse import quote
 
 from econe.errors import Ec2Error
@@ -81,6 +82,13 @@ def _networks(
         except ValueError:
             continue  # a config typo must not trust anything extra
     return tuple(nets)
+
+
+def from_trusted_proxy(addr: str | None, config: Any) -> bool:
+    """Whether the request came from a proxy whose forwarding and identity headers econe
+    believes: one of `:trusted_proxies:`, or anyone at all when econe listens on
+    `:unix_socket:` (only there then; the socket file's permissions say who may connect)."""
+    return bool(config.unix_socket) or is_trusted_proxy(addr, config.trusted_proxies)
 
 
 def is_trusted_proxy(addr: str | None, proxies: Iterable[str]) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from econe.auth.common import is_trusted_proxy, split_host
+from econe.auth.common import from_trusted_proxy, split_host
 from econe.config import Config
 from econe.context import RawRequest
 
@@ -51,7 +51,7 @@ def server_names(req: RawRequest, config: Config) -> set[str]:
     if url is not None and url.hostname:
         names.add(url.hostname.lower())
     forwarded = req.headers.get("x-forwarded-host")
-    if forwarded and is_trusted_proxy(req.client_addr, config.trusted_proxies):
+    if forwarded and from_trusted_proxy(req.client_addr, config):
         names.update(split_host(item)[0] for item in forwarded.split(","))
     if any(_is_loopback(n) for n in names):
         # A development server on 127.0.0.1 is reached as localhost just as often.

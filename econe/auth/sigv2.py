@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 from econe.auth.common import (
+    from_trusted_proxy,
     incomplete_signature,
-    is_trusted_proxy,
     parse_iso8601,
     request_expired,
     rfc3986,
@@ -111,7 +111,7 @@ def signed_host_candidates(req: RawRequest, config: Config) -> tuple[list[str], 
     if url is not None and url.hostname:
         sources.append(url.netloc)
     forwarded = req.headers.get("x-forwarded-host")
-    if forwarded and is_trusted_proxy(req.client_addr, config.trusted_proxies):
+    if forwarded and from_trusted_proxy(req.client_addr, config):
         sources.extend(forwarded.split(","))
     allowed, foreign = [], []
     for source in sources:

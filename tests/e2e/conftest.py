@@ -29,14 +29,21 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for_port(port: int, proc: subprocess.Popen, timeout: float = 60) -> None:
+def wait_for_port(
+    port: int, proc: subprocess.Popen, timeout: float = 60, unix_socket: Path | None = None
+) -> None:
+    """Until econe answers on `port` (or on `unix_socket`, when its config says so)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"econe-server exited with {proc.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
+            if unix_socket is None:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            else:
+                with socket.socket(socket.AF_UNIX) as s:
+                    s.connect(str(unix_socket))
+            return
         except OSError:
             time.sleep(0.1)
     raise RuntimeError("econe-server did not open its port")
@@ -87,10 +94,15 @@ class Demo:
 
 
 def start_demo(
-    tmp: Path, speed: str = "0.05", extra: list[str] | None = None, checkout: Path | None = None
+    tmp: Path,
+    speed: str = "0.05",
+    extra: list[str] | None = None,
+    checkout: Path | None = None,
+    unix_socket: Path | None = None,
 ):
     """`econe-server run --simulator`; with `checkout`, the econe of that copy of the project
-    (its spec, mappings and code), run from it as `python -m econe.server_cli`."""
+    (its spec, mappings and code), run from it as `python -m econe.server_cli`; `unix_socket`:
+    the :unix_socket: of the config in `extra`, where it then listens instead of its port."""
     port, sim_port = free_port(), free_port()
     state = tmp / "state"
     log = tmp / "server.log"
@@ -115,7 +127,7 @@ def start_demo(
     out = open(log, "wb")
     proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=checkout or tmp)
     try:
-        wait_for_port(port, proc)
+        wait_for_port(port, proc, unix_socket=unix_socket)
     except RuntimeError as exc:
         proc.kill()
         raise RuntimeError(f"{exc}\n--- server log ---\n{log.read_text()}") from exc

@@ -264,3 +264,46 @@ def test_x509_without_a_trusted_proxy_says_so_at_start(tmp_path):
         _, err = proc.communicate(timeout=30)
     assert ":auth: x509 takes the client certificate from a TLS proxy" in err
     assert "every request will be refused" in err
+
+
+def test_daemon_on_a_unix_socket(tmp_path):
+    """:unix_socket: — start listens there (mode 0660) and says so, a second start finds it
+    busy, stop removes the socket file; a socket left by a killed econe is taken over, and any
+    other file at that path stops the start."""
+    sock = tmp_path / "econe.sock"
+    conf = tmp_path / "econe.conf"
+    conf.write_text(f":unix_socket: {sock}\n")
+    common = ["--pid-file", str(tmp_path / "econe.pid"), "--log-file", str(tmp_path / "econe.log")]
+    start = ["start", "--simulator", "--config", str(conf), "--sim-port", str(free_port()),
+             "--state-dir", str(tmp_path / "state"), *common]  # fmt: skip
+    out = _server(*start)
+    assert out.returncode == 0, out.stderr + (tmp_path / "econe.log").read_text()
+    try:
+        assert f"listening on unix socket {sock}" in out.stdout
+        assert oct(sock.stat().st_mode & 0o777) == oct(0o660)
+        with socket.socket(socket.AF_UNIX) as s:  # an unsigned request: econe answers it
+            s.settimeout(30)
+            s.connect(str(sock))
+            s.sendall(b"GET /?Action=DescribeRegions HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            answer = b"".join(iter(lambda: s.recv(65536), b""))
+        assert b"<Code>MissingAuthenticationToken</Code>" in answer, answer
+        again = _server(*start[:-4], "--pid-file", str(tmp_path / "other.pid"),
+                        "--log-file", str(tmp_path / "other.log"))  # fmt: skip
+        assert again.returncode == 1 and f"unix socket {sock} is busy" in again.stderr
+    finally:
+        stop = _server("stop", *common)
+    assert stop.returncode == 0 and not sock.exists()
+
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(sock))  # what a killed econe leaves: a socket file nobody listens on
+    stale.close()
+    (tmp_path / "again").mkdir()
+    proc, _ = start_demo(tmp_path / "again", extra=["--config", str(conf)], unix_socket=sock)
+    stop_demo(proc)
+    assert not sock.exists()
+
+    sock.write_text("not a socket")
+    out = _server("run", "--simulator", "--config", str(conf), "--sim-port", str(free_port()),
+                  "--state-dir", str(tmp_path / "state"))  # fmt: skip
+    assert out.returncode == 2 and f"{sock} exists and is not a socket" in out.stderr
+    assert sock.read_text() == "not a socket"

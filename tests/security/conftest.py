@@ -80,8 +80,13 @@ def make_user(
     return user
 
 
-def start_logged(tmp: Path, registry: SecretRegistry, extra: list[str] | None = None):
-    proc, demo = start_demo(tmp, speed="0.05", extra=extra)
+def start_logged(
+    tmp: Path,
+    registry: SecretRegistry,
+    extra: list[str] | None = None,
+    unix_socket: Path | None = None,
+):
+    proc, demo = start_demo(tmp, speed="0.05", extra=extra, unix_socket=unix_socket)
     registry.add_log(demo)
     admin = OneAdmin(demo.sim_url, demo.one_auth())
     registry.add(demo.one_auth().split(":", 1)[1], "oneadmin password")
@@ -182,8 +187,16 @@ def pki(tmp_path_factory, secrets_used):
 
 
 def start_stack(
-    tmp: Path, registry: SecretRegistry, pki, site: str, auth: str, **values: str
+    tmp: Path,
+    registry: SecretRegistry,
+    pki,
+    site: str,
+    auth: str,
+    unix_socket: Path | None = None,
+    **values: str,
 ) -> Stack:
+    """With `unix_socket`, econe listens there (:unix_socket:, no :trusted_proxies:) and nginx
+    connects to it, as docs/nginx/*.conf say ({{ECONE}} unix:PATH, {{PROXY_SOURCE}} off)."""
     from tests.security.tls import Nginx, free_port, nginx_available
 
     if not nginx_available():
@@ -191,11 +204,16 @@ def start_stack(
     port = free_port()
     front = f"https://localhost:{port}"
     conf = tmp / "econe.conf"
-    conf.write_text(
-        f":auth: {auth}\n:ssl_server: {front}/\n:trusted_proxies:\n  - {PROXY_SOURCE}\n"
+    listen = (
+        f":unix_socket: {unix_socket}\n"
+        if unix_socket
+        else f":trusted_proxies:\n  - {PROXY_SOURCE}\n"
     )
+    conf.write_text(f":auth: {auth}\n:ssl_server: {front}/\n{listen}")
     (tmp / "econe").mkdir()
-    proc, demo, admin = start_logged(tmp / "econe", registry, extra=["--config", str(conf)])
+    proc, demo, admin = start_logged(
+        tmp / "econe", registry, extra=["--config", str(conf)], unix_socket=unix_socket
+    )
     try:
         nginx = Nginx(
             tmp / "nginx",
@@ -205,8 +223,8 @@ def start_stack(
                 "SERVER_NAME": "localhost",
                 "SERVER_CERT": str(pki.server.cert),
                 "SERVER_KEY": str(pki.server.key),
-                "ECONE": f"127.0.0.1:{demo.port}",
-                "PROXY_SOURCE": PROXY_SOURCE,
+                "ECONE": f"unix:{unix_socket}" if unix_socket else f"127.0.0.1:{demo.port}",
+                "PROXY_SOURCE": "off" if unix_socket else PROXY_SOURCE,
                 **values,
             },
         ).start()
@@ -241,6 +259,28 @@ def x509_stack(tmp_path_factory, secrets_used, pki):
     try:
         stack.admin.call("one.user.chauth", 2, "x509", pki.clients["alice"].dn)
         stack.admin.create_user(new_name("bob"), pki.clients["bob"].dn, "x509")
+    except BaseException:
+        stack.close()
+        raise
+    yield stack
+    stack.close()
+
+
+@pytest.fixture(scope="session")
+def x509_unix_stack(tmp_path_factory, secrets_used, pki):
+    """As x509_stack, with econe on a Unix socket that only nginx's user may open."""
+    tmp = tmp_path_factory.mktemp("x509unix")
+    stack = start_stack(
+        tmp,
+        secrets_used,
+        pki,
+        "econe-x509.conf",
+        "x509",
+        unix_socket=tmp / "econe.sock",
+        CLIENT_CA=str(pki.ca),
+    )
+    try:
+        stack.admin.call("one.user.chauth", 2, "x509", pki.clients["alice"].dn)
     except BaseException:
         stack.close()
         raise

@@ -11,6 +11,10 @@ by uid 2 appear?".
 from __future__ import annotations
 
 import base64
+import os
+import socket
+import stat
+import subprocess
 import sys
 from pathlib import Path
 
@@ -356,3 +360,35 @@ def test_remote_only_public_users(remote_stack, name):
     wire = front_wire(remote_stack, run_params(1), {"X-Auth-Username": name})
     auth_failure(send(wire.copy(url=remote_stack.econe + "/"), source=PROXY_SOURCE))
     assert remote_stack.admin.vm_ids() == before
+
+
+def test_x509_through_a_unix_socket_only_nginx_can_open(x509_unix_stack):
+    """econe on :unix_socket: behind the same econe-x509.conf: nginx's certificate header is
+    believed without :trusted_proxies:, econe has no TCP port at all, and the socket file
+    lets in no user but its owner and group (here root's: nobody is refused)."""
+    stack = x509_unix_stack
+    ec2 = ec2_client(stack, user="unused", secret="unused-secret", client_cert="alice")
+    before = stack.admin.vm_ids()
+
+    def run():
+        try:
+            return ec2.run_instances(ImageId=DEMO_AMI, MinCount=1, MaxCount=1)
+        except ClientError as exc:  # the user cache may not have seen the chauth yet
+            raise AssertionError(str(exc)) from exc
+
+    iid = eventually(run)["Instances"][0]["InstanceId"]
+    assert owners(stack.admin, before) == [2], "ran as the user of alice's certificate"
+    found = ec2.describe_instances(InstanceIds=[iid])["Reservations"]
+    assert [i["InstanceId"] for r in found for i in r["Instances"]] == [iid]
+
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", stack.demo.port), timeout=2).close()
+    path = stack.demo.state_dir.parent.parent / "econe.sock"
+    assert stat.S_ISSOCK(path.stat().st_mode) and stat.S_IMODE(path.stat().st_mode) == 0o660
+    if os.geteuid() == 0:  # another user: only root can become one
+        probe = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable,
+             "-c", f"import socket; socket.socket(socket.AF_UNIX).connect({str(path)!r})"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert probe.returncode != 0 and "PermissionError" in probe.stderr, probe.stderr
