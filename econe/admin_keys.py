@@ -19,8 +19,8 @@ listed in the server user's template (EC2_REVOKED_ACCESS_KEYS), because the user
 the old sealed entry back into their own template.
 
 This talks to oned directly with oneadmin's credentials (`--one-auth user:password`, else the
-file in $ONE_AUTH, else ~/.one/one_auth) at `--one-xmlrpc` (else $ONE_XMLRPC, else
-http://localhost:2633/RPC2). `one.user.update` in merge mode replaces every EC2_ACCESS_KEYS
+file in $ONE_AUTH, else ~/.one/one_auth) at `--one-xmlrpc` (else the `:one_xmlrpc:` of the
+`--config` file, else $ONE_XMLRPC, else http://localhost:2633/RPC2). `one.user.update` in merge mode replaces every EC2_ACCESS_KEYS
 vector at once, so each change writes the user's whole key list back (read, change, write);
 do not run two admin-keys commands for the same user at the same moment.
 """
@@ -287,7 +287,8 @@ def add_admin_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     )
     parser.add_argument(
         "--one-xmlrpc",
-        help=f"oned XML-RPC endpoint (default: $ONE_XMLRPC, else {DEFAULT_XMLRPC})",
+        help="oned XML-RPC endpoint (default: --config's :one_xmlrpc:, else $ONE_XMLRPC, "
+        f"else {DEFAULT_XMLRPC})",
     )
     parser.add_argument(
         "--config",
@@ -297,7 +298,8 @@ def add_admin_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
     parser.add_argument(
         "--one-auth",
         metavar="USER:PASSWORD",
-        help="oneadmin credentials (default: the file in $ONE_AUTH, else ~/.one/one_auth)",
+        help="oneadmin credentials (default: the file in $ONE_AUTH, else ~/.one/one_auth; "
+        "prefer those: other local users can read a command line)",
     )
     cmds = parser.add_subparsers(dest="admin_keys_command", metavar="ACTION", required=True)
     create = cmds.add_parser("create", help="issue a new key; prints the secret once")
@@ -324,6 +326,18 @@ def _server(config_path: str | None) -> Any:
         raise AdminKeysError(f"cannot read the server credentials that seal keys: {exc}") from exc
 
 
+def _config_xmlrpc(config_path: str | None) -> str | None:
+    """The :one_xmlrpc: of the econe.conf given with --config (the oned econe-server uses)."""
+    if not config_path:
+        return None
+    from econe.config import ConfigError, load_config
+
+    try:
+        return load_config(config_path).one_xmlrpc
+    except ConfigError as exc:
+        raise AdminKeysError(f"--config: {exc}", 2) from None
+
+
 def run_admin_keys(
     args: argparse.Namespace,
     *,
@@ -335,7 +349,8 @@ def run_admin_keys(
     err = err or sys.stderr
     env = dict(os.environ) if env is None else env
     try:
-        url = args.one_xmlrpc or env.get("ONE_XMLRPC") or DEFAULT_XMLRPC
+        url = args.one_xmlrpc or _config_xmlrpc(args.config) or env.get("ONE_XMLRPC")
+        url = url or DEFAULT_XMLRPC
         try:
             check_url(url)
         except CredentialsError as exc:

@@ -115,6 +115,30 @@ def make_sessions(config: Config) -> Any:
     return sessions_from_config(config)
 
 
+def check_server_credentials(config: Config, sessions: Any) -> None:
+    """One call to oned as the server user. Credentials oned refuses stop the start
+    (SessionConfigError): otherwise every request would be a retryable 503. oned not
+    answering is only logged: it may come up after econe."""
+    from econe.one.client import OneClient
+    from econe.one.errors import AUTHENTICATION, OneError, OneUnavailable
+    from econe.one.session import SessionConfigError
+
+    one = OneClient(config.one_xmlrpc, timeout=min(config.one_timeout, 5.0), keepalive=0)
+    try:
+        one.call(sessions.admin_session(), "one.user.info", -1)
+    except OneUnavailable as exc:
+        log.warning("oned (%s) does not answer yet: %s", config.one_xmlrpc, exc.message)
+    except OneError as exc:
+        if exc.code == AUTHENTICATION:
+            where = ":server_x509_auth:" if config.core_auth == "x509" else config.ec2_auth
+            raise SessionConfigError(
+                f"oned ({config.one_xmlrpc}) refuses the server credentials of {where}: "
+                f"{exc.message}"
+            ) from None
+    finally:
+        one.close()
+
+
 def check_mappings(mappings_dir: Path | None = None) -> None:
     """The mappings loaded and checked against the spec as start-up will (MappingError
     naming the file and key), before anything is started."""

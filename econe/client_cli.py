@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TextIO
 
 from econe.admin_keys import add_admin_parser
@@ -93,6 +93,12 @@ def _global_options() -> argparse.ArgumentParser:
     g.add_argument(
         "--no-verify-ssl", action="store_true", help="do not verify the endpoint's certificate"
     )
+    g.add_argument(
+        "--ca-bundle",
+        metavar="FILE",
+        help="PEM file of the CA(s) to verify the endpoint's certificate with, such as a private "
+        "CA's (default $AWS_CA_BUNDLE, else the certifi bundle boto3 uses)",
+    )
     g.add_argument("-V", "--version", action="version", version=f"econe {version()}")
     return g
 
@@ -124,7 +130,7 @@ def build_parser(legacy: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _options(args: argparse.Namespace) -> Options:
+def _options(args: argparse.Namespace, env: Mapping[str, str]) -> Options:
     get = args.__dict__.get
     return Options(
         region=get("region") or DEFAULT_REGION,
@@ -133,7 +139,8 @@ def _options(args: argparse.Namespace) -> Options:
         verbose=bool(get("verbose")),
         timeout=get("timeout"),
         retries=get("retries") or 0,
-        verify_ssl=not get("no_verify_ssl"),
+        verify_ssl=not get("no_verify_ssl")
+        and (get("ca_bundle") or env.get("AWS_CA_BUNDLE") or True),
     )
 
 
@@ -154,8 +161,12 @@ def main(
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command == "admin-keys":  # needs oneadmin credentials, not EC2 ones
         return args.admin_keys_func(args, out=out, err=err, env=os.environ if env is None else env)
-    options = _options(args)
+    options = _options(args, os.environ if env is None else env)
     verbose = options.verbose
+    bundle = options.verify_ssl
+    if isinstance(bundle, str) and not os.path.isfile(bundle):
+        err.write(f"econe: CA bundle {bundle} (--ca-bundle or AWS_CA_BUNDLE) is not a file\n")
+        return EXIT_USAGE
     try:
         creds = resolve(
             args.__dict__.get("access_key"),

@@ -207,6 +207,16 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
     if cfg.elasticips_vnet_id is not None:  # the scripts run only with elastic IPs
         for key in ("associate_script", "disassociate_script"):
             _check_command(key, getattr(cfg, key))
+    if cfg.ssl_server is not None:
+        _check_ssl_server(raw.get("ssl_server"), cfg.ssl_server)
+    if cfg.datastore_id < 0:
+        raise ConfigError(
+            f":datastore_id: must be an OpenNebula datastore id, not {cfg.datastore_id}"
+        )
+    if cfg.cluster_id is not None and cfg.cluster_id < 0:
+        raise ConfigError(f":cluster_id: must be an OpenNebula cluster id, not {cfg.cluster_id}")
+    if not Path(cfg.tmpdir).is_dir():  # uploads land there; not made up by econe
+        raise ConfigError(f":tmpdir: {cfg.tmpdir} is not a directory")
     if not Path(cfg.template_location).is_dir():
         raise ConfigError(f":template_location: {cfg.template_location} is not a directory")
     for proxy in cfg.trusted_proxies:
@@ -239,6 +249,26 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
         if not isinstance(spec.get("template", ""), str):
             raise ConfigError(f":instance_types: {name!r}: :template: must be a file name")
     return cfg
+
+
+def _check_ssl_server(given: Any, text: str) -> None:
+    """The public URL behind a TLS proxy: https://name[:port]/ (or http), or as the guide
+    also wrote it, name[:port] alone."""
+    url = urlsplit(text if "//" in text else "//" + text)
+    try:
+        url.port  # noqa: B018 - raises ValueError for a port that is not one
+    except ValueError:
+        url = None
+    if (
+        not isinstance(given, str)
+        or url is None
+        or url.scheme not in ("", "http", "https")
+        or not url.hostname
+    ):
+        raise ConfigError(
+            f":ssl_server: must be the public URL clients use, such as "
+            f"https://ec2.example.org/, not {given!r}"
+        )
 
 
 def _octal_mode(text: str) -> int:

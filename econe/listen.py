@@ -24,6 +24,17 @@ def where(cfg: Config, host: str) -> str:
     return f"unix socket {cfg.unix_socket}" if cfg.unix_socket else f"{host}:{cfg.port}"
 
 
+def unresolvable(cfg: Config, host: str) -> str | None:
+    """Why econe cannot listen on `host` (a name that resolves to no address), else None."""
+    if cfg.unix_socket:
+        return None
+    try:
+        socket.getaddrinfo(host or None, cfg.port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"cannot listen on {host!r} (:host: or --host): {getattr(exc, 'strerror', exc)}"
+    return None
+
+
 def answering(cfg: Config, host: str) -> bool:
     """Whether something accepts connections where econe would listen."""
     if cfg.unix_socket:

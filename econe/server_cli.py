@@ -119,15 +119,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         where = exc.filename or f"port {args.sim_port or 2633} of the simulator"
         print(f"econe-server: cannot use {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    problem = listen.unresolvable(cfg, cfg.host)
+    if problem:
+        if sim is not None:
+            sim.stop()
+        print(f"econe-server: {problem}", file=sys.stderr)
+        return 2
     if listen.answering(cfg, cfg.host):
+        if sim is not None:
+            sim.stop()
         print(f"econe-server: {listen.where(cfg, cfg.host)} is busy", file=sys.stderr)
         return 1
-    from econe.app import check_mappings, create_app, make_sessions
+    from econe.app import check_mappings, check_server_credentials, create_app, make_sessions
     from econe.mapping import MappingError
     from econe.one.session import SessionConfigError
 
     try:
-        make_sessions(cfg)  # refuse to start on missing, open or malformed credentials
+        # refuse to start on missing, open or malformed credentials, or ones oned refuses
+        check_server_credentials(cfg, make_sessions(cfg))
         check_mappings()  # a broken mapping: one line, before the banner
         app = create_app(cfg)
     except (SessionConfigError, ConfigError, MappingError) as exc:
@@ -141,10 +150,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if log_file:  # logrotate moves the file away, then sends SIGHUP
         streams = streams_writing_to(log_file)
         signal.signal(signal.SIGHUP, lambda *_: reopen_log(log_file, streams))
-    if cfg.auth == "x509" and not cfg.trusted_proxies and not cfg.unix_socket:
+    if cfg.auth in ("x509", "remote") and not cfg.trusted_proxies and not cfg.unix_socket:
+        what = "client certificate" if cfg.auth == "x509" else "user name"
         logging.getLogger("econe").warning(
-            ":auth: x509 takes the client certificate from a TLS proxy, and no proxy is in "
-            ":trusted_proxies:: every request will be refused"
+            f":auth: {cfg.auth} takes the {what} from a proxy, and no proxy is in "
+            ":trusted_proxies: (nor is :unix_socket: set): every request will be refused"
         )
     server = uvicorn.Server(
         uvicorn.Config(
@@ -210,7 +220,7 @@ def _is_econe(pid: int) -> bool:
 def _read_pid(pid_file: Path) -> int | None:
     """The pid in `pid_file` when that process runs and is an econe server, else None."""
     try:
-        pid = int(pid_file.read_text().strip())
+        pid = int(pid_file.read_text().split("\n", 1)[0].strip())
     except (OSError, ValueError):
         return None
     try:
@@ -226,14 +236,17 @@ def _preflight(args: argparse.Namespace) -> Config | None:
     """The configuration `start` would run with, checked as `run` checks it (keys, values, the
     server credentials unless the simulator makes them, the mappings); None once the reason
     is printed."""
-    from econe.app import check_mappings, make_sessions
+    from econe.app import check_mappings, check_server_credentials, make_sessions
     from econe.mapping import MappingError
     from econe.one.session import SessionConfigError
 
     try:
         cfg = _load(args)
+        problem = listen.unresolvable(cfg, _listen_host(args, cfg))
+        if problem:
+            raise ConfigError(problem)
         if not args.simulator:
-            make_sessions(cfg)
+            check_server_credentials(cfg, make_sessions(cfg))
         check_mappings()  # a broken mapping must not take a running server down on restart
     except (ConfigError, SessionConfigError, MappingError) as exc:
         print(f"econe-server: {exc}", file=sys.stderr)
@@ -241,13 +254,17 @@ def _preflight(args: argparse.Namespace) -> Config | None:
     return cfg
 
 
+def _listen_host(args: argparse.Namespace, cfg: Config) -> str:
+    return "127.0.0.1" if args.simulator and args.host is None else cfg.host
+
+
 def cmd_start(args: argparse.Namespace, cfg: Config | None = None) -> int:
     """`cfg`: the configuration restart checked already."""
     pid_file = Path(args.pid_file or _default_pid_file())
-    log_file = Path(args.log_file or _default_log_file())
     cfg = cfg or _preflight(args)
     if cfg is None:
         return 2
+    log_file = Path(args.log_file or cfg.log_file or _default_log_file())
     try:
         for path in (pid_file, log_file):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -271,7 +288,7 @@ def _start_locked(
     if _read_pid(pid_file):
         print(f"econe-server is already running (pid file {pid_file})", file=sys.stderr)
         return 1
-    host = "127.0.0.1" if args.simulator and args.host is None else cfg.host
+    host = _listen_host(args, cfg)
     if listen.answering(cfg, host):
         print(f"econe-server: {listen.where(cfg, host)} is busy", file=sys.stderr)
         return 1
@@ -281,7 +298,7 @@ def _start_locked(
         cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
     )
     try:
-        pid_file.write_text(f"{proc.pid}\n")
+        pid_file.write_text(f"{proc.pid}\n{listen.where(cfg, host)}\n")  # restart compares
     except OSError as exc:
         proc.terminate()
         print(f"econe-server: cannot write {pid_file}: {exc.strerror}", file=sys.stderr)
@@ -337,7 +354,17 @@ def cmd_restart(args: argparse.Namespace) -> int:
     cfg = _preflight(args)
     if cfg is None:  # a configuration that cannot start leaves the server up
         return 2
-    if _read_pid(Path(args.pid_file or _default_pid_file())):
+    pid_file = Path(args.pid_file or _default_pid_file())
+    if _read_pid(pid_file):
+        # a new address someone else holds: the running server stays up too
+        host = _listen_host(args, cfg)
+        try:
+            was = pid_file.read_text().split("\n")[1]  # where start said it listens
+        except (OSError, IndexError):
+            was = ""
+        if was and was != listen.where(cfg, host) and listen.answering(cfg, host):
+            print(f"econe-server: {listen.where(cfg, host)} is busy", file=sys.stderr)
+            return 1
         cmd_stop(args)
     return cmd_start(args, cfg)
 

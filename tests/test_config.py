@@ -79,6 +79,10 @@ def test_the_guides_elastic_ip_key_name_is_read(tmp_path):
             ":unix_socket_mode: must be a file mode such as 0660, not 'rw'",
         ),
         (":unix_socket_mode: 0666\n", ":unix_socket_mode: 0666 lets every local user connect"),
+        (":ssl_server: true\n", ":ssl_server: must be the public URL clients use"),
+        (":ssl_server: ftp://x\n", "such as https://ec2.example.org/, not 'ftp://x'"),
+        (":datastore_id: -1\n", ":datastore_id: must be an OpenNebula datastore id, not -1"),
+        (":tmpdir: {tmp}/none\n", ":tmpdir: {tmp}/none is not a directory"),
         (":unix_socket: {tmp}/none/econe.sock\n", "the directory of {tmp}/none/econe.sock"),
         (f":unix_socket: /tmp/{'s' * 120}\n", "is longer than 107 bytes"),
         (

@@ -33,7 +33,7 @@ class Options:
     verbose: bool = False
     timeout: float | None = None  # --timeout; each use has its default (CALL_TIMEOUT…)
     retries: int = 0
-    verify_ssl: bool = True
+    verify_ssl: bool | str = True  # False: --no-verify-ssl; a path: the CA bundle to trust
     progress: bool | None = None  # None: only when stderr is a terminal
 
 

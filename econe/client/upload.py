@@ -155,10 +155,12 @@ def parse_response(status: int, body: bytes) -> tuple[str, str | None]:
     return found["imageId"], request_id
 
 
-def _connection(url: str, timeout: float, verify: bool) -> http.client.HTTPConnection:
+def _connection(url: str, timeout: float, verify: bool | str) -> http.client.HTTPConnection:
     parts = urlsplit(url)
     if parts.scheme == "https":
-        context = ssl.create_default_context()
+        # the CAs boto3 trusts for the other commands: the bundle given, else certifi's
+        bundle = _certifi_bundle() if verify is True else verify or None
+        context = ssl.create_default_context(cafile=bundle)
         if not verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE
@@ -168,6 +170,14 @@ def _connection(url: str, timeout: float, verify: bool) -> http.client.HTTPConne
     return http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
 
 
+def _certifi_bundle() -> str | None:
+    try:
+        import certifi
+    except ImportError:  # boto3 then uses its own default too: the system's
+        return None
+    return certifi.where()
+
+
 def upload_image(
     creds: Credentials,
     path: Path,
@@ -175,7 +185,7 @@ def upload_image(
     checksum: str | None = None,
     on_bytes: Callable[[int], None] | None = None,
     timeout: float = 300.0,
-    verify: bool = True,
+    verify: bool | str = True,
 ) -> tuple[str, str | None]:
     """Upload ``path``; return (new image id, request id)."""
     try:

@@ -222,8 +222,8 @@ class X509Sessions:
 def sessions_from_config(config: Any) -> ServerCipherSessions | X509Sessions:
     """The sessions `:core_auth:` asks for: `cipher` (`:ec2_auth:`) or `x509`
     (`:server_x509_auth:`); SessionConfigError names what is missing or wrong."""
-    if config.core_auth == "x509":
-        if not config.server_x509_auth:
-            raise SessionConfigError(":core_auth: x509 needs :server_x509_auth:")
-        return X509Sessions.from_conf(config.server_x509_auth)
+    if config.core_auth == "x509":  # unset: where the Ruby econe read it
+        etc = Path(os.environ["ONE_LOCATION"], "etc") if os.environ.get("ONE_LOCATION") else None
+        default = (etc or Path("/etc/one")) / "auth" / "server_x509_auth.conf"
+        return X509Sessions.from_conf(config.server_x509_auth or default)
     return ServerCipherSessions(config.ec2_auth)

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import free_port, start_demo, stop_demo
 
 BIN = Path(sys.executable).parent
@@ -198,9 +200,19 @@ def test_restart_with_a_broken_config_keeps_the_server_and_sighup_reopens_the_lo
         out = _server("restart", "--config", str(bad), *serve)
         assert out.returncode == 2 and ":debug_level: must be 0" in out.stderr
         assert _server("status", *common).returncode == 0  # still running
+        # an address it cannot listen on: a name that resolves to nothing, a port taken
+        out = _server("restart", "--host", "nosuch.invalid", *serve)
+        assert out.returncode == 2 and "cannot listen on 'nosuch.invalid'" in out.stderr
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            moved = [*serve[:2], str(taken.getsockname()[1]), *serve[3:]]
+            out = _server("restart", *moved)
+        assert out.returncode == 1 and "is busy" in out.stderr and "stopped" not in out.stdout
+        assert _server("status", *common).returncode == 0  # still running
         rotated = tmp_path / "econe.log.1"
         log.rename(rotated)
-        pid = int(pid_file.read_text())
+        pid = int(pid_file.read_text().split()[0])
         import os
         import signal
         import time
@@ -238,12 +250,13 @@ def test_start_says_why_credentials_refuse(tmp_path):
     assert not (tmp_path / "p").exists()
 
 
-def test_x509_without_a_trusted_proxy_says_so_at_start(tmp_path):
-    """Every request would be refused (the certificate comes from a proxy): the log says why."""
+@pytest.mark.parametrize("auth, what", [("x509", "client certificate"), ("remote", "user name")])
+def test_x509_or_remote_without_a_trusted_proxy_says_so_at_start(tmp_path, auth, what):
+    """Every request would be refused (the identity comes from a proxy): the log says why."""
     import time
 
     conf = tmp_path / "econe.conf"
-    conf.write_text(":auth: x509\n")
+    conf.write_text(f":auth: {auth}\n")
     port, sim_port = free_port(), free_port()
     proc = subprocess.Popen(
         [str(BIN / "econe-server"), "run", "--simulator", "--config", str(conf), "--port",
@@ -262,7 +275,7 @@ def test_x509_without_a_trusted_proxy_says_so_at_start(tmp_path):
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
-    assert ":auth: x509 takes the client certificate from a TLS proxy" in err
+    assert f":auth: {auth} takes the {what} from a proxy" in err
     assert "every request will be refused" in err
 
 
@@ -307,3 +320,41 @@ def test_daemon_on_a_unix_socket(tmp_path):
                   "--state-dir", str(tmp_path / "state"))  # fmt: skip
     assert out.returncode == 2 and f"{sock} exists and is not a socket" in out.stderr
     assert sock.read_text() == "not a socket"
+
+
+def test_start_logs_to_the_configs_log_file(tmp_path):
+    """:log_file: is where `start` logs when no --log-file is given (not /var/log/one)."""
+    log = tmp_path / "from-config.log"
+    conf = tmp_path / "econe.conf"
+    conf.write_text(f":log_file: {log}\n")
+    pid = ["--pid-file", str(tmp_path / "econe.pid")]
+    out = _server("start", "--simulator", "--config", str(conf), "--port", str(free_port()),
+                  "--sim-port", str(free_port()), "--state-dir", str(tmp_path / "state"), *pid)  # fmt: skip
+    try:
+        assert out.returncode == 0, out.stderr
+        assert f"log {log}" in out.stdout and "Application startup complete" in log.read_text()
+    finally:
+        assert _server("stop", *pid).returncode == 0
+
+
+def test_server_credentials_oned_refuses_stop_the_start(tmp_path):
+    """A wrong serveradmin password in ec2_auth: run and start say so and do not serve (every
+    request would have been a retryable 503); oned not answering yet is only a warning."""
+    from onesim.server import SimServer
+
+    sim = SimServer(str(tmp_path / "sim"), host="127.0.0.1", port=free_port(), seed="demo")
+    sim.start()
+    try:
+        auth = tmp_path / "ec2_auth"
+        auth.write_text("serveradmin:not-the-password\n")
+        auth.chmod(0o600)
+        conf = tmp_path / "econe.conf"
+        conf.write_text(f":one_xmlrpc: {sim.url}\n:ec2_auth: {auth}\n:port: {free_port()}\n")
+        for command in (["run"], ["start", "--pid-file", str(tmp_path / "p"),
+                                  "--log-file", str(tmp_path / "l")]):  # fmt: skip
+            out = _server(*command, "--config", str(conf))
+            assert out.returncode == 2, out.stderr
+            assert f"refuses the server credentials of {auth}" in out.stderr
+        assert not (tmp_path / "p").exists()
+    finally:
+        sim.stop()

@@ -228,3 +228,21 @@ def test_x509_key_permissions(tmp_path, rsa_key):
     with pytest.raises(SessionConfigError) as exc:
         X509Sessions(cert, key)
     assert "chmod 600" in str(exc.value)
+
+
+def test_x509_conf_defaults_to_where_the_ruby_econe_read_it(tmp_path, rsa_key, monkeypatch):
+    """`:core_auth: x509` without :server_x509_auth:: $ONE_LOCATION/etc/auth/server_x509_auth.conf
+    (else /etc/one/auth/…), as the seed's econe; a missing file is named in the error."""
+    from econe.config import Config
+    from econe.one.session import sessions_from_config
+
+    etc = tmp_path / "etc"
+    (etc / "auth").mkdir(parents=True)
+    monkeypatch.setenv("ONE_LOCATION", str(tmp_path))
+    cfg = Config(core_auth="x509")
+    with pytest.raises(SessionConfigError) as exc:
+        sessions_from_config(cfg)
+    assert str(etc / "auth" / "server_x509_auth.conf") in str(exc.value)
+    _x509(etc / "auth", rsa_key)
+    (etc / "auth" / "server_x509_auth.conf").write_text(":srv_user: serveradmin\n")
+    assert sessions_from_config(cfg).admin_session().startswith("serveradmin:serveradmin:")

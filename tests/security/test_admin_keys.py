@@ -154,6 +154,22 @@ def test_key_of_a_disabled_user_refused(keyed, secrets_used):
     eventually(refused, timeout=15)
 
 
+def test_config_names_the_oned_to_talk_to(keyed, tmp_path):
+    """--config without --one-xmlrpc: the oned of that econe.conf (not localhost:2633)."""
+    demo, _ = keyed
+    conf = tmp_path / "econe.conf"
+    conf.write_text(
+        f":one_xmlrpc: {demo.sim_url}\n:ec2_auth: {demo.state_dir / '.one' / 'ec2_auth'}\n"
+    )
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "econe"), "admin-keys", "--config", str(conf), "list"],
+        capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, ONE_AUTH=str(demo.state_dir / ".one" / "one_auth"),
+                 ONE_XMLRPC="http://127.0.0.1:1/RPC2"),
+    )  # fmt: skip
+    assert out.returncode == 0 and out.stdout.startswith("USER"), out.stderr
+
+
 def test_cli_errors(keyed):
     demo, _ = keyed
     missing = admin_keys(demo, "create", "no-such-user-here")

@@ -103,6 +103,30 @@ def test_tls_aws_cli(tls_stack):
     assert DEMO_AMI in ids
 
 
+def test_tls_econe_cli_trusts_the_ca_it_is_given(tls_stack, tmp_path):
+    """The bundled CLI behind TLS with a private CA (the seed's self-signed proxy): refused
+    without it, trusted with --ca-bundle or AWS_CA_BUNDLE, for API calls and upload alike."""
+    env = {"PATH": str(BIN), "HOME": str(tmp_path), "EC2_URL": tls_stack.front,
+           "EC2_ACCESS_KEY": "demo", "EC2_SECRET_KEY": DEMO_SECRET}  # fmt: skip
+
+    def econe(*argv, **more):
+        return subprocess.run([str(BIN / "econe"), *argv], env={**env, **more},
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    refused = econe("describe-images")
+    assert refused.returncode == 3 and "certificate" in refused.stderr.lower(), refused.stderr
+    ca = str(tls_stack.pki.ca)
+    assert DEMO_AMI in econe("--ca-bundle", ca, "describe-images").stdout
+    assert DEMO_AMI in econe("describe-images", AWS_CA_BUNDLE=ca).stdout
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(b"\0" * 4096)
+    assert econe("upload", str(disk), "--name", "no-ca").returncode == 3
+    up = econe("--ca-bundle", ca, "upload", str(disk), "--name", "via-private-ca")
+    assert up.returncode == 0 and up.stdout.startswith("ami-"), up.stderr
+    missing = econe("--ca-bundle", str(tmp_path / "none.pem"), "describe-images")
+    assert missing.returncode == 2 and "is not a file" in missing.stderr
+
+
 def test_tls_presigned_url(tls_stack):
     url = presign_v4(
         tls_stack.front, action_params("DescribeImages"), "demo", DEMO_SECRET, expires=30
