@@ -521,8 +521,12 @@ def _change(rt: Any, direction: str, add: bool) -> dict:
     asked: list[tuple[Atom, str]] = []
     for n, perm in enumerate(_asked(rt, legacy=True), 1):
         for atom, description in _atoms(perm, f"IpPermissions.{n}"):
-            if atom not in [a for a, _ in asked]:
-                asked.append((atom, description))
+            if atom in [a for a, _ in asked]:  # EC2 refuses it, not merges it
+                raise Ec2Error(
+                    "InvalidParameterValue",
+                    f"The same permission must not appear multiple times: {_describe(atom)}",
+                )
+            asked.append((atom, description))
     number = int(group.findtext("ID"))
     # the template is replaced whole: read again under the lock tag changes take (handlers/tags.py)
     with held("template", "secgroup", number):

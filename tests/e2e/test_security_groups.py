@@ -311,6 +311,31 @@ def test_bad_permissions_are_refused_by_name(ec2, demo, perm, code, names):
         ec2.delete_security_group(GroupId=gid)
 
 
+def test_a_permission_given_twice_in_one_request_is_refused(ec2, demo):
+    """As EC2: InvalidParameterValue, and nothing changes (it was merged into one rule)."""
+    gid = ec2.create_security_group(GroupName="e2e-twice", Description="x")["GroupId"]
+    try:
+        ssh = _tcp(22, 22, "10.0.0.0/8")
+        before = secgroup_xml(demo, gid)
+        for perms in (
+            [_tcp(22, 22, "10.0.0.0/8", "10.0.0.0/8")],
+            [ssh, {**ssh, "IpProtocol": "6"}],  # tcp by its number: the same permission
+        ):
+            with pytest.raises(ClientError) as exc:
+                ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=perms)
+            code, status, message = error_of(exc)
+            assert (code, status) == ("InvalidParameterValue", 400), message
+            assert "The same permission must not appear multiple times" in message
+            assert secgroup_xml(demo, gid) == before
+        ec2.authorize_security_group_ingress(GroupId=gid, IpPermissions=[ssh])
+        with pytest.raises(ClientError) as exc:
+            ec2.revoke_security_group_ingress(GroupId=gid, IpPermissions=[ssh, ssh])
+        assert error_of(exc)[:2] == ("InvalidParameterValue", 400)
+        assert _ingress(ec2, gid)[("tcp", 22)]["IpRanges"] == [{"CidrIp": "10.0.0.0/8"}]
+    finally:
+        ec2.delete_security_group(GroupId=gid)
+
+
 def test_bad_group_names_and_ids(ec2):
     # OpenNebula would trim blanks and turn CR into LF: refused, not stored otherwise than sent
     for name in ("default", "sg-123", "a/b", "x" * 129, " e2e-lead", "e2e-trail "):
