@@ -73,17 +73,35 @@ def read_tags(parent: etree._Element | None, path: str) -> list[dict[str, str]]:
     return tags
 
 
+def not_reserved(key: str) -> str:
+    """The key, unless it is one of AWS's own (`aws:…`), which no request sets or deletes."""
+    if key.lower().startswith("aws:"):
+        raise invalid_value("Tag.Key", key, "Tag keys starting with 'aws:' are reserved.")
+    return key
+
+
 def check_tag(key: Any, value: Any) -> tuple[str, str]:
     key = "" if key is None else str(key)
     value = "" if value is None else str(value)
     if not key or len(key) > 128:
         raise invalid_value("Tag.Key", key, "Tag keys have 1 to 128 characters.")
-    if key.lower().startswith("aws:"):
-        raise invalid_value("Tag.Key", key, "Tag keys starting with 'aws:' are reserved.")
+    not_reserved(key)
     if len(value) > 256:
         raise invalid_value("Tag.Value", value, "Tag values have at most 256 characters.")
     # OpenNebula trims template values: "Name " would be stored as a second "Name"
     return as_given(key, "Tag.Key"), as_given(value, "Tag.Value")
+
+
+def checked_tags(entries: list[dict]) -> list[tuple[str, str]]:
+    """Tag.N (of CreateTags or of one TagSpecification) → [(key, value)], each checked; a key
+    given twice is refused, as EC2 does (not resolved to one of its values)."""
+    tags: dict[str, str] = {}
+    for entry in entries:
+        key, value = check_tag(entry.get("Key"), entry.get("Value"))
+        if key in tags:
+            raise Ec2Error("InvalidParameterValue", f"Duplicate tag key '{key}' specified.")
+        tags[key] = value
+    return list(tags.items())
 
 
 def tag_specs(
@@ -92,7 +110,7 @@ def tag_specs(
     """TagSpecification.N entries for `resource_type`, validated (for Create* actions). Those
     for an `ignored` type are validated too, then left out (what EC2 would tag that econe
     does not make)."""
-    tags: dict[str, str] = {}
+    tags: list[tuple[str, str]] = []
     kinds: set[str] = set()
     for spec in body.get("TagSpecification") or []:
         kind = spec.get("ResourceType") or resource_type
@@ -107,13 +125,12 @@ def tag_specs(
                 "TagSpecification.ResourceType", kind, f"Duplicate resource type: {kind}."
             )
         kinds.add(kind)
-        for tag in spec.get("Tag") or spec.get("Tags") or []:
-            key, value = check_tag(tag.get("Key"), tag.get("Value"))
-            if kind == resource_type:
-                tags[key] = value
+        checked = checked_tags(spec.get("Tag") or spec.get("Tags") or [])
+        if kind == resource_type:
+            tags = checked
     if len(tags) > MAX_TAGS:
         raise Ec2Error("TagLimitExceeded", f"A resource can have at most {MAX_TAGS} tags")
-    return list(tags.items())
+    return tags
 
 
 def json_tags(text: str | None) -> list[dict[str, str]]:
@@ -335,7 +352,7 @@ def _write_all(rt: Any, changes: list[tuple[Resource, list[tuple[str, str]]]]) -
 
 
 def create_tags(rt: Any) -> dict:
-    wanted = [check_tag(t.get("Key"), t.get("Value")) for t in rt.body.get("Tag") or []]
+    wanted = checked_tags(rt.body.get("Tag") or [])
     if not wanted:
         raise missing_parameter("Tag")
     changes = []
@@ -349,8 +366,10 @@ def create_tags(rt: Any) -> dict:
 
 def delete_tags(rt: Any) -> dict:
     """Tag.N.Key alone deletes the key; with Tag.N.Value only when the value matches; no Tag
-    at all deletes every tag of the resources."""
+    at all deletes every tag of the resources. An `aws:` key is refused, as in CreateTags."""
     specs = rt.body.get("Tag")
+    for spec in specs or []:
+        not_reserved(str(spec.get("Key") or ""))
     changes = []
     for res in _resources(rt):
         if specs is None or specs == []:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from lxml import etree
 
+from econe.errors import Ec2Error
 from tests.engine.conftest import AMI, Sim, code_of, run
 
 
@@ -210,8 +211,8 @@ def test_tag_specification_on_run_instances(sim: Sim, engine) -> None:
     ][0]["InstanceId"]
     assert (iid, "instance", "Name", "spec") in described(engine)
     run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
-    # the same rules as every Create*: the limit, reserved keys in any spec, known types;
-    # a key given twice keeps its last value; a refused launch makes nothing
+    # the same rules as every Create*: the limit, reserved keys in any spec, known types,
+    # a key given twice; a refused launch makes nothing
     before = len(run(engine, "DescribeInstances", {}, user="demo")["Reservations"])
     many = [{"Key": f"k{i}", "Value": ""} for i in range(51)]
     for specs, code in (
@@ -223,17 +224,78 @@ def test_tag_specification_on_run_instances(sim: Sim, engine) -> None:
         ([{"ResourceType": "image", "Tag": [{"Key": "a", "Value": ""}]}], "InvalidParameterValue"),
         # Terraform's volume_tags: there is no root volume to carry them, refused not dropped
         ([{"ResourceType": "volume", "Tag": [{"Key": "a", "Value": ""}]}], "UnsupportedOperation"),
+        ([{"ResourceType": "instance", "Tag": TWICE}], "InvalidParameterValue"),
     ):
         body = {"ImageId": AMI, "TagSpecification": specs}
         assert code_of(run, engine, "RunInstances", body, user="demo") == code, specs
     assert len(run(engine, "DescribeInstances", {}, user="demo")["Reservations"]) == before
-    twice = [{"Key": "a", "Value": "1"}, {"Key": "a", "Value": "2"}]
-    spec = [{"ResourceType": "instance", "Tag": twice}, {"ResourceType": "volume", "Tag": []}]
-    (inst,) = run(engine, "RunInstances", {"ImageId": AMI, "TagSpecification": spec}, user="demo")[
-        "Instances"
-    ]
-    assert inst["Tags"] == [{"Key": "a", "Value": "2"}]
-    run(engine, "TerminateInstances", {"InstanceId": [inst["InstanceId"]]}, user="demo")
+
+
+TWICE = [{"Key": "a", "Value": "1"}, {"Key": "a", "Value": "2"}]
+
+
+def test_a_key_given_twice_is_refused_and_changes_nothing(sim: Sim, engine, resources) -> None:
+    """EC2 answers InvalidParameterValue "Duplicate tag key 'a' specified." (econe kept the last
+    value): in CreateTags, and in the TagSpecification of every Create* action, which then
+    makes nothing. Keys differing in case are two keys."""
+    vol = resources["volume"]
+    run(engine, "CreateTags", tag([vol], a="kept"), user="demo")
+    try:
+        with pytest.raises(Ec2Error) as err:
+            run(engine, "CreateTags", {"ResourceId": [vol], "Tag": TWICE}, user="demo")
+        assert (err.value.code, err.value.message) == (
+            "InvalidParameterValue",
+            "Duplicate tag key 'a' specified.",
+        )
+        assert {t[2:] for t in described(engine) if t[0] == vol} == {("a", "kept")}
+        volumes = len(run(engine, "DescribeVolumes", {}, user="demo")["Volumes"])
+        groups = len(run(engine, "DescribeSecurityGroups", {}, user="demo")["SecurityGroups"])
+        for action, body, kind in (
+            ("CreateVolume", {"Size": 1}, "volume"),
+            (
+                "CreateSecurityGroup",
+                {"GroupName": "twice", "GroupDescription": "x"},
+                "security-group",
+            ),
+            ("CreateKeyPair", {"KeyName": "twice"}, "key-pair"),
+        ):
+            body = {**body, "TagSpecification": [{"ResourceType": kind, "Tag": TWICE}]}
+            assert code_of(run, engine, action, body, user="demo") == "InvalidParameterValue"
+        assert len(run(engine, "DescribeVolumes", {}, user="demo")["Volumes"]) == volumes
+        assert len(run(engine, "DescribeSecurityGroups", {}, user="demo")["SecurityGroups"]) == (
+            groups
+        )
+        keys = run(engine, "DescribeKeyPairs", {}, user="demo")["KeyPairs"]
+        assert "twice" not in [k["KeyName"] for k in keys]
+        run(engine, "CreateTags", tag([vol], A="upper"), user="demo")
+        assert {t[2:] for t in described(engine) if t[0] == vol} == {("a", "kept"), ("A", "upper")}
+    finally:
+        run(engine, "DeleteTags", {"ResourceId": [vol]}, user="demo")
+
+
+def test_aws_keys_cannot_be_deleted(sim: Sim, engine, resources) -> None:
+    """DeleteTags refuses an `aws:` key as CreateTags does (same code and message)."""
+    vol = resources["volume"]
+    run(engine, "CreateTags", tag([vol], kept="yes"), user="demo")
+    try:
+        refused = []
+        for action, body in (
+            ("CreateTags", tag([vol], **{"aws:cloudformation:stack-name": "x"})),
+            (
+                "DeleteTags",
+                {"ResourceId": [vol], "Tag": [{"Key": "aws:cloudformation:stack-name"}]},
+            ),
+            ("DeleteTags", {"ResourceId": [vol], "Tag": [{"Key": "kept"}, {"Key": "AWS:x"}]}),
+        ):
+            with pytest.raises(Ec2Error) as err:
+                run(engine, action, body, user="demo")
+            refused.append((err.value.code, err.value.message))
+        assert refused[0] == refused[1], refused
+        assert refused[2][0] == "InvalidParameterValue" and "AWS:x" in refused[2][1]
+        assert all(m.endswith("Tag keys starting with 'aws:' are reserved.") for _, m in refused)
+        assert {t[2:] for t in described(engine) if t[0] == vol} == {("kept", "yes")}
+    finally:
+        run(engine, "DeleteTags", {"ResourceId": [vol]}, user="demo")
 
 
 def set_other_use(sim: Sim, image_id: int, bit: int) -> None:
