@@ -269,13 +269,3 @@ def create_image(rt: Any) -> dict:
         discard_image(rt, image_id)
         raise
     return {"ImageId": format_id("ami", image_id)}
-
-
-def own_tags_only(rt: Any, items: list[dict]) -> None:
-    """DescribeImages and DescribeSnapshots `enrich:` hook: an AMI or snapshot shared with the
-    user shows no tags (EC2 does not share its tags with the accounts it shares it with), so
-    tag filters do not find it by them; handlers/tags.py keeps them out of DescribeTags."""
-    me = rt.principal.name
-    for item in items:
-        if item.get("OwnerId") != me:
-            item["Tags"] = []

@@ -59,6 +59,24 @@ _IMAGE_VIEWS = {
 }
 
 
+def others(rt: Any, element: etree._Element) -> bool:
+    """True for an IMAGE or SECURITY_GROUP another user owns, which OpenNebula may share with
+    this one (USE, even MANAGE): its tags are its owner's alone, not shown to this user nor
+    changed by them, as EC2 does not share tags with the accounts it shares an AMI, snapshot
+    or group with (own_tags_only, describe_tags, resource)."""
+    return element.findtext("UNAME") != rt.principal.name
+
+
+def own_tags_only(rt: Any, items: list[dict]) -> None:
+    """The `enrich:` hook of DescribeImages, DescribeSnapshots and DescribeSecurityGroups: what
+    another user shares with this one shows no tags (see `others`), so tag filters do not find
+    it by them."""
+    me = rt.principal.name
+    for item in items:
+        if item.get("OwnerId") != me:
+            item["Tags"] = []
+
+
 def read_tags(parent: etree._Element | None, path: str) -> list[dict[str, str]]:
     """EC2_TAGS vectors under `parent` → [{Key, Value}] (both stored forms)."""
     tags: list[dict[str, str]] = []
@@ -297,9 +315,9 @@ def resource(rt: Any, raw: Any) -> Resource:
         shown = _shown_as(rt, prefix, element) is True
     if not shown:
         raise _not_found(not_found, text)
-    if obj == "image" and element.findtext("UNAME") != rt.principal.name:
-        # EC2 does not share tags: a shared AMI's or snapshot's are its owner's, also where
-        # OpenNebula grants MANAGE (the changer could never see them: own_tags_only)
+    if obj in ("image", "secgroup") and others(rt, element):
+        # a shared AMI's, snapshot's or group's tags are its owner's, also where OpenNebula
+        # grants MANAGE (the changer could never see them)
         raise Ec2Error(
             "UnauthorizedOperation",
             f"You are not authorized to change the tags of {text}: they are its owner's",
@@ -437,9 +455,8 @@ def describe_tags(rt: Any) -> dict:
     for image in images.iterfind("IMAGE"):
         if image.find("TEMPLATE/EC2_TAGS") is None:
             continue
-        if image.findtext("UNAME") != rt.principal.name:
-            continue  # an image shared with the user: its tags are its owner's (EC2), as in
-            # DescribeImages (handlers.images.own_tags_only)
+        if others(rt, image):
+            continue  # shared with the user: its tags are its owner's
         kind = _image_kind(rt, image)
         if kind is not None:
             add(
@@ -484,7 +501,7 @@ def describe_tags(rt: Any) -> dict:
             )
     groups = rt.xml(rt.call("one.secgrouppool.info", -2, -1, -1))
     for group in groups.iterfind("SECURITY_GROUP"):
-        if group.find("TEMPLATE/EC2_TAGS") is not None:
+        if group.find("TEMPLATE/EC2_TAGS") is not None and not others(rt, group):
             add(
                 2,
                 int(group.findtext("ID")),

@@ -447,3 +447,40 @@ def test_concurrent_tag_changes_of_one_resource_all_count(sim: Sim, engine, reso
     ]
     assert [p["FromPort"] for p in sg["IpPermissions"]] == [22]
     run(engine, "DeleteSecurityGroup", {"GroupId": group}, user="demo")
+
+
+def test_a_shared_security_group_keeps_its_tags_to_its_owner(sim: Sim, engine, oscar) -> None:
+    """A group shared in OpenNebula (USE for others) is listed for oscar without its tags, as
+    an AMI or snapshot is: DescribeSecurityGroups, its tag filters and DescribeTags; and
+    oscar cannot change them, even where OpenNebula grants him MANAGE."""
+    spec = [{"ResourceType": "security-group", "Tag": [{"Key": "team", "Value": "demo"}]}]
+    body = {"GroupName": "shared-tags", "GroupDescription": "x", "TagSpecification": spec}
+    gid = run(engine, "CreateSecurityGroup", body, user="demo")["GroupId"]
+    number = int(gid.split("-")[1])
+    by_tag = {"Filter": [{"Name": "tag:team", "Value": ["demo"]}]}
+    try:
+        sim.as_admin("one.secgroup.chmod", number, -1, -1, -1, -1, -1, -1, 1, 0, -1)  # OTHER_U
+        (seen,) = run(engine, "DescribeSecurityGroups", {"GroupId": [gid]}, user=oscar)[
+            "SecurityGroups"
+        ]
+        assert seen["Tags"] == []
+        listed = run(engine, "DescribeSecurityGroups", {}, user=oscar)["SecurityGroups"]
+        assert [g["Tags"] for g in listed if g["GroupId"] == gid] == [[]]
+        assert run(engine, "DescribeSecurityGroups", by_tag, user=oscar)["SecurityGroups"] == []
+        assert gid not in {t[0] for t in described(engine, user=oscar)}
+        # its owner sees them as before
+        found = run(engine, "DescribeSecurityGroups", by_tag, user="demo")["SecurityGroups"]
+        assert [g["GroupId"] for g in found] == [gid]
+        assert (gid, "security-group", "team", "demo") in described(engine)
+        for other_manage in (0, 1):
+            sim.as_admin("one.secgroup.chmod", number, -1, -1, -1, -1, -1, -1, 1, other_manage, -1)
+            for action, change in (
+                ("CreateTags", tag([gid], mine="x")),
+                ("DeleteTags", {"ResourceId": [gid]}),
+            ):
+                assert code_of(run, engine, action, change, user=oscar) == (
+                    "UnauthorizedOperation"
+                ), (action, other_manage)
+        assert {t[2:] for t in described(engine) if t[0] == gid} == {("team", "demo")}
+    finally:
+        run(engine, "DeleteSecurityGroup", {"GroupId": gid}, user="demo")
