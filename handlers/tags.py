@@ -6,8 +6,9 @@ lock, so concurrent changes in one gateway process all count.
 
 Storage: one `EC2_TAGS = [ KEY = "…", VALUE = "…" ]` vector per tag — in the VM's USER_TEMPLATE
 (`one.vm.update`), the IMAGE's TEMPLATE (`one.image.update`) or the SECURITY_GROUP's TEMPLATE
-(`one.secgroup.update`), the format RunInstances writes and the views read (the Ruby econe's `EC2_TAGS = [K = v, …]` is
-read too and rewritten in the new form on the next change).
+(`one.secgroup.update`), the format RunInstances writes and the views read (the Ruby econe's
+single `EC2_TAGS = [K = v, …]` vector is read too, told apart as econe.mapping.views.ec2_tags
+says, and rewritten in the new form on the next change).
 
 Updates are merges (update type 1): oned replaces every attribute named in a merge, so a change
 sends all the resource's EC2_TAGS vectors (read-modify-write of that attribute only; the rest of
@@ -30,6 +31,7 @@ from lxml import etree
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.filters import paginate
 from econe.mapping.ids import format_id, parse_id
+from econe.mapping.views import ec2_tags
 from econe.query import as_list
 from handlers.escaping import Attr, as_given, template_xml
 from handlers.locks import held
@@ -78,17 +80,9 @@ def own_tags_only(rt: Any, items: list[dict]) -> None:
 
 
 def read_tags(parent: etree._Element | None, path: str) -> list[dict[str, str]]:
-    """EC2_TAGS vectors under `parent` → [{Key, Value}] (both stored forms)."""
-    tags: list[dict[str, str]] = []
-    if parent is None:
-        return tags
-    for vec in parent.findall(path):
-        key = vec.findtext("KEY")
-        if key is not None and len(vec) <= 2:
-            tags.append({"Key": key, "Value": vec.findtext("VALUE") or ""})
-        else:
-            tags.extend({"Key": c.tag.lower(), "Value": c.text or ""} for c in vec)
-    return tags
+    """EC2_TAGS vectors under `parent` → [{Key, Value}] (both stored forms, as the views read
+    them: econe.mapping.views.ec2_tags)."""
+    return [] if parent is None else ec2_tags(parent.findall(path))
 
 
 def not_reserved(key: str) -> str:

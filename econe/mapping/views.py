@@ -123,13 +123,22 @@ def _parents(children: list[etree._Element]) -> list[etree._Element]:
     return list(dict.fromkeys(c.getparent() for c in children if c.text and c.text.strip()))
 
 
-def _tags(elements: list[etree._Element]) -> list[dict[str, str]]:
-    """`EC2_TAGS=[KEY=k, VALUE=v]` (one vector per tag) or the Ruby form `EC2_TAGS=[K=v,…]`."""
+# econe writes one `EC2_TAGS = [KEY = k, VALUE = v]` vector per tag, and oned drops a VALUE
+# that is empty: KEY alone is a tag with an empty value. The Ruby econe wrote one vector for all
+# of a resource's tags, a child per tag named by its key (oned upper-cases it), never an empty
+# one. So a vector with any other child is the Ruby econe's (`[KEY = "prod", OWNER = "bob"]`:
+# key=prod, owner=bob). The one set both could have written, the Ruby econe's `key` (with or
+# without `value`) and nothing else, reads as econe's form; writing the tags back keeps that
+# vector as it is, so no tag is ever lost.
+_OWN_FORM = (["KEY"], ["KEY", "VALUE"])
+
+
+def ec2_tags(vectors: list[etree._Element]) -> list[dict[str, str]]:
+    """EC2_TAGS elements → [{Key, Value}], in either form (a non-vector EC2_TAGS holds none)."""
     tags = []
-    for vec in elements:
-        key = vec.findtext("KEY")
-        if key is not None and len(vec) <= 2:
-            tags.append({"Key": key, "Value": vec.findtext("VALUE") or ""})
+    for vec in vectors:
+        if sorted(child.tag for child in vec) in _OWN_FORM:
+            tags.append({"Key": vec.findtext("KEY") or "", "Value": vec.findtext("VALUE") or ""})
         else:
             tags.extend({"Key": child.tag.lower(), "Value": child.text or ""} for child in vec)
     return tags
@@ -322,7 +331,7 @@ class _Code:
             "_fromts": datetime.fromtimestamp,
             "_UTC": UTC,
             "_MISS": _MISS,
-            "_tags": _tags,
+            "_tags": ec2_tags,
             "_parents": _parents,
         }
         self.temps = 0

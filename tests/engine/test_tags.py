@@ -484,3 +484,55 @@ def test_a_shared_security_group_keeps_its_tags_to_its_owner(sim: Sim, engine, o
         assert {t[2:] for t in described(engine) if t[0] == gid} == {("team", "demo")}
     finally:
         run(engine, "DeleteSecurityGroup", {"GroupId": gid}, user="demo")
+
+
+def test_tags_the_ruby_econe_wrote_read_right_and_survive_a_change(
+    sim: Sim, engine, resources
+) -> None:
+    """The Ruby econe kept all of a resource's tags in one vector, a child per tag named by its
+    key: a tag named `key` among them is a tag, not econe's KEY (which read it as one tag
+    `prod` and lost `owner`, then wrote that back)."""
+    iid = resources["instance"]
+    vid = int(iid.split("-")[1])
+    group = run(
+        engine, "CreateSecurityGroup", {"GroupName": "ruby-tags", "GroupDescription": "x"}, "demo"
+    )["GroupId"]
+    sid = int(group.split("-")[1])
+    ruby = 'EC2_TAGS=[KEY="prod", OWNER="bob"]'
+    both = {("key", "prod"), ("owner", "bob")}
+    try:
+        sim.as_admin("one.vm.update", vid, ruby, 1)
+        sim.as_admin("one.secgroup.update", sid, ruby, 1)
+        assert {(t["Key"], t["Value"]) for t in instance_tags(engine, iid)} == both
+        (sg,) = run(engine, "DescribeSecurityGroups", {"GroupId": [group]}, user="demo")[
+            "SecurityGroups"
+        ]
+        assert {(t["Key"], t["Value"]) for t in sg["Tags"]} == both
+        for rid in (iid, group):
+            assert {t[2:] for t in described(engine) if t[0] == rid} == both
+        by_tag = {"Filter": [{"Name": "tag:owner", "Value": ["bob"]}]}
+        found = run(engine, "DescribeInstances", by_tag, user="demo")["Reservations"]
+        assert [i["InstanceId"] for r in found for i in r["Instances"]] == [iid]
+        # a change rewrites them in econe's form, all of them
+        run(engine, "CreateTags", tag([iid, group], env="dev"), user="demo")
+        run(engine, "DeleteTags", {"ResourceId": [iid, group], "Tag": [{"Key": "owner"}]}, "demo")
+        for rid in (iid, group):
+            assert {t[2:] for t in described(engine) if t[0] == rid} == {
+                ("key", "prod"),
+                ("env", "dev"),
+            }
+        assert instance_tags(engine, iid) == [
+            {"Key": "key", "Value": "prod"},
+            {"Key": "env", "Value": "dev"},
+        ]
+        # the one set both could have written (the Ruby econe's `key` and `value` alone) reads
+        # as econe's own tag, and a change keeps that vector as it was
+        sim.as_admin("one.vm.update", vid, 'EC2_TAGS=[KEY="prod", VALUE="x"]', 1)
+        run(engine, "CreateTags", tag([iid], env="dev"), user="demo")
+        kept = [
+            {c.tag: c.text for c in vec} for vec in sim.vm(vid).iterfind("USER_TEMPLATE/EC2_TAGS")
+        ]
+        assert kept == [{"KEY": "prod", "VALUE": "x"}, {"KEY": "env", "VALUE": "dev"}]
+    finally:
+        run(engine, "DeleteTags", {"ResourceId": [iid]}, user="demo")
+        run(engine, "DeleteSecurityGroup", {"GroupId": group}, user="demo")
