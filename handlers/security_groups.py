@@ -259,12 +259,12 @@ def _group_name(raw: Any) -> str:
         raise missing_parameter("GroupName")
     if name.lower() == "default" or name.startswith("sg-"):
         raise invalid_value("GroupName", name, "'default' and names starting 'sg-' are reserved.")
-    if len(name) > 128 or set(name) & _BAD_NAME_CHARS:
+    if len(name.encode()) > 128 or set(name) & _BAD_NAME_CHARS:  # oned counts bytes
         raise invalid_value(
             "GroupName",
             name,
-            "OpenNebula names have at most 128 characters, none of & | : \\ \" ; / ' # { } $ < > "
-            "or control characters.",
+            "OpenNebula names have at most 128 bytes (in UTF-8), none of & | : \\ \" ; / ' # { } "
+            "$ < > or control characters.",
         )
     return as_given(name, "GroupName")
 

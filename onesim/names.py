@@ -12,6 +12,6 @@ def name_error(name: str, chars: str = INVALID_NAME_CHARS) -> str | None:
     for c in name:
         if c in chars:
             return f"Invalid NAME, char '{c}' is not allowed"
-    if len(name) > 128:
+    if len(name.encode()) > 128:  # std::string::length: bytes of UTF-8, not characters
         return "Invalid NAME, max length is 128 chars"
     return None

@@ -76,6 +76,14 @@ def test_allocate_checks_rules_and_names(one: One) -> None:
             f"[one.secgroup.allocate] Error allocating a new security group. {why}",
             16384,
         ], rule
+    # oned counts a name's bytes (std::string::length), not its characters: 64 "é" are 128
+    assert one("one.secgroup.allocate", DEMO, 'NAME="' + "é" * 65 + '"')[:3] == [
+        False,
+        "[one.secgroup.allocate] Error allocating a new security group. Invalid NAME, max "
+        "length is 128 chars",
+        16384,
+    ]
+    assert one("one.secgroup.allocate", DEMO, 'NAME="' + "é" * 64 + '"')[0] is True
     # duplicates go, whatever the order of their attributes
     twice = 'NAME="twice"\nRULE=[PROTOCOL="UDP",RULE_TYPE="outbound"]\nRULE=[RULE_TYPE="outbound",PROTOCOL="UDP"]'
     sid = one("one.secgroup.allocate", DEMO, twice)[1]
