@@ -308,7 +308,7 @@ def delete_security_group(rt: Any) -> dict:
     _refuse_default(group)
     dry_run_manage(rt, group)
     label = _label(group)
-    if rt.dry_run and group.find("UPDATED_VMS/ID") is not None:  # oned's check at the change
+    if rt.dry_run and _has_vms(group):  # oned's check at the change
         raise Ec2Error("DependencyViolation", _in_use(label))
     try:
         rt.call(
@@ -325,6 +325,15 @@ def delete_security_group(rt: Any) -> dict:
             raise Ec2Error(exc.code, _in_use(label)) from None
         raise
     return {"Return": True, "GroupId": label}
+
+
+def _has_vms(group: etree._Element) -> bool:
+    """What oned refuses to delete (SecurityGroup::get_vms): a group with VMs in any of its
+    sets, also those whose rules are out of date, being updated or failed to update."""
+    return any(
+        group.find(f"{kind}/ID") is not None
+        for kind in ("UPDATED_VMS", "OUTDATED_VMS", "UPDATING_VMS", "ERROR_VMS")
+    )
 
 
 def _in_use(label: str) -> str:

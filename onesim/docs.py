@@ -285,8 +285,9 @@ def secgroup(sim: Sim, sg: dict) -> str:
     return (
         "<SECURITY_GROUP>"
         + _head(sim, sg)
-        + _ids("UPDATED_VMS", sorted(sg["vms"]))
-        + "<OUTDATED_VMS></OUTDATED_VMS><UPDATING_VMS></UPDATING_VMS><ERROR_VMS></ERROR_VMS>"
+        + _ids("UPDATED_VMS", sorted(set(sg["vms"]) - set(sg.get("error_vms", []))))
+        + "<OUTDATED_VMS></OUTDATED_VMS><UPDATING_VMS></UPDATING_VMS>"
+        + _ids("ERROR_VMS", sorted(sg.get("error_vms", [])))
         + T.render(sg["template"])
         + "</SECURITY_GROUP>"
     )

@@ -178,11 +178,15 @@ def update(sim: Sim, caller: Caller, sid: int, tmpl: str, append: int = 0) -> in
         sg["template"] = _checked_rules(body)
     except errors.OneError as e:
         raise errors.internal("Cannot update template. " + e.message) from None
-    sim.store.put("secgroup", sg)
-    # LifeCycleManager::trigger_updatesg: the VMs get the new rules (at once here)
+    # LifeCycleManager::trigger_updatesg: the VMs get the new rules (at once here), but for an
+    # ACTIVE one whose rules are being set up (_SG_BUSY), which goes to ERROR_VMS unchanged
+    failed = set(sg.get("error_vms", []))
     for vid in sg["vms"]:
         vm = sim.store.get("vm", vid)
-        if vm is not None:
+        if vm is not None and vm["state"] == 3 and vm["lcm_state"] in _SG_BUSY:
+            failed.add(vid)
+        elif vm is not None:
+            failed.discard(vid)
             vm["template"] = [
                 p
                 for p in vm["template"]
@@ -191,6 +195,8 @@ def update(sim: Sim, caller: Caller, sid: int, tmpl: str, append: int = 0) -> in
                 )
             ] + [["SECURITY_GROUP_RULE", r] for r in _vm_rules(sim, sg)]
             sim.store.put("vm", vm)
+    sg["error_vms"] = sorted(failed)
+    sim.store.put("secgroup", sg)
     return sid
 
 
@@ -200,7 +206,7 @@ def delete(sim: Sim, caller: Caller, sid: int) -> int:
     why = None
     if sid == 0:
         why = "The default security group (ID 0) cannot be deleted."
-    elif sg["vms"]:
+    elif sg["vms"]:  # SecurityGroup::get_vms: its updated, outdated, updating and error VMs
         why = "The security group has VMs using it"
     if why:
         raise errors.OneError(errors.ACTION, "Cannot delete security group. " + why, sid)
@@ -299,6 +305,8 @@ def _release(sim: Sim, vid: int, sid: int) -> None:
     sg = sim.store.get("secgroup", sid)
     if sg is not None and vid in sg["vms"]:
         sg["vms"].remove(vid)
+        if vid in sg.get("error_vms", []):
+            sg["error_vms"].remove(vid)
         sim.store.put("secgroup", sg)
 
 
@@ -317,7 +325,8 @@ def leave(sim: Sim, vm: dict, sid: int) -> None:
 
 # ------------------------------------------------------------------------- one.vm.attachsg/detachsg
 
-# LCM states in which DispatchManager::attach_sg/detach_sg refuse (rules being set up)
+# LCM states in which DispatchManager::attach_sg/detach_sg refuse (rules being set up), and in
+# which LifeCycleManager::trigger_updatesg leaves an ACTIVE VM in the group's ERROR_VMS
 _SG_BUSY = {2, 4, 16, 19, 20, 21, 22, 25, 32, 35, 36, 37, 47, 48, 65}
 
 

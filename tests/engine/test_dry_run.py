@@ -99,3 +99,34 @@ def test_volume_refusals_come_before_the_change(sim: Sim, engine, instance):
     assert err.value.code == "VolumeInUse" and "attached" in err.value.message
     run(engine, "DetachVolume", {"VolumeId": vid}, user="demo")
     run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo")
+
+
+def test_a_group_in_use_by_an_instance_in_any_state_is_in_use_for_a_dry_run(sim: Sim, engine):
+    """oned refuses to delete a group with VMs in any of UPDATED, OUTDATED, UPDATING or
+    ERROR_VMS; a dry run answers the same. An instance oned lost (UNKNOWN) when the group's
+    rules change is left in ERROR_VMS."""
+    from tests.engine.test_instance_status import put_state
+
+    body = {"GroupName": "dry-in-use", "GroupDescription": "x"}
+    gid = run(engine, "CreateSecurityGroup", body, user="demo")["GroupId"]
+    (inst,) = launch(engine, SecurityGroupId=[gid])["Instances"]
+    instance = inst["InstanceId"]
+    put_state(sim, instance, 3, 16)  # UNKNOWN
+    rule = {
+        "IpProtocol": "tcp",
+        "FromPort": 22,
+        "ToPort": 22,
+        "IpRanges": [{"CidrIp": "10.0.0.0/8"}],
+    }
+    run(engine, "AuthorizeSecurityGroupIngress", {"GroupId": gid, "IpPermissions": [rule]}, "demo")
+    group = etree.fromstring(sim.as_admin("one.secgroup.info", int(gid[3:])).encode())
+    assert group.find("UPDATED_VMS/ID") is None
+    assert group.findtext("ERROR_VMS/ID") == str(vm_number(instance))
+    assert dry(engine, "DeleteSecurityGroup", {"GroupId": gid}) == "DependencyViolation"
+    with pytest.raises(Ec2Error) as err:
+        run(engine, "DeleteSecurityGroup", {"GroupId": gid}, user="demo")
+    assert err.value.code == "DependencyViolation"
+    put_state(sim, instance, 3, 3)
+    run(engine, "TerminateInstances", {"InstanceId": [instance]}, user="demo")
+    assert dry(engine, "DeleteSecurityGroup", {"GroupId": gid}) == "DryRunOperation"
+    run(engine, "DeleteSecurityGroup", {"GroupId": gid}, user="demo")

@@ -145,6 +145,33 @@ def test_vm_takes_the_rules_of_its_groups(one: One) -> None:
     assert one("one.secgroup.delete", DEMO, sid)[:2] == [True, sid]
 
 
+def test_a_vm_whose_rules_cannot_be_set_up_is_in_error_vms(one: One, sim) -> None:
+    """LifeCycleManager::trigger_updatesg: an ACTIVE VM in a state oned cannot set rules up in
+    (UNKNOWN here) keeps its old rules and goes to ERROR_VMS; the group is still in use
+    (SecurityGroup::get_vms counts every set) until the VM leaves it."""
+    sid = one("one.secgroup.allocate", DEMO, WEB)[1]
+    vid = one(
+        "one.vm.allocate",
+        DEMO,
+        f'NAME="v"\nCPU=1\nMEMORY=64\nNIC=[NETWORK_ID=0,SECURITY_GROUPS="{sid}"]',
+    )[1]
+    with sim.sim.lock:
+        vm = sim.sim.store.get("vm", vid)
+        vm["state"], vm["lcm_state"] = 3, 16  # ACTIVE/UNKNOWN: oned lost its host
+        sim.sim.store.put("vm", vm)
+    assert one("one.secgroup.update", DEMO, sid, 'RULE=[PROTOCOL="UDP",RULE_TYPE="outbound"]', 1)[0]
+    sg = one("one.secgroup.info", DEMO, sid)[1]
+    assert "<UPDATED_VMS></UPDATED_VMS>" in sg and f"<ERROR_VMS><ID>{vid}</ID></ERROR_VMS>" in sg
+    assert "UDP" not in "".join(rules(one("one.vm.info", DEMO, vid)[1]))  # the old rules
+    assert one("one.secgroup.delete", DEMO, sid)[:2] == [
+        False,
+        "[one.secgroup.delete] Cannot delete security group. The security group has VMs using it",
+    ]
+    one("one.vm.action", DEMO, "terminate-hard", vid)
+    assert "<ERROR_VMS></ERROR_VMS>" in one("one.secgroup.info", DEMO, sid)[1]
+    assert one("one.secgroup.delete", DEMO, sid)[:2] == [True, sid]
+
+
 def test_vm_cannot_use_another_users_group(one: One, sim) -> None:
     assert one("one.user.allocate", sim.one_auth, "bob", "bobpw", "core", [1])[0]
     sid = one("one.secgroup.allocate", DEMO, WEB)[1]
