@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from lxml import etree
 
 from econe.errors import Ec2Error, invalid_value, missing_parameter
+from econe.mapping.ids import key_pair_id
 from econe.query import as_list
 from handlers.escaping import as_given, template_xml
 from handlers.locks import held
@@ -47,7 +48,6 @@ from handlers.tags import json_tags, json_text, tag_specs
 VECTOR = "EC2_KEYPAIR"
 LEGACY = "EC2_KEYPAIRS"
 _NAME = re.compile(r"[\x20-\x7e]{1,255}")
-_ID = re.compile(r"key-[0-9a-f]{17}")
 _COMMENT = re.compile(r"[A-Za-z0-9_.@:+=-]{1,255}")
 
 
@@ -62,6 +62,15 @@ def _key_name(value: Any) -> str:
     if not _NAME.fullmatch(name):
         raise invalid_value("KeyName", name, "Key names have 1 to 255 printable ASCII characters.")
     return as_given(name, "KeyName")  # as EC2: no space at either end (OpenNebula trims it)
+
+
+def _checked_id(raw: Any) -> str:
+    """KeyPairId of DescribeKeyPairs and DeleteKeyPair: InvalidKeyPair.Malformed when it is no
+    key pair id at all (the id check tags take too: econe.mapping.ids.key_pair_id)."""
+    key_id = key_pair_id(str(raw))
+    if key_id is None:
+        raise Ec2Error("InvalidKeyPair.Malformed", f"Invalid id: '{raw}'")
+    return key_id
 
 
 def _user(rt: Any) -> etree._Element:
@@ -388,7 +397,7 @@ def describe_key_pairs(rt: Any) -> dict:
     pairs = key_pairs(rt, _user(rt))
     names, ids = (
         [str(v) for v in as_list(body.get("KeyName"))],
-        [str(v) for v in as_list(body.get("KeyPairId"))],
+        [_checked_id(v) for v in as_list(body.get("KeyPairId"))],
     )
     # each name and id must be one of the user's; both given: the key pairs with both
     for wanted, field, what in ((names, "KeyName", "key pair"), (ids, "KeyPairId", "key pair ID")):
@@ -419,8 +428,8 @@ def delete_key_pair(rt: Any) -> dict:
     name, key_id = body.get("KeyName"), body.get("KeyPairId")
     if not name and not key_id:
         raise missing_parameter("KeyName")
-    if key_id and not _ID.fullmatch(str(key_id)):
-        raise Ec2Error("InvalidKeyPair.Malformed", f"Invalid id: '{key_id}'")
+    if key_id:
+        key_id = _checked_id(key_id)
     with held("key pairs", rt.principal.uid):
         user = _user(rt)
         pairs = key_pairs(rt, user)

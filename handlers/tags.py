@@ -30,7 +30,7 @@ from lxml import etree
 
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.filters import paginate
-from econe.mapping.ids import format_id, parse_id
+from econe.mapping.ids import format_id, key_pair_id, parse_id
 from econe.mapping.views import ec2_tags
 from econe.query import as_list
 from handlers.escaping import Attr, as_given, template_xml
@@ -39,7 +39,6 @@ from handlers.locks import held
 log = logging.getLogger("econe.handlers.tags")
 
 MAX_TAGS = 50
-_KEY_ID = re.compile(r"key-[0-9a-f]{17}")
 _ALLOCATION_ID = re.compile(r"eipalloc-[0-9a-f]{1,17}")
 _BY_NAME = ("key", "eipalloc")  # ids that are no OpenNebula number
 # prefix → (EC2 resource type, OpenNebula object, NotFound code)
@@ -289,7 +288,7 @@ def resource(rt: Any, raw: Any) -> Resource:
     """A tag-able resource by EC2 id, checked visible and of the right kind."""
     text = str(raw)
     prefix = text.partition("-")[0]
-    if prefix == "key" and _KEY_ID.fullmatch(text):
+    if prefix == "key" and key_pair_id(text):
         return _key_pair(rt, text)
     if prefix == "eipalloc" and _ALLOCATION_ID.fullmatch(text):
         return _elastic_ip(rt, text)

@@ -38,6 +38,16 @@ def parse_id(prefix: str, value: object) -> int | None:
     return int(match.group(1)) if match.group(1) is not None else NO_SUCH_ID
 
 
+# A key pair id as EC2 forms it, and econe makes its own: `key-` and 17 hex digits.
+_KEY_PAIR_ID = re.compile(r"key-[0-9a-f]{17}")
+
+
+def key_pair_id(value: object) -> str | None:
+    """The key pair id when well formed, else None: the key pair actions answer
+    InvalidKeyPair.Malformed, CreateTags/DeleteTags InvalidID, as EC2 does for any id."""
+    return value if isinstance(value, str) and _KEY_PAIR_ID.fullmatch(value) else None
+
+
 def required_id(raw: object, prefix: str, malformed: str, param: str) -> int:
     """The number of the id a handler was given in `param`: MissingParameter when absent,
     `malformed` (InvalidInstanceID.Malformed…) when not `prefix-` and a number."""

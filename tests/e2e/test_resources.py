@@ -130,6 +130,32 @@ def test_key_pairs(ec2, demo, ami):
     ec2.terminate_instances(InstanceIds=[iid])
 
 
+def test_a_key_pair_id_is_checked_alike_by_every_action(ec2):
+    """As EC2: an id that is no key pair id (`key-` and 17 hex digits) is
+    InvalidKeyPair.Malformed to the key pair actions and InvalidID to CreateTags/DeleteTags
+    (as any id they cannot read); a well-formed one that is not there is
+    InvalidKeyPair.NotFound to all."""
+
+    def calls(key_id: str) -> list:
+        return [
+            (ec2.describe_key_pairs, {"KeyPairIds": [key_id]}, "InvalidKeyPair.Malformed"),
+            (ec2.delete_key_pair, {"KeyPairId": key_id}, "InvalidKeyPair.Malformed"),
+            (ec2.create_tags, {"Resources": [key_id], "Tags": [{"Key": "a"}]}, "InvalidID"),
+            (ec2.delete_tags, {"Resources": [key_id]}, "InvalidID"),
+        ]
+
+    for bad in ("key-123", "key-0123456789ABCDEF0", "key-0123456789abcdef01"):
+        for call, kwargs, code in calls(bad):
+            with pytest.raises(ClientError) as err:
+                call(**kwargs)
+            assert error_code(err) == code, bad
+            assert bad in err.value.response["Error"]["Message"]
+    for call, kwargs, _ in calls("key-0123456789abcdef0"):
+        with pytest.raises(ClientError) as err:
+            call(**kwargs)
+        assert error_code(err) == "InvalidKeyPair.NotFound", call
+
+
 def test_tags_on_an_instance(ec2, ami):
     iid = ec2.run_instances(
         ImageId=ami,
