@@ -66,6 +66,12 @@ def register_image(rt: Any) -> dict:
     image = rt.view("image", rt.fetch("one.image.info", number, missing))
     if image.get("State") is None:  # DescribeImages hides it (DISABLED): not found here either
         raise missing
+    if image["OwnerId"] != rt.principal.name:
+        # an image shared with you is its owner's to register, rename, tag or deregister (EC2),
+        # also where OpenNebula grants MANAGE; refused before any call, so a dry run is too
+        raise Ec2Error(
+            "UnauthorizedOperation", f"You may not register {ami}: it is {image['OwnerId']}'s"
+        )
     if image.get("_volume"):
         raise Ec2Error("InvalidParameterValue", f"{ami} is an EBS volume, not an image")
     if image.get("_snapshot"):
@@ -85,8 +91,8 @@ def register_image(rt: Any) -> dict:
     if image.get("_ami"):
         # EC2 makes a new AMI each time; here the image is the AMI, so registering it again
         # changes nothing under those who use it: the same request is answered as before,
-        # another name, description, architecture or tags is refused. Who may register it is
-        # oned's to say, as for a first registration: the mark is written again (a no-op).
+        # another name, description, architecture or tags is refused. The mark is written
+        # again (a no-op), so that oned says whether the owner may still change the image.
         changed = [
             member
             for member, differs in (

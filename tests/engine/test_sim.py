@@ -142,6 +142,49 @@ def test_register_refuses_volumes_and_others_images(sim: Sim, engine, eve: str) 
         sim.as_admin("one.image.chmod", 0, -1, -1, -1, -1, -1, -1, 0, -1, -1)
 
 
+def test_only_its_owner_deregisters_or_registers_an_ami_opennebula_lets_others_manage(
+    sim: Sim, engine, eve: str
+) -> None:
+    """OpenNebula may grant another user MANAGE on an AMI (group USE+MANAGE); EC2 lets only the
+    owner deregister it or register it again: eve can neither take demo's AMI away nor rename
+    and tag it as a registration of hers, dry run or not."""
+    number = int(AMI.split("-")[1])
+    sim.as_admin("one.image.chmod", number, -1, -1, -1, 1, 1, -1, -1, -1, -1)
+    renamed = {
+        "ImageLocation": "ami-0",
+        "Name": "eves-now",
+        "Description": "taken",
+        "TagSpecification": [{"ResourceType": "image", "Tag": [{"Key": "by", "Value": "eve"}]}],
+    }
+    try:
+        assert [i["ImageId"] for i in run(engine, "DescribeImages", {}, user=eve)["Images"]] == [
+            AMI
+        ]
+        for action, body in (
+            ("DeregisterImage", {"ImageId": AMI}),
+            ("RegisterImage", {"ImageLocation": AMI}),
+            ("RegisterImage", renamed),
+        ):
+            for dry_run in (False, True):
+                with pytest.raises(Ec2Error) as err:
+                    run(engine, action, {**body, "DryRun": dry_run}, user=eve)
+                assert (err.value.code, err.value.status) == ("UnauthorizedOperation", 403)
+                assert "demo" in err.value.message and AMI in err.value.message
+        (image,) = run(engine, "DescribeImages", {"ImageId": [AMI]}, user="demo")["Images"]
+        assert (image["Name"], image["Description"], image["Tags"]) == (
+            "ttylinux",
+            "ttylinux demo image",
+            [],
+        )
+        template = sim.as_admin("one.image.info", number)
+        assert "eves-now" not in template and "taken" not in template
+        # the owner still may, dry run first
+        with pytest.raises(Ec2Error, match="DryRunOperation"):
+            run(engine, "DeregisterImage", {"ImageId": AMI, "DryRun": True}, user="demo")
+    finally:
+        sim.as_admin("one.image.chmod", number, -1, -1, -1, 0, 0, -1, -1, -1, -1)
+
+
 def impatient_engine(sim: Sim) -> Engine:
     """An engine that gives up on oned after 0.5 s (:one_timeout: 0.5)."""
     from econe.one.client import OneClient
