@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 import xmlrpc.client
 
@@ -295,3 +296,37 @@ def test_terminate_right_after_run(tmp_path):
         assert ok and etree.fromstring(pool.encode()).find("VM") is None  # none left
     finally:
         stop_demo(proc)
+
+
+def test_a_shared_ami_stays_its_owners(ec2, demo, ami):
+    """demo shares the AMI with the group, with MANAGE, in OpenNebula: mallory (same group)
+    sees it and may launch it, but neither deregisters it nor registers it again under her name and
+    tags (UnauthorizedOperation, dry run or not); shared with the group it is not Public."""
+    number = int(ami.split("-")[1])
+    proxy = xmlrpc.client.ServerProxy(demo.sim_url)
+    ok, err, *_ = proxy.one.image.chmod(demo.one_auth(), number, -1, -1, -1, 1, 1, -1, -1, -1, -1)
+    assert ok, err
+    demo.add_user("mallory", "mallorypw")
+    mallory = demo.client(user="mallory", secret=hashlib.sha256(b"mallorypw").hexdigest())
+    try:
+        (seen,) = mallory.describe_images(ExecutableUsers=["self"])["Images"]
+        assert (seen["ImageId"], seen["OwnerId"], seen["Public"]) == (ami, "demo", False)
+        assert ec2.describe_images(ExecutableUsers=["all"])["Images"] == []
+        tags = [{"ResourceType": "image", "Tags": [{"Key": "owner", "Value": "mallory"}]}]
+        for dry_run in (True, False):
+            with pytest.raises(ClientError) as err:
+                mallory.deregister_image(ImageId=ami, DryRun=dry_run)
+            assert error_code(err) == "UnauthorizedOperation"
+            assert err.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+            with pytest.raises(ClientError) as err:
+                mallory.register_image(
+                    ImageLocation=ami, Name="mallorys", TagSpecifications=tags, DryRun=dry_run
+                )
+            assert error_code(err) == "UnauthorizedOperation"
+        (image,) = ec2.describe_images(ImageIds=[ami])["Images"]
+        assert image["Name"] != "mallorys" and image["Tags"] == []
+    finally:
+        ok, err, *_ = proxy.one.image.chmod(
+            demo.one_auth(), number, -1, -1, -1, 0, 0, -1, -1, -1, -1
+        )
+        assert ok, err

@@ -185,6 +185,34 @@ def test_only_its_owner_deregisters_or_registers_an_ami_opennebula_lets_others_m
         sim.as_admin("one.image.chmod", number, -1, -1, -1, 0, 0, -1, -1, -1, -1)
 
 
+def test_public_means_everyone_may_launch_it(sim: Sim, engine, eve: str) -> None:
+    """Public (and is-public, ExecutableBy all) is OpenNebula's OTHER USE; an AMI shared with
+    the owner's group alone is not public, though its group sees it and may launch it."""
+    number = int(AMI.split("-")[1])
+
+    def shown(user: str, **body) -> list[tuple[str, bool]]:
+        images = run(engine, "DescribeImages", body, user=user)["Images"]
+        return [(i["ImageId"], i["Public"]) for i in images]
+
+    public = {"Filter": [{"Name": "is-public", "Value": ["true"]}]}
+    assert shown("demo") == [(AMI, False)]
+    sim.as_admin("one.image.chmod", number, -1, -1, -1, 1, -1, -1, -1, -1, -1)  # group USE
+    try:
+        assert shown("demo") == shown(eve) == [(AMI, False)]
+        assert shown("demo", **public) == shown("demo", ExecutableBy=["all"]) == []
+        assert shown("demo", ExecutableBy=["eve"]) == [(AMI, False)]  # yours others may launch
+        assert shown(eve, ExecutableBy=["self"]) == [(AMI, False)]
+        sim.as_admin("one.image.chmod", number, -1, -1, -1, 0, -1, -1, 1, -1, -1)  # other USE
+        assert (
+            shown("demo")
+            == shown("demo", **public)
+            == shown(eve, ExecutableBy=["all"])
+            == [(AMI, True)]
+        )
+    finally:
+        sim.as_admin("one.image.chmod", number, -1, -1, -1, 0, -1, -1, 0, -1, -1)
+
+
 def impatient_engine(sim: Sim) -> Engine:
     """An engine that gives up on oned after 0.5 s (:one_timeout: 0.5)."""
     from econe.one.client import OneClient

@@ -790,6 +790,7 @@ def test_shipped_image_views(shipped) -> None:
         "ImageLocation": "alice/alice-os",
         "State": "available",
         "Description": "small test OS image",
+        "_shared": False,
         "Public": False,
         "Architecture": "x86_64",
         "ImageType": "machine",
