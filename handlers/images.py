@@ -62,7 +62,8 @@ def register_image(rt: Any) -> dict:
             "MissingParameter", "The request must contain the parameter ImageLocation or Name"
         )
     ami = format_id("ami", number)
-    missing = Ec2Error("InvalidAMIID.NotFound", f"The image id '[{ami}]' does not exist")
+    named = str(location) if location else ami  # as sent: an EC2-form id maps to no number
+    missing = Ec2Error("InvalidAMIID.NotFound", f"The image id '[{named}]' does not exist")
     image = rt.view("image", rt.fetch("one.image.info", number, missing))
     if image.get("State") is None:  # DescribeImages hides it (DISABLED): not found here either
         raise missing

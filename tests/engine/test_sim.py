@@ -185,6 +185,15 @@ def test_only_its_owner_deregisters_or_registers_an_ami_opennebula_lets_others_m
         sim.as_admin("one.image.chmod", number, -1, -1, -1, 0, 0, -1, -1, -1, -1)
 
 
+def test_register_names_the_id_it_was_given(sim: Sim, engine) -> None:
+    """An EC2-form id names nothing here: NotFound echoes it, not econe's placeholder number."""
+    for given in ("ami-0123456789abcdef0", "ami-01234567", "ami-00000044", "44"):
+        with pytest.raises(Ec2Error) as err:
+            run(engine, "RegisterImage", {"ImageLocation": given}, user="demo")
+        assert err.value.code == "InvalidAMIID.NotFound"
+        assert err.value.message == f"The image id '[{given}]' does not exist"
+
+
 def test_public_means_everyone_may_launch_it(sim: Sim, engine, eve: str) -> None:
     """Public (and is-public, ExecutableBy all) is OpenNebula's OTHER USE; an AMI shared with
     the owner's group alone is not public, though its group sees it and may launch it."""
