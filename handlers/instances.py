@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import secrets
 import threading
 import time
@@ -154,7 +155,24 @@ def _image(rt: Any, image_id: Any) -> dict:
     image = rt.view("image", rt.fetch("one.image.info", number, not_found))
     if not image.get("_ami") or not image.get("State"):
         raise not_found
+    if image["State"] == "failed":
+        raise _unavailable(image_id, "it failed in OpenNebula (image state ERROR)")
+    if image["_state"] in _IN_USE_PERSISTENT:
+        raise _unavailable(image_id, _PERSISTENT_IN_USE)
     return image
+
+
+# a persistent image in use (USED_PERS, LOCKED_USED_PERS): oned gives it to one VM at a time
+_IN_USE_PERSISTENT = {8, 10}
+_PERSISTENT_IN_USE = "it is persistent and already in use (OpenNebula gives it to one instance)"
+# oned's refusal to put an image on a new VM's disk (ImagePool::acquire_disk)
+_NOT_ACQUIRED = re.compile(r"Cannot acquire image (\d+), (.*)")
+
+
+def _unavailable(image_id: Any, why: str) -> Ec2Error:
+    """EC2's answer for an AMI that exists but cannot be launched now: a client error (400),
+    never retried by the SDKs as the InternalError oned's refusal would be."""
+    return Ec2Error("InvalidAMIID.Unavailable", f"The image '{image_id}' cannot be launched: {why}")
 
 
 def user_vm(rt: Any, number: int, raw: str, terminated: Ec2Error | None = None) -> etree._Element:
@@ -585,6 +603,10 @@ class Launch:
                 exc.code == "InternalError" and "does not exist" in exc.message
             ):
                 raise _misconfigured(self.type_name, exc.message) from exc
+            refused = _NOT_ACQUIRED.search(exc.message) if exc.code == "InternalError" else None
+            if refused and int(refused.group(1)) == self.image:  # its state changed since read
+                why = _PERSISTENT_IN_USE if "persistent" in refused.group(2) else refused.group(2)
+                raise _unavailable(self.image_id, why) from exc
             raise
         except Exception as exc:  # noqa: BLE001 - the administrator's template code: any failure
             raise _misconfigured(self.type_name, f"{type(exc).__name__}: {exc}") from exc

@@ -222,6 +222,62 @@ def test_public_means_everyone_may_launch_it(sim: Sim, engine, eve: str) -> None
         sim.as_admin("one.image.chmod", number, -1, -1, -1, 0, -1, -1, 0, -1, -1)
 
 
+def set_image_state(sim: Sim, image_id: int, state: int) -> None:
+    """The image's STATE, set in onesim's store (oned has no call for ERROR: a failed copy)."""
+    store = sim.server.sim.store
+    image = store.get("image", image_id)
+    image["state"] = image["prev_state"] = state
+    store.put("image", image)
+    store.invalidate("image", image_id)
+
+
+def test_an_ami_that_cannot_be_launched_is_a_client_error_and_launches_nothing(
+    sim: Sim, engine
+) -> None:
+    """A failed AMI (image ERROR) or a persistent one another instance uses: 400
+    InvalidAMIID.Unavailable naming the AMI (not InternalError, which SDKs retry), no VM left."""
+    number = int(AMI.split("-")[1])
+    before = my_vms(sim)
+    set_image_state(sim, number, 5)
+    sim.as_admin("one.image.update", number, 'ERROR="Mon Jan  1 : Error copying image"', 1)
+    try:
+        (image,) = run(engine, "DescribeImages", {"ImageId": [AMI]}, user="demo")["Images"]
+        assert image["State"] == "failed"
+        assert image["StateReason"] == {
+            "Code": "Server.InternalError",
+            "Message": "Server.InternalError: Mon Jan  1 : Error copying image",
+        }
+        with pytest.raises(Ec2Error) as err:
+            launch(engine)
+        assert (err.value.code, err.value.status) == ("InvalidAMIID.Unavailable", 400)
+        assert AMI in err.value.message and "ERROR" in err.value.message
+    finally:
+        set_image_state(sim, number, 1)
+        sim.as_admin("one.image.update", number, 'ERROR=""', 1)
+    assert "StateReason" not in run(engine, "DescribeImages", {}, user="demo")["Images"][0]
+    assert my_vms(sim) == before
+    sim.as_admin("one.image.persistent", number, True)
+    try:
+        (first,) = ids(launch(engine))  # the persistent image is this instance's now
+        for body in ({}, {"MinCount": 1, "MaxCount": 1}):
+            with pytest.raises(Ec2Error) as err:
+                launch(engine, **body)
+            assert (err.value.code, err.value.status) == ("InvalidAMIID.Unavailable", 400)
+            assert AMI in err.value.message and "persistent" in err.value.message
+        assert my_vms(sim) == before | {vm_number(first)}
+        run(engine, "TerminateInstances", {"InstanceId": [first]}, user="demo")
+        # two at once: oned refuses the second disk; below MinCount the first is rolled back
+        with pytest.raises(Ec2Error) as err:
+            launch(engine, MinCount=2, MaxCount=2)
+        assert (err.value.code, err.value.status) == ("InvalidAMIID.Unavailable", 400)
+        assert "persistent" in err.value.message
+        assert my_vms(sim) == before
+        (only,) = ids(launch(engine, MinCount=1, MaxCount=3))  # as many as can be: one
+        run(engine, "TerminateInstances", {"InstanceId": [only]}, user="demo")
+    finally:
+        sim.as_admin("one.image.persistent", number, False)
+
+
 def impatient_engine(sim: Sim) -> Engine:
     """An engine that gives up on oned after 0.5 s (:one_timeout: 0.5)."""
     from econe.one.client import OneClient

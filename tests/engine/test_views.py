@@ -776,6 +776,7 @@ def test_shipped_image_views(shipped) -> None:
     image = golden_xml("one.image.info.ok.xml")
     assert shipped["image"].apply(image, scope()) == {
         "_id": 0,
+        "_state": 1,
         "_ami": False,
         "_volume": False,
         "_snapshot": False,
@@ -789,6 +790,8 @@ def test_shipped_image_views(shipped) -> None:
         "OwnerId": "alice",
         "ImageLocation": "alice/alice-os",
         "State": "available",
+        "_error": None,
+        "StateReason": None,
         "Description": "small test OS image",
         "_shared": False,
         "Public": False,
