@@ -330,3 +330,13 @@ def test_a_shared_ami_stays_its_owners(ec2, demo, ami):
             demo.one_auth(), number, -1, -1, -1, 0, 0, -1, -1, -1, -1
         )
         assert ok, err
+
+
+def test_describe_images_pages_as_ec2(ec2):
+    """MaxResults 5 to 1000, as EC2 takes it for DescribeImages: 4 is refused by name."""
+    assert ec2.describe_images(MaxResults=5)["Images"]
+    with pytest.raises(ClientError) as err:
+        ec2.describe_images(MaxResults=4)
+    assert error_code(err) == "InvalidParameterValue" and "MaxResults" in str(err.value)
+    pages = ec2.get_paginator("describe_images").paginate(PaginationConfig={"PageSize": 5})
+    assert [i["ImageId"] for page in pages for i in page["Images"]]

@@ -222,6 +222,16 @@ def test_public_means_everyone_may_launch_it(sim: Sim, engine, eve: str) -> None
         sim.as_admin("one.image.chmod", number, -1, -1, -1, 0, -1, -1, 0, -1, -1)
 
 
+def test_describe_images_pages_of_5_to_1000(sim: Sim, engine) -> None:
+    """MaxResults as EC2 takes it for DescribeImages, 5 to 1000 (more gives a full page), as
+    the spec says too (tests/e2e: the gateway's answer)."""
+    for size in (5, 5000):
+        assert len(run(engine, "DescribeImages", {"MaxResults": size}, user="demo")["Images"]) == 1
+    for small in (4, 1, 0):
+        body = {"MaxResults": small}
+        assert code_of(run, engine, "DescribeImages", body, user="demo") == "InvalidParameterValue"
+
+
 def set_image_state(sim: Sim, image_id: int, state: int) -> None:
     """The image's STATE, set in onesim's store (oned has no call for ERROR: a failed copy)."""
     store = sim.server.sim.store
