@@ -209,10 +209,11 @@ _NAME_TRIES = 20
 
 
 def _save_disk(rt: Any, vm_number: int, disk_id: int, name: str) -> int:
-    """one.vm.disksaveas into a new image named `name`; when a user's image that is no AMI
-    holds that name (a deregistered AMI: EC2 lets its name be used again), `name (2)`,
-    `name (3)`…, so that oned's per-user name uniqueness still decides between two requests
-    for one name at once. The AMI name is kept in EC2_AMI_NAME either way."""
+    """one.vm.disksaveas into a new image named `name`; when a user's image holds that NAME
+    but no AMI shows it (a deregistered AMI: EC2 lets its name be used again; an AMI
+    registered under another name), `name (2)`, `name (3)`…, so that oned's per-user name
+    uniqueness still decides between two requests for one name at once. The AMI name is kept
+    in EC2_AMI_NAME either way."""
     duplicate = Ec2Error("InvalidAMIName.Duplicate", f"AMI name {name} is already in use")
     if _name_in_use(rt, name):
         raise duplicate
@@ -238,8 +239,8 @@ def _save_disk(rt: Any, vm_number: int, disk_id: int, name: str) -> int:
         )
         if holder is not None and holder.get("State"):
             saving = holder["_element"].findtext("TEMPLATE/SAVE_AS_HOT") == "YES"
-            if saving or (n == 1 and holder.get("_ami")):
-                raise duplicate  # an AMI, or one a request for this name is making right now
+            if saving or (holder.get("_ami") and holder.get("Name") == name):
+                raise duplicate  # an AMI of this name, or one a request is making right now
     raise duplicate
 
 

@@ -136,6 +136,26 @@ def test_a_deregistered_amis_name_can_be_used_again(sim: Sim, engine, instance) 
     )
 
 
+def test_only_a_name_an_ami_shows_is_taken(sim: Sim, engine, instance) -> None:
+    """An AMI registered under another name than its OpenNebula image's leaves that NAME free
+    for CreateImage (the new image is then `NAME (2)`); the name the AMI shows is taken."""
+    number = int(
+        sim.client.call(
+            "demo:demo", "one.image.allocate", 'NAME="up1"\nTYPE="DATABLOCK"\nSIZE="1"', 1
+        )
+    )
+    body = {"ImageLocation": f"ami-{number}", "Name": "shown-up1"}
+    run(engine, "RegisterImage", body, user="demo")
+    ami = run(engine, "CreateImage", {"InstanceId": instance, "Name": "up1"}, user="demo")
+    (image,) = run(engine, "DescribeImages", {"ImageId": [ami["ImageId"]]}, user="demo")["Images"]
+    assert image["Name"] == "up1"
+    assert "<NAME>up1 (2)</NAME>" in sim.as_admin("one.image.info", int(ami["ImageId"][4:]))
+    assert code_of(engine, {"InstanceId": instance, "Name": "shown-up1"}) == (
+        "InvalidAMIName.Duplicate"
+    )
+    assert code_of(engine, {"InstanceId": instance, "Name": "up1"}) == "InvalidAMIName.Duplicate"
+
+
 def test_failures_leave_no_image_behind(sim: Sim, engine, instance) -> None:
     vm_id = vm_number(instance)
     sim.as_admin(
