@@ -16,7 +16,7 @@ DEFAULT_VERSION = "2016-11-15"
 MAX_FIELD_BYTES = 8 * 1024  # one text field's value
 MAX_FIELDS = 64
 PRE_FILE_LIMIT = 1024 * 1024  # body bytes before the file part: fields, part headers, preamble
-MAX_NAME = 128
+MAX_NAME = 128  # bytes of UTF-8, as oned counts them (a std::string's length)
 XML_CONTENT_TYPE = b"text/xml;charset=UTF-8"
 VERSION_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
@@ -88,16 +88,18 @@ def response_xml(image_id: int, version: str, request_id: str) -> str:
 
 def check_name(value: str | None) -> str:
     """The image NAME: `Name`, or `ec2-<uuid>`. Checked before the file is read, with
-    oned's own name rules (PoolObjectSQL::name_is_valid) so that allocate will not refuse it."""
+    oned's own name rules (PoolObjectSQL::name_is_valid) so that allocate will not refuse it
+    after the whole file was sent: oned counts the bytes, so 'é' counts two."""
     if value is None or value == "":
         return f"ec2-{uuid.uuid4()}"
     bad = sorted(set(value) & set(ONED_NAME_FORBIDS))
-    if len(value) > MAX_NAME or not value.isprintable() or value != value.strip() or bad:
+    too_long = len(value.encode()) > MAX_NAME  # the fields are strict UTF-8
+    if too_long or not value.isprintable() or value != value.strip() or bad:
         why = f" (not allowed: {' '.join(bad)})" if bad else ""
         raise Ec2Error(
             "InvalidParameterValue",
             f"Value ({value[:MAX_NAME]}) for parameter Name is invalid: use 1 to {MAX_NAME} "
-            f"printable characters without leading or trailing spaces{why}.",
+            f"bytes (UTF-8) of printable characters without leading or trailing spaces{why}.",
         )
     return value
 

@@ -226,6 +226,11 @@ def test_default_name_and_template_injection(gw):
     image = gw.images()[int(etree.fromstring(data).findtext(".//{*}imageId")[4:])]
     assert image.findtext("NAME") == evil
     assert image.findtext("PATH").startswith(str(gw.tmpdir))
+    # 128 bytes of UTF-8 are a name oned takes
+    status, data, _ = gw.sync(body(fields("é" * 64), b"abc"))
+    assert status == 200, data
+    image = gw.images()[int(etree.fromstring(data).findtext(".//{*}imageId")[4:])]
+    assert image.findtext("NAME") == "é" * 64
     # characters oned refuses in names are refused before the file is read
     status, data, _ = gw.sync(body(fields('x" PATH="/etc/shadow'), b"abc"))
     assert status == 400 and "Name" in data.decode()
@@ -240,6 +245,7 @@ def test_default_name_and_template_injection(gw):
         (fields("n", Action="RunInstances"), "InvalidAction"),
         (fields(" spaced "), "InvalidParameterValue"),
         (fields("x" * 129), "InvalidParameterValue"),
+        (fields("é" * 65), "InvalidParameterValue"),  # 130 bytes: oned counts bytes
         (fields("n", Checksum="nothex"), "InvalidParameterValue"),
     ],
 )
