@@ -26,7 +26,13 @@ from econe.one.client import ALLOCATE, NO_EXISTS, OneError, OneUnavailable
 from econe.one.errors import ec2_error_from_one, one_message, out_of_space
 
 SHA_ATTR = "EC2_UPLOAD_SHA256"
-ERROR_STATE = 5
+# states of an image a retry must not be handed (RegisterImage and RunInstances would not
+# find it, or find it failed): why, in the client's words
+_NOT_REUSABLE = {
+    3: "is disabled in OpenNebula (state DISABLED): enable or delete that image",
+    5: "failed in OpenNebula (state ERROR): delete that image",
+    7: "is being deleted in OpenNebula (state DELETE): try again once it is gone",
+}
 _NAME_TAKEN = re.compile(r"NAME is already taken", re.IGNORECASE)
 
 
@@ -69,7 +75,8 @@ def find_by_name(one: Any, session: str, name: str) -> Existing | None:
 
 def reuse(existing: Existing | None, name: str, sha256: str) -> int | None:
     """The id to answer for a retried upload, None if there is nothing to reuse, or an error
-    when the name is held by different content (or by a failed copy of this content)."""
+    when the name is held by different content, or by this content in an image that cannot be
+    used (failed, disabled or being deleted)."""
     if existing is None:
         return None
     ami = format_id("ami", existing.image_id)
@@ -78,11 +85,12 @@ def reuse(existing: Existing | None, name: str, sha256: str) -> int | None:
             "InvalidAMIName.Duplicate",
             f"AMI name {name} is already in use by {ami}, which holds different content.",
         )
-    if existing.state == ERROR_STATE:
+    why = _NOT_REUSABLE.get(existing.state)
+    if why:
         raise Ec2Error(
             "IncorrectState",
-            f"An earlier upload of this file as {name} ({ami}) failed in OpenNebula (state "
-            "ERROR); delete that image or upload under another name.",
+            f"An earlier upload of this file as {name} ({ami}) {why}, or upload under another "
+            "name.",
         )
     return existing.image_id
 

@@ -19,6 +19,7 @@ from lxml import etree
 from econe.auth.authenticator import Authenticator
 from econe.auth.users import UserDirectory
 from econe.config import Config
+from econe.errors import Ec2Error
 from econe.one.client import OneClient
 from econe.one.session import ServerCipherSessions
 from econe.upload import UploadJanitor, handle_upload, is_upload_request
@@ -445,8 +446,32 @@ def test_reuse_rules():
     assert reuse(Existing(3, 4, "a" * 64), "n", "a" * 64) == 3  # still copying: same image
     with pytest.raises(Exception, match="different content"):
         reuse(Existing(3, 1, "b" * 64), "n", "a" * 64)
-    with pytest.raises(Exception, match="ERROR"):
-        reuse(Existing(3, 5, "a" * 64), "n", "a" * 64)
+    for state, word in ((5, "ERROR"), (3, "DISABLED"), (7, "DELETE")):
+        with pytest.raises(Ec2Error, match=word) as err:
+            reuse(Existing(3, state, "a" * 64), "n", "a" * 64)
+        assert err.value.code == "IncorrectState"
+
+
+def test_a_retry_never_gets_an_image_disabled_meanwhile(gw):
+    """The image an upload made, disabled in OpenNebula before the retry: RegisterImage would
+    not find it, so the retry is refused (IncorrectState, naming it), stores nothing and
+    makes no second image; enabled again, the retry answers it."""
+    content = b"disabled meanwhile"
+    status, data, _ = gw.sync(body(fields("disabled-meanwhile"), content))
+    assert status == 200, data
+    image_id = int(etree.fromstring(data).findtext(".//{*}imageId")[4:])
+    proxy = xmlrpc.client.ServerProxy(gw.sim.url)
+    assert proxy.one.image.enable(gw.sim.one_auth, image_id, False)[0]
+    before = set(gw.images())
+    status, data, _ = gw.sync(body(fields("disabled-meanwhile"), content))
+    assert status == 400 and code_of(data) == "IncorrectState", data
+    assert b"DISABLED" in data and f"ami-{image_id:08d}".encode() in data
+    assert set(gw.images()) == before and gw.files() == []
+    assert proxy.one.image.enable(gw.sim.one_auth, image_id, True)[0]
+    status, data, _ = gw.sync(body(fields("disabled-meanwhile"), content))
+    assert status == 200 and etree.fromstring(data).findtext(".//{*}imageId") == (
+        f"ami-{image_id:08d}"
+    )
 
 
 # -- the janitor ---------------------------------------------------------------------------------
