@@ -32,15 +32,18 @@ from econe.client.upload import file_sha256, upload_image
 UPLOAD_DETAILS = """\
 Sends the non-AWS UploadImage action as a multipart/form-data POST to the endpoint URL: the
 text fields Action, Version, AWSAccessKeyId, SignatureVersion=2, SignatureMethod=HmacSHA256,
-Timestamp, Name and Checksum (when given) and Signature (SigV2 over POST, the Host header
-host[:port], the URL path and those fields; the file is not signed), then the image as the
-`file` part, streamed from disk (memory use does not grow with the image). The new image is
-not an AMI yet: run `econe register <ami-id>` next.
+Timestamp, Name (when given), Checksum and Signature (SigV2 over POST, the Host header
+host[:port], the URL path and those fields), then the image as the `file` part, streamed from
+disk (memory use does not grow with the image). The new image is not an AMI yet: run
+`econe register <ami-id>` next.
+
+The signature does not cover the file itself: the Checksum field (the file's SHA-256, hex,
+read once before sending) does, and the server refuses a file that does not match it. So a
+signed upload someone captured cannot be sent again with other content. --no-checksum skips
+that read (and that protection); use it only over TLS to a server you trust.
 
 Retries: give --name; re-sending the same name and file is treated by the server as the same
-image. --checksum reads the file once more before sending and adds its SHA-256 (hex) as the
-Checksum field, so the server can tell a different file under the same name. The upload does
-not go through HTTP proxies.
+image. The upload does not go through HTTP proxies.
 """
 
 
@@ -53,8 +56,11 @@ def _configure_upload(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="image name; re-sending the same name and file is retry-safe")
     p.add_argument(
         "--checksum",
-        action="store_true",
-        help="read the file once more first and send its SHA-256 as the Checksum field",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="read the file once first and send its SHA-256 as the signed Checksum field, so "
+        "the server takes this content only (the default); --no-checksum: the file's content "
+        "is then not authenticated",
     )
     group = p.add_mutually_exclusive_group()
     group.add_argument(

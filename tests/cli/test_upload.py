@@ -220,29 +220,20 @@ def test_upload_round_trip(tmp_path, fake_server):
 
 
 def test_cli_upload_prints_the_ami_and_sends_checksum(tmp_path, fake_server):
+    """The file's SHA-256 goes in the signed Checksum field by default: the signature then
+    covers the content too; --checksum (the old opt-in) is still taken."""
     image = tmp_path / "disk.img"
     image.write_bytes(b"abc" * 1000)
-    result = run_cli(
-        [
-            "-K",
-            "demo",
-            "-S",
-            DEMO_SECRET,
-            "-U",
-            fake_server,
-            "upload",
-            str(image),
-            "--checksum",
-            "--name",
-            "n1",
-            "--progress",
-        ]
-    )
-    assert (result.code, result.out) == (0, "ami-00000042\n")
-    assert "100%" in result.err
-    fields = _FakeEc2.received[-1]["fields"]
-    assert fields["Checksum"] == hashlib.sha256(b"abc" * 1000).hexdigest()
-    assert _FakeEc2.received[-1]["good"]
+    cli = ["-K", "demo", "-S", DEMO_SECRET, "-U", fake_server, "upload", str(image)]
+    for extra in ([], ["--checksum"]):
+        result = run_cli([*cli, *extra, "--name", "n1", "--progress"])
+        assert (result.code, result.out) == (0, "ami-00000042\n")
+        assert "100%" in result.err
+        fields = _FakeEc2.received[-1]["fields"]
+        assert fields["Checksum"] == hashlib.sha256(b"abc" * 1000).hexdigest()
+        assert _FakeEc2.received[-1]["good"]
+    result = run_cli([*cli, "--no-checksum"])
+    assert result.code == 0 and "Checksum" not in _FakeEc2.received[-1]["fields"]
 
 
 def test_cli_upload_json_and_no_progress(tmp_path, fake_server):

@@ -209,3 +209,23 @@ def test_oversize_upload_is_refused_while_streaming(small_server):
     assert answer.status == 413 and answer.code == "RequestEntityTooLarge"
     wait_until(lambda: not list(upload_dir(demo).iterdir()), 5, "no temp file")
     assert "too-big" not in {i.findtext("NAME") for i in one_images(demo).values()}
+
+
+def test_only_the_checksum_ties_a_signed_upload_to_its_content(demo):
+    """The signature covers the text fields, not the file: a captured upload signed with a
+    Checksum cannot carry other content, one signed without it can (docs/security.md), and
+    the econe CLI's uploads carry it (tests/cli)."""
+    content, other = b"the real image", b"someone else's image"
+    sha = hashlib.sha256(content).hexdigest()
+    captured = signed_fields(demo.url, checksum=sha)
+    assert upload(demo.url, content, fields=captured).status == 200
+    before = set(one_images(demo))
+    replayed = upload(demo.url, other, fields=captured)
+    assert replayed.status == 400 and replayed.code == "InvalidParameterValue"
+    assert set(one_images(demo)) == before
+    unprotected = signed_fields(demo.url)
+    assert upload(demo.url, content, fields=unprotected).status == 200
+    swapped = upload(demo.url, other, fields=unprotected)
+    assert swapped.status == 200  # stored as the user's image: why the CLI sends Checksum
+    image = one_images(demo)[int(swapped.image_id[4:])]
+    assert image.findtext("TEMPLATE/EC2_UPLOAD_SHA256") == hashlib.sha256(other).hexdigest()
