@@ -1031,7 +1031,16 @@ def test_executable_by_and_restorable_by(sim: Sim, engine, eve: str) -> None:
     try:
         assert snapshots("demo") == [snap]
         assert snapshots("demo", "all") == snapshots("demo", "eve") == []
-        set_other_use(sim, int(snap.split("-")[1]), 1)
+        store, number = sim.server.sim.store, int(snap.split("-")[1])
+        image = store.get("image", number)
+        image["perms"][3] = 1  # GROUP_U: shared with demo's group, not public
+        store.put("image", image)
+        store.invalidate("image", number)
+        assert snapshots("demo", "eve") == [snap] and snapshots("demo", "all") == []
+        image["perms"][3] = 0
+        store.put("image", image)
+        store.invalidate("image", number)
+        set_other_use(sim, number, 1)
         assert snapshots("demo", "all") == snapshots("demo", "eve") == [snap]
         assert snapshots("demo", "self") == []
         assert snapshots(eve, "self") == snapshots(eve, "all") == [snap]
