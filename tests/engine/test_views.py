@@ -844,6 +844,7 @@ def test_shipped_image_views(shipped) -> None:
         "_group_u": "0",
         "_other_u": "0",
         "_shared": False,
+        "_public": False,
         "Description": "updated description",
         "VolumeSize": 1,
         "Encrypted": False,
