@@ -330,12 +330,13 @@ def _config_xmlrpc(config_path: str | None) -> str | None:
     """The :one_xmlrpc: of the econe.conf given with --config (the oned econe-server uses)."""
     if not config_path:
         return None
-    from econe.config import ConfigError, load_config
+    from econe.config import Config, ConfigError, load_config
 
     try:
-        return load_config(config_path).one_xmlrpc
+        url = load_config(config_path).one_xmlrpc
     except ConfigError as exc:
         raise AdminKeysError(f"--config: {exc}", 2) from None
+    return url if url != Config().one_xmlrpc else None  # not set there: $ONE_XMLRPC may say
 
 
 def run_admin_keys(

@@ -144,6 +144,19 @@ def _options(args: argparse.Namespace, env: Mapping[str, str]) -> Options:
     )
 
 
+def _unusable_bundle(path: str) -> str | None:
+    """Why `path` cannot serve as a CA bundle, else None."""
+    import ssl
+
+    if not os.path.isfile(path):
+        return "is not a file"
+    try:
+        ssl.create_default_context(cafile=path)
+    except (ssl.SSLError, OSError, ValueError) as exc:
+        return f"holds no PEM certificate ({getattr(exc, 'reason', None) or exc})"
+    return None
+
+
 def main(
     argv: Sequence[str] | None = None,
     *,
@@ -164,9 +177,11 @@ def main(
     options = _options(args, os.environ if env is None else env)
     verbose = options.verbose
     bundle = options.verify_ssl
-    if isinstance(bundle, str) and not os.path.isfile(bundle):
-        err.write(f"econe: CA bundle {bundle} (--ca-bundle or AWS_CA_BUNDLE) is not a file\n")
-        return EXIT_USAGE
+    if isinstance(bundle, str):
+        problem = _unusable_bundle(bundle)
+        if problem:
+            err.write(f"econe: CA bundle {bundle} (--ca-bundle or AWS_CA_BUNDLE) {problem}\n")
+            return EXIT_USAGE
     try:
         creds = resolve(
             args.__dict__.get("access_key"),

@@ -215,7 +215,7 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
         )
     if cfg.cluster_id is not None and cfg.cluster_id < 0:
         raise ConfigError(f":cluster_id: must be an OpenNebula cluster id, not {cfg.cluster_id}")
-    if not Path(cfg.tmpdir).is_dir():  # uploads land there; not made up by econe
+    if Path(cfg.tmpdir).exists() and not Path(cfg.tmpdir).is_dir():  # made at first upload
         raise ConfigError(f":tmpdir: {cfg.tmpdir} is not a directory")
     if not Path(cfg.template_location).is_dir():
         raise ConfigError(f":template_location: {cfg.template_location} is not a directory")
@@ -297,10 +297,24 @@ def _check_unix_socket(cfg: Config) -> None:
         raise ConfigError(":unix_socket: must be the path of a socket file")
     if len(os.fsencode(cfg.unix_socket)) > 107:  # sun_path holds 108 bytes with its NUL
         raise ConfigError(f":unix_socket: {cfg.unix_socket} is longer than 107 bytes")
+    if len(os.fsencode(str(Path(cfg.unix_socket).parent))) > 89:  # + /.econe-XXXXXXXX/s
+        raise ConfigError(
+            f":unix_socket: the directory of {cfg.unix_socket} is longer than 89 bytes"
+        )
     if not Path(cfg.unix_socket).parent.is_dir():
         raise ConfigError(f":unix_socket: the directory of {cfg.unix_socket} does not exist")
     if cfg.unix_socket_group is not None:
-        group_id(cfg.unix_socket_group)
+        gid = group_id(cfg.unix_socket_group)
+        if os.geteuid() != 0 and gid != os.getegid() and gid not in os.getgroups():
+            raise ConfigError(
+                f":unix_socket_group: econe's user is not in group {cfg.unix_socket_group}, "
+                "so it cannot give the socket to that group"
+            )
+        if not mode & 0o020:  # connecting needs write permission
+            raise ConfigError(
+                f":unix_socket_mode: {mode:04o} gives :unix_socket_group: no write permission, "
+                "which connecting needs: use 0660"
+            )
 
 
 def group_id(group: str) -> int:

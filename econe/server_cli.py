@@ -169,6 +169,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             server_header=False,
         )
     )
+    if not log_file:  # a hang-up (the terminal closed): stop as for SIGTERM, cleaning up
+        signal.signal(signal.SIGHUP, lambda *_: setattr(server, "should_exit", True))
     sockets, inode = None, None
     if cfg.unix_socket:
         try:
@@ -217,10 +219,21 @@ def _is_econe(pid: int) -> bool:
     return argv[1:4] == [b"-m", b"econe.server_cli", b"run"]
 
 
+def _address_file(pid_file: Path) -> Path:
+    """Where `start` notes what the daemon listens on (the pid file keeps the pid alone, for
+    `kill $(cat …)`)."""
+    return pid_file.with_name(pid_file.name + ".addr")
+
+
+def _forget(pid_file: Path) -> None:
+    pid_file.unlink(missing_ok=True)
+    _address_file(pid_file).unlink(missing_ok=True)
+
+
 def _read_pid(pid_file: Path) -> int | None:
     """The pid in `pid_file` when that process runs and is an econe server, else None."""
     try:
-        pid = int(pid_file.read_text().split("\n", 1)[0].strip())
+        pid = int(pid_file.read_text().strip())
     except (OSError, ValueError):
         return None
     try:
@@ -298,14 +311,15 @@ def _start_locked(
         cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL, start_new_session=True
     )
     try:
-        pid_file.write_text(f"{proc.pid}\n{listen.where(cfg, host)}\n")  # restart compares
+        pid_file.write_text(f"{proc.pid}\n")
+        _address_file(pid_file).write_text(listen.where(cfg, host) + "\n")  # restart reads it
     except OSError as exc:
         proc.terminate()
         print(f"econe-server: cannot write {pid_file}: {exc.strerror}", file=sys.stderr)
         return 2
     # answering and the child still alive: the port is the child's, not another process's
     if not listen.wait_until_answering(cfg, host, proc, timeout=30) or proc.poll() is not None:
-        pid_file.unlink(missing_ok=True)
+        _forget(pid_file)
         proc.terminate()
         print(f"econe-server failed to start; see {log_file}", file=sys.stderr)
         return 1
@@ -321,7 +335,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     pid = _read_pid(pid_file)
     if pid is None:
         print("econe-server is not running", file=sys.stderr)
-        pid_file.unlink(missing_ok=True)
+        _forget(pid_file)
         return 1
     try:
         os.kill(pid, signal.SIGTERM)
@@ -336,7 +350,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
     if _read_pid(pid_file):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    pid_file.unlink(missing_ok=True)
+    _forget(pid_file)
     print(f"econe-server stopped (pid {pid})")
     return 0
 
@@ -359,11 +373,12 @@ def cmd_restart(args: argparse.Namespace) -> int:
         # a new address someone else holds: the running server stays up too
         host = _listen_host(args, cfg)
         try:
-            was = pid_file.read_text().split("\n")[1]  # where start said it listens
-        except (OSError, IndexError):
-            was = ""
-        if was and was != listen.where(cfg, host) and listen.answering(cfg, host):
-            print(f"econe-server: {listen.where(cfg, host)} is busy", file=sys.stderr)
+            was = _address_file(pid_file).read_text().strip()  # where start said it listens
+        except OSError:
+            was = ""  # started by an econe that did not say: as before, not checked
+        now = listen.where(cfg, host)
+        if was and not listen.same_place(was, now) and listen.answering(cfg, host):
+            print(f"econe-server: {now} is busy", file=sys.stderr)
             return 1
         cmd_stop(args)
     return cmd_start(args, cfg)

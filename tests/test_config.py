@@ -82,7 +82,11 @@ def test_the_guides_elastic_ip_key_name_is_read(tmp_path):
         (":ssl_server: true\n", ":ssl_server: must be the public URL clients use"),
         (":ssl_server: ftp://x\n", "such as https://ec2.example.org/, not 'ftp://x'"),
         (":datastore_id: -1\n", ":datastore_id: must be an OpenNebula datastore id, not -1"),
-        (":tmpdir: {tmp}/none\n", ":tmpdir: {tmp}/none is not a directory"),
+        (":tmpdir: {tmp}/econe.conf\n", ":tmpdir: {tmp}/econe.conf is not a directory"),
+        (
+            ":unix_socket: {tmp}/e.sock\n:unix_socket_group: 0\n:unix_socket_mode: 0640\n",
+            ":unix_socket_mode: 0640 gives :unix_socket_group: no write permission",
+        ),
         (":unix_socket: {tmp}/none/econe.sock\n", "the directory of {tmp}/none/econe.sock"),
         (f":unix_socket: /tmp/{'s' * 120}\n", "is longer than 107 bytes"),
         (

@@ -158,9 +158,11 @@ def parse_response(status: int, body: bytes) -> tuple[str, str | None]:
 def _connection(url: str, timeout: float, verify: bool | str) -> http.client.HTTPConnection:
     parts = urlsplit(url)
     if parts.scheme == "https":
-        # the CAs boto3 trusts for the other commands: the bundle given, else certifi's
-        bundle = _certifi_bundle() if verify is True else verify or None
-        context = ssl.create_default_context(cafile=bundle)
+        # the bundle given; else the system's CAs (SSL_CERT_FILE…) and certifi's, which
+        # boto3 trusts for the other commands
+        context = ssl.create_default_context(cafile=verify if isinstance(verify, str) else None)
+        if verify is True and _certifi_bundle():
+            context.load_verify_locations(cafile=_certifi_bundle())
         if not verify:
             context.check_hostname = False
             context.verify_mode = ssl.CERT_NONE

@@ -230,6 +230,10 @@ def test_restart_with_a_broken_config_keeps_the_server_and_sighup_reopens_the_lo
             time.sleep(0.2)
         assert "opened again" not in rotated.read_text()  # the old file is left as it was
         assert _server("status", *common).returncode == 0
+        # the same place spelt otherwise is the running server's own, not a busy one
+        out = _server("restart", "--host", "localhost", *serve[:-4], *common)
+        assert out.returncode == 0 and "stopped" in out.stdout, out.stderr
+        assert pid_file.read_text().strip().isdigit()  # the pid alone: kill -HUP $(cat …)
     finally:
         assert _server("stop", *common).returncode == 0
 
@@ -358,3 +362,56 @@ def test_server_credentials_oned_refuses_stop_the_start(tmp_path):
         assert not (tmp_path / "p").exists()
     finally:
         sim.stop()
+
+
+def test_bind_unix_replaces_only_a_dead_socket(tmp_path):
+    """A live socket at the path (another econe) is left alone and is 'busy'; a symlink is
+    refused and its target untouched; a dead one is replaced by a socket with the mode."""
+    from econe import listen
+    from econe.config import ConfigError, load_config
+
+    path = tmp_path / "econe.sock"
+    cfg = load_config(None, unix_socket=str(path))
+    live = socket.socket(socket.AF_UNIX)
+    live.bind(str(path))
+    live.listen()
+    with pytest.raises(ConfigError, match="is busy"):
+        listen.bind_unix(cfg)
+    assert path.exists()
+    live.close()  # now a socket file nobody listens on
+    sock, inode = listen.bind_unix(cfg)
+    try:
+        assert path.lstat().st_ino == inode and oct(path.stat().st_mode & 0o777) == "0o660"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["econe.sock"]  # no private dir left
+    finally:
+        sock.close()
+        listen.remove_unix(cfg, inode)
+    victim = tmp_path / "victim"
+    victim.write_text("x")
+    victim.chmod(0o600)
+    path.symlink_to(victim)
+    with pytest.raises(ConfigError, match="exists and is not a socket"):
+        listen.bind_unix(cfg)
+    assert oct(victim.stat().st_mode & 0o777) == "0o600" and path.is_symlink()
+
+
+def test_a_hang_up_stops_run_cleanly_without_a_log_file(tmp_path):
+    """SIGHUP reopens the log file when there is one; without, it stops run as SIGTERM does
+    (exit 0, socket file removed), as a closed terminal should."""
+    import signal
+    import time
+
+    sock = tmp_path / "econe.sock"
+    conf = tmp_path / "econe.conf"
+    conf.write_text(f":unix_socket: {sock}\n")
+    (tmp_path / "d").mkdir()
+    proc, _ = start_demo(tmp_path / "d", extra=["--config", str(conf)], unix_socket=sock)
+    try:
+        proc.send_signal(signal.SIGHUP)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        stop_demo(proc)
+    deadline = time.monotonic() + 5
+    while sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not sock.exists()

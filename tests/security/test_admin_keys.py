@@ -168,6 +168,14 @@ def test_config_names_the_oned_to_talk_to(keyed, tmp_path):
                  ONE_XMLRPC="http://127.0.0.1:1/RPC2"),
     )  # fmt: skip
     assert out.returncode == 0 and out.stdout.startswith("USER"), out.stderr
+    conf.write_text(f":ec2_auth: {demo.state_dir / '.one' / 'ec2_auth'}\n")  # no :one_xmlrpc:
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "econe"), "admin-keys", "--config", str(conf), "list"],
+        capture_output=True, text=True, timeout=60,
+        env=dict(os.environ, ONE_AUTH=str(demo.state_dir / ".one" / "one_auth"),
+                 ONE_XMLRPC=demo.sim_url),
+    )  # fmt: skip
+    assert out.returncode == 0 and out.stdout.startswith("USER"), out.stderr
 
 
 def test_cli_errors(keyed):

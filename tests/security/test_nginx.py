@@ -125,6 +125,13 @@ def test_tls_econe_cli_trusts_the_ca_it_is_given(tls_stack, tmp_path):
     assert up.returncode == 0 and up.stdout.startswith("ami-"), up.stderr
     missing = econe("--ca-bundle", str(tmp_path / "none.pem"), "describe-images")
     assert missing.returncode == 2 and "is not a file" in missing.stderr
+    (tmp_path / "not.pem").write_text("not a certificate\n")
+    for command in ("describe-images", "upload"):
+        bad = econe("--ca-bundle", str(tmp_path / "not.pem"), command, str(disk))
+        assert bad.returncode == 2 and "holds no PEM certificate" in bad.stderr, bad.stderr
+    # upload also trusts the system's CAs (SSL_CERT_FILE), as it always did
+    up = econe("upload", str(disk), "--name", "via-system-cas", SSL_CERT_FILE=ca)
+    assert up.returncode == 0 and up.stdout.startswith("ami-"), up.stderr
 
 
 def test_tls_presigned_url(tls_stack):
