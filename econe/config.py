@@ -166,6 +166,9 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
     raw.pop("elastic_ips_vnet", None)
     raw.pop("use_file_templates", None)  # 4.4-5.x: which types; econe takes both kinds (README)
     raw.update({k: v for k, v in overrides.items() if v is not None})
+    for key in ("associate_script", "disassociate_script"):
+        if raw.get(key) is False:  # YAML's unquoted false: the seed's "no script"
+            raw[key] = "false"
     known = {f.name: f for f in fields(Config) if f.name != "source"}  # set by econe itself
     unknown = sorted(set(raw) - set(known))
     if unknown:
@@ -328,8 +331,26 @@ def group_id(group: str) -> int:
         raise ConfigError(f":unix_socket_group: there is no group {text!r}") from None
 
 
+# The seed's defaults and an empty value: no script, association answers UnsupportedOperation.
+_NO_SCRIPT = ("", "false", "/bin/false", "/usr/bin/false")
+
+
+def script_is_set(value: str | None) -> bool:
+    """Whether an elastic-IP script setting names a script: not for the seed's defaults
+    (`false`, `/usr/bin/false`), YAML's unquoted `false` or an empty value. Unbalanced quotes
+    count as set (the start-up check refuses them)."""
+    try:
+        argv = shlex.split(value or "")
+    except ValueError:
+        return True
+    return " ".join(argv) not in _NO_SCRIPT
+
+
 def _check_command(key: str, value: str) -> None:
-    """An elastic-IP script: its program must be there and executable (a bare name: on PATH)."""
+    """An elastic-IP script: its program must be there and executable (a bare name: on PATH);
+    none at all (`false`, empty) is a choice, checked by nobody."""
+    if not script_is_set(value):
+        return
     try:
         program = shlex.split(value)[0]
     except (ValueError, IndexError):

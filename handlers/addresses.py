@@ -47,6 +47,7 @@ from typing import Any
 
 from lxml import etree
 
+from econe.config import script_is_set
 from econe.context import Principal, RequestContext
 from econe.errors import Ec2Error, dry_run_succeeded, missing_parameter
 from econe.mapping.filters import paginate
@@ -55,7 +56,7 @@ from econe.one.client import INTERNAL, NO_EXISTS, OneError, OneUnavailable
 from econe.query import as_list
 from handlers.escaping import template_xml
 from handlers.locks import held
-from handlers.scripts import ScriptError, is_configured, run_script
+from handlers.scripts import ScriptError, run_script
 from handlers.tags import pair_tags, tag_specs
 
 log = logging.getLogger("econe.handlers.addresses")
@@ -330,7 +331,7 @@ def _script_error(exc: ScriptError) -> Ec2Error:
 def _require_configured(configured: str, key: str) -> None:
     """The seed's default `false` means "no networking for elastic IPs here": say so (400)
     instead of running it and answering a 500."""
-    if not is_configured(configured):
+    if not script_is_set(configured):
         raise Ec2Error(
             "UnsupportedOperation",
             f"Elastic IP association is not set up on this cloud ({key}: is {configured!r}); "

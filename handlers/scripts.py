@@ -33,7 +33,6 @@ MESSAGE_LIMIT = 500
 _BLANKS = re.compile(r"\s+")
 # Characters that are neither printable nor ordinary whitespace (ANSI escapes, NULs, …).
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-_NOT_CONFIGURED = {"", "false", "/bin/false", "/usr/bin/false"}
 
 
 class ScriptError(Exception):
@@ -61,15 +60,6 @@ def tidy(text: str, limit: int = MESSAGE_LIMIT) -> str:
     if len(text) > limit:
         text = text[: limit - 1].rstrip() + "…"
     return text
-
-
-def is_configured(configured: str | None) -> bool:
-    """False for the seed's defaults (`false`, `/usr/bin/false`) and empty values."""
-    try:
-        argv = shlex.split(configured or "")
-    except ValueError:
-        return True  # unbalanced quotes: let run_script report it
-    return bool(argv) and " ".join(argv) not in _NOT_CONFIGURED
 
 
 def command(configured: str, args: Sequence[str]) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from econe.config import Config, ConfigError, load_config
+from econe.config import Config, ConfigError, load_config, script_is_set
 
 
 def load(tmp_path, text: str):
@@ -68,6 +68,10 @@ def test_the_guides_elastic_ip_key_name_is_read(tmp_path):
             ":elasticips_vnet_id: 1\n:disassociate_script: no-such-program-here\n",
             "no-such-program-here is not an exec",
         ),
+        (
+            ':elasticips_vnet_id: 1\n:associate_script: "\'unbalanced"\n',
+            ':associate_script: "\'unbalanced" is not a command line',
+        ),
         (":port: [1\n", "is not valid YAML: expected ',' or ']', but got '<stream end>'"),
         (":no_such_key: 1\n", "unknown configuration key(s): :no_such_key:"),
         (
@@ -100,6 +104,21 @@ def test_bad_values_are_refused_with_a_message(tmp_path, text, said):
     with pytest.raises(ConfigError) as err:
         load(tmp_path, text.replace("{tmp}", str(tmp_path)))
     assert said.replace("{tmp}", str(tmp_path)) in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "value, read",
+    [('""', ""), ("false", "false"), ('"false"', "false"), ("/usr/bin/false", "/usr/bin/false")],
+)
+def test_no_elastic_ip_script_is_a_choice_not_an_error(tmp_path, value, read):
+    """The seed's defaults, YAML's unquoted `false` and an empty value mean "no scripts here"
+    (association answers UnsupportedOperation): the server starts with them."""
+    cfg = load(
+        tmp_path,
+        f":elasticips_vnet_id: 1\n:associate_script: {value}\n:disassociate_script: {value}\n",
+    )
+    assert (cfg.associate_script, cfg.disassociate_script) == (read, read)
+    assert not script_is_set(cfg.associate_script)
 
 
 def test_trusted_proxies_as_a_list_or_a_comma_string(tmp_path):

@@ -486,6 +486,7 @@ def test_script_timeout_missing_and_unconfigured(sim: Sim, tmp_path: Path) -> No
             "UnsupportedOperation",
             "not set up on this cloud (:associate_script: is 'false')",
         ),
+        ("", "UnsupportedOperation", "not set up on this cloud (:associate_script: is '')"),
     )
     vm = sim.vm()
     for configured, code, text in cases:

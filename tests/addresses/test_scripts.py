@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from handlers.scripts import ScriptError, command, is_configured, run_script, tidy
+from econe.config import script_is_set
+from handlers.scripts import ScriptError, command, run_script, tidy
 from tests.addresses.conftest import script
 
 ECHO = (
@@ -60,8 +61,8 @@ def test_missing_unrunnable_and_empty(tmp_path: Path) -> None:
         run_script("  ", [], timeout=5)
     with pytest.raises(ScriptError, match="cannot be parsed"):
         command("'unbalanced", [])
-    assert not is_configured("false") and not is_configured("/usr/bin/false")
-    assert not is_configured("") and is_configured("/usr/lib/econe/iptables-associate")
+    assert not script_is_set("false") and not script_is_set("/usr/bin/false")
+    assert not script_is_set("") and script_is_set("/usr/lib/econe/iptables-associate")
 
 
 def test_timeout_kills_the_whole_process_group(tmp_path: Path) -> None:
