@@ -35,7 +35,6 @@ import base64
 import ipaddress
 import json
 import logging
-import os
 import random
 import re
 import secrets
@@ -56,7 +55,7 @@ from econe.one.client import INTERNAL, NO_EXISTS, OneError, OneUnavailable
 from econe.query import as_list
 from handlers.escaping import template_xml
 from handlers.locks import held
-from handlers.scripts import ScriptError, run_script
+from handlers.scripts import ScriptError, run_script, script_env
 from handlers.tags import pair_tags, tag_specs
 
 log = logging.getLogger("econe.handlers.addresses")
@@ -339,24 +338,6 @@ def _require_configured(configured: str, key: str) -> None:
         )
 
 
-_SCRIPT_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "HOME", "IPTABLES")
-_SCRIPT_ENV_PREFIXES = ("EIP_", "ECONE_EIP_")  # settings of the shipped scripts
-
-
-def _script_env(rt: Any) -> dict[str, str]:
-    """A minimal environment (the gateway's own may hold credentials such as ONE_CIPHER_AUTH):
-    the basics, the scripts' own settings (EIP_*, ECONE_EIP_*, IPTABLES), and TMPDIR =
-    :tmpdir: as the Ruby econe-server exported."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k in _SCRIPT_ENV or k.startswith(_SCRIPT_ENV_PREFIXES)
-    }
-    if rt.config.tmpdir:
-        env["TMPDIR"] = str(rt.config.tmpdir)
-    return env
-
-
 def _network_for(vnet_xml: str, ip: str) -> bytes:
     """The network's XML with only the address range holding `ip`: with one range per address,
     a pool of a few hundred made the script's argument longer than the system allows."""
@@ -386,7 +367,7 @@ def _associate(rt: Any, ip: str, private_ip: str, vnet_xml: str) -> None:
             [ip, private_ip, blob],
             rt.config.script_timeout,
             name="associate script",
-            env=_script_env(rt),
+            env=script_env(rt.config.tmpdir),
         )
     except ScriptError as exc:
         raise _script_error(exc) from exc
@@ -403,7 +384,7 @@ def _disassociate(rt: Any, ip: str) -> None:
             [ip],
             rt.config.script_timeout,
             name="disassociate script",
-            env=_script_env(rt),
+            env=script_env(rt.config.tmpdir),
         )
     except ScriptError as exc:
         raise _script_error(exc) from exc

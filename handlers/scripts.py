@@ -3,9 +3,12 @@
 The configured value is split with `shlex.split` (so it may carry fixed leading arguments, e.g.
 `/usr/lib/econe/record-elastic-ip-call associate`); the action's arguments are appended as
 separate argv entries. No shell is involved at any point: a request value can never become
-shell syntax. The script gets no stdin (`/dev/null`), the gateway's environment, and
-`:script_timeout:` seconds; it runs in its own process group, which is killed as a whole on
-timeout. `run_script` blocks, so it must run in a worker thread (the engine's pool), never on
+shell syntax. The script gets no stdin (`/dev/null`), `:script_timeout:` seconds, and a minimal
+environment (`script_env`), never the gateway's own, which may hold credentials such as
+ONE_CIPHER_AUTH: of the server's variables only PATH, HOME, LANG, LC_ALL, LC_CTYPE, TZ,
+IPTABLES and those starting with EIP_ or ECONE_EIP_ (the shipped scripts' settings), as far as
+the server has them, plus TMPDIR = :tmpdir:. It runs in its own process group, which is killed
+as a whole on timeout. `run_script` blocks, so it must run in a worker thread (the engine's pool), never on
 the event loop; it refuses to run on a thread that has a running event loop.
 
 Any failure (non-zero exit, timeout, missing or non-executable program, empty configuration)
@@ -78,6 +81,19 @@ def command(configured: str, args: Sequence[str]) -> list[str]:
     return argv + [str(a) for a in args]
 
 
+_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "IPTABLES")
+_ENV_PREFIXES = ("EIP_", "ECONE_EIP_")  # settings of the shipped scripts
+
+
+def script_env(tmpdir: str | None = None) -> dict[str, str]:
+    """The scripts' environment (see the module doc); TMPDIR = `tmpdir` (:tmpdir:, as the Ruby
+    econe-server exported it) when given."""
+    env = {k: v for k, v in os.environ.items() if k in _ENV or k.startswith(_ENV_PREFIXES)}
+    if tmpdir:
+        env["TMPDIR"] = str(tmpdir)
+    return env
+
+
 def _short(argv: Sequence[str]) -> list[str]:
     """argv for the log: long arguments (the base64 VNET) shortened."""
     return [a if len(a) <= 64 else f"{a[:24]}…({len(a)} chars)" for a in argv]
@@ -108,7 +124,8 @@ def run_script(
     name: str = "script",
     env: dict[str, str] | None = None,
 ) -> ScriptResult:
-    """Run `configured` + `args` without a shell; raise ScriptError unless it exits 0."""
+    """Run `configured` + `args` without a shell, with `env` (default: `script_env()`); raise
+    ScriptError unless it exits 0."""
     _assert_not_on_event_loop()
     argv = command(configured, args)
     started = time.monotonic()
@@ -121,7 +138,7 @@ def run_script(
             shell=False,
             close_fds=True,
             start_new_session=True,  # own process group: a timeout kills its children too
-            env=env,
+            env=script_env() if env is None else env,
         )
     except OSError as exc:  # gone or changed since the start checked it: the path is logged only
         log.error("the %s %s cannot be run: %s", name, argv[0], exc.strerror)

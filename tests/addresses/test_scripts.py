@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from econe.config import script_is_set
-from handlers.scripts import ScriptError, command, run_script, tidy
+from handlers.scripts import ScriptError, command, run_script, script_env, tidy
 from tests.addresses.conftest import script
 
 ECHO = (
@@ -107,14 +107,27 @@ def test_tidy() -> None:
 
 
 def test_scripts_get_a_minimal_environment(monkeypatch):
-    from types import SimpleNamespace
-
-    from handlers.addresses import _script_env
-
     monkeypatch.setenv("ONE_CIPHER_AUTH", "/var/lib/one/.one/ec2_auth")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "nope")
     monkeypatch.setenv("ECONE_EIP_LOG", "/tmp/calls.jsonl")
-    env = _script_env(SimpleNamespace(config=SimpleNamespace(tmpdir="/var/tmp/econe")))
-    assert "ONE_CIPHER_AUTH" not in env and "AWS_SECRET_ACCESS_KEY" not in env
+    monkeypatch.setenv("IPTABLES", "/usr/sbin/iptables-legacy")
+    monkeypatch.setenv("TMPDIR", "/elsewhere")
+    monkeypatch.delenv("TZ", raising=False)
+    env = script_env("/var/tmp/econe")
     assert env["TMPDIR"] == "/var/tmp/econe" and env["ECONE_EIP_LOG"] == "/tmp/calls.jsonl"
-    assert env["PATH"]
+    assert env["IPTABLES"] == "/usr/sbin/iptables-legacy" and env["PATH"]
+    allowed = {"PATH", "HOME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "IPTABLES", "TMPDIR"}
+    assert {k for k in env if not k.startswith(("EIP_", "ECONE_EIP_"))} <= allowed
+    assert "TZ" not in env  # only what the server has
+
+
+def test_a_script_sees_only_the_minimal_environment(tmp_path: Path, monkeypatch) -> None:
+    """What the script itself finds in os.environ, run as the handlers run it (no `env`)."""
+    monkeypatch.setenv("ONE_CIPHER_AUTH", "/var/lib/one/.one/ec2_auth")
+    monkeypatch.setenv("ECONE_EIP_OUT", str(tmp_path / "env.json"))
+    dump = script(
+        tmp_path, "env", "json.dump(dict(os.environ), open(os.environ['ECONE_EIP_OUT'], 'w'))\n"
+    )
+    run_script(str(dump), [], timeout=10)
+    seen = json.loads((tmp_path / "env.json").read_text())
+    assert "ONE_CIPHER_AUTH" not in seen and seen["ECONE_EIP_OUT"] == str(tmp_path / "env.json")
