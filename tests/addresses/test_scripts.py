@@ -131,3 +131,69 @@ def test_a_script_sees_only_the_minimal_environment(tmp_path: Path, monkeypatch)
     run_script(str(dump), [], timeout=10)
     seen = json.loads((tmp_path / "env.json").read_text())
     assert "ONE_CIPHER_AUTH" not in seen and seen["ECONE_EIP_OUT"] == str(tmp_path / "env.json")
+
+
+# -- the shipped iptables-disassociate, with a fake iptables ($IPTABLES) ---------------------
+
+SHIPPED = Path(__file__).resolve().parents[2] / "econe" / "scripts"
+LISTING = """Chain {chain} (policy ACCEPT)
+num  target     prot opt source               destination
+1    DNAT       all  --  0.0.0.0/0            198.51.100.1  /* econe-eip:198.51.100.1 */ to:10.0.0.5
+2    DNAT       all  --  0.0.0.0/0            198.51.100.10 /* econe-eip:198.51.100.10 */ to:10.0.0.6
+3    DNAT       all  --  0.0.0.0/0            198.51.100.1  /* econe-eip:198.51.100.1 */ to:10.0.0.7
+"""
+
+
+def fake_iptables(tmp_path: Path, monkeypatch, fail: str = "") -> Path:
+    """A fake iptables: `-L` prints LISTING, `-D` is noted in a log; `fail` ("-L" or "-D")
+    makes that one fail as iptables does without root."""
+    log = tmp_path / "iptables.log"
+    listing = tmp_path / "listing"
+    listing.write_text(LISTING)
+    path = tmp_path / "fake-iptables"
+    path.write_text(
+        "#!/bin/sh\n"
+        f'case " $* " in *" {fail} "*) [ -n "{fail}" ] &&'
+        " { echo \"iptables v1.8.9: can't initialize iptables table 'nat': Permission denied"
+        ' (you must be root)" >&2; exit 4; } ;; esac\n'
+        'case " $* " in\n'
+        f'  *" -L "*) chain=$5; sed "s/{{chain}}/$chain/" {listing} ;;\n'
+        f'  *" -D "*) echo "$*" >> {log} ;;\n'
+        "esac\n"
+    )
+    path.chmod(0o755)
+    monkeypatch.setenv("IPTABLES", str(path))
+    return log
+
+
+def test_iptables_disassociate_deletes_the_addresses_rules_highest_first(
+    tmp_path: Path, monkeypatch
+) -> None:
+    log = fake_iptables(tmp_path, monkeypatch)
+    run_script(str(SHIPPED / "iptables-disassociate"), ["198.51.100.1"], timeout=10)
+    assert log.read_text().splitlines() == [
+        f"-w -t nat -D {chain} {num}"
+        for chain in ("PREROUTING", "OUTPUT", "POSTROUTING")
+        for num in (3, 1)  # not rule 2, 198.51.100.10's
+    ]
+
+
+@pytest.mark.parametrize("fail", ["-L", "-D"])
+def test_iptables_disassociate_fails_when_iptables_fails(
+    tmp_path: Path, monkeypatch, fail: str
+) -> None:
+    """Listing or deleting fails (not root, no nat table): the script fails with iptables'
+    message, so econe keeps the address associated and tells the user why. The listing's
+    failure was lost in a pipeline: the script said success with every rule in place."""
+    fake_iptables(tmp_path, monkeypatch, fail)
+    with pytest.raises(ScriptError) as err:
+        run_script(
+            str(SHIPPED / "iptables-disassociate"),
+            ["198.51.100.1"],
+            timeout=10,
+            name="disassociate script",
+        )
+    assert err.value.message == (
+        "the disassociate script failed (exit status 4): iptables v1.8.9: can't initialize"
+        " iptables table 'nat': Permission denied (you must be root)"
+    )
