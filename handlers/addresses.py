@@ -563,7 +563,14 @@ def _private_ip(vm: etree._Element, instance_id: str, requested: Any) -> str:
             "InvalidInstanceID",
             f"The instance '{instance_id}' has no network interface with an IPv4 address",
         )
-    return ips[0]
+    try:  # it goes to the script as an argument: an address, nothing else (not "-h")
+        return str(ipaddress.IPv4Address(ips[0]))
+    except ValueError:
+        raise Ec2Error(
+            "InvalidInstanceID",
+            f"The first network interface of the instance '{instance_id}' has the address "
+            f"'{ips[0]}', which is not an IPv4 address; name another with PrivateIpAddress",
+        ) from None
 
 
 def _bool(value: Any) -> bool | None:

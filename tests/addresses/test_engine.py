@@ -718,3 +718,27 @@ def test_a_failed_pool_call_does_not_wait_for_the_prefetch(sim: Sim) -> None:
     finally:
         sim.as_admin("onesim.fault.clear")
         engine.close()
+
+
+def test_an_instance_address_that_is_no_ip_never_reaches_the_script(
+    sim: Sim, eng: Engine, eip_log: Path
+) -> None:
+    """A NIC IP the user wrote into the VM template ("-h" would be an option to the script):
+    refused, the script not run; another of its addresses can be named instead."""
+    ip = run(sim, eng, "AllocateAddress")["PublicIp"]
+    tmpl = 'NAME="odd"\nCPU="1"\nMEMORY="64"\nNIC=[IP="-h"]\nNIC=[IP="10.0.9.9"]\n'
+    vm = int(sim.client.call(sim.session("demo"), "one.vm.allocate", tmpl, False))
+    n = len(calls(eip_log))
+    err = error(sim, eng, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm}"})
+    assert (err.code, err.status) == ("InvalidInstanceID", 400)
+    assert err.message == (
+        f"The first network interface of the instance 'i-{vm}' has the address '-h', which is"
+        " not an IPv4 address; name another with PrivateIpAddress"
+    )
+    assert calls(eip_log)[n:] == []
+    body = {"PublicIp": ip, "InstanceId": f"i-{vm}", "PrivateIpAddress": "-h"}
+    assert error(sim, eng, "AssociateAddress", body).code == "InvalidParameterValue"
+    body["PrivateIpAddress"] = "10.0.9.9"
+    run(sim, eng, "AssociateAddress", body)
+    assert calls(eip_log)[n:][0][:3] == ["associate", ip, "10.0.9.9"]
+    run(sim, eng, "ReleaseAddress", {"PublicIp": ip})
