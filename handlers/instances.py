@@ -895,14 +895,16 @@ def _terminate(rt: Any, item: dict, scope: dict) -> dict:
 
 
 def forget_what_terminated_ones_had(rt: Any, items: list[dict]) -> None:
-    """DescribeInstances `enrich:` hook: a terminated instance shows no private address and no
-    block devices, as on EC2 (OpenNebula keeps a DONE VM's NICs and DISKs in its template), so
-    filters on them find only instances that have them (OpenNebula's failure states are shown
-    terminated too). A view field cannot drop a list by the VM's state without an expression
+    """DescribeInstances `enrich:` hook: a terminated instance shows no private address, no
+    public one and no block devices, as on EC2 (OpenNebula keeps a DONE VM's NICs and DISKs in
+    its template, and an elastic IP stays recorded while its disassociate script fails, until
+    the sweeper or DisassociateAddress takes it), so filters on them find only instances that
+    have them (OpenNebula's failure states are shown terminated too). It runs after
+    add_public_ips. A view field cannot drop a list by the VM's state without an expression
     per instance."""
     for item in items:
         if item["State"]["Name"] == "terminated":
-            item["PrivateIpAddress"] = None
+            item["PrivateIpAddress"] = item["PublicIpAddress"] = None
             item["PrivateDnsName"] = ""
             item["BlockDeviceMappings"] = []
 

@@ -742,3 +742,25 @@ def test_an_instance_address_that_is_no_ip_never_reaches_the_script(
     run(sim, eng, "AssociateAddress", body)
     assert calls(eip_log)[n:][0][:3] == ["associate", ip, "10.0.9.9"]
     run(sim, eng, "ReleaseAddress", {"PublicIp": ip})
+
+
+def test_a_terminated_instance_shows_no_public_address(sim: Sim, flaky) -> None:
+    """TerminateInstances could not run the disassociate script: the address stays recorded
+    (DescribeAddresses, DisassociateAddress can retry), but the terminated instance shows no
+    PublicIpAddress, as EC2 never does, and the ip-address filter does not find it."""
+    engine, _, fail_for = flaky
+    ip = run(sim, engine, "AllocateAddress")["PublicIp"]
+    vm = sim.vm()
+    run(sim, engine, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm}"})
+    fail_for.write_text(ip)
+    run(sim, engine, "TerminateInstances", {"InstanceId": [f"i-{vm}"]})
+    (address,) = run(sim, engine, "DescribeAddresses", {"PublicIp": [ip]})["Addresses"]
+    assert address["InstanceId"] == f"i-{vm:08d}"  # still recorded: the script failed
+    (res,) = run(sim, engine, "DescribeInstances", {"InstanceId": [f"i-{vm}"]})["Reservations"]
+    (instance,) = res["Instances"]
+    assert instance["State"]["Name"] == "terminated"
+    assert instance.get("PublicIpAddress") is None
+    by_ip = {"Filter": [{"Name": "ip-address", "Value": [ip]}]}
+    assert run(sim, engine, "DescribeInstances", by_ip)["Reservations"] == []
+    fail_for.write_text("")
+    run(sim, engine, "ReleaseAddress", {"PublicIp": ip})
