@@ -339,9 +339,15 @@ def _require_configured(configured: str, key: str) -> None:
 
 
 def _network_for(vnet_xml: str, ip: str) -> bytes:
-    """The network's XML with only the address range holding `ip`: with one range per address,
-    a pool of a few hundred made the script's argument longer than the system allows."""
+    """The network's XML with only the address range holding `ip` and without the addresses'
+    tags (EC2_EIP_TAGS_*): the argument holds the administrator's network and this address's
+    record, nothing any user can make longer. With one range per address, a pool of a few
+    hundred made it longer than the system allows one argument (128 KiB), and so did one
+    user's 50 long tags on each of a few addresses, for every user's AssociateAddress."""
     root = etree.fromstring(vnet_xml.encode("utf-8"))
+    for attr in root.findall("TEMPLATE/*"):
+        if isinstance(attr.tag, str) and attr.tag.startswith(TAGS_PREFIX):
+            attr.getparent().remove(attr)
     wanted = ipaddress.ip_address(ip)
     for ar in root.findall("AR_POOL/AR"):
         try:
@@ -747,6 +753,7 @@ def release_address(rt: Any) -> dict:
         except OneError as exc:
             _try_write(rt, pool, addr, record)
             raise _server_error("Cannot release the address", exc) from exc
+        _forget_tags(rt, vnet, addr.ip)
         try:
             _admin(rt, "one.vn.release", vnet, _lease(addr))
         except (OneError, Ec2Error) as exc:
@@ -779,6 +786,16 @@ def _write_tags(rt: Any, vnet: int, ip: str, alloc: str, tags: list[tuple[str, s
         _admin(rt, "one.vn.update", vnet, template_xml([(_tags_attr(ip), value)]), 1)
     except OneError as exc:
         raise _server_error("Cannot record the address's tags", exc) from exc
+
+
+def _forget_tags(rt: Any, vnet: int, ip: str) -> None:
+    """At release: the address's tags go with it (a merge can neither delete an attribute nor
+    write an empty one: it becomes {"alloc": "", "tags": []}). Tags of an earlier allocation
+    are never shown, so a failure is only logged."""
+    try:
+        _write_tags(rt, vnet, ip, "", [])
+    except Ec2Error as exc:
+        log.error("cannot delete the tags of %s: %s", ip, exc.message)
 
 
 def set_tags(rt: Any, allocation_id: str, change: Any) -> None:

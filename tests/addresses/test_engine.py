@@ -764,3 +764,33 @@ def test_a_terminated_instance_shows_no_public_address(sim: Sim, flaky) -> None:
     assert run(sim, engine, "DescribeInstances", by_ip)["Reservations"] == []
     fail_for.write_text("")
     run(sim, engine, "ReleaseAddress", {"PublicIp": ip})
+
+
+def test_tags_never_reach_the_script_and_go_with_the_address(
+    sim: Sim, eng: Engine, eip_log: Path
+) -> None:
+    """One user's 50 long tags on each of a few addresses make the network's XML several
+    hundred KiB: another user's associate script still gets this address's range alone and no
+    tags (the system refuses one argument over 128 KiB: every AssociateAddress failed). Tags
+    are deleted with their address."""
+    sim.user("tagger")
+    big = [{"Key": f"{i:02d}" + "\U0001f600" * 126, "Value": "\U0001f600" * 256} for i in range(50)]
+    spec = [{"ResourceType": "elastic-ip", "Tag": big}]
+    tagged = [
+        run(sim, eng, "AllocateAddress", {"TagSpecification": spec}, user="tagger")
+        for _ in range(3)
+    ]
+    assert len(sim.as_admin("one.vn.info", EIP_VNET).encode()) > 200 * 1024
+    ip = run(sim, eng, "AllocateAddress")["PublicIp"]
+    vm = sim.vm()
+    n = len(calls(eip_log))
+    run(sim, eng, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm}"})
+    (call,) = calls(eip_log)[n:]
+    vnet = b64xml(call[3])
+    assert [ar.findtext("IP") for ar in vnet.iterfind("AR_POOL/AR")] == [ip]
+    assert [a.tag for a in vnet.iterfind("TEMPLATE/*") if a.tag.startswith("EC2_EIP_TAGS_")] == []
+    assert len(call[3]) < 8 * 1024
+    for address in tagged:
+        run(sim, eng, "ReleaseAddress", {"AllocationId": address["AllocationId"]}, user="tagger")
+    assert len(sim.as_admin("one.vn.info", EIP_VNET).encode()) < 64 * 1024
+    run(sim, eng, "ReleaseAddress", {"PublicIp": ip})
