@@ -702,6 +702,21 @@ def associate_address(rt: Any) -> dict:
     return {"AssociationId": association}
 
 
+def _failed(what: str, exc: OneError | Ec2Error) -> Ec2Error:
+    """The EC2 error for a failed oned call: Ec2Error as it is (Unavailable), OneError as an
+    InternalError saying `what`."""
+    return exc if isinstance(exc, Ec2Error) else _server_error(what, exc)
+
+
+def _associate_again(rt: Any, pool: Pool, addr: Address) -> None:
+    """The disassociate script ran, but its record could not be written: associate the address
+    again, so that the network says what OpenNebula says; if that fails too, record the truth
+    (unassociated), so that AssociateAddress never takes it for still associated."""
+    back = _Step(addr, ("associate", addr.ip, addr.view.get("PrivateIpAddress") or ""))
+    if _undo(rt, [back], pool.xml):
+        _try_write(rt, pool, addr, _cleared(addr.record()))
+
+
 def _try_write(rt: Any, pool: Pool, addr: Address, record: dict[str, str]) -> bool:
     try:
         _write(rt, pool, addr, record)
@@ -723,13 +738,8 @@ def disassociate_address(rt: Any) -> dict:
         try:
             _write(rt, pool, addr, _cleared(addr.record()))
         except (OneError, Ec2Error) as exc:
-            # not recorded: associate it again, so the network says what OpenNebula says
-            back = _Step(addr, ("associate", addr.ip, addr.view.get("PrivateIpAddress") or ""))
-            if _undo(rt, [back], pool.xml):
-                _try_write(rt, pool, addr, _cleared(addr.record()))
-            if isinstance(exc, Ec2Error):
-                raise
-            raise _server_error("Cannot record the disassociation", exc) from exc
+            _associate_again(rt, pool, addr)
+            raise _failed("Cannot record the disassociation", exc) from exc
     log.info("disassociated %s from VM %s", addr.ip, addr.vm)
     return {"Return": True}
 
@@ -750,17 +760,18 @@ def release_address(rt: Any) -> dict:
         # record of whoever holds the address next.
         try:
             _write(rt, pool, addr, dict.fromkeys(EC2_KEYS, ""))
-        except OneError as exc:
-            _try_write(rt, pool, addr, record)
-            raise _server_error("Cannot release the address", exc) from exc
+        except (OneError, Ec2Error) as exc:  # oned refused, or did not answer (Unavailable)
+            if addr.vm is not None:
+                _associate_again(rt, pool, addr)
+            raise _failed("Cannot release the address", exc) from exc
         _forget_tags(rt, vnet, addr.ip)
         try:
             _admin(rt, "one.vn.release", vnet, _lease(addr))
         except (OneError, Ec2Error) as exc:
-            _try_write(rt, pool, addr, record)  # still yours
-            if isinstance(exc, Ec2Error):
-                raise
-            raise _server_error("Cannot release the address", exc) from exc
+            # still yours, with its tags
+            if _try_write(rt, pool, addr, record) and addr.view["Tags"]:
+                _try_tags(rt, vnet, addr)
+            raise _failed("Cannot release the address", exc) from exc
     log.info("released %s (uid %s)", addr.ip, rt.principal.uid)
     return {"Return": True}
 
@@ -796,6 +807,15 @@ def _forget_tags(rt: Any, vnet: int, ip: str) -> None:
         _write_tags(rt, vnet, ip, "", [])
     except Ec2Error as exc:
         log.error("cannot delete the tags of %s: %s", ip, exc.message)
+
+
+def _try_tags(rt: Any, vnet: int, addr: Address) -> None:
+    """Write the address's tags back as read (after a release that failed)."""
+    tags = [(t["Key"], t["Value"]) for t in addr.view["Tags"]]
+    try:
+        _write_tags(rt, vnet, addr.ip, addr.view.get("AllocationId") or "", tags)
+    except Ec2Error as exc:
+        log.error("cannot put back the tags of %s: %s", addr.ip, exc.message)
 
 
 def set_tags(rt: Any, allocation_id: str, change: Any) -> None:

@@ -794,3 +794,43 @@ def test_tags_never_reach_the_script_and_go_with_the_address(
         run(sim, eng, "ReleaseAddress", {"AllocationId": address["AllocationId"]}, user="tagger")
     assert len(sim.as_admin("one.vn.info", EIP_VNET).encode()) < 64 * 1024
     run(sim, eng, "ReleaseAddress", {"PublicIp": ip})
+
+
+def test_a_release_oned_does_not_record_leaves_the_address_associated(
+    sim: Sim, eng: Engine, eip_log: Path
+) -> None:
+    """The disassociate script ran, then oned did not answer the record's write (Unavailable):
+    the address is associated again on the network too, as OpenNebula still records it, so an
+    AssociateAddress of the same pair (answered from the record, no script) tells the truth.
+    Before, the network stayed disassociated under an "associated" record."""
+    spec = [{"ResourceType": "elastic-ip", "Tag": [{"Key": "team", "Value": "a"}]}]
+    ip = run(sim, eng, "AllocateAddress", {"TagSpecification": spec})["PublicIp"]
+    vm = sim.vm()
+    body = {"PublicIp": ip, "InstanceId": f"i-{vm}"}
+    assoc = run(sim, eng, "AssociateAddress", body)["AssociationId"]
+    n = len(calls(eip_log))
+    sim.as_admin("onesim.fault.set", "one.vn.update_ar", 0, "hang", 0.3, 0)
+    try:
+        err = error(sim, eng, "ReleaseAddress", {"PublicIp": ip})
+    finally:
+        sim.as_admin("onesim.fault.clear")
+    assert (err.code, err.status) == ("Unavailable", 503)
+    assert [c[:3] for c in calls(eip_log)[n:]] == [
+        ["disassociate", ip],
+        ["associate", ip, sim.vm_ip(vm)],  # put back
+    ]
+    (address,) = run(sim, eng, "DescribeAddresses", {"PublicIp": [ip]})["Addresses"]
+    assert (address["InstanceId"], address["AssociationId"]) == (f"i-{vm:08d}", assoc)
+    assert run(sim, eng, "AssociateAddress", body)["AssociationId"] == assoc
+
+    # oned refuses to give the lease back: still yours, tags and all (unassociated now)
+    sim.as_admin("onesim.fault.set", "one.vn.release", 0x800, "simulated failure", 0, 1)
+    try:
+        err = error(sim, eng, "ReleaseAddress", {"PublicIp": ip})
+    finally:
+        sim.as_admin("onesim.fault.clear")
+    assert (err.code, err.status) == ("InternalError", 500)
+    (address,) = run(sim, eng, "DescribeAddresses", {"PublicIp": [ip]})["Addresses"]
+    assert address["Tags"] == [{"Key": "team", "Value": "a"}] and "InstanceId" not in address
+    run(sim, eng, "ReleaseAddress", {"PublicIp": ip})
+    assert not held(sim.ar(ip))
