@@ -105,8 +105,15 @@ VM_DONE = 6
 # Changes to one address are serialised in a process (held("address", vnet, ip): two requests
 # of the same gateway never interleave their scripts for one IP), and associations with one
 # instance too (held("instance", vnet, vm), taken first: an instance gets one address). A
-# request holding several address locks takes them in IP order. Across gateways the last
-# complete record wins.
+# request holding several address locks takes them in IP order. A user's request finding
+# locks.WAITERS others already waiting for one of them is refused (RequestLimitExceeded);
+# TerminateInstances' hook and the sweeper wait. Across gateways the last complete record wins.
+
+
+def _busy(what: str) -> str:
+    """The message for a request refused because others already wait to change `what`
+    (handlers/locks.py: they would hold the worker threads every other request needs)."""
+    return f"Too many requests are waiting to change {what}; try again later"
 
 
 # -- reading the pool ---------------------------------------------------------------------------
@@ -623,7 +630,10 @@ def associate_address(rt: Any) -> dict:
     addr = _my_address(rt, read_pool(rt, vnet), body)
     vm_id = required_id(instance_id, "i", "InvalidInstanceID.Malformed", "InstanceId")
     uid = rt.principal.uid
-    with held("instance", vnet, vm_id), ExitStack() as locks:
+    with (
+        held("instance", vnet, vm_id, busy=_busy(f"the instance {instance_id}")),
+        ExitStack() as locks,
+    ):
         # its state read under the lock TerminateInstances' disassociation takes too: either
         # the terminate came first and is seen here, or it disassociates what this writes
         vm = _instance(rt, instance_id, vm_id)
@@ -633,7 +643,7 @@ def associate_address(rt: Any) -> dict:
         pool = read_pool(rt, vnet)
         ips = {addr.ip, *(a.ip for a in pool.addresses if a.vm == vm_id)}
         for ip in sorted(ips, key=ipaddress.ip_address):
-            locks.enter_context(held("address", vnet, ip))
+            locks.enter_context(held("address", vnet, ip, busy=_busy(f"the address {ip}")))
         pool = read_pool(rt, vnet)  # again, now that no request of this process changes them
         addr = _my_address(rt, pool, body)
         if addr.vm is not None:
@@ -729,7 +739,7 @@ def _try_write(rt: Any, pool: Pool, addr: Address, record: dict[str, str]) -> bo
 def disassociate_address(rt: Any) -> dict:
     vnet = vnet_id(rt)
     addr = _my_address(rt, read_pool(rt, vnet), rt.body, other="AssociationId")
-    with held("address", vnet, addr.ip):
+    with held("address", vnet, addr.ip, busy=_busy(f"the address {addr.ip}")):
         pool = read_pool(rt, vnet)  # again, now that no request of this process changes it
         addr = _my_address(rt, pool, rt.body, other="AssociationId")
         if addr.vm is None:
@@ -749,7 +759,7 @@ def release_address(rt: Any) -> dict:
     addr = _my_address(rt, read_pool(rt, vnet), rt.body)
     if rt.body.get("NetworkBorderGroup") not in (None, "", rt.config.region):
         raise _address_not_found(addr.ip)  # as EC2 answers a wrong network border group
-    with held("address", vnet, addr.ip):
+    with held("address", vnet, addr.ip, busy=_busy(f"the address {addr.ip}")):
         pool = read_pool(rt, vnet)  # again, now that no request of this process changes it
         addr = _my_address(rt, pool, rt.body)
         record = addr.record()
@@ -823,7 +833,7 @@ def set_tags(rt: Any, allocation_id: str, change: Any) -> None:
     the address's lock (so changes of one process follow each other)."""
     vnet = vnet_id(rt)
     addr = _my_address(rt, read_pool(rt, vnet), {"AllocationId": allocation_id})
-    with held("address", vnet, addr.ip):
+    with held("address", vnet, addr.ip, busy=_busy(f"the address {addr.ip}")):
         addr = _my_address(rt, read_pool(rt, vnet), {"AllocationId": allocation_id})
         now = [(t["Key"], t["Value"]) for t in addr.view["Tags"]]
         _write_tags(rt, vnet, addr.ip, allocation_id, change(now))

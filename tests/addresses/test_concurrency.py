@@ -144,7 +144,9 @@ def _release_all(ec2) -> None:
 
 def test_an_instance_gets_one_address_however_many_race_for_it(racing) -> None:
     """As EC2, an instance has one public address: of ten associations at once, each moves
-    the one before; the last stays, recorded in OpenNebula on its address alone."""
+    the one before; the last stays, recorded in OpenNebula on its address alone. (A request
+    finding two others waiting for the instance is refused with RequestLimitExceeded, which
+    the SDKs retry; these clients do not.)"""
     demo, ec2, (x, _) = racing
     allocations = [ec2.allocate_address()["AllocationId"] for _ in range(10)]
     try:
@@ -154,7 +156,8 @@ def test_an_instance_gets_one_address_however_many_race_for_it(racing) -> None:
             )
             for a in allocations
         ]
-        assert _at_once(*calls) == ["ok"] * 10
+        outcomes = _at_once(*calls)
+        assert "ok" in outcomes and set(outcomes) <= {"ok", "RequestLimitExceeded"}, outcomes
         (ip,) = [ip for ip, vm in _on(ec2).items() if vm == x]
         (res,) = ec2.describe_instances(InstanceIds=[x])["Reservations"]
         assert res["Instances"][0]["PublicIpAddress"] == ip
