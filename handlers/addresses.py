@@ -7,13 +7,16 @@ the server admin session), so any number of gateway processes agree:
 
 * one elastic IP = one address range (AR) of SIZE 1; ARs of another size are ignored;
 * allocated = the AR's lease is on hold (`one.vn.hold`, `LEASE/VM=-1`) **and** the AR records
-  the owner (`EC2_OWNER`). `one.vn.hold` is atomic in oned: of concurrent holds of one IP
-  exactly one succeeds, the others get INTERNAL "… or in use" and try the next free address;
+  the owner (`EC2_OWNER`) of the allocation its tags entry names (TAGS_PREFIX). `one.vn.hold`
+  is atomic in oned: of concurrent holds of one IP exactly one succeeds, the others get
+  INTERNAL "… or in use" and try the next free address;
 * owner and association are attributes of that AR only, written with `one.vn.update_ar`
   (never a read-modify-write of the network template, so concurrent requests on different
   addresses cannot lose each other's updates — the Ruby econe's bug):
-  EC2_OWNER, EC2_ALLOCATION_ID, EC2_DOMAIN, EC2_INSTANCE, EC2_ASSOCIATION_ID, EC2_PRIVATE_IP
-  (see mappings/views/address.yaml); tags are apart, in the network's template (TAGS_PREFIX).
+  EC2_OWNER, EC2_ALLOCATION_ID, EC2_DOMAIN, EC2_INSTANCE, EC2_ASSOCIATION_ID, EC2_PRIVATE_IP,
+  EC2_NONCE (see mappings/views/address.yaml); tags are apart, in the network's template;
+* every write is checked against a read just before and just after it (`_write`), since
+  nothing serialises two gateway processes (see the note above the locks below).
 
 oned's update_ar *replaces* the AR's attribute set (`AddressRange::update_attributes` ends
 with `attr->replace(vup->value())`, keeping only TYPE, SHARED, MAC, IP, IP6, AR_ID, ALLOCATED,
@@ -68,10 +71,18 @@ EC2_KEYS = (
     "EC2_ASSOCIATION_ID",
     "EC2_PRIVATE_IP",
 )
+# Written with every record (one.vn.update_ar), a new random value each time: a request that
+# reads it again sees whether another gateway process wrote the address meanwhile.
+NONCE = "EC2_NONCE"
 # An address's tags live in the network's template, one attribute per address (by IP), as
-# JSON {"alloc": allocation id, "tags": [[key, value], …]}: merged alone (`one.vn.update`, type
-# 1), they never touch the AR records, and tags of an earlier allocation of the IP are not
-# shown (another allocation id).
+# JSON {"alloc": allocation id, "owner": uid, "tags": [[key, value], …]}: merged alone
+# (`one.vn.update`, type 1), they never touch the AR records, and tags of an earlier allocation
+# of the IP are not shown (another allocation id). This entry is also the address's second
+# witness of its allocation: written before the record at allocation, emptied at release
+# ({"alloc": "", "owner": null, "tags": []}), so a record that disagrees with it (another
+# allocation id: one an earlier owner's request wrote late) makes the address nobody's, never
+# that earlier owner's again. Entries without "owner" (written before econe kept one) vouch
+# for nothing.
 TAGS_PREFIX = "EC2_EIP_TAGS_"
 # AR attributes oned keeps or regenerates itself on update_ar: never sent back.
 SYSTEM_KEYS = {
@@ -107,7 +118,14 @@ VM_DONE = 6
 # instance too (held("instance", vnet, vm), taken first: an instance gets one address). A
 # request holding several address locks takes them in IP order. A user's request finding
 # locks.WAITERS others already waiting for one of them is refused (RequestLimitExceeded);
-# TerminateInstances' hook and the sweeper wait. Across gateways the last complete record wins.
+# TerminateInstances' hook and the sweeper wait.
+#
+# Across gateway processes nothing serialises them, and oned has no compare-and-swap: every
+# write reads the AR again just before (and is not made if another process changed it since
+# the request read it) and just after (its EC2_NONCE must be the last one, the owner still the
+# owner). A request that finds it lost puts the network back as OpenNebula then records it
+# (`_resync`) and answers an error; the window left is the one round trip between the check
+# and the write (docs/elastic-ips.md, "Across gateway processes").
 
 
 def _busy(what: str) -> str:
@@ -147,12 +165,21 @@ class Address:
         return self.eligible and self.view.get("_held") is not None
 
     @property
+    def valid(self) -> bool:
+        """Held, and its record is of the allocation its tags entry names (see TAGS_PREFIX)."""
+        return self.held and not self.view.get("_void")
+
+    @property
     def owner(self) -> int | None:
-        return self.view.get("_owner") if self.held else None
+        return self.view.get("_owner") if self.valid else None
 
     @property
     def vm(self) -> int | None:
-        return self.view.get("_vm") if self.held and self.view.get("AssociationId") else None
+        return self.view.get("_vm") if self.valid and self.view.get("AssociationId") else None
+
+    def mark(self) -> tuple:
+        """What changes with every write of the address, or with its lease or allocation."""
+        return (self.view.get("_nonce"), self.record(), self.held, self.owner)
 
     def record(self) -> dict[str, str]:
         """The EC2_* record as it is now (for writing it back changed)."""
@@ -230,17 +257,87 @@ def read_pool(rt: Any, vnet: int | None = None) -> Pool:
             and len(c) == 0
             and c.tag not in SYSTEM_KEYS
             and c.tag not in EC2_KEYS
+            and c.tag != NONCE
         ]
-        view["Tags"] = _tags_of(tagged.get(_tags_attr(view.get("PublicIp") or "")), view)
+        entry = _entry(tagged.get(_tags_attr(view.get("PublicIp") or "")))
+        same = entry.get("alloc") == view.get("AllocationId")
+        view["Tags"] = pair_tags(entry.get("tags")) if same else []
+        view["_void"] = "owner" in entry and not same
         addresses.append(Address(view, extra))
     return Pool(vnet, xml, addresses)
 
 
-def _write(rt: Any, pool: Pool, addr: Address, record: dict[str, str]) -> None:
-    """one.vn.update_ar of this AR only, with the complete record (see the module doc)."""
-    vector = [("AR_ID", str(addr.ar_id)), *addr.extra]
-    vector += [(k, record.get(k) or "") for k in EC2_KEYS]
-    _admin(rt, "one.vn.update_ar", pool.vnet, template_xml([("AR", vector)]))
+class _Lost(Exception):
+    """Another gateway process changed the address between this request's read and its write;
+    `now`: the address as it is then (None: gone, or unreadable)."""
+
+    def __init__(self, now: Address | None) -> None:
+        super().__init__("the address was changed by another request")
+        self.now = now
+
+
+def _now(rt: Any, vnet: int, addr: Address) -> Address | None:
+    return next((a for a in read_pool(rt, vnet).addresses if a.ar_id == addr.ar_id), None)
+
+
+def _write(
+    rt: Any, vnet: int, addr: Address, record: dict[str, str], check: bool = True
+) -> Address:
+    """one.vn.update_ar of this AR only, with the complete record (see the module doc) and a new
+    EC2_NONCE; → the address as read after. Raises _Lost when the AR is no longer as `addr`
+    was read (`check`; an allocation, which has just held the lease, writes over whatever is
+    there), or when the read after shows another write or another owner; OneError/Ec2Error
+    when oned fails (nothing written)."""
+    now = _now(rt, vnet, addr)
+    if now is None or (check and now.mark() != addr.mark()):
+        raise _Lost(now)
+    nonce = secrets.token_hex(8)
+    vector = [("AR_ID", str(now.ar_id)), *now.extra]
+    vector += [(k, record.get(k) or "") for k in EC2_KEYS] + [(NONCE, nonce)]
+    _admin(rt, "one.vn.update_ar", vnet, template_xml([("AR", vector)]))
+    after = _now(rt, vnet, addr)
+    owner = record.get("EC2_OWNER") or ""
+    if after is None or after.view.get("_nonce") != nonce or (owner and str(after.owner) != owner):
+        raise _Lost(after)
+    return after
+
+
+def _try_write(
+    rt: Any, vnet: int, addr: Address, record: dict[str, str], check: bool = True
+) -> Address | None:
+    try:
+        return _write(rt, vnet, addr, record, check)
+    except (_Lost, OneError, Ec2Error) as exc:
+        log.error("cannot record the state of %s: %s", addr.ip, exc)
+        return None
+
+
+def _resync(rt: Any, now: Address | None, vnet_xml: str) -> None:
+    """This request's scripts ran, then it lost the address to another gateway process: make
+    the network say what OpenNebula records for it now (its association, or none)."""
+    if now is None:
+        return
+    try:
+        _disassociate(rt, now.ip)
+        if now.vm is not None:
+            _associate(rt, now.ip, now.view.get("PrivateIpAddress") or "", vnet_xml)
+    except Ec2Error as exc:
+        log.error("cannot put the network of %s back as recorded: %s", now.ip, exc.message)
+
+
+def _changed(rt: Any, addr: Address, now: Address | None) -> Ec2Error:
+    """The answer of a request that lost the address to another gateway process."""
+    if (
+        now is None
+        or now.owner != rt.principal.uid
+        or now.view.get("AllocationId") != addr.view.get("AllocationId")
+    ):
+        return _address_not_found(addr.ip)  # released meanwhile
+    return Ec2Error(
+        "Unavailable",
+        f"The address '{addr.ip}' was changed by another request at the same time; "
+        "this request was taken back: try again",
+    )
 
 
 def _lease(addr: Address) -> str:
@@ -457,21 +554,24 @@ def allocate_address(rt: Any) -> dict:
                 "EC2_DOMAIN": domain,
             }
             try:
-                _write(rt, pool, addr, record)
-            except (OneError, Ec2Error) as exc:
-                _release_hold(rt, pool, addr)
-                if isinstance(exc, Ec2Error):
-                    raise
-                raise _server_error("Cannot record the elastic IP's owner", exc) from exc
+                # the tags entry first (see TAGS_PREFIX): from then on, a record the previous
+                # owner's request writes late names nobody, instead of giving it the address
+                _write_entry(rt, vnet, addr.ip, record["EC2_ALLOCATION_ID"], uid, tags)
+                _write(rt, vnet, addr, record, check=False)  # over whatever is there
+            except (OneError, Ec2Error) as exc:  # not recorded
+                _give_back(rt, vnet, addr, recorded=False)
+                raise _failed("Cannot record the elastic IP's owner", exc) from exc
+            except _Lost:  # another write came after this one
+                _give_back(rt, vnet, addr, recorded=True)
+                raise Ec2Error(
+                    "Unavailable",
+                    f"The address '{addr.ip}' was changed by another request at the same "
+                    "time; nothing was allocated: try again",
+                ) from None
             try:  # two allocations at once may both have passed the check above
                 _within_limit(rt, read_pool(rt, vnet), uid, 1)
-                if tags:
-                    _write_tags(rt, vnet, addr.ip, record["EC2_ALLOCATION_ID"], tags)
             except Ec2Error:
-                # as ReleaseAddress: the record goes first, or it would stay on a free address
-                # and name this user as the owner of whoever takes it next
-                if _try_write(rt, pool, addr, dict.fromkeys(EC2_KEYS, "")):
-                    _release_hold(rt, pool, addr)
+                _give_back(rt, vnet, addr, recorded=True)
                 raise
             log.info("allocated %s (%s) to uid %s", addr.ip, record["EC2_ALLOCATION_ID"], uid)
             return {
@@ -503,11 +603,21 @@ def _within_limit(rt: Any, pool: Pool, uid: int, new: int) -> None:
         )
 
 
-def _release_hold(rt: Any, pool: Pool, addr: Address) -> None:
+def _give_back(rt: Any, vnet: int, addr: Address, recorded: bool) -> None:
+    """Undo an allocation as ReleaseAddress does: the record cleared first (when one may have
+    been written), then the tags entry, then the lease. If the record cannot be cleared the
+    lease stays held (nobody's): on a free address it would name this user as the owner of
+    whoever holds it next."""
+    if recorded and _try_write(rt, vnet, addr, dict.fromkeys(EC2_KEYS, ""), check=False) is None:
+        return
     try:
-        _admin(rt, "one.vn.release", pool.vnet, _lease(addr))
+        _write_entry(rt, vnet, addr.ip, "", None, [])
+    except Ec2Error as exc:  # the next allocation writes its own before its record
+        log.error("cannot empty the tags entry of %s: %s", addr.ip, exc.message)
+    try:
+        _admin(rt, "one.vn.release", vnet, _lease(addr))
     except (OneError, Ec2Error) as exc:
-        log.error("cannot release the hold of %s after a failure: %s", addr.ip, exc)
+        log.error("cannot give %s back after a failure: %s", addr.ip, exc)
 
 
 def _sort_key(item: dict) -> tuple:
@@ -676,11 +786,8 @@ def associate_address(rt: Any) -> dict:
             _associate(rt, addr.ip, private_ip, pool.xml)
         except Ec2Error:
             # Put back what this request changed; record the truth for what cannot be put back.
-            for lost in _undo(rt, steps, pool.xml):
-                _try_write(rt, pool, lost, _cleared(lost.record()))
+            _record_lost(rt, vnet, _undo(rt, steps, pool.xml))
             raise
-        for other in others:
-            _try_write(rt, pool, other, _cleared(other.record()))
         association = _new_id("eipassoc")
         record = {
             **addr.record(),
@@ -688,26 +795,47 @@ def associate_address(rt: Any) -> dict:
             "EC2_ASSOCIATION_ID": association,
             "EC2_PRIVATE_IP": private_ip,
         }
+        # the address first; the instance's other addresses keep their records until it is
+        # recorded, so a failure here has only scripts to take back
         try:
-            _write(rt, pool, addr, record)
+            _write(rt, vnet, addr, record)
+        except _Lost as exc:
+            # another gateway process changed the address meanwhile (moved, released…): what
+            # it recorded stands, on the network too; the instance's other addresses go back
+            _record_lost(rt, vnet, _undo(rt, [s for s in steps if s.addr is not addr], pool.xml))
+            _resync(rt, exc.now, pool.xml)
+            raise _changed(rt, addr, exc.now) from None
         except (OneError, Ec2Error) as exc:
             # not recorded: take every script of this request back (the new association, and
             # the old ones it replaced), and record the truth for what cannot be put back
-            lost = _undo(rt, [*steps, _Step(addr, ("disassociate", addr.ip))], pool.xml)
-            for other in others:  # recorded as cleared above: their association is back
-                if other not in lost:
-                    _try_write(rt, pool, other, other.record())
-            if addr in lost:  # its old association could not be put back (or the new one
-                _try_write(rt, pool, addr, _cleared(addr.record()))  # taken back): say so
-            if isinstance(exc, Ec2Error):
-                raise
-            raise _server_error("Cannot record the association", exc) from exc
-        # A ReleaseAddress of the same address by another gateway may have run meanwhile:
-        # then the record just written sits on a free address. Take the association back.
-        again = next((a for a in read_pool(rt, vnet).addresses if a.ar_id == addr.ar_id), None)
-        if again is None or again.owner != uid:
-            _undo(rt, [_Step(addr, ("disassociate", addr.ip))], pool.xml)
-            raise _address_not_found(addr.ip)
+            _record_lost(
+                rt, vnet, _undo(rt, [*steps, _Step(addr, ("disassociate", addr.ip))], pool.xml)
+            )
+            raise _failed("Cannot record the association", exc) from exc
+        for other in others:
+            try:
+                _write(rt, vnet, other, _cleared(other.record()))
+            except _Lost as exc:  # changed by another gateway process: as it recorded
+                _resync(rt, exc.now, pool.xml)
+            except (OneError, Ec2Error) as exc:
+                log.error("cannot record the disassociation of %s: %s", other.ip, exc)
+        # An instance has one address: a request of another gateway process may have given it
+        # another one meanwhile. Then both take theirs back, or the later one does.
+        again = read_pool(rt, vnet)
+        changed = {addr.ar_id, *(o.ar_id for o in others)}
+        if any(a.vm == vm_id and a.ar_id not in changed for a in again.addresses):
+            # the address as it was (with its old association, if it was a move); the
+            # instance's other addresses stay off it
+            back = [s for s in steps if s.addr is addr] + [_Step(addr, ("disassociate", addr.ip))]
+            lost = _undo(rt, back, pool.xml)
+            mine = next((a for a in again.addresses if a.ar_id == addr.ar_id), None)
+            if mine is not None:
+                _try_write(rt, vnet, mine, _cleared(addr.record()) if lost else addr.record())
+            raise Ec2Error(
+                "Unavailable",
+                f"The instance '{instance_id}' got another Elastic IP address at the same time "
+                f"(another request); '{addr.ip}' was not associated with it: try again",
+            )
     log.info("associated %s with VM %s (%s) for uid %s", addr.ip, vm_id, private_ip, uid)
     return {"AssociationId": association}
 
@@ -718,22 +846,19 @@ def _failed(what: str, exc: OneError | Ec2Error) -> Ec2Error:
     return exc if isinstance(exc, Ec2Error) else _server_error(what, exc)
 
 
-def _associate_again(rt: Any, pool: Pool, addr: Address) -> None:
+def _record_lost(rt: Any, vnet: int, lost: list[Address]) -> None:
+    """Addresses whose association an undo could not put back: recorded as they are now,
+    unassociated."""
+    for addr in lost:
+        _try_write(rt, vnet, addr, _cleared(addr.record()))
+
+
+def _associate_again(rt: Any, vnet: int, pool: Pool, addr: Address) -> None:
     """The disassociate script ran, but its record could not be written: associate the address
     again, so that the network says what OpenNebula says; if that fails too, record the truth
     (unassociated), so that AssociateAddress never takes it for still associated."""
     back = _Step(addr, ("associate", addr.ip, addr.view.get("PrivateIpAddress") or ""))
-    if _undo(rt, [back], pool.xml):
-        _try_write(rt, pool, addr, _cleared(addr.record()))
-
-
-def _try_write(rt: Any, pool: Pool, addr: Address, record: dict[str, str]) -> bool:
-    try:
-        _write(rt, pool, addr, record)
-        return True
-    except (OneError, Ec2Error) as exc:
-        log.error("cannot record the state of %s: %s", addr.ip, exc)
-        return False
+    _record_lost(rt, vnet, _undo(rt, [back], pool.xml))
 
 
 def disassociate_address(rt: Any) -> dict:
@@ -746,9 +871,12 @@ def disassociate_address(rt: Any) -> dict:
             return {"Return": True}  # idempotent, as EC2
         _disassociate(rt, addr.ip)
         try:
-            _write(rt, pool, addr, _cleared(addr.record()))
+            _write(rt, vnet, addr, _cleared(addr.record()))
+        except _Lost as exc:
+            _resync(rt, exc.now, pool.xml)
+            raise _changed(rt, addr, exc.now) from None
         except (OneError, Ec2Error) as exc:
-            _associate_again(rt, pool, addr)
+            _associate_again(rt, vnet, pool, addr)
             raise _failed("Cannot record the disassociation", exc) from exc
     log.info("disassociated %s from VM %s", addr.ip, addr.vm)
     return {"Return": True}
@@ -766,21 +894,24 @@ def release_address(rt: Any) -> dict:
         if addr.vm is not None:
             _disassociate(rt, addr.ip)
             record = _cleared(record)
-        # Clear the record first, then give the lease back: the other order could wipe the
-        # record of whoever holds the address next.
+        # The record first, then the tags entry, then the lease: the other order could wipe
+        # the record of whoever holds the address next.
         try:
-            _write(rt, pool, addr, dict.fromkeys(EC2_KEYS, ""))
+            cleared = _write(rt, vnet, addr, dict.fromkeys(EC2_KEYS, ""))
+        except _Lost as exc:
+            if addr.vm is not None:
+                _resync(rt, exc.now, pool.xml)
+            raise _changed(rt, addr, exc.now) from None
         except (OneError, Ec2Error) as exc:  # oned refused, or did not answer (Unavailable)
             if addr.vm is not None:
-                _associate_again(rt, pool, addr)
+                _associate_again(rt, vnet, pool, addr)
             raise _failed("Cannot release the address", exc) from exc
-        _forget_tags(rt, vnet, addr.ip)
         try:
+            _write_entry(rt, vnet, addr.ip, "", None, [])  # its tags go with it
             _admin(rt, "one.vn.release", vnet, _lease(addr))
         except (OneError, Ec2Error) as exc:
-            # still yours, with its tags
-            if _try_write(rt, pool, addr, record) and addr.view["Tags"]:
-                _try_tags(rt, vnet, addr)
+            _try_entry(rt, vnet, addr)  # still yours (no longer associated), with its tags
+            _try_write(rt, vnet, cleared, record)
             raise _failed("Cannot release the address", exc) from exc
     log.info("released %s (uid %s)", addr.ip, rt.principal.uid)
     return {"Return": True}
@@ -790,40 +921,31 @@ def _tags_attr(ip: str) -> str:
     return TAGS_PREFIX + re.sub(r"[^0-9A-Za-z]", "_", ip)
 
 
-def _tags_of(text: str | None, view: dict) -> list[dict[str, str]]:
-    """The tags kept for this address, if they are of its current allocation."""
+def _entry(text: str | None) -> dict:
+    """An address's tags entry (see TAGS_PREFIX); {} when there is none or it is no JSON object."""
     try:
         entry = json.loads(text) if text else None
     except ValueError:
-        return []
-    if not isinstance(entry, dict) or entry.get("alloc") != view.get("AllocationId"):
-        return []
-    return pair_tags(entry.get("tags"))
+        return {}
+    return entry if isinstance(entry, dict) else {}
 
 
-def _write_tags(rt: Any, vnet: int, ip: str, alloc: str, tags: list[tuple[str, str]]) -> None:
-    value = json.dumps({"alloc": alloc, "tags": [[k, v] for k, v in tags]}, ensure_ascii=False)
+def _write_entry(
+    rt: Any, vnet: int, ip: str, alloc: str, owner: int | None, tags: list[tuple[str, str]]
+) -> None:
+    entry = {"alloc": alloc, "owner": owner, "tags": [[k, v] for k, v in tags]}
+    value = json.dumps(entry, ensure_ascii=False)
     try:
         _admin(rt, "one.vn.update", vnet, template_xml([(_tags_attr(ip), value)]), 1)
     except OneError as exc:
         raise _server_error("Cannot record the address's tags", exc) from exc
 
 
-def _forget_tags(rt: Any, vnet: int, ip: str) -> None:
-    """At release: the address's tags go with it (a merge can neither delete an attribute nor
-    write an empty one: it becomes {"alloc": "", "tags": []}). Tags of an earlier allocation
-    are never shown, so a failure is only logged."""
-    try:
-        _write_tags(rt, vnet, ip, "", [])
-    except Ec2Error as exc:
-        log.error("cannot delete the tags of %s: %s", ip, exc.message)
-
-
-def _try_tags(rt: Any, vnet: int, addr: Address) -> None:
-    """Write the address's tags back as read (after a release that failed)."""
+def _try_entry(rt: Any, vnet: int, addr: Address) -> None:
+    """Write the address's tags entry back as read (after a release that failed)."""
     tags = [(t["Key"], t["Value"]) for t in addr.view["Tags"]]
     try:
-        _write_tags(rt, vnet, addr.ip, addr.view.get("AllocationId") or "", tags)
+        _write_entry(rt, vnet, addr.ip, addr.view.get("AllocationId") or "", addr.owner, tags)
     except Ec2Error as exc:
         log.error("cannot put back the tags of %s: %s", addr.ip, exc.message)
 
@@ -836,7 +958,7 @@ def set_tags(rt: Any, allocation_id: str, change: Any) -> None:
     with held("address", vnet, addr.ip, busy=_busy(f"the address {addr.ip}")):
         addr = _my_address(rt, read_pool(rt, vnet), {"AllocationId": allocation_id})
         now = [(t["Key"], t["Value"]) for t in addr.view["Tags"]]
-        _write_tags(rt, vnet, addr.ip, allocation_id, change(now))
+        _write_entry(rt, vnet, addr.ip, allocation_id, rt.principal.uid, change(now))
 
 
 def my_addresses(rt: Any) -> list[dict]:
@@ -895,14 +1017,15 @@ def disassociate_instances(rt: Any, vm_ids: Iterable[int]) -> list[str]:
         log.error("cannot disassociate the addresses of VMs %s: %s", sorted(ids), exc.message)
         return []
     done = []
+    vnet = pool.vnet
     for addr in pool.addresses:
         if addr.vm is None or addr.vm not in ids:
             continue
         # the instance first, as associate_address takes them (no association of it meanwhile)
-        with held("instance", pool.vnet, addr.vm), held("address", pool.vnet, addr.ip):
+        with held("instance", vnet, addr.vm), held("address", vnet, addr.ip):
             # read again under the lock: the address may have been released (and taken by
             # someone else) since the first read, and that record must not be overwritten
-            fresh_pool = read_pool(rt, pool.vnet)
+            fresh_pool = read_pool(rt, vnet)
             fresh = next((a for a in fresh_pool.addresses if a.ip == addr.ip), None)
             if fresh is None or fresh.vm != addr.vm or fresh.record() != addr.record():
                 continue
@@ -911,10 +1034,16 @@ def disassociate_instances(rt: Any, vm_ids: Iterable[int]) -> list[str]:
             except Ec2Error as exc:
                 log.error("VM %s terminated but %s stays associated: %s", fresh.vm, fresh.ip, exc)
                 continue
-            pool, addr = fresh_pool, fresh
-            if _try_write(rt, pool, addr, _cleared(addr.record())):
-                done.append(addr.ip)
-                log.info("disassociated %s from terminated VM %s", addr.ip, addr.vm)
+            try:
+                _write(rt, vnet, fresh, _cleared(fresh.record()))
+            except _Lost as exc:  # changed by another gateway process: as it recorded
+                _resync(rt, exc.now, fresh_pool.xml)
+                continue
+            except (OneError, Ec2Error) as exc:
+                log.error("cannot record the disassociation of %s: %s", fresh.ip, exc)
+                continue
+            done.append(fresh.ip)
+            log.info("disassociated %s from terminated VM %s", fresh.ip, fresh.vm)
     return done
 
 

@@ -49,7 +49,12 @@ def recording(sim: Sim, **overrides) -> Engine:
 
 
 def ec2_attrs(ar: etree._Element) -> dict[str, str]:
-    return {c.tag: c.text or "" for c in ar if c.tag.startswith("EC2_") and c.text}
+    """The AR's record (without EC2_NONCE, new with every write)."""
+    return {
+        c.tag: c.text or ""
+        for c in ar
+        if c.tag.startswith("EC2_") and c.tag != "EC2_NONCE" and c.text
+    }
 
 
 def held(ar: etree._Element) -> bool:
@@ -834,3 +839,63 @@ def test_a_release_oned_does_not_record_leaves_the_address_associated(
     assert address["Tags"] == [{"Key": "team", "Value": "a"}] and "InstanceId" not in address
     run(sim, eng, "ReleaseAddress", {"PublicIp": ip})
     assert not held(sim.ar(ip))
+
+
+def test_a_record_written_late_by_the_previous_owner_gives_the_address_to_nobody(
+    sim: Sim, eng: Engine
+) -> None:
+    """What is left of the race between gateway processes: a request of demo's passed its check
+    just before demo released the address on another gateway, and its write reaches oned only
+    after another user allocated the address. The record names demo again, but the tags entry
+    the allocation wrote first names the new allocation: the address is nobody's (never demo's
+    again, with the new owner's traffic), and demo cannot touch it."""
+    sim.user("later")
+    mine = run(sim, eng, "AllocateAddress")
+    ip = mine["PublicIp"]
+    vm = sim.vm()
+    run(sim, eng, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm}"})
+    late = [("AR_ID", sim.ar(ip).findtext("AR_ID")), *ec2_attrs(sim.ar(ip)).items()]
+    run(sim, eng, "ReleaseAddress", {"PublicIp": ip})
+    theirs = run(sim, eng, "AllocateAddress", {"Address": ip}, user="later")
+    assert [
+        a["PublicIp"] for a in run(sim, eng, "DescribeAddresses", user="later")["Addresses"]
+    ] == [ip]
+    from handlers.escaping import template_xml
+
+    sim.as_admin("one.vn.update_ar", EIP_VNET, template_xml([("AR", late)]))
+    for user in ("demo", "later"):
+        assert run(sim, eng, "DescribeAddresses", user=user) == {"Addresses": []}
+    assert error(sim, eng, "ReleaseAddress", {"PublicIp": ip}).code == "InvalidAddress.NotFound"
+    assert error(sim, eng, "DisassociateAddress", {"PublicIp": ip}).code == (
+        "InvalidAddress.NotFound"
+    )
+    (res,) = run(sim, eng, "DescribeInstances", {"InstanceId": [f"i-{vm}"]})["Reservations"]
+    assert res["Instances"][0].get("PublicIpAddress") is None
+    # the administrator's way out (docs/elastic-ips.md): the lease released, the next
+    # allocation writes its own record
+    sim.as_admin("one.vn.release", EIP_VNET, f'LEASES=[IP="{ip}"]')
+    again = run(sim, eng, "AllocateAddress", {"Address": ip}, user="later")
+    assert again["AllocationId"] != theirs["AllocationId"]
+    run(sim, eng, "ReleaseAddress", {"PublicIp": ip}, user="later")
+
+
+def test_tags_entries_of_earlier_versions_vouch_for_nothing(sim: Sim, eng: Engine) -> None:
+    """An entry written before econe kept the owner in it (no "owner"), here one of an earlier
+    allocation that ReleaseAddress never removed: the address stays its owner's."""
+    import json
+
+    from handlers.escaping import template_xml
+
+    out = run(sim, eng, "AllocateAddress")
+    ip = out["PublicIp"]
+    old = json.dumps({"alloc": "eipalloc-0123", "tags": [["k", "v"]]})
+    attr = "EC2_EIP_TAGS_" + ip.replace(".", "_")
+    sim.as_admin("one.vn.update", EIP_VNET, template_xml([(attr, old)]), 1)
+    (shown,) = run(sim, eng, "DescribeAddresses", {"PublicIp": [ip]})["Addresses"]
+    assert shown["AllocationId"] == out["AllocationId"] and shown["Tags"] == []
+    run(sim, eng, "ReleaseAddress", {"PublicIp": ip})
+    assert json.loads(sim.vnet().findtext(f"TEMPLATE/{attr}")) == {
+        "alloc": "",
+        "owner": None,
+        "tags": [],
+    }

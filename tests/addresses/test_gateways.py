@@ -12,10 +12,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from tests.addresses.conftest import add_user, boto_client, script, start_gateway
+from tests.addresses.conftest import add_user, script, start_gateway
 from tests.e2e.conftest import DEMO_SECRET, start_demo, stop_demo
 
 BOB_SECRET = hashlib.sha256(b"bobpw").hexdigest()
@@ -26,7 +28,15 @@ class Cloud:
         self.demo, self.urls, self.log, self.pause = demo, urls, log, pause
 
     def ec2(self, gateway: int = 0, user: str = "demo") -> object:
-        return boto_client(self.urls[gateway], user, DEMO_SECRET if user == "demo" else BOB_SECRET)
+        """A client that does not retry (the SDKs retry 503s: a retried move would win)."""
+        return boto3.client(
+            "ec2",
+            endpoint_url=self.urls[gateway],
+            region_name="opennebula",
+            aws_access_key_id=user,
+            aws_secret_access_key=DEMO_SECRET if user == "demo" else BOB_SECRET,
+            config=BotoConfig(retries={"total_max_attempts": 1}),
+        )
 
     def slow(self, seconds: float) -> None:
         self.pause.write_text(str(seconds))
@@ -162,5 +172,94 @@ def test_requests_piling_up_on_one_address_leave_the_others_fast(clean) -> None:
     assert float(took) < 0.5, took
     counts = Counter(moved)
     assert set(counts) == {"ok", "RequestLimitExceeded"}, counts
+    cloud.slow(0)
+    cloud.assert_network_as_recorded()
+
+
+def private_ips(cloud) -> dict[str, str]:
+    ec2 = cloud.ec2()
+    res = ec2.describe_instances(InstanceIds=cloud.instances)["Reservations"]
+    return {i["InstanceId"]: i["PrivateIpAddress"] for r in res for i in r["Instances"]}
+
+
+def test_a_late_association_never_takes_another_users_address(clean) -> None:
+    """While demo's association runs its (2 s) script on the first gateway, demo releases the
+    address through the second and bob allocates it: the association must not write demo's
+    record back over bob's (it did: bob's address became demo's). It finds the address changed,
+    takes its script back and answers InvalidAddress.NotFound."""
+    cloud = clean
+    made = cloud.ec2().allocate_address()
+    ip = made["PublicIp"]
+    cloud.slow(2)
+    got = {}
+
+    def take() -> str:
+        got.update(cloud.ec2(1, "eipbob").allocate_address(Address=ip))
+        return "ok"
+
+    results = in_threads(
+        (
+            0,
+            lambda: outcome(
+                cloud.ec2(0).associate_address, PublicIp=ip, InstanceId=cloud.instances[0]
+            ),
+        ),
+        (0.4, lambda: outcome(cloud.ec2(1).release_address, AllocationId=made["AllocationId"])),
+        (0.8, take),
+    )
+    assert results == ["InvalidAddress.NotFound", "ok", "ok"]
+    assert ip not in cloud.recorded("demo")
+    bobs = cloud.recorded("eipbob")[ip]
+    assert bobs["AllocationId"] == got["AllocationId"] and "InstanceId" not in bobs
+    cloud.slow(0)
+    cloud.assert_network_as_recorded()  # the association's script taken back
+
+
+def test_two_gateways_moving_one_address_agree_on_one(clean) -> None:
+    """Two associations of one address at once, through two gateways: one wins, the other
+    finds the address changed when it comes to write, answers Unavailable (retried by the SDKs)
+    and puts the network back as recorded. Both used to succeed, both scripts kept."""
+    cloud = clean
+    ip = cloud.ec2().allocate_address()["PublicIp"]
+    cloud.slow(1)
+    results = in_threads(
+        (
+            0,
+            lambda: outcome(
+                cloud.ec2(0).associate_address, PublicIp=ip, InstanceId=cloud.instances[0]
+            ),
+        ),
+        (
+            0.3,
+            lambda: outcome(
+                cloud.ec2(1).associate_address, PublicIp=ip, InstanceId=cloud.instances[1]
+            ),
+        ),
+    )
+    assert sorted(results) == ["Unavailable", "ok"]
+    winner = cloud.instances[results.index("ok")]
+    assert cloud.recorded()[ip]["InstanceId"] == winner
+    cloud.slow(0)
+    assert cloud.network() == {ip: {private_ips(cloud)[winner]}}
+    cloud.assert_network_as_recorded()
+
+
+def test_two_gateways_giving_one_instance_two_addresses_leave_it_one_at_most(clean) -> None:
+    """Two addresses associated with one instance at once, through two gateways (each saw no
+    address on it): the instance keeps one at most (both stayed recorded); the one that sees
+    the other's takes its own back and answers Unavailable."""
+    cloud = clean
+    x, y = (cloud.ec2().allocate_address()["PublicIp"] for _ in "xy")
+    cloud.slow(1)
+    vm = cloud.instances[0]
+    results = in_threads(
+        (0, lambda: outcome(cloud.ec2(0).associate_address, PublicIp=x, InstanceId=vm)),
+        (0, lambda: outcome(cloud.ec2(1).associate_address, PublicIp=y, InstanceId=vm)),
+    )
+    assert results.count("ok") <= 1 and set(results) <= {"ok", "Unavailable"}, results
+    on_vm = [ip for ip, a in cloud.recorded().items() if a.get("InstanceId") == vm]
+    assert len(on_vm) == results.count("ok")
+    (res,) = cloud.ec2().describe_instances(InstanceIds=[vm])["Reservations"]
+    assert res["Instances"][0].get("PublicIpAddress") == (on_vm[0] if on_vm else None)
     cloud.slow(0)
     cloud.assert_network_as_recorded()
