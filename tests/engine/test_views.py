@@ -865,6 +865,7 @@ def test_shipped_address_view(shipped) -> None:
     base = {
         "_owner": None,
         "_vm": None,
+        "_nonce": None,
         "AllocationId": None,
         "Domain": "standard",
         "InstanceId": None,
