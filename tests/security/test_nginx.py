@@ -227,9 +227,11 @@ def test_tls_ignores_client_identity_headers(tls_stack):
 # ============================================================ :auth: x509
 
 
-def test_x509_boto3_with_client_certificate(x509_stack):
-    ec2 = ec2_client(x509_stack, user="unused", secret="unused-secret", client_cert="alice")
-    before = x509_stack.admin.vm_ids()
+def alice_launches_as_demo(stack) -> None:
+    """boto3 with alice's client certificate launches an instance, owned by demo (uid 2, the
+    user of alice's DN), and finds it again."""
+    ec2 = ec2_client(stack, user="unused", secret="unused-secret", client_cert="alice")
+    before = stack.admin.vm_ids()
 
     def run():
         try:
@@ -238,9 +240,13 @@ def test_x509_boto3_with_client_certificate(x509_stack):
             raise AssertionError(str(exc)) from exc
 
     iid = eventually(run)["Instances"][0]["InstanceId"]
-    assert owners(x509_stack.admin, before) == [2], "ran as the user of alice's certificate"
+    assert owners(stack.admin, before) == [2], "ran as the user of alice's certificate"
     found = ec2.describe_instances(InstanceIds=[iid])["Reservations"]
     assert [i["InstanceId"] for r in found for i in r["Instances"]] == [iid]
+
+
+def test_x509_boto3_with_client_certificate(x509_stack):
+    alice_launches_as_demo(x509_stack)
 
 
 def test_x509_unknown_certificate(x509_stack):
@@ -398,19 +404,7 @@ def test_x509_through_a_unix_socket_only_nginx_can_open(x509_unix_stack):
     believed without :trusted_proxies:, econe has no TCP port at all, and the socket file
     lets in no user but its owner and group (here root's: nobody is refused)."""
     stack = x509_unix_stack
-    ec2 = ec2_client(stack, user="unused", secret="unused-secret", client_cert="alice")
-    before = stack.admin.vm_ids()
-
-    def run():
-        try:
-            return ec2.run_instances(ImageId=DEMO_AMI, MinCount=1, MaxCount=1)
-        except ClientError as exc:  # the user cache may not have seen the chauth yet
-            raise AssertionError(str(exc)) from exc
-
-    iid = eventually(run)["Instances"][0]["InstanceId"]
-    assert owners(stack.admin, before) == [2], "ran as the user of alice's certificate"
-    found = ec2.describe_instances(InstanceIds=[iid])["Reservations"]
-    assert [i["InstanceId"] for r in found for i in r["Instances"]] == [iid]
+    alice_launches_as_demo(stack)
 
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", stack.demo.port), timeout=2).close()
