@@ -42,6 +42,7 @@ import random
 import re
 import secrets
 import threading
+import time
 from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -170,6 +171,20 @@ class Address:
         return self.held and not self.view.get("_void")
 
     @property
+    def half_released(self) -> bool:
+        """Held with its record cleared, while its tags entry still names an allocation and its
+        owner: a ReleaseAddress cleared the record and then could not give the lease back, or
+        could not read the record after clearing it (`_Unknown`). That owner's ReleaseAddress
+        finishes the release."""
+        entry = self.view.get("_entry") or {}
+        return (
+            self.held
+            and not any(self.record()[k] for k in ("EC2_OWNER", "EC2_ALLOCATION_ID"))
+            and isinstance(entry.get("owner"), int)
+            and bool(entry.get("alloc"))
+        )
+
+    @property
     def owner(self) -> int | None:
         return self.view.get("_owner") if self.valid else None
 
@@ -263,6 +278,7 @@ def read_pool(rt: Any, vnet: int | None = None) -> Pool:
         same = entry.get("alloc") == view.get("AllocationId")
         view["Tags"] = pair_tags(entry.get("tags")) if same else []
         view["_void"] = "owner" in entry and not same
+        view["_entry"] = entry
         addresses.append(Address(view, extra))
     return Pool(vnet, xml, addresses)
 
@@ -276,8 +292,46 @@ class _Lost(Exception):
         self.now = now
 
 
+class _Unknown(Exception):
+    """oned answered the write, but the address could not be read after it (AFTER_READS
+    tries): whether this write is the one that stands is not known. Nothing may be undone or
+    written over a record nobody could read; the request answers Unavailable (`_unsure`) and
+    leaves the record as written, and a retry of the same request converges from it."""
+
+    def __init__(self, ip: str, cause: Ec2Error) -> None:
+        super().__init__(f"{ip}: written, but not readable after: {cause.message}")
+        self.ip = ip
+
+
+# Pauses before the reads after a write that are tried again when one fails (_write).
+AFTER_READS = (0.0, 0.2, 0.5, 1.0)
+
+
 def _now(rt: Any, vnet: int, addr: Address) -> Address | None:
     return next((a for a in read_pool(rt, vnet).addresses if a.ar_id == addr.ar_id), None)
+
+
+def _read_after(rt: Any, vnet: int, addr: Address) -> Address | None:
+    """The address read after a write oned answered; _Unknown when no read succeeds."""
+    failure = None
+    for pause in AFTER_READS:
+        time.sleep(pause)
+        try:
+            return _now(rt, vnet, addr)
+        except Ec2Error as exc:  # unreachable (Unavailable) or refused (InternalError)
+            log.warning("cannot read %s after writing it: %s", addr.ip, exc.message)
+            failure = exc
+    assert failure is not None
+    raise _Unknown(addr.ip, failure)
+
+
+def _unsure(ip: str) -> Ec2Error:
+    """The answer of a request whose write oned took but whose outcome could not be read."""
+    return Ec2Error(
+        "Unavailable",
+        f"OpenNebula took the change of the address '{ip}' but could not be read after it; "
+        "the change stands as written: try the same request again",
+    )
 
 
 def _write(
@@ -287,7 +341,8 @@ def _write(
     EC2_NONCE; → the address as read after. Raises _Lost when the AR is no longer as `addr`
     was read (`check`; an allocation, which has just held the lease, writes over whatever is
     there), or when the read after shows another write or another owner; OneError/Ec2Error
-    when oned fails (nothing written)."""
+    when oned fails (nothing written); _Unknown when oned took the write but the address could
+    not be read after it (then the caller undoes nothing)."""
     now = _now(rt, vnet, addr)
     if now is None or (check and now.mark() != addr.mark()):
         raise _Lost(now)
@@ -295,7 +350,7 @@ def _write(
     vector = [("AR_ID", str(now.ar_id)), *now.extra]
     vector += [(k, record.get(k) or "") for k in EC2_KEYS] + [(NONCE, nonce)]
     _admin(rt, "one.vn.update_ar", vnet, template_xml([("AR", vector)]))
-    after = _now(rt, vnet, addr)
+    after = _read_after(rt, vnet, addr)
     owner = record.get("EC2_OWNER") or ""
     if after is None or after.view.get("_nonce") != nonce or (owner and str(after.owner) != owner):
         raise _Lost(after)
@@ -303,11 +358,23 @@ def _write(
 
 
 def _try_write(
-    rt: Any, vnet: int, addr: Address, record: dict[str, str], check: bool = True
+    rt: Any,
+    vnet: int,
+    addr: Address,
+    record: dict[str, str],
+    check: bool = True,
+    vnet_xml: str | None = None,
 ) -> Address | None:
+    """_write, logging failures. `vnet_xml`: this request's scripts changed the address, so a
+    write lost to another gateway process puts the network back as that one recorded it."""
     try:
         return _write(rt, vnet, addr, record, check)
-    except (_Lost, OneError, Ec2Error) as exc:
+    except _Lost as exc:
+        log.error("cannot record the state of %s: %s", addr.ip, exc)
+        if vnet_xml is not None:
+            _resync(rt, exc.now, vnet_xml)
+        return None
+    except (_Unknown, OneError, Ec2Error) as exc:
         log.error("cannot record the state of %s: %s", addr.ip, exc)
         return None
 
@@ -326,13 +393,21 @@ def _resync(rt: Any, now: Address | None, vnet_xml: str) -> None:
 
 
 def _changed(rt: Any, addr: Address, now: Address | None) -> Ec2Error:
-    """The answer of a request that lost the address to another gateway process."""
+    """The answer of a request that lost the address to another gateway process: the
+    NotFound of the identifier the request named it by, when it is gone meanwhile."""
+    body = rt.body
     if (
         now is None
         or now.owner != rt.principal.uid
         or now.view.get("AllocationId") != addr.view.get("AllocationId")
-    ):
-        return _address_not_found(addr.ip)  # released meanwhile
+    ):  # released meanwhile
+        if body.get("AllocationId"):
+            return _allocation_not_found(str(body["AllocationId"]))
+        if body.get("AssociationId"):
+            return _association_not_found(str(body["AssociationId"]))
+        return _address_not_found(addr.ip)
+    if body.get("AssociationId") and now.view.get("AssociationId") != body["AssociationId"]:
+        return _association_not_found(str(body["AssociationId"]))  # disassociated meanwhile
     return Ec2Error(
         "Unavailable",
         f"The address '{addr.ip}' was changed by another request at the same time; "
@@ -418,10 +493,12 @@ def _my_address(rt: Any, pool: Pool, body: dict, other: str = "AllocationId") ->
         )
     hit = next((a for a in mine if a.view.get("AssociationId") == value), None)
     if hit is None:
-        raise Ec2Error(
-            "InvalidAssociationID.NotFound", f"The association ID '{value}' does not exist"
-        )
+        raise _association_not_found(value)
     return hit
+
+
+def _association_not_found(assoc: str) -> Ec2Error:
+    return Ec2Error("InvalidAssociationID.NotFound", f"The association ID '{assoc}' does not exist")
 
 
 # -- scripts ------------------------------------------------------------------------------------
@@ -561,7 +638,7 @@ def allocate_address(rt: Any) -> dict:
             except (OneError, Ec2Error) as exc:  # not recorded
                 _give_back(rt, vnet, addr, recorded=False)
                 raise _failed("Cannot record the elastic IP's owner", exc) from exc
-            except _Lost:  # another write came after this one
+            except (_Lost, _Unknown):  # another write came after this one, or maybe did
                 _give_back(rt, vnet, addr, recorded=True)
                 raise Ec2Error(
                     "Unavailable",
@@ -740,6 +817,9 @@ def associate_address(rt: Any) -> dict:
     addr = _my_address(rt, read_pool(rt, vnet), body)
     vm_id = required_id(instance_id, "i", "InvalidInstanceID.Malformed", "InstanceId")
     uid = rt.principal.uid
+    # the caller's instance before its lock: another user naming it waits for nothing, so
+    # cannot make the owner's requests wait (or be refused as too many)
+    _instance(rt, instance_id, vm_id)
     with (
         held("instance", vnet, vm_id, busy=_busy(f"the instance {instance_id}")),
         ExitStack() as locks,
@@ -758,7 +838,10 @@ def associate_address(rt: Any) -> dict:
         addr = _my_address(rt, pool, body)
         if addr.vm is not None:
             if addr.vm == vm_id and addr.view.get("PrivateIpAddress") == private_ip:
-                return {"AssociationId": addr.view["AssociationId"]}  # already so: idempotent
+                # already so: the associate script again (scripts are idempotent), since the
+                # network may not say so after a request that answered Unavailable
+                _associate(rt, addr.ip, private_ip, pool.xml)
+                return {"AssociationId": addr.view["AssociationId"]}
             if _bool(body.get("AllowReassociation")) is False:
                 raise Ec2Error(
                     "Resource.AlreadyAssociated",
@@ -786,7 +869,7 @@ def associate_address(rt: Any) -> dict:
             _associate(rt, addr.ip, private_ip, pool.xml)
         except Ec2Error:
             # Put back what this request changed; record the truth for what cannot be put back.
-            _record_lost(rt, vnet, _undo(rt, steps, pool.xml))
+            _record_lost(rt, vnet, _undo(rt, steps, pool.xml), pool.xml)
             raise
         association = _new_id("eipassoc")
         record = {
@@ -797,28 +880,37 @@ def associate_address(rt: Any) -> dict:
         }
         # the address first; the instance's other addresses keep their records until it is
         # recorded, so a failure here has only scripts to take back
+        unsure = False
         try:
             _write(rt, vnet, addr, record)
+        except _Unknown:
+            # oned took the record; as far as anyone can tell it stands, and the network says
+            # so: nothing is taken back, the rest is recorded, and the answer is Unavailable
+            # (a retry finds the association and runs the associate script again)
+            unsure = True
         except _Lost as exc:
             # another gateway process changed the address meanwhile (moved, released…): what
             # it recorded stands, on the network too; the instance's other addresses go back
-            _record_lost(rt, vnet, _undo(rt, [s for s in steps if s.addr is not addr], pool.xml))
+            _record_lost(
+                rt, vnet, _undo(rt, [s for s in steps if s.addr is not addr], pool.xml), pool.xml
+            )
             _resync(rt, exc.now, pool.xml)
             raise _changed(rt, addr, exc.now) from None
         except (OneError, Ec2Error) as exc:
             # not recorded: take every script of this request back (the new association, and
             # the old ones it replaced), and record the truth for what cannot be put back
-            _record_lost(
-                rt, vnet, _undo(rt, [*steps, _Step(addr, ("disassociate", addr.ip))], pool.xml)
-            )
+            back = [*steps, _Step(addr, ("disassociate", addr.ip))]
+            _record_lost(rt, vnet, _undo(rt, back, pool.xml), pool.xml)
             raise _failed("Cannot record the association", exc) from exc
         for other in others:
             try:
                 _write(rt, vnet, other, _cleared(other.record()))
             except _Lost as exc:  # changed by another gateway process: as it recorded
                 _resync(rt, exc.now, pool.xml)
-            except (OneError, Ec2Error) as exc:
+            except (_Unknown, OneError, Ec2Error) as exc:
                 log.error("cannot record the disassociation of %s: %s", other.ip, exc)
+        if unsure:
+            raise _unsure(addr.ip)
         # An instance has one address: a request of another gateway process may have given it
         # another one meanwhile. Then both take theirs back, or the later one does.
         again = read_pool(rt, vnet)
@@ -830,7 +922,13 @@ def associate_address(rt: Any) -> dict:
             lost = _undo(rt, back, pool.xml)
             mine = next((a for a in again.addresses if a.ar_id == addr.ar_id), None)
             if mine is not None:
-                _try_write(rt, vnet, mine, _cleared(addr.record()) if lost else addr.record())
+                _try_write(
+                    rt,
+                    vnet,
+                    mine,
+                    _cleared(addr.record()) if lost else addr.record(),
+                    vnet_xml=pool.xml,
+                )
             raise Ec2Error(
                 "Unavailable",
                 f"The instance '{instance_id}' got another Elastic IP address at the same time "
@@ -846,11 +944,11 @@ def _failed(what: str, exc: OneError | Ec2Error) -> Ec2Error:
     return exc if isinstance(exc, Ec2Error) else _server_error(what, exc)
 
 
-def _record_lost(rt: Any, vnet: int, lost: list[Address]) -> None:
+def _record_lost(rt: Any, vnet: int, lost: list[Address], vnet_xml: str) -> None:
     """Addresses whose association an undo could not put back: recorded as they are now,
     unassociated."""
     for addr in lost:
-        _try_write(rt, vnet, addr, _cleared(addr.record()))
+        _try_write(rt, vnet, addr, _cleared(addr.record()), vnet_xml=vnet_xml)
 
 
 def _associate_again(rt: Any, vnet: int, pool: Pool, addr: Address) -> None:
@@ -858,7 +956,7 @@ def _associate_again(rt: Any, vnet: int, pool: Pool, addr: Address) -> None:
     again, so that the network says what OpenNebula says; if that fails too, record the truth
     (unassociated), so that AssociateAddress never takes it for still associated."""
     back = _Step(addr, ("associate", addr.ip, addr.view.get("PrivateIpAddress") or ""))
-    _record_lost(rt, vnet, _undo(rt, [back], pool.xml))
+    _record_lost(rt, vnet, _undo(rt, [back], pool.xml), pool.xml)
 
 
 def disassociate_address(rt: Any) -> dict:
@@ -872,6 +970,8 @@ def disassociate_address(rt: Any) -> dict:
         _disassociate(rt, addr.ip)
         try:
             _write(rt, vnet, addr, _cleared(addr.record()))
+        except _Unknown:  # written: the record and the network say unassociated
+            raise _unsure(addr.ip) from None
         except _Lost as exc:
             _resync(rt, exc.now, pool.xml)
             raise _changed(rt, addr, exc.now) from None
@@ -882,14 +982,47 @@ def disassociate_address(rt: Any) -> dict:
     return {"Return": True}
 
 
+def _to_release(rt: Any, pool: Pool, body: dict) -> Address:
+    """The caller's address to release, or the caller's address a ReleaseAddress left half
+    released (see Address.half_released), named by PublicIp or by its AllocationId."""
+    try:
+        return _my_address(rt, pool, body)
+    except Ec2Error as exc:
+        if not exc.code.endswith(".NotFound"):
+            raise
+        name, value = _one_of(body, "PublicIp", "AllocationId")
+        for a in pool.addresses:
+            entry = a.view.get("_entry") or {}
+            if (
+                a.half_released
+                and entry.get("owner") == rt.principal.uid
+                and (a.ip if name == "PublicIp" else entry.get("alloc")) == value
+            ):
+                return a
+        raise
+
+
+def _finish_release(rt: Any, vnet: int, addr: Address) -> None:
+    """The rest of a release whose record is cleared already: tags entry, then lease."""
+    try:
+        _write_entry(rt, vnet, addr.ip, "", None, [])
+        _admin(rt, "one.vn.release", vnet, _lease(addr))
+    except OneError as exc:
+        raise _server_error("Cannot release the address", exc) from exc
+
+
 def release_address(rt: Any) -> dict:
     vnet = vnet_id(rt)
-    addr = _my_address(rt, read_pool(rt, vnet), rt.body)
+    addr = _to_release(rt, read_pool(rt, vnet), rt.body)
     if rt.body.get("NetworkBorderGroup") not in (None, "", rt.config.region):
         raise _address_not_found(addr.ip)  # as EC2 answers a wrong network border group
     with held("address", vnet, addr.ip, busy=_busy(f"the address {addr.ip}")):
         pool = read_pool(rt, vnet)  # again, now that no request of this process changes it
-        addr = _my_address(rt, pool, rt.body)
+        addr = _to_release(rt, pool, rt.body)
+        if addr.half_released:  # its record was cleared by an earlier ReleaseAddress
+            _finish_release(rt, vnet, addr)
+            log.info("finished releasing %s (uid %s)", addr.ip, rt.principal.uid)
+            return {"Return": True}
         record = addr.record()
         if addr.vm is not None:
             _disassociate(rt, addr.ip)
@@ -898,6 +1031,10 @@ def release_address(rt: Any) -> dict:
         # the record of whoever holds the address next.
         try:
             cleared = _write(rt, vnet, addr, dict.fromkeys(EC2_KEYS, ""))
+        except _Unknown:
+            # the record is cleared (no longer listed to anyone), lease and tags entry not yet
+            # given back: a retry finishes the release (_finish_release)
+            raise _unsure(addr.ip) from None
         except _Lost as exc:
             if addr.vm is not None:
                 _resync(rt, exc.now, pool.xml)
@@ -911,7 +1048,7 @@ def release_address(rt: Any) -> dict:
             _admin(rt, "one.vn.release", vnet, _lease(addr))
         except (OneError, Ec2Error) as exc:
             _try_entry(rt, vnet, addr)  # still yours (no longer associated), with its tags
-            _try_write(rt, vnet, cleared, record)
+            _try_write(rt, vnet, cleared, record, vnet_xml=pool.xml)
             raise _failed("Cannot release the address", exc) from exc
     log.info("released %s (uid %s)", addr.ip, rt.principal.uid)
     return {"Return": True}
@@ -1039,7 +1176,7 @@ def disassociate_instances(rt: Any, vm_ids: Iterable[int]) -> list[str]:
             except _Lost as exc:  # changed by another gateway process: as it recorded
                 _resync(rt, exc.now, fresh_pool.xml)
                 continue
-            except (OneError, Ec2Error) as exc:
+            except (_Unknown, OneError, Ec2Error) as exc:
                 log.error("cannot record the disassociation of %s: %s", fresh.ip, exc)
                 continue
             done.append(fresh.ip)

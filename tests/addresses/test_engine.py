@@ -282,11 +282,11 @@ def test_associate_move_disassociate_with_recorded_scripts(
     assert [x["PublicIp"] for x in run(sim, eng, "DescribeAddresses", body)["Addresses"]] == [
         a["PublicIp"]
     ]
-    # the same association again: nothing to do
+    # the same association again: the same id, the (idempotent) associate script again
     again = run(
         sim, eng, "AssociateAddress", {"AllocationId": a["AllocationId"], "InstanceId": f"i-{vm1}"}
     )
-    assert again == assoc and len(calls(eip_log)) == 1
+    assert again == assoc and [c[:3] for c in calls(eip_log)] == [call[:3]] * 2
 
     # AllowReassociation=false refuses to move it
     body = {"PublicIp": a["PublicIp"], "InstanceId": f"i-{vm2}", "AllowReassociation": False}
@@ -294,17 +294,17 @@ def test_associate_move_disassociate_with_recorded_scripts(
     # a move: disassociate script for the old association first, then associate
     moved = run(sim, eng, "AssociateAddress", {"PublicIp": a["PublicIp"], "InstanceId": f"i-{vm2}"})
     assert moved["AssociationId"] != assoc["AssociationId"]
-    assert calls(eip_log)[1:] == [
+    assert calls(eip_log)[2:] == [
         ["disassociate", a["PublicIp"]],
-        ["associate", a["PublicIp"], ip2, calls(eip_log)[2][3]],
+        ["associate", a["PublicIp"], ip2, calls(eip_log)[3][3]],
     ]
     assert sim.ar(a["PublicIp"]).findtext("EC2_INSTANCE") == str(vm2)
 
     # a second address for vm2 displaces the first (one public address per instance)
     run(sim, eng, "AssociateAddress", {"PublicIp": b["PublicIp"], "InstanceId": f"i-{vm2}"})
-    assert calls(eip_log)[3:5] == [
+    assert calls(eip_log)[4:6] == [
         ["disassociate", a["PublicIp"]],
-        ["associate", b["PublicIp"], ip2, calls(eip_log)[4][3]],
+        ["associate", b["PublicIp"], ip2, calls(eip_log)[5][3]],
     ]
     state = {
         x["PublicIp"]: x.get("InstanceId") for x in run(sim, eng, "DescribeAddresses")["Addresses"]
