@@ -363,31 +363,49 @@ def _try_write(
     addr: Address,
     record: dict[str, str],
     check: bool = True,
-    vnet_xml: str | None = None,
+    resync: bool = False,
 ) -> Address | None:
-    """_write, logging failures. `vnet_xml`: this request's scripts changed the address, so a
+    """_write, logging failures. `resync`: this request's scripts changed the address, so a
     write lost to another gateway process puts the network back as that one recorded it."""
     try:
         return _write(rt, vnet, addr, record, check)
     except _Lost as exc:
         log.error("cannot record the state of %s: %s", addr.ip, exc)
-        if vnet_xml is not None:
-            _resync(rt, exc.now, vnet_xml)
+        if resync:
+            _resync(rt, exc.now)
         return None
     except (_Unknown, OneError, Ec2Error) as exc:
         log.error("cannot record the state of %s: %s", addr.ip, exc)
         return None
 
 
-def _resync(rt: Any, now: Address | None, vnet_xml: str) -> None:
+# How many times _resync reads the address and runs its scripts while the record changes.
+RESYNC_ROUNDS = 3
+
+
+def _resync(rt: Any, now: Address | None) -> None:
     """This request's scripts ran, then it lost the address to another gateway process: make
-    the network say what OpenNebula records for it now (its association, or none)."""
+    the network say what OpenNebula records for it (its association, or none). `now` (as the
+    lost write read it) only names the AR: the record is read again just before the scripts
+    and after them, and the scripts run again while it changed meanwhile. If a script fails
+    the network may send the address to this request's instance until its owner's next change
+    of it (DisassociateAddress of an unassociated address runs the disassociate script too)."""
     if now is None:
         return
     try:
-        _disassociate(rt, now.ip)
-        if now.vm is not None:
-            _associate(rt, now.ip, now.view.get("PrivateIpAddress") or "", vnet_xml)
+        pool = read_pool(rt)
+        for _ in range(RESYNC_ROUNDS):
+            fresh = next((a for a in pool.addresses if a.ar_id == now.ar_id), None)
+            if fresh is None:
+                return
+            _disassociate(rt, fresh.ip)
+            if fresh.vm is not None:
+                _associate(rt, fresh.ip, fresh.view.get("PrivateIpAddress") or "", pool.xml)
+            pool = read_pool(rt)
+            after = next((a for a in pool.addresses if a.ar_id == now.ar_id), None)
+            if after is None or after.mark() == fresh.mark():
+                return
+        log.error("%s kept changing while its network was put back as recorded", now.ip)
     except Ec2Error as exc:
         log.error("cannot put the network of %s back as recorded: %s", now.ip, exc.message)
 
@@ -869,7 +887,7 @@ def associate_address(rt: Any) -> dict:
             _associate(rt, addr.ip, private_ip, pool.xml)
         except Ec2Error:
             # Put back what this request changed; record the truth for what cannot be put back.
-            _record_lost(rt, vnet, _undo(rt, steps, pool.xml), pool.xml)
+            _record_lost(rt, vnet, _undo(rt, steps, pool.xml))
             raise
         association = _new_id("eipassoc")
         record = {
@@ -891,22 +909,20 @@ def associate_address(rt: Any) -> dict:
         except _Lost as exc:
             # another gateway process changed the address meanwhile (moved, released…): what
             # it recorded stands, on the network too; the instance's other addresses go back
-            _record_lost(
-                rt, vnet, _undo(rt, [s for s in steps if s.addr is not addr], pool.xml), pool.xml
-            )
-            _resync(rt, exc.now, pool.xml)
+            _record_lost(rt, vnet, _undo(rt, [s for s in steps if s.addr is not addr], pool.xml))
+            _resync(rt, exc.now)
             raise _changed(rt, addr, exc.now) from None
         except (OneError, Ec2Error) as exc:
             # not recorded: take every script of this request back (the new association, and
             # the old ones it replaced), and record the truth for what cannot be put back
             back = [*steps, _Step(addr, ("disassociate", addr.ip))]
-            _record_lost(rt, vnet, _undo(rt, back, pool.xml), pool.xml)
+            _record_lost(rt, vnet, _undo(rt, back, pool.xml))
             raise _failed("Cannot record the association", exc) from exc
         for other in others:
             try:
                 _write(rt, vnet, other, _cleared(other.record()))
             except _Lost as exc:  # changed by another gateway process: as it recorded
-                _resync(rt, exc.now, pool.xml)
+                _resync(rt, exc.now)
             except (_Unknown, OneError, Ec2Error) as exc:
                 log.error("cannot record the disassociation of %s: %s", other.ip, exc)
         if unsure:
@@ -927,7 +943,7 @@ def associate_address(rt: Any) -> dict:
                     vnet,
                     mine,
                     _cleared(addr.record()) if lost else addr.record(),
-                    vnet_xml=pool.xml,
+                    resync=True,
                 )
             raise Ec2Error(
                 "Unavailable",
@@ -944,11 +960,11 @@ def _failed(what: str, exc: OneError | Ec2Error) -> Ec2Error:
     return exc if isinstance(exc, Ec2Error) else _server_error(what, exc)
 
 
-def _record_lost(rt: Any, vnet: int, lost: list[Address], vnet_xml: str) -> None:
+def _record_lost(rt: Any, vnet: int, lost: list[Address]) -> None:
     """Addresses whose association an undo could not put back: recorded as they are now,
     unassociated."""
     for addr in lost:
-        _try_write(rt, vnet, addr, _cleared(addr.record()), vnet_xml=vnet_xml)
+        _try_write(rt, vnet, addr, _cleared(addr.record()), resync=True)
 
 
 def _associate_again(rt: Any, vnet: int, pool: Pool, addr: Address) -> None:
@@ -956,7 +972,7 @@ def _associate_again(rt: Any, vnet: int, pool: Pool, addr: Address) -> None:
     again, so that the network says what OpenNebula says; if that fails too, record the truth
     (unassociated), so that AssociateAddress never takes it for still associated."""
     back = _Step(addr, ("associate", addr.ip, addr.view.get("PrivateIpAddress") or ""))
-    _record_lost(rt, vnet, _undo(rt, [back], pool.xml), pool.xml)
+    _record_lost(rt, vnet, _undo(rt, [back], pool.xml))
 
 
 def disassociate_address(rt: Any) -> dict:
@@ -965,15 +981,22 @@ def disassociate_address(rt: Any) -> dict:
     with held("address", vnet, addr.ip, busy=_busy(f"the address {addr.ip}")):
         pool = read_pool(rt, vnet)  # again, now that no request of this process changes it
         addr = _my_address(rt, pool, rt.body, other="AssociationId")
-        if addr.vm is None:
-            return {"Return": True}  # idempotent, as EC2
+        if addr.vm is None:  # idempotent, as EC2
+            if script_is_set(rt.config.disassociate_script):
+                # the (idempotent) script all the same: a request of another gateway process
+                # that lost this address to it may have failed to take its association back
+                _disassociate(rt, addr.ip)
+                after = _now(rt, vnet, addr)
+                if after is None or after.mark() != addr.mark():  # changed meanwhile
+                    _resync(rt, after)
+            return {"Return": True}
         _disassociate(rt, addr.ip)
         try:
             _write(rt, vnet, addr, _cleared(addr.record()))
         except _Unknown:  # written: the record and the network say unassociated
             raise _unsure(addr.ip) from None
         except _Lost as exc:
-            _resync(rt, exc.now, pool.xml)
+            _resync(rt, exc.now)
             raise _changed(rt, addr, exc.now) from None
         except (OneError, Ec2Error) as exc:
             _associate_again(rt, vnet, pool, addr)
@@ -1037,7 +1060,7 @@ def release_address(rt: Any) -> dict:
             raise _unsure(addr.ip) from None
         except _Lost as exc:
             if addr.vm is not None:
-                _resync(rt, exc.now, pool.xml)
+                _resync(rt, exc.now)
             raise _changed(rt, addr, exc.now) from None
         except (OneError, Ec2Error) as exc:  # oned refused, or did not answer (Unavailable)
             if addr.vm is not None:
@@ -1048,7 +1071,7 @@ def release_address(rt: Any) -> dict:
             _admin(rt, "one.vn.release", vnet, _lease(addr))
         except (OneError, Ec2Error) as exc:
             _try_entry(rt, vnet, addr)  # still yours (no longer associated), with its tags
-            _try_write(rt, vnet, cleared, record, vnet_xml=pool.xml)
+            _try_write(rt, vnet, cleared, record, resync=True)
             raise _failed("Cannot release the address", exc) from exc
     log.info("released %s (uid %s)", addr.ip, rt.principal.uid)
     return {"Return": True}
@@ -1174,7 +1197,7 @@ def disassociate_instances(rt: Any, vm_ids: Iterable[int]) -> list[str]:
             try:
                 _write(rt, vnet, fresh, _cleared(fresh.record()))
             except _Lost as exc:  # changed by another gateway process: as it recorded
-                _resync(rt, exc.now, fresh_pool.xml)
+                _resync(rt, exc.now)
                 continue
             except (_Unknown, OneError, Ec2Error) as exc:
                 log.error("cannot record the disassociation of %s: %s", fresh.ip, exc)

@@ -192,3 +192,48 @@ def test_a_request_losing_to_a_release_says_not_found_by_its_own_identifier(
         monkeypatch.setattr(addresses, name, released_elsewhere(getattr(addresses, name)))
     assert error(sim, eng, action, body).code == code
     assert not held(sim.ar(ip))
+
+
+def test_a_lost_request_puts_the_network_back_as_recorded_after_its_scripts(
+    sim: Sim, eng: Engine, eip_log: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """DisassociateAddress loses to another gateway process moving the address to vm2, and
+    while it puts the network back that one moves it again, to vm3: the network ends at vm3,
+    as recorded (before, the repair acted on the record it read first: vm2)."""
+    from handlers.escaping import template_xml
+    from tests.addresses.test_engine import ec2_attrs
+
+    ip = run(sim, eng, "AllocateAddress")["PublicIp"]
+    vm1, vm2, vm3 = sim.vm(), sim.vm(), sim.vm()
+    run(sim, eng, "AssociateAddress", {"PublicIp": ip, "InstanceId": f"i-{vm1}"})
+    n = len(calls(eip_log))
+    real = addresses._disassociate
+    moves = [vm2, vm3]
+
+    def moved_elsewhere(rt, address) -> None:
+        real(rt, address)
+        if moves:  # the other gateway's association lands
+            vm = moves.pop(0)
+            ar = sim.ar(ip)
+            record = {
+                **ec2_attrs(ar),
+                "EC2_INSTANCE": str(vm),
+                "EC2_ASSOCIATION_ID": f"eipassoc-{vm:x}",
+                "EC2_PRIVATE_IP": sim.vm_ip(vm),
+                "EC2_NONCE": f"{vm:x}",
+            }
+            vector = [("AR_ID", ar.findtext("AR_ID")), *record.items()]
+            sim.as_admin("one.vn.update_ar", EIP_VNET, template_xml([("AR", vector)]))
+
+    monkeypatch.setattr(addresses, "_disassociate", moved_elsewhere)
+    assert error(sim, eng, "DisassociateAddress", {"PublicIp": ip}).code == "Unavailable"
+    assert [c[:3] for c in calls(eip_log)[n:]] == [
+        ["disassociate", ip],
+        ["disassociate", ip],
+        ["associate", ip, sim.vm_ip(vm2)],
+        ["disassociate", ip],
+        ["associate", ip, sim.vm_ip(vm3)],
+    ]
+    assert shown(sim, eng, ip)[0]["InstanceId"] == f"i-{vm3:08d}"
+    monkeypatch.undo()
+    run(sim, eng, "ReleaseAddress", {"PublicIp": ip})
