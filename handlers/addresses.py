@@ -124,9 +124,11 @@ VM_DONE = 6
 # Across gateway processes nothing serialises them, and oned has no compare-and-swap: every
 # write reads the AR again just before (and is not made if another process changed it since
 # the request read it) and just after (its EC2_NONCE must be the last one, the owner still the
-# owner). A request that finds it lost puts the network back as OpenNebula then records it
-# (`_resync`) and answers an error; the window left is the one round trip between the check
-# and the write (docs/elastic-ips.md, "Across gateway processes").
+# owner; a read after that fails leaves the outcome unknown: `_Unknown`, nothing undone). A
+# request that finds it lost puts the network back as OpenNebula records it (`_resync`) and
+# answers an error. What is left (docs/elastic-ips.md, "Across gateway processes"): the
+# loser's scripts ran before its check, so the network says what it did until the put-back
+# (for good if that fails); and the one round trip between the check and the write.
 
 
 def _busy(what: str) -> str:
