@@ -117,13 +117,19 @@ def test_owner_only_and_update_checks(one: One, sim) -> None:
     ]
 
 
-def test_vm_takes_the_rules_of_its_groups(one: One) -> None:
+def group_with_a_vm(one: One) -> tuple[int, int]:
+    """demo's new group `web` and a VM of demo's whose NIC is in it."""
     sid = one("one.secgroup.allocate", DEMO, WEB)[1]
     vid = one(
         "one.vm.allocate",
         DEMO,
         f'NAME="v"\nCPU=1\nMEMORY=64\nNIC=[NETWORK_ID=0,SECURITY_GROUPS="{sid}"]',
     )[1]
+    return sid, vid
+
+
+def test_vm_takes_the_rules_of_its_groups(one: One) -> None:
+    sid, vid = group_with_a_vm(one)
     vm = one("one.vm.info", DEMO, vid)[1]
     # the NIC's groups and the network's (0), as a sorted set; rules in group order
     assert f"<SECURITY_GROUPS><![CDATA[0,{sid}]]></SECURITY_GROUPS>" in vm
@@ -149,12 +155,7 @@ def test_a_vm_whose_rules_cannot_be_set_up_is_in_error_vms(one: One, sim) -> Non
     """LifeCycleManager::trigger_updatesg: an ACTIVE VM in a state oned cannot set rules up in
     (UNKNOWN here) keeps its old rules and goes to ERROR_VMS; the group is still in use
     (SecurityGroup::get_vms counts every set) until the VM leaves it."""
-    sid = one("one.secgroup.allocate", DEMO, WEB)[1]
-    vid = one(
-        "one.vm.allocate",
-        DEMO,
-        f'NAME="v"\nCPU=1\nMEMORY=64\nNIC=[NETWORK_ID=0,SECURITY_GROUPS="{sid}"]',
-    )[1]
+    sid, vid = group_with_a_vm(one)
     with sim.sim.lock:
         vm = sim.sim.store.get("vm", vid)
         vm["state"], vm["lcm_state"] = 3, 16  # ACTIVE/UNKNOWN: oned lost its host
