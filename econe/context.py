@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,11 @@ class Principal:
     auth_driver: str
     via: str  # "sigv4", "sigv2", "presigned-v4", "x509", "remote"
     template: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+# The request being served, for log lines written on its way (set by the front; a worker
+# thread gets it through contextvars.copy_context)
+request_id_var: ContextVar[str] = ContextVar("econe_request_id", default="-")
 
 
 @dataclass

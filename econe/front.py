@@ -14,6 +14,7 @@ goes to the `econe.access` logger.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
 import logging
@@ -23,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from econe.config import Config
-from econe.context import Principal, RawRequest
+from econe.context import Principal, RawRequest, request_id_var
 from econe.errors import Ec2Error, error_xml
 from econe.one.client import NeedsOned, no_blocking
 from econe.spec import ApiSpec
@@ -118,6 +119,7 @@ class Ec2QueryFront:
             return
         started = time.perf_counter()
         record = {"request_id": str(uuid.uuid4()), "action": "-", "user": "-", "status": 0}
+        request_id_var.set(record["request_id"])  # this request's task alone
 
         async def send_(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
@@ -279,7 +281,9 @@ class Ec2QueryFront:
             pass
         finally:
             no_blocking.reset(token)
-        return await asyncio.get_running_loop().run_in_executor(None, auth.authenticate, raw)
+        return await asyncio.get_running_loop().run_in_executor(
+            None, contextvars.copy_context().run, auth.authenticate, raw
+        )
 
     def _rewrite(
         self,

@@ -27,12 +27,18 @@ from econe.auth.common import (
 from econe.auth.hosts import server_names
 from econe.auth.users import UserDirectory, UserPoolUnavailable, UserRecord
 from econe.config import Config
-from econe.context import Principal, RawRequest
+from econe.context import Principal, RawRequest, request_id_var
 from econe.errors import Ec2Error
 from econe.keyseal import is_sealed
 from econe.one.client import NeedsOned, no_blocking
 
 log = logging.getLogger(__name__)
+
+
+def _say(level: int, message: str, *args: object) -> None:
+    """Why a request is refused, with the request id its access line and answer carry."""
+    log.log(level, "request %s: " + message, request_id_var.get(), *args)
+
 
 SECRET_DRIVERS = ("core", "public")
 
@@ -102,7 +108,12 @@ class Authenticator:
         for entry in user.access_keys():
             if str(entry.get("ACCESS_KEY_ID", "")).strip() == access_key:
                 if not is_sealed(self._seal_key, user.id, entry):
-                    log.warning("EC2 key %r of user %s has no valid seal", access_key, user.name)
+                    _say(
+                        logging.WARNING,
+                        "EC2 key %r of user %s has no valid seal",
+                        access_key,
+                        user.name,
+                    )
                     return None
                 return self._resolve(entry)
         return None
@@ -120,11 +131,14 @@ class Authenticator:
             if secret:
                 return found[0], secret
         if user is not None:
-            log.info(
-                "EC2 key %r refused: driver %s has no EC2 secret", access_key, user.auth_driver
+            _say(
+                logging.INFO,
+                "EC2 key %r refused: driver %s has no EC2 secret",
+                access_key,
+                user.auth_driver,
             )
         else:
-            log.info("EC2 key %r refused: no such user or access key", access_key)
+            _say(logging.INFO, "EC2 key %r refused: no such user or access key", access_key)
         raise auth_failure()
 
     def _newer_secret(self, user: UserRecord, access_key: str, secret: str) -> str | None:
@@ -138,10 +152,10 @@ class Authenticator:
         """The user's current record (enabled, not deleted), or AuthFailure."""
         fresh = self.users.confirm(user)
         if fresh is None:
-            log.info("user %s refused: no longer exists", user.name)
+            _say(logging.INFO, "user %s refused: no longer exists", user.name)
             raise auth_failure()
         if not fresh.enabled:
-            log.info("user %s refused: disabled (ENABLED=0)", fresh.name)
+            _say(logging.INFO, "user %s refused: disabled (ENABLED=0)", fresh.name)
             raise auth_failure("The user is disabled.")
         return fresh
 
@@ -189,8 +203,13 @@ class Authenticator:
             # per user, so wrong signatures cannot make econe hammer oned) and try that secret.
             newer = self._newer_secret(user, access_key, secret)
             if newer is None:  # the reason for the operator; never the signature itself
-                log.info(
-                    "EC2 key %r of user %s refused (%s): %s", access_key, user.name, via, exc.code
+                _say(
+                    logging.INFO,
+                    "EC2 key %r of user %s refused (%s): %s",
+                    access_key,
+                    user.name,
+                    via,
+                    exc.code,
                 )
                 raise
             check(newer)
@@ -209,7 +228,7 @@ class Authenticator:
 
     def _from_proxy(self, req: RawRequest, what: str) -> None:
         if not from_trusted_proxy(req.client_addr, self.config):
-            log.warning("%s from untrusted address %s ignored", what, req.client_addr)
+            _say(logging.WARNING, "%s from untrusted address %s ignored", what, req.client_addr)
             raise auth_failure(f"{what} is only accepted from a trusted proxy.")
 
     def _x509(self, req: RawRequest) -> Principal:
@@ -227,7 +246,11 @@ class Authenticator:
             dn = x509.escaped_dn(cert.issuer)
             user = self.users.find_by_dn(dn)
         if user is None or user.auth_driver != "x509":
-            log.info("client certificate %s matches no x509 user", x509.escaped_dn(cert.subject))
+            _say(
+                logging.INFO,
+                "client certificate %s matches no x509 user",
+                x509.escaped_dn(cert.subject),
+            )
             raise auth_failure("The client certificate matches no user.")
         fresh = self._confirm(user)
         if fresh.auth_driver != "x509" or dn not in fresh.password.split("|"):
@@ -243,6 +266,10 @@ class Authenticator:
         if user is not None:
             user = self._confirm(user)
         if user is None or user.auth_driver != "public" or user.password != user.name:
-            log.info("remote user %r refused: needs driver public with PASSWORD = name", name)
+            _say(
+                logging.INFO,
+                "remote user %r refused: needs driver public with PASSWORD = name",
+                name,
+            )
             raise auth_failure()
         return _principal(user, "remote")

@@ -20,6 +20,7 @@ completely (one response, EC2 XML either way). The body is read incrementally:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import logging
 from typing import Any
@@ -223,7 +224,9 @@ class _Upload:
         if inspect.iscoroutinefunction(auth):
             principal = await auth(raw)
         else:  # user look-ups may call oned: never on the event loop thread
-            principal = await asyncio.get_running_loop().run_in_executor(None, auth, raw)
+            principal = await asyncio.get_running_loop().run_in_executor(
+                None, contextvars.copy_context().run, auth, raw
+            )
         self.principal = principal
         self.outcome.user = principal.name
         version = params.get("Version", "")

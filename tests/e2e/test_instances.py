@@ -490,6 +490,23 @@ def test_wrong_secret_and_unknown_user(demo):
     assert error_of(exc) == ("AuthFailure", 401)
 
 
+def test_the_log_says_why_a_request_was_refused_under_its_request_id(demo):
+    """The reason line carries the request id the client got (and the access line), so an
+    operator finds the reason for one refusal among many."""
+    import time
+
+    for n in range(2):  # the first miss refreshes the user pool in a worker thread
+        with pytest.raises(ClientError) as exc:
+            demo.client(user=f"nosuchkey{n}").describe_instances()
+        rid = exc.value.response["ResponseMetadata"]["RequestId"]
+        line = f"request {rid}: EC2 key 'nosuchkey{n}' refused: no such user or access key"
+        deadline = time.monotonic() + 10
+        while line not in demo.log.read_text():
+            assert time.monotonic() < deadline, f"no {line!r} in the log"
+            time.sleep(0.1)
+        assert f" {rid} - POST DescribeInstances 401 " in demo.log.read_text()
+
+
 def test_sigv2_client(demo):
     v2 = demo.client(signature_version="v2")
     assert v2.describe_images()["Images"]
