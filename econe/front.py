@@ -14,8 +14,10 @@ goes to the `econe.access` logger.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
+import ipaddress
 import json
 import logging
 import time
@@ -23,6 +25,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from econe.auth.common import from_trusted_proxy
 from econe.config import Config
 from econe.context import Principal, RawRequest, request_id_var
 from econe.errors import Ec2Error, error_xml
@@ -94,6 +97,20 @@ def _client(scope: dict[str, Any]) -> str | None:
     return client[0] if client else None
 
 
+def _client_for_log(scope: dict[str, Any], config: Config | None) -> str:
+    """The client's address for the access line: the peer's, or behind a trusted proxy (whose
+    own address, or a Unix socket's "-", says nothing) the one it forwards: X-Forwarded-For's
+    last entry, the address the proxy saw."""
+    peer = _client(scope)
+    if config is not None and from_trusted_proxy(peer, config):
+        for name, value in scope.get("headers", ()):
+            if name == b"x-forwarded-for":
+                last = value.decode("latin-1").rsplit(",", 1)[-1].strip()
+                with contextlib.suppress(ValueError):
+                    return str(ipaddress.ip_address(last))  # never free text in the log
+    return peer or "-"
+
+
 async def send_error(send: Any, exc: Ec2Error, request_id: str, extra_headers=()) -> None:
     body = error_xml(exc.code, exc.message, request_id).encode("utf-8")
     headers = [
@@ -148,7 +165,7 @@ class Ec2QueryFront:
         finally:
             access_log.info(
                 "%s %s %s %s %s %d %.1fms",
-                _client(scope) or "-",
+                _client_for_log(scope, self.state.config),
                 record["request_id"],
                 record["user"],
                 scope.get("method", "-"),

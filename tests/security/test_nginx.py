@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -200,6 +201,19 @@ def test_forwarded_host_only_from_the_proxy_v4(tls_stack):
     assert tls_stack.admin.vm_ids() == before
     assert_accepted(send(wire, source=PROXY_SOURCE), "the same request from the trusted proxy")
     assert owners(tls_stack.admin, before) == [2]
+
+
+def test_the_access_line_names_the_client_not_the_proxy(tls_stack):
+    """Through nginx (which connects from 127.0.0.2) the line names the client nginx saw; an
+    X-Forwarded-For sent straight to econe, around the proxy, is not believed."""
+    ec2_client(tls_stack).describe_regions()
+    direct = Wire("POST", tls_stack.econe + "/", {"Content-Type": FORM,
+                  "X-Forwarded-For": "203.0.113.9"}, form_body({"Action": "DescribeRegions"}))  # fmt: skip
+    send(direct)
+    log = tls_stack.demo.log.read_text()
+    assert re.search(r"\]: 127\.0\.0\.1 \S+ demo POST DescribeRegions 200 ", log)
+    assert not re.search(r"\]: 127\.0\.0\.2 \S+ demo POST DescribeRegions ", log)
+    assert "203.0.113.9" not in log
 
 
 def test_tls_ignores_client_identity_headers(tls_stack):
@@ -405,6 +419,10 @@ def test_x509_through_a_unix_socket_only_nginx_can_open(x509_unix_stack):
     lets in no user but its owner and group (here root's: nobody is refused)."""
     stack = x509_unix_stack
     alice_launches_as_demo(stack)
+    # the access line names the client nginx saw (this test, 127.0.0.1), not the socket's "-"
+    assert re.search(
+        r"\]: 127\.0\.0\.1 \S+ demo POST RunInstances 200 ", stack.demo.log.read_text()
+    )
 
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.1", stack.demo.port), timeout=2).close()
