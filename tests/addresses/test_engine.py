@@ -698,6 +698,22 @@ def test_describe_instances_asks_for_the_addresses_with_the_pool(sim: Sim, eng: 
         run(sim, eng, "ReleaseAddress", {"PublicIp": ip})
 
 
+def test_allocation_reads_the_network_again_only_to_check_a_limit(sim: Sim) -> None:
+    """The limit is checked again after the write (two allocations at once may both have
+    passed the first check); without :elastic_ips_per_user: there is nothing to check."""
+    reads = {}
+    for limit in (None, 5):
+        engine, client = tracked(sim)
+        engine.config.elastic_ips_per_user = limit
+        try:
+            ip = run(sim, engine, "AllocateAddress")["PublicIp"]
+            reads[limit] = [m for _, m in client.sent].count("one.vn.info")
+            run(sim, engine, "ReleaseAddress", {"PublicIp": ip})
+        finally:
+            engine.close()
+    assert reads[5] == reads[None] + 1, reads
+
+
 def test_a_prefetch_oned_does_not_answer_is_waited_for_once(sim: Sim) -> None:
     """The address network times out: the instances are described without public addresses
     after one timeout, the network not asked for again."""
