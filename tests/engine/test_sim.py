@@ -106,7 +106,12 @@ def test_register_describe_deregister(sim: Sim, engine) -> None:
     run(engine, "RegisterImage", tagged, user="demo")
     (image,) = run(engine, "DescribeImages", {"ImageId": [AMI]}, user="demo")["Images"]
     assert image["Tags"] == [{"Key": "os", "Value": "tty"}]
-    run(engine, "DeleteTags", {"ResourceId": [AMI]}, user="demo")
+    # deregistered, the AMI is gone with its tags (EC2): registered again, it has none
+    run(engine, "DeregisterImage", {"ImageId": AMI}, user="demo")
+    assert "<EC2_TAGS><KEY>" not in sim.as_admin("one.image.info", 0)
+    run(engine, "RegisterImage", {"ImageLocation": AMI, "Name": "ttylinux"}, user="demo")
+    (image,) = run(engine, "DescribeImages", {"ImageId": [AMI]}, user="demo")["Images"]
+    assert image["Tags"] == []
     with pytest.raises(Ec2Error, match="InvalidParameterValue"):
         run(engine, "RegisterImage", {"ImageLocation": "s3://bucket/x.manifest"}, user="demo")
     with pytest.raises(Ec2Error, match="InvalidAMIID.NotFound"):
