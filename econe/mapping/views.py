@@ -29,7 +29,9 @@ expression, precompiled. Tables are views/<table>.yaml with `entries` (keys join
 own, applied to every match of the path (relative paths; `having: NAME` keeps only the matches
 with a child NAME that has a non-blank value); it is `[]` when nothing matches.
 A view's `where:` (an expression over `item`, or `{like: VIEW}` for another view's) says which
-elements a mapping using it lists, unless the mapping has a `where:` of its own.
+elements a mapping using it lists, unless the mapping has a `where:` of its own. A field given
+as `{like: VIEW}` is VIEW's field of the same name, `{like: VIEW.FIELD}` its FIELD (one rule,
+written once).
 
 Each view compiles into one generated Python function (`View.code` holds its source), as
 econe/serialize.py does for output writers. Per element it walks the children once, in nested
@@ -569,6 +571,10 @@ class View:
         return self._apply_all([element], scope)[0]
 
 
+def _is_like(spec: Any) -> bool:
+    return isinstance(spec, dict) and "like" in spec
+
+
 def load_views(directory: Path, exprs: Expressions) -> dict[str, View]:
     """Every views/*.yaml: tables first (they have `entries`), then views."""
     raw: dict[str, tuple[Path, dict]] = {}
@@ -590,4 +596,21 @@ def load_views(directory: Path, exprs: Expressions) -> dict[str, View]:
             data["where"] = other
         elif like is not None and not isinstance(like, str):
             raise ValueError(f"{path}: where: an expression over item")
+    # `fields: {NAME: {like: VIEW}}`: VIEW's field NAME; `{like: VIEW.FIELD}`: its FIELD
+    likes = []
+    for path, data in raw.values():
+        for member, spec in (data.get("fields") or {}).items():
+            if _is_like(spec):
+                view, _, field = str(spec["like"]).partition(".")
+                other = raw.get(view, (None, {}))[1].get("fields") or {}
+                same = other.get(field or member)
+                if set(spec) != {"like"} or same is None or _is_like(same):
+                    raise ValueError(
+                        f"{path}: fields.{member}: {{like: {spec.get('like')}}} names no field "
+                        "of another view (VIEW for its field of this name, or VIEW.FIELD; "
+                        "nothing beside it)"
+                    )
+                likes.append((data["fields"], member, same))
+    for fields, member, same in likes:
+        fields[member] = same
     return {n: View(n, d, tables, exprs, str(p)) for n, (p, d) in raw.items() if "entries" not in d}

@@ -525,6 +525,19 @@ def test_load_errors_view_shape(tmp_path: Path) -> None:
         load_views(tmp_path, Expressions())
 
 
+def test_a_field_like_another_views(tmp_path: Path) -> None:
+    """`{like: VIEW}` is VIEW's field of that name, `{like: VIEW.FIELD}` its FIELD: one rule
+    in one file; a like that names nothing (or another like) is a load error."""
+    (tmp_path / "a.yaml").write_text("fields:\n  N: {path: ID, type: int}\n  S: {path: S}\n")
+    (tmp_path / "b.yaml").write_text("fields:\n  N: {like: a}\n  T: {like: a.S}\n")
+    views = load_views(tmp_path, Expressions())
+    assert views["b"].apply(xml("<X><ID>7</ID><S>up</S></X>"), scope()) == {"N": 7, "T": "up"}
+    for wrong in ("{like: a.Z}", "{like: nowhere}", "{like: b.N}", "{like: a, path: X}"):
+        (tmp_path / "c.yaml").write_text(f"fields:\n  Q: {wrong}\n")
+        with pytest.raises(ValueError, match=r"c.yaml: fields.Q: \{like: .*names no field"):
+            load_views(tmp_path, Expressions())
+
+
 def test_or_is_dropped_after_a_constant_expression() -> None:
     # an item-independent expression is a constant; an `or:` beside it is never consulted
     assert field({"expr": "none", "or": "B"}, "<X><B>b</B></X>") is None
