@@ -147,6 +147,19 @@ def check_mappings(mappings_dir: Path | None = None) -> None:
     check_against_spec(load_mappings(mappings_dir or data_dir("mappings")), load_spec())
 
 
+def check_instance_types(config: Config) -> list[str]:
+    """econe.conf's instance types as start-up finds them (handlers.instances): a template
+    missing or not Jinja2 raises ConfigError naming the type, file and line; the warnings
+    (a template failing for a launch without user data) are returned."""
+    from econe.config import ConfigError
+    from handlers.instances import check_instance_types as check
+
+    errors, warnings = check(config)
+    if errors:
+        raise ConfigError("; ".join(errors))
+    return warnings
+
+
 def build_runtime(config: Config, state: GatewayState, mappings_dir: Path | None) -> list[Any]:
     """OneClient, sessions, user directory, authenticator and engine, where not injected.
 

@@ -130,7 +130,13 @@ def cmd_run(args: argparse.Namespace) -> int:
             sim.stop()
         print(f"econe-server: {listen.where(cfg, cfg.host)} is busy", file=sys.stderr)
         return 1
-    from econe.app import check_mappings, check_server_credentials, create_app, make_sessions
+    from econe.app import (
+        check_instance_types,
+        check_mappings,
+        check_server_credentials,
+        create_app,
+        make_sessions,
+    )
     from econe.mapping import MappingError
     from econe.one.session import SessionConfigError
 
@@ -138,6 +144,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         # refuse to start on missing, open or malformed credentials, or ones oned refuses
         check_server_credentials(cfg, make_sessions(cfg))
         check_mappings()  # a broken mapping: one line, before the banner
+        for warning in check_instance_types(cfg):
+            logging.getLogger("econe").warning(warning)
         app = create_app(cfg)
     except (SessionConfigError, ConfigError, MappingError) as exc:
         print(f"econe-server: {exc}", file=sys.stderr)
@@ -249,7 +257,8 @@ def _preflight(args: argparse.Namespace) -> Config | None:
     """The configuration `start` would run with, checked as `run` checks it (keys, values, the
     server credentials unless the simulator makes them, the mappings); None once the reason
     is printed."""
-    from econe.app import check_mappings, check_server_credentials, make_sessions
+    from econe.app import check_instance_types, check_mappings, check_server_credentials
+    from econe.app import make_sessions
     from econe.mapping import MappingError
     from econe.one.session import SessionConfigError
 
@@ -261,6 +270,8 @@ def _preflight(args: argparse.Namespace) -> Config | None:
         if not args.simulator:
             check_server_credentials(cfg, make_sessions(cfg))
         check_mappings()  # a broken mapping must not take a running server down on restart
+        for warning in check_instance_types(cfg):  # the daemon logs them too
+            print(f"econe-server: warning: {warning}", file=sys.stderr)
     except (ConfigError, SessionConfigError, MappingError) as exc:
         print(f"econe-server: {exc}", file=sys.stderr)
         return None

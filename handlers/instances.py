@@ -288,13 +288,50 @@ def _misconfigured(type_name: str, why: Any) -> Ec2Error:
     )
 
 
-def _file_template(rt: Any, type_name: str, spec: dict) -> Path:
+def _template_file(config: Any, type_name: str, spec: dict) -> tuple[str, Path | None]:
+    """(the template file name econe.conf gives the type, the file found for it, or None)."""
     name = str(spec.get("template") or f"{type_name}.j2")
-    for directory in (Path(rt.config.template_location), data_dir("templates")):
+    for directory in (Path(config.template_location), data_dir("templates")):
         for candidate in (name, name[:-4] + ".j2" if name.endswith(".erb") else None):
             if candidate and (directory / candidate).is_file() and not candidate.endswith(".erb"):
-                return directory / candidate
-    raise _misconfigured(type_name, f"template {name} not found")
+                return name, directory / candidate
+    return name, None
+
+
+def _file_template(rt: Any, type_name: str, spec: dict) -> Path:
+    name, path = _template_file(rt.config, type_name, spec)
+    if path is None:
+        raise _misconfigured(type_name, f"template {name} not found")
+    return path
+
+
+def check_instance_types(config: Any) -> tuple[list[str], list[str]]:
+    """(errors, warnings) of econe.conf's instance types, for start-up: a template file that
+    is missing or is not Jinja2 is an error; one that fails when rendered as a launch without
+    user data or key pair (or that renders no OpenNebula template) is a warning, since a
+    launch with them may still work."""
+    errors, warnings = [], []
+    for type_name, spec in config.instance_types.items():
+        name, path = _template_file(config, type_name, spec)
+        where = f":instance_types: {type_name}"
+        if path is None:
+            errors.append(f"{where}: template {name} not found in {config.template_location}")
+            continue
+        try:
+            template = _TEMPLATES.from_string(path.read_text())
+        except (OSError, UnicodeDecodeError) as exc:
+            errors.append(f"{where}: cannot read {path}: {exc}")
+            continue
+        except jinja2.TemplateSyntaxError as exc:
+            errors.append(f"{where}: {path}, line {exc.lineno}: {exc.message}")
+            continue
+        values = {**_NO_LAUNCH, "user": "oneadmin", "config": config}
+        values.update(instance_type=type_name, network_id=int(spec.get("network_id") or 0))
+        try:
+            parse_template(template.render(**values))
+        except Exception as exc:  # noqa: BLE001 - the administrator's template code: any failure
+            warnings.append(f"{where}: {path} fails for a launch without user data: {exc}")
+    return errors, warnings
 
 
 def _template(rt: Any, path: Path) -> jinja2.Template:

@@ -254,6 +254,45 @@ def test_start_says_why_credentials_refuse(tmp_path):
     assert not (tmp_path / "p").exists()
 
 
+def test_instance_type_templates_are_checked_at_start(tmp_path):
+    """A type whose template is missing or not Jinja2 stops run and start with one line naming
+    the type, the file and the line; one that fails only without user data is a warning."""
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "t.j2").write_text("CPU = 1\nMEMORY = 64\nNAME = {{ user_data.upper( }}\n")
+    (templates / "k.j2").write_text("CPU = 1\nMEMORY = 64\nNAME = {{ key_name.upper() }}\n")
+    conf = tmp_path / "econe.conf"
+    types = {"broken": ":template: t.j2", "gone": ":template: nowhere.j2"}
+    for name, line in types.items():
+        conf.write_text(
+            f":template_location: {templates}\n:instance_types:\n  :{name}:\n    {line}\n"
+        )
+        for command in (["run", "--simulator"], ["start", "--simulator"]):
+            out = _server(
+                *command, "--config", str(conf), "--port", str(free_port()), "--sim-port",
+                str(free_port()), "--state-dir", str(tmp_path / "state"), "--pid-file",
+                str(tmp_path / "p"), "--log-file", str(tmp_path / "log"),
+            )  # fmt: skip
+            assert out.returncode == 2, (name, command, out.stderr)
+            assert out.stderr.startswith(f"econe-server: :instance_types: {name}: ")
+            assert ("t.j2, line 3" if name == "broken" else "nowhere.j2 not found") in out.stderr
+            assert "Traceback" not in out.stderr and not (tmp_path / "p").exists()
+    conf.write_text(
+        f":template_location: {templates}\n:instance_types:\n  :keyed:\n    :template: k.j2\n"
+    )
+    out = _server(
+        "start", "--simulator", "--config", str(conf), "--port", str(free_port()), "--sim-port",
+        str(free_port()), "--state-dir", str(tmp_path / "state"), "--pid-file",
+        str(tmp_path / "p"), "--log-file", str(tmp_path / "log"),
+    )  # fmt: skip
+    try:
+        assert out.returncode == 0, out.stderr
+        assert "warning: :instance_types: keyed: " in out.stderr
+        assert "fails for a launch without user data" in out.stderr
+    finally:
+        _server("stop", "--pid-file", str(tmp_path / "p"))
+
+
 @pytest.mark.parametrize("auth, what", [("x509", "client certificate"), ("remote", "user name")])
 def test_x509_or_remote_without_a_trusted_proxy_says_so_at_start(tmp_path, auth, what):
     """Every request would be refused (the identity comes from a proxy): the log says why."""
