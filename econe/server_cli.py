@@ -257,8 +257,12 @@ def _preflight(args: argparse.Namespace) -> Config | None:
     """The configuration `start` would run with, checked as `run` checks it (keys, values, the
     server credentials unless the simulator makes them, the mappings); None once the reason
     is printed."""
-    from econe.app import check_instance_types, check_mappings, check_server_credentials
-    from econe.app import make_sessions
+    from econe.app import (
+        check_instance_types,
+        check_mappings,
+        check_server_credentials,
+        make_sessions,
+    )
     from econe.mapping import MappingError
     from econe.one.session import SessionConfigError
 
