@@ -137,8 +137,13 @@ class Authenticator:
                 access_key,
                 user.auth_driver,
             )
-        else:
-            _say(logging.INFO, "EC2 key %r refused: no such user or access key", access_key)
+        else:  # the key may be a secret sent in its place (swapped): only its first letters
+            _say(
+                logging.INFO,
+                "EC2 key %r… (%d characters) refused: no such user or access key",
+                access_key[:3],
+                len(access_key),
+            )
         raise auth_failure()
 
     def _newer_secret(self, user: UserRecord, access_key: str, secret: str) -> str | None:

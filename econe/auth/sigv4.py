@@ -80,10 +80,20 @@ def _split_credential(credential: str) -> tuple[str, str, str, str, str]:
     return parts[0], parts[1], parts[2], parts[3], parts[4]
 
 
+# A request has a few dozen headers at most; every name in SignedHeaders puts its header's
+# value into the string that is hashed, so a repeated name (or thousands of them) would make
+# a small request cost gigabytes before any secret is checked.
+MAX_SIGNED_HEADERS = 64
+
+
 def _signed_headers(value: str) -> tuple[str, ...]:
     names = tuple(h.strip().lower() for h in value.split(";") if h.strip())
     if "host" not in names:
         raise incomplete_signature("SignedHeaders must include host.")
+    if len(set(names)) != len(names):
+        raise incomplete_signature("SignedHeaders names a header more than once.")
+    if len(names) > MAX_SIGNED_HEADERS:
+        raise incomplete_signature(f"SignedHeaders names more than {MAX_SIGNED_HEADERS} headers.")
     return names
 
 

@@ -42,16 +42,29 @@ def media_type(value: str | None) -> str:
     return (value or "").split(";", 1)[0].strip().lower()
 
 
+MAX_HEADERS = 200  # real clients send about ten; proxies add a few
+
+
 def request_headers(scope: dict[str, Any]) -> dict[str, str]:
-    """The request's headers, lower-case names; repeated ones joined with commas, except
-    Host: a request with two is refused (RFC 9112), as it names no one host to check."""
+    """The request's headers, lower-case names; repeated ones joined with commas (once, at the
+    end: joining at each repeat took quadratic time), except Host: a request with two is
+    refused (RFC 9112), as it names no one host to check. More than MAX_HEADERS is refused."""
+    raw = scope.get("headers", [])
+    if len(raw) > MAX_HEADERS:
+        raise Ec2Error("InvalidRequest", f"The request has more than {MAX_HEADERS} headers.")
     out: dict[str, str] = {}
-    for raw_name, raw_value in scope.get("headers", []):
+    repeated: dict[str, list[str]] = {}
+    for raw_name, raw_value in raw:
         name = raw_name.decode("latin-1").lower()
         value = raw_value.decode("latin-1")
-        if name == "host" and name in out:
+        if name not in out:
+            out[name] = value
+        elif name == "host":
             raise Ec2Error("InvalidRequest", "The request has more than one Host header.")
-        out[name] = f"{out[name]},{value}" if name in out else value
+        else:
+            repeated.setdefault(name, [out[name]]).append(value)
+    for name, values in repeated.items():
+        out[name] = ",".join(values)
     return out
 
 

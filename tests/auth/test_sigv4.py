@@ -152,6 +152,18 @@ def test_host_must_be_signed(auth):
     assert _code(auth, raw) == ("IncompleteSignature", 400)
 
 
+def test_signed_headers_named_twice_or_by_the_thousand_are_refused(auth):
+    """Each name puts its header's value into the hashed string: repeats would make a small
+    unauthenticated request cost gigabytes before the signature is checked."""
+    for names in ("host;x-big;x-big", ";".join(["host"] + [f"x-{n}" for n in range(64)])):
+        raw = sign_v4(DESCRIBE)
+        raw.headers["x-big"] = "x" * 100_000
+        raw.headers["authorization"] = raw.headers["authorization"].replace(
+            "SignedHeaders=content-type;host;x-amz-date", f"SignedHeaders={names}"
+        )
+        assert _code(auth, raw) == ("IncompleteSignature", 400)
+
+
 def test_missing_x_amz_date(auth):
     raw = sign_v4(DESCRIBE)
     del raw.headers["x-amz-date"]

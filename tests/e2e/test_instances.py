@@ -492,19 +492,29 @@ def test_wrong_secret_and_unknown_user(demo):
 
 def test_the_log_says_why_a_request_was_refused_under_its_request_id(demo):
     """The reason line carries the request id the client got (and the access line), so an
-    operator finds the reason for one refusal among many."""
+    operator finds the reason for one refusal among many. An unknown key is logged by its
+    first letters only: it may be a secret sent in its place (key and secret swapped)."""
     import time
 
-    for n in range(2):  # the first miss refreshes the user pool in a worker thread
+    from tests.e2e.conftest import DEMO_SECRET
+
+    for key in ("nosuchkey0", "nosuchkey1", DEMO_SECRET):  # the first miss refreshes the pool
         with pytest.raises(ClientError) as exc:
-            demo.client(user=f"nosuchkey{n}").describe_instances()
+            demo.client(user=key, secret="demo").describe_instances()
         rid = exc.value.response["ResponseMetadata"]["RequestId"]
-        line = f"request {rid}: EC2 key 'nosuchkey{n}' refused: no such user or access key"
+        line = (
+            f"request {rid}: EC2 key {key[:3]!r}… ({len(key)} characters) refused: "
+            "no such user or access key"
+        )
         deadline = time.monotonic() + 10
         while line not in demo.log.read_text():
             assert time.monotonic() < deadline, f"no {line!r} in the log"
             time.sleep(0.1)
         assert f" {rid} - POST DescribeInstances 401 " in demo.log.read_text()
+        # (the demo banner at the top of this output shows the demo secret, as it should)
+        assert not [
+            line for line in demo.log.read_text().splitlines() if rid in line and key in line
+        ]
 
 
 def test_sigv2_client(demo):
