@@ -284,15 +284,20 @@ def _not_found(code: str, raw: str) -> Ec2Error:
     return Ec2Error(code, f"The ID '{raw}' does not exist")
 
 
+def _numbered(text: str) -> tuple[str, int | None]:
+    """(id prefix, OpenNebula number) of an EC2 id; None for ids that are not numbers."""
+    prefix = text.partition("-")[0]
+    return prefix, parse_id(prefix, text) if prefix in KINDS and prefix not in _BY_NAME else None
+
+
 def resource(rt: Any, raw: Any) -> Resource:
     """A tag-able resource by EC2 id, checked visible and of the right kind."""
     text = str(raw)
-    prefix = text.partition("-")[0]
+    prefix, number = _numbered(text)
     if prefix == "key" and key_pair_id(text):
         return _key_pair(rt, text)
     if prefix == "eipalloc" and _ALLOCATION_ID.fullmatch(text):
         return _elastic_ip(rt, text)
-    number = parse_id(prefix, text) if prefix in KINDS and prefix not in _BY_NAME else None
     if number is None:
         raise Ec2Error("InvalidID", f"The ID '{text}' is not valid")
     _, obj, not_found = KINDS[prefix]
@@ -332,8 +337,15 @@ def _resources(rt: Any) -> list[Resource]:
     ids = as_list(ids)
     if not ids:
         raise missing_parameter("ResourceId")
-    seen, out = set(), []
+    # one lookup per resource however often (and in which form) it is named: 1000 copies of
+    # one id made 1000 oned calls, a way for one user to keep the workers from everyone else
+    named, seen, out = set(), set(), []
     for raw in ids:
+        prefix, number = _numbered(str(raw))
+        same = str(raw) if number is None else (prefix, number)
+        if same in named:
+            continue
+        named.add(same)
         res = resource(rt, raw)
         if (res.prefix, res.number) not in seen:
             seen.add((res.prefix, res.number))

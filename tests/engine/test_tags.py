@@ -536,3 +536,24 @@ def test_tags_the_ruby_econe_wrote_read_right_and_survive_a_change(
     finally:
         run(engine, "DeleteTags", {"ResourceId": [iid]}, user="demo")
         run(engine, "DeleteSecurityGroup", {"GroupId": group}, user="demo")
+
+
+def test_an_id_named_many_times_is_looked_up_once(sim: Sim, resources) -> None:
+    """1000 copies of one id (in both its forms) cost one lookup, not 1000 oned calls: a way
+    for one user to keep the workers from everyone else."""
+    from econe.engine import Engine
+    from econe.one.session import ServerCipherSessions
+    from tests.engine.test_event_loop import Counting
+
+    client = Counting(sim.url, timeout=10)
+    counted = Engine(sim.config(), client, ServerCipherSessions(sim.ec2_auth))
+    try:
+        iid = resources["instance"]
+        short = "i-" + str(int(iid.split("-")[1], 16))
+        for action in ("CreateTags", "DeleteTags"):
+            client.sent.clear()
+            body = {"ResourceId": [iid, short] * 500, "Tag": [{"Key": "many", "Value": "1"}]}
+            run(counted, action, body, user="demo")
+            assert client.sent.count("one.vm.info") <= 2, (action, len(client.sent))
+    finally:
+        counted.close()
