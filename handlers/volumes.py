@@ -96,7 +96,8 @@ def snapshot(rt: Any, raw: Any) -> dict:
 def _busy(instance: str) -> Ec2Error:
     return Ec2Error(
         "IncorrectState",
-        f"The instance '{instance}' is busy attaching or detaching another volume; try again",
+        f"The instance '{instance}' is busy with another volume (attaching, detaching or saving "
+        "one); try again",
     )
 
 
@@ -104,8 +105,6 @@ def _hotplug_ready(vm: etree._Element, instance: str, what: str) -> None:
     """oned attaches and detaches disks of RUNNING and POWEROFF VMs only: checked first, so a
     dry run fails where the real request would."""
     state, lcm = vm.findtext("STATE"), vm.findtext("LCM_STATE")
-    if _hotplugging(vm):
-        raise _busy(instance)
     if not (state == "3" and lcm == "3") and state != "8":
         raise Ec2Error(
             "IncorrectState",
@@ -402,31 +401,92 @@ def _new_volume(rt: Any, size: int | None, tags: list, token: str | None) -> dic
         raise
 
 
+# LCM states in which oned works on one disk of a VM and takes no other (one at a time):
+# HOTPLUG, HOTPLUG_PROLOG/EPILOG_POWEROFF, and a disk being saved (a snapshot of an attached
+# volume) from RUNNING, POWEROFF, SUSPENDED, UNDEPLOYED, STOPPED: HOTPLUG_SAVEAS*
+_DISK_BUSY = ("17", "33", "34", "26", "27", "28", "67", "68")
+_CLONE = 6  # image state CLONE: oned copies the volume into a snapshot
+
+
 def _hotplugging(vm: etree._Element) -> bool:
-    """oned hot-plugs one disk at a time: HOTPLUG, HOTPLUG_PROLOG/EPILOG_POWEROFF."""
-    return vm.findtext("STATE") == "3" and vm.findtext("LCM_STATE") in ("17", "33", "34")
+    return vm.findtext("STATE") == "3" and vm.findtext("LCM_STATE") in _DISK_BUSY
 
 
-def _on_settled_vm(rt: Any, number: int, instance: str, what: str, step: Any) -> Any:
-    """`step(vm)` on the instance's VM once oned is done with another hotplug (EC2 takes two
-    attachments at once, oned one at a time): waited for, and tried again when oned answers
-    that it started one meanwhile, for at most HOTPLUG_WAIT seconds."""
+class _Wait(Exception):
+    """A step's refusal that passes once oned is done with what it is doing: the step is
+    tried again until HOTPLUG_WAIT is over, then `error` is the answer."""
+
+    def __init__(self, error: Ec2Error) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _refused_busy(exc: Ec2Error) -> bool:
+    """oned's words when it started another disk operation on the VM since econe read it:
+    "… wrong state HOTPLUG…" (attach, detach), "VM has to be RUNNING, POWEROFF or SUSPENDED to
+    save disks." (disk save; the state is read again, so a VM truly in another state is
+    refused in econe's words)."""
+    return "wrong state HOTPLUG" in exc.message or "to save disks" in exc.message
+
+
+def _own(rt: Any, vm: etree._Element, instance: str) -> None:
+    """EC2 attaches a volume to an instance of the same account only; OpenNebula lets a user
+    manage a VM shared with them, and a volume attached there would be stuck once the share
+    ends. Another's instance is not found, as EC2 answers for another account's."""
+    if vm.findtext("UNAME") != rt.principal.name:
+        raise Ec2Error(
+            "InvalidInstanceID.NotFound",
+            f"The instance ID '{instance}' does not exist among yours: a volume can be attached "
+            "only to an instance of its owner",
+        )
+
+
+def _on_settled_vm(
+    rt: Any,
+    number: int,
+    instance: str,
+    what: str,
+    step: Any,
+    ready: Any = _hotplug_ready,
+    own: bool = False,
+) -> Any:
+    """`step(vm)` on the instance's VM (with `own`, the caller's alone) once oned is done with
+    another disk operation (EC2 takes two attachments at once, oned one at a time) and
+    `ready(vm, instance, what)` passed: waited for, and tried again when oned answers that it
+    started one meanwhile (or the step raises _Wait), for at most HOTPLUG_WAIT seconds."""
     deadline = time.monotonic() + HOTPLUG_WAIT
     pause = HOTPLUG_POLL
     while True:
         vm = user_vm(rt, number, instance, _gone(instance, what))
-        if _hotplugging(vm) and time.monotonic() < deadline:
-            time.sleep(pause)  # a worker thread waits: less and less often
-            pause = min(pause * 1.5, 1.0)
-            continue
-        _hotplug_ready(vm, instance, what)
-        try:
-            return step(vm)
-        except Ec2Error as exc:
-            if "wrong state HOTPLUG" not in exc.message:
-                raise
-            if time.monotonic() >= deadline:  # oned's words for what _hotplug_ready says
-                raise _busy(instance) from exc
+        if own:
+            _own(rt, vm, instance)
+        if _hotplugging(vm):
+            if time.monotonic() >= deadline:
+                raise _busy(instance)
+        else:
+            ready(vm, instance, what)
+            try:
+                return step(vm)
+            except _Wait as wait:
+                error = wait.error
+            except Ec2Error as exc:
+                if not _refused_busy(exc):
+                    raise
+                error = _busy(instance)
+            if time.monotonic() >= deadline:
+                raise error
+        time.sleep(pause)  # a worker thread waits: less and less often
+        pause = min(pause * 1.5, 1.0)
+
+
+def _being_copied(vol: dict) -> _Wait:
+    return _Wait(
+        Ec2Error(
+            "IncorrectState",
+            f"The volume {vol['VolumeId']} is being copied into a snapshot; try again when the "
+            "snapshot is completed",
+        )
+    )
 
 
 def attach_volume(rt: Any) -> dict:
@@ -442,11 +502,15 @@ def attach_volume(rt: Any) -> dict:
     now = rt.scope()["now"]
 
     def attach(vm: etree._Element) -> None:
-        if vol["State"] == "in-use" or vol.get("_vms"):
+        current = volume(rt, body["VolumeId"])  # again: it may have changed while waiting
+        if current["State"] == "in-use" or current.get("_vms"):
             raise in_use
-        if vol["State"] != "available":
+        if current["_state"] == _CLONE:  # oned cannot acquire it until the copy is done
+            raise _being_copied(current)
+        if current["State"] != "available":
             raise Ec2Error(
-                "IncorrectState", f"The volume {vol['VolumeId']} is '{vol['State']}', not available"
+                "IncorrectState",
+                f"The volume {vol['VolumeId']} is '{current['State']}', not available",
             )
         used = {t.text for t in vm.iterfind("TEMPLATE/DISK/TARGET")}
         used |= {t.text for t in vm.iterfind("TEMPLATE/CONTEXT/TARGET")}
@@ -473,9 +537,11 @@ def attach_volume(rt: Any) -> dict:
             # request attached it first
             if "already in use" in exc.message:
                 raise in_use from None
+            if "in state: CLONE" in exc.message:  # a snapshot of it began meanwhile
+                raise _being_copied(current) from None
             raise
 
-    _on_settled_vm(rt, vm_number, str(body["InstanceId"]), "attach", attach)
+    _on_settled_vm(rt, vm_number, str(body["InstanceId"]), "attach", attach, own=True)
     return {
         "VolumeId": vol["VolumeId"],
         "InstanceId": format_id("i", vm_number),
@@ -486,12 +552,38 @@ def attach_volume(rt: Any) -> dict:
     }
 
 
+def _on_own_instances(rt: Any, number: int, vol_id: str) -> list[int]:
+    """The caller's VMs (not terminated) with a DISK AttachVolume made for volume `vol_id`
+    (image `number`): another user's volume attached to an instance of the caller's while
+    OpenNebula let that user manage it. The EC2_VOLUME_ID mark is required, so that no other
+    disk of an image (an AMI's root disk) is taken for a volume."""
+    pool = rt.xml(rt.call("one.vmpool.infoextended", -3, -1, -1, -1))
+    return [
+        int(vm.findtext("ID"))
+        for vm in pool.iterfind("VM")
+        if (disk := _disk(vm, number)) is not None and disk.findtext("EC2_VOLUME_ID") == vol_id
+    ]
+
+
 def detach_volume(rt: Any) -> dict:
     body = rt.body
-    vol = volume(rt, body.get("VolumeId"))
-    attached = [int(v) for v in vol.get("_vms") or []]
-    if not attached:
-        raise Ec2Error("IncorrectState", f"Volume '{vol['VolumeId']}' is in the 'available' state.")
+    try:
+        vol = volume(rt, body.get("VolumeId"))
+        number, vol_id = vol["_id"], vol["VolumeId"]
+        attached = [int(v) for v in vol.get("_vms") or []]
+        if not attached:
+            raise Ec2Error("IncorrectState", f"Volume '{vol_id}' is in the 'available' state.")
+    except Ec2Error as exc:
+        if exc.code != "InvalidVolume.NotFound":
+            raise
+        # not the caller's volume: the owner of the instance it is attached to may detach it
+        # (EC2: an instance's owner can always detach its volumes); oned authorizes a detach
+        # on the VM alone
+        number = required_id(body["VolumeId"], "vol", "InvalidVolumeID.Malformed", "VolumeId")
+        vol_id = format_id("vol", number)
+        attached = _on_own_instances(rt, number, vol_id)
+        if not attached:
+            raise
     if body.get("InstanceId"):
         vm_number = required_id(
             body["InstanceId"], "i", "InvalidInstanceID.Malformed", "InstanceId"
@@ -499,7 +591,7 @@ def detach_volume(rt: Any) -> dict:
         if vm_number not in attached:
             raise Ec2Error(
                 "InvalidAttachment.NotFound",
-                f"The volume {vol['VolumeId']} is not attached to {body['InstanceId']}",
+                f"The volume {vol_id} is not attached to {body['InstanceId']}",
             )
     else:
         vm_number = attached[0]
@@ -508,12 +600,11 @@ def detach_volume(rt: Any) -> dict:
     match = _device_name(asked) if asked else None
 
     def detach(vm: etree._Element) -> etree._Element:
-        disk = _disk(vm, vol["_id"])
+        disk = _disk(vm, number)
         if disk is None or (match and match.group(1) != disk.findtext("TARGET")):
             raise Ec2Error(
                 "InvalidAttachment.NotFound",
-                f"The volume {vol['VolumeId']} is not attached to {instance} as "
-                f"{asked or 'a disk'}",
+                f"The volume {vol_id} is not attached to {instance} as {asked or 'a disk'}",
             )
         rt.call(
             "one.vm.detach",
@@ -527,9 +618,20 @@ def detach_volume(rt: Any) -> dict:
         )
         return disk
 
-    disk = _on_settled_vm(rt, vm_number, instance, "detach", detach)
+    try:
+        disk = _on_settled_vm(rt, vm_number, instance, "detach", detach)
+    except Ec2Error as exc:
+        if exc.code != "InvalidInstanceID.NotFound":
+            raise
+        # the volume lists the VM, so it exists: another user's, which the caller no longer
+        # may manage (attached while OpenNebula let them); its owner can detach the volume
+        raise Ec2Error(
+            "UnauthorizedOperation",
+            f"The volume {vol_id} is attached to {instance}, an instance of another user you "
+            "cannot manage: its owner can detach it (DetachVolume) or terminate it",
+        ) from None
     return {
-        "VolumeId": vol["VolumeId"],
+        "VolumeId": vol_id,
         "InstanceId": instance,
         "Device": _device(disk),
         "State": "detaching",
@@ -559,24 +661,32 @@ def create_snapshot(rt: Any) -> dict:
     attached = [int(v) for v in vol.get("_vms") or []]
     if attached:  # a persistent image in use cannot be cloned: save the VM's disk instead
         instance = format_id("i", attached[0])
-        vm = user_vm(rt, attached[0], instance)
-        if not savable(vm):  # checked here, so that a dry run fails as the request would
-            state = rt.view("instance", vm)["State"]["Name"]
-            if state == "running":  # a hotplug or a migration
-                state += ", OpenNebula is busy with it"
-            raise Ec2Error(
-                "IncorrectState",
-                f"The volume {vol['VolumeId']} is attached to {instance}, which is {state}: "
-                "its disk cannot be saved now",
-            )
-        disk = _disk(vm, vol["_id"])
-        if disk is None:
-            raise Ec2Error("IncorrectState", f"The volume {vol['VolumeId']} is being attached")
-        disk_id = int(disk.findtext("DISK_ID"))
-        call = ("one.vm.disksaveas", attached[0], disk_id, name, "DATABLOCK", -1)
+
+        def ready(vm: etree._Element, instance: str, _: str) -> None:
+            if not savable(vm):  # checked here, so that a dry run fails as the request would
+                state = rt.view("instance", vm)["State"]["Name"]
+                if state == "running":  # a migration, or a host oned lost
+                    state += ", OpenNebula is busy with it"
+                raise Ec2Error(
+                    "IncorrectState",
+                    f"The volume {vol['VolumeId']} is attached to {instance}, which is {state}: "
+                    "its disk cannot be saved now",
+                )
+
+        def save(vm: etree._Element) -> int:
+            disk = _disk(vm, vol["_id"])
+            if disk is None:
+                raise Ec2Error("IncorrectState", f"The volume {vol['VolumeId']} is being attached")
+            disk_id = int(disk.findtext("DISK_ID"))
+            call = ("one.vm.disksaveas", attached[0], disk_id, name, "DATABLOCK", -1)
+            return _copy(rt, call, errors, "ResourceLimitExceeded")  # as CreateImage's
+
+        # as an attach or detach, the save waits for oned to finish one (such as the attach
+        # that made this attachment: boto3's volume_in_use waiter does not wait for it)
+        new_id = _on_settled_vm(rt, attached[0], instance, "snapshot", save, ready)
     else:
         call = ("one.image.clone", vol["_id"], name, -1)
-    new_id = _copy(rt, call, errors, "ResourceLimitExceeded")  # as CreateImage's
+        new_id = _copy(rt, call, errors, "ResourceLimitExceeded")  # as CreateImage's
     marks: list[Attr] = [("EBS_SNAPSHOT", "YES"), ("EBS_VOLUME_ID", vol["VolumeId"])]
     if description:
         marks.append(("DESCRIPTION", description))

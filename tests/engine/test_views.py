@@ -858,12 +858,20 @@ def test_shipped_image_views(shipped) -> None:
         "_other_u": "0",
         "_shared": False,
         "_public": False,
+        "_description": "updated description",
+        "_name": "alice-os",
         "Description": "updated description",
         "VolumeSize": 1,
         "Encrypted": False,
         "StorageTier": "standard",
         "Tags": [],
     }
+    # no DESCRIPTION: the name, as the Ruby econe kept a snapshot's Description; not econe's own
+    # "ec2-…" names
+    used.find("TEMPLATE").remove(used.find("TEMPLATE/DESCRIPTION"))
+    assert shipped["snapshot"].apply(used, scope())["Description"] == "alice-os"
+    used.find("NAME").text = "ec2-snap-0123"
+    assert shipped["snapshot"].apply(used, scope())["Description"] == ""
     pool = golden_xml("one.imagepool.info.all.ok.xml").findall("IMAGE")
     assert shipped["image"].apply_all(pool, scope())[0] == shipped["image"].apply(image, scope())
     # an image still being saved that an instance already uses (LOCKED_USED, _PERS) is pending,

@@ -827,3 +827,178 @@ def test_two_attachments_at_once(slow: Sim) -> None:
     finally:
         slow.as_admin("onesim.fault.clear")
         engine.close()
+
+
+def _share_with_group(sim: Sim, instance: str, flag: int) -> None:
+    """oneadmin opens (1) or closes (0) the group's USE and MANAGE rights on a VM."""
+    sim.as_admin("one.vm.chmod", int(instance[2:]), -1, -1, -1, flag, flag, -1, -1, -1, -1)
+
+
+def test_a_volume_attaches_only_to_its_owners_instances(sim: Sim, engine, trudy: str) -> None:
+    """EC2 attaches a volume to an instance of its own account. OpenNebula lets trudy manage a
+    VM demo shares with the group: still not hers to attach to. A volume attached there before
+    (OpenNebula let her) is detached by the instance's owner; trudy, once the share is gone, is
+    told who can, and sees the attachment without what she may no longer read."""
+    iid = new_instance(engine)
+    _share_with_group(sim, iid, 1)
+    tv = run(engine, "CreateVolume", {"Size": 1}, user=trudy)["VolumeId"]
+    body = {"VolumeId": tv, "InstanceId": iid, "Device": "sdf"}
+    for dry in (True, False):
+        with pytest.raises(Ec2Error) as err:
+            run(engine, "AttachVolume", {**body, "DryRun": dry}, user=trudy)
+        assert err.value.code == "InvalidInstanceID.NotFound" and iid in err.value.message
+    assert volumes(engine, user=trudy)[tv]["State"] == "available"
+
+    # attached while OpenNebula let her (as econe did before): then the share ends
+    disk = f'DISK=[IMAGE_ID="{int(tv[4:])}",TARGET="sdf",EC2_VOLUME_ID="{tv}",EC2_DEVICE="sdf"]'
+    sim.as_admin("one.vm.attach", int(iid[2:]), disk)
+    _share_with_group(sim, iid, 0)
+    (shown,) = volumes(engine, user=trudy)[tv]["Attachments"]
+    assert shown["InstanceId"] == iid and shown["State"] == "attached"
+    assert "Device" not in shown and "AttachTime" not in shown  # demo's VM: not hers to read
+    with pytest.raises(Ec2Error) as err:
+        run(engine, "DetachVolume", {"VolumeId": tv}, user=trudy)
+    assert err.value.code == "UnauthorizedOperation" and iid in err.value.message
+    assert code_of(run, engine, "DeleteVolume", {"VolumeId": tv}, user=trudy) == "VolumeInUse"
+
+    # the instance's owner sees it among the instance's devices and detaches it
+    (res,) = run(engine, "DescribeInstances", {"InstanceId": [iid]}, user="demo")["Reservations"]
+    assert [m["Ebs"]["VolumeId"] for m in res["Instances"][0]["BlockDeviceMappings"]] == [tv]
+    other = new_instance(engine)
+    wrong = {"VolumeId": tv, "InstanceId": other}
+    assert code_of(run, engine, "DetachVolume", wrong, user="demo") == "InvalidAttachment.NotFound"
+    # a disk that is no volume attached with AttachVolume (the AMI's root disk) is not one
+    root = {"VolumeId": f"vol-{AMI[4:]}", "InstanceId": iid}
+    assert code_of(run, engine, "DetachVolume", root, user="demo") == "InvalidVolume.NotFound"
+    assert code_of(run, engine, "DescribeVolumes", {"VolumeId": [tv]}, user="demo") == (
+        "InvalidVolume.NotFound"  # still trudy's volume
+    )
+    det = run(engine, "DetachVolume", {"VolumeId": tv, "DryRun": False}, user="demo")
+    assert (det["VolumeId"], det["InstanceId"], det["State"]) == (tv, iid, "detaching")
+    wait(lambda: volumes(engine, user=trudy)[tv]["State"] == "available")
+    assert run(engine, "DeleteVolume", {"VolumeId": tv}, user=trudy) == {"Return": True}
+    run(engine, "TerminateInstances", {"InstanceId": [iid, other]}, user="demo")
+
+
+def test_a_snapshot_waits_for_the_attach_and_a_detach_for_the_snapshot(slow: Sim) -> None:
+    """EC2 takes a snapshot while the attachment is `attaching` (boto3's volume_in_use waiter
+    returns then), and a detach while a snapshot is pending: oned saves or plugs one disk of a
+    VM at a time (HOTPLUG, then HOTPLUG_SAVEAS), so each waits for the other."""
+    engine = slow.engine()
+    try:
+        iid = new_instance(engine)
+        state = {
+            "InstanceId": [iid],
+            "Filter": [{"Name": "instance-state-name", "Value": ["running"]}],
+        }
+        wait(lambda: run(engine, "DescribeInstances", state, user="demo")["Reservations"])
+        vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+        wait(lambda: volumes(engine, VolumeId=[vid])[vid]["State"] == "available")
+        body = {"VolumeId": vid, "InstanceId": iid, "Device": "sdf"}
+        run(engine, "AttachVolume", body, user="demo")
+        assert volumes(engine, VolumeId=[vid])[vid]["Attachments"][0]["State"] == "attaching"
+        snap = run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")
+        assert snap["VolumeId"] == vid
+        assert slow.vm(int(iid[2:])).findtext("LCM_STATE") == "26"  # HOTPLUG_SAVEAS
+        det = run(engine, "DetachVolume", {"VolumeId": vid}, user="demo")
+        assert det["State"] == "detaching"
+        wait(lambda: volumes(engine, VolumeId=[vid])[vid]["State"] == "available")
+        sid = {"SnapshotId": [snap["SnapshotId"]]}
+        wait(
+            lambda: (
+                run(engine, "DescribeSnapshots", sid, user="demo")["Snapshots"][0]["State"]
+                == "completed"
+            )
+        )
+        run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
+    finally:
+        engine.close()
+
+
+def test_a_volume_being_copied_into_a_snapshot_is_attached_once_copied(
+    slow: Sim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """oned cannot give a VM an image it is cloning (a snapshot of a detached volume): the
+    attach waits for the copy, as for another hotplug, and past that wait both the dry run and
+    the request say so in EC2's words."""
+    volumes_mod = importlib.import_module("handlers.volumes")
+    engine = slow.engine()
+    try:
+        iid = new_instance(engine)
+        state = {
+            "InstanceId": [iid],
+            "Filter": [{"Name": "instance-state-name", "Value": ["running"]}],
+        }
+        wait(lambda: run(engine, "DescribeInstances", state, user="demo")["Reservations"])
+        vid, _ = volume_and_snapshot(engine)
+        body = {"VolumeId": vid, "InstanceId": iid, "Device": "sdf"}
+        run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")
+        assert image(slow, vid).findtext("STATE") == "6"  # CLONE
+        assert volumes(engine, VolumeId=[vid])[vid]["State"] == "available"
+        monkeypatch.setattr(volumes_mod, "HOTPLUG_WAIT", 0.0)
+        for dry in (True, False):
+            with pytest.raises(Ec2Error) as err:
+                run(engine, "AttachVolume", {**body, "DryRun": dry}, user="demo")
+            assert err.value.code == "IncorrectState", dry
+            assert vid in err.value.message and "snapshot" in err.value.message
+            assert "CLONE" not in err.value.message
+        monkeypatch.undo()
+        assert run(engine, "AttachVolume", body, user="demo")["State"] == "attaching"
+        assert image(slow, vid).findtext("STATE") != "6"
+        run(engine, "TerminateInstances", {"InstanceId": [iid]}, user="demo")
+    finally:
+        engine.close()
+
+
+def test_restorable_by_self_lists_your_own_snapshots(sim: Sim, engine, trudy: str) -> None:
+    """EC2: `self` is the snapshots "you own or have explicit permissions" for; another's
+    public snapshot is `all`'s."""
+    vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+    mine, shared, public = (
+        run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")["SnapshotId"]
+        for _ in range(3)
+    )
+    sim.as_admin("one.image.chmod", int(shared[5:]), -1, -1, -1, 1, -1, -1, -1, -1, -1)
+    sim.as_admin("one.image.chmod", int(public[5:]), -1, -1, -1, -1, -1, -1, 1, -1, -1)
+
+    def restorable(user: str, *by: str) -> set[str]:
+        body = {"RestorableBy": list(by)}
+        found = run(engine, "DescribeSnapshots", body, user=user)["Snapshots"]
+        return {s["SnapshotId"] for s in found} & {mine, shared, public}
+
+    assert restorable("demo", "self") == {mine, shared, public}
+    assert restorable("demo", "demo") == {mine, shared, public}
+    assert restorable(trudy, "self") == {shared}
+    assert restorable(trudy, "all") == {public}
+    assert restorable("demo", trudy) == {shared, public}  # yours that others may use
+    for sid in (mine, shared, public):
+        run(engine, "DeleteSnapshot", {"SnapshotId": sid}, user="demo")
+    run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo")
+
+
+def test_a_ruby_snapshot_shows_its_name_as_description(sim: Sim, engine) -> None:
+    """The Ruby econe named a snapshot after its Description (or "ec2-<uuid>") and kept no
+    EBS_VOLUME_ID for the disk of an attached volume: the name is the Description, and no
+    VolumeId is made up."""
+    vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
+    ruby, unnamed = (
+        run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")["SnapshotId"] for _ in "12"
+    )
+    core = sim.server.sim
+    for sid, name in ((ruby, "nightly backup"), (unnamed, "ec2-0b3c2d2e")):
+        with core.lock:  # as the Ruby econe left it
+            img = core.store.get("image", int(sid[5:]))
+            img["name"] = name
+            img["template"] = [p for p in img["template"] if p[0] != "EBS_VOLUME_ID"]
+            core.store.put("image", img)
+    found = run(engine, "DescribeSnapshots", {"SnapshotId": [ruby, unnamed]}, user="demo")
+    shown = {s["SnapshotId"]: s for s in found["Snapshots"]}
+    assert shown[ruby]["Description"] == "nightly backup" and "VolumeId" not in shown[ruby]
+    assert shown[unnamed]["Description"] == ""
+    by = {"Filter": [{"Name": "description", "Value": ["nightly backup"]}]}
+    assert [
+        s["SnapshotId"] for s in run(engine, "DescribeSnapshots", by, user="demo")["Snapshots"]
+    ] == [ruby]
+    for sid in (ruby, unnamed):
+        run(engine, "DeleteSnapshot", {"SnapshotId": sid}, user="demo")
+    run(engine, "DeleteVolume", {"VolumeId": vid}, user="demo")
