@@ -65,6 +65,7 @@ EC2_USER_ATTRS = (
     "IMAGE_ID",
     "EC2_CLIENT_TOKEN",
     "EC2_REQUEST_DIGEST",
+    "EC2_LAUNCH_COUNT",
     "EC2_ROLLED_BACK",
     "EC2_RESERVATION_ID",
     "EC2_LAUNCH_INDEX",
@@ -86,6 +87,10 @@ _TEMPLATES = jinja2.Environment(
 )
 # A VM made by a launch that did not reach MinCount is marked so, and never found by its token.
 ROLLED_BACK = "EC2_ROLLED_BACK"
+# How many VMs a launch with a ClientToken makes: MaxCount, written on each as it is made, and
+# corrected to what it made when it ended short of that. A retry that finds fewer VMs under the
+# token than this knows the launch is still under way (in another gateway process).
+LAUNCH_COUNT = "EC2_LAUNCH_COUNT"
 _BY_TOKEN = etree.XPath(
     "/VM_POOL/VM[(USER_TEMPLATE/EC2_CLIENT_TOKEN = $t or TEMPLATE/EC2_CLIENT_TOKEN = $t)"
     " and not(USER_TEMPLATE/EC2_ROLLED_BACK)]"
@@ -575,6 +580,7 @@ class Launch:
         if self.token:
             user.append((TOKEN, str(self.token)))
             user.append((DIGEST, request_digest(self.rt.body)))
+            user.append((LAUNCH_COUNT, str(self.max_count)))
         if self.key_name:
             user.append(("EC2_KEYNAME", str(self.key_name)))
         if self.platform:
@@ -706,19 +712,30 @@ def run_instances(rt: Any) -> dict:
         previous = _BY_TOKEN(pool, t=str(launch.token))
         if previous:
             check_same_request([vm.findtext(f"USER_TEMPLATE/{DIGEST}") for vm in previous], rt.body)
-            if len(previous) >= launch.min_count:
+            if len(previous) >= _launch_count(previous, launch.min_count):
                 return _reservation(rt, previous)
-            # Fewer than MinCount: a launch still under way in another gateway process, or one
-            # that failed after oned made them (oned answered after econe had given up waiting).
-            # Each VM is made within one_timeout of the one before: past twice that since the
-            # newest, the launch is over, and theirs is the rollback it missed.
+            # Fewer than the launch makes: one still under way in another gateway process, or
+            # one whose gateway stopped before it ended (crashed, or gave up waiting for oned,
+            # which made the VM later). Each VM is made within one_timeout of the one before:
+            # past twice that since the newest, the launch is over and what it left is final,
+            # kept if it reached MinCount, else rolled back as that launch would have.
             newest = max(int(vm.findtext("STIME") or 0) for vm in previous)
             in_flight(rt, "launch", launch.token, newest)
+            if len(previous) >= launch.min_count:
+                return _reservation(rt, previous)
             _roll_back(rt, [int(vm.findtext("ID")) for vm in previous])
         else:
             in_flight(rt, "launch", launch.token)  # one this process gave up waiting for
         with creating(rt, "launch", launch.token):
             return _launch(rt, launch)
+
+
+def _launch_count(vms: list[etree._Element], min_count: int) -> int:
+    """How many VMs the launch that made `vms` makes (the smallest count written on them: a
+    correction may have reached only some); `min_count` for VMs made before econe wrote it."""
+    counts = [vm.findtext(f"USER_TEMPLATE/{LAUNCH_COUNT}") for vm in vms]
+    numbers = [int(c) for c in counts if c and c.isdigit()]
+    return min(numbers) if numbers else min_count
 
 
 def _launch(rt: Any, launch: Launch) -> dict:
@@ -740,8 +757,21 @@ def _launch(rt: Any, launch: Launch) -> dict:
         log.warning(
             "RunInstances created %d of %d: %s", len(created), launch.max_count, failure.message
         )
+        if launch.token:  # a retry must know the launch is over: it made these only
+            _correct_count(rt, created)
     vms = [rt.xml(rt.call("one.vm.info", vm_id)) for vm_id in created]
     return _reservation(rt, vms)
+
+
+def _correct_count(rt: Any, vm_ids: list[int]) -> None:
+    """Write on the VMs of a launch that ended short of MaxCount how many it made. One that
+    fails leaves retries answering Unavailable until the launch's window is over."""
+    count = template_xml([(LAUNCH_COUNT, str(len(vm_ids)))])
+    for vm_id in vm_ids:
+        try:
+            rt.call("one.vm.update", vm_id, count, 1)
+        except Ec2Error as exc:
+            log.error("launch of VM %s: cannot record its count: %s", vm_id, exc.message)
 
 
 def _roll_back(rt: Any, vm_ids: list[int]) -> None:

@@ -653,6 +653,54 @@ def test_a_retry_while_oned_may_still_make_the_first_vm_launches_nothing(sim: Si
         impatient.close()
 
 
+def test_a_retry_answers_a_launch_that_ended_short_of_max_count_whole(sim: Sim, engine) -> None:
+    """A launch past MinCount that oned stopped short of MaxCount writes how many it made on
+    its VMs: a retry (here through another gateway's engine) answers them at once."""
+    engine.one = FailAllocation(sim, 3)
+    try:
+        first = launch(engine, MinCount=1, MaxCount=4, ClientToken="short")
+    finally:
+        engine.one = sim.client
+        sim.as_admin("onesim.fault.clear")
+    assert len(first["Instances"]) == 2
+    other = sim.engine()
+    try:
+        before = my_vms(sim)
+        again = launch(other, MinCount=1, MaxCount=4, ClientToken="short")
+        assert ids(again) == ids(first) and my_vms(sim) == before
+    finally:
+        other.close()
+    run(engine, "TerminateInstances", {"InstanceId": ids(first)}, user="demo")
+
+
+def test_a_launch_whose_gateway_stopped_midway_is_final_after_its_window(sim: Sim) -> None:
+    """Two VMs of a launch meant to make four, and no gateway to finish it (the first one
+    crashed): retries are Unavailable while it could still be going on, then answer the two
+    (MinCount reached) instead of Unavailable for ever."""
+    impatient = impatient_engine(sim)  # its window: 2 × 0.5 s + 1 s
+    session = impatient.sessions.session_for("demo")
+    made = []
+    for index in range(2):
+        tmpl = (
+            'NAME = x\nCPU = 0.2\nMEMORY = 64\nEC2_CLIENT_TOKEN = "crashed"\n'
+            f'EC2_RESERVATION_ID = "r-crashed"\nEC2_LAUNCH_INDEX = "{index}"\n'
+            'EC2_LAUNCH_COUNT = "4"\nEC2_INSTANCE_TYPE = "m1.small"\n'
+        )
+        made.append(sim.client.call(session, "one.vm.allocate", tmpl, False))
+    try:
+        body = {"MinCount": 1, "MaxCount": 4, "ClientToken": "crashed"}
+        with pytest.raises(Ec2Error) as err:
+            launch(impatient, **body)
+        assert err.value.code == "Unavailable" and "in progress" in err.value.message
+        time.sleep(2.2)
+        before = my_vms(sim)
+        again = launch(impatient, **body)
+        assert {vm_number(i) for i in ids(again)} == set(made) and my_vms(sim) == before
+        run(impatient, "TerminateInstances", {"InstanceId": ids(again)}, user="demo")
+    finally:
+        impatient.close()
+
+
 def launch_filter(engine, token: str) -> list[dict]:
     """The instances DescribeInstances shows for a client token."""
     body = {"Filter": [{"Name": "client-token", "Value": [token]}]}
