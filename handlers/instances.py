@@ -38,6 +38,7 @@ from handlers.escaping import (
     storable,
     template_xml,
 )
+from handlers.keypairs import context_key
 from handlers.locks import held
 from handlers.security_groups import (
     group_ids,
@@ -74,14 +75,11 @@ EC2_USER_ATTRS = (
     "EC2_HIBERNATION",
     "EC2_PLATFORM",
 )
-EC2_CONTEXT_ATTRS = (
-    "USERDATA",
-    "USERDATA_ENCODING",
-    "EC2_USER_DATA",
-    "SSH_PUBLIC_KEY",
-    "EC2_PUBLIC_KEY",
-    "EC2_KEYNAME",
-)
+# What RunInstances puts in CONTEXT, by what the request gives: each group replaces the
+# template's attributes of that group, and only when the request gives it (a type's CONTEXT may
+# carry its own, such as SSH_PUBLIC_KEY="$USER[SSH_PUBLIC_KEY]", for launches without).
+USER_DATA_CONTEXT = ("USERDATA", "USERDATA_ENCODING", "EC2_USER_DATA")
+KEY_CONTEXT = ("SSH_PUBLIC_KEY", "EC2_PUBLIC_KEY", "EC2_KEYNAME")
 _TEMPLATES = jinja2.Environment(
     finalize=quote, autoescape=False, undefined=jinja2.StrictUndefined, keep_trailing_newline=True
 )
@@ -261,19 +259,21 @@ def _sized(attrs: list[Attr], size_mb: int | None) -> list[Attr]:
 
 def _key_pair(rt: Any, name: str | None) -> str | None:
     """The public key of `name` from the user's template (EC2_KEYPAIR vectors, or the Ruby
-    econe's base64 JSON EC2_KEYPAIRS). An unknown name is InvalidKeyPair.NotFound, as on EC2."""
+    econe's base64 JSON EC2_KEYPAIRS), as CONTEXT can carry it (context_key). An unknown name
+    is InvalidKeyPair.NotFound, as on EC2."""
     if not name:
         return None
     user = rt.xml(rt.call("one.user.info", -1))
     for vec in user.findall("TEMPLATE/EC2_KEYPAIR"):
         if vec.findtext("NAME") == name:
-            return vec.findtext("PUBLIC_KEY")
+            return context_key(name, vec.findtext("PUBLIC_KEY") or "")
     for blob in user.findall("TEMPLATE/EC2_KEYPAIRS"):
         try:
             pairs = json.loads(base64.b64decode(blob.text or ""))
-            return pairs[name]["public_key"]
+            line = str(pairs[name]["public_key"])
         except (ValueError, KeyError, TypeError, binascii.Error):
             continue
+        return context_key(name, line)
     raise Ec2Error("InvalidKeyPair.NotFound", f"The key pair '{name}' does not exist")
 
 
@@ -489,12 +489,18 @@ def describe_instance_types(rt: Any) -> dict:
 
 
 def _merge(attrs: list[Attr], user: list[Attr], context: list[tuple[str, str]]) -> list[Attr]:
-    """Replace the EC2 attributes in `attrs` by ours; put `context` into the last CONTEXT."""
+    """Replace the EC2 attributes in `attrs` by ours; put `context` into the last CONTEXT, in
+    place of the template's attributes of each group (USER_DATA_CONTEXT, KEY_CONTEXT) it
+    carries: the template's others stay."""
     out = [(n, v) for n, v in attrs if n not in EC2_USER_ATTRS]
+    given = {k for k, _ in context}
+    replaced = {
+        n for group in (USER_DATA_CONTEXT, KEY_CONTEXT) if given & set(group) for n in group
+    }
     contexts = [i for i, (n, _) in enumerate(out) if n == "CONTEXT" and isinstance(out[i][1], list)]
     if contexts:
         i = contexts[-1]
-        kept = [(k, v) for k, v in out[i][1] if k not in EC2_CONTEXT_ATTRS]
+        kept = [(k, v) for k, v in out[i][1] if k not in replaced]
         out[i] = ("CONTEXT", kept + context)
     elif context:
         out.append(("CONTEXT", context))
@@ -595,12 +601,8 @@ class Launch:
                 ("USERDATA_ENCODING", "base64"),
                 ("EC2_USER_DATA", self.user_data),
             ]
-        if self.public_key:
-            context += [
-                ("SSH_PUBLIC_KEY", self.public_key),
-                ("EC2_PUBLIC_KEY", self.public_key),
-                ("EC2_KEYNAME", str(self.key_name)),
-            ]
+        if self.public_key:  # the key's name only in USER_TEMPLATE: oned would expand a `$`
+            context += [("SSH_PUBLIC_KEY", self.public_key), ("EC2_PUBLIC_KEY", self.public_key)]
         return user, context
 
     def in_groups(self, attrs: list[Attr]) -> list[Attr]:

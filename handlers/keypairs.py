@@ -172,6 +172,27 @@ def _comment(name: str) -> str:
     return f" {name}" if _COMMENT.fullmatch(name) else ""
 
 
+# a public key's type and blob, as oned can take them into a VM's CONTEXT
+_KEY = re.compile(r"[A-Za-z0-9@.-]+ [A-Za-z0-9+/]+=*")
+
+
+def context_key(name: str, line: str) -> str:
+    """The public key line of key pair `name` as RunInstances puts it in CONTEXT: oned expands
+    `$…` in every CONTEXT value (it has no escape for `$`), so a comment other than the ones
+    ImportKeyPair keeps (_COMMENT: the Ruby econe's comment was the key's name, which may hold
+    `$`) is left out: the guest gets the same key. A key line that is not a public key at all
+    (someone edited their OpenNebula template) is InvalidKeyPair.Format."""
+    fields = line.split(None, 2)
+    key = " ".join(fields[:2])
+    if not _KEY.fullmatch(key):
+        raise Ec2Error(
+            "InvalidKeyPair.Format",
+            f"The key pair '{name}' holds no public key that can be given to an instance",
+        )
+    comment = fields[2].strip() if len(fields) == 3 else ""
+    return f"{key} {comment}" if _COMMENT.fullmatch(comment) else key
+
+
 def _add(rt: Any, name: str, public_key: str, fingerprint: str, key_type: str, tags: list) -> str:
     key_id = "key-" + secrets.token_hex(9)[:17]
     vector = [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from . import errors, leases, refs
+from . import errors, leases, refs, vmvars
 from . import template as T
 from .methods import secgroup
 from .names import name_error
@@ -231,11 +231,7 @@ def build(
             try:
                 refs.acquire_image(sim, img, vid)
             except errors.OneError:  # e.g. the same persistent image twice: undo everything
-                for other in images[:i]:
-                    if other is not None:
-                        refs.release_image(sim, other["id"], vid)
-                for vn in taken:
-                    leases.free_vm(vn, vid)
+                _release(sim, vid, images[:i], taken)
                 raise
             disk = image_disk(sim, img, i, target, d)
         else:
@@ -246,7 +242,18 @@ def build(
         out.append(["NIC", nic])
     ctx_in = T.get_vec(tmpl, "CONTEXT")
     if ctx_in:
-        ctx = [list(p) for p in ctx_in[0]]
+        vm = {
+            "uid": caller.uid,
+            "gid": caller.gid,
+            "name": name or T.get(tmpl, "NAME") or f"one-{vid}",
+            "template": out,
+            "user_template": user_t,
+        }
+        try:  # before the network context, as VirtualMachine::parse_context
+            ctx = vmvars.expand_context(sim, vm, ctx_in[0])
+        except errors.OneError:
+            _release(sim, vid, images, taken)
+            raise
         net = (T.vget(ctx, "NETWORK", "") or "").upper() == "YES"
         if net:
             for i, (nic, vn) in enumerate(nics):
@@ -273,6 +280,15 @@ def build(
         T.tset(out, "TEMPLATE_ID", str(template_id))
     T.tset(out, "VMID", str(vid))
     return {"template": out, "user_template": user_t}
+
+
+def _release(sim: Sim, vid: int, images: list, taken: list[dict]) -> None:
+    """Give back the images and leases a VM that oned refuses took."""
+    for img in images:
+        if img is not None:
+            refs.release_image(sim, img["id"], vid)
+    for vn in taken:
+        leases.free_vm(vn, vid)
 
 
 def _groups_of(nic: list) -> list[int]:

@@ -6,7 +6,7 @@ import copy
 import re
 from typing import TYPE_CHECKING
 
-from .. import docs_vm, errors, leases, lifecycle, refs, vmbuild
+from .. import docs_vm, errors, leases, lifecycle, refs, vmbuild, vmvars
 from .. import template as T
 from ..core import method
 from ..perms import DEFAULT_PERMS, authorize, pool_filter
@@ -380,7 +380,10 @@ def updateconf(sim: Sim, caller: Caller, vid: int, tmpl: str, update_type: int =
     if contexts and not current:
         raise errors.internal("Virtual machine does not have context, cannot add a new one.")
     if contexts:
-        T.get_vec(template, "CONTEXT")[0][:] = _context_update(current[0], contexts[0], append)
+        context = _context_update(current[0], contexts[0], append)
+        # oned's parse_context again: every value's variables, the kept ones' too
+        context = vmvars.expand_context(sim, {**vm, "template": template}, context)
+        T.get_vec(template, "CONTEXT")[0][:] = context
     vm["template"] = template
     sim.store.put("vm", vm)
     return vid

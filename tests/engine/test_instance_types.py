@@ -200,3 +200,53 @@ def test_a_type_that_cannot_launch_is_unsupported_and_nothing_is_made(sim: Sim, 
         run(engine, "DeleteKeyPair", {"KeyName": "k"}, user="demo")
     finally:
         engine.close()
+
+
+def test_a_types_own_key_and_user_data_stay_unless_the_request_gives_them(
+    sim: Sim, tmp_path
+) -> None:
+    """A type's CONTEXT may give the user's OpenNebula profile key ($USER[SSH_PUBLIC_KEY]) and
+    preset user data: a launch without KeyName or UserData keeps them; one with them replaces
+    only those. As a VM template type and as a file type."""
+    users = etree.fromstring(sim.as_admin("one.userpool.info").encode())
+    uid = int(users.xpath("USER[NAME='demo']/ID")[0].text)
+    profile = "ssh-ed25519 AAAAC3Nz profile"
+    sim.as_admin("one.user.update", uid, f'SSH_PUBLIC_KEY="{profile}"', 1)
+    context = 'CONTEXT=[SSH_PUBLIC_KEY="$USER[SSH_PUBLIC_KEY]", USERDATA="preset", NETWORK="YES"]'
+    sim.client.call(
+        "demo:demo",
+        "one.template.allocate",
+        f'NAME="own"\nEC2_INSTANCE_TYPE="k1.own"\nCPU="1"\nMEMORY="64"\n{context}',
+    )
+    (tmp_path / "own.j2").write_text(f"NAME = x\nCPU = 1\nMEMORY = 64\n{context}\n")
+    engine = sim.engine(
+        instance_types={"k2.file": {"template": "own.j2"}}, template_location=str(tmp_path)
+    )
+    try:
+        run(engine, "RegisterImage", {"ImageLocation": AMI}, user="demo")
+        run(engine, "CreateKeyPair", {"KeyName": "given", "KeyType": "ed25519"}, user="demo")
+        given = run(
+            engine,
+            "DescribeKeyPairs",
+            {"KeyName": ["given"], "IncludePublicKey": True},
+            user="demo",
+        )["KeyPairs"][0]["PublicKey"]
+        data = "I2Nsb3VkLWNvbmZpZwo="
+        for kind in ("k1.own", "k2.file"):
+            body = {"ImageId": AMI, "InstanceType": kind}
+            for extra, key, user_data in (
+                ({}, profile, "preset"),
+                ({"KeyName": "given"}, given, "preset"),
+                ({"UserData": data}, profile, data),
+            ):
+                (inst,) = run(engine, "RunInstances", {**body, **extra}, user="demo")["Instances"]
+                ctx = sim.vm(int(inst["InstanceId"].split("-")[1])).find("TEMPLATE/CONTEXT")
+                assert (kind, ctx.findtext("SSH_PUBLIC_KEY"), ctx.findtext("USERDATA")) == (
+                    kind,
+                    key,
+                    user_data,
+                )
+                assert ctx.findtext("NETWORK") == "YES"
+                run(engine, "TerminateInstances", {"InstanceId": [inst["InstanceId"]]}, user="demo")
+    finally:
+        engine.close()

@@ -315,7 +315,7 @@ def test_users_are_isolated(sim: Sim, engine, mallory: str) -> None:
     assert names(engine, user=mallory).count("secret-key") == 1
 
 
-EVIL = ['x"]\nMEMORY="1', 'k]\nCPU=9\nY=[Z="1', '\\"', "$USER[PASSWORD]", "a'c<d>&e"]
+EVIL = ['x"]\nMEMORY="1', 'k]\nCPU=9\nY=[Z="1', '\\"', "$USER[TOKEN_PASSWORD]", "a'c<d>&e"]
 
 
 @pytest.mark.parametrize("evil", EVIL)
@@ -337,6 +337,13 @@ def test_key_names_cannot_break_out(sim: Sim, engine, evil: str) -> None:
         "\n" not in pair["KeyPairs"][0]["PublicKey"]
         and evil not in pair["KeyPairs"][0]["PublicKey"]
     )
+    (inst,) = run(engine, "RunInstances", {"ImageId": AMI, "KeyName": evil}, user="demo")[
+        "Instances"
+    ]
+    assert inst["KeyName"] == evil
+    vm = sim.vm(int(inst["InstanceId"].split("-")[1]))
+    assert vm.findtext("TEMPLATE/CONTEXT/SSH_PUBLIC_KEY") == pair["KeyPairs"][0]["PublicKey"]
+    run(engine, "TerminateInstances", {"InstanceId": [inst["InstanceId"]]}, user="demo")
     run(engine, "DeleteKeyPair", {"KeyName": evil}, user="demo")
     assert evil not in names(engine)
 
@@ -352,6 +359,36 @@ def test_run_instances_injects_the_public_key(sim: Sim, engine) -> None:
     assert vm.findtext("TEMPLATE/CONTEXT/SSH_PUBLIC_KEY") == key
     assert vm.findtext("USER_TEMPLATE/EC2_KEYNAME") == "launch"
     assert res["Instances"][0]["KeyName"] == "launch"
+
+
+def ruby_key_pair(sim: Sim, name: str, public_key: str) -> None:
+    """A key pair of the Ruby econe (base64 JSON EC2_KEYPAIRS) in demo's template."""
+    import json
+
+    blob = base64.b64encode(json.dumps({name: {"public_key": public_key}}).encode()).decode()
+    users = etree.fromstring(sim.as_admin("one.userpool.info").encode())
+    uid = int(users.xpath("USER[NAME='demo']/ID")[0].text)
+    sim.as_admin("one.user.update", uid, f'EC2_KEYPAIRS="{blob}"', 1)
+
+
+def test_a_key_comment_oned_would_expand_stays_out_of_the_instance(sim: Sim, engine) -> None:
+    """The Ruby econe's comment is the key's name, any text: one holding `$` would reach the
+    guest expanded by oned (here demo's TOKEN_PASSWORD), so the key goes without it."""
+    ruby_key_pair(sim, "$USER[TOKEN_PASSWORD]", "ssh-rsa AAAAB3Nza= $USER[TOKEN_PASSWORD]")
+    try:
+        body = {"ImageId": AMI, "KeyName": "$USER[TOKEN_PASSWORD]"}
+        (inst,) = run(engine, "RunInstances", body, user="demo")["Instances"]
+        vm = sim.vm(int(inst["InstanceId"].split("-")[1]))
+        assert vm.findtext("TEMPLATE/CONTEXT/SSH_PUBLIC_KEY") == "ssh-rsa AAAAB3Nza="
+        assert vm.findtext("TEMPLATE/CONTEXT/EC2_PUBLIC_KEY") == "ssh-rsa AAAAB3Nza="
+        assert inst["KeyName"] == "$USER[TOKEN_PASSWORD]"
+        run(engine, "TerminateInstances", {"InstanceId": [inst["InstanceId"]]}, user="demo")
+        ruby_key_pair(sim, "edited", "$USER[TOKEN_PASSWORD]")  # no key at all
+        body = {"ImageId": AMI, "KeyName": "edited"}
+        assert code_of(run, engine, "RunInstances", body, user="demo") == "InvalidKeyPair.Format"
+    finally:
+        for name in ("$USER[TOKEN_PASSWORD]", "edited"):
+            run(engine, "DeleteKeyPair", {"KeyName": name}, user="demo")
 
 
 def test_ruby_key_pairs_are_read(sim: Sim, engine, mallory: str) -> None:

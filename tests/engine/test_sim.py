@@ -334,6 +334,7 @@ def test_run_file_type_writes_exactly_the_intended_template(sim: Sim, engine) ->
         "EC2_INSTANCE_TYPE": "m1.small",
         "IMAGE_ID": AMI,
         "EC2_CLIENT_TOKEN": "tok-file-1",
+        "EC2_LAUNCH_COUNT": "1",  # how many the launch makes, for its retries
         "EC2_RESERVATION_ID": result["ReservationId"],
         "EC2_LAUNCH_INDEX": "0",
     }
@@ -356,7 +357,17 @@ def test_run_vm_template_type_puts_the_ami_first(sim: Sim) -> None:
         eng.close()
 
 
-INJECTIONS = ['x"\nMEMORY="1', "x]\nCPU=9\nY=[Z=1", '\\"', "$USER[PASSWORD]", "a\tb'c<d>&e"]
+# `$…`: oned would expand it in CONTEXT (TOKEN_PASSWORD is in every user's template), or refuse
+# the VM for a `$` that starts no variable
+INJECTIONS = [
+    'x"\nMEMORY="1',
+    "x]\nCPU=9\nY=[Z=1",
+    '\\"',
+    "$USER[TOKEN_PASSWORD]",
+    "$UNAME x",
+    "$NETWORK[",
+    "a\tb'c<d>&e",
+]
 
 
 @pytest.mark.parametrize("evil", INJECTIONS)
@@ -390,7 +401,7 @@ def test_request_values_cannot_break_out(sim: Sim, engine, evil: str) -> None:
     assert vm.findtext("TEMPLATE/MEMORY") == "256" and vm.findtext("TEMPLATE/CPU") == "0.2"
     ut = vm.find("USER_TEMPLATE")
     assert sorted(c.tag for c in ut) == sorted(
-        [*EC2_USER_ATTRS, "EC2_CLIENT_TOKEN", "EC2_REQUEST_DIGEST"]
+        [*EC2_USER_ATTRS, "EC2_CLIENT_TOKEN", "EC2_REQUEST_DIGEST", "EC2_LAUNCH_COUNT"]
         + ["EC2_KEYNAME", "EC2_TAGS", "EC2_TAGS"]
     )
     assert ut.findtext("EC2_CLIENT_TOKEN") == token and ut.findtext("EC2_KEYNAME") == key_name
@@ -398,6 +409,7 @@ def test_request_values_cannot_break_out(sim: Sim, engine, evil: str) -> None:
     assert inst["KeyName"] == key_name
     assert {c.tag for c in vm.find("TEMPLATE")} & {"Y", "Z"} == set()
     assert vm.findtext("TEMPLATE/CONTEXT/SSH_PUBLIC_KEY") == line.decode()
+    assert vm.find("TEMPLATE/CONTEXT/EC2_KEYNAME") is None  # USER_TEMPLATE only: never expanded
 
 
 def test_unknown_key_pair_is_refused_and_launches_nothing(sim: Sim, engine) -> None:

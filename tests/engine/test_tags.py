@@ -161,7 +161,7 @@ def test_a_volume_shared_in_opennebula_keeps_its_tags_to_its_owner(sim: Sim, eng
         run(engine, "DeleteVolume", {"VolumeId": vol}, user="demo")
 
 
-EVIL = ['x"\nMEMORY="1', "x]\nCPU=9\nY=[Z=1", '\\"', "$USER[PASSWORD]", "a\tb'c<d>&e", ""]
+EVIL = ['x"\nMEMORY="1', "x]\nCPU=9\nY=[Z=1", '\\"', "$USER[TOKEN_PASSWORD]", "a\tb'c<d>&e", ""]
 
 
 @pytest.mark.parametrize("evil", EVIL)
