@@ -204,10 +204,18 @@ def _root_size(mappings: list[dict], image: dict) -> int | None:
     VolumeSize no smaller than the image; a NoDevice for any other device is accepted (there
     is nothing to suppress). Volumes are made with CreateVolume and AttachVolume instead."""
     root, size = image["RootDeviceName"], None
+    seen: set[str] = set()
     for mapping in mappings:
         device = mapping.get("DeviceName")
         if not device:
             raise missing_parameter("BlockDeviceMapping.N.DeviceName")
+        same = root if device == f"{root}1" else device  # both names of the root device
+        if same in seen:
+            raise _bad_mapping(
+                f"The device '{device.removeprefix('/dev/')}' is used in more than one "
+                "block-device mapping"
+            )
+        seen.add(same)
         if device not in (root, f"{root}1"):
             if "NoDevice" in mapping and not mapping.get("Ebs") and not mapping.get("VirtualName"):
                 continue

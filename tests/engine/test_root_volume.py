@@ -55,6 +55,9 @@ def test_no_device_elsewhere_is_fine(sim: Sim, engine) -> None:
         (mapping(SnapshotId="snap-00000001"), "not a snapshot"),
         ([{"DeviceName": "/dev/sda", "NoDevice": ""}], "cannot be removed"),
         (mapping(Encrypted=True), "Encrypted"),
+        (mapping(VolumeSize=1) + mapping(VolumeSize=2), "device 'sda' is used in more than one"),
+        (mapping(VolumeSize=2) + mapping("/dev/sda1", VolumeSize=2), "'sda1' is used in more"),
+        ([{"DeviceName": "/dev/sdb", "NoDevice": ""}] * 2, "'sdb' is used in more than one"),
     ],
 )
 def test_what_econe_cannot_do_is_refused(sim: Sim, engine, mappings, words) -> None:
