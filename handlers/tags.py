@@ -124,7 +124,11 @@ def tag_specs(
     tags: list[tuple[str, str]] = []
     kinds: set[str] = set()
     for spec in body.get("TagSpecification") or []:
-        kind = spec.get("ResourceType") or resource_type
+        kind = spec.get("ResourceType")
+        if not kind:  # EC2 takes no default, even where one type only can be tagged
+            raise Ec2Error(
+                "InvalidParameterValue", "Tag specification resource type must have a value"
+            )
         if kind != resource_type and kind not in ignored:
             raise invalid_value(
                 "TagSpecification.ResourceType",

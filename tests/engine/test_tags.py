@@ -557,3 +557,25 @@ def test_an_id_named_many_times_is_looked_up_once(sim: Sim, resources) -> None:
             assert client.sent.count("one.vm.info") <= 2, (action, len(client.sent))
     finally:
         counted.close()
+
+
+NO_TYPE = [{"Tag": [{"Key": "a", "Value": "b"}]}]  # EC2 assumes no resource type
+
+
+@pytest.mark.parametrize(
+    ("action", "body"),
+    [
+        ("RunInstances", {"ImageId": AMI}),
+        ("CreateVolume", {"Size": 1, "AvailabilityZone": "opennebula"}),
+        ("CreateSecurityGroup", {"GroupName": "no-type", "GroupDescription": "x"}),
+        ("CreateKeyPair", {"KeyName": "no-type"}),
+        ("RegisterImage", {"ImageLocation": AMI}),
+    ],
+)
+def test_a_tag_specification_without_resource_type_is_refused(
+    sim: Sim, engine, action: str, body: dict
+) -> None:
+    with pytest.raises(Ec2Error) as err:
+        run(engine, action, {**body, "TagSpecification": NO_TYPE}, user="demo")
+    assert err.value.code == "InvalidParameterValue"
+    assert err.value.message == "Tag specification resource type must have a value"
