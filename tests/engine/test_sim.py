@@ -919,9 +919,7 @@ def test_static_actions_and_extension_on_sim(sim: Sim, tmp_path: Path) -> None:
         ]
         (inst,) = launch(eng, KeyName="k1")["Instances"]
         ctx = sim.vm(vm_number(inst["InstanceId"])).find("TEMPLATE/CONTEXT")
-        assert (
-            ctx.findtext("SSH_PUBLIC_KEY") == "ssh-rsa AAA" and ctx.findtext("EC2_KEYNAME") == "k1"
-        )
+        assert ctx.findtext("SSH_PUBLIC_KEY") == "ssh-rsa AAA" and inst["KeyName"] == "k1"
         assert (
             run(eng, "DescribeRegions", {}, user="demo")["Regions"][0]["RegionName"] == "opennebula"
         )
