@@ -7,7 +7,6 @@ Columns follow the Ruby ``econe-*`` tools (``econe-run-instances`` keeps
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ from econe.client.errors import UsageError
 from econe.client.output import Column, field, records_table, table
 from econe.client.progress import Progress
 from econe.client.session import Context
-from econe.client.upload import file_sha256, upload_image
+from econe.client.upload import file_sha256, image_size, upload_image
 
 # ---------------------------------------------------------------- images
 
@@ -83,10 +82,7 @@ def _configure_upload(p: argparse.ArgumentParser) -> None:
 
 def _run_upload(ctx: Context, args: argparse.Namespace) -> None:
     path = Path(args.path)
-    try:
-        size = os.stat(path).st_size
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    size = image_size(path)  # before the checksum reads it
     show = args.progress if args.progress is not None else ctx.err.isatty()
     if ctx.options.verbose:
         ctx.note_endpoint()

@@ -24,6 +24,7 @@ import os
 import secrets
 import socket
 import ssl
+import stat
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,6 +127,20 @@ class MultipartBody:
                 raise UsageError(f"{self.path} grew while being uploaded")
 
 
+def image_size(path: Path) -> int:
+    """The size of the image file at `path`, checked before anything is read or sent: a
+    UsageError if it cannot be read or is not a regular file (a directory, a device, a pipe)."""
+    try:
+        info = os.stat(path)
+        if stat.S_ISREG(info.st_mode):
+            open(path, "rb").close()  # readable? (opening a pipe could block: checked first)
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(f"{path} is not a regular file")
+    return info.st_size
+
+
 def file_sha256(path: Path, chunk_size: int = CHUNK_SIZE) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -190,12 +205,7 @@ def upload_image(
     verify: bool | str = True,
 ) -> tuple[str, str | None]:
     """Upload ``path``; return (new image id, request id)."""
-    try:
-        size = os.stat(path).st_size
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    if not path.is_file():
-        raise UsageError(f"{path} is not a regular file")
+    size = image_size(path)
     body = MultipartBody(upload_fields(creds, name, checksum), path, size)
     _, host, url_path = endpoint_parts(creds.url)
     conn = _connection(creds.url, timeout, verify)

@@ -259,6 +259,13 @@ def test_cli_upload_missing_file_is_a_usage_error(tmp_path):
     assert result.code == 2 and "cannot read" in result.err
 
 
+@pytest.mark.parametrize("path", ["dir", "/dev/null"])
+def test_cli_upload_of_what_is_no_regular_file_is_a_usage_error(tmp_path, path):
+    target = tmp_path if path == "dir" else path  # a directory was an internal error, exit 1
+    result = run_cli([*CREDS, "upload", str(target)])
+    assert (result.code, result.err) == (2, f"econe: {target} is not a regular file\n")
+
+
 def test_upload_unreachable(tmp_path):
     image = tmp_path / "disk.img"
     image.write_bytes(b"abc")
