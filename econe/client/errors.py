@@ -42,6 +42,28 @@ def error_document(body: bytes) -> ServerError | None:
     return ServerError(found.get("Code") or "UnknownError", found.get("Message", ""), request_id)
 
 
+def root_tag(body: bytes) -> str | None:
+    """The local name of the document's root element (read from its start only), or None."""
+    from xml.etree import ElementTree
+
+    parser = ElementTree.XMLPullParser(events=("start",))
+    try:
+        parser.feed(body[:4096])
+        for _, element in parser.read_events():
+            return element.tag.rpartition("}")[2]
+    except ElementTree.ParseError:
+        pass
+    return None
+
+
+def not_ec2_answer(url: str, body: bytes) -> CliError:
+    """The error for an answer that is neither the action's own nor an EC2 error document:
+    what a wrong endpoint (oned's XML-RPC port, a web server) sends."""
+    root = root_tag(body)
+    what = f"<{root}>" if root else "not XML"
+    return CliError(f"bad answer from {url}: not an EC2 answer ({what})")
+
+
 class ServerError(CliError):
     """An EC2 error document from the server: printed as ``econe: <Code>: <Message>``."""
 

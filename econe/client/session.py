@@ -19,6 +19,8 @@ from econe.client.errors import (
     ServerError,
     UsageError,
     error_document,
+    not_ec2_answer,
+    root_tag,
 )
 from econe.client.output import to_json
 
@@ -65,14 +67,9 @@ class Context:
         if response_dict.get("status_code", 200) >= 300:
             return  # botocore reads error answers itself
         body = response_dict.get("body") or b""
-        root = _root_tag(body)
-        if root == f"{operation_model.name}Response":
+        if root_tag(body) == f"{operation_model.name}Response":
             return
-        error = error_document(body)
-        if error is not None:
-            raise error
-        what = f"<{root}>" if root else "not XML"
-        raise CliError(f"bad answer from {self.creds.url}: not an EC2 answer ({what})")
+        raise error_document(body) or not_ec2_answer(self.creds.url, body)
 
     def note_endpoint(self) -> None:
         self.note(
@@ -138,20 +135,6 @@ class Context:
     def check_return(self, response: Mapping[str, Any], what: str) -> None:
         if response.get("Return") is False:
             raise ServerError("Failed", f"the server answered false: {what} was not done")
-
-
-def _root_tag(body: bytes) -> str | None:
-    """The local name of the document's root element (read from its start only), or None."""
-    from xml.etree import ElementTree
-
-    parser = ElementTree.XMLPullParser(events=("start",))
-    try:
-        parser.feed(body[:4096])
-        for _, element in parser.read_events():
-            return element.tag.rpartition("}")[2]
-    except ElementTree.ParseError:
-        pass
-    return None
 
 
 def unreachable_reason(exc: BaseException) -> str:

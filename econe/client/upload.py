@@ -36,7 +36,13 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials as BotoCredentials
 
 from econe.client.credentials import Credentials
-from econe.client.errors import EndpointUnreachable, ServerError, UsageError, error_document
+from econe.client.errors import (
+    EndpointUnreachable,
+    ServerError,
+    UsageError,
+    error_document,
+    not_ec2_answer,
+)
 
 API_VERSION = "2016-11-15"
 CHUNK_SIZE = 1024 * 1024
@@ -153,20 +159,23 @@ def _local(tag: str) -> str:
     return tag.rpartition("}")[2]
 
 
-def parse_response(status: int, body: bytes) -> tuple[str, str | None]:
-    """(image id, request id) from the answer, or raise ServerError for an EC2 error."""
-    try:
-        root = ElementTree.fromstring(body)
-    except ElementTree.ParseError:
-        snippet = body[:200].decode("utf-8", "replace").strip()
-        raise ServerError(f"HTTP{status}", f"unexpected answer (not XML): {snippet!r}") from None
-    found = {_local(el.tag): (el.text or "").strip() for el in root.iter()}
-    request_id = found.get("RequestID") or found.get("RequestId") or found.get("requestId")
+def parse_response(status: int, body: bytes, url: str) -> tuple[str, str | None]:
+    """(image id, request id) from the answer; a ServerError for an EC2 error document, else
+    the other commands' error for an answer that is not EC2's (a wrong endpoint's)."""
     error = error_document(body)
     if error is not None:
         raise error
-    if status >= 300 or not found.get("imageId"):
-        raise ServerError(f"HTTP{status}", f"unexpected answer without imageId: {found}")
+    if status >= 300:  # the status as the code, as botocore reports it for the other commands
+        raise ServerError(f"HTTP{status}", not_ec2_answer(url, body).message)
+    try:
+        found = {
+            _local(el.tag): (el.text or "").strip() for el in ElementTree.fromstring(body).iter()
+        }
+    except ElementTree.ParseError:
+        found = {}
+    if not found.get("imageId"):
+        raise not_ec2_answer(url, body)
+    request_id = found.get("RequestID") or found.get("RequestId") or found.get("requestId")
     return found["imageId"], request_id
 
 
@@ -235,7 +244,7 @@ def upload_image(
             data = response.read()
         except (OSError, http.client.HTTPException) as exc:
             raise EndpointUnreachable(f"no answer from {creds.url}: {_reason(exc)}") from None
-        return parse_response(response.status, data)
+        return parse_response(response.status, data, creds.url)
     finally:
         conn.close()
 

@@ -342,6 +342,26 @@ def test_an_answer_that_is_not_the_actions_own_is_a_failure(server):
         stop()
 
 
+def test_upload_to_what_is_no_ec2_endpoint_says_so_as_other_commands(server, tmp_path):
+    image = tmp_path / "tiny.img"
+    image.write_bytes(b"x" * 1000)
+    proc = server.econe("upload", str(image), "-U", server.sim_url)  # oned's XML-RPC port
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        1,
+        "",
+        f"econe: bad answer from {server.sim_url}: not an EC2 answer (<methodResponse>)\n",
+    )  # it printed the answer as a Python dict
+    url, stop = _answering(b"<html><body>hi</body></html>")
+    try:
+        proc = server.econe("upload", str(image), "-U", url)
+        assert (proc.returncode, proc.stderr) == (
+            1,
+            f"econe: bad answer from {url}: not an EC2 answer (<html>)\n",
+        )
+    finally:
+        stop()
+
+
 def test_a_key_file_that_cannot_be_made_makes_no_key_pair(server, tmp_path):
     proc = server.econe("create-keypair", "cli-lost", "-o", str(tmp_path / "no" / "k.pem"))
     assert proc.returncode == 2 and "cannot create" in proc.stderr

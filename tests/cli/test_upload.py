@@ -123,20 +123,22 @@ def test_parse_answers():
         b'<RegisterImageResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/">'
         b"<requestId>r-1</requestId><imageId>ami-00000007</imageId></RegisterImageResponse>"
     )
-    assert parse_response(200, ok) == ("ami-00000007", "r-1")
+    url = "http://ec2.test:4567"
+    assert parse_response(200, ok, url) == ("ami-00000007", "r-1")
     error = (
         b"<Response><Errors><Error><Code>SignatureDoesNotMatch</Code><Message>bad</Message>"
         b"</Error></Errors><RequestID>r-2</RequestID></Response>"
     )
     with pytest.raises(ServerError) as info:
-        parse_response(403, error)
+        parse_response(403, error, url)
     assert (info.value.code, info.value.error_message, info.value.request_id) == (
         "SignatureDoesNotMatch",
         "bad",
         "r-2",
     )
-    with pytest.raises(ServerError, match="HTTP502: unexpected answer"):
-        parse_response(502, b"<html>Bad gateway")
+    with pytest.raises(ServerError) as info:
+        parse_response(502, b"<html>Bad gateway", url)
+    assert info.value.message == f"HTTP502: bad answer from {url}: not an EC2 answer (<html>)"
 
 
 class _FakeEc2(http.server.BaseHTTPRequestHandler):
