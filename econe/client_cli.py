@@ -126,6 +126,7 @@ def build_parser(legacy: str | None = None) -> argparse.ArgumentParser:
             parents=[common],
         )
         command.configure(p)
+        p.set_defaults(command_parser=p)  # reports arguments it does not know (see main)
     add_admin_parser(sub)  # `econe admin-keys …`: per-user EC2 keys, talks to oned directly
     return parser
 
@@ -169,7 +170,10 @@ def main(
     err = err or sys.stderr
     parser = build_parser(legacy)
     try:
-        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+        args, unknown = parser.parse_known_args(list(sys.argv[1:] if argv is None else argv))
+        if unknown:  # said by the subcommand (argparse lets the top parser say it, as `econe`)
+            command_parser = getattr(args, "command_parser", parser)
+            command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     except SystemExit as exc:  # --help, --version, usage errors (argparse prints them)
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     if args.command == "admin-keys":  # needs oneadmin credentials, not EC2 ones

@@ -106,6 +106,13 @@ def test_usage_errors_exit_2(argv, capsys):
     assert "usage:" in capsys.readouterr().err
 
 
+def test_an_unknown_option_is_reported_by_the_subcommand(capsys):
+    assert run_cli([*CREDS, "describe-instances", "--bogus"]).code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: econe describe-instances ")
+    assert err.endswith("econe describe-instances: error: unrecognized arguments: --bogus\n")
+
+
 def test_help_and_version_exit_0(capsys):
     assert run_cli(["--help"]).code == 0
     text = capsys.readouterr().out

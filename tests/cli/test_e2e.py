@@ -413,6 +413,17 @@ def test_legacy_commands_name_themselves(server):
         [str(BIN / "econe-run-instances")], capture_output=True, text=True, timeout=60
     )
     assert proc.returncode == 2 and "econe-run-instances: error:" in proc.stderr
+    # an unknown option too (argparse had the top parser report it, as `econe`)
+    proc = subprocess.run(
+        [str(BIN / "econe-describe-instances"), "--bogus"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and proc.stderr.startswith("usage: econe-describe-instances ")
+    assert proc.stderr.endswith(
+        "econe-describe-instances: error: unrecognized arguments: --bogus\n"
+    )
 
 
 def test_a_public_driver_user_signs_with_the_password_as_given(server, tmp_path):
