@@ -166,6 +166,10 @@ def main(
     env: dict[str, str] | None = None,
     legacy: str | None = None,
 ) -> int:
+    if out is None and sys.stdout.errors == "strict":
+        # text the locale cannot encode (an AMI named 'débian' under PYTHONIOENCODING=ascii) is
+        # printed escaped, d\xe9bian, as Python does on stderr, rather than failing the command
+        sys.stdout.reconfigure(errors="backslashreplace")
     out = out or sys.stdout
     err = err or sys.stderr
     parser = build_parser(legacy)
@@ -210,6 +214,7 @@ def main(
         err.write("econe: interrupted\n")
         return 130
     except UnicodeEncodeError:  # an argument the terminal gave as bytes that are no text
+        # (not the output: Context.write reports that)
         err.write("econe: an argument is not valid text in the locale's encoding\n")
         return EXIT_USAGE
     except BrokenPipeError:  # e.g. `econe describe-images | head -1`

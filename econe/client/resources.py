@@ -206,9 +206,9 @@ def _run_create_keypair(ctx: Context, args: argparse.Namespace) -> None:
         ctx.emit(shown, "")
         return
     if output:
-        ctx.out.write(records_table(KEYPAIR_COLUMNS, [response], show_headers(ctx)))
+        ctx.write(records_table(KEYPAIR_COLUMNS, [response], show_headers(ctx)))
     else:
-        ctx.out.write(material)
+        ctx.write(material)
         ctx.note(
             f"key pair {response.get('KeyName', args.name)}, fingerprint "
             f"{response.get('KeyFingerprint', '?')}"

@@ -130,7 +130,18 @@ class Context:
 
     def emit(self, response: Mapping[str, Any], text: str) -> None:
         """Print ``text`` (a table), or the response as JSON with ``--json``."""
-        self.out.write(to_json(response) if self.options.json else text)
+        self.write(to_json(response) if self.options.json else text)
+
+    def write(self, text: str) -> None:
+        """Write to the output; text its encoding cannot hold is an error that says so (main
+        makes stdout escape such text instead, so this is for other streams)."""
+        try:
+            self.out.write(text)
+        except UnicodeEncodeError as exc:
+            raise CliError(
+                f"the output cannot hold {exc.object[exc.start : exc.end]!r} in its encoding "
+                f"({exc.encoding}); use a UTF-8 locale or --json"
+            ) from None
 
     def check_return(self, response: Mapping[str, Any], what: str) -> None:
         if response.get("Return") is False:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import http.server
+import io
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 
 from econe.client.base import instance_count, normalize_id, split_list
 from econe.client.commands import COMMANDS
-from econe.client_cli import build_parser
+from econe.client_cli import build_parser, main
 from tests.cli.conftest import CREDS, DEMO_SECRET, free_port, run_cli
 
 LEGACY = [
@@ -393,6 +394,17 @@ def test_ec2_error_exit_1_without_traceback(stub):
         "econe: InvalidInstanceID.NotFound: The instance ID 'i-00000099' does not exist\n"
     )
     assert result.out == ""
+
+
+def test_output_its_stream_cannot_encode_is_named_as_the_output(stub):
+    stub.add_response("describe_key_pairs", {"KeyPairs": [{"KeyName": "d\u00e9bian"}]}, {})
+    out = io.TextIOWrapper(io.BytesIO(), encoding="ascii")  # strict, as PYTHONIOENCODING=ascii
+    err = io.StringIO()
+    assert main([*CREDS, "describe-keypairs"], out=out, err=err, env={}) == 1
+    assert err.getvalue() == (
+        "econe: the output cannot hold '\u00e9' in its encoding (ascii); use a UTF-8 locale or "
+        "--json\n"
+    )  # it blamed the arguments
 
 
 def test_verbose_shows_request_id(stub):

@@ -404,6 +404,16 @@ def test_odd_arguments_are_usage_or_server_errors(server):
     assert proc.returncode == 2 and "not valid text" in proc.stderr, proc.stderr
 
 
+def test_output_the_locale_cannot_encode_is_escaped_not_an_argument_error(server, tmp_path):
+    image = tmp_path / "d.img"
+    image.write_bytes(b"x" * 1000)
+    ami = server.ok("upload", str(image), "--name", "d\u00e9bian-\u00fc").strip()
+    server.ok("register", ami)
+    proc = server.econe("describe-images", ami, LC_ALL="C", PYTHONIOENCODING="ascii")
+    assert (proc.returncode, proc.stderr) == (0, "")
+    assert proc.stdout.splitlines()[1].split()[-1] == "d\\xe9bian-\\xfc"
+
+
 def test_legacy_commands_name_themselves(server):
     proc = subprocess.run(
         [str(BIN / "econe-run-instances"), "--help"], capture_output=True, text=True, timeout=60
