@@ -15,6 +15,7 @@ from typing import TextIO
 
 from econe.admin_keys import add_admin_parser
 from econe.client import version
+from econe.client.base import seconds
 from econe.client.commands import BY_NAME, COMMANDS
 from econe.client.credentials import DEFAULT_REGION, DEFAULT_URL, CredentialsError, resolve
 from econe.client.errors import EXIT_USAGE, CliError, ServerError
@@ -33,21 +34,12 @@ credentials (first found wins, for each of access key, secret key and URL):
 
 exit codes:
   0  success
-  1  the endpoint answered with an EC2 error, printed as 'econe: <Code>: <Message>'
+  1  the endpoint answered with an EC2 error, printed as 'econe: <Code>: <Message>'; with
+     --wait also a resource that ended elsewhere (an instance terminated, an image failed)
   2  usage error: bad arguments, missing credentials, unreadable file
   3  the endpoint is unreachable (connection refused, DNS, TLS, timeout)
+  4  --wait gave up: the resources did not reach the state within --wait-timeout
 """
-
-
-def _seconds(text: str) -> float:
-    """A timeout: a positive number of seconds (argparse turns the error into usage, exit 2)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
-    return value
 
 
 def _global_options() -> argparse.ArgumentParser:
@@ -79,7 +71,7 @@ def _global_options() -> argparse.ArgumentParser:
     g.add_argument("-v", "--verbose", action="store_true", help="show endpoint and request ids")
     g.add_argument(
         "--timeout",
-        type=_seconds,
+        type=seconds,
         metavar="SECONDS",
         help="per-request timeout (default 60; for upload 300, its answer comes once the file "
         "is stored)",

@@ -56,6 +56,17 @@ def instance_count(text: str) -> tuple[int, int]:
     return lo, hi
 
 
+def seconds(text: str) -> float:
+    """A timeout: a positive number of seconds (argparse turns the error into usage, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
+    return value
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)

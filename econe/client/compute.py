@@ -7,6 +7,7 @@ Columns follow the Ruby ``econe-*`` tools (``econe-run-instances`` keeps
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from econe.client.base import (
     Handler,
     id_list,
     ids,
+    ids_arg,
     instance_count,
     normalize_id,
     show_headers,
@@ -24,6 +26,14 @@ from econe.client.output import Column, field, records_table, table
 from econe.client.progress import Progress
 from econe.client.session import Context
 from econe.client.upload import file_sha256, image_size, upload_image
+from econe.client.wait import (
+    IMAGES,
+    INSTANCES,
+    add_wait_options,
+    shown_if_failing,
+    wait_for,
+    wanted,
+)
 
 # ---------------------------------------------------------------- images
 
@@ -140,6 +150,7 @@ def _configure_create_image(p: argparse.ArgumentParser) -> None:
     p.add_argument("instance", metavar="INSTANCE-ID", help="i-N: the instance whose disk to save")
     p.add_argument("--name", required=True, help="name of the new AMI (unique among yours)")
     p.add_argument("--description", help="description to store with the AMI")
+    add_wait_options(p, "the AMI is available")
 
 
 def _run_create_image(ctx: Context, args: argparse.Namespace) -> None:
@@ -150,7 +161,14 @@ def _run_create_image(ctx: Context, args: argparse.Namespace) -> None:
     if args.description:
         params["Description"] = args.description
     response = ctx.call("create_image", **params)
-    ctx.emit(response, f"{response.get('ImageId')}\n")
+
+    def show() -> None:
+        ctx.emit(response, f"{response.get('ImageId')}\n")
+
+    if wanted(args):
+        with shown_if_failing(show):
+            wait_for(ctx, args, IMAGES, [response["ImageId"]], "available", failures={"failed"})
+    show()
 
 
 IMAGE_COLUMNS: list[Column] = [  # the Ruby tool's five, then the name (it may hold spaces)
@@ -209,6 +227,12 @@ def _configure_run(p: argparse.ArgumentParser) -> None:
         metavar="MIN[-MAX]",
         help="how many instances (default 1)",
     )
+    add_wait_options(p, "the instances are running")
+
+
+# the states from which an instance does not come to running, or to stopped, by itself
+NOT_TO_RUNNING = {"stopping", "shutting-down", "terminated"}
+NOT_TO_STOPPED = {"pending", "shutting-down", "terminated"}
 
 
 def _run_run_instances(ctx: Context, args: argparse.Namespace) -> None:
@@ -229,8 +253,18 @@ def _run_run_instances(ctx: Context, args: argparse.Namespace) -> None:
     if args.keypair:
         params["KeyName"] = args.keypair
     response = ctx.call("run_instances", **params)
-    rows = [dict(i, _Owner=response.get("OwnerId")) for i in response.get("Instances", [])]
-    ctx.emit(response, records_table(RUN_COLUMNS, rows, show_headers(ctx)))
+
+    def show(response: dict[str, Any]) -> None:
+        rows = [dict(i, _Owner=response.get("OwnerId")) for i in response.get("Instances", [])]
+        ctx.emit(response, records_table(RUN_COLUMNS, rows, show_headers(ctx)))
+
+    if wanted(args):  # then print them as they are now (running, with their addresses)
+        launched = response.get("Instances", [])
+        ids = [i["InstanceId"] for i in launched]
+        with shown_if_failing(lambda: show(response)):
+            found = wait_for(ctx, args, INSTANCES, ids, "running", failures=NOT_TO_RUNNING)
+        response = dict(response, Instances=[found.get(i["InstanceId"], i) for i in launched])
+    show(response)
 
 
 def _run_describe_instances(ctx: Context, args: argparse.Namespace) -> None:
@@ -251,11 +285,35 @@ STATE_CHANGE_COLUMNS: list[Column] = [
 ]
 
 
-def _state_change(operation: str, result_key: str) -> Handler:
+def _configure_state_change(goal: str) -> Callable[[argparse.ArgumentParser], None]:
+    def configure(p: argparse.ArgumentParser) -> None:
+        ids_arg(p, "instance", True)
+        add_wait_options(p, f"the instances are {goal}")
+
+    return configure
+
+
+def _state_change(operation: str, result_key: str, goal: str, failures: set[str]) -> Handler:
     def run(ctx: Context, args: argparse.Namespace) -> None:
-        response = ctx.call(operation, InstanceIds=id_list("i", args.ids))
-        text = records_table(STATE_CHANGE_COLUMNS, response.get(result_key, []), show_headers(ctx))
-        ctx.emit(response, text)
+        ids = id_list("i", args.ids)
+        response = ctx.call(operation, InstanceIds=ids)
+
+        def show(response: dict[str, Any]) -> None:
+            changes = response.get(result_key, [])
+            ctx.emit(response, records_table(STATE_CHANGE_COLUMNS, changes, show_headers(ctx)))
+
+        if wanted(args):  # CurrentState: the one reached (one gone is terminated)
+            with shown_if_failing(lambda: show(response)):
+                found = wait_for(
+                    ctx, args, INSTANCES, ids, goal, failures, gone_is_goal=goal == "terminated"
+                )
+            gone = {"Code": 48, "Name": "terminated"}
+            changes = [
+                dict(c, CurrentState=found.get(c["InstanceId"], {}).get("State", gone))
+                for c in response.get(result_key, [])
+            ]
+            response = {**response, result_key: changes}
+        show(response)
 
     return run
 
@@ -298,20 +356,20 @@ COMMANDS: list[Command] = [
     Command(
         "terminate-instances",
         "terminate instances",
-        ids("instance", True),
-        _state_change("terminate_instances", "TerminatingInstances"),
+        _configure_state_change("terminated"),
+        _state_change("terminate_instances", "TerminatingInstances", "terminated", set()),
     ),
     Command(
         "start-instances",
         "start (resume) stopped instances",
-        ids("instance", True),
-        _state_change("start_instances", "StartingInstances"),
+        _configure_state_change("running"),
+        _state_change("start_instances", "StartingInstances", "running", NOT_TO_RUNNING),
     ),
     Command(
         "stop-instances",
         "stop (power off) instances",
-        ids("instance", True),
-        _state_change("stop_instances", "StoppingInstances"),
+        _configure_state_change("stopped"),
+        _state_change("stop_instances", "StoppingInstances", "stopped", NOT_TO_STOPPED),
     ),
     Command("reboot-instances", "reboot instances", ids("instance", True), _run_reboot),
 ]

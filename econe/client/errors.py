@@ -6,6 +6,7 @@ EXIT_OK = 0
 EXIT_EC2_ERROR = 1  # the endpoint answered with an EC2 error (or something unusable)
 EXIT_USAGE = 2  # bad arguments, missing credentials, unreadable files
 EXIT_UNREACHABLE = 3  # no answer from the endpoint: refused, DNS, TLS, timeout
+EXIT_WAIT_TIMEOUT = 4  # --wait gave up: the state was not reached within --wait-timeout
 
 
 class CliError(Exception):
@@ -24,6 +25,10 @@ class UsageError(CliError):
 
 class EndpointUnreachable(CliError):
     exit_code = EXIT_UNREACHABLE
+
+
+class WaitTimeout(CliError):
+    exit_code = EXIT_WAIT_TIMEOUT
 
 
 def error_document(body: bytes) -> ServerError | None:

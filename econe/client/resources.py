@@ -21,6 +21,14 @@ from econe.client.base import (
 from econe.client.errors import UsageError
 from econe.client.output import Column, field, records_table, table
 from econe.client.session import Context
+from econe.client.wait import (
+    ATTACHMENTS,
+    VOLUMES,
+    add_wait_options,
+    shown_if_failing,
+    wait_for,
+    wanted,
+)
 
 # ---------------------------------------------------------------- elastic IPs
 
@@ -97,6 +105,10 @@ ATTACHMENT_COLUMNS: list[Column] = [
 def _configure_create_volume(p: argparse.ArgumentParser) -> None:
     p.add_argument("-s", "--size", type=positive_int, required=True, help="size in GiB")
     p.add_argument("-z", "--availability-zone", help="zone to create it in (optional)")
+    add_wait_options(p, "the volume is available")
+
+
+NOT_TO_AVAILABLE = {"error", "deleting"}  # a volume's states that do not become available
 
 
 def _run_create_volume(ctx: Context, args: argparse.Namespace) -> None:
@@ -104,7 +116,16 @@ def _run_create_volume(ctx: Context, args: argparse.Namespace) -> None:
     if args.availability_zone:
         params["AvailabilityZone"] = args.availability_zone
     response = ctx.call("create_volume", **params)
-    ctx.emit(response, records_table(VOLUME_COLUMNS, [response], show_headers(ctx)))
+
+    def show(response: dict[str, Any]) -> None:
+        ctx.emit(response, records_table(VOLUME_COLUMNS, [response], show_headers(ctx)))
+
+    if wanted(args):
+        volume = response["VolumeId"]
+        with shown_if_failing(lambda: show(response)):
+            wait_for(ctx, args, VOLUMES, [volume], "available", NOT_TO_AVAILABLE)
+        response = {**response, "State": "available"}
+    show(response)
 
 
 def _configure_volume(p: argparse.ArgumentParser) -> None:
@@ -130,16 +151,22 @@ def _configure_attach(p: argparse.ArgumentParser) -> None:
     _configure_volume(p)
     p.add_argument("-i", "--instance", required=True, help="instance id (i-N or N)")
     p.add_argument("-d", "--device", required=True, help="device name, e.g. /dev/vdb")
+    add_wait_options(p, "the volume is attached")
 
 
 def _run_attach(ctx: Context, args: argparse.Namespace) -> None:
+    volume = normalize_id("vol", args.volume)
     response = ctx.call(
         "attach_volume",
-        VolumeId=normalize_id("vol", args.volume),
+        VolumeId=volume,
         InstanceId=normalize_id("i", args.instance),
         Device=args.device,
     )
-    ctx.emit(response, records_table(ATTACHMENT_COLUMNS, [response], show_headers(ctx)))
+    if wanted(args):  # gone from the volume's attachments: the hot-plug failed
+        with shown_if_failing(lambda: _show_attachment(ctx, response)):
+            wait_for(ctx, args, ATTACHMENTS, [volume], "attached", {"detaching", "detached"})
+        response = {**response, "State": "attached"}
+    _show_attachment(ctx, response)
 
 
 def _configure_detach(p: argparse.ArgumentParser) -> None:
@@ -148,6 +175,7 @@ def _configure_detach(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "-d", "--device", help="device name: the server checks it is where the volume is attached"
     )
+    add_wait_options(p, "the volume is available again")
 
 
 def _run_detach(ctx: Context, args: argparse.Namespace) -> None:
@@ -157,6 +185,14 @@ def _run_detach(ctx: Context, args: argparse.Namespace) -> None:
     if args.device:
         params["Device"] = args.device
     response = ctx.call("detach_volume", **params)
+    if wanted(args):
+        with shown_if_failing(lambda: _show_attachment(ctx, response)):
+            wait_for(ctx, args, VOLUMES, [params["VolumeId"]], "available", NOT_TO_AVAILABLE)
+        response = {**response, "State": "detached"}
+    _show_attachment(ctx, response)
+
+
+def _show_attachment(ctx: Context, response: dict[str, Any]) -> None:
     ctx.emit(response, records_table(ATTACHMENT_COLUMNS, [response], show_headers(ctx)))
 
 

@@ -29,7 +29,14 @@ LEGACY = [
 
 
 def instance(n: int, state: str = "running", **extra):
-    codes = {"pending": 0, "running": 16, "stopping": 64, "stopped": 80, "shutting-down": 32}
+    codes = {
+        "pending": 0,
+        "running": 16,
+        "shutting-down": 32,
+        "terminated": 48,
+        "stopping": 64,
+        "stopped": 80,
+    }
     return {
         "InstanceId": f"i-{n:08d}",
         "ImageId": "ami-00000001",
@@ -100,6 +107,8 @@ def test_run_instances_defaults_and_options():
         ["--timeout", "-1", "describe-regions"],
         ["--timeout", "0", "describe-regions"],
         ["--timeout", "soon", "describe-regions"],
+        ["run-instances", "ami-1", "--wait-timeout", "0"],
+        ["reboot-instances", "i-1", "--wait"],  # a reboot shows no state to wait for
     ],
 )
 def test_usage_errors_exit_2(argv, capsys):
@@ -118,7 +127,7 @@ def test_help_and_version_exit_0(capsys):
     assert run_cli(["--help"]).code == 0
     text = capsys.readouterr().out
     assert "ONE_AUTH" in text and "SHA-256" in text and "exit codes" in text
-    assert "3  the endpoint is unreachable" in text
+    assert "3  the endpoint is unreachable" in text and "4  --wait gave up" in text
     assert run_cli(["run-instances", "--help"]).code == 0
     assert "m1.small" in capsys.readouterr().out
     assert run_cli(["-V"]).code == 0
@@ -239,6 +248,91 @@ def test_state_changes(stub, command, operation, key):
     assert result.code == 0, result.err
     assert result.out.splitlines()[0].split() == ["InstanceId", "PreviousState", "CurrentState"]
     assert result.out.splitlines()[3].split() == ["i-00000003", "running", "shutting-down"]
+
+
+def _described(*instances):
+    return {"Reservations": [{"OwnerId": "demo", "Instances": list(instances)}]}
+
+
+def _by_id(name, *ids):
+    return {"Filters": [{"Name": name, "Values": list(ids)}]}
+
+
+def test_wait_prints_the_state_reached(stub):
+    change = {
+        "InstanceId": "i-00000001",
+        "PreviousState": {"Code": 16, "Name": "running"},
+        "CurrentState": {"Code": 64, "Name": "stopping"},
+    }
+    stub.add_response(
+        "stop_instances", {"StoppingInstances": [change]}, {"InstanceIds": ["i-00000001"]}
+    )
+    stub.add_response(
+        "describe_instances",
+        _described(instance(1, "stopped")),
+        _by_id("instance-id", "i-00000001"),
+    )
+    result = run_cli([*CREDS, "--no-headers", "stop-instances", "1", "--wait"])
+    assert (result.code, result.out, result.err) == (0, "i-00000001  running  stopped\n", "")
+    volume = {"VolumeId": "vol-00000002", "Size": 1, "State": "creating"}
+    stub.add_response("create_volume", volume, {"Size": 1})
+    stub.add_response(
+        "describe_volumes",
+        {"Volumes": [dict(volume, State="available")]},
+        _by_id("volume-id", "vol-00000002"),
+    )
+    result = run_cli([*CREDS, "--json", "create-volume", "-s", "1", "--wait"])
+    assert (result.code, json.loads(result.out)["State"]) == (0, "available")
+
+
+def test_wait_for_terminated_takes_an_instance_gone_for_terminated(stub):
+    change = {
+        "InstanceId": "i-00000001",
+        "PreviousState": {"Code": 16, "Name": "running"},
+        "CurrentState": {"Code": 32, "Name": "shutting-down"},
+    }
+    stub.add_response(
+        "terminate_instances", {"TerminatingInstances": [change]}, {"InstanceIds": ["i-00000001"]}
+    )
+    stub.add_response(
+        "describe_instances", {"Reservations": []}, _by_id("instance-id", "i-00000001")
+    )
+    result = run_cli([*CREDS, "--no-headers", "terminate-instances", "1", "--wait-timeout", "30"])
+    assert (result.code, result.out) == (0, "i-00000001  running  terminated\n")
+
+
+def test_wait_fails_at_once_when_the_state_cannot_come(stub):
+    stub.add_response(
+        "run_instances",
+        {"OwnerId": "demo", "Instances": [instance(7, "pending")]},
+        {"ImageId": "ami-00000001", "InstanceType": "m1.small", "MinCount": 1, "MaxCount": 1},
+    )
+    failed = instance(
+        7,
+        "terminated",
+        StateReason={
+            "Code": "Server.InternalError",
+            "Message": "Server.InternalError: boot failed",
+        },
+    )
+    stub.add_response("describe_instances", _described(failed), _by_id("instance-id", "i-00000007"))
+    result = run_cli([*CREDS, "--no-headers", "run-instances", "1", "--wait"])
+    assert result.code == 1
+    # the launch is printed all the same: the script learns which instance to look at
+    assert result.out.split()[2:] == ["i-00000007", "m1.small", "pending"]
+    assert result.err == (
+        "econe: i-00000007 is terminated, not running (Server.InternalError: boot failed)\n"
+    )
+    stub.add_response(
+        "create_image", {"ImageId": "ami-00000009"}, {"InstanceId": "i-00000001", "Name": "web"}
+    )
+    stub.add_response("describe_images", {"Images": []}, _by_id("image-id", "ami-00000009"))
+    result = run_cli([*CREDS, "create-image", "1", "--name", "web", "--wait"])
+    assert (result.code, result.out, result.err) == (
+        1,
+        "ami-00000009\n",
+        "econe: ami-00000009 is gone, not available\n",
+    )
 
 
 def test_reboot(stub):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,13 +72,12 @@ def _port_open(port: int) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory) -> Iterator[Server]:
-    tmp = tmp_path_factory.mktemp("econe-cli-e2e")
+@contextmanager
+def _running_server(tmp: Path, *options: str) -> Iterator[Server]:
     port, sim_port = free_port(), free_port()
     cmd = [
         str(BIN / "econe-server"), "run", "--simulator", "--port", str(port),
-        "--sim-port", str(sim_port), "--state-dir", str(tmp / "state"), "--sim-speed", "0.05",
+        "--sim-port", str(sim_port), "--state-dir", str(tmp / "state"), *options,
     ]  # fmt: skip
     log_path = tmp / "server.log"
     log = open(log_path, "wb")
@@ -112,6 +112,19 @@ def server(tmp_path_factory) -> Iterator[Server]:
         proc.kill()
         proc.wait()
     log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[Server]:
+    with _running_server(tmp_path_factory.mktemp("econe-cli-e2e"), "--sim-speed", "0.05") as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Iterator[Server]:
+    """The demo as the README's reader starts it: its own pace, 1 s a life-cycle step."""
+    with _running_server(tmp_path_factory.mktemp("econe-cli-demo")) as s:
+        yield s
 
 
 def _states(server: Server, ids: list[str]) -> dict[str, str]:
@@ -452,3 +465,47 @@ def test_a_public_driver_user_signs_with_the_password_as_given(server, tmp_path)
     assert "opennebula" in server.ok(
         "--plain-secret", "describe-regions", keys=False, ONE_AUTH=str(auth)
     )
+
+
+def _readme_walk_through() -> str:
+    """The first shell block of the README's `econe` section."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## The `econe` command line client", 1)[1]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_readme_walk_through_runs_as_pasted(demo, tmp_path):
+    """Each step waits for what the next needs (without --wait, stop-instances met pending
+    instances and attach-volume a creating volume)."""
+    script = _readme_walk_through()
+    assert "http://127.0.0.1:4567" in script
+    script = script.replace("http://127.0.0.1:4567", demo.url)
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=demo.env(PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}"),
+        timeout=300,
+    )
+    assert (proc.returncode, proc.stderr) == (0, ""), proc.stdout
+    instances = [i for r in json.loads(proc.stdout[proc.stdout.index("{") :])["Reservations"]
+                 for i in r["Instances"]]  # fmt: skip
+    assert [i["State"]["Name"] for i in instances] == ["running", "running"]
+    assert "web-v1" in demo.ok("describe-images")
+    (volume,) = demo.json("describe-volumes")["Volumes"]
+    assert (volume["State"], volume["Attachments"][0]["Device"]) == ("in-use", "/dev/vdb")
+
+
+def test_wait_gives_up_after_its_timeout_with_exit_4(demo):
+    proc = demo.econe("run-instances", "ami-00000000", "--wait-timeout", "0.3", "--no-headers")
+    assert proc.returncode == 4
+    # what was done is printed all the same: a script has the new instance's id
+    _, _, instance, _, state = proc.stdout.split()
+    assert state == "pending"
+    assert proc.stderr == (
+        f"econe: gave up waiting for running after 0.3 s (--wait-timeout): {instance} is pending\n"
+    )
+    out = demo.ok("terminate-instances", instance, "--wait", "--no-headers")
+    assert out.split()[-1] == "terminated"
+    assert _states(demo, [instance]) in ({instance: "terminated"}, {})
