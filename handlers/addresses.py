@@ -55,6 +55,7 @@ from econe.context import Principal, RequestContext
 from econe.errors import Ec2Error, dry_run_succeeded, missing_parameter
 from econe.mapping.filters import paginate
 from econe.mapping.ids import required_id
+from econe.mapping.loader import adds
 from econe.one.client import INTERNAL, NO_EXISTS, OneError, OneUnavailable
 from econe.query import as_list
 from handlers.escaping import template_xml
@@ -1154,6 +1155,7 @@ def addresses_of_instances(rt: Any, vm_ids: Iterable[int] | None = None) -> dict
     }
 
 
+@adds("PublicIpAddress")
 def add_public_ips(rt: Any, instances: Iterable[dict]) -> None:
     """Set `PublicIpAddress` (and `ipAddress` on the wire) on instance views that have `_id`."""
     instances = list(instances)

@@ -25,6 +25,7 @@ from lxml import etree
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.filters import paginate
 from econe.mapping.ids import format_id, parse_id
+from econe.mapping.loader import adds
 from econe.mapping.onecall import OneError, OneUnavailable, error_name
 from econe.paths import data_dir
 from econe.query import as_list
@@ -971,6 +972,7 @@ def _terminate(rt: Any, item: dict, scope: dict) -> dict:
     )
 
 
+@adds("PrivateIpAddress", "PublicIpAddress", "PrivateDnsName", "BlockDeviceMappings")
 def forget_what_terminated_ones_had(rt: Any, items: list[dict]) -> None:
     """DescribeInstances `enrich:` hook: a terminated instance shows no private address, no
     public one and no block devices, as on EC2 (OpenNebula keeps a DONE VM's NICs and DISKs in
@@ -986,6 +988,7 @@ def forget_what_terminated_ones_had(rt: Any, items: list[dict]) -> None:
             item["BlockDeviceMappings"] = []
 
 
+@adds("BlockDeviceMappings")
 def see_which_way_disks_go(rt: Any, items: list[dict]) -> None:
     """DescribeInstances `enrich:` hook: a pool shows a VM's last history record only, so a
     disk a running VM is detaching looks like one it is attaching (the view reads which way
@@ -1008,6 +1011,7 @@ def see_which_way_disks_go(rt: Any, items: list[dict]) -> None:
         item["BlockDeviceMappings"] = rt.view("instance", vm)["BlockDeviceMappings"]
 
 
+@adds()
 def finish_terminations(rt: Any, items: list[dict], changes: list) -> None:
     """DescribeInstances `after:` hook: complete the deferred terminate of every marked instance
     oned would now terminate (or make sure this process keeps retrying for it)."""

@@ -27,6 +27,7 @@ from lxml import etree
 
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.ids import format_id, parse_id, required_id
+from econe.mapping.loader import adds
 from econe.query import as_list
 from handlers.escaping import Attr, as_given, element_attrs, template_xml
 from handlers.locks import held
@@ -143,6 +144,7 @@ def _permissions(atoms: list[tuple[Atom, str]]) -> list[dict]:
     return list(out.values())
 
 
+@adds("IpPermissions", "IpPermissionsEgress")
 def add_permissions(rt: Any, items: list[dict]) -> None:
     """DescribeSecurityGroups' enrich hook: IpPermissions(Egress) from the rules; a GroupName
     asked for that no group has is InvalidGroup.NotFound, as EC2 answers."""
@@ -644,6 +646,7 @@ def set_instance_groups(rt: Any, instance: dict, raw_ids: Any) -> None:
         raise
 
 
+@adds("SecurityGroups")
 def instance_groups(rt: Any, instances: list[dict]) -> None:
     """The enrich hook of DescribeInstances and DescribeInstanceAttribute: SecurityGroups from
     the NICs' SECURITY_GROUPS (`_sg_ids`). A group's name is in the SECURITY_GROUP_RULEs of

@@ -31,6 +31,7 @@ from lxml import etree
 from econe.errors import Ec2Error, invalid_value, missing_parameter
 from econe.mapping.filters import paginate
 from econe.mapping.ids import format_id, key_pair_id, parse_id
+from econe.mapping.loader import adds
 from econe.mapping.views import ec2_tags
 from econe.query import as_list
 from handlers.escaping import Attr, as_given, template_xml
@@ -68,6 +69,7 @@ def others(rt: Any, element: etree._Element) -> bool:
     return element.findtext("UNAME") != rt.principal.name
 
 
+@adds("Tags")
 def own_tags_only(rt: Any, items: list[dict]) -> None:
     """The `enrich:` hook of DescribeImages, DescribeSnapshots and DescribeSecurityGroups: what
     another user shares with this one shows no tags (see `others`), so tag filters do not find

@@ -12,9 +12,29 @@ from typing import Any
 import yaml
 from lxml import etree
 
-from econe.mapping.expr import Compiled, Expressions
+from econe.mapping.expr import Compiled, Expressions, Place
 from econe.mapping.onecall import ERROR_NAMES, ErrorTable
 from econe.mapping.views import View, load_views
+from econe.one.methods import ONED_METHODS, answer_path
+
+# The names every expression's scope holds (the engine's Runtime.scope); each place of a
+# mapping adds its own (see compile_mapping).
+SCOPE_NAMES = frozenset({"body", "principal", "config", "options", "now"})
+
+# An EC2 error code as clients match it: `InvalidAMIID.NotFound`, no spaces or punctuation.
+_CODE = re.compile(r"[A-Z][A-Za-z0-9]*(\.[A-Z][A-Za-z0-9]*)*")
+
+
+def adds(*keys: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Declares the item keys an `enrich:`/`after:` hook sets, so that expressions reading
+    them pass the load-time field check (a hook without it turns that check off)."""
+
+    def mark(hook: Callable[..., Any]) -> Callable[..., Any]:
+        hook.adds = frozenset(keys)  # type: ignore[attr-defined]
+        return hook
+
+    return mark
+
 
 TOP_KEYS = {
     "action",
@@ -136,6 +156,8 @@ class Mapping:
     enrich: list[Callable[..., Any]] = field(default_factory=list)  # f(rt, items), pre-filter
     prefetch: list[Call] = field(default_factory=list)  # calls the hooks make, sent beforehand
     after: list[Callable[..., Any]] = field(default_factory=list)  # f(rt, items, changes)
+    # (where, member) of every `body.X` its expressions read: checked against the spec
+    body_reads: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _check_keys(data: Any, allowed: set[str], where: str) -> dict:
@@ -154,26 +176,37 @@ def _xpath(text: str, where: str) -> etree.XPath:
         raise MappingError(f"{where}: bad XPath {text!r}: {exc}") from exc
 
 
-def _errors(data: Any, exprs: Expressions, where: str) -> ErrorTable:
+def _code(code: Any, where: str) -> str:
+    """An EC2 error code a client can match (SDKs and scripts compare it as a whole)."""
+    if not isinstance(code, str) or not _CODE.fullmatch(code):
+        raise MappingError(
+            f"{where}: {code!r} is not an EC2 error code (such as InvalidAMIID.NotFound: "
+            "capitalised words, joined by dots)"
+        )
+    return code
+
+
+def _errors(data: Any, exprs: Expressions, where: str, place: Place | None = None) -> ErrorTable:
     table: ErrorTable = {}
+    place = place.binding("error") if place is not None else None  # oned's message
     for name, spec in _check_keys(data or {}, ERROR_NAMES, where).items():
         if isinstance(spec, str):
-            table[name] = (spec, None)
+            table[name] = (_code(spec, f"{where}.{name}"), None)
         elif isinstance(spec, dict) and "code" in spec:
             _check_keys(spec, {"code", "message"}, f"{where}.{name}")
             msg = (
-                exprs.value(spec["message"], f"{where}.{name}.message")
+                exprs.value(spec["message"], f"{where}.{name}.message", place)
                 if "message" in spec
                 else None
             )
-            table[name] = (str(spec["code"]), msg)
+            table[name] = (_code(spec["code"], f"{where}.{name}.code"), msg)
         else:
             raise MappingError(f"{where}.{name}: an EC2 code or {{code, message}}")
     return table
 
 
 def _refusals(
-    data: Any, exprs: Expressions, where: str
+    data: Any, exprs: Expressions, where: str, place: Place
 ) -> list[tuple[Compiled, tuple[str, Compiled | None] | None]]:
     """`refuse:` an expression (the call's ACTION error when true for an item), or a list of
     those and of `{if: EXPR, code: CODE, message: TEMPLATE}` (that error), tried in order."""
@@ -186,10 +219,13 @@ def _refusals(
             _check_keys(spec, {"if", "code", "message"}, at)
             if "if" not in spec or not isinstance(spec.get("code"), str):
                 raise MappingError(f"{at}: an expression, or {{if: EXPR, code: CODE, message}}")
-            message = exprs.value(spec["message"], f"{at}.message") if "message" in spec else None
-            out.append((exprs.expression(str(spec["if"]), f"{at}.if"), (spec["code"], message)))
+            message = (
+                exprs.value(spec["message"], f"{at}.message", place) if "message" in spec else None
+            )
+            code = _code(spec["code"], f"{at}.code")
+            out.append((exprs.expression(str(spec["if"]), f"{at}.if", place), (code, message)))
         else:
-            out.append((exprs.expression(str(spec), at), None))
+            out.append((exprs.expression(str(spec), at, place), None))
     return out
 
 
@@ -225,10 +261,14 @@ def _texts(value: Any, where: str) -> list[tuple[str, str]]:
     return []
 
 
-def _call(data: dict, exprs: Expressions, where: str, default_args: list | None = None) -> Call:
+def _call(
+    data: dict, exprs: Expressions, where: str, place: Place, default_args: list | None = None
+) -> Call:
     method = data.get("call")
     if not isinstance(method, str) or not method.startswith("one."):
         raise MappingError(f"{where}.call: an OpenNebula method name such as one.vm.info")
+    if method not in ONED_METHODS:
+        raise MappingError(f"{where}.call: oned has no method {method!r} (econe/one/methods.py)")
     args = data.get("args", default_args or [])
     if not isinstance(args, list):
         raise MappingError(f"{where}.args: must be a list")
@@ -241,10 +281,29 @@ def _call(data: dict, exprs: Expressions, where: str, default_args: list | None 
                 )
     return Call(
         method=method,
-        args=exprs.value(args, f"{where}.args"),
+        args=exprs.value(args, f"{where}.args", place),
         admin=bool(data.get("admin", False)),
-        errors=_errors(data.get("errors"), exprs, f"{where}.errors"),
+        errors=_errors(data.get("errors"), exprs, f"{where}.errors", place),
     )
+
+
+def _answer_xpath(text: Any, method: str, where: str) -> etree.XPath:
+    """An XPath into `method`'s answer; an absolute one must start with the elements that
+    answer has (/IMAGE for one.image.info, /IMAGE_POOL/IMAGE for one.imagepool.info): any
+    other matches nothing, and every id would be NotFound, every list empty."""
+    xpath = _xpath(text, where)
+    steps = str(text).strip().split("/")
+    if steps[0] == "" and len(steps) > 1 and steps[1]:  # `/A/B…`, not `//A` nor relative
+        for got, want in zip(steps[1:], answer_path(method), strict=False):
+            name = re.match(r"[A-Za-z_][A-Za-z0-9_]*|\*", got)
+            if name is None or name.group() == "*" or "(" in got or "::" in got:
+                break  # an expression step: not checked
+            if name.group() != want:
+                raise MappingError(
+                    f"{where}: {text!r} cannot match what {method} answers "
+                    f"(/{'/'.join(answer_path(method))}…)"
+                )
+    return xpath
 
 
 def _handler(ref: Any, where: str) -> Callable[..., Any]:
@@ -263,6 +322,25 @@ def _handler(ref: Any, where: str) -> Callable[..., Any]:
     return func
 
 
+def _places(m: Mapping) -> dict[str, Place]:
+    """What expressions read at each place of `m` (the engine's scopes there, see
+    Engine.run_sync): the request's alone; per id fetched; per item; the output."""
+    fields, of = None, ""
+    hooks = m.enrich + m.after
+    if m.view is not None and all(hasattr(h, "adds") for h in hooks):
+        # `_element`: the items' XML element, kept for the hooks
+        fields = frozenset(m.view.names | {"_element"}).union(*(h.adds for h in hooks))
+        of = f"view {m.view.name}" + (" and its hooks" if hooks else "")
+    request = Place(SCOPE_NAMES, body=m.body_reads)
+    return {
+        "request": request,
+        "id": request.binding("id"),
+        "item": Place(SCOPE_NAMES | {"item"}, fields, of, m.body_reads),
+        "each": Place(SCOPE_NAMES | {"item", "id"}, fields, of, m.body_reads),
+        "output": Place(SCOPE_NAMES | {"items", "changes", "next_token"}, fields, of, m.body_reads),
+    }
+
+
 def compile_mapping(path: Path, data: Any, views: dict[str, View], exprs: Expressions) -> Mapping:
     w = str(path)
     data = _check_keys(data, TOP_KEYS, w)
@@ -277,16 +355,27 @@ def compile_mapping(path: Path, data: Any, views: dict[str, View], exprs: Expres
             m.view = views.get(data["view"])
             if m.view is None:
                 raise MappingError(f"{w}: view: no mappings/views/{data['view']}.yaml")
+        for key in ("enrich", "after"):
+            if key not in data:
+                continue
+            refs = data[key] if isinstance(data[key], list) else [data[key]]
+            if m.handler is not None:
+                raise MappingError(f"{w}: {key}: runs in the pipeline; a handler calls it itself")
+            setattr(m, key, [_handler(r, f"{w}: {key}[{i}]") for i, r in enumerate(refs)])
+        at = _places(m)
         if "source" in data:
             s = _check_keys(data["source"], SOURCE_KEYS, f"{w}: source")
             if "static" in s:
-                m.source = Source(static=exprs.value(s["static"], f"{w}: source.static"))
+                m.source = Source(
+                    static=exprs.value(s["static"], f"{w}: source.static", at["request"])
+                )
             else:
                 if "items" not in s:
                     raise MappingError(f"{w}: source.items: XPath of the items in the result")
+                call = _call(s, exprs, f"{w}: source", at["request"])
                 m.source = Source(
-                    call=_call(s, exprs, f"{w}: source"),
-                    items=_xpath(s["items"], f"{w}: source.items"),
+                    call=call,
+                    items=_answer_xpath(s["items"], call.method, f"{w}: source.items"),
                     pool=_pool_of(str(s["items"])),
                 )
         if "by_id" in data:
@@ -300,27 +389,34 @@ def compile_mapping(path: Path, data: Any, views: dict[str, View], exprs: Expres
                 raise MappingError(f"{w}: by_id.field selects from source: (add one)")
             if "call" in b and "prefix" not in b:
                 raise MappingError(f"{w}: by_id.prefix is required with call: (e.g. i, ami)")
+            call = _call(b, exprs, f"{w}: by_id", at["id"], ["{{ id }}"]) if "call" in b else None
             m.by_id = ById(
                 param=b["param"],
                 prefix=b.get("prefix"),
-                call=_call(b, exprs, f"{w}: by_id", ["{{ id }}"]) if "call" in b else None,
-                item=_xpath(b.get("item", "/*"), f"{w}: by_id.item") if "call" in b else None,
-                malformed=b.get("malformed", "InvalidParameterValue"),
-                not_found=b["not_found"],
+                call=call,
+                item=(
+                    _answer_xpath(b.get("item", "/*"), call.method, f"{w}: by_id.item")
+                    if call is not None
+                    else None
+                ),
+                malformed=_code(
+                    b.get("malformed", "InvalidParameterValue"), f"{w}: by_id.malformed"
+                ),
+                not_found=_code(b["not_found"], f"{w}: by_id.not_found"),
                 noun=b.get("noun", "ID"),
                 field=b.get("field"),
             )
         where = data.get("where", m.view.where if m.view is not None else None)
         if where is not None:  # the mapping's own, else its view's
-            m.where = exprs.expression(str(where), f"{w}: where")
+            m.where = exprs.expression(str(where), f"{w}: where", at["item"])
             m.where_all = exprs.predicate(str(where), f"{w}: where")
-        m.refuse = _refusals(data.get("refuse"), exprs, f"{w}: refuse")
+        m.refuse = _refusals(data.get("refuse"), exprs, f"{w}: refuse", at["request"])
         if any(error is None for _, error in m.refuse):
             raise MappingError(f"{w}: refuse: {{if: EXPR, code: CODE, message}} entries only")
         if m.refuse and m.handler is not None:
             raise MappingError(f"{w}: refuse: runs in the pipeline; a handler checks itself")
         for i, expr in enumerate(data.get("match") or []):
-            m.match.append(exprs.predicate(str(expr), f"{w}: match[{i}]"))
+            m.match.append(exprs.predicate(str(expr), f"{w}: match[{i}]", at["item"]))
         if "filters" in data:
             f = data["filters"]
             if not isinstance(f, dict) or not all(isinstance(v, str) for v in f.values()):
@@ -344,30 +440,29 @@ def compile_mapping(path: Path, data: Any, views: dict[str, View], exprs: Expres
             )
         if "each" in data:
             e = _check_keys(data["each"], EACH_KEYS, f"{w}: each")
+            each = at["each"]
             m.each = Each(
-                call=_call(e, exprs, f"{w}: each"),
-                skip=exprs.expression(str(e["skip"]), f"{w}: each.skip") if "skip" in e else None,
+                call=_call(e, exprs, f"{w}: each", each),
+                skip=(
+                    exprs.expression(str(e["skip"]), f"{w}: each.skip", each)
+                    if "skip" in e
+                    else None
+                ),
                 refresh=bool(e.get("refresh", False)),
-                refuse=_refusals(e.get("refuse"), exprs, f"{w}: each.refuse"),
+                refuse=_refusals(e.get("refuse"), exprs, f"{w}: each.refuse", each),
             )
             if m.each.refresh and (m.by_id is None or m.by_id.call is None):
                 raise MappingError(f"{w}: each.refresh needs by_id.call to read the item again")
         if "output" in data:
-            m.output = exprs.value(data["output"], f"{w}: output")
+            m.output = exprs.value(data["output"], f"{w}: output", at["output"])
             if isinstance(data["output"], dict):
                 m.output_keys = [str(k) for k in data["output"]]
         for i, spec in enumerate(data.get("prefetch") or []):
             where = f"{w}: prefetch[{i}]"
-            m.prefetch.append(_call(_check_keys(spec, PREFETCH_KEYS, where), exprs, where))
+            spec = _check_keys(spec, PREFETCH_KEYS, where)
+            m.prefetch.append(_call(spec, exprs, where, at["request"]))
         if m.prefetch and (m.source is None or m.source.call is None):
             raise MappingError(f"{w}: prefetch: goes with a source call")
-        for key in ("enrich", "after"):
-            if key not in data:
-                continue
-            refs = data[key] if isinstance(data[key], list) else [data[key]]
-            if m.handler is not None:
-                raise MappingError(f"{w}: {key}: runs in the pipeline; a handler calls it itself")
-            setattr(m, key, [_handler(r, f"{w}: {key}[{i}]") for i, r in enumerate(refs)])
     except ValueError as exc:
         raise MappingError(str(exc)) from exc
     if m.handler is None and m.output is None:
@@ -402,7 +497,8 @@ def load_mappings(
 
 def check_against_spec(mappings: dict[str, Mapping], spec: Any) -> None:
     """What the spec says of each action against its mapping, at start: an action in one and
-    not the other, a request member (`by_id.param`, `paginate`) or an output member the spec
+    not the other, a request member (`by_id.param`, `paginate`, `body.X` in an expression) or
+    an output member the spec
     does not have. Each would otherwise start fine and answer wrong (the ids ignored, the
     member dropped) or InvalidAction at the first request. MappingError lists them all."""
     from econe.spec import flatten_all_of
@@ -427,6 +523,8 @@ def check_against_spec(mappings: dict[str, Mapping], spec: Any) -> None:
                 ("paginate.token", m.paginate.token),
                 ("paginate.not_with", m.paginate.not_with),
             ]
+        # `body.X` in expressions (each place once)
+        named += dict.fromkeys((k.removeprefix(f"{m.path}: "), x) for k, x in m.body_reads)
         for key, member in named:
             if member is not None and member not in asked:
                 problems.append(

@@ -99,7 +99,7 @@ def test_shipped_mappings_load() -> None:
         ("action: X\nhandler: handlers.instances:missing\n", "has no function missing"),
         ("action: X\nview: nope\noutput: {}\n", "no mappings/views/nope.yaml"),
         ("action: X\nsource: {call: vm.info, items: /X}\noutput: {}\n", "source.call"),
-        ("action: X\nsource: {call: one.vm.info, items: '/X['}\noutput: {}\n", "bad XPath"),
+        ("action: X\nsource: {call: one.vm.info, items: '/VM['}\noutput: {}\n", "bad XPath"),
         ("action: X\noutput: '{{ items | }}'\n", "bad expression"),
         ("action: X\nview: image\nfilters: {a: Nope}\noutput: {}\n", "not a field of view image"),
         (
@@ -125,7 +125,7 @@ def test_shipped_mappings_load() -> None:
         ),
         (
             "action: X\nsource: {static: []}\n"
-            "each: {call: one.vm.action, refuse: [a, {if: b, code: C, text: m}]}\noutput: {}\n",
+            "each: {call: one.vm.action, refuse: [item.a, {if: item.b, code: C, text: m}]}\noutput: {}\n",
             "each.refuse[1]: unknown key(s) ['text']",
         ),
         (
@@ -152,6 +152,56 @@ def test_shipped_mappings_load() -> None:
             "action: X\nsource: {static: []}\neach: {call: one.image.update, "
             "args: ['{{ id }}', {template: {'A B': x}}, 1]}\noutput: {}\n",
             "'A B' is not an OpenNebula attribute name",
+        ),
+        # expressions: a name the scope has not there, a field the view has not
+        ("action: X\noutput: {Images: '{{ itemz }}'}\n", "itemz is not defined here"),
+        ("action: X\noutput: {Return: '{{ item.Nope.x }}'}\n", "item is not defined here"),
+        (
+            "action: X\nsource: {static: []}\noutput: {A: {for: items, each: '{{ it.x }}'}, "
+            "B: '{{ it }}'}\n",
+            "output.B: bad expression: it is not defined here",
+        ),
+        (
+            "action: X\nsource: {static: []}\nrefuse: [{if: item, code: C}]\noutput: {}\n",
+            "refuse[0].if: bad expression: item is not defined here",
+        ),
+        (
+            "action: X\nview: image\nsource: {static: []}\nwhere: item._amii\noutput: {}\n",
+            "where: bad expression: '_amii' is not a field of the items (view image:",
+        ),
+        (
+            "action: X\nview: image\nsource: {static: []}\noutput: '{{ items[0].Nme }}'\n",
+            "output: bad expression: 'Nme' is not a field of the items",
+        ),
+        (
+            "action: X\nview: image\nsource: {static: []}\neach: {call: one.image.delete, "
+            "errors: {ACTION: {code: C, message: '{{ item.ImageId }}: {{ item[\"Stat\"] }}'}}}"
+            "\noutput: {}\n",
+            "each.errors.ACTION.message: bad expression: 'Stat' is not a field",
+        ),
+        # oned's methods, EC2 error codes, the answer's root element
+        (
+            "action: X\nsource: {static: []}\neach: {call: one.image.delet}\noutput: {}\n",
+            "each.call: oned has no method 'one.image.delet'",
+        ),
+        (
+            "action: X\nsource: {static: []}\neach: {call: one.image.delete, "
+            "errors: {AUTHORIZATION: Unauthorised Operation}}\noutput: {}\n",
+            "each.errors.AUTHORIZATION: 'Unauthorised Operation' is not an EC2 error code",
+        ),
+        (
+            "action: X\nrefuse: [{if: 'true', code: bad-code}]\noutput: {}\n",
+            "refuse[0].code: 'bad-code' is not an EC2 error code",
+        ),
+        (
+            "action: X\nby_id: {param: I, prefix: ami, call: one.image.info, item: /IMAGES, "
+            "not_found: N}\noutput: {}\n",
+            "by_id.item: '/IMAGES' cannot match what one.image.info answers (/IMAGE",
+        ),
+        (
+            "action: X\nsource: {call: one.secgrouppool.info, args: [-2, -1, -1], "
+            "items: /SECURITY_GROUP_POOL/SECURITYGROUP}\noutput: {}\n",
+            "cannot match what one.secgrouppool.info answers (/SECURITY_GROUP_POOL/SECURITY_GROUP",
         ),
     ],
 )
@@ -262,6 +312,11 @@ def _replace(name: str, old: str, new: str):
             _replace("DescribeInstances.yaml", "max_results: MaxResults", "max_results: MaxResult"),
             "paginate.max_results: the request of DescribeInstances has no member 'MaxResult'",
         ),
+        # an expression reading a request member the action has not
+        (
+            _replace("DescribeImages.yaml", "not body.Owner or", "not body.Ownr or"),
+            "DescribeImages.yaml: match[0]: the request of DescribeImages has no member 'Ownr'",
+        ),
         (
             lambda t: (t / "DescribeRegions.yaml").rename(t / "DescribeRegion.yaml.off"),
             "DescribeRegions is in",
@@ -331,3 +386,91 @@ def test_refuse_comes_before_any_call(sim, tmp_path: Path) -> None:
         assert (err.value.code, err.value.message) == ("InvalidParameterCombination", "not so")
     finally:
         engine.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "old", "new", "message"),
+    [
+        # the item is not in the output's scope: every request failed after the write
+        (
+            "DeregisterImage.yaml",
+            "  Return: true",
+            '  Return: "{{ item.Nope.x }}"',
+            "DeregisterImage.yaml: output.Return: bad expression: item is not defined here",
+        ),
+        # a field neither the view nor the enrich hooks (which declare theirs) give
+        (
+            "DescribeInstanceAttribute.yaml",
+            "{'Value': items[0].InstanceType}",
+            "{'Value': items[0].InstanceTypo.Value}",
+            "'InstanceTypo' is not a field of the items (view instance_attribute and its hooks",
+        ),
+        (
+            "DeleteVolume.yaml",
+            "call: one.image.delete",
+            "call: one.image.delet",
+            "DeleteVolume.yaml: each.call: oned has no method 'one.image.delet'",
+        ),
+    ],
+)
+def test_start_up_refuses_what_would_fail_at_every_request(
+    tmp_path: Path, name: str, old: str, new: str, message: str
+) -> None:
+    """What `econe-server run` checks before starting: these started fine, then answered
+    every request with an error (DeregisterImage's after the image was deregistered)."""
+    from econe.app import check_mappings
+
+    target = tmp_path / "mappings"
+    shutil.copytree(data_dir("mappings"), target)
+    _replace(name, old, new)(target)
+    with pytest.raises(MappingError) as err:
+        check_mappings(target)
+    assert message in str(err.value)
+
+
+def test_a_hook_that_does_not_say_what_it_adds_turns_the_field_check_off(tmp_path: Path) -> None:
+    """Fields are checked only where every key is known: a hook without `adds` may add any."""
+    target = tmp_path / "m"
+    shutil.copytree(data_dir("mappings") / "views", target / "views")
+    text = (
+        "action: X\nview: image\nsource: {static: []}\n{hook}"
+        "output: {Return: '{{ items[0].Extra }}'}\n"
+    )
+    (target / "X.yaml").write_text(text.replace("{hook}", "enrich: handlers.tags:own_tags_only\n"))
+    with pytest.raises(MappingError, match="'Extra' is not a field of the items"):
+        load_mappings(target)
+    (target / "X.yaml").write_text(
+        text.replace("{hook}", "enrich: tests.engine.test_mappings:hook\n")
+    )
+    assert "X" in load_mappings(target)
+
+
+def hook(rt, items) -> None:
+    """An enrich hook that does not declare the keys it sets."""
+    for item in items:
+        item["Extra"] = 1
+
+
+def test_the_scope_names_are_the_engines() -> None:
+    """The loader checks expressions against SCOPE_NAMES; the engine's scope must hold them."""
+    from econe.engine import Runtime
+    from econe.mapping.loader import SCOPE_NAMES
+    from tests.engine.conftest import context
+
+    engine = Engine(Config(), GoldenOne(), FakeSessions())
+    try:
+        rt = Runtime(engine, engine.mappings["DescribeImages"], {}, context("alice", "X"))
+        assert set(rt.scope()) == SCOPE_NAMES
+    finally:
+        engine.close()
+
+
+def test_onesim_implements_oned_methods_only() -> None:
+    """onesim's methods are oned's (econe/one/methods.py, from oned's registry), so a mapping
+    the simulator runs also runs against oned."""
+    import onesim.methods  # noqa: F401  (registers them)
+    from econe.one.methods import ONED_METHODS
+    from onesim.core import METHODS
+
+    oned_like = {name for name in METHODS if name.startswith("one.")}  # not onesim.fault.*
+    assert oned_like and oned_like - ONED_METHODS == set()
