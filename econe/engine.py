@@ -75,10 +75,6 @@ def strip_hidden(value: Any) -> Any:
     return value
 
 
-def _unchanged(value: Any) -> Any:
-    return value
-
-
 @contextlib.contextmanager
 def _internal_errors(action: str) -> Iterator[None]:
     """Any failure that is not an Ec2Error: logged, and an InternalError for the client."""
@@ -91,6 +87,23 @@ def _internal_errors(action: str) -> Iterator[None]:
         raise Ec2Error(
             "InternalError", f"{action} failed on the server; see the server log"
         ) from exc
+
+
+def _answer_failed(m: Mapping, exc: Exception) -> Ec2Error:
+    """A failure after `each` changed something (an `after:` hook, the output, its document):
+    the administrator's mapping bug, logged as such. The client learns the change was made,
+    with a 4xx: an InternalError (500) would have SDKs send the done write again."""
+    log.error(
+        "%s: the change was made, but its answer failed; fix %s (output:/after:)",
+        m.action,
+        m.path,
+        exc_info=exc,
+    )
+    return Ec2Error(
+        "ChangeMadeAnswerFailed",
+        f"{m.action} was carried out, but the server failed to write its answer (see the "
+        "server log). Do not repeat the request: describe the resources to see their state.",
+    )
 
 
 def reads_only(method: str) -> bool:
@@ -312,8 +325,7 @@ class Engine:
             answered = await self._source_answer(mapping, body, ctx)
 
         def job() -> Any:
-            result = self.run_sync(mapping, body, ctx, strip=render is None, answered=answered)
-            return result if render is None else render(result)
+            return self.run_sync(mapping, body, ctx, render or strip_hidden, answered)
 
         static = (
             mapping.handler is None and mapping.source is not None and mapping.source.call is None
@@ -393,12 +405,16 @@ class Engine:
 
     # -- the generic pipeline ------------------------------------------------------------------
     def run_sync(
-        self, m: Mapping, body: dict, ctx: RequestContext, strip: bool = True, answered: Any = None
-    ) -> dict:
-        """The result dict; `strip`: without hidden (`_`) and None members; `answered`: the
-        answer to the source call, received already (see _source_answer)."""
+        self,
+        m: Mapping,
+        body: dict,
+        ctx: RequestContext,
+        finish: Callable[[dict], Any] = strip_hidden,
+        answered: Any = None,
+    ) -> Any:
+        """`finish(result)`: by default the result dict without hidden (`_`) and None members;
+        `answered`: the answer to the source call, received already (see _source_answer)."""
         rt = Runtime(self, m, body, ctx, answered)
-        finish = strip_hidden if strip else _unchanged
         if m.handler is not None:
             result = m.handler(rt) or {}
             if rt.dry_run:  # it changed nothing (or the client would have said so)
@@ -446,10 +462,17 @@ class Engine:
         if rt.dry_run and not m.each:
             raise dry_run_succeeded()  # read only: every check passed
         changes = self._act(rt, m, items, scope) if m.each else []
-        for hook in m.after:  # code for what the items need afterwards (edits them in place)
-            hook(rt, items, changes)
-        out = m.output({**scope, "items": items, "changes": changes, "next_token": next_token})
-        return finish(out)
+        try:
+            for hook in m.after:  # code for what the items need afterwards (edits them in place)
+                hook(rt, items, changes)
+            out = m.output({**scope, "items": items, "changes": changes, "next_token": next_token})
+            return finish(out)
+        except Ec2Error:
+            raise
+        except Exception as exc:
+            if not any(change["made"] for change in changes):
+                raise  # nothing changed: an InternalError, which SDKs may retry
+            raise _answer_failed(m, exc) from exc
 
     def _view_items(self, rt: Runtime, m: Mapping, elements: list, scope: dict) -> list[dict]:
         if m.view is None:
@@ -562,10 +585,11 @@ class Engine:
         for item in items:
             number = item.get("_id")
             s = {**scope, "item": item, "id": number}
-            if m.each.skip is None or not m.each.skip(s):
+            made = m.each.skip is None or not m.each.skip(s)
+            if made:
                 rt.run_call(m.each.call, s, not_found)
                 after = self.fetch_one(rt, m, number, scope) if m.each.refresh else item
             else:
                 after = item
-            changes.append({"item": item, "before": item, "after": after or item})
+            changes.append({"item": item, "before": item, "after": after or item, "made": made})
         return changes

@@ -474,3 +474,40 @@ def test_onesim_implements_oned_methods_only() -> None:
 
     oned_like = {name for name in METHODS if name.startswith("one.")}  # not onesim.fault.*
     assert oned_like and oned_like - ONED_METHODS == set()
+
+
+def test_an_answer_failing_after_the_change_says_the_change_was_made(
+    sim, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An output that fails at run time (what the load-time checks cannot see) after `each`
+    changed something: not InternalError (500), which SDKs retry, sending the done write
+    again, but a 4xx saying it was done; the log names the mapping. A read-only action
+    failing so stays an InternalError."""
+    from tests.engine.conftest import AMI
+
+    target = tmp_path / "mappings"
+    shutil.copytree(data_dir("mappings"), target)
+    broken = 'output:\n  Return: "{{ (items | length) // 0 }}"\n'  # ZeroDivisionError
+    (target / "SetImageDescription.yaml").write_text(
+        SET_DESCRIPTION.replace("output:\n  Return: true\n", broken)
+    )
+    (target / "CountImages.yaml").write_text(
+        "action: CountImages\nsource: {call: one.imagepool.info, args: [-2, -1, -1], "
+        "items: /IMAGE_POOL/IMAGE}\nview: image\n" + broken
+    )
+    engine = sim.engine(target)
+    try:
+        run(engine, "RegisterImage", {"ImageLocation": AMI}, user="demo")
+        body = {"ImageId": [AMI], "Description": "changed"}
+        with pytest.raises(Ec2Error) as err:
+            run(engine, "SetImageDescription", body, user="demo")
+        assert (err.value.code, err.value.status) == ("ChangeMadeAnswerFailed", 400)
+        assert "SetImageDescription was carried out" in err.value.message
+        assert "SetImageDescription.yaml" in caplog.text
+        image = run(engine, "DescribeImages", {"ImageId": [AMI]}, user="demo")["Images"][0]
+        assert image["Description"] == "changed"
+        with pytest.raises(Ec2Error) as err:
+            run(engine, "CountImages", user="demo")
+        assert (err.value.code, err.value.status) == ("InternalError", 500)
+    finally:
+        engine.close()
