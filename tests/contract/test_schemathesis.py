@@ -1,7 +1,8 @@
 """Schemathesis over every operation of spec/ec2-query.yaml, in-process, fixed seed.
 
 Positive and negative cases against the virtual JSON routes of the full app (real engine and
-mappings over onesim). Every response must be EC2 XML that botocore parses into something the
+mappings over onesim); the members naming objects (ImageId, InstanceId, VolumeId…) are pinned
+to demo objects made before the run (conftest.contract_objects), so success paths run too. Every response must be EC2 XML that botocore parses into something the
 operation's response schema accepts; no 5xx. Actions without a mapping yet answer
 InvalidAction (400) and still pass.
 """
@@ -22,9 +23,10 @@ from schemathesis.specs.openapi.checks import (  # noqa: E402
 )
 
 from . import st_hooks  # noqa: E402,F401  (registers the text/xml deserializer)
-from .conftest import contract_spec  # noqa: E402
+from .conftest import OBJECTS, contract_spec  # noqa: E402
 
-schema = schemathesis.openapi.from_dict(contract_spec())
+# ids pinned to the demo objects conftest.contract_objects makes before the run
+schema = schemathesis.openapi.from_dict(contract_spec(OBJECTS))
 
 CHECKS = [
     not_a_server_error,
@@ -36,7 +38,8 @@ CHECKS = [
 
 
 @pytest.fixture
-def app(contract_app):
+def app(contract_app, contract_objects):
+    assert contract_objects == OBJECTS  # the ids the cases name exist
     return contract_app
 
 
