@@ -3,9 +3,10 @@
 For every HTTP request: read the body (capped), merge query and form parameters, authenticate
 the raw request, find the `Action`, unflatten + coerce the parameters by the action's request
 schema, and rewrite the request to the virtual `POST /<Action>` with a JSON body. The scope
-then carries `scope["extensions"]["ec2"] = {action, version, request_id, principal, front}`,
-where `front` is a private marker: the resolver refuses requests without it, so the virtual
-routes cannot be reached around authentication. Every failure here is answered as EC2 XML
+then carries `scope["extensions"]["ec2"] = {action, version, request_id, principal, front,
+wire_indexes}`, where `front` is a private marker: the resolver refuses requests without it, so
+the virtual routes cannot be reached around authentication, and `wire_indexes` lets validation
+errors name list items by the index the client sent (econe.query.unflatten). Every failure here is answered as EC2 XML
 by the front itself (an exception escaping a middleware placed before Connexion's
 ExceptionMiddleware becomes an empty 500, connexion#2059). One access-log line per request
 goes to the `econe.access` logger.
@@ -278,8 +279,11 @@ class Ec2QueryFront:
                 "InvalidAction", f"The action {action} is not valid for this web service."
             )
         version = params.get("Version") or self.state.spec.api_version
-        payload = coerce(unflatten(params), act.request_schema)
-        return self._rewrite(scope, receive, act.name, version, record, principal, payload)
+        wire_indexes: dict[tuple, list[int]] = {}
+        payload = coerce(unflatten(params, wire_indexes), act.request_schema)
+        return self._rewrite(
+            scope, receive, act.name, version, record, principal, payload, wire_indexes
+        )
 
     async def _authenticate(self, raw: RawRequest) -> Principal:
         auth = self.state.authenticator
@@ -311,6 +315,7 @@ class Ec2QueryFront:
         record: dict[str, Any],
         principal: Principal,
         payload: Any,
+        wire_indexes: dict[tuple, list[int]],
     ) -> tuple[dict[str, Any], Any]:
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         kept = [
@@ -329,6 +334,7 @@ class Ec2QueryFront:
             "request_id": record["request_id"],
             "principal": principal,
             "front": FRONT_MARK,
+            "wire_indexes": wire_indexes,  # for errors naming a parameter as it was sent
         }
         path = f"/{action}"
         inner = dict(scope)

@@ -85,6 +85,17 @@ def as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
+def _add_once(params: dict[str, str], pairs: list[tuple[str, str]]) -> None:
+    # A name given twice (`InstanceId.1` twice, or once in the query string and once in the
+    # body) would silently keep one value: a request acting on fewer ids than were sent.
+    for name, value in pairs:
+        if name in params:
+            raise Ec2Error(
+                "InvalidParameterValue", f"The parameter {name[:100]} is given more than once."
+            )
+        params[name] = value
+
+
 def media_type(content_type: str | None) -> str:
     """`application/x-www-form-urlencoded; charset=utf-8` -> `application/x-www-form-urlencoded`."""
     return (content_type or "").split(";", 1)[0].strip().lower()
@@ -93,13 +104,14 @@ def media_type(content_type: str | None) -> str:
 def parse_params(
     method: str, query_string: str | bytes, body: bytes | str, content_type: str | None
 ) -> dict[str, str]:
-    """Query string and form body merged into one dict (body after query: last key wins).
+    """Query string and form body merged into one dict; a name may be given only once.
 
     The body is read as a form when it says so, or when a POST has no content type at all (as
-    Rack did for the Ruby econe). Invalid UTF-8 or a broken `%XX` escape answer
-    InvalidParameterValue instead of failing later.
+    Rack did for the Ruby econe). Invalid UTF-8, a broken `%XX` escape or a name given twice
+    answer InvalidParameterValue instead of failing later.
     """
-    params = dict(_decode_pairs(query_string, "query string"))
+    params: dict[str, str] = {}
+    _add_once(params, _decode_pairs(query_string, "query string"))
     kind = media_type(content_type)
     if kind == _MULTIPART:
         # Multipart bodies (the UploadImage `file` field) are decoded elsewhere once upload
@@ -108,7 +120,7 @@ def parse_params(
             "InvalidParameterValue", "multipart/form-data request bodies are not supported yet."
         )
     if body and (kind == _FORM or (not kind and method.upper() == "POST")):
-        params.update(_decode_pairs(body, "request body"))
+        _add_once(params, _decode_pairs(body, "request body"))
     if len(params) > MAX_PARAMS:
         raise Ec2Error(
             "InvalidParameterValue", f"The request has more than {MAX_PARAMS} parameters."
@@ -128,8 +140,27 @@ def parse_params(
 
 
 def _is_index(segment: str) -> bool:
-    # ASCII digits only: str.isdigit() also accepts "²", which int() refuses
+    # ASCII digits only: str.isdigit() also accepts "²" and "١", which are no EC2 index
     return segment.isascii() and segment.isdigit()
+
+
+def _check_index(segment: str, key: str) -> None:
+    """Refuse the index forms a request could use to send one list item twice, or that no
+    client means: `01` (the same item as `1`), non-ASCII digits. Index 0 is taken: libcloud
+    numbers CreateTags and DeleteTags items from 0 (`ResourceId.0`, `Tag.0.Key`)."""
+    if not segment.isdigit():
+        return
+    if not segment.isascii():
+        why = "is not written in ASCII digits"
+    elif len(segment) > 1 and segment[0] == "0":
+        why = "has a leading zero"
+    elif len(segment) > MAX_INDEX_DIGITS:
+        why = "is too large"
+    else:
+        return
+    raise Ec2Error(
+        "InvalidParameterValue", f"The parameter name {key[:100]} has a list index that {why}."
+    )
 
 
 def is_meta_param(name: str) -> bool:
@@ -148,11 +179,16 @@ def _conflict(path: Iterable[str | int]) -> Ec2Error:
     )
 
 
-def unflatten(params: Mapping[str, str]) -> dict[str, Any]:
+def unflatten(
+    params: Mapping[str, str], wire_indexes: dict[tuple, list[int]] | None = None
+) -> dict[str, Any]:
     """`{"Filter.1.Value.2": "x"}` -> `{"Filter": [{"Value": ["x"]}]}`.
 
-    Digit segments are 1-based list indexes: gaps are allowed and items keep index order.
-    Meta parameters (Action, Version, signature fields, X-Amz-*) are left out.
+    Digit segments are list indexes (from 1, or 0): gaps are allowed and items keep index
+    order. Meta parameters (Action, Version, signature fields, X-Amz-*) are left out. Given
+    `wire_indexes`, each list whose items were not sent as `.1`, `.2`... is recorded there: its
+    JSON path (`("Filter", 0, "Value")`) -> the index each item was sent with, so that errors
+    can name `Filter.3.Name` as the client wrote it (see econe.validation.wire_path).
     """
     root: dict[Any, Any] = {}
     for key, value in params.items():
@@ -161,11 +197,8 @@ def unflatten(params: Mapping[str, str]) -> dict[str, Any]:
         parts = key.split(".", MAX_NAME_DEPTH)
         if any(p == "" for p in parts) or len(parts) > MAX_NAME_DEPTH:
             raise Ec2Error("InvalidParameterValue", f"The parameter name {key[:100]} is malformed.")
-        if any(len(p) > MAX_INDEX_DIGITS and _is_index(p) for p in parts):
-            raise Ec2Error(
-                "InvalidParameterValue",
-                f"The parameter name {key[:100]} has a list index too large.",
-            )
+        for part in parts:
+            _check_index(part, key)
         if _is_index(parts[0]):
             raise Ec2Error("InvalidParameterValue", f"The parameter name {key[:100]} is malformed.")
         segs: list[str | int] = [int(p) if _is_index(p) else p for p in parts]
@@ -181,23 +214,33 @@ def unflatten(params: Mapping[str, str]) -> dict[str, Any]:
         if isinstance(node.get(last), dict):
             raise _conflict(segs)
         node[last] = value
-    return _listify(root, [])
+    return _listify(root, [], (), {} if wire_indexes is None else wire_indexes)
 
 
-def _listify(node: dict[Any, Any], path: list[str | int]) -> Any:
+def _listify(
+    node: dict[Any, Any], path: list[str | int], at: tuple, wire_indexes: dict[tuple, list[int]]
+) -> Any:
+    """`path`: the wire name so far (for messages); `at`: the JSON path of `node`."""
     ints = [k for k in node if isinstance(k, int)]
     if ints and len(ints) != len(node):
         raise Ec2Error(
             "InvalidParameterValue",
             f"The parameter {_wire_name(path)} mixes list items and named members.",
         )
-
-    def conv(k: Any, v: Any) -> Any:
-        return _listify(v, [*path, k]) if isinstance(v, dict) else v
-
-    if ints:
-        return [conv(k, node[k]) for k in sorted(ints)]
-    return {k: conv(k, v) for k, v in node.items()}
+    if not ints:
+        return {
+            k: _listify(v, [*path, k], (*at, k), wire_indexes) if isinstance(v, dict) else v
+            for k, v in node.items()
+        }
+    ints.sort()
+    if ints != list(range(1, len(ints) + 1)):
+        wire_indexes[at] = ints
+    return [
+        _listify(node[k], [*path, k], (*at, n), wire_indexes)
+        if isinstance(node[k], dict)
+        else node[k]
+        for n, k in enumerate(ints)
+    ]
 
 
 # ---------------------------------------------------------------------------- coerce

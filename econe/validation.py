@@ -23,11 +23,26 @@ from econe.spec import format_checker
 
 _KIND_ORDER = {"additionalProperties": 0, "required": 1}
 _MAX_SHOWN = 100
+# a list's JSON path -> the index each of its items was sent with (econe.query.unflatten)
+WireIndexes = dict[tuple, list[int]]
 
 
-def wire_path(path: Iterable[Any]) -> str:
-    """['Filter', 0, 'Value', 1] → 'Filter.1.Value.2' (list indexes are 1-based on the wire)."""
-    return ".".join(str(p + 1) if isinstance(p, int) else str(p) for p in path)
+def wire_path(path: Iterable[Any], wire_indexes: WireIndexes | None = None) -> str:
+    """['Filter', 0, 'Value', 1] → 'Filter.1.Value.2' (list indexes are 1-based on the wire).
+
+    `wire_indexes` (from econe.query.unflatten) gives the index each item of a list was sent
+    with when that was not 1, 2, 3...: with `Filter.1` and `Filter.3` sent, item 1 is Filter.3.
+    """
+    names: list[str] = []
+    at: tuple = ()
+    for p in path:
+        if isinstance(p, int):
+            sent = (wire_indexes or {}).get(at)
+            names.append(str(sent[p] if sent and p < len(sent) else p + 1))
+        else:
+            names.append(str(p))
+        at = (*at, p)
+    return ".".join(names)
 
 
 def _join(parent: str, name: str) -> str:
@@ -80,9 +95,9 @@ def _error_key(error: ValidationError) -> tuple:
     return (_KIND_ORDER.get(str(error.validator), 2), path)
 
 
-def to_ec2_error(error: ValidationError) -> Ec2Error:
+def to_ec2_error(error: ValidationError, wire_indexes: WireIndexes | None = None) -> Ec2Error:
     """One jsonschema error → the EC2 error a client of AWS would see."""
-    where = wire_path(error.absolute_path)
+    where = wire_path(error.absolute_path, wire_indexes)
     instance = error.instance
     if error.validator == "additionalProperties" and isinstance(instance, dict):
         known = set(error.schema.get("properties", {}))
@@ -121,19 +136,25 @@ def compiled_validator(schema: dict[str, Any]) -> Draft4Validator:
     return validator
 
 
-def validate_body(validator: Draft4Validator, body: Any) -> None:
+def validate_body(
+    validator: Draft4Validator, body: Any, wire_indexes: WireIndexes | None = None
+) -> None:
     """Raise the EC2 error for the most relevant schema violation, if any."""
     if not isinstance(body, dict):
         raise Ec2Error("InvalidRequest", "The request body must be a JSON object.")
     errors = list(validator.iter_errors(body))
     if errors:
-        raise to_ec2_error(min(errors, key=_error_key))
+        raise to_ec2_error(min(errors, key=_error_key), wire_indexes)
 
 
 class Ec2BodyValidator(JSONRequestBodyValidator):
     """Connexion's JSON body validator, answering EC2 errors instead of problem+json."""
 
+    _wire_indexes: WireIndexes | None = None  # one validator per request (Connexion)
+
     async def _parse(self, stream: AsyncIterator[bytes], scope: Any) -> Any:
+        ec2 = (scope.get("extensions") or {}).get("ec2") or {}
+        self._wire_indexes = ec2.get("wire_indexes")  # put there by the Query front
         data = b"".join([chunk async for chunk in stream])
         if not data:
             return None
@@ -149,5 +170,5 @@ class Ec2BodyValidator(JSONRequestBodyValidator):
     def _validate(self, body: Any) -> dict | None:
         if body is None:
             raise Ec2Error("InvalidRequest", "The request body must be a JSON object.")
-        validate_body(compiled_validator(self._schema), body)
+        validate_body(compiled_validator(self._schema), body, self._wire_indexes)
         return None

@@ -27,13 +27,27 @@ def test_a_character_xml_cannot_carry_is_refused_naming_the_parameter(raw: str) 
     assert parse_params("POST", "", b"A=%09%0A%0D", FORM) == {"A": "\t\n\r"}
 
 
-def test_query_and_body_merge_body_wins():
-    params = parse_params("POST", "Action=A&X=q", b"X=b&Y=%C3%A9+z", FORM)
-    assert params == {"Action": "A", "X": "b", "Y": "é z"}
+def test_query_and_body_merge():
+    params = parse_params("POST", "Action=A&X=q", b"Z=b&Y=%C3%A9+z", FORM)
+    assert params == {"Action": "A", "X": "q", "Z": "b", "Y": "é z"}
 
 
-def test_duplicate_keys_last_wins():
-    assert parse_params("GET", "A=1&A=2", b"", None) == {"A": "2"}
+@pytest.mark.parametrize(
+    "query,body",
+    [
+        ("A.1=1&A.1=2", b""),
+        ("A.1=1&A.1=1", b""),  # even with the same value
+        ("", b"A.1=1&A.1=2"),
+        ("A.1=1", b"A.1=2"),  # once in the query string, once in the body
+        ("A.1=1&A%2E1=2", b""),  # the same name once URL-decoded
+    ],
+)
+def test_a_name_given_twice_is_refused_naming_it(query, body):
+    """Before, the last value won: a TerminateInstances acted on fewer ids than were sent."""
+    with pytest.raises(Ec2Error) as err:
+        parse_params("POST", query, body, FORM)
+    assert err.value.code == "InvalidParameterValue" and err.value.status == 400
+    assert "parameter A.1 is given more than once" in err.value.message
 
 
 def test_plus_is_space_and_percent_20_too():
@@ -114,6 +128,43 @@ def test_unflatten_lists_and_structs():
 
 def test_unflatten_gaps_and_index_order():
     assert unflatten({"X.10": "c", "X.2": "b", "X.1": "a"}) == {"X": ["a", "b", "c"]}
+
+
+def test_unflatten_records_the_wire_index_of_each_item_where_it_is_not_its_position():
+    indexes: dict = {}
+    params = {"F.1.V.1": "a", "F.1.V.3": "b", "F.4.V.1": "c", "I.0": "x", "I.1": "y", "J.1": "z"}
+    assert unflatten(params, indexes) == {
+        "F": [{"V": ["a", "b"]}, {"V": ["c"]}],
+        "I": ["x", "y"],
+        "J": ["z"],
+    }
+    assert indexes == {("F",): [1, 4], ("F", 0, "V"): [1, 3], ("I",): [0, 1]}
+
+
+def test_index_0_is_taken_as_libcloud_sends_it():
+    """libcloud's ex_create_tags sends ResourceId.0 and Tag.0.Key."""
+    assert unflatten({"ResourceId.0": "i-1", "Tag.0.Key": "a", "Tag.1.Key": "b"}) == {
+        "ResourceId": ["i-1"],
+        "Tag": [{"Key": "a"}, {"Key": "b"}],
+    }
+
+
+@pytest.mark.parametrize(
+    "name,why",
+    [
+        ("InstanceId.01", "leading zero"),  # the same item as InstanceId.1
+        ("Filter.1.Value.00", "leading zero"),
+        ("InstanceId.\u0661", "ASCII digits"),  # Arabic-Indic one
+        ("A.\u00b2", "ASCII digits"),  # superscript two
+        ("\u00b2", "ASCII digits"),
+    ],
+)
+def test_an_index_written_oddly_is_refused_naming_the_parameter(name, why):
+    with pytest.raises(Ec2Error) as err:
+        unflatten({name: "x"})
+    assert err.value.code == "InvalidParameterValue"
+    assert f"parameter name {name} has a list index that" in err.value.message
+    assert why in err.value.message
 
 
 def test_unflatten_drops_meta_params():
@@ -403,11 +454,6 @@ def test_botocore_wire_gives_valid_bodies_for_the_spec(action):
     if action == "RunInstances":
         assert body["MinCount"] == 1 and body["DryRun"] is False
         assert body["BlockDeviceMapping"][0]["Ebs"]["VolumeSize"] == 8
-
-
-def test_unicode_digits_are_names_not_indexes():
-    assert unflatten({"A.²": "x"}) == {"A": {"²": "x"}}
-    assert unflatten({"²": "x"}) == {"²": "x"}
 
 
 _key_parts = st.one_of(st.sampled_from(["A", "B", "1", "2", "10", "", "Value"]), _text)

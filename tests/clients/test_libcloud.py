@@ -1,6 +1,7 @@
 """libcloud's EC2 driver as its users use it, set up as the README says (`:region:` a region
 libcloud knows, the same `region=` in the driver): nodes, locations, volumes, key pairs.
-libcloud sends forms boto3 does not: `KeyName=k` without a number, `Force=1`."""
+libcloud sends forms boto3 does not: `KeyName=k` without a number, `Force=1`, lists numbered
+from 0 (`ResourceId.0`)."""
 
 from __future__ import annotations
 
@@ -43,6 +44,11 @@ def test_a_node_with_a_volume_and_a_key_pair(driver) -> None:
     assert driver.attach_volume(node, volume, "/dev/sdf")
     wait_for(driver, volume, lambda v: v.extra["attachment_status"] == "attached")
     assert driver.detach_volume(volume, ex_force=True)  # Force=1
+    # libcloud numbers these lists from 0: ResourceId.0, Tag.0.Key, Tag.1.Key
+    assert driver.ex_create_tags(volume, {"a": "1", "b": "2"})
+    assert driver.ex_describe_tags(volume) == {"Name": "lc-data", "a": "1", "b": "2"}
+    assert driver.ex_delete_tags(volume, {"a": None})
+    assert driver.ex_describe_tags(volume) == {"Name": "lc-data", "b": "2"}
     assert driver.destroy_node(node)
 
 

@@ -7,6 +7,7 @@ XML botocore parses. Skipped until the authenticator lands (econe.auth.authentic
 from __future__ import annotations
 
 import hashlib
+import re
 import warnings
 from typing import Any
 from urllib.parse import urlencode
@@ -109,3 +110,108 @@ def test_wire_round_trip(wire_client: Any, action: str) -> None:
             )
 
     check()
+
+
+# ---------------------------------------------------------------- malformed wire, named as sent
+
+
+def signed_raw(client: Any, query: str = "", body: str = "", method: str = "POST") -> Any:
+    """A request exactly as written (no urlencode: a name may repeat), signed by botocore."""
+    url = f"http://{HOST}/" + (f"?{query}" if query else "")
+    headers = {"Content-Type": "application/x-www-form-urlencoded; charset=utf-8"} if body else {}
+    request = AWSRequest(method=method, url=url, data=body, headers=headers)
+    SigV4Auth(CREDS, "ec2", "opennebula").add_auth(request)
+    return client.request(method, url, content=body.encode(), headers=dict(request.headers.items()))
+
+
+NEGATIVE_CASES = [
+    # list items with gaps: named by the index sent, not by their position
+    (
+        "Action=DescribeImages&Filter.1.Name=name&Filter.1.Value.1=x&Filter.3.Value.1=y",
+        "MissingParameter",
+        "Filter.3.Name",
+    ),
+    (
+        "Action=CreateVolume&AvailabilityZone=opennebula&Size=1"
+        "&TagSpecification.5.ResourceType=bogus",
+        "InvalidParameterValue",
+        "TagSpecification.5.ResourceType",
+    ),
+    (
+        "Action=DescribeImages&Filter.1.Name=name&Filter.1.Value.2.X=y",
+        "InvalidParameterValue",
+        "Filter.1.Value.2",
+    ),
+    # index 0 is taken (libcloud tags with ResourceId.0) and named as sent
+    ("Action=DescribeImages&Filter.0.Value.1=x", "MissingParameter", "Filter.0.Name"),
+    # one name twice: refused, not the last value kept
+    (
+        "Action=TerminateInstances&InstanceId.1=i-1&InstanceId.1=i-2",
+        "InvalidParameterValue",
+        "InstanceId.1",
+    ),
+    (
+        "Action=DeleteTags&ResourceId.1=i-1&ResourceId%2E1=i-2",
+        "InvalidParameterValue",
+        "ResourceId.1",
+    ),
+    # an index that aliases another (01 is 1) or is no ASCII number
+    (
+        "Action=DescribeInstances&InstanceId.01=bad&InstanceId.1=i-0",
+        "InvalidParameterValue",
+        "InstanceId.01",
+    ),
+    (
+        "Action=DescribeInstances&InstanceId.%D9%A1=i-1",
+        "InvalidParameterValue",
+        "InstanceId.\u0661",
+    ),
+    # one name both as a value and as a list
+    (
+        "Action=DescribeInstances&InstanceId=i-1&InstanceId.1=i-2",
+        "InvalidParameterValue",
+        "InstanceId",
+    ),
+]
+
+
+@pytest.mark.parametrize("method", ["POST", "GET"])
+@pytest.mark.parametrize(
+    "form,code,name",
+    NEGATIVE_CASES,
+    ids=[
+        "gap",
+        "gap-first",
+        "gap-in-values",
+        "index-0",
+        "twice",
+        "twice-once-encoded",
+        "padded-index",
+        "non-ascii-index",
+        "value-and-list",
+    ],
+)
+def test_malformed_wire_is_refused_naming_the_parameter_as_sent(
+    wire_client: Any, method: str, form: str, code: str, name: str
+) -> None:
+    form += "&Version=2016-11-15"
+    if method == "POST":
+        resp = signed_raw(wire_client, body=form)
+    else:  # SigV2-era clients put everything in the query string
+        resp = signed_raw(wire_client, query=form, method="GET")
+    action = form.split("&", 1)[0].split("=", 1)[1]
+    error = parse_ec2_xml(action, resp.status_code, resp.content, dict(resp.headers))["Error"]
+    assert (resp.status_code, error["Code"]) == (400, code), error
+    assert re.search(rf"(^|\s){re.escape(name)}(\s|$)", error["Message"]), error
+
+
+def test_a_name_in_both_query_string_and_body_is_refused(wire_client: Any) -> None:
+    """Before, the body's value won silently."""
+    resp = signed_raw(
+        wire_client,
+        query="Action=TerminateInstances&InstanceId.1=i-1",
+        body="Version=2016-11-15&InstanceId.1=i-2",
+    )
+    error = parse_ec2_xml("TerminateInstances", 400, resp.content, dict(resp.headers))["Error"]
+    assert resp.status_code == 400 and error["Code"] == "InvalidParameterValue"
+    assert error["Message"] == "The parameter InstanceId.1 is given more than once."

@@ -21,6 +21,15 @@ def test_wire_path():
     assert wire_path([]) == ""
 
 
+def test_wire_path_names_list_items_by_the_index_they_were_sent_with():
+    """`Filter.1` and `Filter.3` sent: the second item is Filter.3 (see query.unflatten)."""
+    sent = {("Filter",): [1, 3], ("Filter", 1, "Value"): [2]}
+    assert wire_path(["Filter", 1, "Name"], sent) == "Filter.3.Name"
+    assert wire_path(["Filter", 1, "Value", 0], sent) == "Filter.3.Value.2"
+    assert wire_path(["Filter", 0, "Value", 0], sent) == "Filter.1.Value.1"
+    assert wire_path(["InstanceId", 0], {("InstanceId",): [0, 1]}) == "InstanceId.0"
+
+
 def test_codes_and_names():
     e = check("DescribeInstances", {"Filter": [{"Name": "a"}, {"Value": ["x"]}]})
     assert (e.code, e.message) == (
