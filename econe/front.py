@@ -31,6 +31,7 @@ from econe.config import Config
 from econe.context import Principal, RawRequest, request_id_var
 from econe.errors import Ec2Error, error_xml
 from econe.one.client import NeedsOned, no_blocking
+from econe.query import Params
 from econe.spec import ApiSpec
 from econe.upload import UploadJanitor, handle_upload, is_upload_request
 from econe.upload.wire import request_headers
@@ -262,12 +263,16 @@ class Ec2QueryFront:
         scope: dict[str, Any],
         receive: Any,
         record: dict[str, Any],
-        params: dict[str, str],
+        params: Params,
         principal: Principal,
     ) -> tuple[dict[str, Any], Any]:
-        from econe.query import coerce, unflatten
+        from econe.query import coerce, repeated_parameter, unflatten
 
         record["user"] = principal.name
+        # checked once authenticated, as the names are below: a request changed on the way
+        # is SignatureDoesNotMatch, whatever was added to it
+        if params.repeated:
+            raise repeated_parameter(params.repeated)
         action = params.get("Action")
         if not action:
             raise Ec2Error("MissingAction", "The request must contain the parameter Action.")

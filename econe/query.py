@@ -85,15 +85,23 @@ def as_list(value: Any) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def _add_once(params: dict[str, str], pairs: list[tuple[str, str]]) -> None:
-    # A name given twice (`InstanceId.1` twice, or once in the query string and once in the
-    # body) would silently keep one value: a request acting on fewer ids than were sent.
-    for name, value in pairs:
-        if name in params:
-            raise Ec2Error(
-                "InvalidParameterValue", f"The parameter {name[:100]} is given more than once."
-            )
-        params[name] = value
+class Params(dict[str, str]):
+    """A request's parameters. `repeated`: the first name given more than once (`InstanceId.1`
+    twice, or once in the query string and once in the body), whose last value is kept for
+    authentication; the front then refuses the request (`repeated_parameter`), which would
+    otherwise act on fewer values than were sent."""
+
+    repeated: str | None = None
+
+    def add(self, pairs: list[tuple[str, str]]) -> None:
+        for name, value in pairs:
+            if name in self and self.repeated is None:
+                self.repeated = name
+            self[name] = value
+
+
+def repeated_parameter(name: str) -> Ec2Error:
+    return Ec2Error("InvalidParameterValue", f"The parameter {name[:100]} is given more than once.")
 
 
 def media_type(content_type: str | None) -> str:
@@ -103,15 +111,15 @@ def media_type(content_type: str | None) -> str:
 
 def parse_params(
     method: str, query_string: str | bytes, body: bytes | str, content_type: str | None
-) -> dict[str, str]:
-    """Query string and form body merged into one dict; a name may be given only once.
+) -> Params:
+    """Query string and form body merged into one dict (body after query, see Params).
 
     The body is read as a form when it says so, or when a POST has no content type at all (as
-    Rack did for the Ruby econe). Invalid UTF-8, a broken `%XX` escape or a name given twice
-    answer InvalidParameterValue instead of failing later.
+    Rack did for the Ruby econe). Invalid UTF-8 or a broken `%XX` escape answer
+    InvalidParameterValue instead of failing later.
     """
-    params: dict[str, str] = {}
-    _add_once(params, _decode_pairs(query_string, "query string"))
+    params = Params()
+    params.add(_decode_pairs(query_string, "query string"))
     kind = media_type(content_type)
     if kind == _MULTIPART:
         # Multipart bodies (the UploadImage `file` field) are decoded elsewhere once upload
@@ -120,7 +128,7 @@ def parse_params(
             "InvalidParameterValue", "multipart/form-data request bodies are not supported yet."
         )
     if body and (kind == _FORM or (not kind and method.upper() == "POST")):
-        _add_once(params, _decode_pairs(body, "request body"))
+        params.add(_decode_pairs(body, "request body"))
     if len(params) > MAX_PARAMS:
         raise Ec2Error(
             "InvalidParameterValue", f"The request has more than {MAX_PARAMS} parameters."
