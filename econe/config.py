@@ -51,6 +51,8 @@ class Config:
     one_keepalive: int = 4
     max_body_size: int = 1024 * 1024
     body_timeout: float = 60.0
+    header_timeout: float = 10.0
+    max_connections: int = 1000
     region: str = "opennebula"
     # auth
     auth: str = "ec2"
@@ -192,10 +194,11 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
     if not 1 <= cfg.port <= 65535:
         raise ConfigError(f":port: must be 1 to 65535, not {cfg.port}")
     _check_unix_socket(cfg)
-    for key in ("one_timeout", "body_timeout", "script_timeout"):  # a wait of 0 never succeeds
+    # a wait of 0 never succeeds
+    for key in ("one_timeout", "body_timeout", "header_timeout", "script_timeout"):
         if not 0 < getattr(cfg, key) < float("inf"):
             raise ConfigError(f":{key}: must be a number of seconds above 0")
-    for key in ("signature_window", "max_body_size", "upload_max_size"):
+    for key in ("signature_window", "max_body_size", "upload_max_size", "max_connections"):
         if getattr(cfg, key) <= 0:
             raise ConfigError(f":{key}: must be above 0")
     if cfg.one_keepalive < 0:

@@ -101,6 +101,8 @@ def _print_demo_banner(cfg: Config) -> None:
 def cmd_run(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from econe import connections
+
     sim = None
     try:
         overrides = {}
@@ -175,6 +177,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             # handling would let any local client claim another address with X-Forwarded-For.
             proxy_headers=False,
             server_header=False,
+            # uvicorn's httptools protocol with a deadline and a size for each request's
+            # head and a cap on connections (econe.connections)
+            http=connections.protocol_class(
+                cfg.header_timeout, connections.max_connections(cfg.max_connections)
+            ),
         )
     )
     if not log_file:  # a hang-up (the terminal closed): stop as for SIGTERM, cleaning up

@@ -32,3 +32,52 @@ def test_a_dripping_body_times_out(tmp_path):
         assert "<Code>RequestTimeout</Code>" in answer
     finally:
         stop_demo(proc)
+
+
+def _answer(s: socket.socket) -> str:
+    """Everything the server sends until it closes the connection."""
+    answer = b""
+    while chunk := s.recv(65536):
+        answer += chunk
+    return answer.decode("latin-1")
+
+
+def test_slow_or_huge_heads_and_idle_connections_are_bounded(tmp_path):
+    """:header_timeout: and :max_connections:, and the 128 KiB head: a client sending nothing
+    or a header line now and then, one sending a 200 KB header, and idle connections beyond
+    the cap no longer hold the server's connections or memory; each is answered as EC2 XML
+    (a silent one is just closed) and the server serves the next client."""
+    conf = tmp_path / "econe.conf"
+    conf.write_text(":header_timeout: 1\n:max_connections: 3\n")
+    proc, demo = start_demo(tmp_path, extra=["--config", str(conf)])
+
+    def connect() -> socket.socket:
+        return socket.create_connection(("127.0.0.1", demo.port), timeout=15)
+
+    try:
+        started = time.monotonic()
+        with connect() as idle:
+            assert _answer(idle) == ""  # closed, nothing asked
+        with connect() as trickle:
+            trickle.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            answer = _answer(trickle)
+        assert time.monotonic() - started < 10
+        assert answer.startswith("HTTP/1.1 400") and "<Code>RequestTimeout</Code>" in answer
+        with connect() as big:
+            big.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 200_000)
+            answer = _answer(big)
+        assert answer.startswith("HTTP/1.1 400") and "<Code>InvalidRequest</Code>" in answer
+        assert "headers are longer than 131072 bytes" in answer
+        held = [connect() for _ in range(3)]
+        try:
+            time.sleep(0.3)
+            with connect() as one_more:
+                answer = _answer(one_more)
+            assert answer.startswith("HTTP/1.1 503") and "too many connections" in answer
+        finally:
+            for s in held:
+                s.close()
+        time.sleep(0.3)
+        assert demo.client().describe_regions()["Regions"]
+    finally:
+        stop_demo(proc)
