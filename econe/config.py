@@ -71,6 +71,10 @@ class Config:
     datastore_id: int = 1
     tmpdir: str = "/var/tmp"
     upload_max_size: int = 64 * 1024**3
+    upload_max_per_user: int = 2  # uploads one user may send at once
+    upload_max_concurrent: int = 8  # uploads being received at once, all users
+    upload_min_free: int = 1024**3  # bytes of :tmpdir:'s file system uploads leave free
+    upload_min_rate: int = 16 * 1024  # bytes/s over each :body_timeout: of a file; 0: none
     instance_types: dict[str, dict[str, Any]] = field(
         default_factory=lambda: {"m1.small": {"template": "m1.small.j2"}}
     )
@@ -201,6 +205,12 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Conf
     for key in ("signature_window", "max_body_size", "upload_max_size", "max_connections"):
         if getattr(cfg, key) <= 0:
             raise ConfigError(f":{key}: must be above 0")
+    for key in ("upload_max_per_user", "upload_max_concurrent"):
+        if getattr(cfg, key) < 1:
+            raise ConfigError(f":{key}: must be 1 or more uploads")
+    for key in ("upload_min_free", "upload_min_rate"):
+        if getattr(cfg, key) < 0:
+            raise ConfigError(f":{key}: must be 0 or more")
     if cfg.one_keepalive < 0:
         raise ConfigError(":one_keepalive: must be 0 or more connections")
     if cfg.terminated_instances_expiration_time < 0:

@@ -10,7 +10,10 @@ completely (one response, EC2 XML either way). The body is read incrementally:
 2. at the start of the `file` part the request is authenticated with those fields (SigV2 over
    all text fields except Signature; `file` is not a field) — nothing is written before that;
 3. the file streams into `:tmpdir:` (SHA-256 on the way, `:upload_max_size:` enforced as it
-   arrives); a client disconnect or any error removes the temp file, no image is created;
+   arrives), if the user and the server have an upload slot free (`:upload_max_per_user:`,
+   `:upload_max_concurrent:`) and the disk room for it (`:upload_min_free:`), at
+   `:upload_min_rate:` or faster; a client disconnect or any error removes the temp file, no
+   image is created;
 4. `one.image.allocate(<NAME, TYPE=OS, PATH, EC2_UPLOAD_SHA256>, :datastore_id:)` as the user,
    or the user's existing image with the same name and content (retry-safe);
 5. `RegisterImageResponse` with `imageId` ami-%08d; the janitor removes the temp file once
@@ -37,7 +40,7 @@ from econe.upload.multipart import (
     PartStart,
     boundary_from_content_type,
 )
-from econe.upload.store import TempUpload, UploadJanitor
+from econe.upload.store import Slot, TempUpload, UploadJanitor
 from econe.upload.wire import (
     ACTION,
     DEFAULT_VERSION,
@@ -79,6 +82,8 @@ class _Upload:
         self.principal: Principal | None = None
         self.version = DEFAULT_VERSION
         self.limit = config.upload_max_size + PRE_FILE_LIMIT
+        self.slot: Slot | None = None  # held from the file's start to the answer
+        self.window: tuple[float, int] | None = None  # (time, bytes received) of the rate
 
     # -- the body
 
@@ -106,8 +111,26 @@ class _Upload:
             self.received += len(chunk)
             if self.received > self.limit:
                 raise too_large(self.config.upload_max_size)
+            if self.window is not None:
+                self.check_rate(loop.time())
             if chunk:
                 yield chunk
+
+    def check_rate(self, now: float) -> None:
+        """At least :upload_min_rate: bytes a second over each :body_timeout: of the file: a
+        client dripping bytes just inside the per-chunk timeout cannot hold its slot and its
+        disk space for ever."""
+        assert self.window is not None
+        rate, period = self.config.upload_min_rate, self.config.body_timeout
+        since, base = self.window
+        if not rate or now - since < period:
+            return
+        if self.received - base < rate * (now - since):
+            raise Ec2Error(
+                "RequestTimeout",
+                f"The upload is slower than the server's minimum of {rate} bytes per second.",
+            )
+        self.window = (now, self.received)
 
     def declared_length(self) -> int | None:
         value = self.headers.get("content-length")
@@ -278,15 +301,37 @@ class _Upload:
                 f"Value ({checksum[:80]}) for parameter Checksum is invalid: expecting the "
                 "SHA-256 of the file in hex.",
             )
+        slot = self.slot = self.take_slot(principal.name)
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, self.janitor.sweep, self.config.tmpdir)
-        temp = TempUpload(self.config.tmpdir, self.config.upload_max_size)
+        cfg = self.config
+        temp = TempUpload(cfg.tmpdir, cfg.upload_max_size, cfg.upload_min_free)
         self.temp = temp
-        try:
-            await temp.open()
+        try:  # room for this file and what the other uploads still announce
+            await temp.open(slot.expected + self.janitor.slots.pending(besides=slot))
         except OSError as exc:
             log.error("cannot create an upload file in %s: %s", self.config.tmpdir, exc)
             raise Ec2Error("InternalError", "The server cannot store uploads right now.") from None
+        slot.temp = temp
+        self.window = (loop.time(), self.received)
+
+    def take_slot(self, user: str) -> Slot:
+        """A place among the uploads being received, or RequestLimitExceeded (503: the SDKs
+        and clients take it as "try again later")."""
+        slots, cfg = self.janitor.slots, self.config
+        if slots.count(user) >= cfg.upload_max_per_user:
+            raise Ec2Error(
+                "RequestLimitExceeded",
+                f"You already have {cfg.upload_max_per_user} uploads in progress, the most "
+                "one user may send at once; try again when one has finished.",
+            )
+        if slots.count() >= cfg.upload_max_concurrent:
+            raise Ec2Error(
+                "RequestLimitExceeded",
+                "The server is receiving as many uploads as it takes at once; try again later.",
+            )
+        declared = self.declared_length()  # the file is about all that is left of the body
+        return slots.take(user, max(0, declared - self.received) if declared else 0)
 
     # -- the image
 
@@ -415,3 +460,5 @@ async def handle_upload(
     finally:
         if upload.temp is not None and not upload.temp_taken:
             upload.temp.discard()
+        if upload.slot is not None:
+            upload.janitor.slots.give_back(upload.slot)

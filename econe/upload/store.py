@@ -4,24 +4,33 @@
 flight while the next is received, so memory stays at about two batches), hashes it with
 SHA-256 on the way and leaves all-zero blocks as holes (a sparse copy of a sparse image).
 
+It keeps `:upload_min_free:` bytes of the file system free: `open(need)` refuses an upload
+that would not leave that much after `need` bytes, and each batch written checks it again
+(a full disk, or other writers, stop the upload with `NoRoom`).
+
 `UploadJanitor` owns temp files once OpenNebula has been given their path: it polls
 `one.image.info` with backoff and removes the file when the image leaves LOCKED (READY, ERROR,
 or any other state: the datastore driver is done with it), when the image is gone, or after
 `COPY_TIMEOUT` seconds. `sweep()` removes leftovers of a previous gateway process (crash,
-restart) by age, so no file outlives `COPY_TIMEOUT` by much even without a watcher.
+restart) by age, so no file outlives `COPY_TIMEOUT` by much even without a watcher. Its
+`slots` count the uploads being received, per user and in all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import logging
 import os
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+from econe.errors import Ec2Error
 
 log = logging.getLogger("econe.upload")
 
@@ -41,6 +50,17 @@ POLL_MAX = 15.0  # polls back off (x1.5) up to this interval
 _COPYING = {0, 4}
 
 
+class NoRoom(Ec2Error):
+    """:tmpdir: has not enough free space for an upload (503: it may have room later)."""
+
+    def __init__(self, message: str):
+        super().__init__("InsufficientCapacity", message, status=503)
+
+
+def _free(stat: os.statvfs_result) -> int:
+    return stat.f_bavail * stat.f_frsize
+
+
 def _remove(path: str) -> bool:
     try:
         os.unlink(path)
@@ -57,9 +77,10 @@ class TempUpload:
 
     `discard()` removes the file (idempotent, synchronous, safe in `finally`)."""
 
-    def __init__(self, tmpdir: str | os.PathLike, max_size: int):
+    def __init__(self, tmpdir: str | os.PathLike, max_size: int, min_free: int = 0):
         self.tmpdir = Path(tmpdir)
         self.max_size = max_size
+        self.min_free = min_free
         self.size = 0
         self.path: str | None = None
         self._fd: int | None = None
@@ -69,13 +90,26 @@ class TempUpload:
         self._written = 0  # file offset of the next batch
         self._pending: asyncio.Future | None = None
 
-    async def open(self) -> str:
+    async def open(self, need: int = 0) -> str:
+        """Create the file if `need` more bytes still leave `min_free` free (else NoRoom)."""
         loop = asyncio.get_running_loop()
-        self._fd, self.path = await loop.run_in_executor(None, self._open)
+        self._fd, self.path = await loop.run_in_executor(None, self._open, need)
         return self.path
 
-    def _open(self) -> tuple[int, str]:
+    def _open(self, need: int) -> tuple[int, str]:
         self.tmpdir.mkdir(parents=True, exist_ok=True)
+        free = _free(os.statvfs(self.tmpdir))
+        if free < need + self.min_free:
+            log.warning(
+                "upload refused: %s has %d bytes free, the upload needs %d and %d stay free",
+                self.tmpdir,
+                free,
+                need,
+                self.min_free,
+            )
+            raise NoRoom(
+                "The server has not enough free space to receive this upload now; try again later."
+            )
         return tempfile.mkstemp(prefix=PREFIX, suffix=".img", dir=self.tmpdir)
 
     def too_large(self, more: int) -> bool:
@@ -112,8 +146,26 @@ class TempUpload:
             if piece == _ZERO if len(piece) == BLOCK else not piece.strip(b"\0"):
                 continue  # leave a hole
             view, done = memoryview(piece), 0
-            while done < len(piece):
-                done += os.pwrite(self._fd, view[done:], offset + start + done)
+            try:
+                while done < len(piece):
+                    done += os.pwrite(self._fd, view[done:], offset + start + done)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                self._out_of_room(_free(os.fstatvfs(self._fd)))
+        if self.min_free:  # checked per batch: other writers fill the disk too
+            free = _free(os.fstatvfs(self._fd))
+            if free < self.min_free:
+                self._out_of_room(free)
+
+    def _out_of_room(self, free: int) -> None:
+        log.error(
+            "upload stopped: %s has %d bytes free, %d must stay free",
+            self.tmpdir,
+            free,
+            self.min_free,
+        )
+        raise NoRoom("The server ran out of space while receiving this upload; try again later.")
 
     async def finish(self) -> tuple[str, int]:
         """Write what is left, set the final length (trailing holes), close the file."""
@@ -154,6 +206,41 @@ class TempUpload:
         return path
 
 
+@dataclass(eq=False)
+class Slot:
+    """One upload being received: whose, and the file bytes it announced (0: unknown)."""
+
+    user: str
+    expected: int
+    temp: TempUpload | None = None
+
+    def pending(self) -> int:
+        """Bytes it has yet to write: room the next upload must leave it."""
+        return max(0, self.expected - (self.temp.size if self.temp else 0))
+
+
+class UploadSlots:
+    """The uploads being received by this gateway process (all on its event loop thread)."""
+
+    def __init__(self) -> None:
+        self.active: list[Slot] = []
+
+    def count(self, user: str | None = None) -> int:
+        return sum(1 for slot in self.active if user is None or slot.user == user)
+
+    def take(self, user: str, expected: int) -> Slot:
+        slot = Slot(user, expected)
+        self.active.append(slot)
+        return slot
+
+    def give_back(self, slot: Slot) -> None:
+        with contextlib.suppress(ValueError):
+            self.active.remove(slot)
+
+    def pending(self, besides: Slot) -> int:
+        return sum(slot.pending() for slot in self.active if slot is not besides)
+
+
 StateProbe = Callable[[], int | None]  # image state, or None if the image is gone; may raise
 
 
@@ -173,6 +260,7 @@ class UploadJanitor:
         self.poll_max = poll_max
         self._clock = clock
         self._tasks: set[asyncio.Task] = set()
+        self.slots = UploadSlots()  # one per app too: the caps count all its uploads
 
     def watch(self, path: str, image_id: int, probe: StateProbe) -> asyncio.Task:
         """Remove `path` once image `image_id` is copied (polled with `probe` on a thread)."""

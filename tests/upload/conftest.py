@@ -32,16 +32,21 @@ def front_serves_uploads() -> bool:
     return "handle_upload" in Path(econe.front.__file__).read_text()
 
 
-def start_upload_server(tmp: Path, *, upload_max_size: int | None = None, speed: str = "0.05"):
+def start_upload_server(
+    tmp: Path, *, upload_max_size: int | None = None, speed: str = "0.05", conf: str = ""
+):
     """(process, Demo): `econe-server run --simulator` when the front serves uploads, else
-    tests/upload/serve.py (the same app behind the documented front patch)."""
+    tests/upload/serve.py (the same app behind the documented front patch). `conf`: more
+    econe.conf lines."""
     if front_serves_uploads():
         extra = []
         if upload_max_size is not None:
-            conf = tmp / "econe.conf"
-            conf.write_text(f":upload_max_size: {upload_max_size}\n")
-            extra = ["--config", str(conf)]
+            conf += f":upload_max_size: {upload_max_size}\n"
+        if conf:
+            (tmp / "econe.conf").write_text(conf)
+            extra = ["--config", str(tmp / "econe.conf")]
         return start_demo(tmp, speed, extra)
+    assert not conf, "tests/upload/serve.py takes no econe.conf lines"
     port, sim_port = free_port(), free_port()
     state, log = tmp / "state", tmp / "server.log"
     cmd = [sys.executable, "-m", "tests.upload.serve", "--port", str(port)]

@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import os
+import select
+import socket
 import time
 from pathlib import Path
 
 import pytest
 
 from econe.client.upload import upload_image
-from tests.e2e.conftest import wait_state
+from tests.cli.conftest import run_cli
+from tests.e2e.conftest import DEMO_SECRET, stop_demo, wait_state
 
 from .conftest import (
+    BOUNDARY,
     FILE_HEAD,
     TAIL,
     creds,
@@ -21,7 +25,9 @@ from .conftest import (
     memory_kib,
     one_images,
     post_stream,
+    read_answer,
     signed_fields,
+    start_upload_server,
     upload,
     upload_dir,
     wait_until,
@@ -229,3 +235,90 @@ def test_only_the_checksum_ties_a_signed_upload_to_its_content(demo):
     assert swapped.status == 200  # stored as the user's image: why the CLI sends Checksum
     image = one_images(demo)[int(swapped.image_id[4:])]
     assert image.findtext("TEMPLATE/EC2_UPLOAD_SHA256") == hashlib.sha256(other).hexdigest()
+
+
+# -- uploads left unfinished, a full disk -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    conf = ":upload_max_per_user: 2\n:body_timeout: 2\n:upload_min_rate: 100000\n"
+    proc, demo = start_upload_server(tmp_path_factory.mktemp("guarded"), conf=conf)
+    yield demo
+    stop_demo(proc)
+
+
+def start_held_upload(url: str, name: str) -> socket.socket:
+    """A signed upload announcing 90 MB, of which it sends 1 MiB."""
+    head = field_parts(signed_fields(url, name=name)) + FILE_HEAD
+    host = url.split("//", 1)[1]
+    hostname, port = host.rsplit(":", 1)
+    sock = socket.create_connection((hostname, int(port)))
+    sock.sendall(
+        (
+            f"POST / HTTP/1.1\r\nHost: {host}\r\n"
+            f"Content-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+            f"Content-Length: {len(head) + 90_000_000 + len(TAIL)}\r\n\r\n"
+        ).encode()
+        + head
+        + os.urandom(1 << 20)
+    )
+    return sock
+
+
+def cli_upload(demo, path: Path, *argv: str):
+    return run_cli(["-K", "demo", "-S", DEMO_SECRET, "-U", demo.url, "upload", str(path), *argv])
+
+
+def test_unfinished_uploads_hold_no_slot_or_disk_for_long(guarded, tmp_path):
+    """A user starts uploads and drips a byte every second, inside :body_timeout: (the attack
+    that kept 719 MB in :tmpdir:): a third upload is refused at once (RequestLimitExceeded,
+    as `econe upload` prints it), the dripping ones are cut off by :upload_min_rate: within
+    two :body_timeout: periods, their files removed, and uploads work again."""
+    demo = guarded
+    socks = [start_held_upload(demo.url, f"drip-{i}") for i in range(2)]
+    try:
+        wait_until(lambda: len(list(upload_dir(demo).iterdir())) == 2, 10, "two temp files")
+        image = tmp_path / "third.img"
+        image.write_bytes(os.urandom(1 << 20))
+        refused = cli_upload(demo, image, "--no-progress")
+        assert refused.code == 1 and "RequestLimitExceeded: You already have 2 uploads" in (
+            refused.err
+        ), refused.err
+        answers, dripping, started = [], list(socks), time.monotonic()
+        while dripping and time.monotonic() - started < 15:
+            for sock in dripping:
+                try:
+                    sock.sendall(b"d")
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+            for sock in select.select(dripping, [], [], 1.0)[0]:
+                answers.append(read_answer(sock))
+                dripping.remove(sock)
+        assert time.monotonic() - started < 8
+        assert [(a.status, a.code) for a in answers] == [(400, "RequestTimeout")] * 2
+        assert "minimum of 100000 bytes per second" in answers[0].text("Message")
+    finally:
+        for sock in socks:
+            sock.close()
+    wait_until(lambda: not list(upload_dir(demo).iterdir()), 5, "no temp file")
+    assert "drip-0" not in {i.findtext("NAME") for i in one_images(demo).values()}
+    ami, _ = upload_image(creds(demo), image, name="after-the-drip")
+    assert ami.startswith("ami-")
+
+
+def test_a_disk_without_room_refuses_uploads_clearly(tmp_path):
+    """:upload_min_free: more than the disk has: every upload is refused before a byte is
+    stored, with InsufficientCapacity (503), which `econe upload` prints."""
+    proc, demo = start_upload_server(tmp_path, conf=f":upload_min_free: {1 << 60}\n")
+    try:
+        image = tmp_path / "disk.img"
+        image.write_bytes(os.urandom(1 << 20))
+        refused = cli_upload(demo, image, "--no-progress")
+        assert refused.code == 1, refused.err
+        assert "InsufficientCapacity: The server has not enough free space" in refused.err
+        answer = upload(demo.url, b"x" * 1000, name="no-room")
+        assert (answer.status, answer.code) == (503, "InsufficientCapacity")
+        assert list(upload_dir(demo).iterdir()) == []
+    finally:
+        stop_demo(proc)

@@ -22,7 +22,7 @@ from econe.config import Config
 from econe.errors import Ec2Error
 from econe.one.client import OneClient
 from econe.one.session import ServerCipherSessions
-from econe.upload import UploadJanitor, handle_upload, is_upload_request
+from econe.upload import UploadJanitor, handle_upload, is_upload_request, store
 from econe.upload.images import Existing, reuse
 from econe.upload.store import PREFIX
 from onesim.server import SimServer
@@ -172,6 +172,27 @@ def code_of(data: bytes) -> str:
 
 def run(coro):
     return asyncio.run(coro)
+
+
+async def until(predicate, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.01)
+
+
+def length(f: dict[str, str], size: int) -> dict[str, str]:
+    """The Content-Length header of body(f, <size bytes>)."""
+    return {"content-length": str(len(field_parts(f)) + len(FILE_HEAD) + size + len(TAIL))}
+
+
+async def stop(*tasks: asyncio.Future) -> None:
+    """Cancel uploads left hanging (as a server stopping them does), then let batches on the
+    writer thread finish."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.sleep(0.05)
 
 
 def test_is_upload_request():
@@ -428,7 +449,8 @@ def test_oned_failure_removes_the_file(sim, tmp_path):
     assert gw.files() == []
 
 
-def test_concurrent_identical_uploads_make_one_image(gw):
+def test_concurrent_identical_uploads_make_one_image(sim, tmp_path):
+    gw = Gateway(sim, tmp_path / "upload", upload_max_per_user=4)  # the default is 2
     content = os.urandom(100_000)
 
     async def go():
@@ -472,6 +494,113 @@ def test_a_retry_never_gets_an_image_disabled_meanwhile(gw):
     assert status == 200 and etree.fromstring(data).findtext(".//{*}imageId") == (
         f"ami-{image_id:08d}"
     )
+
+
+# -- limits on uploads in progress ----------------------------------------------------------------
+
+
+def test_uploads_per_user_and_in_all_are_capped(sim, tmp_path):
+    """Uploads started and left unfinished: one user gets :upload_max_per_user: of them, all
+    users together :upload_max_concurrent:; more are refused before a byte is stored with
+    RequestLimitExceeded (503: the SDKs retry it later); a dropped upload frees its place."""
+    gw = Gateway(sim, tmp_path / "upload", upload_max_per_user=1, upload_max_concurrent=2)
+    proxy = xmlrpc.client.ServerProxy(sim.url)
+    for user in ("uploader-1", "uploader-2"):
+        proxy.one.user.allocate(sim.one_auth, user, "pw", "core", [1])
+    secret = hashlib.sha256(b"pw").hexdigest()
+    content = os.urandom(1 << 18)
+
+    def held(f: dict[str, str]) -> asyncio.Future:
+        return asyncio.ensure_future(gw.call(body(f, content, piece=1 << 14)[:8], hang=True))
+
+    async def go():
+        first = held(fields("held"))
+        await until(lambda: len(gw.files()) == 1)
+        status, data, _ = await gw.call(body(fields("second"), b"x"))
+        assert botocore_parse("RegisterImage", status, data)["Error"] == {
+            "Code": "RequestLimitExceeded",
+            "Message": "You already have 1 uploads in progress, the most one user may send at "
+            "once; try again when one has finished.",
+        }
+        assert status == 503
+        other = held(fields("other", secret=secret, AWSAccessKeyId="uploader-1"))
+        await until(lambda: len(gw.files()) == 2)
+        status, data, _ = await gw.call(
+            body(fields("third", secret=secret, AWSAccessKeyId="uploader-2"), b"x")
+        )
+        assert (status, code_of(data)) == (503, "RequestLimitExceeded")
+        assert b"as many uploads as it takes" in data
+        assert len(gw.files()) == 2
+        await stop(first, other)
+        assert gw.files() == []
+        status, data, _ = await gw.call(body(fields("after"), b"x"))
+        assert status == 200, data
+        await gw.janitor.wait()
+
+    run(go())
+    assert gw.files() == []
+
+
+def test_a_trickling_upload_is_cut_off_and_leaves_nothing(sim, tmp_path):
+    """A file dripped a little at a time, each piece inside :body_timeout: (a byte every 40 s
+    of 60 held a slot and its disk space for ever): it must come at :upload_min_rate: over
+    each :body_timeout:, else RequestTimeout and the partial file removed."""
+    gw = Gateway(sim, tmp_path / "upload", body_timeout=0.5, upload_min_rate=100_000)
+    before = set(gw.images())
+    chunks = [field_parts(fields("trickle")) + FILE_HEAD] + [b"t" * 100] * 50
+    started = time.monotonic()
+    status, data, _ = gw.sync(chunks, hang=True, gap=0.1)  # 1,000 bytes a second
+    assert time.monotonic() - started < 2
+    assert (status, code_of(data)) == (400, "RequestTimeout")
+    assert b"slower than the server's minimum of 100000 bytes per second" in data
+    assert gw.files() == [] and set(gw.images()) == before
+    status, data, _ = gw.sync(body(fields("quick"), os.urandom(1 << 20)))
+    assert status == 200, data
+
+
+def test_no_room_in_tmpdir_refuses_or_stops_the_upload(sim, tmp_path, monkeypatch):
+    """:tmpdir: keeps :upload_min_free: bytes free. An upload whose Content-Length does not fit,
+    with what the uploads in progress still announce, is refused before a byte is stored; one
+    during which the disk fills is stopped. InsufficientCapacity (503), no file left."""
+    disk = {"free": 10 << 20}  # the file system as statvfs reports it
+    monkeypatch.setattr(store, "_free", lambda _stat: disk["free"])
+    gw = Gateway(sim, tmp_path / "upload", upload_min_free=1 << 20)
+    content = b"\1" * (6 << 20)
+
+    async def go():
+        f = fields("too-big-for-the-disk")
+        status, data, _ = await gw.call(body(f, content + content), length(f, 12 << 20))
+        assert (status, code_of(data)) == (503, "InsufficientCapacity"), data
+        assert b"not enough free space to receive this upload" in data and gw.files() == []
+        # 6 MiB fit, but not twice: the first upload has hardly started
+        f = fields("first")
+        first = asyncio.ensure_future(
+            gw.call(body(f, content, piece=1 << 14)[:4], length(f, len(content)), hang=True)
+        )
+        await until(gw.files)
+        g = fields("second")
+        status, data, _ = await gw.call(body(g, content), length(g, len(content)))
+        assert (status, code_of(data)) == (503, "InsufficientCapacity"), data
+        assert len(gw.files()) == 1
+        await stop(first)
+        assert gw.files() == []
+        # the disk fills (another writer) while a file streams
+        f = fields("filling")
+        task = asyncio.ensure_future(gw.call(body(f, content), length(f, len(content)), gap=0.01))
+        await until(gw.files)
+        disk["free"] = 1 << 19
+        status, data, _ = await task
+        assert (status, code_of(data)) == (503, "InsufficientCapacity"), data
+        assert b"ran out of space while receiving this upload" in data
+        await asyncio.sleep(0.05)
+        assert gw.files() == []
+        disk["free"] = 10 << 20
+        status, data, _ = await gw.call(body(f, content), length(f, len(content)))
+        assert status == 200, data
+        await gw.janitor.wait()
+
+    run(go())
+    assert gw.files() == []
 
 
 # -- the janitor ---------------------------------------------------------------------------------
