@@ -77,30 +77,25 @@ class EconeHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._refused:
-            return  # answered and closing: nothing more is read
-        # A head is fed in slices and counted while it is incomplete (httptools keeps a
-        # header's partial value to itself until its line ends); what follows it is not.
-        while data and self._in_head:
+        # Fed in slices, a head is counted while it is incomplete (httptools keeps a header's
+        # partial value to itself until its line ends); a body is not counted.
+        while data and not self._refused and not self.transport.is_closing():
             piece, data = data[:_SLICE], data[_SLICE:]
-            self._head_started = True
+            counting = self._in_head
             super().data_received(piece)
-            if self._refused:
-                return
-            if self._in_head:
+            if counting and self._in_head:
                 self._head_bytes += len(piece)
-                if self._head_bytes > MAX_HEAD:
+                if self._head_bytes > MAX_HEAD and not self._refused:
                     message = f"The request's headers are longer than {MAX_HEAD} bytes."
                     self._refuse(400, "InvalidRequest", message)
-                    return
-        if data:
-            super().data_received(data)
 
     # -- the head of each request
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._arm()
+        self._head_started = True
+        if not self._answering():  # a pipelined head waits: its clock starts after the answer
+            self._arm()
 
     def on_headers_complete(self) -> None:
         self._disarm()
@@ -112,9 +107,18 @@ class EconeHttpProtocol(HttpToolsProtocol):
         self._in_head = True  # what comes next is the next request's head
         super().on_message_complete()
 
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if self._in_head and self._head_started and not self.transport.is_closing():
+            self._arm()  # the next head had begun while this answer was made
+
     def send_400_response(self, msg: str) -> None:
         if not self._refused:  # a parse error after our own answer: that one was the answer
+            self._refused = True  # and only one answer: the rest of the read is dropped
             super().send_400_response(msg)
+
+    def _answering(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
 
     def _arm(self) -> None:
         if self._head_timer is None:
@@ -127,8 +131,8 @@ class EconeHttpProtocol(HttpToolsProtocol):
 
     def _head_late(self) -> None:
         self._head_timer = None
-        if self._refused or self.transport.is_closing():
-            return
+        if self._refused or self.transport.is_closing() or self._answering():
+            return  # answering: on_response_complete starts the next head's clock again
         if not self._head_started:  # nothing asked: just close, as for an idle keep-alive
             self._refused = True
             self.transport.close()

@@ -81,3 +81,59 @@ def test_slow_or_huge_heads_and_idle_connections_are_bounded(tmp_path):
         assert demo.client().describe_regions()["Regions"]
     finally:
         stop_demo(proc)
+
+
+def test_a_pipelined_head_waits_for_the_answer_before_its_clock_runs():
+    """A client may send its next request while a slow answer (longer than :header_timeout:)
+    is being made, in the same read or a later one: that answer arrives, then the next one;
+    the next head's deadline starts only once the answer is out."""
+    import asyncio
+    import threading
+
+    import uvicorn
+
+    from econe import connections
+    from tests.e2e.conftest import free_port
+
+    async def app(scope, receive, send):
+        if scope["path"] == "/slow":
+            await asyncio.sleep(1.5)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": scope["path"].encode()})
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, lifespan="off", log_config=None,
+            http=connections.protocol_class(0.5, 10),
+        )
+    )  # fmt: skip
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        for first, later in (
+            (b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\nGET /next HTTP/1.1\r\nHo", b""),
+            (b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n", b"GET /next HTTP/1.1\r\nHo"),
+        ):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(first)
+                time.sleep(0.2)
+                if later:
+                    s.sendall(later)
+                answer = b""
+                while b"/slow" not in answer:
+                    chunk = s.recv(65536)
+                    assert chunk, answer
+                    answer += chunk
+                assert answer.startswith(b"HTTP/1.1 200")
+                s.sendall(b"st: h\r\n\r\n")
+                while b"/next" not in answer:
+                    chunk = s.recv(65536)
+                    assert chunk, answer
+                    answer += chunk
+                assert answer.count(b"HTTP/1.1 200") == 2
+    finally:
+        server.should_exit = True
+        thread.join(10)
