@@ -59,6 +59,14 @@ def new_instance(engine) -> str:
     return res["Instances"][0]["InstanceId"]
 
 
+def running_instance(engine) -> str:
+    """A new instance of demo's, once it runs."""
+    iid = new_instance(engine)
+    state = {"InstanceId": [iid], "Filter": [{"Name": "instance-state-name", "Value": ["running"]}]}
+    wait(lambda: run(engine, "DescribeInstances", state, user="demo")["Reservations"])
+    return iid
+
+
 def test_create_describe_delete(sim: Sim, engine) -> None:
     vol = run(
         engine,
@@ -457,9 +465,7 @@ def test_only_the_volume_being_attached_is_attaching(slow: Sim) -> None:
         return found[0]["State"] if found else None
 
     try:
-        iid = new_instance(engine)
-        state = {"Filter": [{"Name": "instance-state-name", "Value": ["running"]}]}
-        wait(lambda: run(engine, "DescribeInstances", state, user="demo")["Reservations"])
+        iid = running_instance(engine)
         first, second = (
             run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"] for _ in "12"
         )
@@ -886,12 +892,7 @@ def test_a_snapshot_waits_for_the_attach_and_a_detach_for_the_snapshot(slow: Sim
     VM at a time (HOTPLUG, then HOTPLUG_SAVEAS), so each waits for the other."""
     engine = slow.engine()
     try:
-        iid = new_instance(engine)
-        state = {
-            "InstanceId": [iid],
-            "Filter": [{"Name": "instance-state-name", "Value": ["running"]}],
-        }
-        wait(lambda: run(engine, "DescribeInstances", state, user="demo")["Reservations"])
+        iid = running_instance(engine)
         vid = run(engine, "CreateVolume", {"Size": 1}, user="demo")["VolumeId"]
         wait(lambda: volumes(engine, VolumeId=[vid])[vid]["State"] == "available")
         body = {"VolumeId": vid, "InstanceId": iid, "Device": "sdf"}
@@ -924,12 +925,7 @@ def test_a_volume_being_copied_into_a_snapshot_is_attached_once_copied(
     volumes_mod = importlib.import_module("handlers.volumes")
     engine = slow.engine()
     try:
-        iid = new_instance(engine)
-        state = {
-            "InstanceId": [iid],
-            "Filter": [{"Name": "instance-state-name", "Value": ["running"]}],
-        }
-        wait(lambda: run(engine, "DescribeInstances", state, user="demo")["Reservations"])
+        iid = running_instance(engine)
         vid, _ = volume_and_snapshot(engine)
         body = {"VolumeId": vid, "InstanceId": iid, "Device": "sdf"}
         run(engine, "CreateSnapshot", {"VolumeId": vid}, user="demo")
