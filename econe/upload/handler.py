@@ -433,7 +433,9 @@ async def handle_upload(
             log.info("UploadImage %s: the client went away mid-upload; nothing kept", request_id)
             return outcome
         except Ec2Error as exc:
-            if exc.status >= 500:
+            if exc.code in ("RequestLimitExceeded", "InsufficientCapacity"):  # limits at work
+                log.warning("UploadImage %s refused: %s", request_id, exc)
+            elif exc.status >= 500:
                 log.error("UploadImage %s failed: %s", request_id, exc)
             outcome.status = exc.status
             await send_xml(

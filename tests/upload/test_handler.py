@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import time
 import xmlrpc.client
@@ -499,10 +500,11 @@ def test_a_retry_never_gets_an_image_disabled_meanwhile(gw):
 # -- limits on uploads in progress ----------------------------------------------------------------
 
 
-def test_uploads_per_user_and_in_all_are_capped(sim, tmp_path):
+def test_uploads_per_user_and_in_all_are_capped(sim, tmp_path, caplog):
     """Uploads started and left unfinished: one user gets :upload_max_per_user: of them, all
     users together :upload_max_concurrent:; more are refused before a byte is stored with
-    RequestLimitExceeded (503: the SDKs retry it later); a dropped upload frees its place."""
+    RequestLimitExceeded (503: the SDKs retry it later), logged as a warning (the limit at
+    work, not a failure); a dropped upload frees its place."""
     gw = Gateway(sim, tmp_path / "upload", upload_max_per_user=1, upload_max_concurrent=2)
     proxy = xmlrpc.client.ServerProxy(sim.url)
     for user in ("uploader-1", "uploader-2"):
@@ -537,8 +539,11 @@ def test_uploads_per_user_and_in_all_are_capped(sim, tmp_path):
         assert status == 200, data
         await gw.janitor.wait()
 
-    run(go())
+    with caplog.at_level(logging.WARNING, logger="econe"):
+        run(go())
     assert gw.files() == []
+    refusals = [r for r in caplog.records if "RequestLimitExceeded" in r.getMessage()]
+    assert len(refusals) == 2 and {r.levelno for r in refusals} == {logging.WARNING}
 
 
 def test_a_trickling_upload_is_cut_off_and_leaves_nothing(sim, tmp_path):
