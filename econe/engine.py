@@ -263,6 +263,17 @@ class Runtime:
         }
 
 
+class _Turn:
+    """One user's requests in Engine.run: those running hold `running`; `requests` counts
+    those running or waiting (the entry goes when none is left)."""
+
+    __slots__ = ("running", "requests")
+
+    def __init__(self, running: asyncio.Semaphore):
+        self.running = running
+        self.requests = 0
+
+
 class Engine:
     def __init__(
         self,
@@ -286,6 +297,9 @@ class Engine:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="econe-one")
         # oned calls made on an event loop: no more at once than the pool's threads make
         self._max_calls = max_workers
+        # one user's requests running at once, at most (Engine.run): half the workers
+        self._per_user = max(1, max_workers // 2)
+        self._turns: weakref.WeakKeyDictionary[Any, dict[str, _Turn]] = weakref.WeakKeyDictionary()
         self._call_slots: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
@@ -312,7 +326,26 @@ class Engine:
         """The action's result dict; with `render`, what `render(result)` makes of it, where
         the job ran (the wire path: the serializer writes only the members the spec names, so
         the result is not stripped of hidden fields first; a large answer's document is built
-        in a worker, never on the event loop)."""
+        in a worker, never on the event loop). One user's requests run at most PER_USER at
+        once; the others wait their turn, so that one user's flood of requests cannot hold
+        every worker and oned connection while everyone else waits."""
+        user = getattr(ctx.principal, "name", "") or ""
+        turns = self._turns.setdefault(asyncio.get_running_loop(), {})
+        turn = turns.get(user)
+        if turn is None:
+            turn = turns[user] = _Turn(asyncio.Semaphore(self._per_user))
+        turn.requests += 1
+        try:
+            async with turn.running:
+                return await self._run(action, body, ctx, render)
+        finally:
+            turn.requests -= 1
+            if not turn.requests:
+                del turns[user]
+
+    async def _run(
+        self, action: str, body: dict, ctx: RequestContext, render: Callable[[dict], Any] | None
+    ) -> Any:
         mapping = self.mappings.get(action)
         if mapping is None:
             raise Ec2Error(
