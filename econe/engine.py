@@ -297,8 +297,9 @@ class Engine:
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="econe-one")
         # oned calls made on an event loop: no more at once than the pool's threads make
         self._max_calls = max_workers
-        # one user's requests running at once, at most (Engine.run): half the workers
-        self._per_user = max(1, max_workers // 2)
+        # one user's requests running at once, at most (Engine.run): half the workers, and
+        # never fewer than two (a poll waiting on oned beside an action, even in a tiny pool)
+        self._per_user = max(2, max_workers // 2)
         self._turns: weakref.WeakKeyDictionary[Any, dict[str, _Turn]] = weakref.WeakKeyDictionary()
         self._call_slots: weakref.WeakKeyDictionary[Any, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
